@@ -1,0 +1,46 @@
+# llm-operator: the commands a user and CI run. Everything installs itself.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER_DIR := .cluster
+
+.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds lint clean
+
+help:
+	@echo "make demo          local control plane + CRD + operator + examples, then kubectl get llmd"
+	@echo "make test          unit, integration and chart tests (builds what it needs)"
+	@echo "make cluster       local control plane in the background (.cluster/kubeconfig, .cluster/env)"
+	@echo "make cluster-down  stop it, leaving no process"
+	@echo "make crds          regenerate crds/ and the chart's CRDs from api.py"
+
+# The Python environment, rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is not installed; install Python 3.11 or set PYTHON=..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+tools:
+	@bash hack/tools.sh >/dev/null
+
+cluster: venv tools
+	$(PY) hack/localcluster.py up --dir $(CLUSTER_DIR)
+
+cluster-down:
+	@$(PYTHON) hack/localcluster.py down --dir $(CLUSTER_DIR)
+
+test: venv tools
+	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -p no:cacheprovider -ra tests/unit $(PYTEST_ARGS)
+
+test-integration: venv tools
+	$(PY) -m pytest -p no:cacheprovider -ra tests/integration $(PYTEST_ARGS)
+
+clean: cluster-down
+	rm -rf $(VENV) $(CLUSTER_DIR)

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Produce the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kwok, helm), built from Go modules and cached by version under
+# the user's cache directory. Prints the directory that holds them all (symlinks) on stdout.
+#
+# Existing binaries are used instead of building when a directory names them:
+#   LLMOP_BIN_DIR        any of the seven tools (our own variable)
+#   KUBEBUILDER_ASSETS   envtest-style etcd, kube-apiserver, kubectl
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/versions.env
+source "$here/versions.env"
+
+cache_root="${LLMOP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-operator}"
+tools_root="$cache_root/tools"
+log() { echo "tools: $*" >&2; }
+die() { echo "tools: ERROR: $*" >&2; exit 1; }
+
+mkdir -p "$tools_root"
+k8s_dir="$tools_root/kubernetes-$KUBERNETES_VERSION"
+etcd_dir="$tools_root/etcd-$ETCD_VERSION"
+kwok_dir="$tools_root/kwok-$KWOK_VERSION"
+helm_dir="$tools_root/helm-$HELM_VERSION"
+link_dir="$tools_root/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION"
+
+# A directory the user gave us wins over anything we build.
+find_given() {
+  local name="$1" d
+  for d in "${LLMOP_BIN_DIR:-}" "${KUBEBUILDER_ASSETS:-}"; do
+    if [[ -n "$d" && -x "$d/$name" ]]; then echo "$d/$name"; return 0; fi
+  done
+  return 1
+}
+
+need_go() {
+  command -v go >/dev/null 2>&1 || die "the Go toolchain is not installed (no 'go' on PATH); install Go 1.25 or newer, or point LLMOP_BIN_DIR at prebuilt binaries."
+  local proxy
+  proxy="$(go env GOPROXY | cut -d, -f1)"
+  if [[ "$proxy" == http* ]]; then
+    curl -sf --max-time 20 -o /dev/null "$proxy/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.info" \
+      || die "the Go module proxy $proxy cannot be reached, so the Kubernetes binaries cannot be built; fix the network or GOPROXY, or point LLMOP_BIN_DIR at prebuilt binaries."
+  fi
+}
+
+go_env() {
+  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+  # The checksum database may be unreachable where the proxy is; the proxy's content is pinned by version.
+  export GOSUMDB="${GOSUMDB_OVERRIDE:-off}"
+}
+
+build_kubernetes() {
+  [[ -x "$k8s_dir/kube-apiserver" && -x "$k8s_dir/kube-controller-manager" && -x "$k8s_dir/kube-scheduler" && -x "$k8s_dir/kubectl" ]] && return 0
+  need_go; go_env
+  log "building Kubernetes $KUBERNETES_VERSION from Go modules (cold: tens of minutes; cached afterwards in $k8s_dir)"
+  local w="$tools_root/build-kubernetes-$KUBERNETES_VERSION"
+  rm -rf "$w"; mkdir -p "$w"
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local staging_version="v0.${KUBERNETES_VERSION#v1.}"
+  # k8s.io/kubernetes replaces every staging module with a local path; a wrapper module
+  # points each at its published v0.X.Y twin instead.
+  local mod
+  mod="$(curl -sf --max-time 60 "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod")" \
+    || die "could not read k8s.io/kubernetes $KUBERNETES_VERSION's go.mod from the module proxy."
+  {
+    echo "module llmop.local/kubebuild"
+    echo "go 1.25.0"
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo "replace ("
+    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => \./staging/.*#\1#p' <<<"$mod" | while read -r m; do
+      echo "  $m => $m $staging_version"
+    done
+    echo ")"
+  } >"$w/go.mod"
+  cat >"$w/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$w" && go mod tidy -e >/dev/null 2>"$w/tidy.log") || { cat "$w/tidy.log" >&2; die "resolving Kubernetes modules failed (see above)."; }
+  local ld="-s -w"
+  local p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  mkdir -p "$w/out"
+  (cd "$w" && go build -trimpath -ldflags "$ld" -o out/ \
+     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) \
+     || die "building Kubernetes $KUBERNETES_VERSION failed (see above)."
+  rm -rf "$k8s_dir"; mv "$w/out" "$k8s_dir"; rm -rf "$w"
+}
+
+build_etcd() {
+  [[ -x "$etcd_dir/etcd" ]] && return 0
+  need_go; go_env
+  log "building etcd $ETCD_VERSION"
+  local w="$tools_root/build-etcd-$ETCD_VERSION"
+  rm -rf "$w"; mkdir -p "$w/out"
+  printf 'module llmop.local/etcdbuild\ngo 1.25.0\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >"$w/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >"$w/tools.go"
+  (cd "$w" && go mod tidy -e >/dev/null 2>"$w/tidy.log" && go build -trimpath -ldflags "-s -w" -o out/etcd go.etcd.io/etcd/server/v3) \
+    || { cat "$w/tidy.log" >&2; die "building etcd $ETCD_VERSION failed (see above)."; }
+  rm -rf "$etcd_dir"; mv "$w/out" "$etcd_dir"; rm -rf "$w"
+}
+
+build_go_install() { # dir pkg@version binary
+  local dir="$1" pkg="$2" bin="$3"
+  [[ -x "$dir/$bin" ]] && return 0
+  need_go; go_env
+  log "building $pkg"
+  mkdir -p "$dir.tmp"
+  GOBIN="$dir.tmp" go install -trimpath -ldflags "-s -w ${4:-}" "$pkg" || die "building $pkg failed (see above)."
+  rm -rf "$dir"; mv "$dir.tmp" "$dir"
+}
+
+declare -A want=(
+  [etcd]="$etcd_dir/etcd"
+  [kube-apiserver]="$k8s_dir/kube-apiserver"
+  [kube-controller-manager]="$k8s_dir/kube-controller-manager"
+  [kube-scheduler]="$k8s_dir/kube-scheduler"
+  [kubectl]="$k8s_dir/kubectl"
+  [kwok]="$kwok_dir/kwok"
+  [helm]="$helm_dir/helm"
+)
+
+mkdir -p "$link_dir"
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+  if given="$(find_given "$name")"; then
+    ln -sfn "$given" "$link_dir/$name"; continue
+  fi
+  case "$name" in
+    etcd) build_etcd ;;
+    kube-*|kubectl) build_kubernetes ;;
+    kwok) build_go_install "$kwok_dir" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok ;;
+    helm) build_go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm \
+            "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+  esac
+  ln -sfn "${want[$name]}" "$link_dir/$name"
+done
+echo "$link_dir"

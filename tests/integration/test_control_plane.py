@@ -1,0 +1,149 @@
+"""The local control plane behaves like a real cluster with GPU nodes (issue 1)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from conftest import Kubectl, wait_for
+from localcluster import LocalCluster, pid_alive
+
+GPU_TOLERATION = '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'
+
+
+def gpu_deployment(name: str, gpus: int, tolerate: bool = True) -> str:
+    tolerations = f"tolerations: {GPU_TOLERATION}" if tolerate else ""
+    resources = f'{{limits: {{nvidia.com/gpu: "{gpus}"}}}}' if gpus else "{}"
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      {tolerations}
+      containers:
+      - name: c
+        image: registry.invalid/none
+        resources: {resources}
+"""
+
+
+def test_nodes_are_labelled_like_gpu_feature_discovery(cluster):
+    nodes = {n["metadata"]["name"]: n for n in Kubectl(cluster).items("nodes")}
+    h100 = nodes["gpu-h100-0"]
+    assert h100["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert h100["metadata"]["labels"]["nvidia.com/gpu.memory"] == "81559"
+    assert h100["metadata"]["labels"]["nvidia.com/gpu.count"] == "8"
+    assert h100["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+    assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in h100["spec"]["taints"]
+    l4 = nodes["gpu-l4-0"]
+    assert l4["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-L4"
+    assert l4["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    assert "nvidia.com/gpu" not in nodes["cpu-0"]["status"]["allocatable"]
+    assert not nodes["cpu-0"]["spec"].get("taints")
+
+
+def test_eight_gpu_pod_lands_on_the_h100_node_and_is_ready(kubectl):
+    kubectl.apply(gpu_deployment("eight", 8))
+    wait_for("readyReplicas=1", lambda: (kubectl.get("deployment", "eight")["status"].get("readyReplicas") == 1), 30)
+    (pod,) = kubectl.items("pods", "app=eight")
+    assert pod["spec"]["nodeName"] == "gpu-h100-0"
+
+
+def test_nine_gpu_pod_stays_pending_with_the_schedulers_message(kubectl):
+    kubectl.apply(gpu_deployment("nine", 9))
+
+    def unschedulable():
+        for pod in kubectl.items("pods", "app=nine"):
+            for c in pod["status"].get("conditions", []):
+                if c["type"] == "PodScheduled" and c["status"] == "False":
+                    return c
+        return None
+
+    cond = wait_for("PodScheduled=False", unschedulable, 30)
+    assert cond["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in cond["message"]
+    (pod,) = kubectl.items("pods", "app=nine")
+    assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
+
+
+def test_pods_without_the_toleration_never_land_on_gpu_nodes(kubectl):
+    kubectl.apply(gpu_deployment("plain", 0, tolerate=False))
+    kubectl.run("scale", "deployment/plain", "--replicas=6")
+    wait_for("6 ready replicas", lambda: kubectl.get("deployment", "plain")["status"].get("readyReplicas") == 6, 30)
+    nodes = {p["spec"]["nodeName"] for p in kubectl.items("pods", "app=plain")}
+    assert nodes == {"cpu-0"}
+
+
+def test_garbage_collector_removes_owned_objects(kubectl):
+    owner = kubectl.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner}\n")
+    uid = kubectl.get("configmap", "owner")["metadata"]["uid"]
+    kubectl.apply(f"""
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: owned
+  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}}}]
+""")
+    assert owner.returncode == 0 and kubectl.get("configmap", "owned") is not None
+    kubectl.run("delete", "configmap", "owner")
+    wait_for("the owned ConfigMap to be collected", lambda: kubectl.get("configmap", "owned") is None, 30)
+
+
+def test_job_pod_completes_and_job_succeeds(kubectl):
+    kubectl.apply("""
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: registry.invalid/none}]
+""")
+    job = wait_for("Job Complete", lambda: (j := kubectl.get("job", "once")) and any(
+        c["type"] == "Complete" and c["status"] == "True" for c in j["status"].get("conditions", [])) and j, 30)
+    assert job["status"]["succeeded"] == 1
+    (pod,) = kubectl.items("pods", "job-name=once")
+    assert pod["status"]["phase"] == "Succeeded"
+
+
+def test_a_failing_job_pod_fails_the_job(kubectl):
+    """The kwok stage honours an exit code, so failure paths can be tested too."""
+    kubectl.apply("""
+apiVersion: batch/v1
+kind: Job
+metadata: {name: broken}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations:
+        pod-complete.stage.kwok.x-k8s.io/exit-code: "3"
+        pod-complete.stage.kwok.x-k8s.io/message: "download stalled"
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: registry.invalid/none}]
+""")
+    wait_for("Job Failed", lambda: (j := kubectl.get("job", "broken")) and any(
+        c["type"] == "Failed" and c["status"] == "True" for c in j["status"].get("conditions", [])), 30)
+    (pod,) = kubectl.items("pods", "job-name=broken")
+    term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["exitCode"] == 3 and term["message"] == "download stalled"
+
+
+def test_cluster_down_leaves_no_process(tmp_path):
+    """A second, throwaway plane: up, then down, then nothing of it runs."""
+    plane = LocalCluster(tmp_path / "plane")
+    plane.up()
+    pids = plane.pids()
+    assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    assert all(pid_alive(p) for p in pids.values())
+    plane.down()
+    assert not any(pid_alive(p) for p in pids.values())
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "plane") not in ps, ps
