@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -115,11 +116,22 @@ class OperatorProcess:
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), **self.extra_env}
         log = open(self.log_path, "ab")
+        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llm_operator.cli", "run", "--all-namespaces",
-             f"--liveness=http://127.0.0.1:{free_port()}/healthz"],
+            [sys.executable, "-m", "llm_operator.cli", "run", "--all-namespaces", f"--liveness={self.liveness}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
+
+        def alive() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the operator exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.liveness, timeout=1) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        wait_for("the operator's liveness endpoint", alive, 30)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

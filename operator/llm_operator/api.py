@@ -1,0 +1,357 @@
+"""The LLMDeployment API: pydantic models of spec and status, the one source of truth.
+
+crd.py turns these models into the CustomResourceDefinition; the operator parses every
+spec with them once, at the edge. Cross-field rules are declared once (`Rule`) and serve
+both as CEL in the CRD (so the apiserver rejects a bad manifest at `kubectl apply`) and
+as a pydantic validator (so `llm-operator render` rejects it without a cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "llm-operator.io"
+VERSION = "v1alpha1"
+KIND = "LLMDeployment"
+PLURAL = "llmdeployments"
+SINGULAR = "llmdeployment"
+SHORT_NAMES = ["llmd", "llm"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# The pinned serving engine; spec.engine.image overrides it.
+DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A Hub repository id: "name" or "owner/name", as huggingface-hub validates it.
+HUB_REPO_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule: CEL for the apiserver, `holds` for Python, one message for both."""
+
+    cel: str
+    message: str
+    field_path: str
+    holds: Callable[[Any], bool]
+
+    def to_cel(self) -> dict:
+        return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
+
+
+class Quantization(str, Enum):
+    none = "none"
+    awq = "awq"
+    gptq = "gptq"
+    marlin = "marlin"
+    eetq = "eetq"
+    fp8 = "fp8"
+    bitsandbytes = "bitsandbytes"
+    bitsandbytes_nf4 = "bitsandbytes-nf4"
+    bitsandbytes_fp4 = "bitsandbytes-fp4"
+    exl2 = "exl2"
+    compressed_tensors = "compressed-tensors"
+
+
+# TGI refuses --dtype together with --quantize, except for bitsandbytes (tgi.md).
+DTYPE_COMPATIBLE_QUANTIZATIONS = ("none", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+
+
+class DType(str, Enum):
+    auto = "auto"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class AutoscalingMode(str, Enum):
+    none = "none"
+    hpa = "hpa"
+    operator = "operator"
+
+
+class ScalingMetric(str, Enum):
+    queue = "queue"
+    concurrency = "concurrency"
+
+
+class AccessMode(str, Enum):
+    ReadWriteOnce = "ReadWriteOnce"
+    ReadWriteMany = "ReadWriteMany"
+    ReadWriteOncePod = "ReadWriteOncePod"
+
+
+class ServiceType(str, Enum):
+    ClusterIP = "ClusterIP"
+    NodePort = "NodePort"
+    LoadBalancer = "LoadBalancer"
+
+
+class Model(BaseModel):
+    """Base for every API object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              use_enum_values=True)
+
+    def wire(self) -> dict:
+        """The object as it is written in a manifest (camelCase, unset optionals left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class RuledModel(Model):
+    """A model with cross-field `__rules__`, checked here and emitted as CEL by crd.py."""
+
+    __rules__: tuple = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self):
+        for rule in type(self).__rules__:
+            if not rule.holds(self):
+                raise RuleViolation(rule)
+        return self
+
+
+class RuleViolation(ValueError):
+    def __init__(self, rule: Rule):
+        super().__init__(rule.message)
+        self.rule = rule
+
+
+class SecretKeyRef(Model):
+    """A key in a Secret in the LLMDeployment's namespace. The operator never reads it: the pods get it by secretKeyRef."""
+
+    name: str = Field(description="Name of the Secret.", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    key: str = Field("token", description="Key within the Secret that holds the Hugging Face token.",
+                     min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class ModelSource(Model):
+    """Which model to serve."""
+
+    id: str = Field(description="Hugging Face Hub repository id of the model, e.g. mistralai/Mistral-7B-Instruct-v0.2.",
+                    min_length=1, max_length=96, pattern=HUB_REPO_ID)
+    revision: str = Field("main", description="Branch, tag or commit of the model repository; pin a commit for reproducible deployments.",
+                          min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    token_secret_ref: SecretKeyRef | None = Field(None, description="Secret key holding a Hub token, for gated or private models. Passed to the pods by secretKeyRef; the operator never reads it.")
+    trust_remote_code: bool = Field(False, description="Allow the model repository's own Python code to run (TGI's --trust-remote-code). Only for repositories you trust.")
+
+
+class GPU(Model):
+    """What kind of GPU the pods ask for."""
+
+    resource: str = Field("nvidia.com/gpu", description="Extended resource name the device plugin advertises.",
+                          min_length=1, max_length=253, pattern=r"^([a-z0-9.-]+/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    product: str = Field("", description="GPU product as NVIDIA GPU feature discovery labels it (nvidia.com/gpu.product), e.g. NVIDIA-H100-80GB-HBM3; pods are then only placed on such nodes. Empty: any GPU node.",
+                         max_length=63, pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def _set(model: BaseModel, field: str) -> bool:
+    return getattr(model, field, None) is not None
+
+
+class Limits(RuledModel):
+    """Token and concurrency limits, passed to TGI's launcher. Unset: TGI picks them from the model and the GPU memory."""
+
+    max_input_tokens: int | None = Field(None, description="Longest prompt accepted, in tokens (--max-input-tokens).", ge=1, le=10_000_000)
+    max_total_tokens: int | None = Field(None, description="Longest prompt plus generated tokens, in tokens (--max-total-tokens); must exceed maxInputTokens.", ge=2, le=10_000_000)
+    max_batch_prefill_tokens: int | None = Field(None, description="Tokens prefilled in one batch (--max-batch-prefill-tokens); at least maxInputTokens.", ge=1, le=10_000_000)
+    max_concurrent_requests: int | None = Field(None, description="Requests in flight per replica before clients get HTTP 429 (--max-concurrent-requests).", ge=1, le=100_000)
+
+    __rules__ = (
+        Rule("!has(self.maxInputTokens) || !has(self.maxTotalTokens) || self.maxTotalTokens > self.maxInputTokens",
+             "maxTotalTokens must be greater than maxInputTokens: it counts the prompt and the generated tokens.",
+             ".maxTotalTokens",
+             lambda s: not (_set(s, "max_input_tokens") and _set(s, "max_total_tokens")) or s.max_total_tokens > s.max_input_tokens),
+        Rule("!has(self.maxInputTokens) || !has(self.maxBatchPrefillTokens) || self.maxBatchPrefillTokens >= self.maxInputTokens",
+             "maxBatchPrefillTokens must be at least maxInputTokens, or the longest prompt could never be prefilled.",
+             ".maxBatchPrefillTokens",
+             lambda s: not (_set(s, "max_input_tokens") and _set(s, "max_batch_prefill_tokens")) or s.max_batch_prefill_tokens >= s.max_input_tokens),
+    )
+
+
+class Autoscaling(RuledModel):
+    """How the replica count follows load."""
+
+    mode: AutoscalingMode = Field(AutoscalingMode.none, description="none: spec.replicas is used as given; hpa: a HorizontalPodAutoscaler on a TGI metric (needs a custom-metrics adapter); operator: the operator reads the pods' /metrics and scales itself.")
+    min_replicas: int = Field(1, description="Fewest replicas the autoscaler keeps.", ge=1, le=1000)
+    max_replicas: int = Field(4, description="Most replicas the autoscaler makes.", ge=1, le=1000)
+    metric: ScalingMetric = Field(ScalingMetric.queue, description="queue: requests waiting (tgi_queue_size) per replica; concurrency: requests in flight (batch plus queue) per replica.")
+    target: int = Field(8, description="Target value of the metric per replica.", ge=1, le=100_000)
+    scale_down_delay_seconds: int = Field(300, description="How long load must stay low before replicas are removed.", ge=0, le=86_400)
+
+    __rules__ = (
+        Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas.", ".minReplicas",
+             lambda s: s.min_replicas <= s.max_replicas),
+    )
+
+
+class Cache(Model):
+    """A PersistentVolumeClaim the weights are downloaded into once, shared by every replica."""
+
+    enabled: bool = Field(False, description="Download the weights into a shared volume once, before any serving pod starts.")
+    size: str = Field("200Gi", description="Size of the cache volume, a Kubernetes quantity such as 200Gi.", max_length=32, pattern=QUANTITY)
+    storage_class_name: str = Field("", description="StorageClass of the cache volume. Empty: the cluster's default StorageClass.", max_length=253,
+                                    pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
+    access_mode: AccessMode = Field(AccessMode.ReadWriteMany, description="Access mode of the volume. ReadWriteMany lets replicas on several nodes share it.")
+
+
+class EnvVar(Model):
+    name: str = Field(description="Environment variable name.", min_length=1, max_length=256, pattern=ENV_NAME)
+    value: str = Field("", description="Its value.", max_length=32_768)
+
+
+class ResourceRequirements(Model):
+    requests: dict[str, str] = Field(default_factory=dict, description="Resource requests of the serving container, e.g. cpu and memory.", max_length=16)
+    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits of the serving container. The GPU limit always comes from spec.gpus.", max_length=16)
+
+
+class Engine(Model):
+    """The serving engine. Text Generation Inference is the only one today."""
+
+    name: Literal["tgi"] = Field("tgi", description="Serving engine: tgi (Hugging Face Text Generation Inference).")
+    image: str = Field("", description=f"Container image of the engine. Empty: {DEFAULT_TGI_IMAGE}.", max_length=512)
+    args: list[str] = Field(default_factory=list, description="Extra launcher arguments, appended after the ones the operator sets.", max_length=64)
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the serving container.", max_length=64)
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="CPU and memory of the serving container.")
+
+
+class Toleration(Model):
+    key: str = Field("", description="Taint key the toleration applies to; empty with operator Exists matches every taint.", max_length=316)
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
+    value: str = Field("", description="Taint value for operator Equal.", max_length=63)
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field("", description="Taint effect to tolerate; empty: all.")
+    toleration_seconds: int | None = Field(None, description="For NoExecute: how long the pod stays bound after the taint appears.")
+
+
+class Scheduling(Model):
+    """Where the pods may run, in addition to the GPU constraints the operator sets."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.", max_length=32)
+    tolerations: list[Toleration] = Field(default_factory=list, description="Extra tolerations; the GPU taint nvidia.com/gpu is always tolerated.", max_length=32)
+    affinity: dict[str, Any] = Field(default_factory=dict, description="A Kubernetes Affinity, merged with the GPU product affinity.")
+    priority_class_name: str = Field("", description="PriorityClass of the pods.", max_length=253)
+
+
+class ServiceSpec(Model):
+    type: ServiceType = Field(ServiceType.ClusterIP, description="Service type in front of the pods.")
+    port: int = Field(80, description="Service port; it forwards to the engine's named port http.", ge=1, le=65535)
+
+
+class LLMDeploymentSpec(RuledModel):
+    """Desired state of an LLMDeployment: a model served by GPU pods behind a Service."""
+
+    model: ModelSource = Field(description="The model to serve, from the Hugging Face Hub.")
+    quantization: Quantization = Field(Quantization.none, description="Weight quantization TGI applies or expects (--quantize). none serves the weights as they are.")
+    dtype: DType = Field(DType.auto, description="Weight dtype (--dtype); auto lets TGI choose. TGI refuses a dtype with any quantization but bitsandbytes.")
+    gpus: int | None = Field(None, description="GPUs per replica, one tensor-parallel shard each (--num-shard). Unset: the planner picks the fewest that fit.", ge=1, le=16)
+    gpu: GPU = Field(default_factory=GPU, description="GPU resource name and product.")
+    replicas: int = Field(1, description="Serving pods; ignored while an autoscaler owns the count.", ge=0, le=1000)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling of the replica count.")
+    limits: Limits = Field(default_factory=Limits, description="Token and concurrency limits.")
+    cache: Cache = Field(default_factory=Cache, description="Shared weight cache.")
+    engine: Engine = Field(default_factory=Engine, description="Serving engine image, extra arguments, environment and resources.")
+    scheduling: Scheduling = Field(default_factory=Scheduling, description="Extra scheduling constraints of the pods.")
+    service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service in front of the pods.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations added to the serving pods (for service meshes, log shippers, scrapers).", max_length=64)
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Labels added to the serving pods; the operator's own labels win.", max_length=64)
+
+    __rules__ = (
+        Rule("self.quantization != 'exl2' || !has(self.gpus) || self.gpus == 1",
+             "exl2 models cannot be sharded across GPUs: set gpus to 1 or choose another quantization.",
+             ".gpus",
+             lambda s: s.quantization != "exl2" or s.gpus is None or s.gpus == 1),
+        Rule("self.dtype == 'auto' || self.quantization in " + repr(list(DTYPE_COMPATIBLE_QUANTIZATIONS)).replace('"', "'"),
+             "dtype must be auto when quantization is awq, gptq, marlin, eetq, fp8, exl2 or compressed-tensors: TGI refuses --dtype with those.",
+             ".dtype",
+             lambda s: s.dtype == "auto" or s.quantization in DTYPE_COMPATIBLE_QUANTIZATIONS),
+    )
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.autoscaling.mode != "none"
+
+
+# The object's name becomes the Service's name, which must be a DNS-1035 label.
+NAME_RULE = Rule(
+    "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "metadata.name must be at most 63 characters of lower-case letters, digits and '-', starting with a letter: it names the Service.",
+    ".metadata.name",
+    lambda name: len(name) <= 63 and __import__("re").match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", name) is not None,
+)
+
+
+class Condition(Model):
+    type: str = Field(description="Ready, Reconciling, Stalled, ...", max_length=316)
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="One CamelCase word saying why.", max_length=1024)
+    message: str = Field("", description="A sentence a person can act on.", max_length=32_768)
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="metadata.generation this condition was computed from.", ge=0)
+
+
+class PlanStatus(Model):
+    """What the planner concluded about fitting the model on the GPUs."""
+
+    num_shard: int | None = Field(None, description="Shards (GPUs) per replica.")
+    weights_gi_b: float | None = Field(None, alias="weightsGiB", description="Weights in GiB at the chosen quantization.")
+    kv_cache_gi_b_per_gpu: float | None = Field(None, alias="kvCacheGiBPerGpu", description="KV cache per GPU in GiB for maxTotalTokens.")
+    gpu_memory_gi_b: float | None = Field(None, alias="gpuMemoryGiB", description="Memory of one GPU in GiB.")
+    fits: bool | None = Field(None, description="Whether weights, KV cache and overhead fit.")
+    reason: str = Field("", description="The verdict as a sentence.")
+    min_gpus: int | None = Field(None, description="Fewest GPUs that fit, if any.")
+    known: bool = Field(True, description="False when the model's facts could not be had and the plan is unknown.")
+
+
+class LLMDeploymentStatus(Model):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(None, description="metadata.generation the status describes.")
+    phase: str = Field("", description="One word: Pending, Progressing, Ready, Unschedulable, Failed, ScaledToZero.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready (summary), Reconciling and Stalled (for kstatus-based GitOps tools), and more.")
+    gpus: int | None = Field(None, description="GPUs per replica in use (spec.gpus or the planner's choice).")
+    replicas: int | None = Field(None, description="Serving pods that exist.")
+    ready_replicas: int | None = Field(None, description="Serving pods that are ready.")
+    ready: str = Field("", description="readyReplicas/replicas, for kubectl get.")
+    selector: str = Field("", description="Label selector of the serving pods (for the scale subresource).")
+    url: str = Field("", description="In-cluster URL of the Service.")
+    plan: PlanStatus | None = Field(None, description="The planner's verdict.")
+
+
+class InvalidSpec(ValueError):
+    """A manifest the API refuses; str() names the field and what would be valid."""
+
+
+def parse_spec(spec: dict) -> LLMDeploymentSpec:
+    """The typed spec, or InvalidSpec with every problem as `field: message`."""
+    from pydantic import ValidationError
+
+    try:
+        return LLMDeploymentSpec.model_validate(spec)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            path = ["spec", *(str(p) for p in e["loc"])]
+            violated = (e.get("ctx") or {}).get("error")
+            if isinstance(violated, RuleViolation):
+                path.append(violated.rule.field_path.lstrip("."))
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{'.'.join(path)}: {msg}")
+        raise InvalidSpec("; ".join(problems)) from None
+
+
+def validate_manifest(obj: dict) -> LLMDeploymentSpec:
+    """Check a whole LLMDeployment manifest as the apiserver would, without a cluster."""
+    if obj.get("apiVersion") != API_VERSION or obj.get("kind") != KIND:
+        raise InvalidSpec(f"apiVersion/kind: expected {API_VERSION} {KIND}, got {obj.get('apiVersion')} {obj.get('kind')}")
+    name = (obj.get("metadata") or {}).get("name", "")
+    if not NAME_RULE.holds(name):
+        raise InvalidSpec(f"metadata.name: {NAME_RULE.message}")
+    return parse_spec(obj.get("spec") or {})
+

@@ -1,0 +1,201 @@
+"""I/O: read, server-side apply and prune the children of an LLMDeployment.
+
+A thin REST layer over the kubernetes client's ApiClient (auth, TLS, retries on
+connection errors), speaking plain dicts. A child is applied only when the live object
+differs from the desired one, so a reconcile that changes nothing writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from . import api
+from .resources import HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY
+
+FIELD_MANAGER = "llm-operator"
+log = logging.getLogger(__name__)
+
+_PLURALS = {
+    "Service": "services", "Deployment": "deployments", "PodDisruptionBudget": "poddisruptionbudgets",
+    "Job": "jobs", "PersistentVolumeClaim": "persistentvolumeclaims", "Pod": "pods", "Event": "events",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers", "StorageClass": "storageclasses",
+    api.KIND: api.PLURAL,
+}
+_CLUSTER_SCOPED = {"StorageClass"}
+
+
+class KubeError(RuntimeError):
+    def __init__(self, status: int, reason: str, body: str):
+        super().__init__(f"{status} {reason}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+
+def load_config() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+@dataclass
+class Kube:
+    """Plain-dict access to the API for the few kinds the operator touches."""
+
+    api_client: client.ApiClient
+    timeout_s: float = 30
+
+    @staticmethod
+    def path(api_version: str, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        parts = [base]
+        if namespace and kind not in _CLUSTER_SCOPED:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(_PLURALS[kind])
+        if name:
+            parts.append(name)
+        if sub:
+            parts.append(sub)
+        return "/".join(parts)
+
+    def request(self, method: str, path: str, body=None, query: dict | None = None,
+                content_type: str = "application/json") -> dict | None:
+        if query:
+            path += "?" + urlencode(query)
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        m, url, headers, body, _ = self.api_client.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"])
+        try:
+            resp = self.api_client.call_api(m, url, header_params=headers, body=body,
+                                            _request_timeout=self.timeout_s)
+            resp.read()
+        except ApiException as err:
+            raise KubeError(err.status, err.reason, err.body or "") from None
+        if resp.status >= 400:
+            raise KubeError(resp.status, resp.reason, resp.data.decode(errors="replace"))
+        return json.loads(resp.data) if resp.data else None
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
+        try:
+            return self.request("GET", self.path(api_version, kind, namespace, name))
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, namespace: str | None, selector: str = "") -> list[dict]:
+        query = {"labelSelector": selector} if selector else None
+        out = self.request("GET", self.path(api_version, kind, namespace), query=query)
+        return out.get("items", []) if out else []
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply with our field manager, taking over fields from hand edits."""
+        meta = obj["metadata"]
+        path = self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        return self.request("PATCH", path, body=json.dumps(obj),
+                            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                            content_type="application/apply-patch+yaml")
+
+    def json_patch(self, obj: dict, ops: list[dict]) -> dict:
+        meta = obj["metadata"]
+        path = self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        return self.request("PATCH", path, body=ops, query={"fieldManager": FIELD_MANAGER},
+                            content_type="application/json-patch+json")
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+        try:
+            self.request("DELETE", self.path(api_version, kind, namespace, name),
+                         body={"propagationPolicy": "Background"})
+        except KubeError as err:
+            if err.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: dict) -> dict:
+        path = self.path(api.API_VERSION, api.KIND, namespace, name, "status")
+        return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+
+
+def is_subset(desired, live) -> bool:
+    """True when every value in `desired` is in `live` (which may carry defaults and more)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(desired) == len(live) and all(
+            is_subset(d, l) for d, l in zip(desired, live))
+    return desired == live
+
+
+def up_to_date(desired: dict, live: dict | None) -> bool:
+    """The live child is what we want: same desired-hash (nothing changed on our side)
+    and every field we set still holds (nothing changed by hand)."""
+    if live is None:
+        return False
+    want = desired["metadata"]["annotations"][HASH_ANNOTATION]
+    have = (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
+    return want == have and is_subset(desired.get("spec", {}), live.get("spec", {})) and is_subset(
+        {k: v for k, v in desired["metadata"].items() if k in ("labels", "annotations")}, live["metadata"])
+
+
+def replace_ops(desired: dict, live: dict) -> list[dict]:
+    """JSON-patch operations that put back each top-level spec field that differs."""
+    have = live.get("spec") or {}
+    return [{"op": "replace" if key in have else "add", "path": f"/spec/{key}", "value": value}
+            for key, value in desired.get("spec", {}).items() if not is_subset(value, have.get(key))]
+
+
+def apply_or_replace(kube: Kube, obj: dict, current: dict | None) -> dict:
+    """Server-side apply; where a hand edit left list entries that another field manager
+    owns (apply merges lists by key, so a changed Service port is added beside ours and
+    the result is invalid or still wrong), replace the differing fields outright."""
+    try:
+        result = kube.apply(obj)
+    except KubeError as err:
+        if err.status != 422 or current is None:
+            raise
+        result = current
+    if is_subset(obj.get("spec", {}), result.get("spec", {})):
+        return result
+    log.info("%s/%s: replacing fields edited by hand", obj["kind"], obj["metadata"]["name"])
+    kube.json_patch(obj, replace_ops(obj, result))
+    return kube.apply(obj)
+
+
+@dataclass
+class ApplyResult:
+    live: dict[str, dict]        # kind -> live object after the reconcile
+    written: list[str]           # "Kind/name" applied or deleted
+
+
+def children_selector(owner_name: str) -> str:
+    return f"app.kubernetes.io/managed-by={MANAGED_BY},{INSTANCE_LABEL}={owner_name}"
+
+
+def sync_children(kube: Kube, namespace: str, owner_name: str, desired: list[dict],
+                  managed_kinds: tuple[tuple[str, str], ...]) -> ApplyResult:
+    """Apply what differs, delete what we own and no longer want, write nothing else."""
+    live: dict[str, dict] = {}
+    written: list[str] = []
+    wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
+    for obj in desired:
+        current = kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
+        if up_to_date(obj, current):
+            live[obj["kind"]] = current
+            continue
+        live[obj["kind"]] = apply_or_replace(kube, obj, current)
+        written.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    for api_version, kind in managed_kinds:
+        if any(k == kind for k, _ in wanted):
+            continue
+        for item in kube.list(api_version, kind, namespace, children_selector(owner_name)):
+            name = item["metadata"]["name"]
+            kube.delete(api_version, kind, namespace, name)
+            written.append(f"-{kind}/{name}")
+    return ApplyResult(live=live, written=written)

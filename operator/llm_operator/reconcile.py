@@ -1,0 +1,119 @@
+"""One reconcile of one LLMDeployment: manifest -> spec -> plan -> children -> status.
+
+Each arrow is a call into its own module; this function only strings them together and
+does the I/O between them. It is level-triggered: whatever woke it (a change to the
+LLMDeployment, an event on a child, a restart), it computes the whole desired state,
+writes only what differs, and reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+
+from . import api, resources, status
+from .apply import Kube, KubeError, sync_children
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class _Turn:
+    lock: threading.Lock
+    waiting: bool = False
+
+
+_turns: dict[tuple[str, str], _Turn] = {}
+_turns_guard = threading.Lock()
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Outcome:
+    phase: str
+    written: list[str]
+    blocked: status.Verdict | None
+
+
+def reconcile(kube: Kube, namespace: str, name: str) -> Outcome | None:
+    """Reconcile one LLMDeployment by name, reading it afresh.
+
+    One reconcile at a time per object (child events arrive on several threads). A
+    request that finds another already waiting returns None at once: the waiter reads
+    the object after it gets its turn, so it sees everything this request would have.
+    """
+    with _turns_guard:
+        turn = _turns.setdefault((namespace, name), _Turn(threading.Lock()))
+        if turn.waiting:
+            return None
+        turn.waiting = True
+    with turn.lock:
+        with _turns_guard:
+            turn.waiting = False
+        body = kube.get(api.API_VERSION, api.KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            with _turns_guard:
+                if not turn.waiting:
+                    _turns.pop((namespace, name), None)
+            return None
+        return _reconcile(kube, body)
+
+
+def _reconcile(kube: Kube, body: dict) -> Outcome:
+    meta = body["metadata"]
+    owner = resources.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    generation = meta.get("generation", 1)
+    blocked: status.Verdict | None = None
+    written: list[str] = []
+    try:
+        spec = api.parse_spec(body.get("spec") or {})
+    except api.InvalidSpec as err:
+        spec = None
+        blocked = status.Verdict("False", "InvalidSpec", f"The spec is invalid: {err}")
+
+    gpus = (spec.gpus if spec and spec.gpus else 1)
+    deployment = None
+    pods: tuple[dict, ...] = ()
+    if spec is not None and blocked is None:
+        decisions = resources.Decisions(gpus=gpus)
+        desired = resources.desired_children(owner, spec, decisions)
+        try:
+            result = sync_children(kube, owner.namespace, owner.name, desired, resources.MANAGED_KINDS)
+        except KubeError as err:
+            if err.status == 403 and "NamespaceTerminating" in err.body:
+                return Outcome(phase="Terminating", written=[], blocked=None)
+            raise
+        written = result.written
+        deployment = result.live.get("Deployment")
+        pods = tuple(kube.list("v1", "Pod", owner.namespace, resources.pod_selector(owner)))
+
+    observed = status.Observed(
+        generation=generation,
+        desired_replicas=None if (spec is None or spec.autoscaled) else spec.replicas,
+        gpus=gpus,
+        selector=resources.pod_selector(owner),
+        url=resources.service_url(owner, spec) if spec else "",
+        deployment=deployment,
+        pods=pods,
+        blocked=blocked,
+    )
+    current = body.get("status") or {}
+    desired_status = status.desired_status(observed, current, now_rfc3339())
+    patch = status.status_patch(current, desired_status)
+    if patch is not None:
+        try:
+            kube.patch_status(owner.namespace, owner.name, patch)
+        except KubeError as err:
+            if err.status != 404:   # deleted meanwhile: nothing to report on
+                raise
+        if current.get("phase") != desired_status["phase"]:
+            ready = next(c for c in desired_status["conditions"] if c["type"] == "Ready")
+            log.info("%s/%s: %s -> %s: %s", owner.namespace, owner.name, current.get("phase"),
+                     desired_status["phase"], ready["message"])
+    if written:
+        log.info("%s/%s: wrote %s", owner.namespace, owner.name, ", ".join(written))
+    return Outcome(phase=desired_status["phase"], written=written, blocked=blocked)

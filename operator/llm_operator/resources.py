@@ -1,0 +1,244 @@
+"""Pure: an LLMDeployment's spec (and plan) -> the child manifests it should have.
+
+Every child is a plain dict ready for server-side apply. Names are deterministic (the
+LLMDeployment's own name, which the CRD restricts to a DNS-1035 label), so a restart
+mid-reconcile finds what it made instead of making it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from llm_runtime.launcher import LauncherSettings, launcher_args, launcher_env
+
+from . import api
+
+MANAGED_BY = "llm-operator"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+NAME_LABEL = f"{api.GROUP}/name"           # the selector label of serving pods
+HASH_ANNOTATION = f"{api.GROUP}/desired-hash"
+ENGINE_CONTAINER = "engine"
+
+# TGI drains for 90 s on SIGTERM (--graceful-termination-timeout); give it more.
+TERMINATION_GRACE_S = 120
+# TGI opens its port only after loading and warming up: allow up to an hour.
+STARTUP_PERIOD_S = 10
+STARTUP_FAILURES = 360
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The LLMDeployment the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict:
+        return {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What the reconcile decided before building children."""
+
+    gpus: int                    # per replica: spec.gpus or the planner's choice
+
+
+def selector_labels(owner: Owner) -> dict[str, str]:
+    return {NAME_LABEL: owner.name}
+
+
+def common_labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "text-generation-inference",
+        INSTANCE_LABEL: owner.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "llm-operator",
+    }
+
+
+def _metadata(owner: Owner, name: str, component: str) -> dict:
+    return {"name": name, "namespace": owner.namespace, "labels": common_labels(owner, component),
+            "ownerReferences": [owner.reference()]}
+
+
+def with_hash(obj: dict) -> dict:
+    """Stamp the object with a hash of itself, so that any change to what we want is
+    seen as a change even where a subset comparison with the live object would miss it
+    (a field we stopped setting)."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return obj
+
+
+def launcher_settings(spec: api.LLMDeploymentSpec, d: Decisions) -> LauncherSettings:
+    limits = spec.limits
+    return LauncherSettings(
+        model_id=spec.model.id,
+        revision=spec.model.revision,
+        num_shard=d.gpus,
+        quantize=spec.quantization,
+        dtype=spec.dtype,
+        trust_remote_code=spec.model.trust_remote_code,
+        max_input_tokens=limits.max_input_tokens,
+        max_total_tokens=limits.max_total_tokens,
+        max_batch_prefill_tokens=limits.max_batch_prefill_tokens,
+        max_concurrent_requests=limits.max_concurrent_requests,
+        extra_args=tuple(spec.engine.args),
+    )
+
+
+def _env(spec: api.LLMDeploymentSpec, settings: LauncherSettings) -> list[dict]:
+    env = [{"name": k, "value": v} for k, v in launcher_env(settings).items()]
+    ref = spec.model.token_secret_ref
+    if ref is not None:
+        # By reference only: the operator never reads the Secret.
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    ours = {e["name"] for e in env}
+    env += [{"name": e.name, "value": e.value} for e in spec.engine.env if e.name not in ours]
+    return env
+
+
+def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict:
+    return {"httpGet": {"path": path, "port": "http", "scheme": "HTTP"}, "periodSeconds": period,
+            "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
+
+
+def _tolerations(spec: api.LLMDeploymentSpec) -> list[dict]:
+    # GPU nodes carry nvidia.com/gpu=present:NoSchedule on most clusters.
+    tolerations = [{"key": spec.gpu.resource, "operator": "Exists", "effect": "NoSchedule"}]
+    for t in spec.scheduling.tolerations:
+        tolerations.append(t.wire())
+    return tolerations
+
+
+def _affinity(spec: api.LLMDeploymentSpec) -> dict | None:
+    """The user's affinity, with the GPU product required in every node selector term."""
+    affinity = json.loads(json.dumps(spec.scheduling.affinity))  # a copy we may change
+    if spec.gpu.product:
+        expr = {"key": "nvidia.com/gpu.product", "operator": "In", "values": [spec.gpu.product]}
+        required = (affinity.setdefault("nodeAffinity", {})
+                    .setdefault("requiredDuringSchedulingIgnoredDuringExecution", {}))
+        terms = required.setdefault("nodeSelectorTerms", [])
+        if not terms:
+            terms.append({})
+        for term in terms:
+            term.setdefault("matchExpressions", []).append(expr)
+    return affinity or None
+
+
+def _quantity_gi(n: int) -> str:
+    return f"{n}Gi"
+
+
+def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict:
+    settings = launcher_settings(spec, d)
+    resources = spec.engine.resources
+    limits = {**resources.limits, spec.gpu.resource: str(d.gpus)}
+    requests = {**resources.requests}
+    container = {
+        "name": ENGINE_CONTAINER,
+        "image": spec.engine.image or api.DEFAULT_TGI_IMAGE,
+        "args": launcher_args(settings),
+        "env": _env(spec, settings),
+        "ports": [{"name": "http", "containerPort": settings.port, "protocol": "TCP"}],
+        "resources": {"limits": limits, **({"requests": requests} if requests else {})},
+        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "data", "mountPath": "/data"}],
+        "startupProbe": _probe("/health", STARTUP_PERIOD_S, STARTUP_FAILURES),
+        "readinessProbe": _probe("/health", 10, 3),
+        "livenessProbe": _probe("/health", 30, 6, timeout=10),
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    pod_spec: dict = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "tolerations": _tolerations(spec),
+        "volumes": [
+            # NCCL falls back to shared memory between shards; the container default (64Mi) is too small.
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gi(max(1, d.gpus))}},
+            {"name": "data", "emptyDir": {}},
+        ],
+        "enableServiceLinks": False,
+    }
+    if spec.scheduling.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.scheduling.node_selector)
+    affinity = _affinity(spec)
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if spec.scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
+    pod_labels = {**spec.pod_labels, **common_labels(owner, "server"), **selector_labels(owner)}
+    template_meta: dict = {"labels": pod_labels}
+    if spec.pod_annotations:
+        template_meta["annotations"] = dict(spec.pod_annotations)
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, owner.name, "server"),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner)},
+            # A new pod must be ready before an old one goes: no gap in serving.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "revisionHistoryLimit": 3,
+            # Longer than the startup probe's budget, so slow model loads are not called failed.
+            "progressDeadlineSeconds": STARTUP_PERIOD_S * STARTUP_FAILURES + 600,
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    }
+    if not spec.autoscaled:
+        # Left out when an autoscaler owns the count, so the two never fight over it.
+        body["spec"]["replicas"] = spec.replicas
+    return with_hash(body)
+
+
+def desired_service(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
+    return with_hash({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, owner.name, "server"),
+        "spec": {
+            "type": spec.service.type,
+            "selector": selector_labels(owner),
+            "ports": [{"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    })
+
+
+def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
+    """Voluntary disruptions (node drains) take at most one replica at a time, when there are several."""
+    replicas = spec.autoscaling.min_replicas if spec.autoscaled else spec.replicas
+    if replicas <= 1:
+        return None
+    return with_hash({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner, owner.name, "server"),
+        "spec": {"selector": {"matchLabels": selector_labels(owner)}, "maxUnavailable": 1},
+    })
+
+
+def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> list[dict]:
+    """Everything the LLMDeployment should own, in the order to apply it."""
+    children = [desired_service(owner, spec), desired_deployment(owner, spec, d)]
+    pdb = desired_pdb(owner, spec)
+    if pdb is not None:
+        children.append(pdb)
+    return children
+
+
+def service_url(owner: Owner, spec: api.LLMDeploymentSpec) -> str:
+    port = "" if spec.service.port == 80 else f":{spec.service.port}"
+    return f"http://{owner.name}.{owner.namespace}.svc.cluster.local{port}"
+
+
+def pod_selector(owner: Owner) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(owner).items())
+
+
+# Kinds the operator may create, for pruning what is no longer desired: (apiVersion, kind).
+MANAGED_KINDS = (("v1", "Service"), ("apps/v1", "Deployment"), ("policy/v1", "PodDisruptionBudget"))
