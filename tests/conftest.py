@@ -117,8 +117,10 @@ class OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), **self.extra_env}
         log = open(self.log_path, "ab")
         self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        self.metrics_port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llm_operator.cli", "run", "--all-namespaces", f"--liveness={self.liveness}"],
+            [sys.executable, "-m", "llm_operator.cli", "run", "--all-namespaces", f"--liveness={self.liveness}",
+             f"--metrics-port={self.metrics_port}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
 
@@ -144,6 +146,28 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str) -> float:
+        """Sum of one metric's samples on the operator's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
+
+
+def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[str, str, str], float]:
+    """apiserver_request_total for write verbs on `resources`, by (resource, subresource, verb)."""
+    text = Kubectl(cluster).run("get", "--raw", "/metrics").stdout
+    out: dict[tuple[str, str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.rindex("}")].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("resource") in resources and labels.get("verb") in ("POST", "PUT", "PATCH", "APPLY", "DELETE"):
+            key = (labels["resource"], labels.get("subresource", ""), labels["verb"])
+            out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 @pytest.fixture(scope="session")

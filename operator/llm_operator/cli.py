@@ -53,6 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.all_namespaces == bool(namespaces):
         print("llm-operator run: give --all-namespaces or one or more --namespace NAME", file=sys.stderr)
         return 2
+    if args.metrics_port:
+        from . import metrics
+
+        metrics.serve(args.metrics_port)
     asyncio.run(kopf.operator(
         clusterwide=args.all_namespaces,
         namespaces=namespaces,
@@ -77,6 +81,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                      help="liveness endpoint URL (default http://0.0.0.0:8080/healthz)")
+    run.add_argument("--metrics-port", type=int, default=8081,
+                     help="serve Prometheus metrics on this port (0: off; default 8081)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from . import api, resources, status
+from . import api, metrics, resources, status
 from .apply import Kube, KubeError, sync_children
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ def reconcile(kube: Kube, namespace: str, name: str) -> Outcome | None:
                 if not turn.waiting:
                     _turns.pop((namespace, name), None)
             return None
-        return _reconcile(kube, body)
+        with metrics.RECONCILE_SECONDS.time():
+            outcome = _reconcile(kube, body)
+        metrics.RECONCILES.labels(outcome.phase).inc()
+        return outcome
 
 
 def _reconcile(kube: Kube, body: dict) -> Outcome:
@@ -107,6 +110,7 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
     if patch is not None:
         try:
             kube.patch_status(owner.namespace, owner.name, patch)
+            metrics.WRITES.labels(api.KIND, "patch-status").inc()
         except KubeError as err:
             if err.status != 404:   # deleted meanwhile: nothing to report on
                 raise
@@ -114,6 +118,8 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
             ready = next(c for c in desired_status["conditions"] if c["type"] == "Ready")
             log.info("%s/%s: %s -> %s: %s", owner.namespace, owner.name, current.get("phase"),
                      desired_status["phase"], ready["message"])
+    for w in written:
+        metrics.WRITES.labels(w.lstrip("-").split("/")[0], "delete" if w.startswith("-") else "apply").inc()
     if written:
         log.info("%s/%s: wrote %s", owner.namespace, owner.name, ", ".join(written))
     return Outcome(phase=desired_status["phase"], written=written, blocked=blocked)
