@@ -66,6 +66,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan_cli import run_plan
+
+    return run_plan(args)
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -93,6 +99,12 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("-f", "--file", required=True, help="manifest file, or - for standard input")
     render.add_argument("--namespace", default="default", help="namespace for manifests that name none")
     render.set_defaults(func=cmd_render)
+
+    from .plan_cli import add_plan_arguments
+
+    plan = sub.add_parser("plan", help="will a model fit on these GPUs? (no cluster needed)")
+    add_plan_arguments(plan)
+    plan.set_defaults(func=cmd_plan)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=cmd_version)

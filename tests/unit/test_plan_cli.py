@@ -1,0 +1,127 @@
+"""`llm-operator plan`, driven through a small argparse main as the real CLI will."""
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llm_operator.plan_cli import add_plan_arguments, run_plan
+
+REPO = Path(__file__).parent.parent.parent
+LLAMA_3_70B = ["meta-llama/Meta-Llama-3-70B", "--config", str(REPO / "tests/data/models/llama-3-70b/config.json"),
+               "--params", "70553706496"]
+
+
+def plan_main(argv):
+    """What the main CLI does for `llm-operator plan ...`: returns (status, stdout, stderr)."""
+    parser = argparse.ArgumentParser(prog="llm-operator plan")
+    add_plan_arguments(parser)
+    out, err = io.StringIO(), io.StringIO()
+    status = run_plan(parser.parse_args(argv), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_table_for_llama_3_70b_on_h100():
+    status, out, err = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb"])
+    assert (status, err) == (0, "")
+    assert out == (
+        "model             meta-llama/Meta-Llama-3-70B (70,553,706,496 parameters)\n"
+        "quantization      none (16.00 bits per weight)\n"
+        "gpus              2 x H100 80GB (79.6 GiB each)\n"
+        "max total tokens  4096\n"
+        "weights           131.42 GiB in all, 65.71 GiB per GPU\n"
+        "kv cache          0.62 GiB per GPU\n"
+        "runtime overhead  1.90 GiB per GPU\n"
+        "needed            68.23 GiB per GPU\n"
+        "verdict           Fits\n"
+        "min gpus          2\n"
+        "reason            Meta-Llama-3-70B at 16-bit needs 68.2 GiB per GPU (65.7 weights, 0.6 KV cache, "
+        "1.9 runtime); 2 x H100 80GB gives 79.6 GiB each: fits with 11.4 GiB to spare.\n"
+    )
+
+
+def test_json_output_keys_and_values():
+    status, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--gpus", "1", "--json"])
+    report = json.loads(out)
+    assert status == 1
+    assert {"numShard", "weightsGiB", "kvCacheGiBPerGpu", "gpuMemoryGiB", "fits", "reason", "minGpus",
+            "model", "gpu", "status"} <= set(report)
+    assert (report["numShard"], report["weightsGiB"], report["fits"], report["minGpus"]) == (1, 131.42, False, 2)
+    assert (report["model"], report["gpu"], report["status"]) == ("meta-llama/Meta-Llama-3-70B", "H100 80GB", "DoesNotFit")
+    assert out.count("\n") == 1  # one JSON object on one line
+
+
+def test_four_bit_fits_one_gpu_and_exits_zero():
+    status, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "NVIDIA-H100-80GB-HBM3", "--gpus", "1", "--quantization", "awq",
+                                              "--json"])
+    assert status == 0
+    assert json.loads(out)["numShard"] == 1
+
+
+def test_invalid_sharding_exits_one():
+    qwen = ["Qwen/Qwen2.5-7B", "--config", str(REPO / "tests/data/models/qwen2.5-7b/config.json")]
+    status, out, _ = plan_main(qwen + ["--gpu", "l4", "--gpus", "8", "--json"])
+    assert status == 1
+    assert json.loads(out)["status"] == "InvalidSharding"
+    assert "28 attention heads" in json.loads(out)["reason"]
+
+
+def test_list_gpus_lists_h100():
+    status, out, _ = plan_main(["--list-gpus"])
+    assert status == 0
+    assert out.splitlines()[0].split() == ["NAME", "GPU", "MEMORY", "nvidia.com/gpu.product"]
+    h100 = next(line for line in out.splitlines() if line.startswith("h100-80gb "))
+    assert h100.split() == ["h100-80gb", "H100", "80GB", "79.6", "GiB", "NVIDIA-H100-80GB-HBM3,", "NVIDIA-H100-PCIe"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["acme/x", "--params", "5", "--gpu", "l4"], "llm-operator plan: error: argument --params: needs --config\n"),
+    (LLAMA_3_70B + ["--safetensors-index", "index.json", "--gpu", "l4"],
+     "llm-operator plan: error: argument --params: not allowed with --safetensors-index (give one parameter source)\n"),
+    (LLAMA_3_70B, "llm-operator plan: error: argument --gpu: required (a GPU type such as h100-80gb; see --list-gpus)\n"),
+    (["acme/x", "--config", "/nonexistent/config.json", "--gpu", "l4"],
+     "llm-operator plan: error: argument --config: cannot read /nonexistent/config.json: No such file or directory\n"),
+    ([], "llm-operator plan: error: the following arguments are required: MODEL_ID (or --config, or --list-gpus)\n"),
+])
+def test_bad_input_exits_two_naming_the_flag(argv, message):
+    status, out, err = plan_main(argv)
+    assert (status, out, err) == (2, "", message)
+
+
+def test_unknown_gpu_exits_two():
+    status, _, err = plan_main(LLAMA_3_70B + ["--gpu", "h900"])
+    assert status == 2
+    assert err.startswith("llm-operator plan: error: argument --gpu: Unknown GPU type 'h900'")
+
+
+def test_argparse_rejects_bad_numbers_and_quantizations(capsys):
+    for argv in (LLAMA_3_70B + ["--gpu", "l4", "--gpus", "0"], LLAMA_3_70B + ["--gpu", "l4", "--quantization", "int3"]):
+        with pytest.raises(SystemExit) as exited:
+            plan_main(argv)
+        assert exited.value.code == 2
+    assert "argument --quantization: invalid choice: 'int3'" in capsys.readouterr().err
+
+
+def test_answers_offline_without_importing_the_hub_or_kubernetes():
+    # A fresh interpreter, a Hub endpoint that cannot answer and offline mode on: the
+    # plan must come from the local config alone.
+    program = (
+        "import sys\n"
+        "from llm_operator.plan_cli import main\n"
+        f"status = main({LLAMA_3_70B + ['--gpu', 'h100-80gb', '--json']!r})\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('huggingface_hub', 'kubernetes', 'kopf'))\n"
+        "print(status, loaded, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "operator"), "HF_HUB_OFFLINE": "1",
+           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    started = time.perf_counter()
+    finished = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+    print(f"offline plan took {time.perf_counter() - started:.3f} s including interpreter start")
+    assert finished.stderr == "0 []\n"
+    assert json.loads(finished.stdout)["fits"] is True

@@ -1,0 +1,345 @@
+"""Planner: literal model facts in, literal shard counts, sizes and sentences out."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llm_operator.modelinfo import facts_from_config, facts_from_local
+from llm_operator.planner import (
+    GIB,
+    GPU_TYPES,
+    PlanRequest,
+    UnknownGpuType,
+    bits_per_weight,
+    effective_quantization,
+    gpu_type_for,
+    gpu_type_from_node_labels,
+    kv_cache_bytes_per_token,
+    plan,
+    valid_shard_counts,
+    weights_bytes,
+)
+
+MODELS = Path(__file__).parent.parent / "data" / "models"
+PARAMS = json.loads((MODELS / "params.json").read_text())
+
+MODEL_IDS = {
+    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
+    "llama-2-70b": "meta-llama/Llama-2-70b-hf",
+    "llama-3-8b": "meta-llama/Meta-Llama-3-8B",
+    "llama-3-70b": "meta-llama/Meta-Llama-3-70B",
+    "llama-3.1-405b": "meta-llama/Llama-3.1-405B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
+    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
+    "qwen2.5-72b": "Qwen/Qwen2.5-72B",
+    "falcon-40b": "tiiuae/falcon-40b",
+    "phi-3-mini-4k": "microsoft/Phi-3-mini-4k-instruct",
+    "gemma-2-9b": "google/gemma-2-9b",
+}
+
+
+def facts(short_name):
+    return facts_from_local(MODELS / short_name / "config.json", PARAMS[short_name], model_id=MODEL_IDS[short_name])
+
+
+# parameter count x 2 bytes / 2^30, worked out by hand from params.json.
+@pytest.mark.parametrize("short_name, weights_gib", [
+    ("llama-2-7b", 12.55),
+    ("llama-2-70b", 128.48),
+    ("llama-3-8b", 14.96),
+    ("llama-3-70b", 131.42),
+    ("llama-3.1-405b", 755.96),
+    ("mistral-7b", 13.49),
+    ("mixtral-8x7b", 86.99),
+    ("qwen2.5-7b", 14.19),
+    ("qwen2.5-72b", 135.43),
+    ("falcon-40b", 77.93),
+    ("phi-3-mini-4k", 7.12),
+    ("gemma-2-9b", 17.21),  # stored as float32, served in 16 bits
+])
+def test_unquantized_weights_are_two_bytes_per_parameter(short_name, weights_gib):
+    model = facts(short_name)
+    assert weights_bytes(model, "none") == PARAMS[short_name] * 2
+    assert plan(PlanRequest(model, "none", "h100-80gb", gpus=1)).to_status()["weightsGiB"] == weights_gib
+
+
+def test_every_model_in_the_data_has_a_parameter_count():
+    assert sorted(PARAMS) == sorted(MODEL_IDS)
+
+
+def test_70b_at_16_bit_does_not_fit_one_h100():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=1))
+    assert result.status == "DoesNotFit"
+    assert result.fits is False
+    assert result.min_gpus == 2
+    assert result.reason == (
+        "Meta-Llama-3-70B at 16-bit needs 131.4 GiB of weights; 1 x H100 80GB gives 79.6 GiB: "
+        "use 2 GPUs or an 8-bit quantization (fp8 or eetq)."
+    )
+
+
+def test_70b_at_16_bit_fits_two_h100():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2))
+    assert result.status == "Fits"
+    assert result.num_shard == 2
+    assert round(result.weights_gib_per_gpu, 2) == 65.71
+    assert result.reason == (
+        "Meta-Llama-3-70B at 16-bit needs 68.2 GiB per GPU (65.7 weights, 0.6 KV cache, 1.9 runtime); "
+        "2 x H100 80GB gives 79.6 GiB each: fits with 11.4 GiB to spare."
+    )
+
+
+@pytest.mark.parametrize("quantization", ["awq", "gptq"])
+def test_70b_at_4_bit_fits_one_h100(quantization):
+    result = plan(PlanRequest(facts("llama-3-70b"), quantization, "h100-80gb", gpus=1))
+    assert result.status == "Fits"
+    assert result.num_shard == 1
+    # 68.45e9 decoder weights at 4 + 20/128 bits, embeddings and lm_head (2.10e9) at 16 bits.
+    assert round(result.weights_gib, 2) == 37.03
+
+
+def test_four_bit_formats_keep_embeddings_and_lm_head_in_16_bit():
+    model = facts("llama-3-8b")
+    embeddings = 2 * 128256 * 4096
+    assert weights_bytes(model, "awq") == (8030261248 - embeddings) * 4.15625 / 8 + embeddings * 2
+
+
+def test_qwen_7b_cannot_shard_eight_ways():
+    result = plan(PlanRequest(facts("qwen2.5-7b"), "none", "h100-80gb", gpus=8))
+    assert result.status == "InvalidSharding"
+    assert result.fits is False
+    assert result.min_gpus == 1
+    assert result.reason == (
+        "Qwen2.5-7B has 28 attention heads and 4 key-value heads; TGI needs the GPU count to divide "
+        "both, and 8 does not: use 1, 2 or 4 GPUs."
+    )
+
+
+def test_405b_on_eight_h100_fits_at_fp8_only():
+    fp8 = plan(PlanRequest(facts("llama-3.1-405b"), "fp8", "h100-80gb", gpus=8))
+    unquantized = plan(PlanRequest(facts("llama-3.1-405b"), "none", "h100-80gb", gpus=8))
+    assert (fp8.status, fp8.fits) == ("Fits", True)
+    assert (unquantized.status, unquantized.fits) == ("DoesNotFit", False)
+    assert unquantized.min_gpus is None
+    assert unquantized.reason == (
+        "Llama-3.1-405B at 16-bit needs 756.0 GiB of weights; 8 x H100 80GB gives 79.6 GiB each: "
+        "use an 8-bit quantization (fp8 or eetq)."
+    )
+
+
+def test_exl2_cannot_shard():
+    result = plan(PlanRequest(facts("mistral-7b"), "exl2", "l4", gpus=2))
+    assert result.status == "InvalidSharding"
+    assert result.reason == "TGI cannot shard exl2 models: use 1 GPU, or a gptq/awq build of the model to use more."
+    assert valid_shard_counts(facts("mistral-7b"), "exl2") == (1,)
+
+
+@pytest.mark.parametrize("short_name, gpu, expected_gpus", [
+    ("llama-3-70b", "h100-80gb", 2),
+    ("llama-3-8b", "l4", 1),
+    ("llama-3-8b", "t4", 2),
+    ("mixtral-8x7b", "a100-40gb", 4),
+    ("mixtral-8x7b", "l4", 8),
+    ("qwen2.5-72b", "h200", 1),
+])
+def test_auto_pick_uses_the_smallest_gpu_count_that_fits(short_name, gpu, expected_gpus):
+    result = plan(PlanRequest(facts(short_name), "none", gpu, gpus=None))
+    assert result.num_shard == expected_gpus
+    assert result.min_gpus == expected_gpus
+    assert result.fits is True
+
+
+def test_auto_pick_when_nothing_fits_takes_the_largest_valid_count():
+    result = plan(PlanRequest(facts("llama-3.1-405b"), "none", "l4", gpus=None))
+    assert (result.num_shard, result.min_gpus, result.status) == (8, None, "DoesNotFit")
+    assert result.reason.endswith("use a GPU type with more memory or a smaller model.")
+
+
+def test_kv_cache_too_big_suggests_fewer_tokens():
+    result = plan(PlanRequest(facts("llama-3-8b"), "none", "l4", gpus=1, max_total_tokens=100000))
+    assert result.status == "DoesNotFit"
+    assert result.reason == (
+        "Meta-Llama-3-8B at 16-bit needs 30.7 GiB per GPU (15.0 weights, 12.2 KV cache for 100000 tokens, "
+        "3.5 runtime); 1 x L4 24GB gives 22.5 GiB: use 2 GPUs, a 4-bit quantization (awq or gptq), "
+        "or at most 39668 max total tokens."
+    )
+
+
+@pytest.mark.parametrize("short_name, bytes_per_token", [
+    ("llama-3-70b", 80 * 2 * 8 * 128 * 2),   # 327680
+    ("llama-2-7b", 32 * 2 * 32 * 128 * 2),   # no GQA: 524288
+    ("qwen2.5-7b", 28 * 2 * 4 * 128 * 2),    # 57344
+    ("gemma-2-9b", 42 * 2 * 8 * 256 * 2),    # explicit head_dim 256
+    ("phi-3-mini-4k", 32 * 2 * 32 * 96 * 2),
+])
+def test_kv_cache_bytes_per_token(short_name, bytes_per_token):
+    assert kv_cache_bytes_per_token(facts(short_name)) == bytes_per_token
+
+
+def test_kv_cache_splits_across_shards_and_halves_at_fp8():
+    model = facts("llama-3-70b")
+    assert kv_cache_bytes_per_token(model, None, num_shard=2) == 163840
+    assert kv_cache_bytes_per_token(model, "fp8_e4m3fn", num_shard=2) == 81920
+
+
+def test_multi_query_kv_head_is_replicated_not_split():
+    falcon_7b = facts_from_config(
+        {"model_type": "falcon", "hidden_size": 4544, "num_attention_heads": 71, "num_hidden_layers": 32,
+         "multi_query": True, "vocab_size": 65024}, 7_000_000_000)
+    assert kv_cache_bytes_per_token(falcon_7b, None, num_shard=1) == 32 * 2 * 1 * 64 * 2
+    assert kv_cache_bytes_per_token(falcon_7b, None, num_shard=71) == 32 * 2 * 1 * 64 * 2
+
+
+def test_runtime_overhead_is_reserve_context_activations_and_kv_headroom():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2))
+    driver_and_context = 0.5 + 0.75
+    prefill = 4096 * (4 * 8192 + 3 * 28672 / 2) * 2 / GIB  # residual + MLP per token, one shard's half
+    kv_headroom = 0.625 * (1 / 0.9 - 1)  # TGI keeps 10% of the free memory out of the KV cache
+    assert result.overhead_gib_per_gpu == pytest.approx(driver_and_context + prefill + kv_headroom)
+    weights_per_gpu = 70553706496 * 2 / 2 / GIB
+    assert result.required_gib_per_gpu == pytest.approx(weights_per_gpu + 0.625 + result.overhead_gib_per_gpu)
+
+
+def test_kv_cache_in_plan_uses_default_of_4096_tokens():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2))
+    assert result.max_total_tokens == 4096
+    assert result.kv_cache_gib_per_gpu == 163840 * 4096 / GIB  # 0.625
+
+
+def test_default_tokens_are_capped_by_the_model_context():
+    falcon = plan(PlanRequest(facts("falcon-40b"), "none", "h100-80gb", gpus=2))
+    assert falcon.max_total_tokens == 2048
+
+
+@pytest.mark.parametrize("short_name, counts", [
+    ("qwen2.5-7b", (1, 2, 4)),
+    ("falcon-40b", (1, 2, 4, 8)),
+    ("gemma-2-9b", (1, 2, 4, 8)),
+])
+def test_valid_shard_counts_divide_heads_and_kv_heads(short_name, counts):
+    assert valid_shard_counts(facts(short_name), "none") == counts
+
+
+def test_odd_divisors_up_to_eight_are_valid_shard_counts():
+    model = facts_from_config({"hidden_size": 768, "num_attention_heads": 12, "num_hidden_layers": 12,
+                               "vocab_size": 50000}, 100_000_000)
+    assert valid_shard_counts(model, "none") == (1, 2, 3, 4, 6)
+
+
+@pytest.mark.parametrize("quantization_config, expected", [
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128}, "gptq"),
+    ({"quant_method": "awq", "bits": 4, "group_size": 128}, "awq"),
+    ({"quant_method": "fp8", "activation_scheme": "dynamic"}, "fp8"),
+    ({"quant_method": "compressed-tensors"}, "compressed-tensors"),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}, "bitsandbytes-nf4"),
+    ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "bitsandbytes"),
+])
+def test_pre_quantized_checkpoint_uses_its_own_method(quantization_config, expected):
+    config = {**json.loads((MODELS / "mistral-7b" / "config.json").read_text()),
+              "quantization_config": quantization_config}
+    model = facts_from_config(config, 7241732096)
+    assert effective_quantization(model, "none") == expected
+    assert effective_quantization(model, "eetq") == "eetq"  # an explicit choice wins
+
+
+@pytest.mark.parametrize("quantization, bits", [
+    ("none", 16.0),
+    ("gptq", 4.15625),
+    ("awq", 4.15625),
+    ("marlin", 4.125),
+    ("eetq", 8.0),
+    ("fp8", 8.0),
+    ("bitsandbytes", 8.0),
+    ("bitsandbytes-nf4", 4.126953125),
+    ("bitsandbytes-fp4", 4.126953125),
+    ("exl2", 4.0),
+    ("compressed-tensors", 8.0),
+])
+def test_bits_per_weight_table(quantization, bits):
+    assert bits_per_weight(facts("mistral-7b"), quantization) == bits
+
+
+def test_bits_per_weight_read_from_quantization_config():
+    base = json.loads((MODELS / "mistral-7b" / "config.json").read_text())
+    gptq_8bit = facts_from_config({**base, "quantization_config": {"quant_method": "gptq", "bits": 8, "group_size": 32}}, 1)
+    exl2 = facts_from_config({**base, "quantization_config": {"quant_method": "exl2", "bits": 6.5}}, 1)
+    w4a16 = facts_from_config({**base, "quantization_config": {
+        "quant_method": "compressed-tensors",
+        "config_groups": {"group_0": {"weights": {"num_bits": 4, "group_size": 128}, "targets": ["Linear"]}}}}, 1)
+    assert bits_per_weight(gptq_8bit, "gptq") == 8 + 24 / 32
+    assert bits_per_weight(exl2, "exl2") == 6.5
+    assert bits_per_weight(w4a16, "compressed-tensors") == 4.125
+
+
+def test_unknown_quantization_is_refused():
+    with pytest.raises(ValueError, match="Unknown quantization 'int3'"):
+        plan(PlanRequest(facts("mistral-7b"), "int3", "l4"))
+
+
+@pytest.mark.parametrize("label, name", [
+    ("NVIDIA-H100-80GB-HBM3", "h100-80gb"),
+    ("NVIDIA-A100-SXM4-80GB", "a100-80gb"),
+    ("NVIDIA-A100-SXM4-40GB", "a100-40gb"),
+    ("NVIDIA-A100-PCIE-40GB", "a100-40gb"),
+    ("NVIDIA-L4", "l4"),
+    ("NVIDIA-A10G", "a10g"),
+    ("Tesla-T4", "t4"),
+    ("NVIDIA-L40S", "l40s"),
+    ("NVIDIA-H200", "h200"),
+    ("nvidia-h100-80gb-hbm3", "h100-80gb"),
+    ("NVIDIA-A100-SXM4-40GB-SHARED", "a100-40gb"),
+    ("h100-80gb", "h100-80gb"),
+])
+def test_gpu_type_for_accepts_product_labels_and_short_names(label, name):
+    assert gpu_type_for(label).name == name
+
+
+def test_gpu_memory_label_overrides_the_table():
+    assert gpu_type_for("NVIDIA-L4", memory_mib="23034").memory_mib == 23034
+    assert gpu_type_for("NVIDIA-A100-SXM4-40GB", memory_mib=40000).memory_gib == 40000 / 1024
+    assert gpu_type_for("NVIDIA-RTX-PRO-6000", memory_mib=97887).memory_mib == 97887
+
+
+def test_gpu_type_from_node_labels():
+    labels = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.memory": "81920",
+              "nvidia.com/gpu.count": "8"}
+    gpu = gpu_type_from_node_labels(labels)
+    assert (gpu.name, gpu.memory_mib) == ("a100-80gb", 81920)
+    assert gpu_type_from_node_labels({"kubernetes.io/os": "linux"}) is None
+
+
+def test_unknown_gpu_type_names_the_known_ones():
+    with pytest.raises(UnknownGpuType, match="Unknown GPU type 'h900'.*h100-80gb"):
+        gpu_type_for("h900")
+
+
+def test_h100_memory_is_what_nvidia_smi_reports():
+    assert GPU_TYPES["h100-80gb"].memory_mib == 81559
+    assert round(GPU_TYPES["h100-80gb"].memory_gib, 1) == 79.6
+
+
+def test_gpu_memory_override_without_type():
+    result = plan(PlanRequest(facts("llama-3-8b"), "none", gpu_memory_gib=16.0, gpus=1))
+    assert result.gpu_memory_gib == 16.0
+    assert result.status == "DoesNotFit"
+
+
+def test_plan_without_any_gpu_is_refused():
+    with pytest.raises(UnknownGpuType, match="No GPU type or GPU memory given"):
+        plan(PlanRequest(facts("llama-3-8b"), "none"))
+
+
+def test_to_status_is_camel_case_and_rounded():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=1))
+    assert result.to_status() == {
+        "numShard": 1,
+        "weightsGiB": 131.42,
+        "kvCacheGiBPerGpu": 1.25,
+        "gpuMemoryGiB": 79.65,
+        "fits": False,
+        "reason": "Meta-Llama-3-70B at 16-bit needs 131.4 GiB of weights; 1 x H100 80GB gives 79.6 GiB: "
+                  "use 2 GPUs or an 8-bit quantization (fp8 or eetq).",
+        "minGpus": 2,
+    }
