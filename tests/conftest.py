@@ -170,9 +170,33 @@ def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[s
     return out
 
 
+MODELS = ROOT / "tests" / "data" / "models"
+# Repositories the Hub stand-in serves to the operator: config.json and a safetensors
+# header whose one tensor holds the model's published parameter count.
+HUB_MODELS = {"test/llama-3-70b": "llama-3-70b", "test/qwen2.5-7b": "qwen2.5-7b", "test/mistral-7b": "mistral-7b"}
+
+
 @pytest.fixture(scope="session")
-def operator(cluster, crd_installed, tmp_path_factory) -> OperatorProcess:
-    op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+def hub():
+    from hubstub import FakeHub, safetensors_header_only
+
+    params = json.loads((MODELS / "params.json").read_text())
+    repos = {
+        repo: {"config.json": (MODELS / short / "config.json").read_bytes(),
+               "model.safetensors": safetensors_header_only({"all": ("BF16", [params[short]])})}
+        for repo, short in HUB_MODELS.items()
+    }
+    server = FakeHub(repos, gated={"test/gated"})
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crd_installed, hub, tmp_path_factory) -> OperatorProcess:
+    home = tmp_path_factory.mktemp("operator")
+    # The Hub is the one edge no test reaches: the operator reads model facts from the stand-in.
+    env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")}
+    op = OperatorProcess(cluster, home / "operator.log", extra_env=env)
     op.start()
     yield op
     op.stop()

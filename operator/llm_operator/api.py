@@ -322,6 +322,7 @@ class LLMDeploymentStatus(Model):
     selector: str = Field("", description="Label selector of the serving pods (for the scale subresource).")
     url: str = Field("", description="In-cluster URL of the Service.")
     plan: PlanStatus | None = Field(None, description="The planner's verdict.")
+    model_facts: dict[str, Any] | None = Field(None, description="The model's facts the plan was made from (layers, heads, parameters, ...), kept so they are fetched once per revision.")
 
 
 class InvalidSpec(ValueError):

@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 _PLURALS = {
     "Service": "services", "Deployment": "deployments", "PodDisruptionBudget": "poddisruptionbudgets",
     "Job": "jobs", "PersistentVolumeClaim": "persistentvolumeclaims", "Pod": "pods", "Event": "events",
-    "HorizontalPodAutoscaler": "horizontalpodautoscalers", "StorageClass": "storageclasses",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers", "StorageClass": "storageclasses", "Node": "nodes",
     api.KIND: api.PLURAL,
 }
-_CLUSTER_SCOPED = {"StorageClass"}
+_CLUSTER_SCOPED = {"StorageClass", "Node"}
 
 
 class KubeError(RuntimeError):

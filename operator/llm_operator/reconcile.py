@@ -13,10 +13,21 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from . import api, metrics, resources, status
+from . import api, metrics, planning, resources, status
 from .apply import Kube, KubeError, sync_children
 
 log = logging.getLogger(__name__)
+
+FACTS = planning.FactsSource()
+_inventory: planning.GpuInventory | None = None
+
+
+def gpu_inventory(kube: Kube) -> planning.GpuInventory:
+    global _inventory
+    if _inventory is None:
+        _inventory = planning.GpuInventory(lambda: kube.list("v1", "Node", None))
+    return _inventory
+
 
 @dataclass
 class _Turn:
@@ -78,10 +89,20 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         spec = None
         blocked = status.Verdict("False", "InvalidSpec", f"The spec is invalid: {err}")
 
-    gpus = (spec.gpus if spec and spec.gpus else 1)
+    gpus = spec.gpus if spec and spec.gpus else 1
+    plan = None
+    current = body.get("status") or {}
+    waiting = None
+    if spec is not None:
+        # Facts read in the background come back as a fresh reconcile of this object.
+        again = lambda: reconcile(kube, owner.namespace, owner.name)  # noqa: E731
+        previous = planning.Previous.from_status(current, generation)
+        outcome = planning.plan_for(spec, previous, FACTS, gpu_inventory(kube).types(), again)
+        gpus, blocked, waiting = outcome.gpus, outcome.blocked, outcome.waiting
+        plan = {"plan": outcome.status, "modelFacts": outcome.facts}
     deployment = None
     pods: tuple[dict, ...] = ()
-    if spec is not None and blocked is None:
+    if spec is not None and blocked is None and waiting is None:
         decisions = resources.Decisions(gpus=gpus)
         desired = resources.desired_children(owner, spec, decisions)
         try:
@@ -103,12 +124,14 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         deployment=deployment,
         pods=pods,
         blocked=blocked,
+        waiting=waiting,
+        extra={k: v for k, v in (plan or {}).items() if v is not None},
     )
-    current = body.get("status") or {}
     desired_status = status.desired_status(observed, current, now_rfc3339())
     patch = status.status_patch(current, desired_status)
     if patch is not None:
         try:
+            log.debug("%s/%s: status patch %s", owner.namespace, owner.name, patch)
             kube.patch_status(owner.namespace, owner.name, patch)
             metrics.WRITES.labels(api.KIND, "patch-status").inc()
         except KubeError as err:

@@ -32,7 +32,8 @@ class Observed:
     deployment: dict | None = None      # live Deployment, if any
     pods: tuple[dict, ...] = ()
     blocked: Verdict | None = None      # a spec that cannot work (DoesNotFit, InvalidSpec, ...)
-    plan: dict | None = None            # status.plan
+    waiting: Verdict | None = None      # a prerequisite under way (planning, downloading weights)
+    extra: dict = field(default_factory=dict)   # more status fields as they are (plan, modelFacts)
     extra_conditions: dict[str, Verdict] = field(default_factory=dict)
 
 
@@ -61,13 +62,9 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     if o.blocked is not None:
         b = o.blocked
         return "Failed", no(b.reason, b.message), no(b.reason, "Nothing to do until the spec changes."), yes(b.reason, b.message)
-    for name, v in o.extra_conditions.items():
-        # A prerequisite (such as the weight cache) that is not there yet.
-        if v.status != "True":
-            stalled = v.reason.endswith("Failed")
-            if stalled:
-                return "Failed", no(v.reason, v.message), no(v.reason, "Waiting for a change."), yes(v.reason, v.message)
-            return "Pending", no(v.reason, v.message), yes(v.reason, v.message), no(v.reason, "Making progress.")
+    if o.waiting is not None:
+        w = o.waiting
+        return "Pending", no(w.reason, w.message), yes(w.reason, w.message), no(w.reason, "Making progress.")
     d = o.deployment
     if d is None:
         return "Pending", no("DeploymentMissing", "The serving Deployment does not exist yet."), \
@@ -133,9 +130,17 @@ def desired_status(o: Observed, previous: dict, now: str) -> dict:
         "selector": o.selector,
         "url": o.url,
     }
-    if o.plan is not None:
-        out["plan"] = o.plan
-    return out
+    out.update(o.extra)
+    return without_nulls(out)
+
+
+def without_nulls(value):
+    """The value as the apiserver stores it after a merge patch, where null means 'remove'."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 def status_patch(current: dict, desired: dict) -> dict | None:

@@ -17,6 +17,10 @@ def test_restart_causes_zero_writes_to_children(cluster, operator, kubectl):
         kubectl.apply(json.dumps(llmd(name, gpus=1, replicas=1 + i % 2)))
     for name in names:
         kubectl.run("wait", "--for=condition=Ready", f"llmd/{name}", "--timeout=60s")
+    # apiserver metrics are cluster-wide: let other tests' namespaces finish going first.
+    wait_for("other test namespaces to be gone", lambda: not [
+        n for n in kubectl.items("namespaces") if n["metadata"]["name"].startswith("t-")
+        and n["metadata"]["name"] != kubectl.namespace], 90)
     watched = [(kind, n) for n in names for kind in ("llmd", "deployment", "service")]
     before_versions = settled(kubectl, watched)
     before = apiserver_writes(cluster, CHILD_RESOURCES | {"llmdeployments"})
