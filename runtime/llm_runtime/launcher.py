@@ -6,7 +6,9 @@ uses it to exec the launcher. One function, so the two can never disagree.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Mapping
 
 # TGI's launcher listens on $PORT (80 in its image); we pin a port that needs no root.
 DEFAULT_PORT = 8080
@@ -26,6 +28,8 @@ class LauncherSettings:
     max_concurrent_requests: int | None = None
     port: int = DEFAULT_PORT
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    # TGI's --lora-adapters entries: "name=/local/dir" or a bare Hub id (see adapter_entry).
+    lora_adapters: tuple[str, ...] = field(default_factory=tuple)
 
 
 def launcher_args(s: LauncherSettings) -> list[str]:
@@ -47,6 +51,8 @@ def launcher_args(s: LauncherSettings) -> list[str]:
     ):
         if value is not None:
             args += [flag, str(value)]
+    if s.lora_adapters:
+        args += ["--lora-adapters", ",".join(s.lora_adapters)]
     # Kubernetes sets HOSTNAME to the pod name, which TGI cannot bind: say where to listen.
     args += ["--hostname", "0.0.0.0", "--port", str(s.port), "--json-output"]
     return args + list(s.extra_args)
@@ -62,4 +68,146 @@ def launcher_env(s: LauncherSettings, offline: bool = False) -> dict[str, str]:
     if offline:
         # The router accepts exactly "1" (tgi.md).
         env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+# --- the serving container's environment: how the operator hands settings to `llm-runtime serve`
+
+ENV_MODEL_ID = "LLM_MODEL_ID"
+ENV_REVISION = "LLM_REVISION"
+ENV_NUM_SHARD = "LLM_NUM_SHARD"
+ENV_QUANTIZE = "LLM_QUANTIZE"
+ENV_DTYPE = "LLM_DTYPE"
+ENV_TRUST_REMOTE_CODE = "LLM_TRUST_REMOTE_CODE"
+ENV_MAX_INPUT_TOKENS = "LLM_MAX_INPUT_TOKENS"
+ENV_MAX_TOTAL_TOKENS = "LLM_MAX_TOTAL_TOKENS"
+ENV_MAX_BATCH_PREFILL_TOKENS = "LLM_MAX_BATCH_PREFILL_TOKENS"
+ENV_MAX_CONCURRENT_REQUESTS = "LLM_MAX_CONCURRENT_REQUESTS"
+ENV_PORT = "LLM_PORT"
+ENV_EXTRA_ARGS = "LLM_EXTRA_ARGS"          # a JSON list of strings
+ENV_CACHE_DIR = "LLM_CACHE_DIR"            # set when the weights come from the download Job's cache
+ENV_ADAPTERS = "LLM_ADAPTERS"              # "name=org/repo@revision,..."
+
+_LIMIT_ENV = (
+    (ENV_MAX_INPUT_TOKENS, "max_input_tokens"),
+    (ENV_MAX_TOTAL_TOKENS, "max_total_tokens"),
+    (ENV_MAX_BATCH_PREFILL_TOKENS, "max_batch_prefill_tokens"),
+    (ENV_MAX_CONCURRENT_REQUESTS, "max_concurrent_requests"),
+)
+
+
+class SettingsError(ValueError):
+    """The serving environment is incomplete or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter served beside the base model: the name clients ask for, and its repository."""
+
+    name: str
+    model_id: str
+    revision: str = "main"
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.model_id}@{self.revision}"
+
+
+def parse_adapters(text: str) -> tuple[AdapterRef, ...]:
+    """"name=org/repo@revision,other=org/repo2" -> AdapterRefs (revision defaults to main)."""
+    refs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, eq, rest = item.partition("=")
+        model_id, _, revision = rest.partition("@")
+        if not eq or not name or not model_id:
+            raise SettingsError(f"adapter {item!r} is not of the form name=org/repo@revision")
+        refs.append(AdapterRef(name.strip(), model_id.strip(), revision.strip() or "main"))
+    return tuple(refs)
+
+
+def adapter_entry(ref: AdapterRef, local_dir: str | None) -> str:
+    """One --lora-adapters entry. TGI reads "name=path" from a local directory, and a bare id
+    only from revision main (its adapter loader hard-codes it), so a cached adapter is passed
+    by path: that keeps both the client-facing name and the pinned revision."""
+    return f"{ref.name}={local_dir}" if local_dir else ref.model_id
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(f"{name}={raw!r} is neither true nor false")
+
+
+def _extra_args(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get(ENV_EXTRA_ARGS, "").strip()
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f'{ENV_EXTRA_ARGS} must be a JSON list of strings, like ["--cuda-graphs", "1,2,4"]')
+    return tuple(value)
+
+
+def settings_from_env(env: Mapping[str, str], adapter_dirs: Mapping[str, str] | None = None) -> LauncherSettings:
+    """Settings from the LLM_* variables the operator sets on the serving container.
+
+    `adapter_dirs` maps adapter names to their local directories (from the cache); adapters
+    not in it are passed to TGI by Hub id."""
+    model_id = env.get(ENV_MODEL_ID, "").strip()
+    if not model_id:
+        raise SettingsError(f"{ENV_MODEL_ID} is not set: the serving container needs the model's Hub id")
+    num_shard = _int(env, ENV_NUM_SHARD) or 1
+    dirs = adapter_dirs or {}
+    return LauncherSettings(
+        model_id=model_id,
+        revision=env.get(ENV_REVISION, "").strip() or "main",
+        num_shard=num_shard,
+        quantize=env.get(ENV_QUANTIZE, "").strip() or None,
+        dtype=env.get(ENV_DTYPE, "").strip() or None,
+        trust_remote_code=_bool(env, ENV_TRUST_REMOTE_CODE),
+        **{field_name: _int(env, name) for name, field_name in _LIMIT_ENV},
+        port=_int(env, ENV_PORT) or DEFAULT_PORT,
+        extra_args=_extra_args(env),
+        lora_adapters=tuple(adapter_entry(ref, dirs.get(ref.name)) for ref in parse_adapters(env.get(ENV_ADAPTERS, ""))),
+    )
+
+
+def serving_env(s: LauncherSettings, cache_dir: str | None = None, adapters: tuple[AdapterRef, ...] = ()) -> dict[str, str]:
+    """The inverse of settings_from_env: the LLM_* variables the operator writes into the pod
+    spec of a runtime-image container. `s.lora_adapters` is ignored; `adapters` says which."""
+    env = {ENV_MODEL_ID: s.model_id, ENV_REVISION: s.revision, ENV_NUM_SHARD: str(s.num_shard)}
+    if s.quantize and s.quantize != "none":
+        env[ENV_QUANTIZE] = s.quantize
+    if s.dtype and s.dtype != "auto":
+        env[ENV_DTYPE] = s.dtype
+    if s.trust_remote_code:
+        env[ENV_TRUST_REMOTE_CODE] = "true"
+    for name, field_name in _LIMIT_ENV:
+        if getattr(s, field_name) is not None:
+            env[name] = str(getattr(s, field_name))
+    if s.port != DEFAULT_PORT:
+        env[ENV_PORT] = str(s.port)
+    if s.extra_args:
+        env[ENV_EXTRA_ARGS] = json.dumps(list(s.extra_args))
+    if cache_dir:
+        env[ENV_CACHE_DIR] = cache_dir
+    if adapters:
+        env[ENV_ADAPTERS] = ",".join(str(a) for a in adapters)
     return env

@@ -1,0 +1,39 @@
+# Two images from one source tree:
+#   docker build --target operator -t llm-operator:dev .   the operator (also runs the download Job)
+#   docker build --target runtime  -t llm-runtime:dev .    TGI plus `llm-runtime serve` in front of it
+
+# ---- operator ------------------------------------------------------------------------------
+FROM python:3.11-slim AS operator
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+COPY pyproject.toml /src/
+COPY operator /src/operator
+COPY runtime /src/runtime
+
+# A fixed numeric uid, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+RUN pip install --no-cache-dir /src \
+    && rm -rf /src \
+    && groupadd --gid 10001 llm-operator \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin llm-operator
+
+USER 10001:10001
+WORKDIR /tmp
+ENTRYPOINT ["llm-operator", "run"]
+
+# ---- runtime -------------------------------------------------------------------------------
+FROM ghcr.io/huggingface/text-generation-inference:3.3.7 AS runtime
+
+COPY pyproject.toml /tmp/llm-operator/
+COPY operator /tmp/llm-operator/operator
+COPY runtime /tmp/llm-operator/runtime
+
+# TGI's Python is a uv virtualenv (/usr/src/.venv, VIRTUAL_ENV set in the image) with no pip
+# inside: `uv pip` is the pip of this image. --no-deps leaves TGI's pinned packages as they are:
+# llm-runtime needs only huggingface_hub, which TGI ships, and nvidia-ml-py for the GPU check.
+RUN uv pip install --no-cache --no-deps /tmp/llm-operator nvidia-ml-py==12.575.51 \
+    && rm -rf /tmp/llm-operator
+
+ENTRYPOINT ["llm-runtime", "serve"]

@@ -1,0 +1,227 @@
+"""`llm-runtime download | inspect | serve`: what the download Job and the serving pods run.
+
+download  weights (and LoRA adapters) into the cache volume; the model's facts go to the
+          container's termination message, which is how the operator learns them.
+inspect   print the facts of a model already in the cache.
+serve     check GPUs, /dev/shm and the cache, then exec text-generation-launcher with the
+          arguments launcher.py builds from the LLM_* variables the operator sets.
+
+Exit codes: 0 done; 1 failed, a retry may succeed (stall, corrupt file, network); 2 bad
+settings or flags; 3 a serving check failed; 4 failed for good (gated, not found, no space),
+so the Job's podFailurePolicy can stop retrying.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from typing import Mapping, Sequence, TextIO
+
+from llm_runtime import checks, download as dl
+from llm_runtime.launcher import (
+    ENV_ADAPTERS,
+    ENV_CACHE_DIR,
+    AdapterRef,
+    LauncherSettings,
+    SettingsError,
+    launcher_args,
+    launcher_env,
+    parse_adapters,
+    settings_from_env,
+)
+
+EXIT_OK, EXIT_RETRYABLE, EXIT_USAGE, EXIT_CHECKS_FAILED, EXIT_PERMANENT = 0, 1, 2, 3, 4
+LAUNCHER = "text-generation-launcher"
+DEFAULT_CACHE_DIR = "/data"   # TGI's image sets HF_HOME=/data
+
+
+def _env_default(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-runtime", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    down = sub.add_parser("download", help="download a model (and adapters) into the cache; report its facts")
+    down.add_argument("--model-id", default=_env_default("MODEL_ID"), help="Hub repository id (env MODEL_ID)")
+    down.add_argument("--revision", default=_env_default("REVISION", "main"), help="branch, tag or commit (env REVISION)")
+    down.add_argument("--cache-dir", default=_env_default("CACHE_DIR", DEFAULT_CACHE_DIR),
+                      help="the cache volume, used as HF_HOME (env CACHE_DIR, default /data)")
+    down.add_argument("--endpoint", default=_env_default("HF_ENDPOINT"), help="Hub URL (env HF_ENDPOINT)")
+    down.add_argument("--stall-timeout", type=float, default=_env_default("STALL_TIMEOUT_S", "120"),
+                      help="give up when no byte arrives for this many seconds (env STALL_TIMEOUT_S, default 120)")
+    down.add_argument("--adapters", default=_env_default("ADAPTERS", ""),
+                      help='LoRA adapters, "name=org/repo@revision,..." (env ADAPTERS)')
+    down.add_argument("--allow-pattern", action="append", default=None,
+                      help="download only files matching this glob (repeatable); replaces the default selection")
+    down.add_argument("--workers", type=int, default=_env_default("DOWNLOAD_WORKERS", "4"),
+                      help="files fetched at once (env DOWNLOAD_WORKERS, default 4)")
+    # The token is read from HF_TOKEN only: a flag would show it in the process list.
+
+    inspect = sub.add_parser("inspect", help="print the facts JSON of a model in the cache")
+    inspect.add_argument("--model-id", default=_env_default("MODEL_ID"))
+    inspect.add_argument("--revision", default=_env_default("REVISION", "main"))
+    inspect.add_argument("--cache-dir", default=_env_default("CACHE_DIR", DEFAULT_CACHE_DIR))
+
+    serve = sub.add_parser("serve", help="check the pod, then exec text-generation-launcher (settings from LLM_* env)")
+    serve.add_argument("--dry-run", action="store_true", help="print the environment and launcher command instead")
+    serve.add_argument("--skip-checks", action="store_true", help="start TGI even when a check fails")
+    return parser
+
+
+# --- download / inspect ----------------------------------------------------------------------
+
+
+def _token(env: Mapping[str, str]) -> str | None:
+    return env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
+
+
+def _report(text: str) -> None:
+    try:
+        dl.write_termination_message(text)
+    except OSError as err:  # outside Kubernetes there is no /dev/termination-log: say so, go on
+        print(f"llm-runtime: could not write the termination message ({err})", file=sys.stderr)
+
+
+def run_download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if not args.model_id:
+        print("llm-runtime download: give --model-id or MODEL_ID", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        adapters = parse_adapters(args.adapters or "")
+    except SettingsError as err:
+        print(f"llm-runtime download: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    common = dict(cache_dir=args.cache_dir, token=_token(env), endpoint=args.endpoint,
+                  stall_timeout_s=args.stall_timeout, progress=lambda line: print(line, flush=True),
+                  max_workers=args.workers)
+    try:
+        result = dl.download(args.model_id, args.revision, allow_patterns=args.allow_pattern, **common)
+        adapter_commits = {a.name: dl.download_adapter(a.model_id, a.revision, **common).commit for a in adapters}
+    except dl.DownloadError as err:
+        print(f"llm-runtime download: {err}", file=sys.stderr)
+        _report(dl.error_message(err))
+        return EXIT_PERMANENT if err.permanent else EXIT_RETRYABLE
+    message = dl.termination_message(result.facts, result.commit, adapter_commits)
+    _report(message)
+    print(message)
+    return EXIT_OK
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    if not args.model_id:
+        print("llm-runtime inspect: give --model-id or MODEL_ID", file=sys.stderr)
+        return EXIT_USAGE
+    facts = dl.facts_from_cache(args.cache_dir, args.model_id, args.revision)
+    if facts is None:
+        print(f"llm-runtime inspect: {checks.cache_check(args.cache_dir, args.model_id, args.revision).message}",
+              file=sys.stderr)
+        return EXIT_RETRYABLE
+    print(json.dumps(facts.to_dict(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the pod has, measured once; tests pass their own."""
+
+    gpus: list[checks.GpuInfo] | None
+    gpu_error: str | None
+    shm_bytes: int | None
+    cuda_visible_devices: str | None = None
+
+
+def measure(env: Mapping[str, str]) -> Measured:
+    gpus, error = checks.measure_gpus()
+    return Measured(gpus, error, checks.measure_shm(), env.get("CUDA_VISIBLE_DEVICES"))
+
+
+def serve_checks(num_shard: int, measured: Measured, cache_dir: str | None = None, model_id: str = "",
+                 revision: str = "main", adapters: tuple[AdapterRef, ...] = ()) -> list[checks.CheckResult]:
+    results = [checks.gpu_verdict(num_shard, measured.gpus, measured.gpu_error, measured.cuda_visible_devices),
+               checks.shm_verdict(num_shard, measured.shm_bytes)]
+    if cache_dir:
+        results.append(checks.cache_check(cache_dir, model_id, revision))
+        results += [checks.cache_check(cache_dir, a.model_id, a.revision) for a in adapters]
+    return results
+
+
+def launch_plan(env: Mapping[str, str]) -> tuple[LauncherSettings, list[str], dict[str, str]]:
+    """(settings, argv, the environment TGI needs beyond the pod's) from the LLM_* variables.
+
+    With LLM_CACHE_DIR the model is named by its Hub id with HF_HOME=cache and HF_HUB_OFFLINE=1,
+    not by its snapshot path: TGI then resolves the revision through refs/ as it does online,
+    /info and the OpenAI routes report the real model id, and the argv is the same as when TGI
+    downloads by itself. Adapters are passed by snapshot path (see launcher.adapter_entry)."""
+    cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
+    adapter_dirs = {}
+    if cache_dir:
+        for ref in parse_adapters(env.get(ENV_ADAPTERS, "")):
+            snapshot = dl.cached_snapshot_dir(cache_dir, ref.model_id, ref.revision)
+            if snapshot is not None:
+                adapter_dirs[ref.name] = str(snapshot)
+    settings = settings_from_env(env, adapter_dirs)
+    extra = launcher_env(settings, offline=cache_dir is not None)
+    if cache_dir:
+        extra["HF_HOME"] = cache_dir
+    return settings, [LAUNCHER, *launcher_args(settings)], extra
+
+
+def shell_lines(argv: Sequence[str], extra_env: Mapping[str, str]) -> str:
+    """The plan as a shell script a TGI user can read (and run)."""
+    exports = [f"export {key}={shlex.quote(value)}" for key, value in sorted(extra_env.items())]
+    return "\n".join([*exports, shlex.join(argv)]) + "\n"
+
+
+def run_serve(env: Mapping[str, str], dry_run: bool = False, skip_checks: bool = False,
+              measured: Measured | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        settings, argv, extra = launch_plan(env)
+        adapters = parse_adapters(env.get(ENV_ADAPTERS, ""))
+    except SettingsError as problem:
+        print(f"llm-runtime serve: {problem}", file=err)
+        return EXIT_USAGE
+    failed = False
+    if not skip_checks:
+        cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
+        for result in serve_checks(settings.num_shard, measured or measure(env), cache_dir,
+                                   settings.model_id, settings.revision, adapters):
+            print(f"check {'ok' if result.ok else 'FAILED'}: {result.message}", file=err)
+            failed = failed or not result.ok
+    if dry_run:
+        out.write(shell_lines(argv, extra))
+        return EXIT_CHECKS_FAILED if failed else EXIT_OK
+    if failed:
+        print("llm-runtime serve: not starting TGI; fix the failed checks above, or pass --skip-checks.", file=err)
+        return EXIT_CHECKS_FAILED
+    out.flush()
+    err.flush()
+    try:
+        os.execvpe(LAUNCHER, argv, {**env, **extra})
+    except FileNotFoundError:
+        print(f"llm-runtime serve: {LAUNCHER} is not on PATH: run this in the runtime image (built FROM TGI's).",
+              file=err)
+        return 127
+    return EXIT_RETRYABLE  # not reached: exec replaced this process
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "download":
+        return run_download(args, os.environ)
+    if args.command == "inspect":
+        return run_inspect(args)
+    return run_serve(os.environ, dry_run=args.dry_run, skip_checks=args.skip_checks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

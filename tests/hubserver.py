@@ -1,0 +1,248 @@
+"""A local stand-in for the Hugging Face Hub: the few endpoints huggingface_hub and
+llm-runtime call, with faults a test can inject.
+
+Serves, for each repository it holds (one commit, also reachable as branch `main`):
+  HEAD/GET /{repo}/resolve/{revision}/{file}          file bytes, honouring Range
+  GET      /api/models/{repo}/revision/{revision}     model info with siblings (size, blobId, lfs)
+  GET      /api/models/{repo}/tree/{revision}         the file listing, as the Hub's tree API
+Gated repositories answer 401 (X-Error-Code: GatedRepo) on /resolve/ unless the request carries
+a token the stand-in accepts, like huggingface.co. Weight files are served as LFS files: their
+ETag is the sha256 of the content, as the Hub's X-Linked-Etag is.
+
+Faults (per repository and file, until cleared):
+  cut_after(repo, file, n, then_fail=False)  send n bytes of a body, then close the connection;
+                                             then_fail: later requests for the file get HTTP 500
+  corrupt(repo, file, offset)                serve the file with one byte flipped (metadata stays right)
+  stall(repo, file, after)                   send `after` bytes, then hold the connection silent
+                                             until the server closes
+`served[(repo, file)]` counts the body bytes written for GETs; `requests` logs each request
+as (method, path, Range header).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+# Files stored in Git LFS on the Hub: weights and anything large.
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+LFS_MIN_SIZE = 10 * 1024 * 1024
+
+# A held connection is released at close(), or after this long at the latest.
+STALL_HOLD_LIMIT_S = 120
+
+
+def git_blob_sha1(content: bytes) -> str:
+    """The git object id of a file: what the Hub reports as blobId and as the ETag of non-LFS files."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def is_lfs(name: str, content: bytes) -> bool:
+    return name.endswith(LFS_SUFFIXES) or len(content) >= LFS_MIN_SIZE
+
+
+@dataclass
+class Fault:
+    kind: str            # "cut", "corrupt", "stall"
+    at: int = 0          # byte count (cut, stall) or offset (corrupt)
+    then_fail: bool = False
+    tripped: bool = False
+
+
+class HubServer:
+    """Start with HubServer({repo_id: {filename: bytes}}, gated={repo_id}, tokens={"hf_x"}); close() at the end."""
+
+    def __init__(self, repos: dict[str, dict[str, bytes]], gated=(), tokens=()):
+        self.repos = {repo: dict(files) for repo, files in repos.items()}
+        self.gated, self.tokens = set(gated), set(tokens)
+        self.faults: dict[tuple[str, str], Fault] = {}
+        self.served: dict[tuple[str, str], int] = {}
+        self.requests: list[tuple[str, str, str | None]] = []
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                hub._answer(self, body=False)
+
+            def do_GET(self):
+                hub._answer(self, body=True)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    # --- what tests use ------------------------------------------------------------------
+
+    def commit(self, repo: str) -> str:
+        """A stable commit id for the repository's content."""
+        digest = hashlib.sha1()
+        for name in sorted(self.repos[repo]):
+            digest.update(name.encode() + b"\0" + git_blob_sha1(self.repos[repo][name]).encode())
+        return digest.hexdigest()
+
+    def cut_after(self, repo: str, name: str, n: int, then_fail: bool = False) -> None:
+        self.faults[(repo, name)] = Fault("cut", n, then_fail)
+
+    def corrupt(self, repo: str, name: str, offset: int = 0) -> None:
+        self.faults[(repo, name)] = Fault("corrupt", offset)
+
+    def stall(self, repo: str, name: str, after: int = 0) -> None:
+        self.faults[(repo, name)] = Fault("stall", after)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.served.clear()
+            self.requests.clear()
+
+    def close(self) -> None:
+        if self._closing.is_set():
+            return
+        self._closing.set()  # releases stalled connections
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- the protocol --------------------------------------------------------------------
+
+    def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
+        path = unquote(handler.path.split("?")[0])
+        with self._lock:
+            self.requests.append((handler.command, path, handler.headers.get("Range")))
+        parts = path.lstrip("/").split("/")
+        if parts[:2] == ["api", "models"]:
+            return self._api(handler, parts[2:])
+        repo = "/".join(parts[:2])
+        if len(parts) < 5 or parts[2] != "resolve":
+            return self._error(handler, 404, "EntryNotFound", "Not a Hub path.")
+        return self._resolve(handler, repo, parts[3], "/".join(parts[4:]), body)
+
+    def _known_revision(self, repo: str, revision: str) -> bool:
+        return revision in ("main", self.commit(repo))
+
+    def _api(self, handler, parts: list[str]) -> None:
+        # parts: org, name, "revision"|"tree", revision...
+        repo, kind, revision = "/".join(parts[:2]), parts[2] if len(parts) > 2 else "", "/".join(parts[3:])
+        if repo not in self.repos:
+            return self._error(handler, 401, "RepoNotFound", "Repository not found.")
+        if not self._known_revision(repo, revision):
+            return self._error(handler, 404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        files = self.repos[repo]
+        if kind == "revision":
+            siblings = [self._sibling(name, content) for name, content in sorted(files.items())]
+            return self._json(handler, {"id": repo, "modelId": repo, "sha": self.commit(repo), "private": False,
+                                        "gated": "manual" if repo in self.gated else False, "siblings": siblings})
+        if kind == "tree":
+            return self._json(handler, [self._tree_entry(name, content) for name, content in sorted(files.items())])
+        return self._error(handler, 404, "EntryNotFound", "Unknown API path.")
+
+    @staticmethod
+    def _sibling(name: str, content: bytes) -> dict:
+        entry = {"rfilename": name, "size": len(content), "blobId": git_blob_sha1(content)}
+        if is_lfs(name, content):
+            entry["lfs"] = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}
+        return entry
+
+    @staticmethod
+    def _tree_entry(name: str, content: bytes) -> dict:
+        entry = {"type": "file", "oid": git_blob_sha1(content), "size": len(content), "path": name}
+        if is_lfs(name, content):
+            entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}
+        return entry
+
+    def _authorized(self, handler) -> bool:
+        auth = handler.headers.get("Authorization", "")
+        return auth.startswith("Bearer ") and auth.removeprefix("Bearer ") in self.tokens
+
+    def _resolve(self, handler, repo: str, revision: str, name: str, body: bool) -> None:
+        if repo not in self.repos:
+            return self._error(handler, 401, "RepoNotFound", "Repository not found.")
+        if repo in self.gated and not self._authorized(handler):
+            return self._error(handler, 401, "GatedRepo", "Access to this model is restricted.")
+        if not self._known_revision(repo, revision):
+            return self._error(handler, 404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        content = self.repos[repo].get(name)
+        if content is None:
+            return self._error(handler, 404, "EntryNotFound", "Entry not found.")
+        fault = self.faults.get((repo, name))
+        if body and fault and fault.kind == "cut" and fault.tripped and fault.then_fail:
+            return self._error(handler, 500, "", "Internal error (injected).")
+        served = content
+        if fault and fault.kind == "corrupt":
+            flipped = bytearray(content)
+            flipped[fault.at] ^= 0xFF
+            served = bytes(flipped)
+        status, start, end = self._range(handler.headers.get("Range"), len(content))
+        handler.send_response(status)
+        handler.send_header("X-Repo-Commit", self.commit(repo))
+        if is_lfs(name, content):
+            sha256 = hashlib.sha256(content).hexdigest()
+            handler.send_header("ETag", f'"{sha256}"')
+            handler.send_header("X-Linked-Etag", f'"{sha256}"')
+            handler.send_header("X-Linked-Size", str(len(content)))
+        else:
+            handler.send_header("ETag", f'"{git_blob_sha1(content)}"')
+        if status == 206:
+            handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(content)}")
+        handler.send_header("Accept-Ranges", "bytes")
+        handler.send_header("Content-Length", str(end - start))
+        handler.end_headers()
+        if body:
+            self._send_body(handler, repo, name, served[start:end], fault)
+
+    @staticmethod
+    def _range(header: str | None, size: int) -> tuple[int, int, int]:
+        if not header:
+            return 200, 0, size
+        first, _, last = header.removeprefix("bytes=").partition("-")
+        return 206, int(first), (int(last) + 1 if last else size)
+
+    def _send_body(self, handler, repo: str, name: str, data: bytes, fault: Fault | None) -> None:
+        limit = None
+        if fault and fault.kind in ("cut", "stall"):
+            limit = fault.at
+        sent = data if limit is None else data[:limit]
+        try:
+            handler.wfile.write(sent)
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        finally:
+            with self._lock:
+                self.served[(repo, name)] = self.served.get((repo, name), 0) + len(sent)
+        if limit is None or limit >= len(data):
+            return
+        if fault.kind == "cut":
+            fault.tripped = True
+            handler.close_connection = True  # the client sees a body shorter than Content-Length
+        else:
+            self._closing.wait(STALL_HOLD_LIMIT_S)  # silent: no bytes, no close
+
+    @staticmethod
+    def _json(handler, data) -> None:
+        encoded = json.dumps(data).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(encoded)))
+        handler.end_headers()
+        if handler.command == "GET":
+            handler.wfile.write(encoded)
+
+    @staticmethod
+    def _error(handler, status: int, code: str, message: str) -> None:
+        handler.send_response(status)
+        if code:
+            handler.send_header("X-Error-Code", code)
+        handler.send_header("X-Error-Message", message)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()

@@ -1,0 +1,59 @@
+"""The Dockerfile: hadolint-clean, and the two targets the chart and the operator rely on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess:
+    # Run from the repository root so that .hadolint.yaml applies.
+    return subprocess.run([str(HADOLINT), "--no-color", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_hadolint_passes():
+    proc = hadolint(ROOT / "Dockerfile")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_config_fails_even_on_info_findings(tmp_path):
+    # Proves the check above can fail: two consecutive RUNs are only an "info" finding (DL3059).
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:3.11-slim\nRUN echo one\nRUN echo two\n")
+    proc = hadolint(bad)
+    assert proc.returncode == 1
+    assert "DL3059" in proc.stdout
+
+
+def stages() -> dict[str, list[str]]:
+    """Instructions of each build stage, by stage name."""
+    result: dict[str, list[str]] = {}
+    current = None
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            current = line.split(" AS ")[-1].strip()
+            result[current] = [line]
+        elif current and line and not line.startswith((" ", "#")):
+            result[current].append(line)
+    return result
+
+
+def test_operator_and_runtime_targets():
+    found = stages()
+    assert list(found) == ["operator", "runtime"]
+    operator, runtime = found["operator"], found["runtime"]
+    assert operator[0] == "FROM python:3.11-slim AS operator"
+    assert operator[-1] == 'ENTRYPOINT ["llm-operator", "run"]'
+    assert "USER 10001:10001" in operator
+    assert runtime[0] == "FROM ghcr.io/huggingface/text-generation-inference:3.3.7 AS runtime"
+    assert runtime[-1] == 'ENTRYPOINT ["llm-runtime", "serve"]'
+
+
+def test_dockerignore_keeps_secrets_and_virtualenvs_out():
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    assert lines[lines.index("*") + 1:lines.index("*") + 4] == ["!pyproject.toml", "!operator/", "!runtime/"]
+    assert not any(line.startswith("!") and (".venv" in line or ".cluster" in line) for line in lines)
