@@ -1,0 +1,251 @@
+"""Operator-native autoscaling, the pure part: TGI /metrics text -> load -> replica decision.
+
+The loop in handlers.py scrapes each ready pod's /metrics, turns each into a `PodSample`,
+calls `decide` with the state it stored in `status.autoscaler` and the current replica
+count, scales to `Decision.desired_replicas` when the action is not "hold", and stores
+`state.to_dict()` back. Nothing here does I/O or reads a clock: `now` is passed in.
+
+Rules, in order:
+- bounds first: below minReplicas (0 included) scale up at once, above maxReplicas scale
+  down to maxReplicas at once (the spec says so; no delay applies to the spec's own bounds);
+- no pod answered: hold, and restart the scale-down timer (never scale down on no data);
+- need = clamp(ceil(load / target)), with load = max(newest total, mean of the last 60 s):
+  the newest sample makes a burst act at once, the mean keeps one quiet scrape between busy
+  ones from counting as a drop;
+- need > current: scale up at once;
+- need < current: scale down only once need has stayed below current for
+  scaleDownDelaySeconds without a break, and then to the highest need seen in that time
+  (as the HPA's scale-down stabilization window does), so a dip does not remove too much.
+An unreachable pod counts as unknown: its load is estimated as the mean of the pods that
+answered, never as zero, which would scale down the replicas that are too busy to answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+WINDOW_SECONDS = 60.0   # moving window the mean load is taken over
+MAX_OBSERVATIONS = 20   # bound on the stored window, so status.autoscaler stays small
+QUEUE, BATCH = "tgi_queue_size", "tgi_batch_current_size"
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_SKIPPED_TYPES = {"histogram": ("_bucket", "_sum", "_count", "_created"),
+                  "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+                  "summary": ("_sum", "_count", "_created")}
+
+
+def parse_tgi_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {sample name: value summed over its label sets}.
+
+    Counters, gauges and untyped samples are kept; histogram and summary series are left
+    out (the scaler reads gauges only). Malformed lines are skipped; NaN and +Inf are kept
+    (they poison their sum), so that `load_of` can call such a pod unknown, not idle.
+    """
+    types: dict[str, str] = {}
+    samples: list[tuple[str, str]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 4 and parts[1] == "TYPE":
+                types[parts[2]] = parts[3].strip().lower()
+            continue
+        match = _NAME.match(line)
+        if not match:
+            continue
+        rest = line[match.end():]
+        if rest.startswith("{"):
+            end = _labels_end(rest)
+            if end is None:
+                continue
+            rest = rest[end:]
+        fields = rest.split()
+        if fields:
+            samples.append((match.group(), fields[0]))
+    out: dict[str, float] = {}
+    for name, text_value in samples:
+        if _in_skipped_family(name, types):
+            continue
+        try:
+            out[name] = out.get(name, 0.0) + float(text_value)
+        except ValueError:
+            continue
+    return out
+
+
+def _labels_end(rest: str) -> int | None:
+    """Index just past the closing brace of a label set, minding quoted values and escapes."""
+    quoted = escaped = False
+    for i, ch in enumerate(rest):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = quoted
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "}" and not quoted:
+            return i + 1
+    return None
+
+
+def _in_skipped_family(name: str, types: dict[str, str]) -> bool:
+    if types.get(name) in _SKIPPED_TYPES:
+        return True
+    return any(name.endswith(suffix) and suffix in _SKIPPED_TYPES.get(types.get(name[:-len(suffix)], ""), ())
+               for suffix in ("_bucket", "_sum", "_count", "_created", "_gsum", "_gcount"))
+
+
+def load_of(metrics: dict[str, float], metric: str) -> float | None:
+    """One pod's load for the spec's metric; None (unknown) when the text is not TGI's at
+    all or the gauge reads NaN or infinite.
+
+    A TGI pod registers a gauge only when first set (tgi_batch_max_total_tokens is set at
+    warmup, tgi_queue_size at the first request), so a TGI pod without the gauge has 0.
+    """
+    if not any(name.startswith("tgi_") for name in metrics):
+        return None
+    if metric == "queue":
+        load = metrics.get(QUEUE, 0.0)
+    elif metric == "concurrency":
+        load = metrics.get(QUEUE, 0.0) + metrics.get(BATCH, 0.0)
+    else:
+        raise ValueError(f"unknown autoscaling metric {metric!r}; expected queue or concurrency")
+    return max(0.0, load) if math.isfinite(load) else None
+
+
+@dataclass(frozen=True)
+class PodSample:
+    pod: str
+    load: float | None  # None: unreachable or not TGI's metrics, so unknown (not zero)
+
+
+class AutoscalingSpecLike(Protocol):
+    """What `decide` reads of api.Autoscaling."""
+
+    min_replicas: int
+    max_replicas: int
+    metric: str
+    target: int
+    scale_down_delay_seconds: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    time: float
+    load: float      # total over the pods, unknown pods estimated
+    known_pods: int
+    pods: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired_replicas: int
+    action: str      # scale-up | scale-down | hold
+    reason: str
+    inputs: dict
+
+    def to_dict(self) -> dict:
+        return {"desiredReplicas": self.desired_replicas, "action": self.action,
+                "reason": self.reason, "inputs": dict(self.inputs)}
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    window: tuple[Observation, ...] = ()
+    low_since: float | None = None     # when need first fell below current, unbroken since
+    low_peak: int | None = None        # highest need seen since low_since
+    last_scale_time: float | None = None
+    last_decision: dict | None = None
+
+    def to_dict(self) -> dict:
+        """JSON for status.autoscaler. Every key is always present (None as null) so that a
+        JSON merge patch of the status clears a timer instead of leaving the old value."""
+        return {"window": [[o.time, o.load, o.known_pods, o.pods] for o in self.window],
+                "lowSince": self.low_since, "lowPeak": self.low_peak,
+                "lastScaleTime": self.last_scale_time, "lastDecision": self.last_decision}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ScalerState:
+        """Back from status.autoscaler; None or {} (first run) gives a fresh state."""
+        data = data or {}
+        window = tuple(Observation(float(t), float(load), int(known), int(pods))
+                       for t, load, known, pods in data.get("window") or ())
+        low_since, low_peak, last = data.get("lowSince"), data.get("lowPeak"), data.get("lastScaleTime")
+        return cls(window=window[-MAX_OBSERVATIONS:],
+                   low_since=None if low_since is None else float(low_since),
+                   low_peak=None if low_peak is None else int(low_peak),
+                   last_scale_time=None if last is None else float(last),
+                   last_decision=data.get("lastDecision"))
+
+
+def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
+           spec: AutoscalingSpecLike, now: float) -> tuple[Decision, ScalerState]:
+    """The replica count the load asks for now, and the state to store for the next call."""
+    lo, hi, target = spec.min_replicas, spec.max_replicas, spec.target
+    delay, metric = spec.scale_down_delay_seconds, str(getattr(spec.metric, "value", spec.metric))
+    known = [s.load for s in samples if s.load is not None]
+    unknown = len(samples) - len(known)
+    window = tuple(o for o in state.window if now - WINDOW_SECONDS < o.time <= now)
+    inputs = {"metric": metric, "target": target, "pods": len(samples), "knownPods": len(known),
+              "currentReplicas": current_replicas, "minReplicas": lo, "maxReplicas": hi,
+              "scaleDownDelaySeconds": delay}
+    if known:
+        known_load = sum(known)
+        estimated = known_load / len(known) * unknown
+        total = round(known_load + estimated, 3)
+        window = (window + (Observation(now, total, len(known), len(samples)),))[-MAX_OBSERVATIONS:]
+        mean = round(sum(o.load for o in window) / len(window), 3)
+        load = max(total, mean)
+        raw = math.ceil(round(load / target, 6))
+        need = min(hi, max(lo, raw))
+        inputs.update(knownLoad=round(known_load, 3), estimatedLoad=round(estimated, 3), load=total,
+                      windowMean=mean, windowSamples=len(window), needed=raw)
+        seen = f"{metric} {known_load:g} across {len(known)} of {len(samples)} pods"
+        if unknown:
+            seen += f" ({unknown} unreachable, estimated {estimated:g} more)"
+        if mean > total:
+            seen += f", {WINDOW_SECONDS:g} s mean {mean:g}"
+        seen += f", target {target} per replica -> {raw} replicas"
+        if need != raw:
+            seen += f" ({'capped at maxReplicas' if raw > hi else 'raised to minReplicas'} {need})"
+    else:
+        need = None
+        seen = f"no {metric} data: none of {len(samples)} ready pods answered"
+
+    low_since = low_peak = None
+    if current_replicas < lo:
+        desired, action = need or lo, "scale-up"
+        why = f"{current_replicas} replicas is below minReplicas {lo}; scaling up to {desired}"
+    elif current_replicas > hi:
+        desired, action = hi, "scale-down"
+        why = f"{current_replicas} replicas is above maxReplicas {hi}; scaling down to {hi}"
+    elif need is None:
+        desired, action = current_replicas, "hold"
+        why = f"holding at {current_replicas}; never scaling down without data"
+    elif need > current_replicas:
+        desired, action = need, "scale-up"
+        why = f"scaling up from {current_replicas} to {need}"
+    elif need == current_replicas:
+        desired, action = current_replicas, "hold"
+        why = f"holding at {current_replicas}"
+    else:
+        low_since = state.low_since if state.low_since is not None else now
+        low_peak = max(need, state.low_peak or 0) if state.low_since is not None else need
+        below = now - low_since
+        if below >= delay:
+            desired, action = low_peak, "scale-down"
+            why = f"below {current_replicas} for {below:g} s (delay {delay} s); scaling down to {low_peak}"
+            low_since = low_peak = None
+        else:
+            desired, action = current_replicas, "hold"
+            why = f"below {current_replicas} for {below:g} of {delay} s; holding at {current_replicas}"
+
+    inputs["lowSince"] = low_since
+    decision = Decision(desired, action, f"{seen}; {why}.", inputs)
+    new_state = replace(state, window=window, low_since=low_since, low_peak=low_peak,
+                        last_scale_time=now if action != "hold" else state.last_scale_time,
+                        last_decision={"time": now, **decision.to_dict()})
+    return decision, new_state
