@@ -1,0 +1,157 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "llm-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's objects: the release name when it already contains the
+chart name (so `helm install llm-operator` gives objects named llm-operator), else
+release-chart. Truncated to 63 characters, the limit of a DNS label.
+*/}}
+{{- define "llm-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* name-version, the value of the helm.sh/chart label. */}}
+{{- define "llm-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The labels that select the operator's pod: stable across upgrades. */}}
+{{- define "llm-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llm-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Standard labels on every object of the release. */}}
+{{- define "llm-operator.labels" -}}
+helm.sh/chart: {{ include "llm-operator.chart" . }}
+{{ include "llm-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: llm-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "llm-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "llm-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image, its tag defaulting to the chart's appVersion. */}}
+{{- define "llm-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* The namespaces the operator watches in namespaced mode, checked once here. */}}
+{{- define "llm-operator.watchedNamespaces" -}}
+{{- if not .Values.rbac.namespaces }}
+{{- fail "rbac.scope=namespaced needs at least one namespace in rbac.namespaces" }}
+{{- end }}
+{{- .Values.rbac.namespaces | uniq | toJson }}
+{{- end }}
+
+{{/*
+RBAC rules for what the operator does inside a namespace it watches. In cluster scope
+they go into the ClusterRole; in namespaced scope into a Role in each watched namespace.
+Only the verbs the code uses; no wildcards; nothing on Secrets (a model's Hub token
+reaches its pods through a secretKeyRef the kubelet resolves, never through the operator).
+*/}}
+{{- define "llm-operator.namespacedRules" -}}
+# The API: kopf lists and watches LLMDeployments; each reconcile reads one afresh (get);
+# kopf patches its own annotations (progress, last-handled configuration) on it.
+- apiGroups: ["llm-operator.io"]
+  resources: ["llmdeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# The API: the operator writes status (conditions, plan, replicas, url) through the
+# status subresource, and kopf reads and patches its own status fields there.
+- apiGroups: ["llm-operator.io"]
+  resources: ["llmdeployments/status"]
+  verbs: ["get", "patch"]
+# Children carry ownerReferences with blockOwnerDeletion: true; the
+# OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and many managed
+# clusters) then requires update on the owner's finalizers subresource.
+- apiGroups: ["llm-operator.io"]
+  resources: ["llmdeployments/finalizers"]
+  verbs: ["update"]
+# Children: the serving Deployment. Server-side apply needs patch, and create when the
+# object does not exist yet; get/list/watch to compare with the live object and to wake
+# the owner's reconcile on drift; delete to prune what is no longer desired.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Children: the model's Service and the weight cache's PersistentVolumeClaim (same verbs,
+# same reasons as the Deployment).
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Children: the PodDisruptionBudget made when replicas > 1.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Children: the Job that downloads weights into the cache and reports the model's facts.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Children: the HorizontalPodAutoscaler of autoscaling.mode=hpa.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Pods, read only: the scheduler's Unschedulable message and the download Job's
+# termination message go into status, and pod events wake the owner's reconcile.
+# (The operator's autoscaler reads TGI's /metrics from pod IPs over HTTP: no API verb.)
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Events: kopf and the operator post Events about problems on LLMDeployments; patch
+# lets a repeated Event be counted instead of duplicated.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+RBAC rules for cluster-scoped objects: a ClusterRole in both scopes, since Roles cannot
+grant them. All read-only.
+*/}}
+{{- define "llm-operator.clusterRules" -}}
+# GPU types: the planner reads nodes' nvidia.com/gpu.product labels and GPU capacity to
+# check that a model fits the GPUs that exist. Read only.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+# A weight cache asking for a StorageClass that does not exist is reported in status.
+- apiGroups: ["storage.k8s.io"]
+  resources: ["storageclasses"]
+  verbs: ["get", "list"]
+# Framework (kopf): at start it scans the API for the resources it serves, then watches
+# CustomResourceDefinitions to notice our CRD being installed, upgraded or removed.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if eq .Values.rbac.scope "namespaced" }}
+# Framework (kopf), namespaced scope only: kopf lists and watches namespaces to match
+# them against its -n names, and notices a watched namespace created after it started.
+# Without it kopf logs a warning and never sees such a namespace until restarted. (With
+# -A kopf does not look at namespaces at all, so cluster scope does not grant this.)
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end }}

@@ -1,0 +1,449 @@
+"""The Helm chart (issue 3): lint, schema, rendered objects, RBAC, a server-side dry run and a
+real install, upgrade and uninstall against the session's control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import Kubectl, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "llm-operator"
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
+NAMESPACED = ("rbac.scope=namespaced", "rbac.namespaces={models-a,models-b}")
+
+# What the operator may do inside a namespace it watches, (apiGroup, resource) -> verbs.
+CHILD_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+NAMESPACED_RULES = {
+    ("llm-operator.io", "llmdeployments"): {"get", "list", "watch", "patch"},
+    ("llm-operator.io", "llmdeployments/status"): {"get", "patch"},
+    ("llm-operator.io", "llmdeployments/finalizers"): {"update"},
+    ("apps", "deployments"): CHILD_VERBS,
+    ("", "services"): CHILD_VERBS,
+    ("", "persistentvolumeclaims"): CHILD_VERBS,
+    ("policy", "poddisruptionbudgets"): CHILD_VERBS,
+    ("batch", "jobs"): CHILD_VERBS,
+    ("autoscaling", "horizontalpodautoscalers"): CHILD_VERBS,
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+# Cluster-scoped and read-only, in both scopes.
+CLUSTER_RULES = {
+    ("", "nodes"): {"get", "list", "watch"},
+    ("storage.k8s.io", "storageclasses"): {"get", "list"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+}
+# kopf lists and watches namespaces only when given --namespace names.
+KOPF_NAMESPACES_RULE = {("", "namespaces"): {"list", "watch"}}
+
+
+# ---- helpers ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def helm_env(tmp_path_factory) -> dict:
+    """Helm's cache and config in a temporary directory, not the user's home."""
+    home = tmp_path_factory.mktemp("helm")
+    return {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data")}
+
+
+@pytest.fixture(scope="module")
+def helm(cluster, helm_env):
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([cluster.binary("helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
+                              text=True, capture_output=True, timeout=180, env=helm_env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+    return run
+
+
+@pytest.fixture(scope="module")
+def kube_version(cluster) -> str:
+    return json.loads(Kubectl(cluster).run("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+
+
+@pytest.fixture(scope="module")
+def render(helm, kube_version):
+    """`helm template` of the chart with --set values, as a list of objects."""
+    def run(*values: str, release: str = "llm-operator", namespace: str = "llm-system",
+            extra: tuple[str, ...] = ()) -> list[dict]:
+        args = ["template", release, str(CHART), f"--namespace={namespace}", f"--kube-version={kube_version}", *extra]
+        for v in values:
+            args += ["--set", v]
+        return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+    return run
+
+
+def only(objs: list[dict], kind: str) -> list[dict]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def rules_of(role: dict) -> dict[tuple[str, str], set[str]]:
+    """A Role's rules as (apiGroup, resource) -> verbs; fails on anything looser."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, f"unexpected rule shape: {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def can_i(cluster, sa: str, *args: str) -> str:
+    """`kubectl auth can-i ARGS` as the ServiceAccount `namespace:name`: "yes" or "no"."""
+    ns, name = sa.split(":")
+    proc = Kubectl(cluster).run("auth", "can-i", *args, as_user=f"system:serviceaccount:{ns}:{name}", check=False)
+    answer = proc.stdout.strip()
+    assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)}: {proc.stdout} {proc.stderr}"
+    return answer
+
+
+# ---- the chart on its own --------------------------------------------------------------
+def test_chart_crd_is_the_generated_crd():
+    generated = (ROOT / "crds" / "llmdeployments.yaml").read_bytes()
+    assert (CHART / "crds" / "llmdeployments.yaml").read_bytes() == generated, \
+        "charts/llm-operator/crds/llmdeployments.yaml differs from crds/llmdeployments.yaml: run `make crds`"
+
+
+def test_chart_metadata():
+    assert CHART_META["apiVersion"] == "v2"
+    assert CHART_META["appVersion"] == "0.1.0"
+    assert CHART_META["kubeVersion"] == ">=1.29.0-0"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{CHART_META["appVersion"]}"' in pyproject, "appVersion should be the operator's version"
+
+
+@pytest.mark.parametrize("values", [(), NAMESPACED], ids=["cluster", "namespaced"])
+def test_lint_strict_passes(helm, values):
+    args = ["lint", "--strict", str(CHART)]
+    for v in values:
+        args += ["--set", v]
+    proc = helm(*args)
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("value, complaint", [
+    ("replicas=2", "additional properties 'replicas' not allowed"),
+    ("image.tags=x", "additional properties 'tags' not allowed"),
+    ("metrics.serviceMonitor.scrape=x", "additional properties 'scrape' not allowed"),
+    ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ("rbac.scope=everywhere", "/rbac/scope"),
+    ("rbac.scope=namespaced", "/rbac/namespaces"),
+    ("rbac.namespaces={Not_A_Name}", "/rbac/namespaces/0"),
+    ("healthPort=http", "/healthPort"),
+    ("metrics.port=70000", "/metrics/port"),
+    ("runAsUser=0", "/runAsUser"),
+    ("resources.limits.memory=lots", "/resources/limits/memory"),
+    ("tolerations[0].operator=Maybe", "/tolerations/0/operator"),
+])
+def test_schema_rejects_bad_values(helm, kube_version, value, complaint):
+    proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}", "--set", value, check=False)
+    assert proc.returncode != 0, f"--set {value} was accepted"
+    assert complaint in proc.stderr, proc.stderr
+
+
+def test_older_kubernetes_is_refused(helm):
+    proc = helm("template", "x", str(CHART), "--kube-version=v1.28.9", check=False)
+    assert proc.returncode != 0
+    assert "kubeVersion: >=1.29.0-0" in proc.stderr, proc.stderr
+
+
+def test_every_object_carries_the_standard_labels(render):
+    objs = render(*NAMESPACED, "metrics.serviceMonitor.enabled=true")
+    want = {"app.kubernetes.io/name": "llm-operator", "app.kubernetes.io/instance": "llm-operator",
+            "app.kubernetes.io/version": "0.1.0", "app.kubernetes.io/managed-by": "Helm",
+            "helm.sh/chart": "llm-operator-0.1.0"}
+    assert {o["kind"] for o in objs} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                                         "Service", "Deployment", "ServiceMonitor"}
+    for o in objs:
+        labels = o["metadata"]["labels"]
+        assert {k: labels.get(k) for k in want} == want, f"{o['kind']}/{o['metadata']['name']}: {labels}"
+
+
+def test_default_names_are_llm_operator(render):
+    names = {(o["kind"], o["metadata"]["name"]) for o in render()}
+    assert names == {("ServiceAccount", "llm-operator"), ("ClusterRole", "llm-operator"),
+                     ("ClusterRoleBinding", "llm-operator"), ("Service", "llm-operator-metrics"),
+                     ("Deployment", "llm-operator")}
+
+
+def test_rbac_and_service_account_can_be_brought_by_the_user(render, helm, kube_version):
+    objs = render("rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=platform-operator")
+    assert {o["kind"] for o in objs} == {"Service", "Deployment"}
+    (dep,) = only(objs, "Deployment")
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "platform-operator"
+    proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}", "--set", "serviceAccount.create=false",
+                check=False)
+    assert proc.returncode != 0 and "serviceAccount.name must name an existing ServiceAccount" in proc.stderr
+
+
+def test_operator_deployment(render):
+    (dep,) = only(render(), "Deployment")
+    spec = dep["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "llm-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    assert c["image"] == f"ghcr.io/llm-operator/llm-operator:{CHART_META['appVersion']}"
+    assert c["args"] == ["run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=8081"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8081}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+
+def test_values_reach_the_deployment(render):
+    (dep,) = only(render(*NAMESPACED, "image.tag=dev", "operator.verbose=true", "operator.extraArgs={--foo}",
+                         "healthPort=9000", "metrics.port=9001", "resources.limits.memory=1Gi",
+                         "operator.env[0].name=HTTPS_PROXY", "operator.env[0].value=http://proxy:3128"), "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["image"].endswith(":dev")
+    assert c["args"] == ["run", "--namespace=models-a", "--namespace=models-b",
+                         "--liveness=http://0.0.0.0:9000/healthz", "--metrics-port=9001", "--verbose", "--foo"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 9000, "metrics": 9001}
+    assert c["resources"]["limits"]["memory"] == "1Gi"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
+
+
+def test_metrics_service_and_optional_service_monitor(render):
+    objs = render()
+    assert only(objs, "ServiceMonitor") == []
+    (svc,) = only(objs, "Service")
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}]
+    (dep,) = only(objs, "Deployment")
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+
+    (mon,) = only(render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"),
+                  "ServiceMonitor")
+    assert mon["apiVersion"] == "monitoring.coreos.com/v1"
+    assert mon["metadata"]["labels"]["release"] == "prom"
+    assert mon["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
+    assert mon["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+# ---- RBAC ------------------------------------------------------------------------------
+def test_cluster_scope_rbac_is_exactly_the_documented_rules(render):
+    objs = render()
+    (role,) = only(objs, "ClusterRole")
+    assert rules_of(role) == NAMESPACED_RULES | CLUSTER_RULES
+    assert only(objs, "Role") == []
+    (binding,) = only(objs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "llm-operator", "namespace": "llm-system"}]
+
+
+def test_namespaced_scope_rbac_is_a_role_per_namespace_and_a_small_cluster_role(render):
+    objs = render(*NAMESPACED)
+    (cluster_role,) = only(objs, "ClusterRole")
+    assert rules_of(cluster_role) == CLUSTER_RULES | KOPF_NAMESPACES_RULE
+    roles = only(objs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["models-a", "models-b"]
+    for role in roles:
+        assert rules_of(role) == NAMESPACED_RULES
+    bindings = only(objs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["models-a", "models-b"]
+    for b in bindings:
+        assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "llm-operator"}
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "llm-operator", "namespace": "llm-system"}]
+
+
+@pytest.mark.parametrize("values", [(), NAMESPACED], ids=["cluster", "namespaced"])
+def test_no_rule_uses_a_wildcard_or_touches_secrets(render, values):
+    roles = [o for o in render(*values) if o["kind"] in ("Role", "ClusterRole")]
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert not any("*" in item for item in rule[field]), f"wildcard in {role['kind']}: {rule}"
+            assert not any(r.split("/")[0] == "secrets" for r in rule["resources"]), f"secrets in {rule}"
+
+
+def test_every_rule_is_explained_by_a_comment():
+    """The rules live in _helpers.tpl; each starts after a comment saying why."""
+    lines = (CHART / "templates" / "_helpers.tpl").read_text().splitlines()
+    rule_starts = [i for i, line in enumerate(lines) if line.startswith("- apiGroups:")]
+    assert len(rule_starts) >= 15
+    for i in rule_starts:
+        if lines[i - 1].strip().startswith("#"):
+            continue
+        # The one exception: the same resource in a second API group shares the comment
+        # of the rule above it (Events, core and events.k8s.io).
+        same = lines[i + 1].strip() == lines[i - 2].strip() and lines[i + 1].strip().startswith("resources:")
+        assert same, f"_helpers.tpl line {i + 1}: a rule without a comment saying why"
+
+
+# ---- against the control plane ---------------------------------------------------------
+@pytest.mark.parametrize("scope", ["cluster", "namespaced"])
+def test_rendered_chart_passes_a_server_side_dry_run(cluster, helm, kube_version, namespace, scope):
+    watched = [f"{namespace}-w1", f"{namespace}-w2"]
+    for ns in watched:
+        Kubectl(cluster).run("create", "namespace", ns)
+    try:
+        args = ["template", f"dry-{scope}", str(CHART), f"--namespace={namespace}", f"--kube-version={kube_version}",
+                "--include-crds"]
+        if scope == "namespaced":
+            args += ["--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{','.join(watched)}}}"]
+        rendered = helm(*args).stdout
+        out = Kubectl(cluster).run("apply", "--server-side", "--dry-run=server", "-f", "-", input=rendered).stdout
+        kinds = {line.split("/")[0] for line in out.splitlines()}
+        assert {"customresourcedefinition.apiextensions.k8s.io", "serviceaccount",
+                "clusterrole.rbac.authorization.k8s.io", "deployment.apps", "service"} <= kinds, out
+        if scope == "namespaced":
+            roles = [line for line in out.splitlines() if line.startswith("role.rbac.authorization.k8s.io/")]
+            assert len(roles) == 2, out
+        # A dry run creates nothing.
+        assert Kubectl(cluster, namespace).get("deployment", f"dry-{scope}-llm-operator") is None
+    finally:
+        for ns in watched:
+            Kubectl(cluster).run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_install_upgrade_uninstall(cluster, helm):
+    # Not `helm install llm-operator -n llm-system`: tests/serviceaccount.py applies the
+    # chart's RBAC under those names for the integration suite's operator in this same
+    # control plane, and a release of that name would clash with (or, uninstalled, remove) it.
+    release, ns = "chart-test", f"chart-test-{uuid.uuid4().hex[:6]}"
+    full = f"{release}-llm-operator"
+    sa = f"{ns}:{full}"
+    watched = [f"{ns}-models", f"{ns}-staging"]
+    other = f"{ns}-other"
+    for w in [*watched, other]:
+        Kubectl(cluster).run("create", "namespace", w)
+    k = Kubectl(cluster, ns)
+    try:
+        # -- install, cluster scope
+        proc = helm("install", release, str(CHART), f"--namespace={ns}", "--create-namespace",
+                    "--wait", "--timeout=90s")
+        assert "STATUS: deployed" in proc.stdout
+        assert "kubectl get llmd" in proc.stdout and "kind: LLMDeployment" in proc.stdout, "NOTES.txt"
+        dep = k.get("deployment", full)
+        assert dep["status"].get("readyReplicas") == 1
+        assert k.get("serviceaccount", full) and k.get("service", f"{full}-metrics")
+        assert Kubectl(cluster).get("clusterrole", full) and Kubectl(cluster).get("clusterrolebinding", full)
+        # Helm installs crds/ on the first install (or leaves an existing CRD alone).
+        assert Kubectl(cluster).get("crd", "llmdeployments.llm-operator.io")
+
+        for target in (watched[0], other, ns):
+            for verb in ("get", "list", "watch"):
+                assert can_i(cluster, sa, verb, "secrets", "-n", target) == "no"
+        assert can_i(cluster, sa, "get", "secrets", "--all-namespaces") == "no"
+        assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
+        assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "--subresource=status",
+                     "-n", other) == "yes"
+        assert can_i(cluster, sa, "create", "deployments.apps", "-n", other) == "yes"
+        assert can_i(cluster, sa, "delete", "llmdeployments.llm-operator.io", "-n", other) == "no"
+        assert can_i(cluster, sa, "update", "deployments.apps", "-n", other) == "no"
+        assert can_i(cluster, sa, "create", "pods", "-n", other) == "no"
+        assert can_i(cluster, sa, "create", "events", "-n", other) == "yes"
+        assert can_i(cluster, sa, "create", "events.events.k8s.io", "-n", other) == "yes"
+        assert can_i(cluster, sa, "list", "nodes") == "yes"
+        assert can_i(cluster, sa, "patch", "nodes") == "no"
+        assert can_i(cluster, sa, "list", "namespaces") == "no", "kopf with -A does not look at namespaces"
+
+        # -- upgrade: other resources
+        helm("upgrade", release, str(CHART), f"--namespace={ns}", "--wait", "--timeout=90s",
+             "--set", "resources.limits.memory=768Mi", "--set", "resources.requests.cpu=200m")
+        (c,) = k.get("deployment", full)["spec"]["template"]["spec"]["containers"]
+        assert c["resources"] == {"limits": {"memory": "768Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}}
+
+        # -- upgrade: namespaced scope
+        helm("upgrade", release, str(CHART), f"--namespace={ns}", "--wait", "--timeout=90s",
+             "--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{','.join(watched)}}}")
+        (c,) = k.get("deployment", full)["spec"]["template"]["spec"]["containers"]
+        assert c["args"][:3] == ["run", f"--namespace={watched[0]}", f"--namespace={watched[1]}"]
+        assert c["resources"]["limits"]["memory"] == "512Mi", "an upgrade without --reuse-values resets values"
+        for w in watched:
+            assert Kubectl(cluster, w).get("role", full) and Kubectl(cluster, w).get("rolebinding", full)
+            assert can_i(cluster, sa, "create", "deployments.apps", "-n", w) == "yes"
+            assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "-n", w) == "yes"
+            assert can_i(cluster, sa, "get", "secrets", "-n", w) == "no"
+        assert can_i(cluster, sa, "create", "deployments.apps", "-n", other) == "no"
+        assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "-n", other) == "no"
+        assert can_i(cluster, sa, "list", "nodes") == "yes"
+        assert can_i(cluster, sa, "watch", "namespaces") == "yes"
+
+        # -- uninstall: nothing of the operator is left
+        helm("uninstall", release, f"--namespace={ns}", "--wait", "--timeout=90s")
+        leftovers = Kubectl(cluster).run(
+            "get", "serviceaccounts,deployments,services,roles,rolebindings,clusterroles,clusterrolebindings",
+            "--all-namespaces", "-l", f"app.kubernetes.io/instance={release}", "-o", "name").stdout.split()
+        assert leftovers == []
+        assert k.get("serviceaccount", full) is None and k.get("deployment", full) is None
+        assert k.get("service", f"{full}-metrics") is None
+        assert Kubectl(cluster).get("clusterrole", full) is None
+        assert Kubectl(cluster).get("clusterrolebinding", full) is None
+        for w in watched:
+            assert Kubectl(cluster, w).get("role", full) is None
+        wait_for("the operator pod to go", lambda: not k.items("pods", f"app.kubernetes.io/instance={release}"), 30)
+        assert helm("list", f"--namespace={ns}", "-q").stdout.strip() == ""
+        # Helm never deletes CRDs from a chart's crds/ directory (so uninstalling the
+        # operator does not delete every model with it): the CRD stays, on purpose.
+        assert Kubectl(cluster).get("crd", "llmdeployments.llm-operator.io")
+    finally:
+        helm("uninstall", release, f"--namespace={ns}", "--ignore-not-found", check=False)
+        for w in [*watched, other, ns]:
+            Kubectl(cluster).run("delete", "namespace", w, "--wait=false", check=False)
+
+
+# ---- Argo CD health ----------------------------------------------------------------------
+def argocd_health(obj: dict) -> dict:
+    """Run argocd-health.lua as Argo CD does: `obj` a global, the chunk returns a table.
+    Argo CD embeds gopher-lua, a Lua 5.1: run it on Lua 5.1."""
+    from lupa import lua51
+
+    lua = lua51.LuaRuntime()
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute((CHART / "argocd-health.lua").read_text())
+    return dict(result.items())
+
+
+def cond(ctype: str, status: str, message: str = "") -> dict:
+    return {"type": ctype, "status": status, "reason": ctype, "message": message or f"{ctype} is {status}"}
+
+
+def llmd_with(status: dict | None, generation: int = 2) -> dict:
+    obj = {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment",
+           "metadata": {"name": "m", "namespace": "models", "generation": generation}, "spec": {}}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+@pytest.mark.parametrize("status, health, message", [
+    (None, "Progressing", "Waiting for the operator to report status"),
+    ({"observedGeneration": 1, "conditions": [cond("Ready", "True")]},
+     "Progressing", "Waiting for the operator to handle the latest spec"),
+    ({"observedGeneration": 2, "phase": "Ready",
+      "conditions": [cond("Ready", "True", "1/1 replicas are ready"), cond("Reconciling", "False"),
+                     cond("Stalled", "False")]},
+     "Healthy", "1/1 replicas are ready"),
+    ({"observedGeneration": 2, "phase": "Progressing",
+      "conditions": [cond("Ready", "False"), cond("Reconciling", "True", "Rolling out"), cond("Stalled", "False")]},
+     "Progressing", "Rolling out"),
+    ({"observedGeneration": 2, "phase": "Failed",
+      "conditions": [cond("Ready", "False"), cond("Reconciling", "False"), cond("Stalled", "True", "Does not fit")]},
+     "Degraded", "Does not fit"),
+    ({"observedGeneration": 2, "phase": "ScaledToZero",
+      "conditions": [cond("Ready", "False", "Replicas is 0"), cond("Reconciling", "False"), cond("Stalled", "False")]},
+     "Suspended", "Replicas is 0"),
+    ({"observedGeneration": 2, "conditions": []}, "Progressing", "Waiting for the operator to report Ready"),
+], ids=["no-status", "old-generation", "ready", "reconciling", "stalled", "scaled-to-zero", "no-conditions"])
+def test_argocd_health_check(status, health, message):
+    assert argocd_health(llmd_with(status)) == {"status": health, "message": message}
