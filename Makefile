@@ -31,7 +31,16 @@ cluster: venv tools
 	$(PY) hack/localcluster.py up --dir $(CLUSTER_DIR)
 
 cluster-down:
+	@bash hack/demo.sh stop
 	@$(PYTHON) hack/localcluster.py down --dir $(CLUSTER_DIR)
+
+demo: venv tools
+	bash hack/demo.sh
+
+# The CRD is generated from api.py; the chart carries a byte-identical copy.
+crds: venv
+	$(VENV)/bin/llm-operator crd > crds/llmdeployments.yaml
+	cp crds/llmdeployments.yaml charts/llm-operator/crds/llmdeployments.yaml
 
 test: venv tools
 	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)

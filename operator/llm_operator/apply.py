@@ -118,6 +118,20 @@ class Kube:
             if err.status != 404:
                 raise
 
+    def post_event(self, involved: dict, type_: str, reason: str, message: str, now: str) -> None:
+        """A core/v1 Event on `involved` (apiVersion, kind, name, namespace, uid), for `kubectl describe`."""
+        meta = involved
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {k: meta[k] for k in ("apiVersion", "kind", "name", "namespace", "uid")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        self.request("POST", self.path("v1", "Event", meta["namespace"]), body=body)
+
     def patch_status(self, namespace: str, name: str, status: dict) -> dict:
         path = self.path(api.API_VERSION, api.KIND, namespace, name, "status")
         return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")

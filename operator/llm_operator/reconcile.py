@@ -39,6 +39,18 @@ _turns: dict[tuple[str, str], _Turn] = {}
 _turns_guard = threading.Lock()
 
 
+def event(kube: Kube, body: dict, type_: str, reason: str, message: str) -> None:
+    """An Event for `kubectl describe`; losing one is not worth failing a reconcile for."""
+    meta = body["metadata"]
+    involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta["uid"]}
+    try:
+        kube.post_event(involved, type_, reason, message, now_rfc3339())
+        metrics.WRITES.labels("Event", "create").inc()
+    except KubeError as err:
+        log.warning("could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], err)
+
+
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -113,6 +125,10 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
             raise
         written = result.written
         deployment = result.live.get("Deployment")
+    else:
+        # Nothing is changed while planning or blocked; what already serves is still reported.
+        deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
+    if deployment is not None:
         pods = tuple(kube.list("v1", "Pod", owner.namespace, resources.pod_selector(owner)))
 
     observed = status.Observed(
@@ -141,6 +157,10 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
             ready = next(c for c in desired_status["conditions"] if c["type"] == "Ready")
             log.info("%s/%s: %s -> %s: %s", owner.namespace, owner.name, current.get("phase"),
                      desired_status["phase"], ready["message"])
+            warn = desired_status["phase"] in ("Failed", "Unschedulable")
+            event(kube, body, "Warning" if warn else "Normal", ready["reason"], ready["message"])
+    if written:
+        event(kube, body, "Normal", "Applied", "Applied " + ", ".join(written) + ".")
     for w in written:
         metrics.WRITES.labels(w.lstrip("-").split("/")[0], "delete" if w.startswith("-") else "apply").inc()
     if written:

@@ -59,9 +59,11 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     """phase, Ready, Reconciling, Stalled."""
     no = lambda reason, msg: Verdict("False", reason, msg)  # noqa: E731
     yes = lambda reason, msg: Verdict("True", reason, msg)  # noqa: E731
+    serving = ((o.deployment or {}).get("status") or {}).get("readyReplicas") or 0
+    still = f" The previous version keeps serving with {serving} ready replica(s)." if serving else ""
     if o.blocked is not None:
         b = o.blocked
-        return "Failed", no(b.reason, b.message), no(b.reason, "Nothing to do until the spec changes."), yes(b.reason, b.message)
+        return "Failed", no(b.reason, b.message + still), no(b.reason, "Nothing to do until the spec changes."), yes(b.reason, b.message)
     if o.waiting is not None:
         w = o.waiting
         return "Pending", no(w.reason, w.message), yes(w.reason, w.message), no(w.reason, "Making progress.")

@@ -1,0 +1,100 @@
+"""Pure builders: spec -> desired children (issue 2)."""
+
+from __future__ import annotations
+
+from llm_operator import api, resources
+from llm_operator.apply import is_subset, replace_ops, up_to_date
+
+OWNER = resources.Owner(name="m", namespace="ns", uid="u-1")
+
+
+def spec(**kw) -> api.LLMDeploymentSpec:
+    kw.setdefault("model", {"id": "org/model"})
+    return api.parse_spec(kw)
+
+
+def container(d: dict) -> dict:
+    return d["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_deployment_for_a_sharded_quantized_model():
+    d = resources.desired_deployment(OWNER, spec(gpus=4, quantization="awq", limits={"maxInputTokens": 7168, "maxTotalTokens": 8192}),
+                                     resources.Decisions(gpus=4))
+    c = container(d)
+    assert c["image"] == "ghcr.io/huggingface/text-generation-inference:3.3.7"
+    assert c["args"] == ["--model-id", "org/model", "--revision", "main", "--num-shard", "4", "--quantize", "awq",
+                         "--max-input-tokens", "7168", "--max-total-tokens", "8192",
+                         "--hostname", "0.0.0.0", "--port", "8080", "--json-output"]
+    assert c["resources"] == {"limits": {"nvidia.com/gpu": "4"}}
+    assert {"name": "USAGE_STATS", "value": "off"} in c["env"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    pod = d["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in pod["volumes"]
+    assert pod["terminationGracePeriodSeconds"] == 120 > 90
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] == 3600
+    assert d["spec"]["replicas"] == 1
+    assert d["metadata"]["ownerReferences"] == [{"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment",
+                                                 "name": "m", "uid": "u-1", "controller": True, "blockOwnerDeletion": True}]
+    assert d["spec"]["selector"] == {"matchLabels": {"llm-operator.io/name": "m"}}
+    assert "affinity" not in pod
+
+
+def test_token_is_passed_by_reference_only():
+    c = container(resources.desired_deployment(OWNER, spec(model={"id": "org/gated", "tokenSecretRef": {"name": "hf"}}),
+                                               resources.Decisions(gpus=1)))
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in c["env"]
+
+
+def test_product_becomes_required_node_affinity_merged_with_the_users():
+    user = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}
+    d = resources.desired_deployment(OWNER, spec(gpu={"product": "NVIDIA-H100-80GB-HBM3"}, scheduling={"affinity": user}),
+                                     resources.Decisions(gpus=1))
+    terms = d["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]},
+                                           {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]}]}]
+
+
+def test_replicas_are_left_to_the_autoscaler():
+    d = resources.desired_deployment(OWNER, spec(autoscaling={"mode": "operator", "minReplicas": 2, "maxReplicas": 4}),
+                                     resources.Decisions(gpus=1))
+    assert "replicas" not in d["spec"]
+
+
+def test_children_and_pdb_only_with_several_replicas():
+    kinds = lambda s: [c["kind"] for c in resources.desired_children(OWNER, s, resources.Decisions(gpus=1))]  # noqa: E731
+    assert kinds(spec()) == ["Service", "Deployment"]
+    assert kinds(spec(replicas=3)) == ["Service", "Deployment", "PodDisruptionBudget"]
+
+
+def test_service_and_url():
+    svc = resources.desired_service(OWNER, spec(service={"port": 8000}))
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert resources.service_url(OWNER, spec(service={"port": 8000})) == "http://m.ns.svc.cluster.local:8000"
+    assert resources.service_url(OWNER, spec()) == "http://m.ns.svc.cluster.local"
+
+
+def test_desired_hash_changes_with_the_spec_and_only_then():
+    h = lambda s: resources.desired_deployment(OWNER, s, resources.Decisions(gpus=1))["metadata"]["annotations"][resources.HASH_ANNOTATION]  # noqa: E731
+    assert h(spec()) == h(spec())
+    assert h(spec()) != h(spec(replicas=2))
+
+
+def test_subset_comparison_ignores_defaults_but_not_edits():
+    want = {"spec": {"ports": [{"port": 80}], "type": "ClusterIP"}}
+    assert is_subset(want, {"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "type": "ClusterIP", "clusterIP": "10.0.0.1"}})
+    assert not is_subset(want, {"spec": {"ports": [{"port": 9999}], "type": "ClusterIP"}})
+    assert not is_subset(want, {"spec": {"ports": [{"port": 80}, {"port": 81}], "type": "ClusterIP"}})
+
+
+def test_up_to_date_needs_the_same_hash_and_fields():
+    svc = resources.desired_service(OWNER, spec())
+    live = {**svc, "spec": {**svc["spec"], "clusterIP": "10.0.0.9"}}
+    assert up_to_date(svc, live)
+    assert not up_to_date(svc, None)
+    edited = {**live, "spec": {**live["spec"], "type": "NodePort"}}
+    assert not up_to_date(svc, edited)
+    assert replace_ops(svc, edited) == [{"op": "replace", "path": "/spec/type", "value": "ClusterIP"}]
