@@ -25,6 +25,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # The pinned serving engine; spec.engine.image overrides it.
 DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
+# The download Job runs `llm-runtime download` from the operator's own image.
+DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/llm-operator/llm-operator:0.1.0"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -200,6 +202,10 @@ class Cache(Model):
     storage_class_name: str = Field("", description="StorageClass of the cache volume. Empty: the cluster's default StorageClass.", max_length=253,
                                     pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
     access_mode: AccessMode = Field(AccessMode.ReadWriteMany, description="Access mode of the volume. ReadWriteMany lets replicas on several nodes share it.")
+    downloader_image: str = Field("", description=f"Image of the download Job (it runs `llm-runtime download`). Empty: {DEFAULT_DOWNLOADER_IMAGE}.", max_length=512)
+    stall_timeout_seconds: int = Field(300, description="The download fails (and its Job retries) when no byte arrives for this long.", ge=10, le=86_400)
+    backoff_limit: int = Field(4, description="Retries of the download Job before it is reported as failed.", ge=0, le=100)
+    deadline_seconds: int = Field(21_600, description="The download Job's activeDeadlineSeconds: the most it may take in all.", ge=60, le=604_800)
 
 
 class EnvVar(Model):
@@ -307,6 +313,7 @@ class PlanStatus(Model):
     reason: str = Field("", description="The verdict as a sentence.")
     min_gpus: int | None = Field(None, description="Fewest GPUs that fit, if any.")
     known: bool = Field(True, description="False when the model's facts could not be had and the plan is unknown.")
+    pending: bool | None = Field(None, description="True while the model's facts are being read; no plan yet.")
 
 
 class LLMDeploymentStatus(Model):

@@ -206,10 +206,10 @@ def sync_children(kube: Kube, namespace: str, owner_name: str, desired: list[dic
         live[obj["kind"]] = apply_or_replace(kube, obj, current)
         written.append(f"{obj['kind']}/{obj['metadata']['name']}")
     for api_version, kind in managed_kinds:
-        if any(k == kind for k, _ in wanted):
-            continue
         for item in kube.list(api_version, kind, namespace, children_selector(owner_name)):
             name = item["metadata"]["name"]
+            if (kind, name) in wanted or item["metadata"].get("deletionTimestamp"):
+                continue
             kube.delete(api_version, kind, namespace, name)
             written.append(f"-{kind}/{name}")
     return ApplyResult(live=live, written=written)

@@ -17,6 +17,8 @@ CHILD_RESOURCES = (
     ("", "v1", "services"),
     ("", "v1", "pods"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("batch", "v1", "jobs"),
+    ("", "v1", "persistentvolumeclaims"),
 )
 
 # Reads only when nothing changed; children's events do the real work.

@@ -152,7 +152,7 @@ def plan_for(spec: api.LLMDeploymentSpec, previous: Previous, source: FactsSourc
             # while the facts are read again, so a restart changes and writes nothing.
             return PlanOutcome(previous.gpus, previous.plan, None)
         msg = f"Reading the facts of {spec.model.id}@{spec.model.revision} from the Hub to plan GPU memory."
-        return PlanOutcome(fallback, unknown_plan(msg), None, waiting=Verdict("False", "Planning", msg))
+        return PlanOutcome(fallback, {**unknown_plan(msg), "pending": True}, None, waiting=Verdict("False", "Planning", msg))
     except modelinfo.ModelFactsUnavailable as err:
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {err} Going on with {fallback} GPU(s) per replica."), None, None)
     gpu = gpu_for(spec, cluster_types)
@@ -179,7 +179,8 @@ class Previous:
 
     @classmethod
     def from_status(cls, status: dict, generation: int) -> "Previous":
-        if status.get("observedGeneration") != generation:
+        plan = status.get("plan") or {}
+        if status.get("observedGeneration") != generation or plan.get("pending"):
             return cls(facts=status.get("modelFacts"))
         return cls(facts=status.get("modelFacts"), plan=status.get("plan"), gpus=status.get("gpus"))
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from . import api, metrics, planning, resources, status
+from . import api, metrics, planning, resources, status, weights
 from .apply import Kube, KubeError, sync_children
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,53 @@ class _Turn:
 
 _turns: dict[tuple[str, str], _Turn] = {}
 _turns_guard = threading.Lock()
+
+
+def observe_cache(kube: Kube, owner: resources.Owner, spec: api.LLMDeploymentSpec) -> weights.CacheObserved:
+    claim_name = resources.cache_claim_name(owner)
+    job_name = resources.download_job_name(owner, spec)
+    job = kube.get("batch/v1", "Job", owner.namespace, job_name)
+    return weights.CacheObserved(
+        claim_name=claim_name,
+        job_name=job_name,
+        storage_class=spec.cache.storage_class_name,
+        storage_class_found=storage_class_found(kube, spec.cache.storage_class_name),
+        claim=kube.get("v1", "PersistentVolumeClaim", owner.namespace, claim_name),
+        job=job,
+        job_pods=tuple(kube.list("v1", "Pod", owner.namespace, f"job-name={job_name}")) if job else (),
+        now=dt.datetime.now(dt.timezone.utc),
+    )
+
+
+def storage_class_found(kube: Kube, name: str) -> bool:
+    """The named StorageClass exists; with no name, the cluster has a default one."""
+    if name:
+        return kube.get("storage.k8s.io/v1", "StorageClass", None, name) is not None
+    default = "storageclass.kubernetes.io/is-default-class"
+    return any((sc["metadata"].get("annotations") or {}).get(default) == "true"
+               for sc in kube.list("storage.k8s.io/v1", "StorageClass", None))
+
+
+_rechecks: set[tuple[str, str]] = set()
+
+
+def recheck_later(kube: Kube, owner: resources.Owner, delay_s: float) -> None:
+    """Reconcile again after a delay, for what changes with time alone (a claim left
+    Pending), once: no event would wake us then."""
+    key = (owner.namespace, owner.name)
+    with _turns_guard:
+        if key in _rechecks:
+            return
+        _rechecks.add(key)
+
+    def fire() -> None:
+        with _turns_guard:
+            _rechecks.discard(key)
+        reconcile(kube, *key)
+
+    timer = threading.Timer(delay_s, fire)
+    timer.daemon = True
+    timer.start()
 
 
 def event(kube: Kube, body: dict, type_: str, reason: str, message: str) -> None:
@@ -105,28 +152,46 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
     plan = None
     current = body.get("status") or {}
     waiting = None
+    conditions: dict[str, status.Verdict] = {}
+    cache = None
+    if spec is not None and spec.cache.enabled:
+        cache = weights.judge_cache(observe_cache(kube, owner, spec))
+        conditions["WeightsCached"] = cache.condition
+        if cache.condition.reason == "ClaimPending" and "has been Pending" not in cache.condition.message:
+            recheck_later(kube, owner, weights.CLAIM_PENDING_REPORT_S + 1)
     if spec is not None:
         # Facts read in the background come back as a fresh reconcile of this object.
         again = lambda: reconcile(kube, owner.namespace, owner.name)  # noqa: E731
         previous = planning.Previous.from_status(current, generation)
+        if cache is not None and cache.facts and not previous.facts:
+            # The download Job reported the facts: plan from them, no Hub needed.
+            previous = planning.Previous(facts=cache.facts, plan=previous.plan, gpus=previous.gpus)
         outcome = planning.plan_for(spec, previous, FACTS, gpu_inventory(kube).types(), again)
         gpus, blocked, waiting = outcome.gpus, outcome.blocked, outcome.waiting
         plan = {"plan": outcome.status, "modelFacts": outcome.facts}
     deployment = None
     pods: tuple[dict, ...] = ()
-    if spec is not None and blocked is None and waiting is None:
-        decisions = resources.Decisions(gpus=gpus)
-        desired = resources.desired_children(owner, spec, decisions)
+    if spec is not None and blocked is None:
+        if cache is not None and not cache.complete:
+            if cache.failed:
+                blocked = cache.condition
+            else:
+                waiting = waiting or cache.condition
+        serve = blocked is None and waiting is None
+        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=gpus, serve=serve))
+        # Until it may serve the new spec, whatever serves now goes on serving.
+        keep = () if serve else ("Deployment", "PodDisruptionBudget")
         try:
-            result = sync_children(kube, owner.namespace, owner.name, desired, resources.MANAGED_KINDS)
+            result = sync_children(kube, owner.namespace, owner.name, desired,
+                                   tuple(k for k in resources.MANAGED_KINDS if k[1] not in keep))
         except KubeError as err:
             if err.status == 403 and "NamespaceTerminating" in err.body:
                 return Outcome(phase="Terminating", written=[], blocked=None)
             raise
         written = result.written
         deployment = result.live.get("Deployment")
-    else:
-        # Nothing is changed while planning or blocked; what already serves is still reported.
+    if deployment is None and spec is not None:
+        # Not (yet) made for this spec: what already serves is still reported.
         deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
     if deployment is not None:
         pods = tuple(kube.list("v1", "Pod", owner.namespace, resources.pod_selector(owner)))
@@ -141,6 +206,7 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         pods=pods,
         blocked=blocked,
         waiting=waiting,
+        extra_conditions=conditions,
         extra={k: v for k, v in (plan or {}).items() if v is not None},
     )
     desired_status = status.desired_status(observed, current, now_rfc3339())

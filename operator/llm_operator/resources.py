@@ -46,6 +46,7 @@ class Decisions:
     """What the reconcile decided before building children."""
 
     gpus: int                    # per replica: spec.gpus or the planner's choice
+    serve: bool = True           # False while the plan or the weight cache is not ready
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -94,7 +95,7 @@ def launcher_settings(spec: api.LLMDeploymentSpec, d: Decisions) -> LauncherSett
 
 
 def _env(spec: api.LLMDeploymentSpec, settings: LauncherSettings) -> list[dict]:
-    env = [{"name": k, "value": v} for k, v in launcher_env(settings).items()]
+    env = [{"name": k, "value": v} for k, v in launcher_env(settings, offline=spec.cache.enabled).items()]
     ref = spec.model.token_secret_ref
     if ref is not None:
         # By reference only: the operator never reads the Secret.
@@ -148,7 +149,8 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
         "env": _env(spec, settings),
         "ports": [{"name": "http", "containerPort": settings.port, "protocol": "TCP"}],
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},
-        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "data", "mountPath": "/data"}],
+        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"},
+                         {"name": "data", "mountPath": "/data", **({"readOnly": True} if spec.cache.enabled else {})}],
         "startupProbe": _probe("/health", STARTUP_PERIOD_S, STARTUP_FAILURES),
         "readinessProbe": _probe("/health", 10, 3),
         "livenessProbe": _probe("/health", 30, 6, timeout=10),
@@ -161,7 +163,9 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
         "volumes": [
             # NCCL falls back to shared memory between shards; the container default (64Mi) is too small.
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gi(max(1, d.gpus))}},
-            {"name": "data", "emptyDir": {}},
+            # The shared weight cache (read-only: the download Job filled it), or scratch space.
+            {"name": "data", "persistentVolumeClaim": {"claimName": cache_claim_name(owner), "readOnly": True}}
+            if spec.cache.enabled else {"name": "data", "emptyDir": {}},
         ],
         "enableServiceLinks": False,
     }
@@ -222,12 +226,86 @@ def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
     })
 
 
+def cache_claim_name(owner: Owner) -> str:
+    # One claim per LLMDeployment, kept across model changes (the cache holds revisions side by side).
+    return f"{owner.name}-weights"
+
+
+def download_job_name(owner: Owner, spec: api.LLMDeploymentSpec) -> str:
+    """Named after what it downloads: a new model id or revision is a new Job (and a new download)."""
+    what = f"{spec.model.id}@{spec.model.revision}"
+    return f"{owner.name[:40]}-download-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
+
+
+def desired_cache_claim(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
+    claim = {
+        "accessModes": [spec.cache.access_mode],
+        "resources": {"requests": {"storage": spec.cache.size}},
+    }
+    if spec.cache.storage_class_name:
+        claim["storageClassName"] = spec.cache.storage_class_name
+    return with_hash({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                      "metadata": _metadata(owner, cache_claim_name(owner), "weight-cache"), "spec": claim})
+
+
+def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
+    env = [
+        {"name": "MODEL_ID", "value": spec.model.id},
+        {"name": "REVISION", "value": spec.model.revision},
+        {"name": "CACHE_DIR", "value": "/data"},
+        {"name": "STALL_TIMEOUT_S", "value": str(spec.cache.stall_timeout_seconds)},
+    ]
+    ref = spec.model.token_secret_ref
+    if ref is not None:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    template_meta: dict = {"labels": {**common_labels(owner, "weight-download")}}
+    if spec.pod_annotations:
+        template_meta["annotations"] = dict(spec.pod_annotations)
+    return with_hash({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(owner, download_job_name(owner, spec), "weight-download"),
+        "spec": {
+            "backoffLimit": spec.cache.backoff_limit,
+            "activeDeadlineSeconds": spec.cache.deadline_seconds,
+            # llm-runtime exits 2 (bad settings) or 4 (gated, not found, no space): retrying cannot help.
+            "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+                "containerName": "download", "operator": "In", "values": [2, 4]}}]},
+            "template": {
+                "metadata": template_meta,
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "download",
+                        "image": spec.cache.downloader_image or api.DEFAULT_DOWNLOADER_IMAGE,
+                        "command": ["llm-runtime", "download"],
+                        "env": env,
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        # The model's facts come back here, so the operator never needs the token.
+                        "terminationMessagePolicy": "File",
+                    }],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": cache_claim_name(owner)}}],
+                },
+            },
+        },
+    })
+
+
 def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> list[dict]:
     """Everything the LLMDeployment should own, in the order to apply it."""
-    children = [desired_service(owner, spec), desired_deployment(owner, spec, d)]
-    pdb = desired_pdb(owner, spec)
-    if pdb is not None:
-        children.append(pdb)
+    children = [desired_service(owner, spec)]
+    if spec.cache.enabled:
+        children += [desired_cache_claim(owner, spec), desired_download_job(owner, spec)]
+    if d.serve:
+        children.append(desired_deployment(owner, spec, d))
+        pdb = desired_pdb(owner, spec)
+        if pdb is not None:
+            children.append(pdb)
     return children
 
 
@@ -241,4 +319,5 @@ def pod_selector(owner: Owner) -> str:
 
 
 # Kinds the operator may create, for pruning what is no longer desired: (apiVersion, kind).
-MANAGED_KINDS = (("v1", "Service"), ("apps/v1", "Deployment"), ("policy/v1", "PodDisruptionBudget"))
+MANAGED_KINDS = (("v1", "Service"), ("apps/v1", "Deployment"), ("policy/v1", "PodDisruptionBudget"),
+                 ("batch/v1", "Job"), ("v1", "PersistentVolumeClaim"))

@@ -1,0 +1,113 @@
+"""Pure: the weight cache's claim, StorageClass and download Job -> the WeightsCached verdict.
+
+The serving Deployment is made only once the download Job has succeeded. Everything that
+would otherwise be silently waited on (a missing StorageClass, a claim that stays
+Pending, a failed Job) is said in the condition, with what to do about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from .status import Verdict
+
+# A claim Pending for longer than this is reported: no provisioner or volume is coming.
+CLAIM_PENDING_REPORT_S = 60
+
+
+@dataclass(frozen=True)
+class CacheObserved:
+    claim_name: str
+    job_name: str
+    storage_class: str            # asked for ("" = the default)
+    storage_class_found: bool     # the named class exists, or a default exists when none is named
+    claim: dict | None
+    job: dict | None
+    job_pods: tuple[dict, ...]
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class CacheVerdict:
+    condition: Verdict            # WeightsCached
+    complete: bool                # the Deployment may be made
+    failed: bool                  # cannot progress without a change (Stalled)
+    facts: dict | None            # the model's facts, from the Job's termination message
+
+
+def _age_s(obj: dict, now: dt.datetime) -> float:
+    created = obj.get("metadata", {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    return (now - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
+
+
+def _job_condition(job: dict, kind: str) -> dict | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def termination_messages(pods: tuple[dict, ...]) -> list[dict]:
+    """JSON termination messages of the download containers, newest pod first."""
+    out = []
+    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp", ""), reverse=True):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if not message:
+                continue
+            try:
+                parsed = json.loads(message)
+            except json.JSONDecodeError:
+                parsed = {"error": message.strip()}
+            if isinstance(parsed, dict):
+                out.append(parsed)
+    return out
+
+
+def judge_cache(o: CacheObserved) -> CacheVerdict:
+    no = lambda reason, msg, failed=False: CacheVerdict(Verdict("False", reason, msg), False, failed, None)  # noqa: E731
+    if not o.storage_class_found:
+        if o.storage_class:
+            return no("StorageClassNotFound", f"StorageClass {o.storage_class} does not exist: create it or set "
+                      "spec.cache.storageClassName to one that does (kubectl get storageclass).", True)
+        return no("NoDefaultStorageClass", "spec.cache.storageClassName is empty and the cluster has no default "
+                  "StorageClass: name one in spec.cache.storageClassName.", True)
+    claim = o.claim
+    if claim is None:
+        return no("Creating", f"Creating the cache volume claim {o.claim_name}.")
+    phase = (claim.get("status") or {}).get("phase")
+    if phase == "Lost":
+        return no("ClaimLost", f"The cache volume claim {o.claim_name} lost its volume: delete the claim to start over.", True)
+    if phase != "Bound":
+        age = _age_s(claim, o.now)
+        if age > CLAIM_PENDING_REPORT_S:
+            spec = claim.get("spec") or {}
+            return no("ClaimPending", f"The cache volume claim {o.claim_name} has been Pending for {age:.0f}s: no volume "
+                      f"or provisioner offers {spec.get('resources', {}).get('requests', {}).get('storage')} "
+                      f"{', '.join(spec.get('accessModes', []))} in StorageClass "
+                      f"{spec.get('storageClassName') or '(default)'} (kubectl describe pvc {o.claim_name}).")
+        return no("ClaimPending", f"Waiting for the cache volume claim {o.claim_name} to be bound.")
+    job = o.job
+    if job is None:
+        return no("Downloading", f"Starting the download Job {o.job_name}.")
+    messages = termination_messages(o.job_pods)
+    if _job_condition(job, "Complete"):
+        facts = next((m for m in messages if "error" not in m and "numLayers" in m), None)
+        return CacheVerdict(Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),
+                            True, False, facts)
+    failed = _job_condition(job, "Failed")
+    if failed:
+        error = next((m["error"] for m in messages if "error" in m), "")
+        detail = f" The download said: {error}" if error else ""
+        return no("DownloadFailed", f"The download Job {o.job_name} failed ({failed.get('reason', '')}: "
+                  f"{failed.get('message', '')}).{detail} Fix the cause, then delete the Job to retry "
+                  f"(kubectl delete job {o.job_name}).", True)
+    st = job.get("status") or {}
+    attempts = (st.get("failed") or 0)
+    retry = f" after {attempts} failed attempt(s)" if attempts else ""
+    return no("Downloading", f"Downloading the weights into {o.claim_name} with Job {o.job_name}{retry} "
+              f"(kubectl logs job/{o.job_name}).")

@@ -1,0 +1,122 @@
+"""The weight cache (issue 4): claim and download Job first, the Deployment only after the
+Job succeeds, read-only and offline; failures and missing storage said in status."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import Kubectl, wait_for
+from manifests import llmd
+from test_operator import condition
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+STORAGE_CLASS = "local-cache"
+FACTS = {"modelId": "test/cached-only", "revision": "main", "numLayers": 28, "hiddenSize": 3584,
+         "numAttentionHeads": 28, "numKeyValueHeads": 4, "headDim": 128, "vocabSize": 152064,
+         "maxPositionEmbeddings": 131072, "torchDtype": "bfloat16", "quantizationConfig": None,
+         "numExperts": 0, "numExpertsPerTok": 0, "intermediateSize": 18944, "parameterCount": 7615616512,
+         "parameterCountEstimated": False, "tieWordEmbeddings": False, "modelType": "qwen2", "commit": "abc123"}
+
+
+@pytest.fixture
+def volume(cluster, kubectl):
+    """A StorageClass with no provisioner and a volume bound ahead to the claim the operator will make."""
+    admin = Kubectl(cluster)
+    admin.apply(f"""
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: {STORAGE_CLASS}}}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+""")
+
+    def make(claim: str) -> None:
+        admin.apply(f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {kubectl.namespace}-{claim}}}
+spec:
+  capacity: {{storage: 500Gi}}
+  accessModes: [ReadWriteMany]
+  storageClassName: {STORAGE_CLASS}
+  persistentVolumeReclaimPolicy: Delete
+  claimRef: {{namespace: {kubectl.namespace}, name: {claim}}}
+  hostPath: {{path: /tmp/{kubectl.namespace}-{claim}}}
+""")
+    return make
+
+
+def cached(name: str, model: str = "test/cached-only", **pod_annotations) -> str:
+    return json.dumps(llmd(name, model={"id": model}, gpus=1, podAnnotations=pod_annotations,
+                           cache={"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS}))
+
+
+def test_claim_and_job_first_then_a_read_only_offline_deployment(kubectl, volume):
+    volume("served-weights")
+    # The download (simulated by kwok) takes 3 s and reports the model's facts as llm-runtime does.
+    kubectl.apply(cached("served", **{"pod-complete.stage.kwok.x-k8s.io/delay": "3s",
+                                      "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(FACTS)}))
+
+    def downloading():
+        obj = kubectl.get("llmd", "served")
+        return obj if condition(obj, "WeightsCached").get("reason") == "Downloading" else None
+
+    obj = wait_for("WeightsCached=False while downloading", downloading, 30, interval=0.1)
+    assert condition(obj, "Ready")["status"] == "False" and condition(obj, "Reconciling")["status"] == "True"
+    assert kubectl.get("pvc", "served-weights") is not None
+    jobs = kubectl.items("jobs", "app.kubernetes.io/instance=served")
+    assert len(jobs) == 1 and kubectl.get("deployment", "served") is None
+
+    kubectl.run("wait", "--for=condition=Ready", "llmd/served", "--timeout=60s")
+    job = kubectl.get("job", jobs[0]["metadata"]["name"])
+    assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"])
+    deployment = kubectl.get("deployment", "served")
+    assert deployment["metadata"]["creationTimestamp"] >= job["status"]["completionTime"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "served-weights", "readOnly": True}} in pod["volumes"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+    assert mount == {"name": "data", "mountPath": "/data", "readOnly": True}
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in pod["containers"][0]["env"]
+    obj = kubectl.get("llmd", "served")
+    assert condition(obj, "WeightsCached")["status"] == "True"
+    # The facts came from the Job's termination message (the Hub stand-in does not have this model).
+    assert obj["status"]["modelFacts"]["parameterCount"] == 7615616512
+    assert obj["status"]["plan"]["known"] is True and obj["status"]["plan"]["fits"] is True
+
+
+def test_a_failed_download_is_reported_with_its_message(kubectl, volume):
+    volume("broken-weights")
+    error = {"error": "test/cached-only is gated: give spec.model.tokenSecretRef", "reason": "Refused", "permanent": True}
+    kubectl.apply(cached("broken", **{"pod-complete.stage.kwok.x-k8s.io/exit-code": "4",
+                                      "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(error)}))
+    obj = wait_for("WeightsCached reason DownloadFailed", lambda: (o := kubectl.get("llmd", "broken"))
+                   and condition(o, "WeightsCached").get("reason") == "DownloadFailed" and o, 60)
+    message = condition(obj, "WeightsCached")["message"]
+    assert "is gated: give spec.model.tokenSecretRef" in message and "kubectl delete job" in message
+    assert condition(obj, "Ready")["status"] == "False" and condition(obj, "Stalled")["status"] == "True"
+    assert kubectl.get("deployment", "broken") is None
+
+
+def test_a_missing_storage_class_is_reported_not_waited_on(kubectl):
+    kubectl.apply(json.dumps(llmd("nostorage", gpus=1, cache={"enabled": True, "storageClassName": "does-not-exist"})))
+    obj = wait_for("WeightsCached reason StorageClassNotFound", lambda: (o := kubectl.get("llmd", "nostorage"))
+                   and condition(o, "WeightsCached").get("reason") == "StorageClassNotFound" and o, 30)
+    assert "StorageClass does-not-exist does not exist" in condition(obj, "Ready")["message"]
+    assert condition(obj, "Stalled")["status"] == "True"
+
+
+def test_a_new_revision_downloads_again(kubectl, volume):
+    volume("rev-weights")
+    kubectl.apply(cached("rev"))
+    kubectl.run("wait", "--for=condition=Ready", "llmd/rev", "--timeout=60s")
+    (first,) = [j["metadata"]["name"] for j in kubectl.items("jobs", "app.kubernetes.io/instance=rev")]
+    kubectl.run("patch", "llmd", "rev", "--type=merge", "-p", '{"spec": {"model": {"revision": "v2"}}}')
+    wait_for("a new download Job, the old one pruned", lambda: (names := [
+        j["metadata"]["name"] for j in kubectl.items("jobs", "app.kubernetes.io/instance=rev")
+        if not j["metadata"].get("deletionTimestamp")]) and first not in names and len(names) == 1, 30)
+    kubectl.run("wait", "--for=condition=Ready", "llmd/rev", "--timeout=60s")
+    args = kubectl.get("deployment", "rev")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--revision") + 1] == "v2"

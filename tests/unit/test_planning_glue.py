@@ -1,0 +1,43 @@
+"""The operator's planning glue: facts once, pending plans, GPU types from nodes (issue 3)."""
+
+from __future__ import annotations
+
+import threading
+
+from llm_operator import api, modelinfo, planning
+
+SPEC = api.parse_spec({"model": {"id": "org/m"}, "gpus": 2})
+
+
+def test_a_pending_plan_in_status_is_not_taken_as_a_plan():
+    status = {"observedGeneration": 1, "gpus": 2, "plan": {"known": False, "pending": True, "reason": "Reading"}}
+    assert planning.Previous.from_status(status, 1).plan is None
+    done = {"observedGeneration": 1, "gpus": 2, "plan": {"known": False, "reason": "unknown"}}
+    assert planning.Previous.from_status(done, 1).plan == done["plan"]
+    assert planning.Previous.from_status(done, 2).plan is None
+
+
+def test_facts_are_read_in_the_background_once_and_failures_remembered():
+    calls, ready = [], threading.Event()
+
+    def fetch(model_id, revision):
+        calls.append((model_id, revision))
+        raise modelinfo.ModelFactsUnavailable("offline.")
+
+    source = planning.FactsSource(fetch=fetch)
+    outcome = planning.plan_for(SPEC, planning.Previous(), source, [], when_ready=ready.set)
+    assert outcome.waiting is not None and outcome.status["pending"] is True
+    assert ready.wait(5)
+    outcome = planning.plan_for(SPEC, planning.Previous(), source, [])
+    assert outcome.waiting is None and outcome.blocked is None and outcome.gpus == 2
+    assert outcome.status == {"known": False, "reason": "The plan is unknown: offline. Going on with 2 GPU(s) per replica."}
+    assert calls == [("org/m", "main")]
+
+
+def test_gpu_types_from_node_labels_largest_first():
+    nodes = [{"metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}}},
+             {"metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.memory": "81559"}}},
+             {"metadata": {"labels": {}}}]
+    assert [g.name for g in planning.gpu_types_of(nodes)] == ["h100-80gb", "l4"]
+    spec = api.parse_spec({"model": {"id": "org/m"}, "gpu": {"product": "NVIDIA-L4"}})
+    assert planning.gpu_for(spec, planning.gpu_types_of(nodes)).name == "l4"

@@ -1,0 +1,65 @@
+"""Pure: the weight cache's objects -> WeightsCached (issue 4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from llm_operator.weights import CacheObserved, judge_cache
+
+NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+BOUND = {"metadata": {"creationTimestamp": "2026-01-01T11:00:00Z"}, "status": {"phase": "Bound"}}
+
+
+def observed(**kw) -> CacheObserved:
+    base = dict(claim_name="m-weights", job_name="m-download-1", storage_class="fast", storage_class_found=True,
+                claim=BOUND, job=None, job_pods=(), now=NOW)
+    return CacheObserved(**{**base, **kw})
+
+
+def job(kind=None, message="", failed=0):
+    conditions = [{"type": kind, "status": "True", "reason": "BackoffLimitExceeded", "message": message}] if kind else []
+    return {"status": {"conditions": conditions, "failed": failed}}
+
+
+def pod(message: str, created="2026-01-01T11:30:00Z"):
+    return {"metadata": {"creationTimestamp": created},
+            "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": message}}}]}}
+
+
+def test_missing_storage_class_is_stalled_with_the_fix():
+    v = judge_cache(observed(storage_class_found=False))
+    assert (v.condition.reason, v.failed, v.complete) == ("StorageClassNotFound", True, False)
+    assert "StorageClass fast does not exist" in v.condition.message
+    assert judge_cache(observed(storage_class="", storage_class_found=False)).condition.reason == "NoDefaultStorageClass"
+
+
+def test_claim_pending_is_reported_after_a_minute():
+    young = {"metadata": {"creationTimestamp": "2026-01-01T11:59:30Z"}, "status": {"phase": "Pending"},
+             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}, "storageClassName": "fast"}}
+    assert judge_cache(observed(claim=young)).condition.message == "Waiting for the cache volume claim m-weights to be bound."
+    old = {**young, "metadata": {"creationTimestamp": "2026-01-01T11:50:00Z"}}
+    assert judge_cache(observed(claim=old)).condition.message == (
+        "The cache volume claim m-weights has been Pending for 600s: no volume or provisioner offers 100Gi "
+        "ReadWriteMany in StorageClass fast (kubectl describe pvc m-weights).")
+
+
+def test_complete_job_gives_the_facts_from_the_newest_pod():
+    facts = {"modelId": "org/m", "numLayers": 32}
+    v = judge_cache(observed(job=job("Complete"), job_pods=(pod("not json", "2026-01-01T11:00:00Z"), pod(json.dumps(facts)))))
+    assert v.complete and v.condition.status == "True" and v.facts == facts
+
+
+def test_failed_job_says_why_and_how_to_retry():
+    error = json.dumps({"error": "org/m is gated", "permanent": True})
+    v = judge_cache(observed(job=job("Failed", "Job has reached the specified backoff limit"), job_pods=(pod(error),)))
+    assert v.failed and v.condition.reason == "DownloadFailed"
+    assert v.condition.message == ("The download Job m-download-1 failed (BackoffLimitExceeded: Job has reached the "
+                                   "specified backoff limit). The download said: org/m is gated Fix the cause, then "
+                                   "delete the Job to retry (kubectl delete job m-download-1).")
+
+
+def test_running_job_is_downloading_with_retries_counted():
+    v = judge_cache(observed(job=job(failed=2)))
+    assert (v.condition.reason, v.complete, v.failed) == ("Downloading", False, False)
+    assert "after 2 failed attempt(s)" in v.condition.message
