@@ -107,20 +107,23 @@ def crd_installed(cluster) -> None:
 class OperatorProcess:
     """`llm-operator run` as a child process, with its log in a file."""
 
-    def __init__(self, cluster: LocalCluster, log_path: Path, extra_env: dict | None = None):
+    def __init__(self, cluster: LocalCluster, log_path: Path, extra_env: dict | None = None,
+                 kubeconfig: Path | None = None):
         self.cluster = cluster
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.log_path = log_path
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), **self.extra_env}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
         log = open(self.log_path, "ab")
         self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
         self.metrics_port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llm_operator.cli", "run", "--all-namespaces", f"--liveness={self.liveness}",
-             f"--metrics-port={self.metrics_port}"],
+             f"--metrics-port={self.metrics_port}",
+             f"--autoscale-interval={self.extra_env.get('LLM_OPERATOR_AUTOSCALE_INTERVAL_S', '15')}"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
 
@@ -191,14 +194,72 @@ def hub():
     server.close()
 
 
+class PodMetrics:
+    """Serves TGI /metrics text in place of the pods (kwok pods have no server), by
+    namespace, with per-pod overrides; a pod set to None does not answer."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        self.by_namespace: dict[str, str] = {}
+        self.by_pod: dict[tuple[str, str], str | None] = {}
+        served = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                parts = self.path.strip("/").split("/")
+                text = served.text_for(parts[0], parts[1]) if len(parts) == 3 else None
+                if text is None:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                body = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{{namespace}}/{{pod}}/metrics"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def text_for(self, namespace: str, pod: str) -> str | None:
+        if (namespace, pod) in self.by_pod:
+            return self.by_pod[(namespace, pod)]
+        return self.by_namespace.get(namespace)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="session")
-def operator(cluster, crd_installed, hub, tmp_path_factory) -> OperatorProcess:
+def pod_metrics():
+    server = PodMetrics()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crd_installed, hub, pod_metrics, tmp_path_factory) -> OperatorProcess:
     home = tmp_path_factory.mktemp("operator")
     # The Hub is the one edge no test reaches: the operator reads model facts from the stand-in.
-    env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")}
-    op = OperatorProcess(cluster, home / "operator.log", extra_env=env)
+    # kwok pods serve nothing: their /metrics come from a local server the tests control.
+    env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf"),
+           "LLM_OPERATOR_POD_METRICS_URL": pod_metrics.url, "LLM_OPERATOR_AUTOSCALE_INTERVAL_S": "1"}
+    from serviceaccount import install_operator_rbac
+
+    # The operator runs with exactly the Helm chart's RBAC, as its ServiceAccount: every
+    # integration test is also a test that those rules are enough.
+    op = OperatorProcess(cluster, home / "operator.log", extra_env=env, kubeconfig=install_operator_rbac(cluster))
     op.start()
     yield op
     op.stop()
-    if op.proc.returncode not in (0, -15):
-        print(op.log()[-5000:])
+    refused = [line for line in op.log().splitlines()
+               if ("Forbidden" in line or "forbidden" in line) and "being terminated" not in line]
+    assert not refused, "the chart's RBAC refused the operator:\n" + "\n".join(refused[:10])

@@ -181,7 +181,7 @@ class Limits(RuledModel):
 class Autoscaling(RuledModel):
     """How the replica count follows load."""
 
-    mode: AutoscalingMode = Field(AutoscalingMode.none, description="none: spec.replicas is used as given; hpa: a HorizontalPodAutoscaler on a TGI metric (needs a custom-metrics adapter); operator: the operator reads the pods' /metrics and scales itself.")
+    mode: AutoscalingMode = Field(AutoscalingMode.none, description="none: spec.replicas is used as given (kubectl scale works); hpa: a HorizontalPodAutoscaler on a TGI metric, scaling this object (needs a custom-metrics adapter); operator: the operator reads the pods' /metrics and scales this object itself.")
     min_replicas: int = Field(1, description="Fewest replicas the autoscaler keeps.", ge=1, le=1000)
     max_replicas: int = Field(4, description="Most replicas the autoscaler makes.", ge=1, le=1000)
     metric: ScalingMetric = Field(ScalingMetric.queue, description="queue: requests waiting (tgi_queue_size) per replica; concurrency: requests in flight (batch plus queue) per replica.")
@@ -258,7 +258,7 @@ class LLMDeploymentSpec(RuledModel):
     dtype: DType = Field(DType.auto, description="Weight dtype (--dtype); auto lets TGI choose. TGI refuses a dtype with any quantization but bitsandbytes.")
     gpus: int | None = Field(None, description="GPUs per replica, one tensor-parallel shard each (--num-shard). Unset: the planner picks the fewest that fit.", ge=1, le=16)
     gpu: GPU = Field(default_factory=GPU, description="GPU resource name and product.")
-    replicas: int = Field(1, description="Serving pods; ignored while an autoscaler owns the count.", ge=0, le=1000)
+    replicas: int = Field(1, description="Serving pods. With autoscaling on, the autoscaler writes it through the scale subresource: leave it out of GitOps sources then.", ge=0, le=1000)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling of the replica count.")
     limits: Limits = Field(default_factory=Limits, description="Token and concurrency limits.")
     cache: Cache = Field(default_factory=Cache, description="Shared weight cache.")
@@ -329,6 +329,7 @@ class LLMDeploymentStatus(Model):
     selector: str = Field("", description="Label selector of the serving pods (for the scale subresource).")
     url: str = Field("", description="In-cluster URL of the Service.")
     plan: PlanStatus | None = Field(None, description="The planner's verdict.")
+    autoscaler: dict[str, Any] | None = Field(None, description="The operator-native autoscaler's state and last decision with its inputs, kept across operator restarts.")
     model_facts: dict[str, Any] | None = Field(None, description="The model's facts the plan was made from (layers, heads, parameters, ...), kept so they are fetched once per revision.")
 
 

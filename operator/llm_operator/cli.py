@@ -43,8 +43,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
     import kopf
 
+    os.environ["LLM_OPERATOR_AUTOSCALE_INTERVAL_S"] = str(args.autoscale_interval)
     from . import handlers  # noqa: F401  (registers the handlers)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -89,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
                      help="liveness endpoint URL (default http://0.0.0.0:8080/healthz)")
     run.add_argument("--metrics-port", type=int, default=8081,
                      help="serve Prometheus metrics on this port (0: off; default 8081)")
+    run.add_argument("--autoscale-interval", type=float, default=15.0,
+                     help="seconds between scrapes of the pods' /metrics for autoscaling mode operator (default 15)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 

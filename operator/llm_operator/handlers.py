@@ -6,7 +6,9 @@ import logging
 
 import kopf
 
-from . import api, reconcile as rec
+import os
+
+from . import api, reconcile as rec, scaling
 from .apply import Kube, load_config
 from .resources import INSTANCE_LABEL, MANAGED_BY
 
@@ -70,6 +72,20 @@ def llmdeployment_changed(name: str, namespace: str, **_) -> None:
 def resync(name: str, namespace: str, **_) -> None:
     """A safety net behind the events: a reconcile whose child event failed is redone."""
     rec.reconcile(kube(), namespace, name)
+
+
+AUTOSCALE_INTERVAL_S = float(os.environ.get("LLM_OPERATOR_AUTOSCALE_INTERVAL_S", "15"))
+
+
+def _autoscaled_by_operator(spec, **_) -> bool:
+    return (spec.get("autoscaling") or {}).get("mode") == "operator"
+
+
+@kopf.timer(api.GROUP, api.VERSION, api.PLURAL, interval=AUTOSCALE_INTERVAL_S, when=_autoscaled_by_operator)
+def autoscale(name: str, namespace: str, **_) -> None:
+    body = kube().get(api.API_VERSION, api.KIND, namespace, name)
+    if body is not None:
+        scaling.autoscale(kube(), body)
 
 
 def _child_event(body: kopf.Body, namespace: str | None, **_) -> None:

@@ -168,7 +168,9 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
             previous = planning.Previous(facts=cache.facts, plan=previous.plan, gpus=previous.gpus)
         outcome = planning.plan_for(spec, previous, FACTS, gpu_inventory(kube).types(), again)
         gpus, blocked, waiting = outcome.gpus, outcome.blocked, outcome.waiting
-        plan = {"plan": outcome.status, "modelFacts": outcome.facts}
+        plan = {"plan": outcome.status, "modelFacts": outcome.facts,
+                # Written by the autoscaler loop; kept here so the reconcile does not remove it.
+                "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None}
     deployment = None
     pods: tuple[dict, ...] = ()
     if spec is not None and blocked is None:

@@ -194,9 +194,8 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
-    if not spec.autoscaled:
-        # Left out when an autoscaler owns the count, so the two never fight over it.
-        body["spec"]["replicas"] = spec.replicas
+    # Always spec.replicas: autoscalers write that (the scale subresource), never the Deployment.
+    body["spec"]["replicas"] = spec.replicas
     return with_hash(body)
 
 
@@ -223,6 +222,35 @@ def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
         "kind": "PodDisruptionBudget",
         "metadata": _metadata(owner, owner.name, "server"),
         "spec": {"selector": {"matchLabels": selector_labels(owner)}, "maxUnavailable": 1},
+    })
+
+
+# TGI's metric names as a metrics adapter exposes them per pod. "concurrency" is
+# batch + queue, which an adapter serves as one metric (a recording rule): see the README.
+HPA_METRICS = {"queue": "tgi_queue_size", "concurrency": "tgi_requests_in_flight"}
+
+
+def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
+    """An autoscaling/v2 HPA scaling the LLMDeployment itself through its scale subresource."""
+    a = spec.autoscaling
+    if a.mode != "hpa":
+        return None
+    return with_hash({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(owner, owner.name, "autoscaler"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": owner.name},
+            "minReplicas": a.min_replicas,
+            "maxReplicas": a.max_replicas,
+            "metrics": [{"type": "Pods", "pods": {
+                "metric": {"name": HPA_METRICS[a.metric]},
+                "target": {"type": "AverageValue", "averageValue": str(a.target)}}}],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0},
+                "scaleDown": {"stabilizationWindowSeconds": a.scale_down_delay_seconds},
+            },
+        },
     })
 
 
@@ -306,6 +334,9 @@ def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) ->
         pdb = desired_pdb(owner, spec)
         if pdb is not None:
             children.append(pdb)
+    hpa = desired_hpa(owner, spec)
+    if hpa is not None:
+        children.append(hpa)
     return children
 
 
@@ -320,4 +351,4 @@ def pod_selector(owner: Owner) -> str:
 
 # Kinds the operator may create, for pruning what is no longer desired: (apiVersion, kind).
 MANAGED_KINDS = (("v1", "Service"), ("apps/v1", "Deployment"), ("policy/v1", "PodDisruptionBudget"),
-                 ("batch/v1", "Job"), ("v1", "PersistentVolumeClaim"))
+                 ("batch/v1", "Job"), ("v1", "PersistentVolumeClaim"), ("autoscaling/v2", "HorizontalPodAutoscaler"))

@@ -24,6 +24,7 @@ CHILD_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 NAMESPACED_RULES = {
     ("llm-operator.io", "llmdeployments"): {"get", "list", "watch", "patch"},
     ("llm-operator.io", "llmdeployments/status"): {"get", "patch"},
+    ("llm-operator.io", "llmdeployments/scale"): {"get", "patch"},
     ("llm-operator.io", "llmdeployments/finalizers"): {"update"},
     ("apps", "deployments"): CHILD_VERBS,
     ("", "services"): CHILD_VERBS,

@@ -57,10 +57,21 @@ def test_product_becomes_required_node_affinity_merged_with_the_users():
                                            {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]}]}]
 
 
-def test_replicas_are_left_to_the_autoscaler():
-    d = resources.desired_deployment(OWNER, spec(autoscaling={"mode": "operator", "minReplicas": 2, "maxReplicas": 4}),
+def test_deployment_replicas_follow_the_llmdeployment_which_autoscalers_scale():
+    d = resources.desired_deployment(OWNER, spec(replicas=3, autoscaling={"mode": "operator", "minReplicas": 2, "maxReplicas": 4}),
                                      resources.Decisions(gpus=1))
-    assert "replicas" not in d["spec"]
+    assert d["spec"]["replicas"] == 3
+
+
+def test_hpa_scales_the_llmdeployment_on_a_tgi_pods_metric():
+    hpa = resources.desired_hpa(OWNER, spec(autoscaling={"mode": "hpa", "minReplicas": 1, "maxReplicas": 5, "target": 4,
+                                                         "scaleDownDelaySeconds": 120}))
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment", "name": "m"}
+    assert hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "tgi_queue_size"},
+                                                                "target": {"type": "AverageValue", "averageValue": "4"}}}]
+    assert hpa["spec"]["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 120}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 5)
+    assert resources.desired_hpa(OWNER, spec(autoscaling={"mode": "operator"})) is None
 
 
 def test_children_and_pdb_only_with_several_replicas():

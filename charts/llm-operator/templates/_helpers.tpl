@@ -81,6 +81,11 @@ reaches its pods through a secretKeyRef the kubelet resolves, never through the 
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/status"]
   verbs: ["get", "patch"]
+# The operator-native autoscaler (autoscaling.mode=operator) writes replicas through the
+# scale subresource, as an HPA would.
+- apiGroups: ["llm-operator.io"]
+  resources: ["llmdeployments/scale"]
+  verbs: ["get", "patch"]
 # Children carry ownerReferences with blockOwnerDeletion: true; the
 # OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and many managed
 # clusters) then requires update on the owner's finalizers subresource.

@@ -1,0 +1,99 @@
+"""I/O of the operator-native autoscaler: scrape each ready pod's /metrics, decide with the
+pure autoscaler, write replicas through the LLMDeployment's scale subresource, and record
+the decision with its inputs in status.autoscaler and as an Event.
+
+The state lives in status.autoscaler, so a restarted operator goes on from the same
+window and timers instead of flapping. It is written only when a decision or a timer
+changes, not on every scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from . import api, autoscaler, metrics, resources
+from .apply import Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+# Where a pod's metrics are read. Operators running outside the cluster can go through
+# the apiserver's pod proxy instead; tests point it at a local server.
+METRICS_URL = os.environ.get("LLM_OPERATOR_POD_METRICS_URL", "http://{pod_ip}:{port}/metrics")
+SCRAPE_TIMEOUT_S = 2.0
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
+# The full state between ticks; status.autoscaler holds it as of the last change of a timer.
+_states: dict[tuple[str, str], autoscaler.ScalerState] = {}
+
+
+def pod_ready(pod: dict) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def scrape(pod: dict, metric: str) -> autoscaler.PodSample:
+    meta = pod["metadata"]
+    url = METRICS_URL.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=8080,
+                             namespace=meta["namespace"], pod=meta["name"])
+    try:
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
+            text = resp.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        log.debug("scraping %s failed: %s", url, err)
+        return autoscaler.PodSample(meta["name"], None)   # unknown, not idle
+    return autoscaler.PodSample(meta["name"], autoscaler.load_of(autoscaler.parse_tgi_metrics(text), metric))
+
+
+def _timers(state: dict | None) -> tuple:
+    s = state or {}
+    last = s.get("lastDecision") or {}
+    return s.get("lowSince"), s.get("lastScaleTime"), last.get("action"), last.get("desiredReplicas")
+
+
+def autoscale(kube: Kube, body: dict, now: float | None = None) -> autoscaler.Decision | None:
+    """One tick for one LLMDeployment in mode operator."""
+    meta = body["metadata"]
+    spec = api.parse_spec(body.get("spec") or {})
+    if spec.autoscaling.mode != "operator":
+        return None
+    owner = resources.Owner(meta["name"], meta["namespace"], meta["uid"])
+    now = time.time() if now is None else now
+    pods = [p for p in kube.list("v1", "Pod", owner.namespace, resources.pod_selector(owner)) if pod_ready(p)]
+    samples = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric), pods))
+    stored = (body.get("status") or {}).get("autoscaler")
+    key = (owner.namespace, owner.name)
+    state = _states.get(key)
+    if state is None:
+        try:
+            state = autoscaler.ScalerState.from_dict(stored)
+        except (ValueError, TypeError, KeyError) as err:
+            log.warning("%s/%s: status.autoscaler unreadable (%s): starting afresh", owner.namespace, owner.name, err)
+            state = autoscaler.ScalerState()
+    decision, new_state = autoscaler.decide(state, samples, spec.replicas, spec.autoscaling, now)
+    _states[key] = new_state
+    new = new_state.to_dict()
+    if decision.desired_replicas != spec.replicas:
+        kube.request("PATCH", kube.path(api.API_VERSION, api.KIND, owner.namespace, owner.name, "scale"),
+                     body={"spec": {"replicas": decision.desired_replicas}},
+                     query={"fieldManager": "llm-operator-autoscaler"},
+                     content_type="application/merge-patch+json")
+        metrics.WRITES.labels(api.KIND, "scale").inc()
+        from .reconcile import event
+
+        reason = "ScaledUp" if decision.desired_replicas > spec.replicas else "ScaledDown"
+        event(kube, body, "Normal", reason, decision.reason)
+        log.info("%s/%s: %s", owner.namespace, owner.name, decision.reason)
+    if _timers(new) != _timers(stored):
+        try:
+            kube.patch_status(owner.namespace, owner.name, {"autoscaler": new})
+            metrics.WRITES.labels(api.KIND, "patch-status").inc()
+        except KubeError as err:
+            if err.status != 404:
+                raise
+    return decision
