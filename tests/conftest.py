@@ -189,6 +189,12 @@ def hub():
                "model.safetensors": safetensors_header_only({"all": ("BF16", [params[short]])})}
         for repo, short in HUB_MODELS.items()
     }
+    # LoRA adapters as PEFT saves them: three trained on test/mistral-7b, one on another model.
+    for repo, base in (("test/support-lora", "test/mistral-7b"), ("test/sql-lora", "test/mistral-7b"),
+                       ("test/summary-lora", "mirror-org/Mistral-7B"), ("test/llama-lora", "meta-llama/Llama-2-7b-hf")):
+        repos[repo] = {"adapter_config.json": json.dumps({
+            "base_model_name_or_path": base, "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 16, "lora_alpha": 32,
+            "lora_dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "bias": "none"}).encode()}
     server = FakeHub(repos, gated={"test/gated"})
     yield server
     server.close()

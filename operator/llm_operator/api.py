@@ -208,6 +208,17 @@ class Cache(Model):
     deadline_seconds: int = Field(21_600, description="The download Job's activeDeadlineSeconds: the most it may take in all.", ge=60, le=604_800)
 
 
+class Adapter(Model):
+    """A LoRA adapter served beside the base model, by the same pods and Service."""
+
+    name: str = Field(description="Name clients ask for (adapter_id on /generate, model on /v1/chat/completions): lower-case letters, digits, '-', '_' and '.'.",
+                      min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    id: str = Field(description="Hub repository holding the PEFT adapter (adapter_config.json and weights).",
+                    min_length=1, max_length=96, pattern=HUB_REPO_ID)
+    revision: str = Field("main", description="Branch, tag or commit of the adapter repository.",
+                          min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
 class EnvVar(Model):
     name: str = Field(description="Environment variable name.", min_length=1, max_length=256, pattern=ENV_NAME)
     value: str = Field("", description="Its value.", max_length=32_768)
@@ -265,6 +276,7 @@ class LLMDeploymentSpec(RuledModel):
     engine: Engine = Field(default_factory=Engine, description="Serving engine image, extra arguments, environment and resources.")
     scheduling: Scheduling = Field(default_factory=Scheduling, description="Extra scheduling constraints of the pods.")
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service in front of the pods.")
+    adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters served beside the model (TGI --lora-adapters); with the cache on they are downloaded and verified with the weights.", max_length=32)
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations added to the serving pods (for service meshes, log shippers, scrapers).", max_length=64)
     pod_labels: dict[str, str] = Field(default_factory=dict, description="Labels added to the serving pods; the operator's own labels win.", max_length=64)
 
@@ -273,6 +285,10 @@ class LLMDeploymentSpec(RuledModel):
              "exl2 models cannot be sharded across GPUs: set gpus to 1 or choose another quantization.",
              ".gpus",
              lambda s: s.quantization != "exl2" or s.gpus is None or s.gpus == 1),
+        Rule("!has(self.adapters) || self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
+             "adapters: names must be unique: each is the name clients ask for.",
+             ".adapters",
+             lambda s: len({a.name for a in s.adapters}) == len(s.adapters)),
         Rule("self.dtype == 'auto' || self.quantization in " + repr(list(DTYPE_COMPATIBLE_QUANTIZATIONS)).replace('"', "'"),
              "dtype must be auto when quantization is awq, gptq, marlin, eetq, fp8, exl2 or compressed-tensors: TGI refuses --dtype with those.",
              ".dtype",
@@ -329,6 +345,7 @@ class LLMDeploymentStatus(Model):
     selector: str = Field("", description="Label selector of the serving pods (for the scale subresource).")
     url: str = Field("", description="In-cluster URL of the Service.")
     plan: PlanStatus | None = Field(None, description="The planner's verdict.")
+    adapters: list[dict[str, Any]] | None = Field(None, description="Each LoRA adapter: name, id, revision, whether it is cached, how clients name it (servedAs), and why it is not served, if it is not.")
     autoscaler: dict[str, Any] | None = Field(None, description="The operator-native autoscaler's state and last decision with its inputs, kept across operator restarts.")
     model_facts: dict[str, Any] | None = Field(None, description="The model's facts the plan was made from (layers, heads, parameters, ...), kept so they are fetched once per revision.")
 

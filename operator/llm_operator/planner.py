@@ -200,6 +200,7 @@ class PlanRequest:
     gpus: int | None = None
     max_total_tokens: int | None = None
     kv_cache_dtype: str | None = None
+    adapter_bytes: float = 0.0          # LoRA adapters served beside the model (see adapters.py)
 
 
 FITS = "Fits"
@@ -396,14 +397,16 @@ class _Budget:
         return self.weights_gib_per_gpu + self.overhead_gib_per_gpu + self.kv_cache_gib_per_gpu
 
 
-def _budget(facts: ModelFacts, quantization: str, num_shard: int, tokens: int, kv_dtype: str | None) -> _Budget:
+def _budget(facts: ModelFacts, quantization: str, num_shard: int, tokens: int, kv_dtype: str | None,
+            adapter_bytes: float = 0.0) -> _Budget:
     weights = weights_bytes(facts, quantization)
     kv = kv_cache_bytes_per_token(facts, kv_dtype, num_shard) * tokens
     # TGI keeps 10% of what is left after weights out of the KV cache: count it here.
     kv_headroom = kv * (1 / TGI_KV_MEMORY_FRACTION - 1)
     prefill_tokens = min(tokens, MAX_PREFILL_TOKENS)
     fixed = (DRIVER_RESERVED_GIB + CUDA_CONTEXT_GIB) * GIB
-    overhead = fixed + prefill_activation_bytes(facts, prefill_tokens, num_shard) + kv_headroom
+    # LoRA adapters are counted whole on every GPU: they are small, and this errs on the safe side.
+    overhead = fixed + prefill_activation_bytes(facts, prefill_tokens, num_shard) + kv_headroom + adapter_bytes
     return _Budget(
         weights_gib=weights / GIB,
         weights_gib_per_gpu=weights / num_shard / GIB,
@@ -425,9 +428,9 @@ def _resolve_gpu(request: PlanRequest) -> GpuType:
 
 
 def _smallest_fitting(facts: ModelFacts, quantization: str, gpu: GpuType, tokens: int,
-                      kv_dtype: str | None) -> int | None:
+                      kv_dtype: str | None, adapter_bytes: float = 0.0) -> int | None:
     for count in valid_shard_counts(facts, quantization):
-        if _budget(facts, quantization, count, tokens, kv_dtype).required_gib_per_gpu <= gpu.memory_gib:
+        if _budget(facts, quantization, count, tokens, kv_dtype, adapter_bytes).required_gib_per_gpu <= gpu.memory_gib:
             return count
     return None
 
@@ -439,12 +442,12 @@ def plan(request: PlanRequest) -> Plan:
     gpu = _resolve_gpu(request)
     tokens = request.max_total_tokens or default_max_total_tokens(facts)
     kv_dtype = request.kv_cache_dtype
-    min_gpus = _smallest_fitting(facts, quantization, gpu, tokens, kv_dtype)
+    min_gpus = _smallest_fitting(facts, quantization, gpu, tokens, kv_dtype, request.adapter_bytes)
     valid = valid_shard_counts(facts, quantization)
     num_shard = request.gpus if request.gpus is not None else (min_gpus or valid[-1])
 
     problem = sharding_problem(facts, num_shard, quantization)
-    budget = _budget(facts, quantization, max(num_shard, 1), tokens, kv_dtype)
+    budget = _budget(facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes)
     fits = problem is None and budget.required_gib_per_gpu <= gpu.memory_gib
     if problem is not None:
         status, reason = INVALID_SHARDING, problem

@@ -142,7 +142,8 @@ def facts_for(spec: api.LLMDeploymentSpec, previous: dict | None, source: FactsS
 
 
 def plan_for(spec: api.LLMDeploymentSpec, previous: Previous, source: FactsSource,
-             cluster_types: list[planner.GpuType], when_ready=None) -> PlanOutcome:
+             cluster_types: list[planner.GpuType], when_ready=None, adapter_bytes=None) -> PlanOutcome:
+    """`adapter_bytes(facts)`: memory of the LoRA adapters to serve, counted into the plan."""
     fallback = spec.gpus or 1
     try:
         facts = facts_for(spec, previous.facts, source, when_ready)
@@ -164,7 +165,8 @@ def plan_for(spec: api.LLMDeploymentSpec, previous: Previous, source: FactsSourc
         # A product the table lacks is planned by the memory its nodes report.
         facts=facts, quantization=spec.quantization,
         gpu_type=gpu.name if gpu.name in planner.GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
-        gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens))
+        gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens,
+        adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0))
     blocked = None if result.fits else Verdict("False", result.status, result.reason)
     return PlanOutcome(result.num_shard, {**result.to_status(), "known": True}, facts.to_dict(), blocked)
 

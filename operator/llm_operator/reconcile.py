@@ -13,12 +13,14 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from . import api, metrics, planning, resources, status, weights
+from . import adapters as lora, api, metrics, planning, resources, status, weights
+from .modelinfo import ModelFacts
 from .apply import Kube, KubeError, sync_children
 
 log = logging.getLogger(__name__)
 
 FACTS = planning.FactsSource()
+ADAPTER_CONFIGS = planning.FactsSource(fetch=lora.adapter_config_from_hub)
 _inventory: planning.GpuInventory | None = None
 
 
@@ -37,6 +39,47 @@ class _Turn:
 
 _turns: dict[tuple[str, str], _Turn] = {}
 _turns_guard = threading.Lock()
+
+
+def adapter_configs(spec: api.LLMDeploymentSpec, when_ready) -> tuple[dict[str, dict | None], status.Verdict | None]:
+    """adapter_config.json of each adapter (None when it cannot be read), and a waiting
+    verdict while some are still being read."""
+    configs: dict[str, dict | None] = {}
+    pending = []
+    for a in spec.adapters:
+        try:
+            configs[a.name] = ADAPTER_CONFIGS.get(a.id, a.revision, when_ready)
+        except planning.FactsPending:
+            pending.append(a.name)
+        except planning.modelinfo.ModelFactsUnavailable:
+            configs[a.name] = None
+    if pending:
+        msg = f"Reading adapter_config.json of {', '.join(pending)} to check their base model."
+        return configs, status.Verdict("False", "Planning", msg)
+    return configs, None
+
+
+def adapters_verdict(checks: list[lora.AdapterCheck]) -> status.Verdict:
+    problems = [c.problem for c in checks if c.problem]
+    if problems:
+        return status.Verdict("False", "BaseModelMismatch", " ".join(problems))
+    unknown = [c.adapter.name for c in checks if c.config is None]
+    note = f" (not checked: adapter_config.json of {', '.join(unknown)} could not be read)" if unknown else ""
+    return status.Verdict("True", "Served", f"Serving {len(checks)} adapter(s){note}.")
+
+
+def adapters_status(checks: list[lora.AdapterCheck], commits: dict, cached: bool) -> list[dict]:
+    out = []
+    for c in checks:
+        a = c.adapter
+        entry = {"name": a.name, "id": a.id, "revision": a.revision, "cached": bool(cached and a.name in commits),
+                 "served": not c.problem, "servedAs": (a.name if cached and a.name in commits else a.id) if not c.problem else ""}
+        if c.problem:
+            entry["message"] = c.problem
+        if c.memory_bytes:
+            entry["memoryMiB"] = round(c.memory_bytes / 2**20, 1)
+        out.append(entry)
+    return out
 
 
 def observe_cache(kube: Kube, owner: resources.Owner, spec: api.LLMDeploymentSpec) -> weights.CacheObserved:
@@ -166,11 +209,24 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         if cache is not None and cache.facts and not previous.facts:
             # The download Job reported the facts: plan from them, no Hub needed.
             previous = planning.Previous(facts=cache.facts, plan=previous.plan, gpus=previous.gpus)
-        outcome = planning.plan_for(spec, previous, FACTS, gpu_inventory(kube).types(), again)
+        configs, adapters_waiting = adapter_configs(spec, again)
+
+        def adapter_bytes(facts: ModelFacts) -> float:
+            return sum(lora.check_adapter(a, configs.get(a.name), spec.model.id, facts).memory_bytes for a in spec.adapters)
+
+        outcome = planning.plan_for(spec, previous, FACTS, gpu_inventory(kube).types(), again, adapter_bytes)
         gpus, blocked, waiting = outcome.gpus, outcome.blocked, outcome.waiting
+        waiting = waiting or adapters_waiting
+        facts = ModelFacts.from_dict(outcome.facts) if outcome.facts else None
+        checks = [lora.check_adapter(a, configs.get(a.name), spec.model.id, facts) for a in spec.adapters]
+        commits = ((cache.facts or {}).get("adapters") if cache is not None and cache.complete else None) or {}
+        lora_entries = lora.lora_entries(checks, commits if spec.cache.enabled else None)
+        if spec.adapters:
+            conditions["AdaptersReady"] = adapters_verdict(checks)
         plan = {"plan": outcome.status, "modelFacts": outcome.facts,
                 # Written by the autoscaler loop; kept here so the reconcile does not remove it.
-                "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None}
+                "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
+                "adapters": adapters_status(checks, commits, spec.cache.enabled) or None}
     deployment = None
     pods: tuple[dict, ...] = ()
     if spec is not None and blocked is None:
@@ -180,7 +236,7 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
             else:
                 waiting = waiting or cache.condition
         serve = blocked is None and waiting is None
-        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=gpus, serve=serve))
+        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=gpus, serve=serve, lora=lora_entries))
         # Until it may serve the new spec, whatever serves now goes on serving.
         keep = () if serve else ("Deployment", "PodDisruptionBudget")
         try:

@@ -47,6 +47,7 @@ class Decisions:
 
     gpus: int                    # per replica: spec.gpus or the planner's choice
     serve: bool = True           # False while the plan or the weight cache is not ready
+    lora: tuple[str, ...] = ()   # --lora-adapters entries of the adapters to serve
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -91,6 +92,7 @@ def launcher_settings(spec: api.LLMDeploymentSpec, d: Decisions) -> LauncherSett
         max_batch_prefill_tokens=limits.max_batch_prefill_tokens,
         max_concurrent_requests=limits.max_concurrent_requests,
         extra_args=tuple(spec.engine.args),
+        lora_adapters=d.lora,
     )
 
 
@@ -260,8 +262,9 @@ def cache_claim_name(owner: Owner) -> str:
 
 
 def download_job_name(owner: Owner, spec: api.LLMDeploymentSpec) -> str:
-    """Named after what it downloads: a new model id or revision is a new Job (and a new download)."""
-    what = f"{spec.model.id}@{spec.model.revision}"
+    """Named after what it downloads: a new model id, revision or adapter is a new Job (files
+    already complete in the cache are not fetched again)."""
+    what = f"{spec.model.id}@{spec.model.revision}" + "".join(f",{a.name}={a.id}@{a.revision}" for a in spec.adapters)
     return f"{owner.name[:40]}-download-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
 
 
@@ -283,6 +286,8 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
         {"name": "CACHE_DIR", "value": "/data"},
         {"name": "STALL_TIMEOUT_S", "value": str(spec.cache.stall_timeout_seconds)},
     ]
+    if spec.adapters:
+        env.append({"name": "ADAPTERS", "value": ",".join(f"{a.name}={a.id}@{a.revision}" for a in spec.adapters)})
     ref = spec.model.token_secret_ref
     if ref is not None:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})

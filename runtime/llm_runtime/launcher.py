@@ -127,10 +127,10 @@ def parse_adapters(text: str) -> tuple[AdapterRef, ...]:
 
 
 def adapter_entry(ref: AdapterRef, local_dir: str | None) -> str:
-    """One --lora-adapters entry. TGI reads "name=path" from a local directory, and a bare id
-    only from revision main (its adapter loader hard-codes it), so a cached adapter is passed
-    by path: that keeps both the client-facing name and the pinned revision."""
-    return f"{ref.name}={local_dir}" if local_dir else ref.model_id
+    """One --lora-adapters entry. TGI's parser takes "id", "id@revision" and "name=path": a
+    cached adapter is passed by path (keeping its client-facing name), one from the Hub as
+    id@revision (clients then name it by its id)."""
+    return f"{ref.name}={local_dir}" if local_dir else f"{ref.model_id}@{ref.revision}"
 
 
 def _int(env: Mapping[str, str], name: str) -> int | None:

@@ -122,7 +122,7 @@ def test_settings_from_env_defaults():
 def test_settings_from_env_with_adapters_by_path_or_id():
     env = {"LLM_MODEL_ID": "org/model", "LLM_ADAPTERS": "support=acme/support-lora@v2, sql=acme/sql-lora"}
     settings = settings_from_env(env, adapter_dirs={"support": "/data/hub/models--acme--support-lora/snapshots/c0ffee"})
-    assert settings.lora_adapters == ("support=/data/hub/models--acme--support-lora/snapshots/c0ffee", "acme/sql-lora")
+    assert settings.lora_adapters == ("support=/data/hub/models--acme--support-lora/snapshots/c0ffee", "acme/sql-lora@main")
 
 
 @pytest.mark.parametrize("env,message", [
@@ -149,4 +149,4 @@ def test_parse_adapters():
 
 def test_adapter_entry():
     assert adapter_entry(AdapterRef("a", "org/x", "v1"), "/data/hub/models--org--x/snapshots/c1") == "a=/data/hub/models--org--x/snapshots/c1"
-    assert adapter_entry(AdapterRef("a", "org/x", "v1"), None) == "org/x"
+    assert adapter_entry(AdapterRef("a", "org/x", "v1"), None) == "org/x@v1"
