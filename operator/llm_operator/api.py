@@ -100,7 +100,7 @@ class Model(BaseModel):
     """Base for every API object: camelCase on the wire, unknown fields refused."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              use_enum_values=True)
+                              use_enum_values=True, validate_default=True)
 
     def wire(self) -> dict:
         """The object as it is written in a manifest (camelCase, unset optionals left out)."""

@@ -29,3 +29,22 @@ def test_unreachable_module_proxy_is_named(tmp_path):
     proc = run_tools(tmp_path, GOPROXY="http://127.0.0.1:9", GOFLAGS="")
     assert proc.returncode != 0
     assert "the Go module proxy http://127.0.0.1:9 cannot be reached" in proc.stderr
+
+
+def test_binaries_the_user_already_has_are_used_instead_of_building(tmp_path):
+    """LLMOP_BIN_DIR (ours) and KUBEBUILDER_ASSETS (envtest's) name directories of binaries."""
+    mine, envtest = tmp_path / "mine", tmp_path / "envtest"
+    for d, names in ((mine, ("kube-controller-manager", "kube-scheduler", "kwok", "helm")),
+                     (envtest, ("etcd", "kube-apiserver", "kubectl"))):
+        d.mkdir()
+        for name in names:
+            (d / name).write_text("#!/bin/sh\n")
+            (d / name).chmod(0o755)
+    # No Go on PATH: building anything would fail, so success means nothing was built.
+    path = ":".join(p for p in os.environ["PATH"].split(":") if not (Path(p) / "go").exists())
+    proc = run_tools(tmp_path, PATH=path, LLMOP_BIN_DIR=str(mine), KUBEBUILDER_ASSETS=str(envtest))
+    assert proc.returncode == 0, proc.stderr
+    links = Path(proc.stdout.strip())
+    assert (links / "kwok").resolve() == mine / "kwok"
+    assert (links / "kube-apiserver").resolve() == envtest / "kube-apiserver"
+    assert (links / "etcd").resolve() == envtest / "etcd"

@@ -1,0 +1,46 @@
+"""`llm-operator render` and `crd` need no cluster; the operator never touches Secrets."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from llm_operator import apply
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def llm_operator(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llm_operator.cli", *args], input=input,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_render_prints_the_children_of_each_example():
+    proc = llm_operator("render", "-f", str(ROOT / "examples" / "mixtral-8x7b-h100.yaml"), "--namespace", "models")
+    assert proc.returncode == 0, proc.stderr
+    docs = list(yaml.safe_load_all(proc.stdout))
+    assert [(d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in docs] == [
+        ("Service", "mixtral-8x7b", "models"), ("Deployment", "mixtral-8x7b", "models"),
+        ("PodDisruptionBudget", "mixtral-8x7b", "models")]
+    container = docs[1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:6] == ["--model-id", "mistralai/Mixtral-8x7B-Instruct-v0.1", "--revision", "main", "--num-shard", "2"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+def test_render_refuses_a_bad_manifest_naming_the_field():
+    bad = "apiVersion: llm-operator.io/v1alpha1\nkind: LLMDeployment\nmetadata: {name: x}\nspec: {model: {id: o/m}, gpus: 0}\n"
+    proc = llm_operator("render", "-f", "-", input=bad)
+    assert proc.returncode == 2
+    assert "x: spec.gpus: Input should be greater than or equal to 1" in proc.stderr
+
+
+def test_the_operator_never_reads_secrets():
+    """Tokens reach pods by secretKeyRef; no code path of the operator asks for a Secret."""
+    assert "Secret" not in apply._PLURALS
+    source = "\n".join(p.read_text() for p in (ROOT / "operator" / "llm_operator").glob("*.py"))
+    assert not re.search(r"""["'](secrets|Secret)["']""", source)
+    assert "read_namespaced_secret" not in source and "/secrets" not in source
