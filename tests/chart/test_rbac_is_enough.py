@@ -4,66 +4,18 @@ one request being refused. Once for each RBAC scope of the chart."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, Kubectl, free_port, wait_for
+from conftest import ROOT, Kubectl, OperatorProcess, wait_for
 from serviceaccount import install_operator_rbac
 
 pytestmark = pytest.mark.usefixtures("crd_installed")
-
-# How a refused request shows in the log: the API's reason ("403 Forbidden: ..." from our
-# client, "(403) Reason: Forbidden" from the kubernetes client, kopf's APIForbiddenError and
-# "Failed to post an event ... forbidden"), and kopf's own warning when it may not list or
-# watch something it wants. (Not a bare "403": log timestamps end in milliseconds.)
-FORBIDDEN = ("Forbidden", "forbidden", "Not enough permissions")
-
-
-class Operator:
-    """`llm-operator run SCOPE...` as a child process with the given kubeconfig."""
-
-    def __init__(self, kubeconfig: Path, scope: list[str], hub, home: Path):
-        self.log_path = home / "operator.log"
-        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
-        # The same Hub stand-in as the integration suite's operator; only the credentials differ.
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "llm_operator.cli", "run", *scope, f"--liveness={self.liveness}",
-                 "--metrics-port=0"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        wait_for("the operator's liveness endpoint", self.alive, 30)
-
-    def alive(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the operator exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-        try:
-            with urllib.request.urlopen(self.liveness, timeout=1) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def refusals(self) -> list[str]:
-        return [line for line in self.log().splitlines() if any(sign in line for sign in FORBIDDEN)]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 def condition(obj: dict | None, ctype: str) -> dict:
@@ -93,7 +45,10 @@ def serve_and_judge(cluster, kubeconfig: Path, scope: list[str], ns: str, hub, h
     kubectl.apply(yaml.safe_dump_all([example, too_big]))
     assert_no_other_operator(kubectl, name)
 
-    op = Operator(kubeconfig, scope, hub, home)
+    # The same Hub stand-in as the integration suite's operator; only the credentials differ.
+    op = OperatorProcess(cluster, home / "operator.log", kubeconfig=kubeconfig, scope=tuple(scope),
+                         extra_env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")})
+    op.start()
     seen: dict[str, object] = {}
 
     def look(*wanted: tuple[str, str]) -> bool:
