@@ -43,6 +43,7 @@ def test_nodes_are_labelled_like_gpu_feature_discovery(cluster):
     assert l4["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-L4"
     assert l4["status"]["allocatable"]["nvidia.com/gpu"] == "4"
     assert "nvidia.com/gpu" not in nodes["cpu-0"]["status"]["allocatable"]
+    assert sorted(nodes) == ["cpu-0", "gpu-h100-0", "gpu-h100-1", "gpu-l4-0", "gpu-l4-1"]
     assert not nodes["cpu-0"]["spec"].get("taints")
 
 
@@ -50,7 +51,9 @@ def test_eight_gpu_pod_lands_on_the_h100_node_and_is_ready(kubectl):
     kubectl.apply(gpu_deployment("eight", 8))
     wait_for("readyReplicas=1", lambda: (kubectl.get("deployment", "eight")["status"].get("readyReplicas") == 1), 30)
     (pod,) = kubectl.items("pods", "app=eight")
-    assert pod["spec"]["nodeName"] == "gpu-h100-0"
+    node = kubectl.get("node", pod["spec"]["nodeName"])
+    # Only the H100 nodes have 8 GPUs.
+    assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
 
 
 def test_nine_gpu_pod_stays_pending_with_the_schedulers_message(kubectl):
