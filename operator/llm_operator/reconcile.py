@@ -179,6 +179,49 @@ def reconcile(kube: Kube, namespace: str, name: str) -> Outcome | None:
         return outcome
 
 
+@dataclass
+class Planned:
+    """What planning concluded: GPUs per replica, whether it may go on, the adapters to
+    serve, and its part of the status."""
+
+    gpus: int
+    blocked: status.Verdict | None
+    waiting: status.Verdict | None
+    lora: tuple[str, ...]
+    conditions: dict[str, status.Verdict]
+    status: dict
+
+
+def plan_step(kube: Kube, owner: resources.Owner, spec: api.LLMDeploymentSpec, current: dict, generation: int,
+              cache: weights.CacheVerdict | None) -> Planned:
+    # Facts and adapter configs read in the background come back as a fresh reconcile.
+    again = lambda: reconcile(kube, owner.namespace, owner.name)  # noqa: E731
+    previous = planning.Previous.from_status(current, generation)
+    if cache is not None and cache.facts and not previous.facts:
+        # The download Job reported the facts: plan from them, no Hub needed.
+        previous = planning.Previous(facts=cache.facts, plan=previous.plan, gpus=previous.gpus)
+    configs, adapters_waiting = adapter_configs(spec, again)
+
+    def adapter_bytes(facts: ModelFacts) -> float:
+        return sum(lora.check_adapter(a, configs.get(a.name), spec.model.id, facts).memory_bytes for a in spec.adapters)
+
+    outcome = planning.plan_for(spec, previous, FACTS, gpu_inventory(kube).types(), again, adapter_bytes)
+    facts = ModelFacts.from_dict(outcome.facts) if outcome.facts else None
+    checks = [lora.check_adapter(a, configs.get(a.name), spec.model.id, facts) for a in spec.adapters]
+    commits = ((cache.facts or {}).get("adapters") if cache is not None and cache.complete else None) or {}
+    return Planned(
+        gpus=outcome.gpus,
+        blocked=outcome.blocked,
+        waiting=outcome.waiting or adapters_waiting,
+        lora=lora.lora_entries(checks, commits if spec.cache.enabled else None),
+        conditions={"AdaptersReady": adapters_verdict(checks)} if spec.adapters else {},
+        status={"plan": outcome.status, "modelFacts": outcome.facts,
+                # Written by the autoscaler loop; kept here so the reconcile does not remove it.
+                "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
+                "adapters": adapters_status(checks, commits, spec.cache.enabled) or None},
+    )
+
+
 def _reconcile(kube: Kube, body: dict) -> Outcome:
     meta = body["metadata"]
     owner = resources.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
@@ -191,10 +234,7 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         spec = None
         blocked = status.Verdict("False", "InvalidSpec", f"The spec is invalid: {err}")
 
-    gpus = spec.gpus if spec and spec.gpus else 1
-    plan = None
     current = body.get("status") or {}
-    waiting = None
     conditions: dict[str, status.Verdict] = {}
     cache = None
     if spec is not None and spec.cache.enabled:
@@ -202,31 +242,11 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         conditions["WeightsCached"] = cache.condition
         if cache.condition.reason == "ClaimPending" and "has been Pending" not in cache.condition.message:
             recheck_later(kube, owner, weights.CLAIM_PENDING_REPORT_S + 1)
+    planned = Planned(gpus=1, blocked=blocked, waiting=None, lora=(), conditions={}, status={})
     if spec is not None:
-        # Facts read in the background come back as a fresh reconcile of this object.
-        again = lambda: reconcile(kube, owner.namespace, owner.name)  # noqa: E731
-        previous = planning.Previous.from_status(current, generation)
-        if cache is not None and cache.facts and not previous.facts:
-            # The download Job reported the facts: plan from them, no Hub needed.
-            previous = planning.Previous(facts=cache.facts, plan=previous.plan, gpus=previous.gpus)
-        configs, adapters_waiting = adapter_configs(spec, again)
-
-        def adapter_bytes(facts: ModelFacts) -> float:
-            return sum(lora.check_adapter(a, configs.get(a.name), spec.model.id, facts).memory_bytes for a in spec.adapters)
-
-        outcome = planning.plan_for(spec, previous, FACTS, gpu_inventory(kube).types(), again, adapter_bytes)
-        gpus, blocked, waiting = outcome.gpus, outcome.blocked, outcome.waiting
-        waiting = waiting or adapters_waiting
-        facts = ModelFacts.from_dict(outcome.facts) if outcome.facts else None
-        checks = [lora.check_adapter(a, configs.get(a.name), spec.model.id, facts) for a in spec.adapters]
-        commits = ((cache.facts or {}).get("adapters") if cache is not None and cache.complete else None) or {}
-        lora_entries = lora.lora_entries(checks, commits if spec.cache.enabled else None)
-        if spec.adapters:
-            conditions["AdaptersReady"] = adapters_verdict(checks)
-        plan = {"plan": outcome.status, "modelFacts": outcome.facts,
-                # Written by the autoscaler loop; kept here so the reconcile does not remove it.
-                "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
-                "adapters": adapters_status(checks, commits, spec.cache.enabled) or None}
+        planned = plan_step(kube, owner, spec, current, generation, cache)
+    gpus, blocked, waiting = planned.gpus, planned.blocked, planned.waiting
+    conditions.update(planned.conditions)
     deployment = None
     pods: tuple[dict, ...] = ()
     if spec is not None and blocked is None:
@@ -236,7 +256,7 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
             else:
                 waiting = waiting or cache.condition
         serve = blocked is None and waiting is None
-        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=gpus, serve=serve, lora=lora_entries))
+        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=gpus, serve=serve, lora=planned.lora))
         # Until it may serve the new spec, whatever serves now goes on serving.
         keep = () if serve else ("Deployment", "PodDisruptionBudget")
         try:
@@ -256,7 +276,7 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
 
     observed = status.Observed(
         generation=generation,
-        desired_replicas=None if (spec is None or spec.autoscaled) else spec.replicas,
+        desired_replicas=spec.replicas if spec is not None else None,
         gpus=gpus,
         selector=resources.pod_selector(owner),
         url=resources.service_url(owner, spec) if spec else "",
@@ -265,7 +285,7 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         blocked=blocked,
         waiting=waiting,
         extra_conditions=conditions,
-        extra={k: v for k, v in (plan or {}).items() if v is not None},
+        extra={k: v for k, v in planned.status.items() if v is not None},
     )
     desired_status = status.desired_status(observed, current, now_rfc3339())
     patch = status.status_patch(current, desired_status)
