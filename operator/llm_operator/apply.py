@@ -37,13 +37,16 @@ class KubeError(RuntimeError):
         self.body = body
 
 
-def load_config() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig."""
+def load_config(pool_size: int = 32) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig. The connection
+    pool is as large as the handler threads, or connections are dropped and re-handshaken."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
 
 
 @dataclass
@@ -194,7 +197,8 @@ def children_selector(owner_name: str) -> str:
 
 def sync_children(kube: Kube, namespace: str, owner_name: str, desired: list[dict],
                   managed_kinds: tuple[tuple[str, str], ...]) -> ApplyResult:
-    """Apply what differs, delete what we own and no longer want, write nothing else."""
+    """Apply what differs, delete what we own and no longer want (of `managed_kinds`:
+    empty to skip pruning), write nothing else."""
     live: dict[str, dict] = {}
     written: list[str] = []
     wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}

@@ -41,6 +41,15 @@ _turns: dict[tuple[str, str], _Turn] = {}
 _turns_guard = threading.Lock()
 
 
+# Objects pruned since this process started. What we own stops being wanted only when
+# the spec changes (a new generation), so a reconcile for any other reason lists nothing.
+_pruned: set[tuple[str, str]] = set()
+
+
+def must_prune(owner: resources.Owner, current: dict, generation: int) -> bool:
+    return current.get("observedGeneration") != generation or (owner.namespace, owner.name) not in _pruned
+
+
 def adapter_configs(spec: api.LLMDeploymentSpec, when_ready) -> tuple[dict[str, dict | None], status.Verdict | None]:
     """adapter_config.json of each adapter (None when it cannot be read), and a waiting
     verdict while some are still being read."""
@@ -172,6 +181,7 @@ def reconcile(kube: Kube, namespace: str, name: str) -> Outcome | None:
             with _turns_guard:
                 if not turn.waiting:
                     _turns.pop((namespace, name), None)
+                _pruned.discard((namespace, name))
             return None
         with metrics.RECONCILE_SECONDS.time():
             outcome = _reconcile(kube, body)
@@ -249,6 +259,8 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
     conditions.update(planned.conditions)
     deployment = None
     pods: tuple[dict, ...] = ()
+    prunable: tuple[tuple[str, str], ...] = ()
+    keep: tuple[str, ...] = ()
     if spec is not None and blocked is None:
         if cache is not None and not cache.complete:
             if cache.failed:
@@ -259,9 +271,9 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
         desired = resources.desired_children(owner, spec, resources.Decisions(gpus=gpus, serve=serve, lora=planned.lora))
         # Until it may serve the new spec, whatever serves now goes on serving.
         keep = () if serve else ("Deployment", "PodDisruptionBudget")
+        prunable = tuple(k for k in resources.MANAGED_KINDS if k[1] not in keep) if must_prune(owner, current, generation) else ()
         try:
-            result = sync_children(kube, owner.namespace, owner.name, desired,
-                                   tuple(k for k in resources.MANAGED_KINDS if k[1] not in keep))
+            result = sync_children(kube, owner.namespace, owner.name, desired, prunable)
         except KubeError as err:
             if err.status == 403 and "NamespaceTerminating" in err.body:
                 return Outcome(phase="Terminating", written=[], blocked=None)
@@ -271,7 +283,8 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
     if deployment is None and spec is not None:
         # Not (yet) made for this spec: what already serves is still reported.
         deployment = kube.get("apps/v1", "Deployment", owner.namespace, owner.name)
-    if deployment is not None:
+    if deployment is not None and not status.settled(deployment):
+        # The scheduler's messages are on the pods; a settled Deployment has none to tell.
         pods = tuple(kube.list("v1", "Pod", owner.namespace, resources.pod_selector(owner)))
 
     observed = status.Observed(
@@ -289,6 +302,8 @@ def _reconcile(kube: Kube, body: dict) -> Outcome:
     )
     desired_status = status.desired_status(observed, current, now_rfc3339())
     patch = status.status_patch(current, desired_status)
+    if prunable and not keep:
+        _pruned.add((owner.namespace, owner.name))
     if patch is not None:
         try:
             log.debug("%s/%s: status patch %s", owner.namespace, owner.name, patch)

@@ -55,6 +55,14 @@ def _deployment_condition(deployment: dict, kind: str) -> dict | None:
     return None
 
 
+def settled(deployment: dict) -> bool:
+    """Every replica updated and ready, for the current generation: no pod to ask about."""
+    st = deployment.get("status") or {}
+    want = (deployment.get("spec") or {}).get("replicas", 1)
+    return (st.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
+            and (st.get("readyReplicas") or 0) == want == (st.get("updatedReplicas") or 0) == (st.get("replicas") or 0))
+
+
 def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     """phase, Ready, Reconciling, Stalled."""
     no = lambda reason, msg: Verdict("False", reason, msg)  # noqa: E731
