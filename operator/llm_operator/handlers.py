@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import kopf
 
@@ -68,24 +69,62 @@ def llmdeployment_changed(name: str, namespace: str, **_) -> None:
         raise kopf.PermanentError(outcome.blocked.message)
 
 
-@kopf.timer(api.GROUP, api.VERSION, api.PLURAL, interval=RESYNC_S, initial_delay=RESYNC_S)
-def resync(name: str, namespace: str, **_) -> None:
+AUTOSCALE_INTERVAL_S = float(os.environ.get("LLM_OPERATOR_AUTOSCALE_INTERVAL_S", "15"))
+
+# The LLMDeployments this operator sees, with their autoscaling mode. kopf's timers would
+# do the periodic work below, but each timer puts a finalizer on every object: one more
+# write per object, and no deletion (nor namespace deletion) while the operator is down.
+_known: dict[tuple[str, str], str] = {}
+_known_guard = threading.Lock()
+_stop = threading.Event()
+log = logging.getLogger(__name__)
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+def track(event: dict, name: str, namespace: str, spec, **_) -> None:
+    with _known_guard:
+        if event.get("type") == "DELETED":
+            _known.pop((namespace, name), None)
+        else:
+            _known[(namespace, name)] = (spec.get("autoscaling") or {}).get("mode", "none")
+
+
+def every(interval_s: float, work, wanted=lambda mode: True) -> None:
+    """Run `work(namespace, name)` for each known LLMDeployment every `interval_s`, in a thread."""
+    def loop() -> None:
+        while not _stop.wait(interval_s):
+            with _known_guard:
+                keys = [key for key, mode in _known.items() if wanted(mode)]
+            for namespace, name in keys:
+                try:
+                    work(namespace, name)
+                except Exception:  # noqa: BLE001 - one object's failure must not stop the loop; it is logged
+                    log.exception("periodic %s of %s/%s failed", getattr(work, "__name__", "work"), namespace, name)
+
+    threading.Thread(target=loop, name=f"every-{interval_s:g}s", daemon=True).start()
+
+
+def resync(namespace: str, name: str) -> None:
     """A safety net behind the events: a reconcile whose child event failed is redone."""
     rec.reconcile(kube(), namespace, name)
 
 
-AUTOSCALE_INTERVAL_S = float(os.environ.get("LLM_OPERATOR_AUTOSCALE_INTERVAL_S", "15"))
-
-
-def _autoscaled_by_operator(spec, **_) -> bool:
-    return (spec.get("autoscaling") or {}).get("mode") == "operator"
-
-
-@kopf.timer(api.GROUP, api.VERSION, api.PLURAL, interval=AUTOSCALE_INTERVAL_S, when=_autoscaled_by_operator)
-def autoscale(name: str, namespace: str, **_) -> None:
+def autoscale(namespace: str, name: str) -> None:
     body = kube().get(api.API_VERSION, api.KIND, namespace, name)
     if body is not None:
         scaling.autoscale(kube(), body)
+
+
+@kopf.on.startup()
+def start_loops(**_) -> None:
+    _stop.clear()
+    every(RESYNC_S, resync)
+    every(AUTOSCALE_INTERVAL_S, autoscale, wanted=lambda mode: mode == "operator")
+
+
+@kopf.on.cleanup()
+def stop_loops(**_) -> None:
+    _stop.set()
 
 
 def _child_event(body: kopf.Body, namespace: str | None, **_) -> None:

@@ -154,7 +154,17 @@ def without_nulls(value):
 
 
 def status_patch(current: dict, desired: dict) -> dict | None:
-    """A merge patch turning `current` into `desired`, or None when nothing would change."""
-    patch = {k: v for k, v in desired.items() if current.get(k) != v}
-    patch.update({k: None for k in current if k not in desired})
+    """A JSON merge patch (RFC 7386) turning `current` into `desired`, or None when nothing
+    would change. Nested objects are patched key by key, so a key gone from a nested
+    object is removed (null) rather than left behind by the merge."""
+    patch: dict = {}
+    for key in current.keys() | desired.keys():
+        if key not in desired:
+            patch[key] = None
+        elif isinstance(desired[key], dict) and isinstance(current.get(key), dict):
+            sub = status_patch(current[key], desired[key])
+            if sub is not None:
+                patch[key] = sub
+        elif current.get(key) != desired[key]:
+            patch[key] = desired[key]
     return patch or None

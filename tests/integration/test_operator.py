@@ -174,3 +174,11 @@ def test_scaling_down_to_one_prunes_the_disruption_budget(kubectl):
     assert kubectl.get("pdb", "prune") is not None
     kubectl.run("patch", "llmd", "prune", "--type=merge", "-p", '{"spec": {"replicas": 1}}')
     wait_for("the PodDisruptionBudget to be pruned", lambda: kubectl.get("pdb", "prune") is None, 30)
+
+
+def test_no_finalizer_so_deletion_never_waits_for_the_operator(kubectl):
+    """Owner references let the garbage collector remove the children; a finalizer would
+    only block deleting a model (or its namespace) while the operator is down."""
+    kubectl.apply(json.dumps(llmd("nofin", gpus=1, autoscaling={"mode": "operator", "minReplicas": 1, "maxReplicas": 2})))
+    kubectl.run("wait", "--for=condition=Ready", "llmd/nofin", "--timeout=60s")
+    assert not kubectl.get("llmd", "nofin")["metadata"].get("finalizers")

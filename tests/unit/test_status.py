@@ -75,3 +75,11 @@ def test_patch_removes_what_is_gone_and_drops_nulls():
     assert status_patch(current, desired) == {"plan": None}
     st = desired_status(observed(deployment=deployment(ready=1), extra={"plan": {"known": False, "fits": None}}), {}, NOW)
     assert st["plan"] == {"known": False}
+
+
+def test_patch_removes_keys_gone_from_nested_objects():
+    """A merge patch merges nested objects: a key left out is kept unless patched to null."""
+    current = {"plan": {"known": False, "pending": True, "reason": "Reading"}, "phase": "Pending"}
+    desired = {"plan": {"known": False, "reason": "Unknown"}, "phase": "Pending"}
+    assert status_patch(current, desired) == {"plan": {"pending": None, "reason": "Unknown"}}
+    assert status_patch(desired, desired) is None
