@@ -10,6 +10,7 @@ with a local config answers offline and fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -245,24 +246,14 @@ def facts_from_config(
     arch = _architecture(config)
     estimated = parameter_count is None
     return ModelFacts(
+        # Every structural number as _architecture read it (the same field names).
+        **dataclasses.asdict(arch),
         model_id=model_id,
         revision=revision,
-        num_layers=arch.num_layers,
-        hidden_size=arch.hidden_size,
-        num_attention_heads=arch.num_attention_heads,
-        num_key_value_heads=arch.num_key_value_heads,
-        head_dim=arch.head_dim,
-        vocab_size=arch.vocab_size,
-        max_position_embeddings=arch.max_position_embeddings,
         # transformers 5 writes "dtype" where older versions wrote "torch_dtype".
         torch_dtype=str(_first(config, "torch_dtype", "dtype", default="float16")),
-        intermediate_size=arch.intermediate_size,
-        num_experts=arch.num_experts,
-        num_experts_per_tok=arch.num_experts_per_tok,
         parameter_count=estimate_parameter_count(config) if estimated else int(parameter_count),
         parameter_count_estimated=estimated,
-        tie_word_embeddings=arch.tie_word_embeddings,
-        model_type=arch.model_type,
         quantization_config=dict(config["quantization_config"]) if config.get("quantization_config") else None,
     )
 
