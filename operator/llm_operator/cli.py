@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 import yaml
 
 from . import __version__
+
+DEFAULT_POD_METRICS_URL = "http://{pod_ip}:{port}/metrics"
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -20,35 +23,17 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """The children of each LLMDeployment in FILE, as YAML, with no cluster."""
-    from . import api, resources
+    """The children of each LLMDeployment in FILE, as the operator would apply them."""
+    from .render import run_render
 
-    stream = sys.stdin if args.file == "-" else open(args.file)
-    with stream:
-        docs = [d for d in yaml.safe_load_all(stream) if d]
-    out = []
-    for doc in docs:
-        try:
-            spec = api.validate_manifest(doc)
-        except api.InvalidSpec as err:
-            name = (doc.get("metadata") or {}).get("name", "?")
-            print(f"llm-operator render: {name}: {err}", file=sys.stderr)
-            return 2
-        meta = doc["metadata"]
-        owner = resources.Owner(name=meta["name"], namespace=meta.get("namespace") or args.namespace,
-                                uid=meta.get("uid", "00000000-0000-0000-0000-000000000000"))
-        out += resources.desired_children(owner, spec, resources.Decisions(gpus=spec.gpus or 1))
-    sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False))
-    return 0
+    return run_render(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import os
-
     import kopf
 
-    os.environ["LLM_OPERATOR_AUTOSCALE_INTERVAL_S"] = str(args.autoscale_interval)
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .context import OperatorContext, Settings
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -60,11 +45,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from . import metrics
 
         metrics.serve(args.metrics_port)
+    settings = Settings(workers=args.workers, autoscale_interval_s=args.autoscale_interval,
+                        pod_metrics_url=args.pod_metrics_url, resync_s=args.resync_interval)
     asyncio.run(kopf.operator(
         clusterwide=args.all_namespaces,
         namespaces=namespaces,
         standalone=True,   # one replica with a Recreate strategy; no peering objects needed
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(ctx=OperatorContext(settings=settings)),
     ))
     return 0
 
@@ -94,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
                      help="serve Prometheus metrics on this port (0: off; default 8081)")
     run.add_argument("--autoscale-interval", type=float, default=15.0,
                      help="seconds between scrapes of the pods' /metrics for autoscaling mode operator (default 15)")
+    run.add_argument("--pod-metrics-url", default=os.environ.get("LLM_OPERATOR_POD_METRICS_URL", DEFAULT_POD_METRICS_URL),
+                     help="where a pod's metrics are read, a template with {namespace}, {pod}, {pod_ip} and {port} "
+                          "(default $LLM_OPERATOR_POD_METRICS_URL or %(default)s; outside the cluster, the "
+                          "apiserver's pod proxy)")
+    run.add_argument("--workers", type=int, default=16, help="reconciles at once (default 16)")
+    run.add_argument("--resync-interval", type=float, default=300.0,
+                     help="seconds between reconciles of every object from the read model, a safety net (default 300)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -101,8 +96,9 @@ def parser() -> argparse.ArgumentParser:
     crd.set_defaults(func=cmd_crd)
 
     render = sub.add_parser("render", help="print the objects an LLMDeployment manifest becomes")
-    render.add_argument("-f", "--file", required=True, help="manifest file, or - for standard input")
-    render.add_argument("--namespace", default="default", help="namespace for manifests that name none")
+    from .render import add_render_arguments
+
+    add_render_arguments(render)
     render.set_defaults(func=cmd_render)
 
     from .plan_cli import add_plan_arguments

@@ -1,44 +1,40 @@
-"""kopf wiring only: which events lead to a reconcile, and the operator's settings."""
+"""kopf wiring only: the watches feed the read model (kopf indexes), and every event puts
+its owner on the work queue. No change handler (on.create/update/resume): those store a
+diff base on the object, one more write per change that a level-triggered reconcile
+does not need.
+
+kopf starts no handler before every index has listed its kind, so the first reconcile
+after a start already sees every child: a restart writes nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 
 import kopf
 
-import os
-
-from . import api, reconcile as rec, scaling
-from .apply import Kube, load_config
-from .resources import INSTANCE_LABEL, MANAGED_BY
+from . import api, observe, scaling
+from .context import OperatorContext
+from .observe import ReadModel
+from .resources import MANAGED_BY
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-# Children whose events wake their owner's reconcile: (group, version, plural).
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("", "v1", "pods"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("batch", "v1", "jobs"),
-    ("", "v1", "persistentvolumeclaims"),
-)
+PODS = ("", "v1", "pods")
 
-# Reads only when nothing changed; children's events do the real work.
-RESYNC_S = 300
-
-_kube: Kube | None = None
+log = logging.getLogger(__name__)
 
 
-def kube() -> Kube:
-    global _kube
-    if _kube is None:
-        _kube = Kube(load_config())
-    return _kube
+def context(memo: kopf.Memo) -> OperatorContext:
+    """The operator's one state object (`llm-operator run` puts it in memo)."""
+    ctx = getattr(memo, "ctx", None)
+    if ctx is None:
+        ctx = memo.ctx = OperatorContext()
+    return ctx
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes) -> None:
     # Everything kopf stores on our objects lives under our own prefix.
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP, v1=False)
@@ -52,86 +48,95 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     # Watch only our own children, filtered by the apiserver, not every pod in the cluster.
-    for group, version, plural in CHILD_RESOURCES:
+    for group, version, plural in (*observe.CHILD_KINDS.values(), PODS):
         settings.watching.label_selectors[group, version, plural] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-    settings.execution.max_workers = 16
     # One line per handled event is noise; failures still log as warnings and errors.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
-
-@kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL)
-@kopf.on.create(api.GROUP, api.VERSION, api.PLURAL)
-@kopf.on.update(api.GROUP, api.VERSION, api.PLURAL)
-def llmdeployment_changed(name: str, namespace: str, **_) -> None:
-    outcome = rec.reconcile(kube(), namespace, name)
-    if outcome is not None and outcome.blocked is not None:
-        # Not retried: it cannot work until the spec changes (the condition says why).
-        raise kopf.PermanentError(outcome.blocked.message)
-
-
-AUTOSCALE_INTERVAL_S = float(os.environ.get("LLM_OPERATOR_AUTOSCALE_INTERVAL_S", "15"))
-
-# The LLMDeployments this operator sees, with their autoscaling mode. kopf's timers would
-# do the periodic work below, but each timer puts a finalizer on every object: one more
-# write per object, and no deletion (nor namespace deletion) while the operator is down.
-_known: dict[tuple[str, str], str] = {}
-_known_guard = threading.Lock()
-_stop = threading.Event()
-log = logging.getLogger(__name__)
-
-
-@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-def track(event: dict, name: str, namespace: str, spec, **_) -> None:
-    with _known_guard:
-        if event.get("type") == "DELETED":
-            _known.pop((namespace, name), None)
-        else:
-            _known[(namespace, name)] = (spec.get("autoscaling") or {}).get("mode", "none")
-
-
-def every(interval_s: float, work, wanted=lambda mode: True) -> None:
-    """Run `work(namespace, name)` for each known LLMDeployment every `interval_s`, in a thread."""
-    def loop() -> None:
-        while not _stop.wait(interval_s):
-            with _known_guard:
-                keys = [key for key, mode in _known.items() if wanted(mode)]
-            for namespace, name in keys:
-                try:
-                    work(namespace, name)
-                except Exception:  # noqa: BLE001 - one object's failure must not stop the loop; it is logged
-                    log.exception("periodic %s of %s/%s failed", getattr(work, "__name__", "work"), namespace, name)
-
-    threading.Thread(target=loop, name=f"every-{interval_s:g}s", daemon=True).start()
-
-
-def resync(namespace: str, name: str) -> None:
-    """A safety net behind the events: a reconcile whose child event failed is redone."""
-    rec.reconcile(kube(), namespace, name)
-
-
-def autoscale(namespace: str, name: str) -> None:
-    body = kube().get(api.API_VERSION, api.KIND, namespace, name)
-    if body is not None:
-        scaling.autoscale(kube(), body)
-
-
-@kopf.on.startup()
-def start_loops(**_) -> None:
-    _stop.clear()
-    every(RESYNC_S, resync)
-    every(AUTOSCALE_INTERVAL_S, autoscale, wanted=lambda mode: mode == "operator")
+    ctx = context(memo)
+    ctx.read_model.bind({k: v for k, v in indexes.items() if k.endswith("_index")})
+    ctx.start()
+    ctx.tasks.append(asyncio.create_task(_resync(ctx), name="resync"))
+    ctx.tasks.append(asyncio.create_task(_autoscale(ctx), name="autoscale"))
 
 
 @kopf.on.cleanup()
-def stop_loops(**_) -> None:
-    _stop.set()
+async def stop(memo: kopf.Memo, **_) -> None:
+    await context(memo).stop()
 
 
-def _child_event(body: kopf.Body, namespace: str | None, **_) -> None:
-    owner = (body.get("metadata", {}).get("labels") or {}).get(INSTANCE_LABEL)
-    if owner and namespace:
-        rec.reconcile(kube(), namespace, owner)
+# --- the read model ---------------------------------------------------------------------------
 
 
-for _group, _version, _plural in CHILD_RESOURCES:
+@kopf.index(api.GROUP, api.VERSION, api.PLURAL, id=ReadModel.LLMD_INDEX)
+def _llmdeployments(body: kopf.Body, namespace: str, name: str, **_) -> dict:
+    return {(namespace, name): observe.trim_llmdeployment(body)}
+
+
+def _child(body: kopf.Body, **_) -> dict:
+    owner = observe.owner_of(body)
+    return {owner: observe.trim_child(body)} if owner else {}
+
+
+def _pod(body: kopf.Body, **_) -> dict:
+    owner = observe.owner_of(body)
+    return {owner: observe.trim_pod(body)} if owner else {}
+
+
+for _kind, (_group, _version, _plural) in observe.CHILD_KINDS.items():
+    kopf.index(_group, _version, _plural, labels=MANAGED, id=ReadModel.child_index(_kind))(_child)
+kopf.index(*PODS, labels=MANAGED, id=ReadModel.POD_INDEX)(_pod)
+
+
+@kopf.index("", "v1", "nodes", id=ReadModel.NODE_INDEX)
+def _nodes(body: kopf.Body, **_) -> dict:
+    return {"nodes": observe.trim_node(body)}
+
+
+@kopf.index("storage.k8s.io", "v1", "storageclasses", id=ReadModel.STORAGE_CLASS_INDEX)
+def _storage_classes(body: kopf.Body, **_) -> dict:
+    return {"storageclasses": observe.trim_storage_class(body)}
+
+
+# --- events -> the work queue ------------------------------------------------------------------
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def _llmdeployment_event(namespace: str, name: str, memo: kopf.Memo, **_) -> None:
+    context(memo).queue.add((namespace, name))
+
+
+async def _child_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    owner = observe.owner_of(body)
+    if owner is not None:
+        context(memo).queue.add(owner)
+
+
+for _group, _version, _plural in (*observe.CHILD_KINDS.values(), PODS):
     kopf.on.event(_group, _version, _plural, labels=MANAGED)(_child_event)
+
+
+# --- periodic work, on the event loop (kopf timers would put a finalizer on every object) -----
+
+
+async def _resync(ctx: OperatorContext) -> None:
+    """A safety net behind the events: every object again, reading only the read model."""
+    while True:
+        await asyncio.sleep(ctx.settings.resync_s)
+        for key in ctx.read_model.keys():
+            ctx.queue.add(key)
+
+
+async def _autoscale(ctx: OperatorContext) -> None:
+    """Autoscaling mode operator: one tick per interval for each object that asks for it."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(ctx.settings.autoscale_interval_s)
+        for key in ctx.read_model.keys():
+            observed = ctx.read_model.snapshot(key, ctx.clock())
+            if observed is None or ((observed.llmd.get("spec") or {}).get("autoscaling") or {}).get("mode") != "operator":
+                continue
+            try:
+                await loop.run_in_executor(ctx.pool, scaling.autoscale, ctx, observed)
+            except Exception:  # noqa: BLE001 - one object's failure must not stop the loop; it is logged
+                log.exception("autoscaling %s/%s failed", *key)

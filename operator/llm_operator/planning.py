@@ -1,27 +1,18 @@
-"""Between the reconcile and the pure planner: model facts once per model revision, the GPU
-types the cluster has, and the plan turned into a GPU count, a status block and a verdict.
+"""Between the facts and the pure planner: the GPU types the cluster has, and the plan
+turned into a GPU count, a status block and a verdict. Pure.
 
-Facts come from the Hub once per (model, revision) and are kept in status.modelFacts, so
-neither a reconcile nor an operator restart fetches them again. When they cannot be had
-(an offline cluster, a gated model: the operator never reads the token), the operator goes
-on with the user's gpus and says the plan is unknown.
+The facts come from facts.lookup (the download Job's report, status.modelFacts for the same
+revision, or the Hub). When they cannot be had (an offline cluster, a gated model: the
+operator never reads the token), the operator goes on with the user's gpus and says the
+plan is unknown.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from dataclasses import dataclass
 
-from . import api, modelinfo, planner
+from . import api, facts as model_facts, planner
 from .status import Verdict
-
-log = logging.getLogger(__name__)
-
-# A failed fetch is not retried for this long: a reconcile must not wait on the Hub each time.
-FACTS_RETRY_S = 600
-NODES_TTL_S = 60
 
 
 @dataclass(frozen=True)
@@ -31,79 +22,6 @@ class PlanOutcome:
     facts: dict | None                 # status.modelFacts
     blocked: Verdict | None = None     # DoesNotFit / InvalidSharding
     waiting: Verdict | None = None     # facts still being read
-
-
-class FactsPending(Exception):
-    """The facts are being read in the background; the caller is called back when done."""
-
-
-class FactsSource:
-    """Model facts by (id, revision), read in the background so that no reconcile thread
-    waits on the Hub (huggingface-hub retries an unreachable Hub for about 20 s), and
-    failures remembered for a while."""
-
-    def __init__(self, fetch=modelinfo.facts_from_hub, retry_s: float = FACTS_RETRY_S):
-        self._fetch = fetch
-        self._retry_s = retry_s
-        self._facts: dict[tuple[str, str], modelinfo.ModelFacts] = {}
-        self._failures: dict[tuple[str, str], tuple[float, str]] = {}
-        self._waiters: dict[tuple[str, str], list] = {}
-        self._lock = threading.Lock()
-
-    def get(self, model_id: str, revision: str, when_ready=None) -> modelinfo.ModelFacts:
-        """The facts, or ModelFactsUnavailable, or FactsPending (then `when_ready()` is
-        called once the outcome is known)."""
-        key = (model_id, revision)
-        with self._lock:
-            if key in self._facts:
-                return self._facts[key]
-            failed = self._failures.get(key)
-            if failed and time.monotonic() - failed[0] < self._retry_s:
-                raise modelinfo.ModelFactsUnavailable(failed[1])
-            first = key not in self._waiters
-            waiters = self._waiters.setdefault(key, [])
-            if when_ready is not None:
-                waiters.append(when_ready)
-        if first:
-            threading.Thread(target=self._read, args=(key,), name=f"facts-{model_id}", daemon=True).start()
-        raise FactsPending()
-
-    def _read(self, key: tuple[str, str]) -> None:
-        try:
-            facts = self._fetch(*key)
-        except modelinfo.ModelFactsUnavailable as err:
-            with self._lock:
-                self._failures[key] = (time.monotonic(), str(err))
-        except Exception as err:  # noqa: BLE001 - any failure of the Hub client means "unknown", logged
-            log.warning("reading facts of %s@%s failed: %r", *key, err)
-            with self._lock:
-                self._failures[key] = (time.monotonic(), f"Reading the model's facts failed: {err}.")
-        else:
-            with self._lock:
-                self._facts[key] = facts
-                self._failures.pop(key, None)
-        with self._lock:
-            waiters = self._waiters.pop(key, [])
-        for callback in waiters:
-            callback()
-
-
-class GpuInventory:
-    """GPU types of the cluster's nodes (from GPU feature discovery labels), cached briefly."""
-
-    def __init__(self, list_nodes, ttl_s: float = NODES_TTL_S):
-        self._list_nodes = list_nodes
-        self._ttl_s = ttl_s
-        self._at = -1e9
-        self._types: list[planner.GpuType] = []
-        self._lock = threading.Lock()
-
-    def types(self) -> list[planner.GpuType]:
-        with self._lock:
-            if time.monotonic() - self._at > self._ttl_s:
-                self._types = gpu_types_of(self._list_nodes())
-                self._at = time.monotonic()
-            return list(self._types)
 
 
 def gpu_types_of(nodes: list[dict]) -> list[planner.GpuType]:
@@ -133,29 +51,21 @@ def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[planner.GpuType]) -
     return cluster_types[0] if cluster_types else None
 
 
-def facts_for(spec: api.LLMDeploymentSpec, previous: dict | None, source: FactsSource,
-              when_ready=None) -> modelinfo.ModelFacts:
-    """The facts kept in status when they are for this model and revision, else read."""
-    if previous and previous.get("modelId") == spec.model.id and previous.get("revision") == spec.model.revision:
-        return modelinfo.ModelFacts.from_dict(previous)
-    return source.get(spec.model.id, spec.model.revision, when_ready)
-
-
-def plan_for(spec: api.LLMDeploymentSpec, previous: Previous, source: FactsSource,
-             cluster_types: list[planner.GpuType], when_ready=None, adapter_bytes=None) -> PlanOutcome:
-    """`adapter_bytes(facts)`: memory of the LoRA adapters to serve, counted into the plan."""
+def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previous: Previous,
+             cluster_types: list[planner.GpuType], adapter_bytes=None) -> PlanOutcome:
+    """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
+    adapters to serve, counted into the plan."""
     fallback = spec.gpus or 1
-    try:
-        facts = facts_for(spec, previous.facts, source, when_ready)
-    except FactsPending:
+    if answer.source == model_facts.PENDING:
         if previous.plan is not None and previous.gpus:
             # Planned already for this very spec (the operator restarted): the plan stands
             # while the facts are read again, so a restart changes and writes nothing.
             return PlanOutcome(previous.gpus, previous.plan, None)
-        msg = f"Reading the facts of {spec.model.id}@{spec.model.revision} from the Hub to plan GPU memory."
-        return PlanOutcome(fallback, {**unknown_plan(msg), "pending": True}, None, waiting=Verdict("False", "Planning", msg))
-    except modelinfo.ModelFactsUnavailable as err:
-        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {err} Going on with {fallback} GPU(s) per replica."), None, None)
+        return PlanOutcome(fallback, {**unknown_plan(answer.message), "pending": True}, None,
+                           waiting=Verdict("False", "Planning", answer.message))
+    facts = answer.facts
+    if facts is None:
+        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} Going on with {fallback} GPU(s) per replica."), None, None)
     gpu = gpu_for(spec, cluster_types)
     if gpu is None:
         what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"

@@ -9,25 +9,20 @@ changes, not on every scrape.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from . import api, autoscaler, metrics, resources
-from .apply import Kube, KubeError
+from . import act, api, autoscaler, decide, metrics, resources
+from .apply import KubeError
 
 log = logging.getLogger(__name__)
 
-# Where a pod's metrics are read. Operators running outside the cluster can go through
-# the apiserver's pod proxy instead; tests point it at a local server.
-METRICS_URL = os.environ.get("LLM_OPERATOR_POD_METRICS_URL", "http://{pod_ip}:{port}/metrics")
 SCRAPE_TIMEOUT_S = 2.0
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
-# The full state between ticks; status.autoscaler holds it as of the last change of a timer.
-_states: dict[tuple[str, str], autoscaler.ScalerState] = {}
 
 
 def pod_ready(pod: dict) -> bool:
@@ -37,9 +32,9 @@ def pod_ready(pod: dict) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def scrape(pod: dict, metric: str) -> autoscaler.PodSample:
+def scrape(pod: dict, metric: str, url_template: str) -> autoscaler.PodSample:
     meta = pod["metadata"]
-    url = METRICS_URL.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=8080,
+    url = url_template.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=8080,
                              namespace=meta["namespace"], pod=meta["name"])
     try:
         with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
@@ -56,19 +51,25 @@ def _timers(state: dict | None) -> tuple:
     return s.get("lowSince"), s.get("lastScaleTime"), last.get("action"), last.get("desiredReplicas")
 
 
-def autoscale(kube: Kube, body: dict, now: float | None = None) -> autoscaler.Decision | None:
-    """One tick for one LLMDeployment in mode operator."""
+def autoscale(ctx, observed, now: float | None = None) -> autoscaler.Decision | None:
+    """One tick for one LLMDeployment in mode operator (`ctx`: the OperatorContext; the
+    LLMDeployment and its pods come from the read model)."""
+    body = observed.llmd
     meta = body["metadata"]
     spec = api.parse_spec(body.get("spec") or {})
     if spec.autoscaling.mode != "operator":
         return None
-    owner = resources.Owner(meta["name"], meta["namespace"], meta["uid"])
+    owner = resources.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
     now = time.time() if now is None else now
-    pods = [p for p in kube.list("v1", "Pod", owner.namespace, resources.pod_selector(owner)) if pod_ready(p)]
-    samples = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric), pods))
+    selector = resources.selector_labels(owner)
+    pods = [p for p in observed.pods if pod_ready(p)
+            and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
+    url = ctx.settings.pod_metrics_url
+    samples = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url), pods))
     stored = (body.get("status") or {}).get("autoscaler")
     key = (owner.namespace, owner.name)
-    state = _states.get(key)
+    # The full state between ticks; status.autoscaler holds it as of the last change of a timer.
+    state = ctx.scaler_states.get(key)
     if state is None:
         try:
             state = autoscaler.ScalerState.from_dict(stored)
@@ -76,18 +77,17 @@ def autoscale(kube: Kube, body: dict, now: float | None = None) -> autoscaler.De
             log.warning("%s/%s: status.autoscaler unreadable (%s): starting afresh", owner.namespace, owner.name, err)
             state = autoscaler.ScalerState()
     decision, new_state = autoscaler.decide(state, samples, spec.replicas, spec.autoscaling, now)
-    _states[key] = new_state
+    ctx.scaler_states[key] = new_state
     new = new_state.to_dict()
+    kube = ctx.kube
     if decision.desired_replicas != spec.replicas:
         kube.request("PATCH", kube.path(api.API_VERSION, api.KIND, owner.namespace, owner.name, "scale"),
                      body={"spec": {"replicas": decision.desired_replicas}},
                      query={"fieldManager": "llm-operator-autoscaler"},
                      content_type="application/merge-patch+json")
         metrics.WRITES.labels(api.KIND, "scale").inc()
-        from .reconcile import event
-
         reason = "ScaledUp" if decision.desired_replicas > spec.replicas else "ScaledDown"
-        event(kube, body, "Normal", reason, decision.reason)
+        act.events(kube, observed, (decide.Event("Normal", reason, decision.reason),), dt.datetime.now(dt.timezone.utc))
         log.info("%s/%s: %s", owner.namespace, owner.name, decision.reason)
     if _timers(new) != _timers(stored):
         try:

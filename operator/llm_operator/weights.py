@@ -8,9 +8,9 @@ Pending, a failed Job) is said in the condition, with what to do about it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 
+from . import facts as model_facts
 from .status import Verdict
 
 # A claim Pending for longer than this is reported: no provisioner or volume is coming.
@@ -51,21 +51,15 @@ def _job_condition(job: dict, kind: str) -> dict | None:
     return None
 
 
-def termination_messages(pods: tuple[dict, ...]) -> list[dict]:
-    """JSON termination messages of the download containers, newest pod first."""
-    out = []
-    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp", ""), reverse=True):
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-            if not message:
-                continue
-            try:
-                parsed = json.loads(message)
-            except json.JSONDecodeError:
-                parsed = {"error": message.strip()}
-            if isinstance(parsed, dict):
-                out.append(parsed)
-    return out
+# The download containers' JSON termination messages, newest pod first.
+termination_messages = model_facts.termination_reports
+
+
+def storage_class_found(name: str, classes: tuple[dict, ...]) -> bool:
+    """The named StorageClass exists; with no name, the cluster has a default one."""
+    if name:
+        return any(sc["name"] == name for sc in classes)
+    return any(sc["default"] for sc in classes)
 
 
 def judge_cache(o: CacheObserved) -> CacheVerdict:
@@ -96,9 +90,8 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
         return no("Downloading", f"Starting the download Job {o.job_name}.")
     messages = termination_messages(o.job_pods)
     if _job_condition(job, "Complete"):
-        facts = next((m for m in messages if "error" not in m and "numLayers" in m), None)
         return CacheVerdict(Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),
-                            True, False, facts)
+                            True, False, model_facts.job_report(messages))
     failed = _job_condition(job, "Failed")
     if failed:
         error = next((m["error"] for m in messages if "error" in m), "")

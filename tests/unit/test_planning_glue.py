@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from llm_operator import api, modelinfo, planning
+from llm_operator import api, facts, modelinfo, planning
 
 SPEC = api.parse_spec({"model": {"id": "org/m"}, "gpus": 2})
 
@@ -24,11 +24,13 @@ def test_facts_are_read_in_the_background_once_and_failures_remembered():
         calls.append((model_id, revision))
         raise modelinfo.ModelFactsUnavailable("offline.")
 
-    source = planning.FactsSource(fetch=fetch)
-    outcome = planning.plan_for(SPEC, planning.Previous(), source, [], when_ready=ready.set)
+    source = facts.FactsSource(fetch=fetch)
+    answer = facts.lookup("org/m", "main", hub=source, when_ready=ready.set)
+    outcome = planning.plan_for(SPEC, answer, planning.Previous(), [])
     assert outcome.waiting is not None and outcome.status["pending"] is True
     assert ready.wait(5)
-    outcome = planning.plan_for(SPEC, planning.Previous(), source, [])
+    answer = facts.lookup("org/m", "main", hub=source)
+    outcome = planning.plan_for(SPEC, answer, planning.Previous(), [])
     assert outcome.waiting is None and outcome.blocked is None and outcome.gpus == 2
     assert outcome.status == {"known": False, "reason": "The plan is unknown: offline. Going on with 2 GPU(s) per replica."}
     assert calls == [("org/m", "main")]

@@ -1,0 +1,77 @@
+"""The operator's state, in one object passed explicitly (kopf keeps it in `memo`).
+
+Settings come in as arguments of `llm-operator run`, never through environment
+variables set at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import adapters as lora, facts as model_facts
+from .apply import Kube, load_config
+from .observe import Key, ReadModel
+from .workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    workers: int = 16                      # reconciles at once (threads doing API requests)
+    coalesce_s: float = 0.05               # events for one owner within this become one reconcile
+    resync_s: float = 300.0                # a reconcile of every object, in case an event was missed
+    autoscale_interval_s: float = 15.0     # scrapes of the pods' /metrics, autoscaling mode operator
+    # Where a pod's metrics are read; outside the cluster, through the apiserver's pod proxy.
+    pod_metrics_url: str = "http://{pod_ip}:{port}/metrics"
+
+
+@dataclass
+class OperatorContext:
+    settings: Settings = field(default_factory=Settings)
+    read_model: ReadModel = field(default_factory=ReadModel)
+    facts: model_facts.FactsSource = field(default_factory=model_facts.FactsSource)
+    adapter_configs: model_facts.FactsSource = field(
+        default_factory=lambda: model_facts.FactsSource(fetch=lora.adapter_config_from_hub))
+    clock = staticmethod(time.monotonic)
+    _kube: Kube | None = None
+    queue: WorkQueue | None = None
+    pool: ThreadPoolExecutor | None = None
+    scaler_states: dict = field(default_factory=dict)
+    tasks: list = field(default_factory=list)
+
+    @property
+    def kube(self) -> Kube:
+        if self._kube is None:
+            self._kube = Kube(load_config(pool_size=self.settings.workers * 2))
+        return self._kube
+
+    def start(self) -> None:
+        """On kopf's event loop, once the indexes are bound."""
+        self.pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="reconcile")
+        self.queue = WorkQueue(self._process, self.settings.workers, self.settings.coalesce_s)
+        self.queue.start()
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.queue is not None:
+            await self.queue.stop()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _process(self, key: Key) -> float | None:
+        from .reconcile import reconcile
+
+        observed = self.read_model.snapshot(key, self.clock())
+        if observed is None:
+            self.read_model.forget(key)
+            self.scaler_states.pop(key, None)
+            return None
+        decision = await asyncio.get_running_loop().run_in_executor(self.pool, reconcile, self, key, observed)
+        return decision.requeue_after

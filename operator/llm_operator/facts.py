@@ -1,0 +1,149 @@
+"""Model facts, from one ordered lookup, matched on model id and revision.
+
+The order, most trusted first:
+1. the download Job's report for this revision (its termination message: read from the
+   weights themselves, with the user's token, which the operator never sees);
+2. `status.modelFacts`, when it is for the same id@revision (kept so that a restart or a
+   Hub outage does not forget what was read once);
+3. the Hub, read in the background (huggingface-hub retries an unreachable Hub for about
+   20 s: no reconcile waits on it), failures remembered for a while.
+
+A source whose facts are for another id or revision is skipped, never used: after a
+revision change the old revision's status.modelFacts must not win over the new Job's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from . import modelinfo
+from .modelinfo import ModelFacts, ModelFactsUnavailable
+
+log = logging.getLogger(__name__)
+
+# A failed fetch is not retried for this long: a reconcile must not wait on the Hub each time.
+FACTS_RETRY_S = 600
+
+JOB = "job"
+STATUS = "status"
+HUB = "hub"
+CONFIG = "config"          # a local config.json and parameter count (`render`, `plan`)
+PENDING = "pending"        # being read from the Hub; the reconcile is woken when done
+UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class FactsAnswer:
+    facts: ModelFacts | None
+    source: str                   # one of the names above
+    message: str = ""             # why there are none (pending or unavailable)
+
+    @property
+    def known(self) -> bool:
+        return self.facts is not None
+
+
+class FactsPending(Exception):
+    """The facts are being read in the background; the caller is called back when done."""
+
+
+class FactsSource:
+    """Anything by (id, revision) read from the Hub in the background, once, with failures
+    remembered for `retry_s`. Used for model facts and for adapter_config.json."""
+
+    def __init__(self, fetch: Callable[[str, str], object] = modelinfo.facts_from_hub, retry_s: float = FACTS_RETRY_S):
+        self._fetch = fetch
+        self._retry_s = retry_s
+        self._values: dict[tuple[str, str], object] = {}
+        self._failures: dict[tuple[str, str], tuple[float, str]] = {}
+        self._waiters: dict[tuple[str, str], list] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str, revision: str, when_ready: Callable[[], None] | None = None):
+        """The value, or ModelFactsUnavailable, or FactsPending (then `when_ready()` is
+        called once the outcome is known)."""
+        key = (model_id, revision)
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+            failed = self._failures.get(key)
+            if failed and time.monotonic() - failed[0] < self._retry_s:
+                raise ModelFactsUnavailable(failed[1])
+            first = key not in self._waiters
+            waiters = self._waiters.setdefault(key, [])
+            if when_ready is not None:
+                waiters.append(when_ready)
+        if first:
+            threading.Thread(target=self._read, args=(key,), name=f"hub-{model_id}", daemon=True).start()
+        raise FactsPending()
+
+    def _read(self, key: tuple[str, str]) -> None:
+        try:
+            value = self._fetch(*key)
+        except ModelFactsUnavailable as err:
+            with self._lock:
+                self._failures[key] = (time.monotonic(), str(err))
+        except Exception as err:  # noqa: BLE001 - any failure of the Hub client means "unknown", logged
+            log.warning("reading %s@%s from the Hub failed: %r", *key, err)
+            with self._lock:
+                self._failures[key] = (time.monotonic(), f"Reading from the Hub failed: {err}.")
+        else:
+            with self._lock:
+                self._values[key] = value
+                self._failures.pop(key, None)
+        with self._lock:
+            waiters = self._waiters.pop(key, [])
+        for callback in waiters:
+            callback()
+
+
+def _for(data: Mapping | None, model_id: str, revision: str) -> bool:
+    return bool(data) and data.get("modelId") == model_id and data.get("revision") == revision
+
+
+def lookup(model_id: str, revision: str, *, job_report: Mapping | None = None, status_facts: Mapping | None = None,
+           hub: FactsSource | None = None, when_ready: Callable[[], None] | None = None,
+           offline_reason: str = "") -> FactsAnswer:
+    """The facts of model_id@revision from the first source that has them (see the module's
+    docstring for the order). With no `hub`, an unknown model is unavailable for
+    `offline_reason`."""
+    if _for(job_report, model_id, revision):
+        return FactsAnswer(ModelFacts.from_dict(job_report), JOB)
+    if _for(status_facts, model_id, revision):
+        return FactsAnswer(ModelFacts.from_dict(status_facts), STATUS)
+    if hub is None:
+        return FactsAnswer(None, UNAVAILABLE, offline_reason or "The model's facts are not known offline.")
+    try:
+        return FactsAnswer(hub.get(model_id, revision, when_ready), HUB)
+    except FactsPending:
+        return FactsAnswer(None, PENDING, f"Reading the facts of {model_id}@{revision} from the Hub to plan GPU memory.")
+    except ModelFactsUnavailable as err:
+        return FactsAnswer(None, UNAVAILABLE, str(err))
+
+
+def termination_reports(pods: Iterable[Mapping]) -> list[dict]:
+    """JSON termination messages of the pods' containers, newest pod first (a message that
+    is not JSON is kept as {"error": text})."""
+    out = []
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""), reverse=True):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if not message:
+                continue
+            try:
+                parsed = json.loads(message)
+            except json.JSONDecodeError:
+                parsed = {"error": message.strip()}
+            if isinstance(parsed, dict):
+                out.append(parsed)
+    return out
+
+
+def job_report(reports: Iterable[Mapping]) -> dict | None:
+    """The download Job's report of the facts (the first report that has them)."""
+    return next((dict(m) for m in reports if "error" not in m and "numLayers" in m), None)

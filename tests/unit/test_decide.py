@@ -1,0 +1,254 @@
+"""decide(): observed + look-ups -> children, prunes, status, Events. Literal inputs, one
+test per branch the reconcile has."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from llm_operator import facts, resources
+from llm_operator.decide import Lookups, decide, facts_query, with_applied
+from llm_operator.modelinfo import ModelFacts
+from llm_operator.observe import Observed, trim_child
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+UID = "uid-1"
+OWNER = resources.Owner("m", "ns", UID)
+H100 = {"metadata": {"name": "gpu-1", "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+                                                  "nvidia.com/gpu.memory": "81559"}}}
+MISTRAL = {"modelId": "org/mistral", "revision": "main", "numLayers": 32, "hiddenSize": 4096,
+           "numAttentionHeads": 32, "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 32000,
+           "maxPositionEmbeddings": 32768, "torchDtype": "bfloat16", "intermediateSize": 14336,
+           "parameterCount": 7241732096, "modelType": "mistral"}
+LLAMA_70B = {**MISTRAL, "modelId": "org/llama-70b", "numLayers": 80, "hiddenSize": 8192, "numAttentionHeads": 64,
+             "intermediateSize": 28672, "vocabSize": 128256, "parameterCount": 70553706496, "modelType": "llama"}
+KNOWN = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(MISTRAL), facts.HUB))
+UNKNOWN = Lookups(facts=facts.FactsAnswer(None, facts.UNAVAILABLE, "The Hub cannot be reached."))
+PENDING = Lookups(facts=facts.FactsAnswer(None, facts.PENDING, "Reading the facts of org/mistral@main from the Hub."))
+
+
+def llmd(spec: dict | None = None, status: dict | None = None, generation: int = 1, **meta) -> dict:
+    return {"metadata": {"name": "m", "namespace": "ns", "uid": UID, "generation": generation, **meta},
+            "spec": {"model": {"id": "org/mistral"}, "gpus": 1, **(spec or {})}, "status": status or {}}
+
+
+def observed(spec=None, status=None, children=(), pods=(), **kw) -> Observed:
+    by_kind: dict = {}
+    for c in children:
+        by_kind.setdefault(c["kind"], []).append(trim_child(c))
+    return Observed(llmd=llmd(spec, status, **kw.pop("meta", {})), children={k: tuple(v) for k, v in by_kind.items()},
+                    pods=tuple(pods), nodes=(H100,), **kw)
+
+
+def live_deployment(spec=None, ready=1, replicas=1):
+    d = resources.desired_deployment(OWNER, _spec(spec), resources.Decisions(gpus=1))
+    d["metadata"]["generation"] = 1
+    d["status"] = {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": replicas, "observedGeneration": 1}
+    return d
+
+
+def live_service(spec=None):
+    return resources.desired_children(OWNER, _spec(spec), resources.Decisions(gpus=1))[0]
+
+
+def _spec(spec=None):
+    from llm_operator import api
+
+    return api.parse_spec({"model": {"id": "org/mistral"}, "gpus": 1, **(spec or {})})
+
+
+def kinds(objs) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in objs]
+
+
+def cond(decision, ctype="Ready"):
+    c = next(c for c in decision.status["conditions"] if c["type"] == ctype)
+    return c["status"], c["reason"], c["message"]
+
+
+def test_a_new_object_gets_its_service_and_deployment_and_a_pending_status():
+    d = decide(observed(), KNOWN, NOW)
+    assert kinds(d.apply) == [("Service", "m"), ("Deployment", "m")]
+    assert d.prune == () and d.blocked is None
+    assert d.phase == "Pending" and cond(d)[1] == "DeploymentMissing"
+    assert d.status["plan"]["known"] is True and d.status["modelFacts"]["modelId"] == "org/mistral"
+    assert [(e.type, e.reason) for e in d.events] == [("Normal", "DeploymentMissing")]
+
+
+def test_after_the_apply_the_status_reports_what_was_made():
+    first = decide(observed(), KNOWN, NOW)
+    answers = [{**o, "metadata": {**o["metadata"], "uid": "x", "resourceVersion": "5"}} for o in first.apply]
+    d = decide(with_applied(observed(), answers, []), KNOWN, NOW)
+    assert d.apply == ()
+    assert d.phase == "Progressing" and cond(d)[1] == "RollingOut"
+
+
+def test_serving_and_nothing_changed_writes_nothing():
+    obs = observed(children=[live_service(), live_deployment()])
+    ready = decide(obs, KNOWN, NOW)
+    assert ready.apply == () and ready.prune == () and ready.phase == "Ready"
+    assert cond(ready) == ("True", "Ready", "1/1 replicas are ready and serving at http://m.ns.svc.cluster.local.")
+    again = decide(observed(status=ready.status, children=[live_service(), live_deployment()]), KNOWN, NOW)
+    assert again.status_patch is None and again.events == () and again.apply == ()
+
+
+def test_a_hand_edited_child_is_applied_again():
+    service = live_service()
+    service["spec"]["ports"][0]["port"] = 9999
+    d = decide(observed(children=[service, live_deployment()]), KNOWN, NOW)
+    assert kinds(d.apply) == [("Service", "m")]
+
+
+def test_an_invalid_spec_is_failed_and_touches_nothing():
+    d = decide(observed(spec={"gpus": 0}), KNOWN, NOW)
+    assert d.apply == () and d.desired == () and d.prune == ()
+    assert d.phase == "Failed" and cond(d)[1] == "InvalidSpec" and "spec.gpus" in cond(d)[2]
+    assert cond(d, "Stalled")[0] == "True"
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "InvalidSpec")]
+
+
+def test_a_model_that_cannot_fit_is_blocked_before_a_gpu_is_spent():
+    big = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(LLAMA_70B), facts.HUB))
+    d = decide(observed(spec={"model": {"id": "org/llama-70b"}, "gpus": 1}), big, NOW)
+    assert d.apply == () and d.desired == ()
+    assert d.phase == "Failed" and cond(d)[1] == "DoesNotFit" and "use 2 GPUs" in cond(d)[2]
+    assert d.blocked is not None and d.requeue_after is None
+
+
+def test_gpus_left_out_are_picked_by_the_planner():
+    big = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(LLAMA_70B), facts.HUB))
+    d = decide(observed(spec={"model": {"id": "org/llama-70b"}, "gpus": None}), big, NOW)
+    deployment = next(o for o in d.apply if o["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert d.status["gpus"] == 2
+
+
+def test_waiting_for_facts_serves_nothing_new_and_keeps_what_serves():
+    old = live_deployment()
+    d = decide(observed(children=[live_service(), old], meta={"generation": 2}), PENDING, NOW)
+    assert kinds(d.desired) == [("Service", "m")] and d.prune == ()
+    assert d.phase == "Pending" and cond(d)[1] == "Planning"
+    assert cond(d, "Reconciling")[0] == "True"
+
+
+def test_unknown_facts_go_on_with_the_users_gpus_and_say_so():
+    d = decide(observed(spec={"gpus": 3}), UNKNOWN, NOW)
+    assert d.status["plan"] == {"known": False, "reason": "The plan is unknown: The Hub cannot be reached. "
+                                "Going on with 3 GPU(s) per replica."}
+    assert ("Deployment", "m") in kinds(d.apply)
+
+
+def test_waiting_for_adapter_configs():
+    lookups = Lookups(facts=KNOWN.facts, adapters_pending=("support",))
+    d = decide(observed(spec={"adapters": [{"name": "support", "id": "org/support-lora"}]}), lookups, NOW)
+    assert kinds(d.desired) == [("Service", "m")]
+    assert cond(d)[1:] == ("Planning", "Reading adapter_config.json of support to check their base model.")
+
+
+def test_an_adapter_for_another_base_model_is_not_served():
+    lookups = Lookups(facts=KNOWN.facts, adapter_configs={"x": {"base_model_name_or_path": "org/llama", "r": 8}})
+    d = decide(observed(spec={"adapters": [{"name": "x", "id": "org/x-lora"}]}), lookups, NOW)
+    assert cond(d, "AdaptersReady")[:2] == ("False", "BaseModelMismatch")
+    deployment = next(o for o in d.apply if o["kind"] == "Deployment")
+    assert "--lora-adapters" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+CACHE = {"cache": {"enabled": True, "size": "100Gi", "storageClassName": "fast"}}
+FAST = ({"name": "fast", "default": False},)
+
+
+def claim(phase="Bound"):
+    c = resources.desired_cache_claim(OWNER, _spec(CACHE))
+    c["status"] = {"phase": phase}
+    c["metadata"]["creationTimestamp"] = "2025-12-31T23:58:00Z"
+    return c
+
+
+def job(condition=None, spec=CACHE):
+    j = resources.desired_download_job(OWNER, _spec(spec))
+    j["status"] = {"conditions": [{"type": condition, "status": "True", "reason": "X", "message": "y"}]} if condition else {}
+    return j
+
+
+def job_pod(spec=CACHE, message=None):
+    name = resources.download_job_name(OWNER, _spec(spec))
+    return {"metadata": {"name": f"{name}-abc", "labels": {"job-name": name}, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"containerStatuses": [{"state": {"terminated": {"message": message}}}]} if message else {}}
+
+
+def test_cache_first_the_claim_and_the_job_then_the_deployment():
+    d = decide(observed(spec=CACHE, storage_classes=FAST), KNOWN, NOW)
+    assert [k for k, _ in kinds(d.desired)] == ["Service", "PersistentVolumeClaim", "Job"]
+    assert d.phase == "Pending" and cond(d, "WeightsCached")[1] == "Creating"
+
+
+def test_a_claim_pending_is_looked_at_again_when_only_time_would_tell():
+    d = decide(observed(spec=CACHE, storage_classes=FAST, children=[claim("Pending")]), KNOWN,
+               dt.datetime(2025, 12, 31, 23, 58, 10, tzinfo=dt.timezone.utc))
+    assert cond(d, "WeightsCached")[1] == "ClaimPending" and d.requeue_after == 61
+    late = decide(observed(spec=CACHE, storage_classes=FAST, children=[claim("Pending")]), KNOWN, NOW)
+    assert "has been Pending for 120s" in cond(late, "WeightsCached")[2] and late.requeue_after is None
+
+
+def test_a_missing_storage_class_is_stalled():
+    d = decide(observed(spec=CACHE, storage_classes=()), KNOWN, NOW)
+    assert d.phase == "Failed" and cond(d)[1] == "StorageClassNotFound" and d.desired == ()
+
+
+def test_a_failed_download_is_stalled_with_the_jobs_own_message():
+    pod = job_pod(message=json.dumps({"error": "401 gated repo", "reason": "Refused"}))
+    d = decide(observed(spec=CACHE, storage_classes=FAST, children=[claim(), job("Failed")], pods=[pod]), KNOWN, NOW)
+    assert d.phase == "Failed" and cond(d)[1] == "DownloadFailed" and "401 gated repo" in cond(d)[2]
+
+
+def test_the_old_deployment_keeps_serving_while_a_new_revision_downloads():
+    new = {**CACHE, "model": {"id": "org/mistral", "revision": "v2"}}
+    old = live_deployment(CACHE)
+    d = decide(observed(spec=new, storage_classes=FAST, children=[live_service(), claim(), old, job(spec=new)],
+                        meta={"generation": 2}), KNOWN, NOW)
+    assert ("Deployment", "m") not in kinds(d.desired) and d.prune == ()
+    assert cond(d, "WeightsCached")[1] == "Downloading" and d.phase == "Pending"
+
+
+def test_the_old_revisions_job_is_pruned_and_the_new_one_made():
+    new = {**CACHE, "model": {"id": "org/mistral", "revision": "v2"}}
+    d = decide(observed(spec=new, storage_classes=FAST, children=[live_service(), claim(), job("Complete")],
+                        meta={"generation": 2}), KNOWN, NOW)
+    assert kinds(d.prune) == [("Job", job()["metadata"]["name"])]
+    assert ("Job", job(spec=new)["metadata"]["name"]) in kinds(d.apply)
+
+
+def test_a_child_we_do_not_own_is_never_pruned():
+    foreign = live_deployment({"replicas": 2})
+    pdb = resources.desired_pdb(OWNER, _spec({"replicas": 2}))
+    pdb["metadata"]["ownerReferences"] = [{**pdb["metadata"]["ownerReferences"][0], "uid": "someone-else"}]
+    d = decide(observed(children=[live_service(), foreign, pdb]), KNOWN, NOW)
+    assert d.prune == ()
+    ours = resources.desired_pdb(OWNER, _spec({"replicas": 2}))
+    d = decide(observed(children=[live_service(), live_deployment(), ours]), KNOWN, NOW)
+    assert kinds(d.prune) == [("PodDisruptionBudget", "m")]
+
+
+def test_a_terminating_object_or_namespace_is_left_to_the_garbage_collector():
+    assert decide(observed(meta={"deletionTimestamp": "2026-01-01T00:00:00Z"}), KNOWN, NOW).phase == "Terminating"
+    d = decide(observed(namespace_terminating=True), KNOWN, NOW)
+    assert d.phase == "Terminating" and d.apply == () and d.status_patch is None and d.events == ()
+
+
+def test_unschedulable_pods_carry_the_schedulers_message():
+    pod = {"metadata": {"name": "m-1", "labels": {"llm-operator.io/name": "m"}},
+           "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                      "message": "0/5 nodes are available: 5 Insufficient nvidia.com/gpu."}]}}
+    d = decide(observed(children=[live_service(), live_deployment(ready=0)], pods=[pod]), KNOWN, NOW)
+    assert d.phase == "Unschedulable"
+    assert cond(d)[2] == "1 of 1 replicas cannot be scheduled: 0/5 nodes are available: 5 Insufficient nvidia.com/gpu."
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "Unschedulable")]
+
+
+def test_the_facts_query_takes_the_report_of_this_revisions_job():
+    new = {**CACHE, "model": {"id": "org/mistral", "revision": "v2"}}
+    report = {**MISTRAL, "revision": "v2", "commit": "abc"}
+    old_status = {"modelFacts": {**MISTRAL, "revision": "main"}}
+    q = facts_query(observed(spec=new, status=old_status, pods=[job_pod(spec=new, message=json.dumps(report)),
+                                                                 job_pod(message=json.dumps(MISTRAL))]), _spec(new))
+    assert q.job_report["revision"] == "v2" and q.status_facts["revision"] == "main"
