@@ -20,11 +20,11 @@ CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 NAMESPACED = ("rbac.scope=namespaced", "rbac.namespaces={models-a,models-b}")
 
 # What the operator may do inside a namespace it watches, (apiGroup, resource) -> verbs.
-CHILD_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+CHILD_VERBS = {"list", "watch", "create", "patch", "delete"}
 NAMESPACED_RULES = {
-    ("llm-operator.io", "llmdeployments"): {"get", "list", "watch", "patch"},
-    ("llm-operator.io", "llmdeployments/status"): {"get", "patch"},
-    ("llm-operator.io", "llmdeployments/scale"): {"get", "patch"},
+    ("llm-operator.io", "llmdeployments"): {"list", "watch"},
+    ("llm-operator.io", "llmdeployments/status"): {"patch"},
+    ("llm-operator.io", "llmdeployments/scale"): {"patch"},
     ("llm-operator.io", "llmdeployments/finalizers"): {"update"},
     ("apps", "deployments"): CHILD_VERBS,
     ("", "services"): CHILD_VERBS,
@@ -32,14 +32,14 @@ NAMESPACED_RULES = {
     ("policy", "poddisruptionbudgets"): CHILD_VERBS,
     ("batch", "jobs"): CHILD_VERBS,
     ("autoscaling", "horizontalpodautoscalers"): CHILD_VERBS,
-    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 # Cluster-scoped and read-only, in both scopes.
 CLUSTER_RULES = {
-    ("", "nodes"): {"get", "list", "watch"},
-    ("storage.k8s.io", "storageclasses"): {"get", "list"},
+    ("", "nodes"): {"list", "watch"},
+    ("storage.k8s.io", "storageclasses"): {"list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
 # kopf lists and watches namespaces only when given --namespace names.
@@ -345,7 +345,7 @@ def test_install_upgrade_uninstall(cluster, helm):
             for verb in ("get", "list", "watch"):
                 assert can_i(cluster, sa, verb, "secrets", "-n", target) == "no"
         assert can_i(cluster, sa, "get", "secrets", "--all-namespaces") == "no"
-        assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
+        assert can_i(cluster, sa, "watch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
         assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "--subresource=status",
                      "-n", other) == "yes"
         assert can_i(cluster, sa, "create", "deployments.apps", "-n", other) == "yes"
@@ -373,10 +373,10 @@ def test_install_upgrade_uninstall(cluster, helm):
         for w in watched:
             assert Kubectl(cluster, w).get("role", full) and Kubectl(cluster, w).get("rolebinding", full)
             assert can_i(cluster, sa, "create", "deployments.apps", "-n", w) == "yes"
-            assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "-n", w) == "yes"
+            assert can_i(cluster, sa, "watch", "llmdeployments.llm-operator.io", "-n", w) == "yes"
             assert can_i(cluster, sa, "get", "secrets", "-n", w) == "no"
         assert can_i(cluster, sa, "create", "deployments.apps", "-n", other) == "no"
-        assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "-n", other) == "no"
+        assert can_i(cluster, sa, "watch", "llmdeployments.llm-operator.io", "-n", other) == "no"
         assert can_i(cluster, sa, "list", "nodes") == "yes"
         assert can_i(cluster, sa, "watch", "namespaces") == "yes"
 

@@ -71,21 +71,21 @@ Only the verbs the code uses; no wildcards; nothing on Secrets (a model's Hub to
 reaches its pods through a secretKeyRef the kubelet resolves, never through the operator).
 */}}
 {{- define "llm-operator.namespacedRules" -}}
-# The API: kopf lists and watches LLMDeployments; each reconcile reads one afresh (get);
-# kopf patches its own annotations (progress, last-handled configuration) on it.
+# The API: kopf lists and watches LLMDeployments into the operator's read model; a
+# reconcile reads them there, never with a GET, and writes nothing on the object itself.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch"]
 # The API: the operator writes status (conditions, plan, replicas, url) through the
-# status subresource, and kopf reads and patches its own status fields there.
+# status subresource.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # The operator-native autoscaler (autoscaling.mode=operator) writes replicas through the
 # scale subresource, as an HPA would.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/scale"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion: true; the
 # OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and many managed
 # clusters) then requires update on the owner's finalizers subresource.
@@ -93,34 +93,35 @@ reaches its pods through a secretKeyRef the kubelet resolves, never through the 
   resources: ["llmdeployments/finalizers"]
   verbs: ["update"]
 # Children: the serving Deployment. Server-side apply needs patch, and create when the
-# object does not exist yet; get/list/watch to compare with the live object and to wake
-# the owner's reconcile on drift; delete to prune what is no longer desired.
+# object does not exist yet; list/watch feed the read model the live object is compared
+# with, and wake the owner's reconcile on drift; delete to prune what is no longer desired.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Children: the model's Service and the weight cache's PersistentVolumeClaim (same verbs,
 # same reasons as the Deployment).
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Children: the PodDisruptionBudget made when replicas > 1.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Children: the Job that downloads weights into the cache and reports the model's facts.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Children: the HorizontalPodAutoscaler of autoscaling.mode=hpa.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Pods, read only: the scheduler's Unschedulable message and the download Job's
-# termination message go into status, and pod events wake the owner's reconcile.
+# termination message go into status, and pod events wake the owner's reconcile; the
+# pods of our children only (label-selected watch).
 # (The operator's autoscaler reads TGI's /metrics from pod IPs over HTTP: no API verb.)
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # Events: kopf and the operator post Events about problems on LLMDeployments; patch
 # lets a repeated Event be counted instead of duplicated.
 - apiGroups: [""]
@@ -137,14 +138,15 @@ grant them. All read-only.
 */}}
 {{- define "llm-operator.clusterRules" -}}
 # GPU types: the planner reads nodes' nvidia.com/gpu.product labels and GPU capacity to
-# check that a model fits the GPUs that exist. Read only.
+# check that a model fits the GPUs that exist. Read only, watched into the read model.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch"]
-# A weight cache asking for a StorageClass that does not exist is reported in status.
+  verbs: ["list", "watch"]
+# A weight cache asking for a StorageClass that does not exist is reported in status
+# (watched into the read model).
 - apiGroups: ["storage.k8s.io"]
   resources: ["storageclasses"]
-  verbs: ["get", "list"]
+  verbs: ["list", "watch"]
 # Framework (kopf): at start it scans the API for the resources it serves, then watches
 # CustomResourceDefinitions to notice our CRD being installed, upgraded or removed.
 - apiGroups: ["apiextensions.k8s.io"]
