@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir  # noqa: F401  (snapshot_dir: re-exported)
+
 from . import api
 from .modelinfo import ModelFacts, ModelFactsUnavailable
 
@@ -72,16 +74,9 @@ def check_adapter(adapter: api.Adapter, config: dict | None, model_id: str, fact
     return AdapterCheck(adapter, config, memory_bytes=memory)
 
 
-def snapshot_dir(repo_id: str, commit: str, cache_dir: str = "/data") -> str:
-    """Where huggingface-hub's cache layout keeps a downloaded revision."""
-    return f"{cache_dir}/hub/models--{repo_id.replace('/', '--')}/snapshots/{commit}"
-
-
 def lora_entries(checks: list[AdapterCheck], commits: dict[str, str] | None) -> tuple[str, ...]:
     """--lora-adapters entries of the adapters served: name=path when the download Job
     cached them (the commit it reported), id@revision from the Hub otherwise."""
-    from llm_runtime.launcher import AdapterRef, adapter_entry
-
     out = []
     for c in checks:
         if c.problem:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from llm_runtime.launcher import LauncherSettings, launcher_args, launcher_env
+from llm_common.tgi import LauncherSettings, launcher_args, launcher_env
 
 from . import api
 
