@@ -1,4 +1,4 @@
-"""LoRA adapters beside the base model: checks that save a GPU, and how TGI is told.
+"""LoRA adapters beside the base model: checks that save a GPU, and how the engine is told.
 
 Pure except `adapter_config_from_hub`. An adapter whose adapter_config.json names another
 base model is reported and left out (TGI would fail to load it, or serve nonsense); the
@@ -75,8 +75,8 @@ def check_adapter(adapter: api.Adapter, config: dict | None, model_id: str, fact
 
 
 def lora_entries(checks: list[AdapterCheck], commits: dict[str, str] | None) -> tuple[str, ...]:
-    """--lora-adapters entries of the adapters served: name=path when the download Job
-    cached them (the commit it reported), id@revision from the Hub otherwise."""
+    """The engine's adapter entries (llm_common.lora) of the adapters served: name=path when
+    the download Job cached them (the commit it reported), id@revision from the Hub otherwise."""
     out = []
     for c in checks:
         if c.problem:
