@@ -12,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml /src/
 COPY operator /src/operator
 COPY runtime /src/runtime
+COPY common /src/common
 
 # A fixed numeric uid, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 RUN pip install --no-cache-dir /src \
@@ -29,6 +30,7 @@ FROM ghcr.io/huggingface/text-generation-inference:3.3.7 AS runtime
 COPY pyproject.toml /tmp/llm-operator/
 COPY operator /tmp/llm-operator/operator
 COPY runtime /tmp/llm-operator/runtime
+COPY common /tmp/llm-operator/common
 
 # TGI's Python is a uv virtualenv (/usr/src/.venv, VIRTUAL_ENV set in the image) with no pip
 # inside: `uv pip` is the pip of this image. --no-deps leaves TGI's pinned packages as they are:

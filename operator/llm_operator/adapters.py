@@ -1,4 +1,4 @@
-"""LoRA adapters beside the base model: checks that save a GPU, and how TGI is told.
+"""LoRA adapters beside the base model: checks that save a GPU, and how the engine is told.
 
 Pure except `adapter_config_from_hub`. An adapter whose adapter_config.json names another
 base model is reported and left out (TGI would fail to load it, or serve nonsense); the
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir  # noqa: F401  (snapshot_dir: re-exported)
 
 from . import api
 from .modelinfo import ModelFacts, ModelFactsUnavailable
@@ -72,16 +74,9 @@ def check_adapter(adapter: api.Adapter, config: dict | None, model_id: str, fact
     return AdapterCheck(adapter, config, memory_bytes=memory)
 
 
-def snapshot_dir(repo_id: str, commit: str, cache_dir: str = "/data") -> str:
-    """Where huggingface-hub's cache layout keeps a downloaded revision."""
-    return f"{cache_dir}/hub/models--{repo_id.replace('/', '--')}/snapshots/{commit}"
-
-
 def lora_entries(checks: list[AdapterCheck], commits: dict[str, str] | None) -> tuple[str, ...]:
-    """--lora-adapters entries of the adapters served: name=path when the download Job
-    cached them (the commit it reported), id@revision from the Hub otherwise."""
-    from llm_runtime.launcher import AdapterRef, adapter_entry
-
+    """The engine's adapter entries (llm_common.lora) of the adapters served: name=path when
+    the download Job cached them (the commit it reported), id@revision from the Hub otherwise."""
     out = []
     for c in checks:
         if c.problem:

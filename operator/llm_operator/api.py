@@ -15,6 +15,8 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from .engines import tgi
+
 GROUP = "llm-operator.io"
 VERSION = "v1alpha1"
 KIND = "LLMDeployment"
@@ -23,8 +25,8 @@ SINGULAR = "llmdeployment"
 SHORT_NAMES = ["llmd", "llm"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# The pinned serving engine; spec.engine.image overrides it.
-DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
+# The pinned serving engine (engines/tgi.py says which); spec.engine.image overrides it.
+DEFAULT_TGI_IMAGE = tgi.DEFAULT_IMAGE
 # The download Job runs `llm-runtime download` from the operator's own image.
 DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/llm-operator/llm-operator:0.1.0"
 
@@ -49,22 +51,11 @@ class Rule:
         return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
 
 
-class Quantization(str, Enum):
-    none = "none"
-    awq = "awq"
-    gptq = "gptq"
-    marlin = "marlin"
-    eetq = "eetq"
-    fp8 = "fp8"
-    bitsandbytes = "bitsandbytes"
-    bitsandbytes_nf4 = "bitsandbytes-nf4"
-    bitsandbytes_fp4 = "bitsandbytes-fp4"
-    exl2 = "exl2"
-    compressed_tensors = "compressed-tensors"
+# The quantizations the engine has (engines/tgi.py), as members named like the values.
+Quantization = Enum("Quantization", {q.replace("-", "_"): q for q in tgi.QUANTIZATIONS}, type=str)
 
-
-# TGI refuses --dtype together with --quantize, except for bitsandbytes (tgi.md).
-DTYPE_COMPATIBLE_QUANTIZATIONS = ("none", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+# The quantizations the engine accepts a --dtype with (engines/tgi.py).
+DTYPE_COMPATIBLE_QUANTIZATIONS = tgi.DTYPE_COMPATIBLE_QUANTIZATIONS
 
 
 class DType(str, Enum):

@@ -1,4 +1,4 @@
-"""Operator-native autoscaling, the pure part: TGI /metrics text -> load -> replica decision.
+"""Operator-native autoscaling, the pure part: engine /metrics text -> load -> replica decision.
 
 The loop in handlers.py scrapes each ready pod's /metrics, turns each into a `PodSample`,
 calls `decide` with the state it stored in `status.autoscaler` and the current replica
@@ -27,9 +27,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from .engines import DEFAULT_ENGINE, LoadMetrics, engine_named
+
 WINDOW_SECONDS = 60.0   # moving window the mean load is taken over
 MAX_OBSERVATIONS = 20   # bound on the stored window, so status.autoscaler stays small
-QUEUE, BATCH = "tgi_queue_size", "tgi_batch_current_size"
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _SKIPPED_TYPES = {"histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -37,7 +38,7 @@ _SKIPPED_TYPES = {"histogram": ("_bucket", "_sum", "_count", "_created"),
                   "summary": ("_sum", "_count", "_created")}
 
 
-def parse_tgi_metrics(text: str) -> dict[str, float]:
+def parse_prometheus_text(text: str) -> dict[str, float]:
     """Prometheus text exposition -> {sample name: value summed over its label sets}.
 
     Counters, gauges and untyped samples are kept; histogram and summary series are left
@@ -76,6 +77,10 @@ def parse_tgi_metrics(text: str) -> dict[str, float]:
     return out
 
 
+# The name it had while TGI was the only engine.
+parse_tgi_metrics = parse_prometheus_text
+
+
 def _labels_end(rest: str) -> int | None:
     """Index just past the closing brace of a label set, minding quoted values and escapes."""
     quoted = escaped = False
@@ -98,28 +103,21 @@ def _in_skipped_family(name: str, types: dict[str, str]) -> bool:
                for suffix in ("_bucket", "_sum", "_count", "_created", "_gsum", "_gcount"))
 
 
-def load_of(metrics: dict[str, float], metric: str) -> float | None:
-    """One pod's load for the spec's metric; None (unknown) when the text is not TGI's at
-    all or the gauge reads NaN or infinite.
+def load_of(metrics: dict[str, float], metric: str, names: LoadMetrics | None = None) -> float | None:
+    """One pod's load for the spec's metric, read with the engine's metric names (the
+    default engine's when none are given); None (unknown) when the text is not the
+    engine's at all or the gauge reads NaN or infinite.
 
-    A TGI pod registers a gauge only when first set (tgi_batch_max_total_tokens is set at
-    warmup, tgi_queue_size at the first request), so a TGI pod without the gauge has 0.
+    An engine registers a gauge only when first set (TGI sets its queue gauge at the first
+    request), so a pod of the engine without the gauge has 0.
     """
-    if not any(name.startswith("tgi_") for name in metrics):
-        return None
-    if metric == "queue":
-        load = metrics.get(QUEUE, 0.0)
-    elif metric == "concurrency":
-        load = metrics.get(QUEUE, 0.0) + metrics.get(BATCH, 0.0)
-    else:
-        raise ValueError(f"unknown autoscaling metric {metric!r}; expected queue or concurrency")
-    return max(0.0, load) if math.isfinite(load) else None
+    return (names or engine_named(DEFAULT_ENGINE).load_metrics).load(metrics, metric)
 
 
 @dataclass(frozen=True)
 class PodSample:
     pod: str
-    load: float | None  # None: unreachable or not TGI's metrics, so unknown (not zero)
+    load: float | None  # None: unreachable or not the engine's metrics, so unknown (not zero)
 
 
 class AutoscalingSpecLike(Protocol):

@@ -15,16 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from llm_operator.engines.tgi import QUANTIZATIONS
 from llm_operator.modelinfo import ModelFacts
 
 GIB = 1024**3
 
 # --- weights ----------------------------------------------------------------------------
 
-QUANTIZATIONS = (
-    "none", "awq", "gptq", "marlin", "eetq", "fp8", "bitsandbytes",
-    "bitsandbytes-nf4", "bitsandbytes-fp4", "exl2", "compressed-tensors",
-)
+# QUANTIZATIONS (imported above): the engine's --quantize values.
 
 # Bits per weight of each quantized format, overheads included, for the default layout
 # TGI loads. Group-wise formats store, per group of G weights of one output column, an

@@ -11,21 +11,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from llm_runtime.launcher import LauncherSettings, launcher_args, launcher_env
-
 from . import api
+from .engines import PORT_NAME, engine_for
 
 MANAGED_BY = "llm-operator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 NAME_LABEL = f"{api.GROUP}/name"           # the selector label of serving pods
 HASH_ANNOTATION = f"{api.GROUP}/desired-hash"
 ENGINE_CONTAINER = "engine"
-
-# TGI drains for 90 s on SIGTERM (--graceful-termination-timeout); give it more.
-TERMINATION_GRACE_S = 120
-# TGI opens its port only after loading and warming up: allow up to an hour.
-STARTUP_PERIOD_S = 10
-STARTUP_FAILURES = 360
 
 
 @dataclass(frozen=True)
@@ -54,9 +47,9 @@ def selector_labels(owner: Owner) -> dict[str, str]:
     return {NAME_LABEL: owner.name}
 
 
-def common_labels(owner: Owner, component: str) -> dict[str, str]:
+def common_labels(owner: Owner, component: str, app_name: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "text-generation-inference",
+        "app.kubernetes.io/name": app_name,
         INSTANCE_LABEL: owner.name,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -64,8 +57,9 @@ def common_labels(owner: Owner, component: str) -> dict[str, str]:
     }
 
 
-def _metadata(owner: Owner, name: str, component: str) -> dict:
-    return {"name": name, "namespace": owner.namespace, "labels": common_labels(owner, component),
+def _metadata(owner: Owner, spec: api.LLMDeploymentSpec, name: str, component: str) -> dict:
+    labels = common_labels(owner, component, engine_for(spec).app_name)
+    return {"name": name, "namespace": owner.namespace, "labels": labels,
             "ownerReferences": [owner.reference()]}
 
 
@@ -78,26 +72,8 @@ def with_hash(obj: dict) -> dict:
     return obj
 
 
-def launcher_settings(spec: api.LLMDeploymentSpec, d: Decisions) -> LauncherSettings:
-    limits = spec.limits
-    return LauncherSettings(
-        model_id=spec.model.id,
-        revision=spec.model.revision,
-        num_shard=d.gpus,
-        quantize=spec.quantization,
-        dtype=spec.dtype,
-        trust_remote_code=spec.model.trust_remote_code,
-        max_input_tokens=limits.max_input_tokens,
-        max_total_tokens=limits.max_total_tokens,
-        max_batch_prefill_tokens=limits.max_batch_prefill_tokens,
-        max_concurrent_requests=limits.max_concurrent_requests,
-        extra_args=tuple(spec.engine.args),
-        lora_adapters=d.lora,
-    )
-
-
-def _env(spec: api.LLMDeploymentSpec, settings: LauncherSettings) -> list[dict]:
-    env = [{"name": k, "value": v} for k, v in launcher_env(settings, offline=spec.cache.enabled).items()]
+def _env(spec: api.LLMDeploymentSpec) -> list[dict]:
+    env = [{"name": k, "value": v} for k, v in engine_for(spec).env(spec).items()]
     ref = spec.model.token_secret_ref
     if ref is not None:
         # By reference only: the operator never reads the Secret.
@@ -105,11 +81,6 @@ def _env(spec: api.LLMDeploymentSpec, settings: LauncherSettings) -> list[dict]:
     ours = {e["name"] for e in env}
     env += [{"name": e.name, "value": e.value} for e in spec.engine.env if e.name not in ours]
     return env
-
-
-def _probe(path: str, period: int, failures: int, timeout: int = 5) -> dict:
-    return {"httpGet": {"path": path, "port": "http", "scheme": "HTTP"}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
 
 
 def _tolerations(spec: api.LLMDeploymentSpec) -> list[dict]:
@@ -140,27 +111,25 @@ def _quantity_gi(n: int) -> str:
 
 
 def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict:
-    settings = launcher_settings(spec, d)
+    engine = engine_for(spec)
     resources = spec.engine.resources
     limits = {**resources.limits, spec.gpu.resource: str(d.gpus)}
     requests = {**resources.requests}
     container = {
         "name": ENGINE_CONTAINER,
-        "image": spec.engine.image or api.DEFAULT_TGI_IMAGE,
-        "args": launcher_args(settings),
-        "env": _env(spec, settings),
-        "ports": [{"name": "http", "containerPort": settings.port, "protocol": "TCP"}],
+        "image": spec.engine.image or engine.default_image,
+        "args": engine.args(spec, d.gpus, d.lora),
+        "env": _env(spec),
+        "ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}],
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},
         "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"},
                          {"name": "data", "mountPath": "/data", **({"readOnly": True} if spec.cache.enabled else {})}],
-        "startupProbe": _probe("/health", STARTUP_PERIOD_S, STARTUP_FAILURES),
-        "readinessProbe": _probe("/health", 10, 3),
-        "livenessProbe": _probe("/health", 30, 6, timeout=10),
+        **engine.probes(),
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     pod_spec: dict = {
         "containers": [container],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "terminationGracePeriodSeconds": engine.termination_grace_seconds,
         "tolerations": _tolerations(spec),
         "volumes": [
             # NCCL falls back to shared memory between shards; the container default (64Mi) is too small.
@@ -178,21 +147,21 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
         pod_spec["affinity"] = affinity
     if spec.scheduling.priority_class_name:
         pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
-    pod_labels = {**spec.pod_labels, **common_labels(owner, "server"), **selector_labels(owner)}
+    pod_labels = {**spec.pod_labels, **common_labels(owner, "server", engine.app_name), **selector_labels(owner)}
     template_meta: dict = {"labels": pod_labels}
     if spec.pod_annotations:
         template_meta["annotations"] = dict(spec.pod_annotations)
     body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(owner, owner.name, "server"),
+        "metadata": _metadata(owner, spec, owner.name, "server"),
         "spec": {
             "selector": {"matchLabels": selector_labels(owner)},
             # A new pod must be ready before an old one goes: no gap in serving.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "revisionHistoryLimit": 3,
             # Longer than the startup probe's budget, so slow model loads are not called failed.
-            "progressDeadlineSeconds": STARTUP_PERIOD_S * STARTUP_FAILURES + 600,
+            "progressDeadlineSeconds": engine.startup_seconds + 600,
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
@@ -205,11 +174,11 @@ def desired_service(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
     return with_hash({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(owner, owner.name, "server"),
+        "metadata": _metadata(owner, spec, owner.name, "server"),
         "spec": {
             "type": spec.service.type,
             "selector": selector_labels(owner),
-            "ports": [{"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": "http", "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     })
 
@@ -222,14 +191,9 @@ def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
     return with_hash({
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(owner, owner.name, "server"),
+        "metadata": _metadata(owner, spec, owner.name, "server"),
         "spec": {"selector": {"matchLabels": selector_labels(owner)}, "maxUnavailable": 1},
     })
-
-
-# TGI's metric names as a metrics adapter exposes them per pod. "concurrency" is
-# batch + queue, which an adapter serves as one metric (a recording rule): see the README.
-HPA_METRICS = {"queue": "tgi_queue_size", "concurrency": "tgi_requests_in_flight"}
 
 
 def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
@@ -240,13 +204,14 @@ def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
     return with_hash({
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(owner, owner.name, "autoscaler"),
+        "metadata": _metadata(owner, spec, owner.name, "autoscaler"),
         "spec": {
             "scaleTargetRef": {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": owner.name},
             "minReplicas": a.min_replicas,
             "maxReplicas": a.max_replicas,
             "metrics": [{"type": "Pods", "pods": {
-                "metric": {"name": HPA_METRICS[a.metric]},
+                # The engine's per-pod metric, as a custom-metrics adapter serves it.
+                "metric": {"name": engine_for(spec).load_metrics.per_pod[a.metric]},
                 "target": {"type": "AverageValue", "averageValue": str(a.target)}}}],
             "behavior": {
                 "scaleUp": {"stabilizationWindowSeconds": 0},
@@ -276,7 +241,7 @@ def desired_cache_claim(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
     if spec.cache.storage_class_name:
         claim["storageClassName"] = spec.cache.storage_class_name
     return with_hash({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                      "metadata": _metadata(owner, cache_claim_name(owner), "weight-cache"), "spec": claim})
+                      "metadata": _metadata(owner, spec, cache_claim_name(owner), "weight-cache"), "spec": claim})
 
 
 def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
@@ -291,13 +256,13 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
     ref = spec.model.token_secret_ref
     if ref is not None:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
-    template_meta: dict = {"labels": {**common_labels(owner, "weight-download")}}
+    template_meta: dict = {"labels": {**common_labels(owner, "weight-download", engine_for(spec).app_name)}}
     if spec.pod_annotations:
         template_meta["annotations"] = dict(spec.pod_annotations)
     return with_hash({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(owner, download_job_name(owner, spec), "weight-download"),
+        "metadata": _metadata(owner, spec, download_job_name(owner, spec), "weight-download"),
         "spec": {
             "backoffLimit": spec.cache.backoff_limit,
             "activeDeadlineSeconds": spec.cache.deadline_seconds,

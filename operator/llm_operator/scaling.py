@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import act, api, autoscaler, decide, metrics, resources
 from .apply import KubeError
+from .engines import DEFAULT_ENGINE, Engine, engine_for, engine_named
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,10 @@ def pod_ready(pod: dict) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def scrape(pod: dict, metric: str, url_template: str) -> autoscaler.PodSample:
+def scrape(pod: dict, metric: str, url_template: str, engine: Engine | None = None) -> autoscaler.PodSample:
+    engine = engine or engine_named(DEFAULT_ENGINE)
     meta = pod["metadata"]
-    url = url_template.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=8080,
+    url = url_template.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=engine.port,
                              namespace=meta["namespace"], pod=meta["name"])
     try:
         with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
@@ -42,7 +44,8 @@ def scrape(pod: dict, metric: str, url_template: str) -> autoscaler.PodSample:
     except (urllib.error.URLError, OSError, ValueError) as err:
         log.debug("scraping %s failed: %s", url, err)
         return autoscaler.PodSample(meta["name"], None)   # unknown, not idle
-    return autoscaler.PodSample(meta["name"], autoscaler.load_of(autoscaler.parse_tgi_metrics(text), metric))
+    load = autoscaler.load_of(autoscaler.parse_prometheus_text(text), metric, engine.load_metrics)
+    return autoscaler.PodSample(meta["name"], load)
 
 
 def _timers(state: dict | None) -> tuple:
@@ -65,7 +68,8 @@ def autoscale(ctx, observed, now: float | None = None) -> autoscaler.Decision | 
     pods = [p for p in observed.pods if pod_ready(p)
             and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
     url = ctx.settings.pod_metrics_url
-    samples = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url), pods))
+    engine = engine_for(spec)
+    samples = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url, engine), pods))
     stored = (body.get("status") or {}).get("autoscaler")
     key = (owner.namespace, owner.name)
     # The full state between ticks; status.autoscaler holds it as of the last change of a timer.

@@ -30,9 +30,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
-from urllib.parse import quote
 
-from llm_operator.modelinfo import ModelFacts, facts_from_config, parameter_count_from_safetensors_metadata
+from llm_common.cache import MARKER_DIR, MARKER_NAME, marker_path, repo_dir, repo_folder  # noqa: F401
+from llm_common.cache import snapshot_dir as _snapshot_path
+from llm_common.hub_errors import http_error_sentence, refusal_sentence
+from llm_common.modelfacts import ModelFacts, facts_from_config, parameter_count_from_safetensors_metadata
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -54,8 +56,6 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 # "adapter" for the base model (text_generation_server/utils/hub.py, _weight_files_from_dir).
 _NOT_WEIGHTS = ("arguments", "args", "training", "adapter")
 
-MARKER_DIR = "llm-operator"
-MARKER_NAME = "COMPLETE"
 # Kubernetes keeps at most 4096 bytes of a container's termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
@@ -173,18 +173,7 @@ def select_adapter_files(names: Iterable[str], allow_patterns: Iterable[str] | N
 # --- the cache layout -------------------------------------------------------------------------
 
 
-def repo_folder(repo_id: str) -> str:
-    """huggingface_hub's folder name for a model repository: models--org--name."""
-    return "models--" + repo_id.replace("/", "--")
-
-
-def repo_dir(cache_dir: str | Path, repo_id: str) -> Path:
-    return Path(cache_dir) / "hub" / repo_folder(repo_id)
-
-
-def marker_path(cache_dir: str | Path, repo_id: str, revision: str) -> Path:
-    # A revision may contain "/" (refs/pr/1, feature/x): quoted, it stays one directory.
-    return Path(cache_dir) / MARKER_DIR / repo_id.replace("/", "--") / quote(revision, safe="") / MARKER_NAME
+# repo_folder, repo_dir and marker_path come from llm_common.cache: the operator reads the same layout.
 
 
 def read_marker(cache_dir: str | Path, repo_id: str, revision: str) -> dict | None:
@@ -198,7 +187,7 @@ def read_marker(cache_dir: str | Path, repo_id: str, revision: str) -> dict | No
 
 
 def _snapshot_dir(cache_dir: str | Path, repo_id: str, commit: str) -> Path:
-    return repo_dir(cache_dir, repo_id) / "snapshots" / commit
+    return Path(_snapshot_path(repo_id, commit, cache_dir))
 
 
 def is_complete(cache_dir: str | Path, model_id: str, revision: str) -> bool:
@@ -323,21 +312,14 @@ def _verify(path: Path, expected: RemoteFile, repo_id: str, on_bytes: Callable[[
 
 
 def _as_download_error(exc: BaseException, repo_id: str, revision: str, endpoint: str) -> DownloadError | None:
-    from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
-    # GatedRepoError is a RepositoryNotFoundError: test it first.
-    if isinstance(exc, GatedRepoError):
-        return DownloadRefused(f"{repo_id} is gated on the Hugging Face Hub: accept its licence on the model page "
-                               "and give the download a token (HF_TOKEN) of an account that has access.")
-    if isinstance(exc, RepositoryNotFoundError):
-        return DownloadRefused(f"{repo_id} was not found on the Hugging Face Hub ({endpoint}): check the id, "
-                               "or give a token (HF_TOKEN) if the repository is private.")
-    if isinstance(exc, RevisionNotFoundError):
-        return DownloadRefused(f"Revision {revision!r} of {repo_id} does not exist on the Hugging Face Hub: "
-                               "pin an existing branch, tag or commit.")
-    if isinstance(exc, HfHubHTTPError):
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return DownloadError(f"The Hugging Face Hub ({endpoint}) answered an error for {repo_id}@{revision}: {first_line}")
+    # The same sentences as the operator's (llm_common.hub_errors), naming the download's token.
+    refused = refusal_sentence(exc, repo_id, revision, endpoint, token="a token (HF_TOKEN)",
+                               gated_token="the download a token (HF_TOKEN)")
+    if refused is not None:
+        return DownloadRefused(refused)
+    answered = http_error_sentence(exc, repo_id, revision, endpoint)
+    if answered is not None:
+        return DownloadError(answered)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return DownloadRefused(f"The cache volume is full while downloading {repo_id}@{revision}: "
                                "make the cache larger (spec.cache.size).")

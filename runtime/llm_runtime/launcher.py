@@ -1,74 +1,18 @@
-"""Pure: serving settings -> text-generation-launcher argv and environment.
+"""Pure: the LLM_* variables of a serving container -> text-generation-launcher settings.
 
-The operator uses it to write the serving container's arguments; `llm-runtime serve`
-uses it to exec the launcher. One function, so the two can never disagree.
+The argv and environment themselves come from llm_common.tgi, the one function the
+operator uses too, so the two can never disagree.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Mapping
 
-# TGI's launcher listens on $PORT (80 in its image); we pin a port that needs no root.
-DEFAULT_PORT = 8080
-
-
-@dataclass(frozen=True)
-class LauncherSettings:
-    model_id: str
-    revision: str = "main"
-    num_shard: int = 1
-    quantize: str | None = None          # None or "none": weights as they are
-    dtype: str | None = None             # None or "auto": TGI chooses
-    trust_remote_code: bool = False
-    max_input_tokens: int | None = None
-    max_total_tokens: int | None = None
-    max_batch_prefill_tokens: int | None = None
-    max_concurrent_requests: int | None = None
-    port: int = DEFAULT_PORT
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
-    # TGI's --lora-adapters entries: "name=/local/dir" or a bare Hub id (see adapter_entry).
-    lora_adapters: tuple[str, ...] = field(default_factory=tuple)
-
-
-def launcher_args(s: LauncherSettings) -> list[str]:
-    """Arguments of text-generation-launcher, in a stable order."""
-    args = ["--model-id", s.model_id, "--revision", s.revision,
-            # Explicit, or TGI counts devices from CUDA_VISIBLE_DEVICES (tgi.md).
-            "--num-shard", str(s.num_shard)]
-    if s.quantize and s.quantize != "none":
-        args += ["--quantize", s.quantize]
-    if s.dtype and s.dtype != "auto":
-        args += ["--dtype", s.dtype]
-    if s.trust_remote_code:
-        args.append("--trust-remote-code")
-    for flag, value in (
-        ("--max-input-tokens", s.max_input_tokens),
-        ("--max-total-tokens", s.max_total_tokens),
-        ("--max-batch-prefill-tokens", s.max_batch_prefill_tokens),
-        ("--max-concurrent-requests", s.max_concurrent_requests),
-    ):
-        if value is not None:
-            args += [flag, str(value)]
-    if s.lora_adapters:
-        args += ["--lora-adapters", ",".join(s.lora_adapters)]
-    # Kubernetes sets HOSTNAME to the pod name, which TGI cannot bind: say where to listen.
-    args += ["--hostname", "0.0.0.0", "--port", str(s.port), "--json-output"]
-    return args + list(s.extra_args)
-
-
-def launcher_env(s: LauncherSettings, offline: bool = False) -> dict[str, str]:
-    """Environment the launcher needs beyond what the image sets."""
-    env = {
-        "HF_HOME": "/data",
-        # Usage telemetry is on by default in containers; clusters do not want it.
-        "USAGE_STATS": "off",
-    }
-    if offline:
-        # The router accepts exactly "1" (tgi.md).
-        env["HF_HUB_OFFLINE"] = "1"
-    return env
+# The pure argv builder and the adapter entries live in the shared leaf, so that the
+# operator writes the same argv without importing the runtime. Re-exported for the CLI.
+from llm_common.lora import AdapterRef, SettingsError, adapter_entry, parse_adapters  # noqa: F401
+from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env  # noqa: F401
 
 
 # --- the serving container's environment: how the operator hands settings to `llm-runtime serve`
@@ -94,43 +38,6 @@ _LIMIT_ENV = (
     (ENV_MAX_BATCH_PREFILL_TOKENS, "max_batch_prefill_tokens"),
     (ENV_MAX_CONCURRENT_REQUESTS, "max_concurrent_requests"),
 )
-
-
-class SettingsError(ValueError):
-    """The serving environment is incomplete or malformed; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class AdapterRef:
-    """A LoRA adapter served beside the base model: the name clients ask for, and its repository."""
-
-    name: str
-    model_id: str
-    revision: str = "main"
-
-    def __str__(self) -> str:
-        return f"{self.name}={self.model_id}@{self.revision}"
-
-
-def parse_adapters(text: str) -> tuple[AdapterRef, ...]:
-    """"name=org/repo@revision,other=org/repo2" -> AdapterRefs (revision defaults to main)."""
-    refs = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        name, eq, rest = item.partition("=")
-        model_id, _, revision = rest.partition("@")
-        if not eq or not name or not model_id:
-            raise SettingsError(f"adapter {item!r} is not of the form name=org/repo@revision")
-        refs.append(AdapterRef(name.strip(), model_id.strip(), revision.strip() or "main"))
-    return tuple(refs)
-
-
-def adapter_entry(ref: AdapterRef, local_dir: str | None) -> str:
-    """One --lora-adapters entry. TGI's parser takes "id", "id@revision" and "name=path": a
-    cached adapter is passed by path (keeping its client-facing name), one from the Hub as
-    id@revision (clients then name it by its id)."""
-    return f"{ref.name}={local_dir}" if local_dir else f"{ref.model_id}@{ref.revision}"
 
 
 def _int(env: Mapping[str, str], name: str) -> int | None:

@@ -55,5 +55,5 @@ def test_operator_and_runtime_targets():
 
 def test_dockerignore_keeps_secrets_and_virtualenvs_out():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
-    assert lines[lines.index("*") + 1:lines.index("*") + 4] == ["!pyproject.toml", "!operator/", "!runtime/"]
+    assert lines[lines.index("*") + 1:lines.index("*") + 5] == ["!pyproject.toml", "!operator/", "!runtime/", "!common/"]
     assert not any(line.startswith("!") and (".venv" in line or ".cluster" in line) for line in lines)

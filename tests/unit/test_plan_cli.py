@@ -118,7 +118,7 @@ def test_answers_offline_without_importing_the_hub_or_kubernetes():
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('huggingface_hub', 'kubernetes', 'kopf'))\n"
         "print(status, loaded, file=sys.stderr)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "operator"), "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'common'}:{REPO / 'operator'}", "HF_HUB_OFFLINE": "1",
            "HF_ENDPOINT": "http://127.0.0.1:9"}
     started = time.perf_counter()
     finished = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)

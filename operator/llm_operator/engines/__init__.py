@@ -1,0 +1,90 @@
+"""Serving engines: the one seam between the operator and what runs in the serving pods.
+
+Each engine module is the only place that knows its engine's image, argv, environment,
+probes, port, metric names, quantizations and argument rules; the rest of the operator asks
+the engine it gets from `engine_for(spec)`. Text Generation Inference (tgi.py) is the only
+engine today; another plugs in by `spec.engine.name`.
+
+Pure: no I/O, and no import of api (api reads the engines' data to build its enums).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+# The container port's name: every engine's probes use it, and the Service targets it.
+PORT_NAME = "http"
+
+
+@dataclass(frozen=True)
+class LoadMetrics:
+    """Which of an engine's Prometheus metrics stand for load, for the autoscalers."""
+
+    prefix: str                        # every metric of the engine starts with it
+    queue: tuple[str, ...]             # gauges whose sum is the "queue" load of a pod
+    concurrency: tuple[str, ...]       # gauges whose sum is the "concurrency" load of a pod
+    # spec.autoscaling.metric -> the per-pod metric a custom-metrics adapter serves to the HPA
+    per_pod: Mapping[str, str] = field(default_factory=dict)
+
+    def load(self, samples: Mapping[str, float], metric: str) -> float | None:
+        """One pod's load for the spec's metric, from its parsed /metrics; None (unknown)
+        when the text is not this engine's at all or the gauges read NaN or infinite. A
+        gauge the engine has not registered yet counts as 0."""
+        names = {"queue": self.queue, "concurrency": self.concurrency}.get(str(getattr(metric, "value", metric)))
+        if names is None:
+            raise ValueError(f"unknown autoscaling metric {metric!r}; expected queue or concurrency")
+        if not any(name.startswith(self.prefix) for name in samples):
+            return None
+        load = sum(samples.get(name, 0.0) for name in names)
+        return max(0.0, load) if math.isfinite(load) else None
+
+
+class SpecLike(Protocol):
+    """What an engine reads of api.LLMDeploymentSpec (duck-typed: engines do not import api)."""
+
+    model: Any
+    quantization: str
+    dtype: str
+    limits: Any
+    cache: Any
+    engine: Any
+
+
+class Engine(Protocol):
+    name: str
+    app_name: str                      # app.kubernetes.io/name of the children
+    default_image: str
+    port: int
+    quantizations: tuple[str, ...]     # every --quantize value the engine has, "none" first
+    load_metrics: LoadMetrics
+    termination_grace_seconds: int
+    startup_seconds: int               # the longest a pod may take to load and warm up
+
+    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...]) -> list[str]:
+        """The serving container's arguments: tensor-parallel over `gpus`, with these adapters."""
+
+    def env(self, spec: SpecLike) -> dict[str, str]:
+        """The environment the engine needs beyond what its image sets."""
+
+    def probes(self) -> dict[str, dict]:
+        """startupProbe, readinessProbe and livenessProbe of the serving container."""
+
+
+def engine_named(name: str) -> Engine:
+    from . import tgi
+
+    engines: dict[str, Engine] = {tgi.TGI.name: tgi.TGI}
+    try:
+        return engines[str(getattr(name, "value", name))]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}: expected one of {', '.join(engines)}") from None
+
+
+DEFAULT_ENGINE = "tgi"
+
+
+def engine_for(spec: SpecLike) -> Engine:
+    """The engine that serves this spec."""
+    return engine_named(spec.engine.name)
