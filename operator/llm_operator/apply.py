@@ -1,8 +1,8 @@
-"""I/O: read, server-side apply and prune the children of an LLMDeployment.
+"""The API client and the comparisons that decide whether a child needs applying.
 
 A thin REST layer over the kubernetes client's ApiClient (auth, TLS, retries on
-connection errors), speaking plain dicts. A child is applied only when the live object
-differs from the desired one, so a reconcile that changes nothing writes nothing.
+connection errors), speaking plain dicts; and the pure checks of a desired child against
+the live one (`up_to_date`), so that a reconcile that changes nothing writes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from . import api
-from .resources import HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY
+from .resources import HASH_ANNOTATION
 
 FIELD_MANAGER = "llm-operator"
 log = logging.getLogger(__name__)
@@ -183,37 +183,3 @@ def apply_or_replace(kube: Kube, obj: dict, current: dict | None) -> dict:
     log.info("%s/%s: replacing fields edited by hand", obj["kind"], obj["metadata"]["name"])
     kube.json_patch(obj, replace_ops(obj, result))
     return kube.apply(obj)
-
-
-@dataclass
-class ApplyResult:
-    live: dict[str, dict]        # kind -> live object after the reconcile
-    written: list[str]           # "Kind/name" applied or deleted
-
-
-def children_selector(owner_name: str) -> str:
-    return f"app.kubernetes.io/managed-by={MANAGED_BY},{INSTANCE_LABEL}={owner_name}"
-
-
-def sync_children(kube: Kube, namespace: str, owner_name: str, desired: list[dict],
-                  managed_kinds: tuple[tuple[str, str], ...]) -> ApplyResult:
-    """Apply what differs, delete what we own and no longer want (of `managed_kinds`:
-    empty to skip pruning), write nothing else."""
-    live: dict[str, dict] = {}
-    written: list[str] = []
-    wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
-    for obj in desired:
-        current = kube.get(obj["apiVersion"], obj["kind"], namespace, obj["metadata"]["name"])
-        if up_to_date(obj, current):
-            live[obj["kind"]] = current
-            continue
-        live[obj["kind"]] = apply_or_replace(kube, obj, current)
-        written.append(f"{obj['kind']}/{obj['metadata']['name']}")
-    for api_version, kind in managed_kinds:
-        for item in kube.list(api_version, kind, namespace, children_selector(owner_name)):
-            name = item["metadata"]["name"]
-            if (kind, name) in wanted or item["metadata"].get("deletionTimestamp"):
-                continue
-            kube.delete(api_version, kind, namespace, name)
-            written.append(f"-{kind}/{name}")
-    return ApplyResult(live=live, written=written)

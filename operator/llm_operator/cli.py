@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 
-import yaml
 
 from . import __version__
 

@@ -1,7 +1,7 @@
 """Model facts: the handful of numbers the planner needs, read from a model's config.json.
 
 The parsing lives in llm_common.modelfacts (shared with the runtime); this module adds the
-Hub lookup with its in-process and on-disk caches.
+Hub lookup with its on-disk cache.
 
 Facts come from three places, in order of trust: the safetensors headers on the Hub
 (exact parameter count), a local config.json plus a count the caller knows, or an
@@ -31,10 +31,6 @@ from llm_common.modelfacts import (  # noqa: F401
 )
 
 
-# (model_id, revision) -> facts. Model facts for a revision do not change; a moving
-# branch like "main" could, which is why production specs should pin a commit.
-_FACTS_CACHE: dict[tuple[str, str], ModelFacts] = {}
-
 
 def _disk_cache_path(cache_dir: str | Path, model_id: str, revision: str) -> Path:
     # "/" cannot appear in a file name; huggingface_hub's own cache uses "--" the same way.
@@ -57,11 +53,6 @@ def _write_disk_cache(path: Path, facts: ModelFacts) -> None:
     temporary.replace(path)  # atomic: a concurrent reader never sees half a file
 
 
-def clear_facts_cache() -> None:
-    """Forget the in-process cache (tests, or an operator told to re-read the Hub)."""
-    _FACTS_CACHE.clear()
-
-
 def facts_from_hub(
     model_id: str,
     revision: str = "main",
@@ -71,19 +62,16 @@ def facts_from_hub(
 ) -> ModelFacts:
     """Facts from the Hub: config.json plus the exact count from the safetensors headers.
 
-    Cached per (model_id, revision) in this process, and under cache_dir when given.
-    `endpoint` defaults to huggingface_hub's (HF_ENDPOINT or https://huggingface.co).
-    Raises ModelFactsUnavailable with a sentence a person can act on."""
-    key = (model_id, revision)
-    if key in _FACTS_CACHE:
-        return _FACTS_CACHE[key]
+    Cached under cache_dir when given (`plan --cache-dir`); the operator keeps what it read
+    in facts.FactsSource, its one in-process cache. `endpoint` defaults to huggingface_hub's
+    (HF_ENDPOINT or https://huggingface.co). Raises ModelFactsUnavailable with a sentence a
+    person can act on."""
     disk_path = _disk_cache_path(cache_dir, model_id, revision) if cache_dir else None
     facts = _read_disk_cache(disk_path) if disk_path else None
     if facts is None:
         facts = _fetch_facts(model_id, revision, token, cache_dir, endpoint)
         if disk_path:
             _write_disk_cache(disk_path, facts)
-    _FACTS_CACHE[key] = facts
     return facts
 
 

@@ -14,7 +14,6 @@ import pytest
 from llm_operator.modelinfo import (
     ModelFacts,
     ModelFactsUnavailable,
-    clear_facts_cache,
     estimate_parameter_count,
     facts_from_config,
     facts_from_hub,
@@ -187,7 +186,6 @@ def llama_3_8b_repo():
 
 @pytest.fixture
 def hub():
-    clear_facts_cache()
     server = FakeHub(
         {"meta-llama/Meta-Llama-3-8B": llama_3_8b_repo(),
          "acme/bin-only": {"config.json": (MODELS / "mistral-7b" / "config.json").read_bytes()}},
@@ -195,7 +193,6 @@ def hub():
     )
     yield server
     server.close()
-    clear_facts_cache()
 
 
 def test_facts_from_hub_reads_config_and_exact_count(hub, tmp_path):
@@ -208,13 +205,12 @@ def test_facts_from_hub_reads_config_and_exact_count(hub, tmp_path):
     assert ("HEAD", "/meta-llama/Meta-Llama-3-8B/resolve/main/config.json") in hub.requests
 
 
-def test_facts_from_hub_caches_in_process_and_on_disk(hub, tmp_path):
+def test_facts_from_hub_caches_on_disk(hub, tmp_path):
     first = facts_from_hub("meta-llama/Meta-Llama-3-8B", cache_dir=tmp_path, endpoint=hub.endpoint)
     requests_after_first = len(hub.requests)
     assert facts_from_hub("meta-llama/Meta-Llama-3-8B", cache_dir=tmp_path, endpoint=hub.endpoint) == first
     cached = tmp_path / "model-facts" / "meta-llama--Meta-Llama-3-8B@main.json"
     assert json.loads(cached.read_text())["parameterCount"] == 8030261248
-    clear_facts_cache()  # a new process: only the disk cache is left
     assert facts_from_hub("meta-llama/Meta-Llama-3-8B", cache_dir=tmp_path, endpoint=hub.endpoint) == first
     assert len(hub.requests) == requests_after_first
 
@@ -250,7 +246,6 @@ def test_hub_unreachable(hub, tmp_path):
     # without its retry-with-backoff (which takes ~20 s when nothing is cached); reading
     # the safetensors headers then meets the closed port.
     facts_from_hub("meta-llama/Meta-Llama-3-8B", cache_dir=tmp_path, endpoint=hub.endpoint)
-    clear_facts_cache()
     (tmp_path / "model-facts" / "meta-llama--Meta-Llama-3-8B@main.json").unlink()
     unreachable = closed_port_endpoint()
     with pytest.raises(ModelFactsUnavailable) as raised:
@@ -262,7 +257,6 @@ def test_hub_unreachable(hub, tmp_path):
 
 
 def test_hub_offline_mode_with_nothing_cached(monkeypatch, tmp_path):
-    clear_facts_cache()
     import huggingface_hub.constants
 
     # HF_HUB_OFFLINE is read once at import; set the constant the library consults.
