@@ -227,10 +227,10 @@ class ReadModel:
         namespace, name = key
         llmds = self._values(self.LLMD_INDEX, key)
         watched = llmds[0] if llmds else None
+        if watched is None:
+            return None    # the watch is the only word on whether it exists: gone (or never seen)
         decided, ours = self._fresher(key, api.KIND, name, watched)
         llmd = ours if decided and ours is not None else watched
-        if llmd is None:
-            return None
         children: dict[str, tuple[dict, ...]] = {}
         for kind in CHILD_KINDS:
             seen = {c["metadata"]["name"]: c for c in self._values(self.child_index(kind), key)}

@@ -1,0 +1,86 @@
+"""The read model: trimming, one owner's snapshot, and our own writes until the watch echoes them."""
+
+from __future__ import annotations
+
+from llm_operator.observe import ReadModel, child_spec, owner_of, trim_child, trim_llmdeployment, trim_pod
+
+KEY = ("ns", "m")
+
+
+def llmd(rv: str, phase: str | None = None) -> dict:
+    return {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment",
+            "metadata": {"name": "m", "namespace": "ns", "uid": "u", "generation": 1, "resourceVersion": rv,
+                         "managedFields": [{"manager": "kubectl"}], "annotations": {"big": "x" * 1000}},
+            "spec": {"model": {"id": "org/m"}}, "status": {"phase": phase} if phase else {}}
+
+
+def service(rv: str, port: int = 80) -> dict:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "m", "namespace": "ns", "resourceVersion": rv, "managedFields": [{}],
+                         "labels": {"app.kubernetes.io/instance": "m"}},
+            "spec": {"ports": [{"port": port}], "clusterIP": "10.0.0.1"}, "status": {"loadBalancer": {}}}
+
+
+def model(llmds=(), services=()) -> ReadModel:
+    m = ReadModel()
+    m.bind({ReadModel.LLMD_INDEX: {KEY: [trim_llmdeployment(o) for o in llmds]} if llmds else {},
+            ReadModel.child_index("Service"): {KEY: [trim_child(o) for o in services]} if services else {}})
+    return m
+
+
+def test_trimming_keeps_what_decisions_read_and_drops_the_rest():
+    t = trim_llmdeployment(llmd("5", "Ready"))
+    assert t == {"metadata": {"name": "m", "namespace": "ns", "uid": "u", "generation": 1, "resourceVersion": "5"},
+                 "spec": {"model": {"id": "org/m"}}, "status": {"phase": "Ready"}}
+    c = trim_child(service("7"))
+    assert "managedFields" not in c["metadata"] and c["status"] == {}
+    assert child_spec(c) == {"ports": [{"port": 80}], "clusterIP": "10.0.0.1"}
+    pod = trim_pod({"metadata": {"name": "p", "namespace": "ns", "labels": {"app.kubernetes.io/instance": "m"}},
+                    "spec": {"containers": [{"name": "engine"}]},
+                    "status": {"podIP": "127.0.0.2", "conditions": [
+                        {"type": "Ready", "status": "True"}, {"type": "Initialized", "status": "True"}]}})
+    assert pod["status"] == {"conditions": [{"type": "Ready", "status": "True"}], "podIP": "127.0.0.2"}
+    assert owner_of(pod) == KEY and owner_of({"metadata": {"namespace": "ns"}}) is None
+
+
+def test_a_snapshot_is_the_owner_and_its_children():
+    obs = model([llmd("5")], [service("7")]).snapshot(KEY)
+    assert obs.meta["resourceVersion"] == "5" and obs.child("Service", "m")["metadata"]["resourceVersion"] == "7"
+    assert model().snapshot(KEY) is None
+
+
+def test_our_write_counts_until_the_watch_has_caught_up():
+    m = model([llmd("5")], [service("7")])
+    m.remember(KEY, trim_child(service("9", port=81)), "Service", "m")
+    m.remember(KEY, trim_llmdeployment(llmd("8", "Ready")), "LLMDeployment", "m")
+    obs = m.snapshot(KEY)
+    assert child_spec(obs.child("Service", "m"))["ports"] == [{"port": 81}]
+    assert obs.llmd["status"] == {"phase": "Ready"}
+    # The watch brings something newer than our write: it wins, and the overlay is dropped.
+    m.bind({ReadModel.LLMD_INDEX: {KEY: [trim_llmdeployment(llmd("10", "Progressing"))]},
+            ReadModel.child_index("Service"): {KEY: [trim_child(service("10", port=82))]}})
+    obs = m.snapshot(KEY)
+    assert obs.llmd["status"] == {"phase": "Progressing"}
+    assert child_spec(obs.child("Service", "m"))["ports"] == [{"port": 82}]
+
+
+def test_a_child_we_made_is_seen_before_its_watch_event_and_one_we_deleted_is_gone():
+    m = model([llmd("5")])
+    m.remember(KEY, trim_child(service("9")), "Service", "m")
+    assert m.snapshot(KEY).child("Service", "m") is not None
+    m = model([llmd("5")], [service("7")])
+    m.remember(KEY, None, "Service", "m")
+    assert m.snapshot(KEY).child("Service", "m") is None
+
+
+def test_a_deleted_owner_is_gone_whatever_we_wrote_last():
+    m = model()
+    m.remember(KEY, trim_llmdeployment(llmd("8", "Ready")), "LLMDeployment", "m")
+    assert m.snapshot(KEY) is None
+
+
+def test_a_terminating_namespace_is_remembered_for_a_while():
+    m = model([llmd("5")])
+    m.namespace_terminating("ns", now=100.0)
+    assert m.snapshot(KEY, now=101.0).namespace_terminating is True
+    assert m.snapshot(KEY, now=100.0 + 301).namespace_terminating is False
