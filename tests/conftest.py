@@ -108,7 +108,9 @@ class OperatorProcess:
     """`llm-operator run` as a child process, with its log in a file."""
 
     def __init__(self, cluster: LocalCluster, log_path: Path, extra_env: dict | None = None,
-                 kubeconfig: Path | None = None, scope: tuple[str, ...] = ("--all-namespaces",)):
+                 kubeconfig: Path | None = None, scope: tuple[str, ...] = ("--all-namespaces",),
+                 extra_args: tuple[str, ...] = ()):
+        self.extra_args = extra_args
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.scope = scope
@@ -123,8 +125,7 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llm_operator.cli", "run", *self.scope, f"--liveness={self.liveness}",
-             f"--metrics-port={self.metrics_port}",
-             f"--autoscale-interval={self.extra_env.get('LLM_OPERATOR_AUTOSCALE_INTERVAL_S', '15')}"],
+             f"--metrics-port={self.metrics_port}", *self.extra_args],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
 
@@ -265,13 +266,14 @@ def operator(cluster, crd_installed, hub, pod_metrics, tmp_path_factory) -> Oper
     home = tmp_path_factory.mktemp("operator")
     # The Hub is the one edge no test reaches: the operator reads model facts from the stand-in.
     # kwok pods serve nothing: their /metrics come from a local server the tests control.
-    env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf"),
-           "LLM_OPERATOR_POD_METRICS_URL": pod_metrics.url, "LLM_OPERATOR_AUTOSCALE_INTERVAL_S": "1"}
+    env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")}
+    args = (f"--pod-metrics-url={pod_metrics.url}", "--autoscale-interval=1")
     from serviceaccount import install_operator_rbac
 
     # The operator runs with exactly the Helm chart's RBAC, as its ServiceAccount: every
     # integration test is also a test that those rules are enough.
-    op = OperatorProcess(cluster, home / "operator.log", extra_env=env, kubeconfig=install_operator_rbac(cluster))
+    op = OperatorProcess(cluster, home / "operator.log", extra_env=env, kubeconfig=install_operator_rbac(cluster),
+                         extra_args=args)
     op.start()
     yield op
     op.stop()
