@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT / "hack", ROOT / "operator", ROOT / "runtime"):
+for _p in (ROOT / "hack", ROOT / "common", ROOT / "operator", ROOT / "runtime"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -367,7 +367,7 @@ class Operator:
         # No Hub: the facts read fails at once and the plan is "unknown", the user's gpus are used.
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "HF_HUB_OFFLINE": "1",
                "HF_HOME": str(self.work / "hf"), "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT / "operator"), str(ROOT / "runtime"),
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT / "common"), str(ROOT / "operator"), str(ROOT / "runtime"),
                                                         env.get("PYTHONPATH", "")] if p)
         return env
 
@@ -382,7 +382,7 @@ class Operator:
             r = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30)
             return r.stdout.strip()
 
-        dirty = git("status", "--porcelain", "--", "operator", "runtime")
+        dirty = git("status", "--porcelain", "--", "common", "operator", "runtime")
         return {"module": module, "checkout": str(ROOT), "commit": git("rev-parse", "--short", "HEAD"),
                 "operator_code_modified": bool(dirty)}
 
@@ -639,7 +639,11 @@ class Bench:
                         if c["metadata"]["name"].startswith("gc-probe-")]
                 if len(left) < len(probes):
                     for name in left:
-                        self.kube.request("DELETE", f"{cms}/{name}")
+                        try:
+                            self.kube.request("DELETE", f"{cms}/{name}")
+                        except KubeError as err:
+                            if err.status != 404:   # the collector got there first
+                                raise
                     log(f"  the garbage collector knows LLMDeployments ({time.monotonic() - started:.0f}s after asking)")
                     self.wait_api_quiet()   # its reads of the other probes' owners
                     return
