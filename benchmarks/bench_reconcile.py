@@ -434,7 +434,7 @@ class Operator:
             text = resp.read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():
-            if line.startswith("llm_operator_") and not line.startswith("#"):
+            if line.startswith(("llm_operator_", "process_cpu_seconds_total")) and not line.startswith("#"):
                 name = line.split("{", 1)[0].split(" ", 1)[0]
                 out[name] = out.get(name, 0) + float(line.rsplit(" ", 1)[1])
         return out
@@ -852,6 +852,9 @@ class Bench:
             "reconciles_per_object": round(d.get("llm_operator_reconciles_total", 0) / n, 2),
             "operator_writes_per_object": round(d.get("llm_operator_writes_total", 0) / n, 2),
             "mean_reconcile_ms": ms(d.get("llm_operator_reconcile_duration_seconds_sum", 0) / count) if count else None,
+            # CPU the operator process spent (prometheus_client's process collector): on a
+            # 2-CPU machine it is taken from the apiserver's share.
+            "operator_cpu_ms_per_object": round(1000 * d.get("process_cpu_seconds_total", 0) / n, 2),
         }
 
     # -- 3. throughput burst vs baseline
