@@ -43,6 +43,15 @@ class OperatorContext:
     pool: ThreadPoolExecutor | None = None
     scaler_states: dict = field(default_factory=dict)
     tasks: list = field(default_factory=list)
+    # True once kopf has listed every watched kind: before, a child's event must not start a
+    # reconcile that would miss its siblings (and write them again); the owner's own
+    # first event comes after the listing and reconciles it then.
+    indexed: bool = False
+
+    def wake(self, key: Key) -> None:
+        """A child or pod of `key` changed (on the event loop)."""
+        if self.indexed and self.queue is not None:
+            self.queue.add(key)
 
     @property
     def kube(self) -> Kube:

@@ -68,19 +68,29 @@ async def stop(memo: kopf.Memo, **_) -> None:
 # --- the read model ---------------------------------------------------------------------------
 
 
+# Index handlers are coroutines: kopf runs a plain function in a thread, a hop per event.
+# A child's or a pod's event also wakes its owner from here: one handler per event, not two.
+
+
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL, id=ReadModel.LLMD_INDEX)
-def _llmdeployments(body: kopf.Body, namespace: str, name: str, **_) -> dict:
+async def _llmdeployments(body: kopf.Body, namespace: str, name: str, **_) -> dict:
     return {(namespace, name): observe.trim_llmdeployment(body)}
 
 
-def _child(body: kopf.Body, **_) -> dict:
+async def _child(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
     owner = observe.owner_of(body)
-    return {owner: observe.trim_child(body)} if owner else {}
+    if owner is None:
+        return {}
+    context(memo).wake(owner)
+    return {owner: observe.trim_child(body)}
 
 
-def _pod(body: kopf.Body, **_) -> dict:
+async def _pod(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
     owner = observe.owner_of(body)
-    return {owner: observe.trim_pod(body)} if owner else {}
+    if owner is None:
+        return {}
+    context(memo).wake(owner)
+    return {owner: observe.trim_pod(body)}
 
 
 for _kind, (_group, _version, _plural) in observe.CHILD_KINDS.items():
@@ -89,12 +99,12 @@ kopf.index(*PODS, labels=MANAGED, id=ReadModel.POD_INDEX)(_pod)
 
 
 @kopf.index("", "v1", "nodes", id=ReadModel.NODE_INDEX)
-def _nodes(body: kopf.Body, **_) -> dict:
+async def _nodes(body: kopf.Body, **_) -> dict:
     return {"nodes": observe.trim_node(body)}
 
 
 @kopf.index("storage.k8s.io", "v1", "storageclasses", id=ReadModel.STORAGE_CLASS_INDEX)
-def _storage_classes(body: kopf.Body, **_) -> dict:
+async def _storage_classes(body: kopf.Body, **_) -> dict:
     return {"storageclasses": observe.trim_storage_class(body)}
 
 
@@ -103,17 +113,27 @@ def _storage_classes(body: kopf.Body, **_) -> dict:
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
 async def _llmdeployment_event(namespace: str, name: str, memo: kopf.Memo, **_) -> None:
-    context(memo).queue.add((namespace, name))
+    # kopf calls no such handler before every index has listed its kind: from here on, the
+    # read model is whole, and child events may wake their owners too.
+    ctx = context(memo)
+    ctx.indexed = True
+    ctx.queue.add((namespace, name))
 
 
-async def _child_event(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+def _deleted(event: dict, **_) -> bool:
+    return event.get("type") == "DELETED"
+
+
+async def _child_deleted(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """kopf does not call index handlers for a deletion (it drops the entry itself): a
+    deleted child wakes its owner here, to be made again."""
     owner = observe.owner_of(body)
     if owner is not None:
-        context(memo).queue.add(owner)
+        context(memo).wake(owner)
 
 
 for _group, _version, _plural in (*observe.CHILD_KINDS.values(), PODS):
-    kopf.on.event(_group, _version, _plural, labels=MANAGED)(_child_event)
+    kopf.on.event(_group, _version, _plural, labels=MANAGED, when=_deleted)(_child_deleted)
 
 
 # --- periodic work, on the event loop (kopf timers would put a finalizer on every object) -----
