@@ -6,6 +6,7 @@ next reconcile sees our writes before their watch events arrive.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -19,6 +20,24 @@ log = logging.getLogger(__name__)
 
 class NamespaceTerminating(Exception):
     """The namespace refused a write because it is being deleted."""
+
+
+class Refused(Exception):
+    """The API refused a write of ours; `message` is its own sentence."""
+
+    def __init__(self, what: str, err: KubeError):
+        super().__init__(what)
+        self.what = what
+        self.status = err.status
+        self.message = api_message(err)
+
+
+def api_message(err: KubeError) -> str:
+    """The apiserver's own message from a Status body (else the body as it came)."""
+    try:
+        return str(json.loads(err.body).get("message") or err.body)[:800]
+    except (ValueError, AttributeError):
+        return err.body[:800]
 
 
 def _terminating(err: KubeError) -> bool:
@@ -40,9 +59,11 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
     meta = observed.meta
     key = (meta["namespace"], meta["name"])
     out = Written()
+    what = ""
     try:
         for obj in decision.apply:
             name = obj["metadata"]["name"]
+            what = f"{obj['kind']}/{name}"
             live = observed.child(obj["kind"], name)
             current = {"metadata": live["metadata"], "spec": child_spec(live)} if live else None
             answer = apply_or_replace(kube, obj, current)
@@ -50,6 +71,7 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
             out.applied.append(answer)
             metrics.WRITES.labels(obj["kind"], "apply").inc()
         for obj in decision.prune:
+            what = f"the deletion of {obj['kind']}/{obj['metadata']['name']}"
             kube.delete(obj["apiVersion"], obj["kind"], meta["namespace"], obj["metadata"]["name"])
             model.remember(key, None, obj["kind"], obj["metadata"]["name"])
             out.pruned.append(obj)
@@ -57,7 +79,7 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
     except KubeError as err:
         if _terminating(err):
             raise NamespaceTerminating() from None
-        raise
+        raise Refused(what, err) from None
     return out
 
 

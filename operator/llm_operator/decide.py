@@ -17,6 +17,8 @@ from .apply import up_to_date
 from .modelinfo import ModelFacts
 from .observe import Observed, child_spec
 
+# Refusals that the same write will meet again (invalid, forbidden, immutable field).
+PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
 # Phases that are worth a Warning Event rather than a Normal one.
 WARNING_PHASES = ("Failed", "Unschedulable")
 
@@ -196,6 +198,13 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     if lookups.adapters_pending:
         waiting = waiting or status.Verdict("False", "Planning", f"Reading adapter_config.json of "
                                             f"{', '.join(lookups.adapters_pending)} to check their base model.")
+    if observed.refused is not None and blocked is None:
+        code, message = observed.refused
+        verdict = status.Verdict("False", "ApplyRefused", f"The API refused a write (HTTP {code}): {message}")
+        if code in PERMANENT_REFUSALS:
+            blocked = verdict     # the same write will be refused again: only a change can help
+        else:
+            waiting = verdict     # conflicts, throttling, server trouble: retried with a backoff
     if blocked is None and cache is not None and not cache.complete:
         if cache.failed:
             blocked = cache.condition

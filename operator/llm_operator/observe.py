@@ -140,6 +140,7 @@ class Observed:
     nodes: tuple[dict, ...] = ()                     # nodes with their GPU labels
     storage_classes: tuple[dict, ...] = ()           # {name, default}
     namespace_terminating: bool = False              # a write was refused: the namespace is going away
+    refused: tuple[int, str] | None = None           # the API refused our last write: (HTTP status, its message)
 
     @property
     def meta(self) -> dict:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import replace
 
 from . import act, api, decide as decisions, facts as model_facts, metrics
 from .context import OperatorContext
 from .modelinfo import ModelFactsUnavailable
 from .observe import Key, Observed
+from .workqueue import Retry
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +58,29 @@ def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.D
                 ctx.read_model.namespace_terminating(key[0], ctx.clock())
                 metrics.RECONCILES.labels("Terminating").inc()
                 return decisions.Decision(phase="Terminating")
+            except act.Refused as refusal:
+                # Said in status and an Event, then retried with the queue's backoff.
+                refused = decisions.decide(replace(observed, refused=(refusal.status, refusal.message)), lookups, now)
+                _report(ctx, key, observed, refused, now)
+                metrics.RECONCILES.labels(refused.phase).inc()
+                raise Retry(f"the API refused {refusal.what}: HTTP {refusal.status}: {refusal.message}") from None
             written = done.names()
             # The status reports what was just made: decide again on the API's answers.
             observed = decisions.with_applied(observed, done.applied, done.pruned)
             decision = decisions.decide(observed, lookups, now)
-        if decision.status_patch is not None:
-            act.status(ctx.kube, ctx.read_model, observed, decision.status_patch)
-        if decision.events:
-            ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
-            log.info("%s/%s: %s -> %s: %s", key[0], key[1], (observed.llmd.get("status") or {}).get("phase"),
-                     decision.phase, ready["message"])
-            act.events(ctx.kube, observed, decision.events, now)
+        _report(ctx, key, observed, decision, now)
         if written:
             log.info("%s/%s: wrote %s", key[0], key[1], ", ".join(written))
     metrics.RECONCILES.labels(decision.phase).inc()
     return decision
+
+
+def _report(ctx: OperatorContext, key: Key, observed: Observed, decision: decisions.Decision, now: dt.datetime) -> None:
+    """The status patch and the Event of a decision."""
+    if decision.status_patch is not None:
+        act.status(ctx.kube, ctx.read_model, observed, decision.status_patch)
+    if decision.events:
+        ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
+        log.info("%s/%s: %s -> %s: %s", key[0], key[1], (observed.llmd.get("status") or {}).get("phase"),
+                 decision.phase, ready["message"])
+        act.events(ctx.kube, observed, decision.events, now)

@@ -20,6 +20,11 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 60.0
 
 
+class Retry(Exception):
+    """An expected failure (the API refused a write, already said in status): retried with
+    the backoff, logged in one line."""
+
+
 class WorkQueue:
     def __init__(self, process: Callable[[Hashable], Awaitable[float | None]], workers: int, coalesce_s: float):
         """`process(key)` reconciles one key and returns seconds after which to do it again
@@ -96,11 +101,14 @@ class WorkQueue:
                 self._failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - one owner's failure must not stop the worker; retried with backoff
+            except Exception as err:  # noqa: BLE001 - one owner's failure must not stop the worker; retried with backoff
                 n = self._failures.get(key, 0) + 1
                 self._failures[key] = n
                 again_after = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (n - 1))
-                log.exception("reconciling %s failed (attempt %d); again in %.1fs", key, n, again_after)
+                if isinstance(err, Retry):
+                    log.warning("reconciling %s: %s (attempt %d); again in %.1fs", key, err, n, again_after)
+                else:
+                    log.exception("reconciling %s failed (attempt %d); again in %.1fs", key, n, again_after)
             finally:
                 self._active.discard(key)
             if key in self._again:

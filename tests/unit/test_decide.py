@@ -252,3 +252,18 @@ def test_the_facts_query_takes_the_report_of_this_revisions_job():
     q = facts_query(observed(spec=new, status=old_status, pods=[job_pod(spec=new, message=json.dumps(report)),
                                                                  job_pod(message=json.dumps(MISTRAL))]), _spec(new))
     assert q.job_report["revision"] == "v2" and q.status_facts["revision"] == "main"
+
+
+def test_a_write_the_api_refuses_is_said_in_status_and_an_event():
+    from dataclasses import replace
+
+    invalid = replace(observed(), refused=(422, 'Deployment.apps "m" is invalid: spec.template: field is immutable'))
+    d = decide(invalid, KNOWN, NOW)
+    assert d.phase == "Failed" and cond(d)[:2] == ("False", "ApplyRefused")
+    assert cond(d)[2] == ('The API refused a write (HTTP 422): Deployment.apps "m" is invalid: '
+                          'spec.template: field is immutable')
+    assert cond(d, "Stalled")[0] == "True" and d.apply == ()
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "ApplyRefused")]
+    busy = decide(replace(observed(), refused=(500, "failed to allocate a serviceIP: range is full")), KNOWN, NOW)
+    assert busy.phase == "Pending" and cond(busy, "Reconciling")[:2] == ("True", "ApplyRefused")
+    assert cond(busy, "Stalled")[0] == "False"
