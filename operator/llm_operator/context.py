@@ -19,6 +19,8 @@ from .workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
+EVENT_THREADS = 4   # Events posted at once, beside the reconciles
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -41,6 +43,7 @@ class OperatorContext:
     _kube: Kube | None = None
     queue: WorkQueue | None = None
     pool: ThreadPoolExecutor | None = None
+    event_pool: ThreadPoolExecutor | None = None
     scaler_states: dict = field(default_factory=dict)
     tasks: list = field(default_factory=list)
     # True once kopf has listed every watched kind: before, a child's event must not start a
@@ -59,9 +62,18 @@ class OperatorContext:
             self._kube = Kube(load_config(pool_size=self.settings.workers * 2))
         return self._kube
 
+    def post_events(self, observed, events, now) -> None:
+        """Events go out beside the reconciles, as client-go's recorder does: a reconcile
+        never waits on one (the status already says the same), and losing one is logged."""
+        from . import act
+
+        if self.event_pool is not None and events:
+            self.event_pool.submit(act.events, self.kube, observed, events, now)
+
     def start(self) -> None:
         """On kopf's event loop, once the indexes are bound."""
         self.pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="reconcile")
+        self.event_pool = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="events")
         self.queue = WorkQueue(self._process, self.settings.workers, self.settings.coalesce_s)
         self.queue.start()
 
@@ -71,8 +83,9 @@ class OperatorContext:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.queue is not None:
             await self.queue.stop()
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.pool, self.event_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     async def _process(self, key: Key) -> float | None:
         from .reconcile import reconcile

@@ -71,7 +71,7 @@ def trim_child(body: Mapping[str, Any]) -> dict:
         "kind": kind,
         "metadata": _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
                                  "deletionTimestamp", "labels", "annotations", "ownerReferences")),
-        SPEC_JSON: json.dumps(_plain(body.get("spec") or {}), separators=(",", ":"), sort_keys=True),
+        SPEC_JSON: json.dumps(_plain(body.get("spec") or {}), separators=(",", ":")),
         "status": {k: _plain(status[k]) for k in _CHILD_STATUS.get(kind, ()) if k in status},
     }
 

@@ -9,6 +9,7 @@ plan is unknown.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from . import api, facts as model_facts, planner
@@ -26,15 +27,24 @@ class PlanOutcome:
 
 def gpu_types_of(nodes: list[dict]) -> list[planner.GpuType]:
     """Distinct GPU types among the nodes, largest memory first."""
+    labels = {(l.get(planner.GPU_PRODUCT_LABEL), l.get(planner.GPU_MEMORY_LABEL))
+              for l in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)}
+    return list(_gpu_types(frozenset(labels)))
+
+
+@functools.lru_cache(maxsize=64)
+def _gpu_types(labels: frozenset) -> tuple[planner.GpuType, ...]:
+    """(Every reconcile asks; the nodes' GPU labels rarely change.)"""
     seen: dict[str, planner.GpuType] = {}
-    for node in nodes:
+    for product, memory in labels:
         try:
-            gpu = planner.gpu_type_from_node_labels((node.get("metadata") or {}).get("labels") or {})
+            gpu = planner.gpu_type_from_node_labels(
+                {k: v for k, v in ((planner.GPU_PRODUCT_LABEL, product), (planner.GPU_MEMORY_LABEL, memory)) if v})
         except planner.UnknownGpuType:
             continue
         if gpu is not None:
             seen[gpu.name] = gpu
-    return sorted(seen.values(), key=lambda g: -g.memory_mib)
+    return tuple(sorted(seen.values(), key=lambda g: -g.memory_mib))
 
 
 def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[planner.GpuType]) -> planner.GpuType | None:

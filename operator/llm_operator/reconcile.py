@@ -83,4 +83,4 @@ def _report(ctx: OperatorContext, key: Key, observed: Observed, decision: decisi
         ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
         log.info("%s/%s: %s -> %s: %s", key[0], key[1], (observed.llmd.get("status") or {}).get("phase"),
                  decision.phase, ready["message"])
-        act.events(ctx.kube, observed, decision.events, now)
+        ctx.post_events(observed, decision.events, now)

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from . import act, api, autoscaler, decide, metrics, resources
+from . import api, autoscaler, decide, metrics, resources
 from .apply import KubeError
 from .engines import DEFAULT_ENGINE, Engine, engine_for, engine_named
 
@@ -91,7 +91,7 @@ def autoscale(ctx, observed, now: float | None = None) -> autoscaler.Decision | 
                      content_type="application/merge-patch+json")
         metrics.WRITES.labels(api.KIND, "scale").inc()
         reason = "ScaledUp" if decision.desired_replicas > spec.replicas else "ScaledDown"
-        act.events(kube, observed, (decide.Event("Normal", reason, decision.reason),), dt.datetime.now(dt.timezone.utc))
+        ctx.post_events(observed, (decide.Event("Normal", reason, decision.reason),), dt.datetime.now(dt.timezone.utc))
         log.info("%s/%s: %s", owner.namespace, owner.name, decision.reason)
     if _timers(new) != _timers(stored):
         try:
