@@ -95,7 +95,9 @@ async def _child(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
     owner = observe.owner_of(body)
     if owner is None:
         return {}
-    context(memo).wake(owner)
+    ctx = context(memo)
+    if not ctx.read_model.is_echo(owner, body):
+        ctx.wake(owner)
     return {owner: observe.trim_child(body)}
 
 
@@ -126,12 +128,13 @@ async def _storage_classes(body: kopf.Body, **_) -> dict:
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def _llmdeployment_event(namespace: str, name: str, memo: kopf.Memo, **_) -> None:
+async def _llmdeployment_event(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
     # kopf calls no such handler before every index has listed its kind: from here on, the
     # read model is whole, and child events may wake their owners too.
     ctx = context(memo)
     ctx.indexed = True
-    ctx.queue.add((namespace, name))
+    if not ctx.read_model.is_echo((namespace, name), body):
+        ctx.queue.add((namespace, name))
 
 
 def _deleted(event: dict, **_) -> bool:

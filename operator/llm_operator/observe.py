@@ -199,6 +199,14 @@ class ReadModel:
         with self._lock:
             self._overlay.setdefault(owner, {})[(kind, name)] = obj
 
+    def is_echo(self, owner: Key, body: Mapping[str, Any]) -> bool:
+        """The watch event of an object as our own last write left it: nothing new to
+        reconcile for (the reconcile that wrote it decided on that very state)."""
+        meta = body.get("metadata") or {}
+        with self._lock:
+            ours = (self._overlay.get(owner) or {}).get((body.get("kind", ""), meta.get("name", "")))
+        return ours is not None and _rv(ours) == _rv(body) != 0
+
     def forget(self, owner: Key) -> None:
         with self._lock:
             self._overlay.pop(owner, None)

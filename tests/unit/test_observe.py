@@ -84,3 +84,12 @@ def test_a_terminating_namespace_is_remembered_for_a_while():
     m.namespace_terminating("ns", now=100.0)
     assert m.snapshot(KEY, now=101.0).namespace_terminating is True
     assert m.snapshot(KEY, now=100.0 + 301).namespace_terminating is False
+
+
+def test_the_echo_of_our_own_write_is_known_and_anything_newer_is_not():
+    m = model([llmd("5")], [service("7")])
+    m.remember(KEY, trim_child(service("9")), "Service", "m")
+    assert m.is_echo(KEY, service("9")) is True
+    assert m.is_echo(KEY, service("10")) is False      # someone else changed it after us
+    assert m.is_echo(KEY, llmd("9")) is False           # another kind, same name
+    assert model().is_echo(KEY, service("9")) is False
