@@ -92,21 +92,25 @@ async def _llmdeployments(body: kopf.Body, namespace: str, name: str, **_) -> di
 
 
 async def _child(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
-    owner = observe.owner_of(body)
-    if owner is None:
-        return {}
-    ctx = context(memo)
-    if not ctx.read_model.is_echo(owner, body):
-        ctx.wake(owner)
-    return {owner: observe.trim_child(body)}
+    return _indexed(context(memo), body, ReadModel.child_index(body.get("kind", "")), observe.trim_child)
 
 
 async def _pod(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
+    return _indexed(context(memo), body, ReadModel.POD_INDEX, observe.trim_pod)
+
+
+def _indexed(ctx: OperatorContext, body: kopf.Body, index: str, trim) -> dict:
+    """The trimmed object for its owner's entry; the owner woken unless nothing a decision
+    reads has changed (a status rewrite of fields we drop, or the echo of our own write)."""
     owner = observe.owner_of(body)
     if owner is None:
         return {}
-    context(memo).wake(owner)
-    return {owner: observe.trim_pod(body)}
+    trimmed = trim(body)
+    name = (body.get("metadata") or {}).get("name", "")
+    before = ctx.read_model.watched(index, owner, name)
+    if not observe.same_but_version(before, trimmed) and not ctx.read_model.is_echo(owner, body):
+        ctx.wake(owner)
+    return {owner: trimmed}
 
 
 for _kind, (_group, _version, _plural) in observe.CHILD_KINDS.items():
@@ -120,7 +124,11 @@ async def _nodes(body: kopf.Body, **_) -> dict:
 
 
 @kopf.index("storage.k8s.io", "v1", "storageclasses", id=ReadModel.STORAGE_CLASS_INDEX)
-async def _storage_classes(body: kopf.Body, **_) -> dict:
+async def _storage_classes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
+    # A StorageClass made (or made the default) may be what a weight cache waits for.
+    ctx = context(memo)
+    for key in ctx.read_model.keys():
+        ctx.wake(key)
     return {"storageclasses": observe.trim_storage_class(body)}
 
 

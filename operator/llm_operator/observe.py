@@ -61,19 +61,36 @@ _CHILD_STATUS = {
 }
 
 
+def _status_of(kind: str, status: Mapping[str, Any]) -> dict:
+    out = {k: _plain(status[k]) for k in _CHILD_STATUS.get(kind, ()) if k in status}
+    if kind == "Deployment" and "conditions" in out:
+        # Only a rollout past its deadline is read; the controller manager rewrites the
+        # other conditions' times and messages on every step, which would wake us for nothing.
+        out["conditions"] = [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+                             for c in out["conditions"] if c.get("reason") == "ProgressDeadlineExceeded"]
+    return out
+
+
 def trim_child(body: Mapping[str, Any]) -> dict:
     """A child as decisions read it: identity, our labels and annotations, owners, its spec
     (as JSON text) and the status fields that say how it is doing."""
     kind = body.get("kind", "")
-    status = body.get("status") or {}
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": kind,
         "metadata": _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
                                  "deletionTimestamp", "labels", "annotations", "ownerReferences")),
         SPEC_JSON: json.dumps(_plain(body.get("spec") or {}), separators=(",", ":")),
-        "status": {k: _plain(status[k]) for k in _CHILD_STATUS.get(kind, ()) if k in status},
+        "status": _status_of(kind, body.get("status") or {}),
     }
+
+
+def same_but_version(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Two trimmed states of one object that no decision can tell apart."""
+    if a is None or b is None:
+        return False
+    strip = lambda o: {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}}  # noqa: E731
+    return strip(a) == strip(b)
 
 
 def child_spec(child: Mapping[str, Any]) -> dict:
@@ -206,6 +223,10 @@ class ReadModel:
         with self._lock:
             ours = (self._overlay.get(owner) or {}).get((body.get("kind", ""), meta.get("name", "")))
         return ours is not None and _rv(ours) == _rv(body) != 0
+
+    def watched(self, index: str, owner: Key, name: str) -> dict | None:
+        """What an index holds now for one object of an owner (on the event loop)."""
+        return next((v for v in self._values(index, owner) if v["metadata"].get("name") == name), None)
 
     def forget(self, owner: Key) -> None:
         with self._lock:

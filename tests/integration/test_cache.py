@@ -100,12 +100,23 @@ def test_a_failed_download_is_reported_with_its_message(kubectl, volume):
     assert kubectl.get("deployment", "broken") is None
 
 
-def test_a_missing_storage_class_is_reported_not_waited_on(kubectl):
-    kubectl.apply(json.dumps(llmd("nostorage", gpus=1, cache={"enabled": True, "storageClassName": "does-not-exist"})))
+def test_a_missing_storage_class_is_reported_not_waited_on(cluster, kubectl):
+    missing = f"made-later-{kubectl.namespace}"
+    kubectl.apply(json.dumps(llmd("nostorage", gpus=1, cache={"enabled": True, "storageClassName": missing})))
     obj = wait_for("WeightsCached reason StorageClassNotFound", lambda: (o := kubectl.get("llmd", "nostorage"))
                    and condition(o, "WeightsCached").get("reason") == "StorageClassNotFound" and o, 30)
-    assert "StorageClass does-not-exist does not exist" in condition(obj, "Ready")["message"]
+    assert f"StorageClass {missing} does not exist" in condition(obj, "Ready")["message"]
     assert condition(obj, "Stalled")["status"] == "True"
+    # Once it exists, the operator notices without any change to the LLMDeployment.
+    Kubectl(cluster).apply(f"""
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: {missing}}}
+provisioner: kubernetes.io/no-provisioner
+""")
+    wait_for("the cache to go on with the StorageClass", lambda: condition(kubectl.get("llmd", "nostorage"), "WeightsCached")
+             .get("reason") not in (None, "StorageClassNotFound"), 30)
+    assert kubectl.get("pvc", "nostorage-weights") is not None
 
 
 def test_a_new_revision_downloads_again(kubectl, volume):

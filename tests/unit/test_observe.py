@@ -93,3 +93,22 @@ def test_the_echo_of_our_own_write_is_known_and_anything_newer_is_not():
     assert m.is_echo(KEY, service("10")) is False      # someone else changed it after us
     assert m.is_echo(KEY, llmd("9")) is False           # another kind, same name
     assert model().is_echo(KEY, service("9")) is False
+
+
+def test_a_status_rewrite_of_fields_no_decision_reads_is_no_change():
+    from llm_operator.observe import same_but_version
+
+    def deployment(rv, cond_time, reason="NewReplicaSetAvailable", ready=1):
+        return trim_child({"apiVersion": "apps/v1", "kind": "Deployment",
+                           "metadata": {"name": "m", "namespace": "ns", "resourceVersion": rv},
+                           "spec": {"replicas": 1},
+                           "status": {"replicas": 1, "readyReplicas": ready, "observedGeneration": 1, "conditions": [
+                               {"type": "Progressing", "status": "True", "reason": reason, "lastUpdateTime": cond_time}]}})
+
+    assert same_but_version(deployment("5", "t1"), deployment("6", "t2"))
+    assert not same_but_version(deployment("5", "t1"), deployment("6", "t1", ready=0))
+    stuck = deployment("7", "t3", reason="ProgressDeadlineExceeded")
+    assert stuck["status"]["conditions"] == [{"type": "Progressing", "status": "True",
+                                              "reason": "ProgressDeadlineExceeded", "message": None}]
+    assert not same_but_version(deployment("5", "t1"), stuck)
+    assert not same_but_version(None, deployment("5", "t1"))
