@@ -11,6 +11,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from . import adapters as lora, facts as model_facts
 from .apply import Kube, load_config
@@ -51,9 +52,27 @@ class OperatorContext:
     # first event comes after the listing and reconciles it then.
     indexed: bool = False
 
-    def wake(self, key: Key) -> None:
-        """A child or pod of `key` changed (on the event loop)."""
-        if self.indexed and self.queue is not None:
+    # Objects that changed while their owner's reconcile was running: owner -> watched bodies.
+    changed_meanwhile: dict = field(default_factory=dict)
+
+    def wake(self, key: Key, body: Mapping | None = None) -> None:
+        """Something of `key` changed (on the event loop). With the changed object's `body`,
+        the echo of our own write wakes nothing: while the owner's reconcile runs (its write
+        may still be on its way back to us), the body is kept and judged when it ends."""
+        if not self.indexed or self.queue is None:
+            return
+        if body is not None:
+            if self.queue.active(key):
+                self.changed_meanwhile.setdefault(key, []).append(body)
+                return
+            if self.read_model.is_echo(key, body):
+                return
+        self.queue.add(key)
+
+    def _judge_meanwhile(self, key: Key) -> None:
+        """At the end of a reconcile: again, unless all that came meanwhile was our own echo."""
+        bodies = self.changed_meanwhile.pop(key, ())
+        if any(not self.read_model.is_echo(key, b) for b in bodies):
             self.queue.add(key)
 
     @property
@@ -95,5 +114,8 @@ class OperatorContext:
             self.read_model.forget(key)
             self.scaler_states.pop(key, None)
             return None
-        decision = await asyncio.get_running_loop().run_in_executor(self.pool, reconcile, self, key, observed)
+        try:
+            decision = await asyncio.get_running_loop().run_in_executor(self.pool, reconcile, self, key, observed)
+        finally:
+            self._judge_meanwhile(key)
         return decision.requeue_after

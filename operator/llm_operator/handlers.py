@@ -108,8 +108,9 @@ def _indexed(ctx: OperatorContext, body: kopf.Body, index: str, trim) -> dict:
     trimmed = trim(body)
     name = (body.get("metadata") or {}).get("name", "")
     before = ctx.read_model.watched(index, owner, name)
-    if not observe.same_but_version(before, trimmed) and not ctx.read_model.is_echo(owner, body):
-        ctx.wake(owner)
+    if not observe.same_but_version(before, trimmed):
+        ctx.wake(owner, {"kind": body.get("kind", ""), "metadata": {
+            "name": name, "resourceVersion": (body.get("metadata") or {}).get("resourceVersion")}})
     return {owner: trimmed}
 
 
@@ -141,8 +142,8 @@ async def _llmdeployment_event(body: kopf.Body, namespace: str, name: str, memo:
     # read model is whole, and child events may wake their owners too.
     ctx = context(memo)
     ctx.indexed = True
-    if not ctx.read_model.is_echo((namespace, name), body):
-        ctx.queue.add((namespace, name))
+    ctx.wake((namespace, name), {"kind": api.KIND, "metadata": {
+        "name": name, "resourceVersion": (body.get("metadata") or {}).get("resourceVersion")}})
 
 
 def _deleted(event: dict, **_) -> bool:

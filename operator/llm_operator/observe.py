@@ -66,7 +66,7 @@ def _status_of(kind: str, status: Mapping[str, Any]) -> dict:
     if kind == "Deployment" and "conditions" in out:
         # Only a rollout past its deadline is read; the controller manager rewrites the
         # other conditions' times and messages on every step, which would wake us for nothing.
-        out["conditions"] = [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+        out["conditions"] = [{k: c[k] for k in ("type", "status", "reason", "message") if k in c}
                              for c in out["conditions"] if c.get("reason") == "ProgressDeadlineExceeded"]
     return out
 

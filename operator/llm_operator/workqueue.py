@@ -86,6 +86,10 @@ class WorkQueue:
 
         self._later[key] = self._loop.call_later(delay_s, fire)
 
+    def active(self, key: Hashable) -> bool:
+        """Being reconciled now."""
+        return key in self._active
+
     def __len__(self) -> int:
         return len(self._waiting) + len(self._active)
 

@@ -109,6 +109,6 @@ def test_a_status_rewrite_of_fields_no_decision_reads_is_no_change():
     assert not same_but_version(deployment("5", "t1"), deployment("6", "t1", ready=0))
     stuck = deployment("7", "t3", reason="ProgressDeadlineExceeded")
     assert stuck["status"]["conditions"] == [{"type": "Progressing", "status": "True",
-                                              "reason": "ProgressDeadlineExceeded", "message": None}]
+                                              "reason": "ProgressDeadlineExceeded"}]
     assert not same_but_version(deployment("5", "t1"), stuck)
     assert not same_but_version(None, deployment("5", "t1"))
