@@ -138,7 +138,7 @@ def test_a_write_the_api_refuses_is_said_in_status_and_an_event_not_only_logged(
     exists is refused by the API. That refusal is in status (Stalled, ApplyRefused, the
     API's own message, the current generation) and an Event."""
     volume("frozen-weights")
-    kubectl.apply(cached("frozen", **{"pod-complete.stage.kwok.x-k8s.io/delay": "600s"}))
+    kubectl.apply(cached("frozen", **{"pod-complete.stage.kwok.x-k8s.io/delay": "5s"}))
     wait_for("the download Job", lambda: kubectl.items("jobs", "app.kubernetes.io/instance=frozen"), 30)
     kubectl.run("patch", "llmd", "frozen", "--type=merge", "-p", json.dumps({"spec": {"podAnnotations": {"team": "b"}}}))
 
