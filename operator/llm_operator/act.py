@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from . import api, metrics
 from .apply import Kube, KubeError, apply_or_replace
-from .decide import Decision, Event
+from .decide import Decision, Event, rfc3339
 from .observe import Observed, ReadModel, child_spec, trim_child, trim_llmdeployment
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def events(kube: Kube, observed: Observed, notes: tuple[Event, ...], now: dt.dat
     meta = observed.meta
     involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": meta["name"],
                 "namespace": meta["namespace"], "uid": meta.get("uid", "")}
-    stamp = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = rfc3339(now)
     for e in notes:
         try:
             kube.post_event(involved, e.type, e.reason, e.message, stamp)

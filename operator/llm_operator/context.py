@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from . import adapters as lora, facts as model_facts
+from . import act, adapters as lora, facts as model_facts
 from .apply import Kube, load_config
 from .observe import Key, ReadModel
 from .workqueue import WorkQueue
@@ -84,8 +84,6 @@ class OperatorContext:
     def post_events(self, observed, events, now) -> None:
         """Events go out beside the reconciles, as client-go's recorder does: a reconcile
         never waits on one (the status already says the same), and losing one is logged."""
-        from . import act
-
         if self.event_pool is not None and events:
             self.event_pool.submit(act.events, self.kube, observed, events, now)
 

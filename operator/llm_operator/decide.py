@@ -15,7 +15,7 @@ from typing import Mapping
 from . import adapters as lora, api, facts as model_facts, planning, resources, status, weights
 from .apply import up_to_date
 from .modelinfo import ModelFacts
-from .observe import Observed, child_spec
+from .observe import Observed, child_spec, trim_child
 
 # Refusals that the same write will meet again (invalid, forbidden, immutable field).
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
@@ -261,8 +261,6 @@ def _with_status(decision: Decision, observed: Observed, current: dict, now: dt.
 def with_applied(observed: Observed, written: list[dict], pruned: list[dict]) -> Observed:
     """The observation after our own writes: the live objects the API answered with, and
     the pruned ones gone. Deciding again on it gives the status to report."""
-    from .observe import trim_child
-
     children = {kind: list(items) for kind, items in observed.children.items()}
     for obj in written:
         trimmed = trim_child(obj)

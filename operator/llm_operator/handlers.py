@@ -109,8 +109,7 @@ def _indexed(ctx: OperatorContext, body: kopf.Body, index: str, trim) -> dict:
     name = (body.get("metadata") or {}).get("name", "")
     before = ctx.read_model.watched(index, owner, name)
     if not observe.same_but_version(before, trimmed):
-        ctx.wake(owner, {"kind": body.get("kind", ""), "metadata": {
-            "name": name, "resourceVersion": (body.get("metadata") or {}).get("resourceVersion")}})
+        ctx.wake(owner, body)
     return {owner: trimmed}
 
 
@@ -142,8 +141,7 @@ async def _llmdeployment_event(body: kopf.Body, namespace: str, name: str, memo:
     # read model is whole, and child events may wake their owners too.
     ctx = context(memo)
     ctx.indexed = True
-    ctx.wake((namespace, name), {"kind": api.KIND, "metadata": {
-        "name": name, "resourceVersion": (body.get("metadata") or {}).get("resourceVersion")}})
+    ctx.wake((namespace, name), body)
 
 
 def _deleted(event: dict, **_) -> bool:
@@ -179,8 +177,11 @@ async def _autoscale(ctx: OperatorContext) -> None:
     while True:
         await asyncio.sleep(ctx.settings.autoscale_interval_s)
         for key in ctx.read_model.keys():
+            # Only the objects that ask for it are snapshot.
+            if (ctx.read_model.spec(key).get("autoscaling") or {}).get("mode") != "operator":
+                continue
             observed = ctx.read_model.snapshot(key, ctx.clock())
-            if observed is None or ((observed.llmd.get("spec") or {}).get("autoscaling") or {}).get("mode") != "operator":
+            if observed is None:
                 continue
             try:
                 await loop.run_in_executor(ctx.pool, scaling.autoscale, ctx, observed)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from . import api
+from .resources import INSTANCE_LABEL
 
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 GPU_LABEL_PREFIX = "nvidia.com/gpu."
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 SPEC_JSON = "specJson"      # a child's spec, kept as compact JSON: a tenth of the memory of the dict
@@ -206,6 +206,11 @@ class ReadModel:
 
     def namespace_terminating(self, namespace: str, now: float) -> None:
         self._terminating[namespace] = now
+
+    def spec(self, key: Key) -> dict:
+        """An LLMDeployment's spec as watched ({} when it is gone)."""
+        watched = self._values(self.LLMD_INDEX, key)
+        return watched[0]["spec"] if watched else {}
 
     def keys(self) -> list[Key]:
         idx = self._indexes.get(self.LLMD_INDEX)

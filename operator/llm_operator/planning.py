@@ -93,9 +93,8 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
 
 @dataclass(frozen=True)
 class Previous:
-    """What status says was planned; `plan` and `gpus` only when they were for this generation."""
+    """What status says was planned, when it was for this generation."""
 
-    facts: dict | None = None
     plan: dict | None = None
     gpus: int | None = None
 
@@ -103,8 +102,8 @@ class Previous:
     def from_status(cls, status: dict, generation: int) -> "Previous":
         plan = status.get("plan") or {}
         if status.get("observedGeneration") != generation or plan.get("pending"):
-            return cls(facts=status.get("modelFacts"))
-        return cls(facts=status.get("modelFacts"), plan=status.get("plan"), gpus=status.get("gpus"))
+            return cls()
+        return cls(plan=status.get("plan"), gpus=status.get("gpus"))
 
 
 def unknown_plan(reason: str) -> dict:

@@ -111,7 +111,7 @@ def render_one(doc: dict, args: argparse.Namespace, now: dt.datetime) -> tuple[d
     if decision.apply or decision.prune:
         # As the operator does: the status it writes is decided again after the apply.
         after = decisions.decide(decisions.with_applied(observed, list(decision.apply), list(decision.prune)), lookups, now)
-        decision = decisions.Decision(**{**decision.__dict__, "status": after.status, "phase": after.phase})
+        decision = replace(decision, status=after.status, phase=after.phase)
     comments += [f"unknown offline: {note}" for note in decision.notes if note]
     return decision, comments
 

@@ -51,10 +51,6 @@ def _job_condition(job: dict, kind: str) -> dict | None:
     return None
 
 
-# The download containers' JSON termination messages, newest pod first.
-termination_messages = model_facts.termination_reports
-
-
 def storage_class_found(name: str, classes: tuple[dict, ...]) -> bool:
     """The named StorageClass exists; with no name, the cluster has a default one."""
     if name:
@@ -88,7 +84,7 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
     job = o.job
     if job is None:
         return no("Downloading", f"Starting the download Job {o.job_name}.")
-    messages = termination_messages(o.job_pods)
+    messages = model_facts.termination_reports(o.job_pods)
     if _job_condition(job, "Complete"):
         return CacheVerdict(Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),
                             True, False, model_facts.job_report(messages))
