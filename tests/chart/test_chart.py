@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -117,7 +119,9 @@ def test_chart_crd_is_the_generated_crd():
 def test_chart_metadata():
     assert CHART_META["apiVersion"] == "v2"
     assert CHART_META["appVersion"] == "0.1.0"
-    assert CHART_META["kubeVersion"] == ">=1.29.0-0"
+    # No kubeVersion: `helm template` would check it against its default (v1.20.0) and fail;
+    # the templates check the version instead (test_older_kubernetes_is_refused).
+    assert "kubeVersion" not in CHART_META
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert f'version = "{CHART_META["appVersion"]}"' in pyproject, "appVersion should be the operator's version"
 
@@ -151,10 +155,79 @@ def test_schema_rejects_bad_values(helm, kube_version, value, complaint):
     assert complaint in proc.stderr, proc.stderr
 
 
+def test_helm_template_renders_with_no_flags(helm_env, cluster):
+    """What kustomize's helmCharts, helmfile and `helm template | kubectl apply` run: no
+    --kube-version, no cluster (no kubeconfig either)."""
+    proc = subprocess.run([cluster.binary("helm"), "template", str(CHART)], text=True, capture_output=True,
+                          timeout=60, env={**helm_env, "KUBECONFIG": "/nonexistent"})
+    assert proc.returncode == 0, proc.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(proc.stdout) if d}
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"} <= kinds, kinds
+
+
+OLD_CLUSTER_REFUSAL = "llm-operator needs Kubernetes 1.29 or newer"
+
+
 def test_older_kubernetes_is_refused(helm):
     proc = helm("template", "x", str(CHART), "--kube-version=v1.28.9", check=False)
     assert proc.returncode != 0
-    assert "kubeVersion: >=1.29.0-0" in proc.stderr, proc.stderr
+    assert f"{OLD_CLUSTER_REFUSAL} (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is v1.28.9" \
+        in proc.stderr, proc.stderr
+    assert helm("template", "x", str(CHART), "--kube-version=v1.29.0", check=False).returncode == 0
+
+
+class _OldApiserver(BaseHTTPRequestHandler):
+    """Discovery, the kube-system Namespace and an empty release store of a Kubernetes 1.28
+    apiserver: just what `helm install --dry-run=server` reads before it renders. No apiserver
+    this old is built here, so this edge is a stand-in."""
+
+    answers = {
+        "/version": {"major": "1", "minor": "28", "gitVersion": "v1.28.9", "platform": "linux/amd64"},
+        "/api": {"kind": "APIVersions", "versions": ["v1"],
+                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]},
+        "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+        "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace", "verbs": ["get", "list"]},
+            {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": ["get", "list", "create"]}]},
+        "/api/v1/namespaces/kube-system": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}},
+        "/api/v1/namespaces/llm-system/secrets": {"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []},
+    }
+    paths: list[str] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        self.paths.append(path)
+        body = self.answers.get(path)
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body or {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                              "reason": "NotFound", "code": 404}).encode())
+
+
+def test_install_on_an_older_cluster_is_refused(helm_env, cluster, tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldApiserver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "old",
+            "clusters": [{"name": "old", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+            "users": [{"name": "old", "user": {}}],
+            "contexts": [{"name": "old", "context": {"cluster": "old", "user": "old"}}]}))
+        proc = subprocess.run([cluster.binary("helm"), f"--kubeconfig={kubeconfig}", "install", "x", str(CHART),
+                               "--namespace=llm-system", "--dry-run=server"],
+                              text=True, capture_output=True, timeout=60, env=helm_env)
+    finally:
+        server.shutdown()
+    assert proc.returncode != 0
+    assert f"{OLD_CLUSTER_REFUSAL} (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is v1.28.9" \
+        in proc.stderr, proc.stderr
+    # Refused because the chart asked the cluster: the version came from the cluster, not a flag.
+    assert "/api/v1/namespaces/kube-system" in _OldApiserver.paths
 
 
 def test_every_object_carries_the_standard_labels(render):

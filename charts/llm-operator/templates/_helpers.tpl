@@ -162,3 +162,18 @@ grant them. All read-only.
   verbs: ["list", "watch"]
 {{- end }}
 {{- end }}
+
+{{/*
+Refuse clusters older than the CRD needs (its CEL validation rules need Kubernetes 1.29).
+Not Chart.yaml's kubeVersion: `helm template` checks that against its own default version
+(v1.20.0) and fails, so kustomize's helmCharts, helmfile and `helm template | kubectl apply`
+could not render the chart at all. Checked here instead, against the cluster's version when
+Helm talks to a cluster (lookup answers only then) or against an explicit --kube-version.
+*/}}
+{{- define "llm-operator.checkKubeVersion" -}}
+{{- $version := .Capabilities.KubeVersion.Version }}
+{{- $cluster := lookup "v1" "Namespace" "" "kube-system" }}
+{{- if and (semverCompare "<1.29.0-0" $version) (or $cluster (ne $version "v1.20.0")) }}
+{{- fail (printf "llm-operator needs Kubernetes 1.29 or newer (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is %s. Upgrade the cluster, or render for a newer one with helm template --kube-version." $version) }}
+{{- end }}
+{{- end }}
