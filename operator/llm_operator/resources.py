@@ -230,6 +230,10 @@ def download_job_name(owner: Owner, spec: api.LLMDeploymentSpec) -> str:
     """Named after what it downloads: a new model id, revision or adapter is a new Job (files
     already complete in the cache are not fetched again)."""
     what = f"{spec.model.id}@{spec.model.revision}" + "".join(f",{a.name}={a.id}@{a.revision}" for a in spec.adapters)
+    # A Job's name must fit a label value (63): a longer owner name is cut to 40 characters,
+    # and then the whole name goes into the hash, so two owners sharing 40 never share a Job.
+    if len(owner.name) > 40:
+        what = f"{owner.name}/{what}"
     return f"{owner.name[:40]}-download-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
 
 

@@ -109,3 +109,17 @@ def test_up_to_date_needs_the_same_hash_and_fields():
     edited = {**live, "spec": {**live["spec"], "type": "NodePort"}}
     assert not up_to_date(svc, edited)
     assert replace_ops(svc, edited) == [{"op": "replace", "path": "/spec/type", "value": "ClusterIP"}]
+
+
+def test_download_job_names_are_unique_per_owner_and_fit_a_label():
+    s = spec(model={"id": "mistralai/Mistral-7B-Instruct-v0.2"})
+    long_a = "a-model-served-for-the-research-team-in-zone" + "-east"
+    long_b = "a-model-served-for-the-research-team-in-zone" + "-west"
+    assert long_a[:40] == long_b[:40]
+    a = resources.download_job_name(resources.Owner(long_a, "ns", "u1"), s)
+    b = resources.download_job_name(resources.Owner(long_b, "ns", "u2"), s)
+    assert a != b
+    assert a.startswith(long_a[:40] + "-download-") and len(a) <= 63
+    # A short name keeps the name it always had: the model's hash alone.
+    assert resources.download_job_name(resources.Owner("m", "ns", "u3"), s) == \
+        resources.download_job_name(resources.Owner("m", "other-ns", "u4"), s)
