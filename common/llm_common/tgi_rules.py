@@ -203,6 +203,8 @@ def parse(argv: Sequence[str], name: Namer = launcher_namer) -> Parsed:
         flag = flag_of(word)
         if flag is None:
             problems.append(f"{flag_name(word)} is not a flag of TGI's launcher: {known_list()}.")
+            if "=" not in word and i < len(argv) and not is_option(argv[i]):
+                i += 1   # its value, most likely: one problem is enough
             continue
         inline = word.split("=", 1)[1] if word.startswith("--") and "=" in word else None
         if not flag.takes_value:

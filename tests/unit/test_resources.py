@@ -109,3 +109,12 @@ def test_up_to_date_needs_the_same_hash_and_fields():
     edited = {**live, "spec": {**live["spec"], "type": "NodePort"}}
     assert not up_to_date(svc, edited)
     assert replace_ops(svc, edited) == [{"op": "replace", "path": "/spec/type", "value": "ClusterIP"}]
+
+
+def test_the_launcher_runs_itself_so_arguments_are_never_split_or_globbed():
+    # The image's entrypoint script passes $@ unquoted: an argument with a space or a * would break.
+    d = resources.desired_deployment(OWNER, spec(engine={"args": ["--otlp-service-name", "my model *"]}),
+                                     resources.Decisions(gpus=1))
+    c = container(d)
+    assert c["command"] == ["text-generation-launcher"]
+    assert c["args"][-2:] == ["--otlp-service-name", "my model *"]
