@@ -249,25 +249,25 @@ def _engine_rules() -> tuple[Rule, ...]:
                    if owner == tgi_rules.OPERATOR else
                    f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
         rules.append(Rule(
-            f"!self.args.exists(a, {_OPTION.format('a')} in {_cel_list(options)})", message, ".args",
+            f"!has(self.args) || !self.args.exists(a, {_OPTION.format('a')} in {_cel_list(options)})", message, ".args",
             lambda s, opts=tuple(options): not any(tgi_rules.flag_name(a) in opts for a in s.args)))
     known = [f.option for f in table.flags] + sorted({f"-{f.short}" for f in table.flags if f.short})
     open_list = ", ".join(f.option for f in table.open_flags)
     rules.append(Rule(
-        f"self.args.all(a, !a.startsWith('-') || {_OPTION.format('a')} in {_cel_list(known)})",
+        f"!has(self.args) || self.args.all(a, !a.startsWith('-') || {_OPTION.format('a')} in {_cel_list(known)})",
         f"engine.args gives a flag TGI 3.3.7's launcher does not have; engine.args may use {open_list}.", ".args",
         lambda s: not tgi_rules.unknown_options(s.args),
         explain=lambda s: (f"engine.args: {', '.join(tgi_rules.unknown_options(s.args))} is not a flag of the TGI 3.3.7 "
                            f"launcher; engine.args may use {open_list}.")))
     repeatable = [f.option for f in table.flags if f.repeatable]
     rules.append(Rule(
-        f"self.args.all(a, !a.startsWith('--') || {_OPTION.format('a')} in {_cel_list(repeatable)} || "
+        f"!has(self.args) || self.args.all(a, !a.startsWith('--') || {_OPTION.format('a')} in {_cel_list(repeatable)} || "
         f"self.args.exists_one(b, {_OPTION.format('b')} == {_OPTION.format('a')}))",
         f"engine.args must give each flag once: TGI's launcher refuses a repeated flag (only {', '.join(repeatable)} may repeat).",
         ".args", lambda s: not tgi_rules.repeated_options(s.args)))
     env_names = table.env_names
     rules.append(Rule(
-        f"self.env.all(e, !(e.name in {_cel_list(env_names)}))",
+        f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(env_names)}))",
         "engine.env must not set TGI's launcher variables (the flags' environment names, such as NUM_SHARD, QUANTIZE "
         "or MAX_INPUT_LENGTH): set the spec field that owns the setting, or give the flag in engine.args.",
         ".env", lambda s: not tgi_rules.launcher_env_names(e.name for e in s.env),
