@@ -199,6 +199,12 @@ def hub():
                "model.safetensors": safetensors_header_only({"all": ("BF16", [params[short]])})}
         for repo, short in HUB_MODELS.items()
     }
+    # Pre-quantized checkpoints: TGI reads quantization_config from config.json and quantizes by it.
+    mistral = json.loads((MODELS / "mistral-7b" / "config.json").read_text())
+    for repo, quantization in (("test/mistral-7b-awq", {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"}),
+                               ("test/mistral-7b-exl2", {"quant_method": "exl2", "bits": 4.0})):
+        repos[repo] = {"config.json": json.dumps({**mistral, "quantization_config": quantization}).encode(),
+                       "model.safetensors": safetensors_header_only({"all": ("BF16", [params["mistral-7b"]])})}
     # LoRA adapters as PEFT saves them: three trained on test/mistral-7b, one on another model.
     for repo, base in (("test/support-lora", "test/mistral-7b"), ("test/sql-lora", "test/mistral-7b"),
                        ("test/summary-lora", "mirror-org/Mistral-7B"), ("test/llama-lora", "meta-llama/Llama-2-7b-hf")):

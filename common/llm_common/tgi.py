@@ -7,6 +7,9 @@ The operator (llm_operator.engines.tgi) writes the serving container's arguments
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
+from . import tgi_rules
 
 # TGI's launcher listens on $PORT (80 in its image); we pin a port that needs no root.
 DEFAULT_PORT = 8080
@@ -67,3 +70,15 @@ def launcher_env(s: LauncherSettings, offline: bool = False) -> dict[str, str]:
         # The router accepts exactly "1" (tgi.md).
         env["HF_HUB_OFFLINE"] = "1"
     return env
+
+
+def settings_problems(s: LauncherSettings, checkpoint: tgi_rules.Checkpoint | None = None,
+                      name: Callable[[tgi_rules.Flag], str] = tgi_rules.launcher_namer,
+                      where: str = "the extra arguments", fixed: str = "it is set for you") -> list[str]:
+    """Why TGI 3.3.7 would refuse to start with these settings, as sentences naming each
+    setting by `name` (empty: it would start). The extra arguments may not give a flag the
+    settings own, nor one the launcher lacks; then the whole argv meets the launcher's rules."""
+    problems = tgi_rules.extra_args_problems(s.extra_args, name, where, fixed)
+    if problems:
+        return problems
+    return tgi_rules.argv_problems(launcher_args(s), checkpoint, name)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from llm_common import tgi_rules
 
 from .engines import tgi
 
@@ -40,15 +42,21 @@ ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
 @dataclass(frozen=True)
 class Rule:
-    """A cross-field rule: CEL for the apiserver, `holds` for Python, one message for both."""
+    """A cross-field rule: CEL for the apiserver, `holds` for Python, one message for both.
+    `explain` lets Python also name the offending values (a CEL messageExpression doing the
+    same over engine.args costs more than the apiserver's estimator allows)."""
 
     cel: str
     message: str
     field_path: str
     holds: Callable[[Any], bool]
+    explain: Callable[[Any], str] | None = None
 
     def to_cel(self) -> dict:
         return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
+
+    def message_for(self, obj: Any) -> str:
+        return self.explain(obj) if self.explain else self.message
 
 
 # The quantizations the engine has (engines/tgi.py), as members named like the values.
@@ -107,13 +115,13 @@ class RuledModel(Model):
     def _check_rules(self):
         for rule in type(self).__rules__:
             if not rule.holds(self):
-                raise RuleViolation(rule)
+                raise RuleViolation(rule, rule.message_for(self))
         return self
 
 
 class RuleViolation(ValueError):
-    def __init__(self, rule: Rule):
-        super().__init__(rule.message)
+    def __init__(self, rule: Rule, message: str | None = None):
+        super().__init__(message or rule.message)
         self.rule = rule
 
 
@@ -220,14 +228,68 @@ class ResourceRequirements(Model):
     limits: dict[str, str] = Field(default_factory=dict, description="Resource limits of the serving container. The GPU limit always comes from spec.gpus.", max_length=16)
 
 
-class Engine(Model):
+def _cel_list(items) -> str:
+    return "[" + ", ".join("'" + i + "'" for i in items) + "]"
+
+
+# The option a word of engine.args names, in CEL: "--port=80" -> "--port".
+_OPTION = "{0}.split('=')[0]"
+
+
+def _engine_rules() -> tuple[Rule, ...]:
+    """engine.args and engine.env against TGI's launcher table (llm_common/data): what the
+    manifest alone decides. Values against spec fields are judged later (decide), in Python."""
+    table = tgi_rules.TABLE
+    rules = []
+    for owner, flags in table.owned_by().items():
+        options = [f.option for f in flags] + [f"-{f.short}" for f in flags if f.short and tgi_rules.flag_of(f"-{f.short}") is f]
+        names = " or ".join([", ".join(f.option for f in flags[:-1]), flags[-1].option] if len(flags) > 1 else [flags[0].option])
+        it = "it" if len(flags) == 1 else "them"
+        message = (f"engine.args must not give {names}: " + tgi.FIXED_FLAGS_REASON.replace(" it:", f" {it}:") + "."
+                   if owner == tgi_rules.OPERATOR else
+                   f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
+        rules.append(Rule(
+            f"!has(self.args) || !self.args.exists(a, {_OPTION.format('a')} in {_cel_list(options)})", message, ".args",
+            lambda s, opts=tuple(options): not any(tgi_rules.flag_name(a) in opts for a in s.args)))
+    known = [f.option for f in table.flags] + sorted({f"-{f.short}" for f in table.flags if f.short})
+    open_list = ", ".join(f.option for f in table.open_flags)
+    rules.append(Rule(
+        f"!has(self.args) || self.args.all(a, !a.startsWith('-') || {_OPTION.format('a')} in {_cel_list(known)})",
+        f"engine.args gives a flag TGI 3.3.7's launcher does not have; engine.args may use {open_list}.", ".args",
+        lambda s: not tgi_rules.unknown_options(s.args),
+        explain=lambda s: (f"engine.args: {', '.join(tgi_rules.unknown_options(s.args))} is not a flag of the TGI 3.3.7 "
+                           f"launcher; engine.args may use {open_list}.")))
+    repeatable = [f.option for f in table.flags if f.repeatable]
+    rules.append(Rule(
+        f"!has(self.args) || self.args.all(a, !a.startsWith('--') || {_OPTION.format('a')} in {_cel_list(repeatable)} || "
+        f"self.args.exists_one(b, {_OPTION.format('b')} == {_OPTION.format('a')}))",
+        f"engine.args must give each flag once: TGI's launcher refuses a repeated flag (only {', '.join(repeatable)} may repeat).",
+        ".args", lambda s: not tgi_rules.repeated_options(s.args)))
+    env_names = table.env_names
+    rules.append(Rule(
+        f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(env_names)}))",
+        "engine.env must not set TGI's launcher variables (the flags' environment names, such as NUM_SHARD, QUANTIZE "
+        "or MAX_INPUT_LENGTH): set the spec field that owns the setting, or give the flag in engine.args.",
+        ".env", lambda s: not tgi_rules.launcher_env_names(e.name for e in s.env),
+        explain=lambda s: (f"engine.env must not set {', '.join(tgi_rules.launcher_env_names(e.name for e in s.env))}: "
+                           "the TGI launcher reads it as a flag; set the spec field that owns the setting, or give the "
+                           "flag in engine.args.")))
+    return tuple(rules)
+
+
+class Engine(RuledModel):
     """The serving engine. Text Generation Inference is the only one today."""
 
     name: Literal["tgi"] = Field("tgi", description="Serving engine: tgi (Hugging Face Text Generation Inference).")
     image: str = Field("", description=f"Container image of the engine. Empty: {DEFAULT_TGI_IMAGE}.", max_length=512)
-    args: list[str] = Field(default_factory=list, description="Extra launcher arguments, appended after the ones the operator sets.", max_length=64)
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the serving container.", max_length=64)
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list, max_length=64,
+        description="Extra launcher arguments, appended after the ones the operator sets: only flags of TGI 3.3.7's "
+                    "launcher that no spec field sets, each once (admission refuses the rest).")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the serving container; not the launcher's own variables (NUM_SHARD, QUANTIZE, ...): use the spec fields or engine.args.", max_length=64)
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="CPU and memory of the serving container.")
+
+    __rules__ = _engine_rules()
 
 
 class Toleration(Model):

@@ -14,6 +14,7 @@ from typing import Mapping
 
 from . import adapters as lora, api, facts as model_facts, planning, resources, status, weights
 from .apply import up_to_date
+from .engines import engine_for
 from .modelinfo import ModelFacts
 from .observe import Observed, child_spec, trim_child
 
@@ -195,6 +196,12 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     if spec.adapters:
         conditions["AdaptersReady"] = adapters_verdict(checks)
     blocked, waiting = planned.blocked, planned.waiting
+    if blocked is None:
+        # What TGI itself would refuse at start: a Stalled status now, not a crash-looping pod.
+        refused = engine_for(spec).refusals(spec, planned.gpus, lora_entries, facts)
+        if refused:
+            blocked = status.Verdict("False", "EngineWouldRefuse",
+                                     "TGI would refuse to start with this spec: " + " ".join(refused))
     if lookups.adapters_pending:
         waiting = waiting or status.Verdict("False", "Planning", f"Reading adapter_config.json of "
                                             f"{', '.join(lookups.adapters_pending)} to check their base model.")

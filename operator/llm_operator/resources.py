@@ -118,6 +118,8 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
     container = {
         "name": ENGINE_CONTAINER,
         "image": spec.engine.image or engine.default_image,
+        # The engine itself, not the image's entrypoint script (engines/tgi.py says why).
+        "command": list(engine.command),
         "args": engine.args(spec, d.gpus, d.lora),
         "env": _env(spec),
         "ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}],

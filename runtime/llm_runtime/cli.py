@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence, TextIO
 
-from llm_runtime import checks, download as dl
+from llm_runtime import checks, download as dl, launcher
 from llm_runtime.launcher import (
     ENV_ADAPTERS,
     ENV_CACHE_DIR,
@@ -175,6 +175,13 @@ def launch_plan(env: Mapping[str, str]) -> tuple[LauncherSettings, list[str], di
     return settings, [LAUNCHER, *launcher_args(settings)], extra
 
 
+def _checkpoint(cache_dir: str | None, s: LauncherSettings):
+    """What TGI will read from the cached model's config.json (None without the cache)."""
+    facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
+    return None if facts is None else launcher.tgi_rules.Checkpoint.from_config(
+        facts.quantization_config, facts.max_position_embeddings)
+
+
 def shell_lines(argv: Sequence[str], extra_env: Mapping[str, str]) -> str:
     """The plan as a shell script a TGI user can read (and run)."""
     exports = [f"export {key}={shlex.quote(value)}" for key, value in sorted(extra_env.items())]
@@ -190,9 +197,14 @@ def run_serve(env: Mapping[str, str], dry_run: bool = False, skip_checks: bool =
     except SettingsError as problem:
         print(f"llm-runtime serve: {problem}", file=err)
         return EXIT_USAGE
+    cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
+    refused = launcher.refusals(settings, _checkpoint(cache_dir, settings))
+    if refused:
+        # What TGI would refuse after minutes of loading, said now, in one place.
+        print(f"llm-runtime serve: TGI would refuse these settings: {' '.join(refused)}", file=err)
+        return EXIT_USAGE
     failed = False
     if not skip_checks:
-        cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
         for result in serve_checks(settings.num_shard, measured or measure(env), cache_dir,
                                    settings.model_id, settings.revision, adapters):
             print(f"check {'ok' if result.ok else 'FAILED'}: {result.message}", file=err)

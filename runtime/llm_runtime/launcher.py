@@ -12,7 +12,8 @@ from typing import Mapping
 # The pure argv builder and the adapter entries live in the shared leaf, so that the
 # operator writes the same argv without importing the runtime. Re-exported for the CLI.
 from llm_common.lora import AdapterRef, SettingsError, adapter_entry, parse_adapters  # noqa: F401
-from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env  # noqa: F401
+from llm_common import tgi_rules
+from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems  # noqa: F401
 
 
 # --- the serving container's environment: how the operator hands settings to `llm-runtime serve`
@@ -118,3 +119,29 @@ def serving_env(s: LauncherSettings, cache_dir: str | None = None, adapters: tup
     if adapters:
         env[ENV_ADAPTERS] = ",".join(str(a) for a in adapters)
     return env
+
+
+# The variable each flag `llm-runtime serve` sets comes from, to name it in a refusal.
+_ENV_OF_FLAG = {
+    "model-id": ENV_MODEL_ID, "revision": ENV_REVISION, "num-shard": ENV_NUM_SHARD, "sharded": ENV_NUM_SHARD,
+    "quantize": ENV_QUANTIZE, "dtype": ENV_DTYPE, "trust-remote-code": ENV_TRUST_REMOTE_CODE,
+    "max-input-tokens": ENV_MAX_INPUT_TOKENS, "max-input-length": ENV_MAX_INPUT_TOKENS,
+    "max-total-tokens": ENV_MAX_TOTAL_TOKENS, "max-batch-prefill-tokens": ENV_MAX_BATCH_PREFILL_TOKENS,
+    "max-concurrent-requests": ENV_MAX_CONCURRENT_REQUESTS, "port": ENV_PORT, "lora-adapters": ENV_ADAPTERS,
+}
+
+
+def env_name(flag: tgi_rules.Flag) -> str:
+    """How a launcher flag is named to whoever set the LLM_* variables."""
+    if flag.name in _ENV_OF_FLAG:
+        return _ENV_OF_FLAG[flag.name]
+    if flag.owner:
+        return f"{flag.option} (set by llm-runtime)"
+    return f"{flag.option} in {ENV_EXTRA_ARGS}"
+
+
+def refusals(s: LauncherSettings, checkpoint: tgi_rules.Checkpoint | None = None) -> list[str]:
+    """Why TGI 3.3.7 would refuse these settings (the rules the operator checks too), naming
+    the LLM_* variables; empty: it would start."""
+    return settings_problems(s, checkpoint, env_name, ENV_EXTRA_ARGS,
+                             fixed="llm-runtime sets it (listening on every address, logging JSON)")

@@ -26,3 +26,43 @@ def test_every_invalid_manifest_is_rejected_naming_its_field(kubectl):
             failures.append(f"{case['case']}: message does not name {case['field']}: {proc.stderr.strip()}")
     assert kubectl.items("llmdeployments") == []
     assert not failures, "\n".join(failures)
+
+
+# What TGI 3.3.7's launcher would crash on, refused at apply with the field and what to do instead.
+CRASHES = [
+    ({"engine": {"args": ["--port", "9000"]}}, "spec.engine.args", "must not give --hostname, --port or --json-output"),
+    ({"gpus": 2, "engine": {"args": ["--num-shard", "2"]}}, "spec.engine.args", "the operator sets them from spec.gpus"),
+    ({"limits": {"maxInputTokens": 4096}, "engine": {"args": ["--max-input-length", "2048"]}},
+     "spec.engine.args", "the operator sets them from spec.limits.maxInputTokens"),
+    ({"engine": {"args": ["--max-model-len", "4096"]}}, "spec.engine.args",
+     "a flag TGI 3.3.7's launcher does not have; engine.args may use --validation-workers"),
+    ({"engine": {"args": ["--cuda-graphs", "1", "--cuda-graphs", "2"]}}, "spec.engine.args", "must give each flag once"),
+    ({"gpus": 1, "engine": {"env": [{"name": "SHARDED", "value": "true"}]}}, "spec.engine.env",
+     "must not set TGI's launcher variables"),
+    ({"engine": {"env": [{"name": "QUANTIZE", "value": "int8"}]}}, "spec.engine.env", "must not set TGI's launcher variables"),
+    ({"engine": {"env": [{"name": "MAX_INPUT_LENGTH", "value": "2048"}]}}, "spec.engine.env",
+     "set the spec field that owns the setting, or give the flag in engine.args"),
+]
+
+
+@pytest.mark.usefixtures("crd_installed")
+def test_what_tgi_would_crash_on_is_refused_at_apply_saying_what_to_do(kubectl):
+    failures = []
+    for spec, field, message in CRASHES:
+        manifest = {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "crash"},
+                    "spec": {"model": {"id": "org/m"}, **spec}}
+        proc = kubectl.run("apply", "-f", "-", input=json.dumps(manifest), check=False)
+        if proc.returncode == 0 or field not in proc.stderr or message not in proc.stderr:
+            failures.append(f"{spec}: {proc.returncode} {proc.stderr.strip()}")
+    # The nearest good ones: flags nobody owns, each once; variables the launcher does not read; either alone.
+    for engine in ({"args": ["--cuda-graphs", "1,2", "--otlp-service-name", "my model"],
+                    "env": [{"name": "LOG_LEVEL", "value": "debug"}]},
+                   {"args": ["--cors-allow-origin", "a", "--cors-allow-origin", "b"]},
+                   {"env": [{"name": "NCCL_DEBUG", "value": "INFO"}]},
+                   {"image": "ghcr.io/huggingface/text-generation-inference:3.3.7"}):
+        good = {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "fine"},
+                "spec": {"model": {"id": "org/m"}, "engine": engine}}
+        proc = kubectl.run("apply", "--dry-run=server", "-f", "-", input=json.dumps(good), check=False)
+        if proc.returncode != 0:
+            failures.append(f"{engine}: refused: {proc.stderr.strip()}")
+    assert not failures, "\n".join(failures)

@@ -66,3 +66,49 @@ def test_without_facts_the_plan_is_unknown_and_the_users_gpus_are_used(kubectl):
     assert obj["status"]["plan"]["known"] is False
     assert "The plan is unknown" in obj["status"]["plan"]["reason"]
     assert obj["status"]["gpus"] == 2
+
+
+def warning_events(kubectl, name: str, reason: str) -> list[dict]:
+    return [e for e in kubectl.items("events") if e["involvedObject"]["name"] == name and e["reason"] == reason
+            and e["type"] == "Warning"]
+
+
+def test_a_dtype_with_an_awq_checkpoint_is_stalled_with_a_sentence_not_a_crashing_pod(kubectl):
+    # TGI takes --quantize awq from the checkpoint's config.json and then refuses --dtype (server cli.py).
+    kubectl.apply(json.dumps(llmd("awq-dtype", model={"id": "test/mistral-7b-awq"}, gpus=1, dtype="float16")))
+    obj = wait_reason(kubectl, "awq-dtype", "EngineWouldRefuse")
+    assert condition(obj, "Ready")["message"] == (
+        "TGI would refuse to start with this spec: spec.dtype cannot be set: the checkpoint is awq-quantized "
+        "(quantization_config in its config.json), and TGI refuses a dtype with awq; leave spec.dtype unset (auto).")
+    assert condition(obj, "Stalled")["status"] == "True" and obj["status"]["phase"] == "Failed"
+    assert kubectl.get("deployment", "awq-dtype") is None
+    wait_for("a Warning Event", lambda: warning_events(kubectl, "awq-dtype", "EngineWouldRefuse"), 30)
+    kubectl.run("patch", "llmd", "awq-dtype", "--type=json", "-p", '[{"op": "remove", "path": "/spec/dtype"}]')
+    kubectl.run("wait", "--for=condition=Ready", "llmd/awq-dtype", "--timeout=60s")
+    assert arg(engine_args(kubectl.get("deployment", "awq-dtype")), "--dtype") is None
+
+
+def test_an_exl2_checkpoint_on_two_gpus_gets_no_deployment(kubectl):
+    kubectl.apply(json.dumps(llmd("exl2-two", model={"id": "test/mistral-7b-exl2"}, gpus=2)))
+    obj = wait_reason(kubectl, "exl2-two", "InvalidSharding")
+    assert "TGI cannot shard exl2" in condition(obj, "Ready")["message"]
+    assert kubectl.get("deployment", "exl2-two") is None
+
+
+def test_input_tokens_alone_at_the_models_context_are_stalled(kubectl):
+    kubectl.apply(json.dumps(llmd("whole-context", model={"id": "test/mistral-7b"}, gpus=1,
+                                  limits={"maxInputTokens": 32768})))
+    obj = wait_reason(kubectl, "whole-context", "EngineWouldRefuse")
+    assert ("spec.limits.maxInputTokens (32768) must be less than the model's context of 32768 tokens"
+            in condition(obj, "Ready")["message"])
+    assert kubectl.get("deployment", "whole-context") is None
+
+
+def test_an_engine_arg_below_a_limit_is_stalled(kubectl):
+    kubectl.apply(json.dumps(llmd("small-batch", model={"id": "test/mistral-7b"}, gpus=1, limits={"maxTotalTokens": 8192},
+                                  engine={"args": ["--max-batch-total-tokens", "4096"]})))
+    obj = wait_reason(kubectl, "small-batch", "EngineWouldRefuse")
+    assert condition(obj, "Ready")["message"] == (
+        "TGI would refuse to start with this spec: --max-batch-total-tokens in spec.engine.args (4096) must be at "
+        "least spec.limits.maxTotalTokens (8192): one request may use the whole total.")
+    assert kubectl.get("deployment", "small-batch") is None

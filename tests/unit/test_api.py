@@ -84,3 +84,35 @@ def test_schema_is_structural():
     text = yaml.safe_dump(crd.crd())
     for banned in ("$ref", "anyOf", "allOf", "oneOf", "title:", "const:"):
         assert banned not in text, banned
+
+
+@pytest.mark.parametrize("engine, message", [
+    ({"args": ["--max-model-len", "4096"]}, "spec.engine.args: engine.args: --max-model-len is not a flag of the TGI "
+                                             "3.3.7 launcher; engine.args may use --validation-workers, "),
+    ({"args": ["--num-shard", "4"]}, "spec.engine.args: engine.args must not give --sharded or --num-shard: the operator "
+                                     "sets them from spec.gpus; set that instead."),
+    ({"args": ["--max-input-length=10"]}, "spec.engine.args: engine.args must not give --max-input-tokens or "
+                                          "--max-input-length: the operator sets them from spec.limits.maxInputTokens"),
+    ({"args": ["-p", "80"]}, "spec.engine.args: engine.args must not give --hostname, --port or --json-output: the "
+                             "operator sets them: the pods listen on 0.0.0.0:8080"),
+    ({"env": [{"name": "SHARDED", "value": "true"}, {"name": "LOG_LEVEL", "value": "debug"}]},
+     "spec.engine.env: engine.env must not set SHARDED: the TGI launcher reads it as a flag; set the spec field that "
+     "owns the setting, or give the flag in engine.args."),
+])
+def test_engine_rules_name_what_is_wrong_and_what_to_do(engine, message):
+    with pytest.raises(api.InvalidSpec) as err:
+        api.parse_spec({"model": {"id": "org/m"}, "engine": engine})
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_engine_args_the_launcher_takes_are_accepted():
+    spec = api.parse_spec({"model": {"id": "org/m"}, "engine": {
+        "args": ["--cuda-graphs", "1,2", "--cors-allow-origin", "a", "--cors-allow-origin", "b", "--otlp-service-name", "my model"],
+        "env": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "NCCL_DEBUG", "value": "INFO"}]}})
+    assert spec.engine.args[-1] == "my model"
+
+
+def test_the_dtype_rule_takes_its_quantizations_from_the_launcher_table():
+    from llm_common import tgi_rules
+    assert api.DTYPE_COMPATIBLE_QUANTIZATIONS == ("none", *tgi_rules.DTYPE_WITH_QUANTIZE)
+    assert set(api.tgi.QUANTIZATIONS) - {"none"} == set(tgi_rules.QUANTIZE_CHOICES)

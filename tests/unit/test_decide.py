@@ -267,3 +267,54 @@ def test_a_write_the_api_refuses_is_said_in_status_and_an_event():
     busy = decide(replace(observed(), refused=(500, "failed to allocate a serviceIP: range is full")), KNOWN, NOW)
     assert busy.phase == "Pending" and cond(busy, "Reconciling")[:2] == ("True", "ApplyRefused")
     assert cond(busy, "Stalled")[0] == "False"
+
+
+MISTRAL_AWQ = {**MISTRAL, "modelId": "org/mistral-awq", "parameterCount": 7241732096,
+               "quantizationConfig": {"quant_method": "awq", "bits": 4, "group_size": 128}}
+
+
+def test_a_dtype_with_an_awq_checkpoint_is_blocked_naming_the_field():
+    awq = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(MISTRAL_AWQ), facts.HUB))
+    d = decide(observed(spec={"model": {"id": "org/mistral-awq"}, "dtype": "float16"}), awq, NOW)
+    assert d.apply == () and d.desired == ()
+    assert d.phase == "Failed" and cond(d)[:2] == ("False", "EngineWouldRefuse")
+    assert cond(d)[2] == ("TGI would refuse to start with this spec: spec.dtype cannot be set: the checkpoint is "
+                          "awq-quantized (quantization_config in its config.json), and TGI refuses a dtype with awq; "
+                          "leave spec.dtype unset (auto).")
+    assert cond(d, "Stalled")[0] == "True"
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "EngineWouldRefuse")]
+    # The nearest good spec: the same checkpoint with dtype auto serves.
+    ok = decide(observed(spec={"model": {"id": "org/mistral-awq"}}), awq, NOW)
+    assert ok.blocked is None and ("Deployment", "m") in kinds(ok.apply)
+
+
+def test_an_exl2_checkpoint_on_two_gpus_is_blocked():
+    exl2 = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(
+        {**MISTRAL, "quantizationConfig": {"quant_method": "exl2", "bits": 4.0}}), facts.HUB))
+    d = decide(observed(spec={"gpus": 2}), exl2, NOW)
+    assert d.desired == () and cond(d)[1] == "InvalidSharding" and "TGI cannot shard exl2" in cond(d)[2]
+    assert decide(observed(spec={"gpus": 1}), exl2, NOW).blocked is None
+
+
+def test_input_tokens_alone_must_stay_below_the_models_context():
+    d = decide(observed(spec={"limits": {"maxInputTokens": 32768}}), KNOWN, NOW)
+    assert d.desired == () and cond(d)[1] == "EngineWouldRefuse"
+    assert "spec.limits.maxInputTokens (32768) must be less than the model's context of 32768 tokens" in cond(d)[2]
+    assert "set spec.limits.maxInputTokens to at most 32767, or set spec.limits.maxTotalTokens above it" in cond(d)[2]
+    assert decide(observed(spec={"limits": {"maxInputTokens": 32767}}), KNOWN, NOW).blocked is None
+
+
+def test_an_engine_arg_contradicting_a_limit_is_blocked():
+    spec = {"limits": {"maxTotalTokens": 8192}, "engine": {"args": ["--max-batch-total-tokens", "4096"]}}
+    d = decide(observed(spec=spec), KNOWN, NOW)
+    assert d.desired == () and cond(d)[1] == "EngineWouldRefuse"
+    assert cond(d)[2] == ("TGI would refuse to start with this spec: --max-batch-total-tokens in spec.engine.args (4096) "
+                          "must be at least spec.limits.maxTotalTokens (8192): one request may use the whole total.")
+    spec["engine"]["args"][1] = "8192"
+    assert decide(observed(spec=spec), KNOWN, NOW).blocked is None
+
+
+def test_an_engine_arg_value_the_launcher_cannot_parse_is_blocked_even_without_facts():
+    d = decide(observed(spec={"engine": {"args": ["--cuda-graphs", "1,two"]}}), UNKNOWN, NOW)
+    assert d.desired == () and cond(d)[1] == "EngineWouldRefuse"
+    assert "--cuda-graphs in spec.engine.args: '1,two' is not a value TGI's launcher accepts" in cond(d)[2]

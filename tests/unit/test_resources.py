@@ -123,3 +123,12 @@ def test_download_job_names_are_unique_per_owner_and_fit_a_label():
     # A short name keeps the name it always had: the model's hash alone.
     assert resources.download_job_name(resources.Owner("m", "ns", "u3"), s) == \
         resources.download_job_name(resources.Owner("m", "other-ns", "u4"), s)
+
+
+def test_the_launcher_runs_itself_so_arguments_are_never_split_or_globbed():
+    # The image's entrypoint script passes $@ unquoted: an argument with a space or a * would break.
+    d = resources.desired_deployment(OWNER, spec(engine={"args": ["--otlp-service-name", "my model *"]}),
+                                     resources.Decisions(gpus=1))
+    c = container(d)
+    assert c["command"] == ["text-generation-launcher"]
+    assert c["args"][-2:] == ["--otlp-service-name", "my model *"]

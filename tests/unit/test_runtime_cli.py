@@ -268,3 +268,47 @@ def test_measure_gpus_without_nvidia_ml_py(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
     assert checks.measure_gpus() == (None, None)
     assert checks.gpu_check(8).ok is True
+
+
+@pytest.mark.parametrize("env, sentence", [
+    ({"LLM_QUANTIZE": "int8"}, "LLM_QUANTIZE: 'int8' is not a value TGI's launcher accepts: use one of awq, "
+                               "compressed-tensors, eetq, exl2, gptq, marlin, bitsandbytes, bitsandbytes-nf4, "
+                               "bitsandbytes-fp4, fp8."),
+    ({"LLM_QUANTIZE": "", "LLM_DTYPE": "float32"},
+     "LLM_DTYPE: 'float32' is not a value TGI's launcher accepts: use one of float16, bfloat16."),
+    ({"LLM_QUANTIZE": "exl2"}, "LLM_QUANTIZE is exl2, which TGI cannot shard: LLM_NUM_SHARD must be 1, not 2."),
+    ({"LLM_MAX_INPUT_TOKENS": "8192"},
+     "LLM_MAX_INPUT_TOKENS (8192) must be less than LLM_MAX_TOTAL_TOKENS (8192): the total counts the prompt and "
+     "the generated tokens."),
+    ({"LLM_EXTRA_ARGS": '["--cuda-graphs", "1", "--cuda-graphs", "2"]'},
+     "--cuda-graphs in LLM_EXTRA_ARGS is given twice: TGI's launcher takes it once."),
+    ({"LLM_EXTRA_ARGS": '["--num-shard", "4"]'},
+     "LLM_EXTRA_ARGS must not give --num-shard: it is set from LLM_NUM_SHARD; set that instead."),
+    ({"LLM_DTYPE": "float16"},
+     "LLM_DTYPE cannot be set with LLM_QUANTIZE awq: TGI takes a dtype only with bitsandbytes, bitsandbytes-nf4 or "
+     "bitsandbytes-fp4; leave LLM_DTYPE unset (auto)."),
+])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_settings_tgi_would_refuse_exit_2_with_a_sentence(env, sentence, dry_run):
+    code, out, err = serve({**OPERATOR_ENV, **env}, dry_run=dry_run)
+    assert (code, out) == (2, "")
+    assert err == f"llm-runtime serve: TGI would refuse these settings: {sentence}\n"
+
+
+def test_console_script_dry_run_refuses_int8():
+    proc = subprocess.run([str(VENV_BIN / "llm-runtime"), "serve", "--dry-run", "--skip-checks"],
+                          env={"PATH": os.environ["PATH"], **OPERATOR_ENV, "LLM_QUANTIZE": "int8"},
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert "LLM_QUANTIZE: 'int8' is not a value TGI's launcher accepts" in proc.stderr
+
+
+def test_from_the_cache_input_tokens_alone_are_judged_against_the_cached_models_context(cache):
+    cache_dir, _ = cache
+    env = {"LLM_MODEL_ID": "acme/tiny", "LLM_NUM_SHARD": "1", "LLM_CACHE_DIR": str(cache_dir)}
+    code, out, err = serve({**env, "LLM_MAX_INPUT_TOKENS": "2048"}, skip_checks=True)
+    assert (code, out) == (2, "")
+    assert err == ("llm-runtime serve: TGI would refuse these settings: LLM_MAX_INPUT_TOKENS (2048) must be less than "
+                   "the model's context of 2048 tokens, which TGI takes as the total when LLM_MAX_TOTAL_TOKENS is unset: "
+                   "set LLM_MAX_INPUT_TOKENS to at most 2047, or set LLM_MAX_TOTAL_TOKENS above it.\n")
+    assert serve({**env, "LLM_MAX_INPUT_TOKENS": "2047"}, skip_checks=True)[0] == 0

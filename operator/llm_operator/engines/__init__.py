@@ -57,6 +57,7 @@ class Engine(Protocol):
     app_name: str                      # app.kubernetes.io/name of the children
     default_image: str
     port: int
+    command: tuple[str, ...]           # the serving container's command (its image's entrypoint is not used)
     quantizations: tuple[str, ...]     # every --quantize value the engine has, "none" first
     load_metrics: LoadMetrics
     termination_grace_seconds: int
@@ -64,6 +65,10 @@ class Engine(Protocol):
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...]) -> list[str]:
         """The serving container's arguments: tensor-parallel over `gpus`, with these adapters."""
+
+    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: Any = None) -> list[str]:
+        """Why the engine would refuse to start with this spec (sentences naming spec fields),
+        judged by its own argument rules with the model's facts when known; empty: it would start."""
 
     def env(self, spec: SpecLike) -> dict[str, str]:
         """The environment the engine needs beyond what its image sets."""

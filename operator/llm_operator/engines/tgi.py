@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env
+from llm_common import tgi_rules
+from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems
 
 from . import PORT_NAME, LoadMetrics, SpecLike
 
@@ -21,8 +22,9 @@ QUANTIZATIONS = (
     "bitsandbytes-nf4", "bitsandbytes-fp4", "exl2", "compressed-tensors",
 )
 
-# TGI refuses --dtype together with --quantize, except for bitsandbytes (tgi.md).
-DTYPE_COMPATIBLE_QUANTIZATIONS = ("none", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+# TGI refuses --dtype together with --quantize, except for bitsandbytes (server cli.py; the
+# rule is in llm_common/data/tgi-launcher-3.3.7.json).
+DTYPE_COMPATIBLE_QUANTIZATIONS = ("none", *tgi_rules.DTYPE_WITH_QUANTIZE)
 
 # Queue and running batch as TGI's router exports them. "concurrency" on the HPA is batch +
 # queue, which an adapter serves as one metric (a recording rule): see the README.
@@ -32,6 +34,12 @@ LOAD_METRICS = LoadMetrics(
     concurrency=("tgi_queue_size", "tgi_batch_current_size"),
     per_pod={"queue": "tgi_queue_size", "concurrency": "tgi_requests_in_flight"},
 )
+
+# The image's entrypoint (tgi-entrypoint.sh, v3.3.7) runs `text-generation-launcher $@` unquoted, so an
+# argument with a space or a glob character would be split or expanded: run the launcher itself. Its
+# other two steps are not needed: ldconfig ("not a big deal in most cases", it says; the NVIDIA
+# runtime's hook refreshes the cache) and sourcing the venv (the image's PATH has /usr/src/.venv/bin).
+COMMAND = ("text-generation-launcher",)
 
 # TGI drains for 90 s on SIGTERM (--graceful-termination-timeout); give it more.
 TERMINATION_GRACE_S = 120
@@ -64,12 +72,42 @@ def launcher_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = ()) -> 
     )
 
 
+# Why --hostname, --port and --json-output are the operator's alone.
+FIXED_FLAGS_REASON = (f"the operator sets it: the pods listen on 0.0.0.0:{DEFAULT_PORT} and log JSON, "
+                      "which the Service, the probes and log readers rely on")
+
+
+def spec_name(flag: tgi_rules.Flag) -> str:
+    """How a launcher flag is named to the author of an LLMDeployment."""
+    if flag.owner and flag.owner != tgi_rules.OPERATOR:
+        return flag.owner
+    if flag.owner == tgi_rules.OPERATOR:
+        return f"{flag.option} (set by the operator)"
+    return f"{flag.option} in spec.engine.args"
+
+
+def checkpoint_of(facts) -> tgi_rules.Checkpoint | None:
+    """What TGI reads from the model's config.json, from its facts (None: not known)."""
+    if facts is None:
+        return None
+    return tgi_rules.Checkpoint.from_config(facts.quantization_config, facts.max_position_embeddings)
+
+
+def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+    """Why TGI 3.3.7 would refuse to start the pods this spec makes, as sentences naming spec
+    fields: what admission cannot know (flag values against spec fields, the checkpoint's own
+    quantization and context)."""
+    return settings_problems(launcher_settings(spec, gpus, lora), checkpoint_of(facts), spec_name, "spec.engine.args",
+                             fixed=FIXED_FLAGS_REASON)
+
+
 @dataclass(frozen=True)
 class TextGenerationInference:
     name: str = "tgi"
     app_name: str = "text-generation-inference"
     default_image: str = DEFAULT_IMAGE
     port: int = DEFAULT_PORT
+    command: tuple[str, ...] = COMMAND
     quantizations: tuple[str, ...] = QUANTIZATIONS
     load_metrics: LoadMetrics = LOAD_METRICS
     termination_grace_seconds: int = TERMINATION_GRACE_S
@@ -77,6 +115,9 @@ class TextGenerationInference:
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = ()) -> list[str]:
         return launcher_args(launcher_settings(spec, gpus, lora))
+
+    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+        return refusals(spec, gpus, lora, facts)
 
     def env(self, spec: SpecLike) -> dict[str, str]:
         # With the cache, the weights are on the volume already: the launcher must not go online.
