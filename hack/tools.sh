@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Produce the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, kwok, helm), built from Go modules and cached by version under
-# the user's cache directory. Prints the directory that holds them all (symlinks) on stdout.
+# the user's cache directory, and statuscheck (hack/statuscheck: kstatus' and Argo CD's
+# verdicts on our objects), cached by a hash of its source. Prints the directory that holds
+# them all (symlinks) on stdout.
 #
 # Existing binaries are used instead of building when a directory names them:
-#   LLMOP_BIN_DIR        any of the seven tools (our own variable)
+#   LLMOP_BIN_DIR        any of the eight tools (our own variable)
 #   KUBEBUILDER_ASSETS   envtest-style etcd, kube-apiserver, kubectl
 set -euo pipefail
 
@@ -22,7 +24,12 @@ k8s_dir="$tools_root/kubernetes-$KUBERNETES_VERSION"
 etcd_dir="$tools_root/etcd-$ETCD_VERSION"
 kwok_dir="$tools_root/kwok-$KWOK_VERSION"
 helm_dir="$tools_root/helm-$HELM_VERSION"
-link_dir="$tools_root/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION"
+# statuscheck is our own source: its cache key is what it is built from.
+statuscheck_src="$here/statuscheck"
+statuscheck_hash="$(cat "$statuscheck_src/go.mod" "$statuscheck_src/go.sum" "$statuscheck_src/main.go" | sha256sum | cut -c1-16)"
+statuscheck_dir="$tools_root/statuscheck-$statuscheck_hash"
+# Named after every input, so that checkouts with different versions never share links.
+link_dir="$tools_root/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION-sc$statuscheck_hash"
 
 # A directory the user gave us wins over anything we build.
 find_given() {
@@ -121,6 +128,18 @@ build_go_install() { # dir pkg@version binary
   rm -rf "$dir"; mv "$dir.tmp" "$dir"
 }
 
+build_statuscheck() {
+  [[ -x "$statuscheck_dir/statuscheck" ]] && return 0
+  need_go; go_env
+  log "building statuscheck (kstatus and Argo CD's Lua engine; cached in $statuscheck_dir)"
+  # Built from a copy, so that -mod=mod can never rewrite the committed go.mod or go.sum.
+  local w="$tools_root/build-statuscheck-$statuscheck_hash"
+  rm -rf "$w"; mkdir -p "$w/out"
+  cp "$statuscheck_src/go.mod" "$statuscheck_src/go.sum" "$statuscheck_src/main.go" "$w/"
+  (cd "$w" && go build -trimpath -ldflags "-s -w" -o out/statuscheck .) || die "building statuscheck failed (see above)."
+  rm -rf "$statuscheck_dir"; mv "$w/out" "$statuscheck_dir"; rm -rf "$w"
+}
+
 declare -A want=(
   [etcd]="$etcd_dir/etcd"
   [kube-apiserver]="$k8s_dir/kube-apiserver"
@@ -129,10 +148,11 @@ declare -A want=(
   [kubectl]="$k8s_dir/kubectl"
   [kwok]="$kwok_dir/kwok"
   [helm]="$helm_dir/helm"
+  [statuscheck]="$statuscheck_dir/statuscheck"
 )
 
 mkdir -p "$link_dir"
-for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm statuscheck; do
   if given="$(find_given "$name")"; then
     ln -sfn "$given" "$link_dir/$name"; continue
   fi
@@ -142,6 +162,7 @@ for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl k
     kwok) build_go_install "$kwok_dir" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" kwok ;;
     helm) build_go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm \
             "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+    statuscheck) build_statuscheck ;;
   esac
   ln -sfn "${want[$name]}" "$link_dir/$name"
 done

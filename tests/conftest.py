@@ -74,6 +74,28 @@ class Kubectl:
         return (self.get(kind, selector=selector) or {}).get("items", [])
 
 
+ARGOCD_HEALTH = ROOT / "charts" / "llm-operator" / "argocd-health.lua"
+
+
+@pytest.fixture(scope="session")
+def client_verdicts():
+    """Judge objects as the real clients do: `run(objects)` gives, per object, kstatus'
+    (cli-utils) and Argo CD's (argocd-health.lua under gopher-lua) verdicts, each a dict with
+    status and message, from hack/statuscheck (built and cached by hack/tools.sh)."""
+    binary = tools_dir() / "statuscheck"
+
+    def run(objects: list[dict], health: Path = ARGOCD_HEALTH) -> list[dict]:
+        proc = subprocess.run([str(binary), f"--argocd-health={health}"], input=json.dumps(objects),
+                              text=True, capture_output=True, timeout=30)
+        if proc.returncode != 0:
+            raise AssertionError(f"statuscheck failed ({proc.returncode}): {proc.stderr.strip()}")
+        out = [json.loads(line) for line in proc.stdout.splitlines()]
+        want = sum(len(o["items"]) if o.get("kind", "").endswith("List") else 1 for o in objects)
+        assert len(out) == want, f"statuscheck judged {len(out)} of {want} objects:\n{proc.stdout}"
+        return out
+    return run
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory) -> LocalCluster:
     root = tmp_path_factory.mktemp("cluster")

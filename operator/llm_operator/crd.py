@@ -98,6 +98,10 @@ def openapi_schema() -> dict:
     status["properties"]["conditions"]["x-kubernetes-list-map-keys"] = ["type"]
     spec["description"] = api.LLMDeploymentSpec.__doc__
     status["description"] = api.LLMDeploymentStatus.__doc__
+    # Before the operator's first write, an object reads as not yet observed: with no status at
+    # all, kstatus (Flux's wait) calls it Current at once; with observedGeneration 0 behind
+    # generation it is InProgress. The apiserver fills the default in on create and on read.
+    status["default"] = {"observedGeneration": 0}
     schema = {
         "type": "object",
         "description": "A large language model served by GPU pods running Text Generation Inference, behind a Service.",

@@ -500,7 +500,7 @@ def llmd_with(status: dict | None, generation: int = 2) -> dict:
     return obj
 
 
-@pytest.mark.parametrize("status, health, message", [
+ARGO_CASES = [
     (None, "Progressing", "Waiting for the operator to report status"),
     ({"observedGeneration": 1, "conditions": [cond("Ready", "True")]},
      "Progressing", "Waiting for the operator to handle the latest spec"),
@@ -518,6 +518,18 @@ def llmd_with(status: dict | None, generation: int = 2) -> dict:
       "conditions": [cond("Ready", "False", "Replicas is 0"), cond("Reconciling", "False"), cond("Stalled", "False")]},
      "Suspended", "Replicas is 0"),
     ({"observedGeneration": 2, "conditions": []}, "Progressing", "Waiting for the operator to report Ready"),
-], ids=["no-status", "old-generation", "ready", "reconciling", "stalled", "scaled-to-zero", "no-conditions"])
+]
+ARGO_CASE_IDS = ["no-status", "old-generation", "ready", "reconciling", "stalled", "scaled-to-zero", "no-conditions"]
+
+
+@pytest.mark.parametrize("status, health, message", ARGO_CASES, ids=ARGO_CASE_IDS)
 def test_argocd_health_check(status, health, message):
     assert argocd_health(llmd_with(status)) == {"status": health, "message": message}
+
+
+def test_argocd_health_check_in_argo_cds_own_engine(client_verdicts):
+    """The same cases under gopher-lua with only the libraries Argo CD opens (hack/statuscheck):
+    the two engines agree, and the script needs nothing Argo CD withholds."""
+    got = [v["argocd"] for v in client_verdicts([llmd_with(status) for status, _, _ in ARGO_CASES])]
+    want = [{"status": health, "message": message} for _, health, message in ARGO_CASES]
+    assert dict(zip(ARGO_CASE_IDS, got)) == dict(zip(ARGO_CASE_IDS, want))

@@ -24,10 +24,11 @@ def condition(obj: dict | None, ctype: str) -> dict:
 
 def assert_no_other_operator(kubectl: Kubectl, name: str) -> None:
     """Nothing else may reconcile our models, or a Ready model would prove nothing about our
-    rights: with no operator running, a model just applied stays without status."""
+    rights: with no operator running, a model just applied keeps the CRD's default status."""
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
-        assert not (kubectl.get("llmd", name) or {}).get("status"), \
+        status = (kubectl.get("llmd", name) or {}).get("status") or {}
+        assert status.get("observedGeneration") == 0 and not status.get("conditions"), \
             "another operator is running against this control plane; this test must be the only one"
         time.sleep(0.2)
 

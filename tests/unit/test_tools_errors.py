@@ -34,7 +34,7 @@ def test_unreachable_module_proxy_is_named(tmp_path):
 def test_binaries_the_user_already_has_are_used_instead_of_building(tmp_path):
     """LLMOP_BIN_DIR (ours) and KUBEBUILDER_ASSETS (envtest's) name directories of binaries."""
     mine, envtest = tmp_path / "mine", tmp_path / "envtest"
-    for d, names in ((mine, ("kube-controller-manager", "kube-scheduler", "kwok", "helm")),
+    for d, names in ((mine, ("kube-controller-manager", "kube-scheduler", "kwok", "helm", "statuscheck")),
                      (envtest, ("etcd", "kube-apiserver", "kubectl"))):
         d.mkdir()
         for name in names:
