@@ -120,7 +120,7 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     if want == 0:
         if current_gen and replicas == 0:
             return "ScaledToZero", yes("ScaledToZero", "Scaled to zero: spec.replicas is 0, so no pod serves the model; "
-                                       "scale up to serve (kubectl scale llmd/NAME --replicas=1)."), \
+                                       "scale up to serve (spec.replicas, or kubectl scale --replicas=N)."), \
                 no("ScaledToZero", "Nothing to do."), no("ScaledToZero", "Scaled to zero on purpose.")
         msg = f"Scaling to zero: {replicas} replica(s) left."
         return "Progressing", no("ScalingToZero", msg), yes("ScalingToZero", msg), no("ScalingToZero", "Making progress.")
