@@ -6,13 +6,18 @@
 --   resource.customizations.health.llm-operator.io_LLMDeployment: |
 --     <this file>
 --
--- It reads the conditions the operator writes, the same ones kstatus (Flux) reads:
+-- It reads the conditions the operator writes, in the order kstatus (Flux) reads them on
+-- a custom resource (observedGeneration behind -> InProgress; Reconciling=True ->
+-- InProgress; Stalled=True -> Failed; then Ready=False -> InProgress, Ready=True or no
+-- Ready condition -> Current), so both tools agree:
 --   status older than the spec (observedGeneration) -> Progressing
---   Stalled=True      -> Degraded     (nothing improves until the spec or cluster changes)
---   Ready=True        -> Healthy
---   Reconciling=True  -> Progressing  (downloading weights, rolling out, loading the model)
---   phase ScaledToZero-> Suspended    (replicas: 0 on purpose)
---   anything else     -> Progressing  (the operator has not judged this generation yet)
+--   Reconciling=True  -> Progressing  (downloading weights, rolling out, waiting for GPUs)
+--   Stalled=True      -> Degraded     (nothing improves until the spec or the cluster's nodes change)
+--   Ready=True        -> Healthy      (serving every wanted replica, or scaled to zero on purpose:
+--                                      like Argo CD's own Deployment check, 0 replicas is Healthy,
+--                                      not Suspended, which later sync waves would wait on)
+--   anything else     -> Progressing  (no conditions yet: the operator, which always writes
+--                                      all three, has not judged this object)
 local hs = {}
 
 local function condition(conditions, ctype)
@@ -53,6 +58,11 @@ local stalled = condition(conditions, "Stalled")
 local ready = condition(conditions, "Ready")
 local reconciling = condition(conditions, "Reconciling")
 
+if reconciling ~= nil and reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = message(reconciling, "Reconciling")
+  return hs
+end
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = message(stalled, "Stalled")
@@ -61,16 +71,6 @@ end
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = message(ready, "Ready")
-  return hs
-end
-if reconciling ~= nil and reconciling.status == "True" then
-  hs.status = "Progressing"
-  hs.message = message(reconciling, "Reconciling")
-  return hs
-end
-if obj.status.phase == "ScaledToZero" then
-  hs.status = "Suspended"
-  hs.message = message(ready, "Scaled to zero")
   return hs
 end
 hs.status = "Progressing"

@@ -389,8 +389,10 @@ class LLMDeploymentStatus(Model):
     """Observed state, written by the operator."""
 
     observed_generation: int | None = Field(None, description="metadata.generation the status describes.")
-    phase: str = Field("", description="One word: Pending, Progressing, Ready, Unschedulable, Failed, ScaledToZero.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready (summary), Reconciling and Stalled (for kstatus-based GitOps tools), and more.")
+    phase: str = Field("", description="One word: Ready or ScaledToZero (Ready=True); Failed (Stalled=True: only a change "
+                       "to the spec or the cluster helps); Pending, Progressing or Unschedulable (Reconciling=True: waiting).")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready (summary), Reconciling (work under way) and Stalled "
+                                        "(cannot progress without a change), as kstatus-based GitOps tools read them, and more.")
     gpus: int | None = Field(None, description="GPUs per replica in use (spec.gpus or the planner's choice).")
     replicas: int | None = Field(None, description="Serving pods that exist.")
     ready_replicas: int | None = Field(None, description="Serving pods that are ready.")

@@ -127,7 +127,11 @@ PRINTER_COLUMNS = [
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs per replica."},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready", "description": "Ready replicas / replicas."},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "One-word summary."},
+    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+     "description": "Why it is (not) Ready: the Ready condition's reason."},
     {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1, "description": "In-cluster URL."},
+    {"name": "Message", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].message', "priority": 1,
+     "description": "The Ready condition's message (kubectl get -o wide)."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -100,6 +100,7 @@ def _cache(observed: Observed, owner: resources.Owner, spec: api.LLMDeploymentSp
         job_name=job_name,
         storage_class=spec.cache.storage_class_name,
         storage_class_found=weights.storage_class_found(spec.cache.storage_class_name, observed.storage_classes),
+        storage_classes=tuple(sorted(sc["name"] for sc in observed.storage_classes)),
         claim=_live(observed.child("PersistentVolumeClaim", claim_name)),
         job=_live(job),
         job_pods=_job_pods(observed, job_name) if job else (),
@@ -232,6 +233,9 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     selector = resources.selector_labels(owner)
     pods = tuple(p for p in observed.pods
                  if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items()))
+    # A pod the scheduler cannot place: could any node ever hold it (wait), or none (stalled)?
+    no_node_fits = planning.no_node_fits(list(observed.nodes), spec.gpu.resource, planned.gpus, spec.gpu.product,
+                                         dict(spec.scheduling.node_selector)) if status.unschedulable_pods(pods) else None
     extra = {"plan": planned.status, "modelFacts": planned.facts,
              # Written by the autoscaler loop; kept here so the reconcile does not remove it.
              "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
@@ -246,6 +250,7 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         url=resources.service_url(owner, spec),
         deployment=deployment,
         pods=pods,
+        no_node_fits=no_node_fits,
         blocked=blocked,
         waiting=waiting,
         extra_conditions=conditions,

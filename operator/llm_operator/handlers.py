@@ -119,8 +119,16 @@ kopf.index(*PODS, labels=MANAGED, id=ReadModel.POD_INDEX)(_pod)
 
 
 @kopf.index("", "v1", "nodes", id=ReadModel.NODE_INDEX)
-async def _nodes(body: kopf.Body, **_) -> dict:
-    return {"nodes": observe.trim_node(body)}
+async def _nodes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
+    # A node added or changed in labels or GPUs may decide whether a pending pod could ever
+    # be placed (status says Stalled or waiting); heartbeats change nothing trimmed: no wake.
+    ctx = context(memo)
+    trimmed = observe.trim_node(body)
+    before = ctx.read_model.watched(ReadModel.NODE_INDEX, "nodes", trimmed["metadata"]["name"])
+    if before != trimmed:
+        for key in ctx.read_model.keys():
+            ctx.wake(key)
+    return {"nodes": trimmed}
 
 
 @kopf.index("storage.k8s.io", "v1", "storageclasses", id=ReadModel.STORAGE_CLASS_INDEX)

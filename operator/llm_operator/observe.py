@@ -20,7 +20,6 @@ from typing import Any, Iterable, Mapping
 from . import api
 from .resources import INSTANCE_LABEL
 
-GPU_LABEL_PREFIX = "nvidia.com/gpu."
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 SPEC_JSON = "specJson"      # a child's spec, kept as compact JSON: a tenth of the memory of the dict
 
@@ -118,9 +117,13 @@ def trim_pod(body: Mapping[str, Any]) -> dict:
 
 
 def trim_node(body: Mapping[str, Any]) -> dict:
-    labels = (body.get("metadata") or {}).get("labels") or {}
+    """A node: its labels (the GPU product for planning; any label a nodeSelector may name)
+    and its allocatable extended resources (GPUs), so that status can tell a pod no node
+    could ever hold from one waiting for GPUs to free up."""
+    allocatable = (body.get("status") or {}).get("allocatable") or {}
     return {"metadata": {"name": (body.get("metadata") or {}).get("name"),
-                         "labels": {k: v for k, v in labels.items() if k.startswith(GPU_LABEL_PREFIX)}}}
+                         "labels": dict((body.get("metadata") or {}).get("labels") or {})},
+            "status": {"allocatable": {k: str(v) for k, v in allocatable.items() if "/" in k}}}
 
 
 def trim_storage_class(body: Mapping[str, Any]) -> dict:
@@ -154,7 +157,7 @@ class Observed:
     llmd: dict                                       # trimmed LLMDeployment
     children: dict[str, tuple[dict, ...]] = field(default_factory=dict)   # kind -> labelled with its name
     pods: tuple[dict, ...] = ()                      # pods labelled with its name (serving and download)
-    nodes: tuple[dict, ...] = ()                     # nodes with their GPU labels
+    nodes: tuple[dict, ...] = ()                     # nodes: labels and allocatable GPUs
     storage_classes: tuple[dict, ...] = ()           # {name, default}
     namespace_terminating: bool = False              # a write was refused: the namespace is going away
     refused: tuple[int, str] | None = None           # the API refused our last write: (HTTP status, its message)

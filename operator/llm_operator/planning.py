@@ -10,6 +10,7 @@ plan is unknown.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass
 
 from . import api, facts as model_facts, planner
@@ -108,3 +109,46 @@ class Previous:
 
 def unknown_plan(reason: str) -> dict:
     return {"known": False, "reason": reason}
+
+
+# --- could any node ever hold a serving pod? ------------------------------------------------
+
+
+def _allocatable(node: dict, resource: str) -> int:
+    value = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
+    try:
+        return int(value)
+    except ValueError:   # GPUs are whole numbers; anything else offers none
+        return 0
+
+
+def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node_selector: dict[str, str]) -> str | None:
+    """None when some node could hold a serving pod, whether or not it has room now; else
+    a sentence naming what a pod asks for and what the nodes offer.
+
+    Judged only on what load does not change: the GPU product label, the node's
+    allocatable GPUs and the nodeSelector. Taints and the user's affinity are not judged
+    (a node cordoned or tainted for a while must not read as 'never')."""
+    def matches(node: dict) -> bool:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        return all(labels.get(k) == v for k, v in node_selector.items())
+
+    def fits(node: dict) -> bool:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        return (matches(node) and _allocatable(node, resource) >= gpus
+                and (not product or labels.get(planner.GPU_PRODUCT_LABEL) == product))
+
+    if any(fits(n) for n in nodes):
+        return None
+    asked = f"{gpus} {resource}" + (f" of product {product}" if product else "")
+    if node_selector:
+        asked += " on a node labelled " + ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+    offers: Counter = Counter()
+    for node in nodes:
+        count = _allocatable(node, resource)
+        kind = (((node.get("metadata") or {}).get("labels") or {}).get(planner.GPU_PRODUCT_LABEL) or "unlabelled")
+        offers[f"{count} x {kind}" if count else f"no {resource}"] += 1
+    have = ", ".join(f"{n} node(s) with {what}" for what, n in sorted(offers.items())) or "no nodes"
+    if node_selector and nodes:
+        have += f" ({sum(1 for n in nodes if matches(n))} of them match the nodeSelector)"
+    return f"no node could ever hold one: each pod asks for {asked}; the cluster has {have}."

@@ -18,6 +18,9 @@ MANAGED_BY = "llm-operator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 NAME_LABEL = f"{api.GROUP}/name"           # the selector label of serving pods
 HASH_ANNOTATION = f"{api.GROUP}/desired-hash"
+# On the serving pod template (so on every pod): which revision of the template a pod runs.
+# Status counts ready pods of the current revision only, from the pods it already watches.
+TEMPLATE_HASH_LABEL = f"{api.GROUP}/template-hash"
 ENGINE_CONTAINER = "engine"
 
 
@@ -70,6 +73,11 @@ def with_hash(obj: dict) -> dict:
     digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
     obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
     return obj
+
+
+def template_hash(template: dict) -> str:
+    """A short, stable digest of a pod template (before the label carrying it is added)."""
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _env(spec: api.LLMDeploymentSpec) -> list[dict]:
@@ -153,6 +161,8 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
     template_meta: dict = {"labels": pod_labels}
     if spec.pod_annotations:
         template_meta["annotations"] = dict(spec.pod_annotations)
+    template = {"metadata": template_meta, "spec": pod_spec}
+    pod_labels[TEMPLATE_HASH_LABEL] = template_hash(template)
     body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -164,7 +174,7 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
             "revisionHistoryLimit": 3,
             # Longer than the startup probe's budget, so slow model loads are not called failed.
             "progressDeadlineSeconds": engine.startup_seconds + 600,
-            "template": {"metadata": template_meta, "spec": pod_spec},
+            "template": template,
         },
     }
     # Always spec.replicas: autoscalers write that (the scale subresource), never the Deployment.

@@ -2,13 +2,23 @@
 
 Conditions follow the standard shape and kstatus' conventions: `Ready` is the summary;
 `Reconciling` is True while work is under way; `Stalled` is True when nothing will
-improve without a change to the spec (or to the cluster). Flux and other kstatus users
-read only those two and observedGeneration on a custom resource.
+improve without a change to the spec (or to the cluster's nodes).
+
+kstatus (sigs.k8s.io/cli-utils, used by Flux) reads a custom resource by these generic
+rules, in order: status.observedGeneration behind metadata.generation -> InProgress;
+Reconciling=True -> InProgress; Stalled=True -> Failed; then a Ready condition decides:
+False -> InProgress, True -> Current; no Ready condition -> Current. So every state
+here sets Ready=True exactly when nothing is left to wait for (serving every wanted
+replica of the current revision, or scaled to zero on purpose), Stalled=True only when
+no wait can help, and Reconciling=True otherwise. Phases follow the same split: Ready and
+ScaledToZero (Ready=True), Failed (Stalled=True), the others (Reconciling=True).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .resources import TEMPLATE_HASH_LABEL
 
 
 @dataclass(frozen=True)
@@ -30,22 +40,45 @@ class Observed:
     selector: str
     url: str
     deployment: dict | None = None      # live Deployment, if any
-    pods: tuple[dict, ...] = ()
+    pods: tuple[dict, ...] = ()         # serving pods (trimmed)
+    no_node_fits: str | None = None     # why no node could ever hold a serving pod (None: some node could)
     blocked: Verdict | None = None      # a spec that cannot work (DoesNotFit, InvalidSpec, ...)
     waiting: Verdict | None = None      # a prerequisite under way (planning, downloading weights)
     extra: dict = field(default_factory=dict)   # more status fields as they are (plan, modelFacts)
     extra_conditions: dict[str, Verdict] = field(default_factory=dict)
 
 
+def _active(pods: tuple[dict, ...]) -> list[dict]:
+    return [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+
+
+def _pod_condition(pod: dict, kind: str) -> dict:
+    return next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == kind), {})
+
+
+def unschedulable_pods(pods: tuple[dict, ...]) -> list[dict]:
+    """The pods the scheduler has said it cannot place (not those being deleted)."""
+    return [p for p in _active(pods) if _pod_condition(p, "PodScheduled").get("status") == "False"
+            and _pod_condition(p, "PodScheduled").get("reason") == "Unschedulable"]
+
+
 def unschedulable_message(pods: tuple[dict, ...]) -> str | None:
     """The scheduler's own message for the first pod it could not place."""
-    for pod in pods:
-        if (pod.get("metadata") or {}).get("deletionTimestamp"):
-            continue
-        for cond in (pod.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
-                return cond.get("message") or "The scheduler could not place a pod."
+    for pod in unschedulable_pods(pods):
+        return _pod_condition(pod, "PodScheduled").get("message") or "The scheduler could not place a pod."
     return None
+
+
+def template_revision(deployment: dict) -> str | None:
+    """The revision of the live Deployment's pod template (None: made before the label existed)."""
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return ((template.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL)
+
+
+def ready_of_revision(pods: tuple[dict, ...], revision: str) -> int:
+    """Ready pods that run this revision of the pod template."""
+    return sum(1 for p in _active(pods) if ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) == revision
+               and _pod_condition(p, "Ready").get("status") == "True")
 
 
 def _deployment_condition(deployment: dict, kind: str) -> dict | None:
@@ -81,24 +114,38 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
             yes("Creating", "Creating the serving Deployment."), no("Creating", "Making progress.")
     st = d.get("status") or {}
     want = o.desired_replicas if o.desired_replicas is not None else (d.get("spec") or {}).get("replicas", 1)
-    ready = st.get("readyReplicas", 0) or 0
+    replicas = st.get("replicas", 0) or 0
     updated = st.get("updatedReplicas", 0) or 0
     current_gen = st.get("observedGeneration", 0) >= (d.get("metadata") or {}).get("generation", 0)
-    unschedulable = unschedulable_message(o.pods)
-    progress = _deployment_condition(d, "Progressing")
-    if unschedulable:
-        msg = f"{want - ready} of {want} replicas cannot be scheduled: {unschedulable}"
-        return "Unschedulable", no("Unschedulable", msg), no("Unschedulable", "Waiting for GPUs the cluster does not have free."), yes("Unschedulable", msg)
-    if progress and progress.get("status") == "False" and progress.get("reason") == "ProgressDeadlineExceeded":
-        msg = f"The rollout made no progress before its deadline: {progress.get('message', '')}"
-        return "Failed", no("ProgressDeadlineExceeded", msg), no("ProgressDeadlineExceeded", msg), yes("ProgressDeadlineExceeded", msg)
     if want == 0:
-        return "ScaledToZero", no("ScaledToZero", "Replicas is 0: no pod serves the model."), \
-            no("ScaledToZero", "Nothing to do."), no("ScaledToZero", "Scaled to zero on purpose.")
-    rolled_out = current_gen and updated >= want and (st.get("replicas", 0) or 0) <= want
+        if current_gen and replicas == 0:
+            return "ScaledToZero", yes("ScaledToZero", "Scaled to zero: spec.replicas is 0, so no pod serves the model; "
+                                       "scale up to serve (spec.replicas, or kubectl scale --replicas=N)."), \
+                no("ScaledToZero", "Nothing to do."), no("ScaledToZero", "Scaled to zero on purpose.")
+        msg = f"Scaling to zero: {replicas} replica(s) left."
+        return "Progressing", no("ScalingToZero", msg), yes("ScalingToZero", msg), no("ScalingToZero", "Making progress.")
+    # Ready pods of the current pod template only: an old pod still serving is not the rollout done.
+    revision = template_revision(d)
+    ready = ready_of_revision(o.pods, revision) if revision else (st.get("readyReplicas", 0) or 0)
+    rolled_out = current_gen and updated >= want and replicas <= want
     if ready >= want and rolled_out:
         msg = f"{ready}/{want} replicas are ready and serving at {o.url}."
         return "Ready", yes("Ready", msg), no("Ready", "Nothing to do."), no("Ready", "Ready.")
+    waiting = unschedulable_pods(o.pods)
+    if waiting:
+        scheduler = unschedulable_message(o.pods)
+        if o.no_node_fits:
+            msg = f"{len(waiting)} of {want} replicas cannot be scheduled, and {o.no_node_fits} The scheduler says: {scheduler}"
+            return "Failed", no("NoNodeFits", msg + still), \
+                no("NoNodeFits", "Nothing to do until the spec or the cluster's nodes change."), yes("NoNodeFits", msg)
+        msg = (f"{serving} of {want} replicas serve; {len(waiting)} wait for GPUs that no node has free now "
+               f"(a node could hold them once GPUs free up or nodes are added). The scheduler says: {scheduler}")
+        return "Unschedulable", no("WaitingForGPUs", msg), yes("WaitingForGPUs", msg), \
+            no("WaitingForGPUs", "Making progress: the pods are placed once GPUs are free.")
+    progress = _deployment_condition(d, "Progressing")
+    if progress and progress.get("status") == "False" and progress.get("reason") == "ProgressDeadlineExceeded":
+        msg = f"The rollout made no progress before its deadline: {progress.get('message', '')}"
+        return "Failed", no("ProgressDeadlineExceeded", msg), no("ProgressDeadlineExceeded", msg), yes("ProgressDeadlineExceeded", msg)
     if not rolled_out:
         msg = f"Rolling out: {updated}/{want} replicas updated, {ready} ready."
         reason = "RollingOut"

@@ -27,6 +27,7 @@ class CacheObserved:
     job: dict | None
     job_pods: tuple[dict, ...]
     now: dt.datetime
+    storage_classes: tuple[str, ...] = ()   # the names of those that exist
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,18 @@ def storage_class_found(name: str, classes: tuple[dict, ...]) -> bool:
 
 def judge_cache(o: CacheObserved) -> CacheVerdict:
     no = lambda reason, msg, failed=False: CacheVerdict(Verdict("False", reason, msg), False, failed, None)  # noqa: E731
-    if not o.storage_class_found:
-        if o.storage_class:
-            return no("StorageClassNotFound", f"StorageClass {o.storage_class} does not exist: create it or set "
-                      "spec.cache.storageClassName to one that does (kubectl get storageclass).", True)
-        return no("NoDefaultStorageClass", "spec.cache.storageClassName is empty and the cluster has no default "
-                  "StorageClass: name one in spec.cache.storageClassName.", True)
     claim = o.claim
+    # Judged only before the claim exists: no claim (and so no download Job) is made for a
+    # class that is not there, and a claim already made goes on with the class it has.
+    if claim is None and not o.storage_class_found:
+        existing = f"the cluster has {', '.join(o.storage_classes)}" if o.storage_classes else "the cluster has none"
+        if o.storage_class:
+            return no("StorageClassNotFound", f"StorageClass {o.storage_class} does not exist ({existing}): create it "
+                      "or set spec.cache.storageClassName to one that does. No cache volume claim or download Job "
+                      "is made until it exists.", True)
+        return no("NoDefaultStorageClass", f"spec.cache.storageClassName is empty and the cluster has no default "
+                  f"StorageClass ({existing}): name one in spec.cache.storageClassName. No cache volume claim or "
+                  "download Job is made until one exists.", True)
     if claim is None:
         return no("Creating", f"Creating the cache volume claim {o.claim_name}.")
     phase = (claim.get("status") or {}).get("phase")

@@ -502,6 +502,8 @@ def llmd_with(status: dict | None, generation: int = 2) -> dict:
 
 ARGO_CASES = [
     (None, "Progressing", "Waiting for the operator to report status"),
+    # The CRD's default status: nothing judged yet.
+    ({"observedGeneration": 0}, "Progressing", "Waiting for the operator to handle the latest spec"),
     ({"observedGeneration": 1, "conditions": [cond("Ready", "True")]},
      "Progressing", "Waiting for the operator to handle the latest spec"),
     ({"observedGeneration": 2, "phase": "Ready",
@@ -514,12 +516,25 @@ ARGO_CASES = [
     ({"observedGeneration": 2, "phase": "Failed",
       "conditions": [cond("Ready", "False"), cond("Reconciling", "False"), cond("Stalled", "True", "Does not fit")]},
      "Degraded", "Does not fit"),
+    # 0 replicas is Healthy, as Argo CD's own Deployment check says; Suspended would hold later sync waves.
     ({"observedGeneration": 2, "phase": "ScaledToZero",
-      "conditions": [cond("Ready", "False", "Replicas is 0"), cond("Reconciling", "False"), cond("Stalled", "False")]},
-     "Suspended", "Replicas is 0"),
+      "conditions": [cond("Ready", "True", "Scaled to zero: no pod serves"), cond("Reconciling", "False"),
+                     cond("Stalled", "False")]},
+     "Healthy", "Scaled to zero: no pod serves"),
+    # 22 of 24 serve, 2 wait for GPUs a node could offer: under way, not Degraded.
+    ({"observedGeneration": 2, "phase": "Unschedulable",
+      "conditions": [cond("Ready", "False", "22 of 24 replicas serve"),
+                     cond("Reconciling", "True", "22 of 24 replicas serve; 2 wait for GPUs"), cond("Stalled", "False")]},
+     "Progressing", "22 of 24 replicas serve; 2 wait for GPUs"),
+    # No node could ever hold the pod: Degraded.
+    ({"observedGeneration": 2, "phase": "Failed",
+      "conditions": [cond("Ready", "False"), cond("Reconciling", "False"),
+                     cond("Stalled", "True", "1 of 1 replicas cannot be scheduled, and no node could ever hold one")]},
+     "Degraded", "1 of 1 replicas cannot be scheduled, and no node could ever hold one"),
     ({"observedGeneration": 2, "conditions": []}, "Progressing", "Waiting for the operator to report Ready"),
 ]
-ARGO_CASE_IDS = ["no-status", "old-generation", "ready", "reconciling", "stalled", "scaled-to-zero", "no-conditions"]
+ARGO_CASE_IDS = ["no-status", "default-status", "old-generation", "ready", "reconciling", "stalled", "scaled-to-zero", "waiting-for-gpus",
+                 "no-node-fits", "no-conditions"]
 
 
 @pytest.mark.parametrize("status, health, message", ARGO_CASES, ids=ARGO_CASE_IDS)

@@ -100,13 +100,19 @@ def test_a_failed_download_is_reported_with_its_message(kubectl, volume):
     assert kubectl.get("deployment", "broken") is None
 
 
-def test_a_missing_storage_class_is_reported_not_waited_on(cluster, kubectl):
+def test_a_missing_storage_class_makes_nothing_until_it_exists(cluster, kubectl):
     missing = f"made-later-{kubectl.namespace}"
     kubectl.apply(json.dumps(llmd("nostorage", gpus=1, cache={"enabled": True, "storageClassName": missing})))
     obj = wait_for("WeightsCached reason StorageClassNotFound", lambda: (o := kubectl.get("llmd", "nostorage"))
                    and condition(o, "WeightsCached").get("reason") == "StorageClassNotFound" and o, 30)
-    assert f"StorageClass {missing} does not exist" in condition(obj, "Ready")["message"]
-    assert condition(obj, "Stalled")["status"] == "True"
+    assert f"StorageClass {missing} does not exist (the cluster has " in condition(obj, "Ready")["message"]
+    assert condition(obj, "Stalled")["status"] == "True" and condition(obj, "Ready")["reason"] == "StorageClassNotFound"
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    events = [e for e in kubectl.items("events") if e["involvedObject"]["name"] == "nostorage"]
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "StorageClassNotFound")]
+    # The status is written after the decision's writes: had a claim or a Job been made, they would be here.
+    assert kubectl.get("pvc", "nostorage-weights") is None
+    assert kubectl.items("jobs", "app.kubernetes.io/instance=nostorage") == []
     # Once it exists, the operator notices without any change to the LLMDeployment.
     Kubectl(cluster).apply(f"""
 apiVersion: storage.k8s.io/v1
@@ -116,7 +122,9 @@ provisioner: kubernetes.io/no-provisioner
 """)
     wait_for("the cache to go on with the StorageClass", lambda: condition(kubectl.get("llmd", "nostorage"), "WeightsCached")
              .get("reason") not in (None, "StorageClassNotFound"), 30)
-    assert kubectl.get("pvc", "nostorage-weights") is not None
+    assert kubectl.get("pvc", "nostorage-weights")["spec"]["storageClassName"] == missing
+    assert len(kubectl.items("jobs", "app.kubernetes.io/instance=nostorage")) == 1
+    assert condition(kubectl.get("llmd", "nostorage"), "Stalled")["status"] == "False"
 
 
 def test_a_new_revision_downloads_again(kubectl, volume):

@@ -109,19 +109,22 @@ def test_example_becomes_ready_on_matching_gpu_nodes(kubectl, path):
     assert re.search(rf"{name}\s+{re.escape(spec['model']['id'])}\s+\S+\s+{spec['gpus']}\s+\d+/\d+\s+Ready", printed), printed
 
 
-def test_more_gpus_than_any_node_has_reports_the_scheduler(kubectl):
+def test_more_gpus_than_any_node_has_is_stalled(kubectl):
     kubectl.apply(json.dumps(llmd("huge", gpus=16)))
 
     def unschedulable():
         obj = kubectl.get("llmd", "huge")
-        return obj if condition(obj, "Ready").get("reason") == "Unschedulable" else None
+        return obj if condition(obj, "Ready").get("reason") == "NoNodeFits" else None
 
-    obj = wait_for("Ready=False reason Unschedulable", unschedulable, 30)
+    obj = wait_for("Ready=False reason NoNodeFits", unschedulable, 30)
     ready = condition(obj, "Ready")
     assert ready["status"] == "False"
+    assert "no node could ever hold one: each pod asks for 16 nvidia.com/gpu; the cluster has" in ready["message"]
+    assert "2 node(s) with 8 x NVIDIA-H100-80GB-HBM3" in ready["message"]
     assert "Insufficient nvidia.com/gpu" in ready["message"]
-    assert condition(obj, "Stalled")["status"] == "True"
-    assert obj["status"]["phase"] == "Unschedulable"
+    assert condition(obj, "Stalled")["status"] == "True" and condition(obj, "Reconciling")["status"] == "False"
+    assert obj["status"]["phase"] == "Failed"
+    assert kubectl.run("get", "llmd", "huge", "--no-headers").stdout.split()[5:7] == ["Failed", "NoNodeFits"]
     # No storm of retries: once settled, nothing rewrites the object or its Deployment.
     versions = settled(kubectl, [("llmd", "huge"), ("deployment", "huge")])
     seen = {versions_of(kubectl, [("llmd", "huge"), ("deployment", "huge")]) for _ in range(20)}

@@ -59,7 +59,10 @@ def test_crd_shape():
         "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
         "labelSelectorPath": ".status.selector"}
     assert "status" in version["subresources"]
-    assert [col["name"] for col in version["additionalPrinterColumns"]] == ["Model", "Quant", "GPUs", "Ready", "Phase", "URL", "Age"]
+    columns = {col["name"]: col for col in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Model", "Quant", "GPUs", "Ready", "Phase", "Reason", "URL", "Message", "Age"]
+    assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason' and "priority" not in columns["Reason"]
+    assert columns["Message"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].message' and columns["Message"]["priority"] == 1
     props = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert props["quantization"]["enum"] == [q.value for q in api.Quantization]
     assert props["gpus"]["minimum"] == 1 and props["gpus"]["maximum"] == 16

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 
 from llm_operator import facts, resources
 from llm_operator.decide import Lookups, decide, facts_query, with_applied
@@ -15,7 +16,8 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 UID = "uid-1"
 OWNER = resources.Owner("m", "ns", UID)
 H100 = {"metadata": {"name": "gpu-1", "labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
-                                                  "nvidia.com/gpu.memory": "81559"}}}
+                                                  "nvidia.com/gpu.memory": "81559"}},
+        "status": {"allocatable": {"nvidia.com/gpu": "8"}}}
 MISTRAL = {"modelId": "org/mistral", "revision": "main", "numLayers": 32, "hiddenSize": 4096,
            "numAttentionHeads": 32, "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 32000,
            "maxPositionEmbeddings": 32768, "torchDtype": "bfloat16", "intermediateSize": 14336,
@@ -45,6 +47,14 @@ def live_deployment(spec=None, ready=1, replicas=1):
     d["metadata"]["generation"] = 1
     d["status"] = {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": replicas, "observedGeneration": 1}
     return d
+
+
+def serving_pod(deployment, ready=True, name="m-1"):
+    """A pod of the live Deployment's current pod template."""
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return {"metadata": {"name": name, "labels": dict(labels)},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"},
+                                      {"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
 def live_service(spec=None):
@@ -84,11 +94,12 @@ def test_after_the_apply_the_status_reports_what_was_made():
 
 
 def test_serving_and_nothing_changed_writes_nothing():
-    obs = observed(children=[live_service(), live_deployment()])
+    live = live_deployment()
+    obs = observed(children=[live_service(), live], pods=[serving_pod(live)])
     ready = decide(obs, KNOWN, NOW)
     assert ready.apply == () and ready.prune == () and ready.phase == "Ready"
     assert cond(ready) == ("True", "Ready", "1/1 replicas are ready and serving at http://m.ns.svc.cluster.local.")
-    again = decide(observed(status=ready.status, children=[live_service(), live_deployment()]), KNOWN, NOW)
+    again = decide(observed(status=ready.status, children=[live_service(), live], pods=[serving_pod(live)]), KNOWN, NOW)
     assert again.status_patch is None and again.events == () and again.apply == ()
 
 
@@ -190,9 +201,32 @@ def test_a_claim_pending_is_looked_at_again_when_only_time_would_tell():
     assert "has been Pending for 120s" in cond(late, "WeightsCached")[2] and late.requeue_after is None
 
 
-def test_a_missing_storage_class_is_stalled():
-    d = decide(observed(spec=CACHE, storage_classes=()), KNOWN, NOW)
-    assert d.phase == "Failed" and cond(d)[1] == "StorageClassNotFound" and d.desired == ()
+def test_a_missing_storage_class_makes_no_claim_and_no_job():
+    d = decide(observed(spec=CACHE, storage_classes=({"name": "slow", "default": True},)), KNOWN, NOW)
+    assert d.phase == "Failed" and cond(d)[1] == "StorageClassNotFound" and d.desired == () and d.apply == ()
+    assert "StorageClass fast does not exist (the cluster has slow)" in cond(d)[2]
+    assert cond(d, "Stalled")[:2] == ("True", "StorageClassNotFound")
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "StorageClassNotFound")]
+    # Once it exists, the claim and the Job are made.
+    later = decide(observed(spec=CACHE, storage_classes=FAST), KNOWN, NOW)
+    assert [k for k, _ in kinds(later.apply)] == ["Service", "PersistentVolumeClaim", "Job"]
+
+
+def test_no_default_storage_class_makes_no_claim():
+    spec = {"cache": {"enabled": True, "size": "100Gi"}}
+    d = decide(observed(spec=spec, storage_classes=FAST), KNOWN, NOW)
+    assert cond(d)[1] == "NoDefaultStorageClass" and d.desired == ()
+    default = decide(observed(spec=spec, storage_classes=({"name": "fast", "default": True},)), KNOWN, NOW)
+    assert ("PersistentVolumeClaim", "m-weights") in kinds(default.apply)
+
+
+def test_a_missing_storage_class_never_prunes_what_exists():
+    """A Job made before (its claim deleted by hand): kept, and nothing new made."""
+    d = decide(observed(spec=CACHE, storage_classes=(), children=[live_service(), job()]), KNOWN, NOW)
+    assert cond(d)[1] == "StorageClassNotFound" and d.prune == () and d.apply == ()
+    # A claim made before goes on with the class it has: the StorageClass is not judged again.
+    kept = decide(observed(spec=CACHE, storage_classes=(), children=[live_service(), claim(), job()]), KNOWN, NOW)
+    assert kept.prune == () and cond(kept, "WeightsCached")[1] == "Downloading"
 
 
 def test_a_failed_download_is_stalled_with_the_jobs_own_message():
@@ -235,14 +269,64 @@ def test_a_terminating_object_or_namespace_is_left_to_the_garbage_collector():
     assert d.phase == "Terminating" and d.apply == () and d.status_patch is None and d.events == ()
 
 
-def test_unschedulable_pods_carry_the_schedulers_message():
-    pod = {"metadata": {"name": "m-1", "labels": {"llm-operator.io/name": "m"}},
-           "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                      "message": "0/5 nodes are available: 5 Insufficient nvidia.com/gpu."}]}}
-    d = decide(observed(children=[live_service(), live_deployment(ready=0)], pods=[pod]), KNOWN, NOW)
+def unschedulable_pod(name="m-2"):
+    return {"metadata": {"name": name, "labels": {"llm-operator.io/name": "m"}},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                       "message": "0/5 nodes are available: 5 Insufficient nvidia.com/gpu."}]}}
+
+
+def test_pods_waiting_for_gpus_a_node_could_offer_are_reconciling():
+    live = live_deployment({"replicas": 3}, ready=2, replicas=3)
+    pods = [serving_pod(live, name="m-1"), serving_pod(live, name="m-2"), unschedulable_pod("m-3")]
+    d = decide(observed(spec={"replicas": 3}, children=[live_service(), live], pods=pods), KNOWN, NOW)
     assert d.phase == "Unschedulable"
-    assert cond(d)[2] == "1 of 1 replicas cannot be scheduled: 0/5 nodes are available: 5 Insufficient nvidia.com/gpu."
-    assert [(e.type, e.reason) for e in d.events] == [("Warning", "Unschedulable")]
+    assert cond(d)[:2] == ("False", "WaitingForGPUs")
+    assert cond(d)[2].startswith("2 of 3 replicas serve; 1 wait for GPUs that no node has free now")
+    assert cond(d, "Reconciling")[:2] == ("True", "WaitingForGPUs") and cond(d, "Stalled")[0] == "False"
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "WaitingForGPUs")]
+
+
+def test_a_pod_no_node_could_ever_hold_is_stalled_naming_what_is_asked_and_what_exists():
+    l4 = {"metadata": {"name": "l4-1", "labels": {"nvidia.com/gpu.product": "NVIDIA-L4"}},
+          "status": {"allocatable": {"nvidia.com/gpu": "4"}}}
+    cpu = {"metadata": {"name": "cpu-1", "labels": {}}, "status": {"allocatable": {}}}
+    big = {"gpus": 16}
+    d = decide(replace(observed(spec=big, children=[live_service(big), live_deployment(big, ready=0)],
+                                pods=[unschedulable_pod()]), nodes=(H100, l4, cpu)), UNKNOWN, NOW)
+    assert d.phase == "Failed" and cond(d)[:2] == ("False", "NoNodeFits")
+    assert cond(d)[2] == ("1 of 1 replicas cannot be scheduled, and no node could ever hold one: each pod asks for "
+                          "16 nvidia.com/gpu; the cluster has 1 node(s) with 4 x NVIDIA-L4, 1 node(s) with "
+                          "8 x NVIDIA-H100-80GB-HBM3, 1 node(s) with no nvidia.com/gpu. The scheduler says: "
+                          "0/5 nodes are available: 5 Insufficient nvidia.com/gpu.")
+    assert cond(d, "Stalled")[:2] == ("True", "NoNodeFits") and cond(d, "Reconciling")[0] == "False"
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "NoNodeFits")]
+
+
+def test_a_gpu_product_no_node_has_is_stalled():
+    spec = {"gpu": {"product": "NVIDIA-A100-SXM4-80GB"}}
+    d = decide(observed(spec=spec, children=[live_service(spec), live_deployment(spec, ready=0)],
+                        pods=[unschedulable_pod()]), KNOWN, NOW)
+    assert cond(d)[1] == "NoNodeFits" and "asks for 1 nvidia.com/gpu of product NVIDIA-A100-SXM4-80GB" in cond(d)[2]
+
+
+def test_a_node_selector_no_node_matches_is_stalled_one_that_matches_waits():
+    spec = {"scheduling": {"nodeSelector": {"pool": "inference"}}}
+    args = dict(spec=spec, children=[live_service(spec), live_deployment(spec, ready=0)], pods=[unschedulable_pod()])
+    d = decide(observed(**args), KNOWN, NOW)
+    assert cond(d)[1] == "NoNodeFits"
+    assert ("on a node labelled pool=inference; the cluster has 1 node(s) with 8 x NVIDIA-H100-80GB-HBM3 "
+            "(0 of them match the nodeSelector)") in cond(d)[2]
+    pooled = {**H100, "metadata": {**H100["metadata"], "labels": {**H100["metadata"]["labels"], "pool": "inference"}}}
+    assert cond(decide(replace(observed(**args), nodes=(pooled,)), KNOWN, NOW))[1] == "WaitingForGPUs"
+
+
+def test_scaled_to_zero_is_ready_and_says_how_to_serve():
+    spec = {"replicas": 0}
+    live = live_deployment(spec, ready=0, replicas=0)
+    d = decide(observed(spec=spec, children=[live_service(spec), live]), KNOWN, NOW)
+    assert d.phase == "ScaledToZero" and d.apply == ()
+    assert cond(d)[:2] == ("True", "ScaledToZero") and "scale up to serve" in cond(d)[2]
+    assert cond(d, "Reconciling")[0] == cond(d, "Stalled")[0] == "False"
 
 
 def test_the_facts_query_takes_the_report_of_this_revisions_job():
@@ -255,8 +339,6 @@ def test_the_facts_query_takes_the_report_of_this_revisions_job():
 
 
 def test_a_write_the_api_refuses_is_said_in_status_and_an_event():
-    from dataclasses import replace
-
     invalid = replace(observed(), refused=(422, 'Deployment.apps "m" is invalid: spec.template: field is immutable'))
     d = decide(invalid, KNOWN, NOW)
     assert d.phase == "Failed" and cond(d)[:2] == ("False", "ApplyRefused")

@@ -112,3 +112,13 @@ def test_a_status_rewrite_of_fields_no_decision_reads_is_no_change():
                                               "reason": "ProgressDeadlineExceeded"}]
     assert not same_but_version(deployment("5", "t1"), stuck)
     assert not same_but_version(None, deployment("5", "t1"))
+
+
+def test_a_node_keeps_its_labels_and_allocatable_gpus_only():
+    from llm_operator.observe import trim_node
+
+    node = {"metadata": {"name": "n", "labels": {"pool": "a", "nvidia.com/gpu.product": "NVIDIA-L4"}, "managedFields": [{}]},
+            "status": {"allocatable": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 4},
+                       "conditions": [{"type": "Ready", "lastHeartbeatTime": "t"}]}}
+    assert trim_node(node) == {"metadata": {"name": "n", "labels": {"pool": "a", "nvidia.com/gpu.product": "NVIDIA-L4"}},
+                               "status": {"allocatable": {"nvidia.com/gpu": "4"}}}

@@ -94,6 +94,13 @@ def test_desired_hash_changes_with_the_spec_and_only_then():
     assert h(spec()) != h(spec(replicas=2))
 
 
+def test_pods_carry_the_revision_of_their_template_which_replicas_do_not_change():
+    rev = lambda s: resources.desired_deployment(OWNER, s, resources.Decisions(gpus=1))["spec"]["template"]["metadata"]["labels"][resources.TEMPLATE_HASH_LABEL]  # noqa: E731
+    assert rev(spec()) == rev(spec(replicas=3))
+    assert rev(spec()) != rev(spec(model={"id": "org/other"})) and rev(spec()) != rev(spec(podAnnotations={"a": "b"}))
+    assert len(rev(spec())) == 10
+
+
 def test_subset_comparison_ignores_defaults_but_not_edits():
     want = {"spec": {"ports": [{"port": 80}], "type": "ClusterIP"}}
     assert is_subset(want, {"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "type": "ClusterIP", "clusterIP": "10.0.0.1"}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_operator.resources import TEMPLATE_HASH_LABEL
 from llm_operator.status import Observed, Verdict, desired_status, status_patch
 
 NOW = "2026-01-01T00:00:00Z"
@@ -40,14 +41,89 @@ def test_rollout_in_progress():
     assert conds(st)["Ready"] == ("False", "RollingOut")
 
 
-def test_unschedulable_carries_the_schedulers_message():
-    pod = {"metadata": {}, "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                                      "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]}}
-    st = desired_status(observed(deployment=deployment(), pods=(pod,)), {}, NOW)
-    assert st["phase"] == "Unschedulable"
+SCHEDULER = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+def pending_pod(revision="r2"):
+    return {"metadata": {"labels": {TEMPLATE_HASH_LABEL: revision}},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": SCHEDULER}]}}
+
+
+def ready_pod(revision="r2", ready=True, **meta):
+    return {"metadata": {"labels": {TEMPLATE_HASH_LABEL: revision}, **meta},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"},
+                                      {"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def revised(revision="r2", **kw):
+    d = deployment(**kw)
+    d["spec"]["template"] = {"metadata": {"labels": {TEMPLATE_HASH_LABEL: revision}}}
+    return d
+
+
+def test_no_node_could_ever_hold_the_pod_is_stalled():
+    st = desired_status(observed(deployment=deployment(), pods=(pending_pod(),),
+                                 no_node_fits="no node could ever hold one: each pod asks for 16 nvidia.com/gpu; "
+                                              "the cluster has 2 node(s) with 8 x H100."), {}, NOW)
+    assert st["phase"] == "Failed"
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
-    assert ready["message"] == "1 of 1 replicas cannot be scheduled: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
-    assert conds(st)["Stalled"] == ("True", "Unschedulable") and conds(st)["Reconciling"][0] == "False"
+    assert ready["message"] == ("1 of 1 replicas cannot be scheduled, and no node could ever hold one: each pod asks for "
+                                "16 nvidia.com/gpu; the cluster has 2 node(s) with 8 x H100. The scheduler says: " + SCHEDULER)
+    assert conds(st) == {"Ready": ("False", "NoNodeFits"), "Reconciling": ("False", "NoNodeFits"),
+                         "Stalled": ("True", "NoNodeFits")}
+
+
+def test_a_temporary_shortage_of_gpus_is_reconciling_not_stalled():
+    """24 wanted, 22 scheduled and serving, 2 waiting for GPUs some node could offer."""
+    pods = tuple(ready_pod() for _ in range(22)) + (pending_pod(), pending_pod())
+    d = revised(replicas=24, ready=22, updated=24)
+    st = desired_status(observed(desired_replicas=24, deployment=d, pods=pods), {}, NOW)
+    assert st["phase"] == "Unschedulable" and st["ready"] == "22/24"
+    assert conds(st) == {"Ready": ("False", "WaitingForGPUs"), "Reconciling": ("True", "WaitingForGPUs"),
+                         "Stalled": ("False", "WaitingForGPUs")}
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["message"].startswith("22 of 24 replicas serve; 2 wait for GPUs that no node has free now")
+    assert ready["message"].endswith("The scheduler says: " + SCHEDULER)
+
+
+def test_scaled_to_zero_is_ready():
+    st = desired_status(observed(desired_replicas=0, deployment=deployment(replicas=0, updated=0)), {}, NOW)
+    assert st["phase"] == "ScaledToZero"
+    assert conds(st) == {"Ready": ("True", "ScaledToZero"), "Reconciling": ("False", "ScaledToZero"),
+                         "Stalled": ("False", "ScaledToZero")}
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert "no pod serves the model; scale up to serve" in ready["message"]
+
+
+def test_scaling_to_zero_is_reconciling_until_no_replica_is_left():
+    d = deployment(replicas=0, updated=0)
+    d["status"]["replicas"] = 2
+    st = desired_status(observed(desired_replicas=0, deployment=d), {}, NOW)
+    assert st["phase"] == "Progressing"
+    assert conds(st) == {"Ready": ("False", "ScalingToZero"), "Reconciling": ("True", "ScalingToZero"),
+                         "Stalled": ("False", "ScalingToZero")}
+    behind = desired_status(observed(desired_replicas=0, deployment=deployment(replicas=0, updated=0, generation=2)), {}, NOW)
+    assert conds(behind)["Ready"] == ("False", "ScalingToZero")
+
+
+def test_a_ready_pod_of_the_old_revision_is_not_counted_as_rolled_out():
+    """The Deployment counts the old pod as ready and the new one as updated; status does not."""
+    d = revised(ready=1, updated=1)
+    st = desired_status(observed(deployment=d, pods=(ready_pod("r1"), ready_pod("r2", ready=False))), {}, NOW)
+    assert st["phase"] == "Progressing"
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodsNotReady")
+    assert ready["message"] == "0/1 replicas are ready; waiting for the model to load and answer /health."
+    rolling = revised(ready=1, updated=1)
+    rolling["status"]["replicas"] = 2
+    st = desired_status(observed(deployment=rolling, pods=(ready_pod("r1"), ready_pod("r2", ready=False))), {}, NOW)
+    assert next(c for c in st["conditions"] if c["type"] == "Ready")["message"] == \
+        "Rolling out: 1/1 replicas updated, 0 ready."
+    done = desired_status(observed(deployment=revised(ready=1, updated=1), pods=(ready_pod("r2"),)), {}, NOW)
+    assert conds(done)["Ready"] == ("True", "Ready")
+    going = desired_status(observed(deployment=revised(ready=1, updated=1),
+                                    pods=(ready_pod("r2", deletionTimestamp="2026-01-01T00:00:00Z"),)), {}, NOW)
+    assert conds(going)["Ready"][0] == "False"
 
 
 def test_blocked_is_stalled_and_says_the_old_version_serves():

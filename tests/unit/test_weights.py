@@ -28,10 +28,18 @@ def pod(message: str, created="2026-01-01T11:30:00Z"):
 
 
 def test_missing_storage_class_is_stalled_with_the_fix():
-    v = judge_cache(observed(storage_class_found=False))
+    v = judge_cache(observed(claim=None, storage_class_found=False, storage_classes=("slow", "standard")))
     assert (v.condition.reason, v.failed, v.complete) == ("StorageClassNotFound", True, False)
-    assert "StorageClass fast does not exist" in v.condition.message
-    assert judge_cache(observed(storage_class="", storage_class_found=False)).condition.reason == "NoDefaultStorageClass"
+    assert v.condition.message.startswith("StorageClass fast does not exist (the cluster has slow, standard): create it")
+    none = judge_cache(observed(claim=None, storage_class="", storage_class_found=False))
+    assert (none.condition.reason, none.failed) == ("NoDefaultStorageClass", True)
+    assert "(the cluster has none)" in none.condition.message
+
+
+def test_a_claim_already_made_goes_on_without_its_storage_class():
+    """The class is judged only before the claim exists: a Bound claim keeps serving the cache."""
+    v = judge_cache(observed(storage_class_found=False, job=job("Complete")))
+    assert (v.condition.reason, v.failed, v.complete) == ("Cached", False, True)
 
 
 def test_claim_pending_is_reported_after_a_minute():
