@@ -6,12 +6,14 @@ manifests get past the launcher's own checks.
 
 Each manifest (default: examples/*.yaml and a built-in list of variants and known crash
 cases) is rendered with the operator's own code (llm_operator.render.render_one, what
-`llm-operator render -f FILE` runs). The serving container's args and env are then given to
+`llm-operator render -f FILE --config config.json --params N` runs), its facts read from the
+same config.json the launcher is given. The serving container's args and env are then given to
 the launcher as the pod would give them:
 
-  * the image's ENTRYPOINT, /tgi-entrypoint.sh, runs `exec text-generation-launcher $@` with
-    $@ unquoted, so every argument is word-split on blanks (as here) and glob-expanded (not
-    done here);
+  * the container's command is text-generation-launcher itself, its args passed as they are;
+    a container with no command would go through the image's ENTRYPOINT, /tgi-entrypoint.sh,
+    `exec text-generation-launcher $@` with $@ unquoted: every argument word-split on blanks
+    (as here) and glob-expanded (not done here);
   * the image's ENV (PORT=80, HF_HUB_ENABLE_HF_TRANSFER=1), HOSTNAME=<pod name> from
     Kubernetes and NVIDIA_VISIBLE_DEVICES=<one UUID per GPU> from the NVIDIA device plugin,
     then the container's env; secretKeyRef values become a placeholder;
@@ -176,9 +178,10 @@ def file_cases(paths: list[str]) -> list[Case]:
 
 # ---------------------------------------------------------------- render
 
-def render_container(doc: dict) -> tuple[dict | None, str]:
-    """The serving container of the Deployment the operator would apply; or None and why."""
-    args = argparse.Namespace(namespace="default", gpu=None, config=None, params=None, hub=False)
+def render_container(doc: dict, config: str | None = None, params: int | None = None) -> tuple[dict | None, str]:
+    """The serving container of the Deployment the operator would apply, with the model's facts
+    read from `config` (the same config.json the launcher is given); or None and why."""
+    args = argparse.Namespace(namespace="default", gpu=None, config=config, params=params, hub=False)
     now = dt.datetime.now(dt.timezone.utc)
     try:
         decision, _ = render.render_one(copy.deepcopy(doc), args, now)
@@ -365,11 +368,21 @@ def later_refusal(serve_argv: list[str] | None, spec: api.LLMDeploymentSpec, con
 
 # ---------------------------------------------------------------- main
 
+PARAMS = json.loads((MODELS / "params.json").read_text())
+
+
 def check(case: Case, launcher: str, timeout: float, stub: bool) -> Result:
-    container, why = render_container(case.doc)
+    try:
+        spec = api.validate_manifest(copy.deepcopy(case.doc))
+    except api.InvalidSpec as problem:
+        return Result(case, RENDER_REFUSED, f"CRD: {problem}")
+    # The operator plans with the facts the launcher will read: the same config.json.
+    with tempfile.TemporaryDirectory(prefix="tgi-facts-") as tmp:
+        write_model(Path(tmp), case, spec)
+        params = PARAMS.get(case.model_dir or model_dir_for(spec.model.id))
+        container, why = render_container(case.doc, str(Path(tmp) / "config.json"), params)
     if container is None:
         return Result(case, RENDER_REFUSED, why)
-    spec = api.validate_manifest(copy.deepcopy(case.doc))
     return run_launcher(launcher, case, container, spec, timeout, stub)
 
 
