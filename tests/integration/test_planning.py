@@ -112,3 +112,15 @@ def test_an_engine_arg_below_a_limit_is_stalled(kubectl):
         "TGI would refuse to start with this spec: --max-batch-total-tokens in spec.engine.args (4096) must be at "
         "least spec.limits.maxTotalTokens (8192): one request may use the whole total.")
     assert kubectl.get("deployment", "small-batch") is None
+
+
+def test_an_engine_arg_below_the_specs_total_is_stalled_even_without_facts(kubectl):
+    # The launcher refuses max_total_tokens > max_batch_total_tokens (launcher/src/main.rs).
+    kubectl.apply(json.dumps(llmd("small-batch", model={"id": "test/not-on-the-hub"}, gpus=1,
+                                  limits={"maxTotalTokens": 8192},
+                                  engine={"args": ["--max-batch-total-tokens", "4096"]})))
+    obj = wait_reason(kubectl, "small-batch", "EngineWouldRefuse")
+    assert ("--max-batch-total-tokens in spec.engine.args (4096) must be at least spec.limits.maxTotalTokens (8192)"
+            in condition(obj, "Ready")["message"])
+    assert condition(obj, "Stalled")["status"] == "True"
+    assert kubectl.get("deployment", "small-batch") is None
