@@ -13,23 +13,13 @@ from dataclasses import dataclass, field
 from . import api, metrics
 from .apply import Kube, KubeError, apply_or_replace
 from .decide import Decision, Event, rfc3339
-from .observe import Observed, ReadModel, child_spec, trim_child, trim_llmdeployment
+from .observe import Observed, ReadModel, Refusal, child_spec, trim_child, trim_llmdeployment
 
 log = logging.getLogger(__name__)
 
 
 class NamespaceTerminating(Exception):
     """The namespace refused a write because it is being deleted."""
-
-
-class Refused(Exception):
-    """The API refused a write of ours; `message` is its own sentence."""
-
-    def __init__(self, what: str, err: KubeError):
-        super().__init__(what)
-        self.what = what
-        self.status = err.status
-        self.message = api_message(err)
 
 
 def api_message(err: KubeError) -> str:
@@ -48,38 +38,93 @@ def _terminating(err: KubeError) -> bool:
 class Written:
     applied: list[dict] = field(default_factory=list)     # the API's answers
     pruned: list[dict] = field(default_factory=list)
+    refused: dict[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> why not
 
     def names(self) -> list[str]:
         return [f"{o['kind']}/{o['metadata']['name']}" for o in self.applied] + \
                [f"-{o['kind']}/{o['metadata']['name']}" for o in self.pruned]
 
 
+def _ours(obj: dict, uid: str) -> bool:
+    return any(r.get("uid") == uid and r.get("controller") for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def _holder(obj: dict) -> str:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    ref = next((r for r in refs if r.get("controller")), None) or (refs[0] if refs else None)
+    return f"owned by {ref.get('kind')} {ref.get('name')}" if ref else "owned by no controller (made by hand or by another tool)"
+
+
+def _write(kube: Kube, observed: Observed, obj: dict) -> dict:
+    """Apply a child the read model holds as ours; create one it has never seen.
+
+    Creating with POST, not apply: apply would take over an object of that name that someone
+    else made (force moves its fields to us and adds our owner reference, so deleting the
+    LLMDeployment would delete it). POST is refused with 409 instead, and only then is the
+    object read, to say whose it is. The read model sees only objects with our labels, so
+    without this it could not tell "not there" from "someone else's"."""
+    name = obj["metadata"]["name"]
+    live = observed.child(obj["kind"], name)
+    if live is not None:
+        return apply_or_replace(kube, obj, {"metadata": live["metadata"], "spec": child_spec(live)})
+    try:
+        return kube.create(obj)
+    except KubeError as err:
+        if err.status != 409:
+            raise
+    existing = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], name)
+    if existing is None:            # gone meanwhile: made on the next event
+        raise KubeError(409, "Conflict", json.dumps({"message": f"{obj['kind']} {name} was being deleted"}))
+    if not _ours(existing, observed.meta.get("uid", "")):
+        raise NameTaken(_holder(existing))
+    return apply_or_replace(kube, obj, {"metadata": existing["metadata"], "spec": existing.get("spec") or {}})
+
+
+class NameTaken(Exception):
+    def __init__(self, whose: str):
+        super().__init__(whose)
+        self.whose = whose
+
+
 def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decision) -> Written:
-    """Apply what differs and delete what is no longer wanted; nothing else."""
+    """Apply what differs and delete what is no longer wanted; nothing else. A child the API
+    refuses is recorded and the others are written all the same."""
     meta = observed.meta
     key = (meta["namespace"], meta["name"])
     out = Written()
-    what = ""
-    try:
-        for obj in decision.apply:
-            name = obj["metadata"]["name"]
-            what = f"{obj['kind']}/{name}"
-            live = observed.child(obj["kind"], name)
-            current = {"metadata": live["metadata"], "spec": child_spec(live)} if live else None
-            answer = apply_or_replace(kube, obj, current)
-            model.remember(key, trim_child(answer), obj["kind"], name)
-            out.applied.append(answer)
-            metrics.WRITES.labels(obj["kind"], "apply").inc()
-        for obj in decision.prune:
-            what = f"the deletion of {obj['kind']}/{obj['metadata']['name']}"
-            kube.delete(obj["apiVersion"], obj["kind"], meta["namespace"], obj["metadata"]["name"])
-            model.remember(key, None, obj["kind"], obj["metadata"]["name"])
-            out.pruned.append(obj)
-            metrics.WRITES.labels(obj["kind"], "delete").inc()
-    except KubeError as err:
-        if _terminating(err):
-            raise NamespaceTerminating() from None
-        raise Refused(what, err) from None
+    claim_missing = False
+    for obj in decision.apply:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if claim_missing and kind in decision.needs_claim:
+            continue    # it would mount a claim that is not ours: nothing of ours may write into someone else's volume
+        try:
+            answer = _write(kube, observed, obj)
+        except NameTaken as taken:
+            out.refused[(kind, name)] = Refusal(409, f"{kind} {name} already exists", taken.whose)
+            claim_missing = claim_missing or kind == "PersistentVolumeClaim"
+            continue
+        except KubeError as err:
+            if _terminating(err):
+                raise NamespaceTerminating() from None
+            out.refused[(kind, name)] = Refusal(err.status, api_message(err))
+            if kind == "PersistentVolumeClaim" and observed.child(kind, name) is None:
+                claim_missing = True
+            continue
+        model.remember(key, trim_child(answer), kind, name)
+        out.applied.append(answer)
+        metrics.WRITES.labels(kind, "apply").inc()
+    for obj in decision.prune:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        try:
+            kube.delete(obj["apiVersion"], kind, meta["namespace"], name, obj.get("propagationPolicy", "Background"))
+        except KubeError as err:
+            if _terminating(err):
+                raise NamespaceTerminating() from None
+            out.refused[(kind, name)] = Refusal(err.status, "deleting it: " + api_message(err))
+            continue
+        model.remember(key, None, kind, name)
+        out.pruned.append(obj)
+        metrics.WRITES.labels(kind, "delete").inc()
     return out
 
 

@@ -205,6 +205,7 @@ class Cache(Model):
     stall_timeout_seconds: int = Field(300, description="The download fails (and its Job retries) when no byte arrives for this long.", ge=10, le=86_400)
     backoff_limit: int = Field(4, description="Retries of the download Job before it is reported as failed.", ge=0, le=100)
     deadline_seconds: int = Field(21_600, description="The download Job's activeDeadlineSeconds: the most it may take in all.", ge=60, le=604_800)
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the download Job's pod (a proxy or mesh it needs to reach the Hub). spec.podAnnotations are for the serving pods only. A change re-creates a download still running; a finished one is left alone.", max_length=64)
 
 
 class Adapter(Model):

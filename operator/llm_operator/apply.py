@@ -107,16 +107,45 @@ class Kube:
                             query={"fieldManager": FIELD_MANAGER, "force": "true"},
                             content_type="application/apply-patch+yaml")
 
+    def create(self, obj: dict) -> dict:
+        """POST: refused with 409 when an object of that name exists, whoever made it. The
+        fields it sets are then recorded as ours by apply, not by update (see _as_applied)."""
+        meta = obj["metadata"]
+        created = self.request("POST", self.path(obj["apiVersion"], obj["kind"], meta.get("namespace")), body=obj,
+                               query={"fieldManager": FIELD_MANAGER})
+        return self._as_applied(obj, created)
+
+    def _as_applied(self, obj: dict, created: dict) -> dict:
+        """A create records our fields under operation Update, and server-side apply never
+        removes a field another entry (even our own Update) still owns: a field we later stop
+        setting would stay. So the entry is turned into our Apply entry, as kubectl's
+        client-side-to-server-side migration does; the tests make it safe against a
+        concurrent write. Should it fail, the object stands as created."""
+        entries = (created.get("metadata") or {}).get("managedFields") or []
+        i = next((n for n, e in enumerate(entries)
+                  if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update" and not e.get("subresource")), None)
+        if i is None:
+            return created
+        ops = [{"op": "test", "path": f"/metadata/managedFields/{i}/manager", "value": FIELD_MANAGER},
+               {"op": "test", "path": f"/metadata/managedFields/{i}/operation", "value": "Update"},
+               {"op": "replace", "path": f"/metadata/managedFields/{i}/operation", "value": "Apply"}]
+        try:
+            return self.json_patch(obj, ops)
+        except KubeError as err:
+            log.info("%s/%s: created; its fields stay recorded as an update (%s)", obj["kind"], obj["metadata"]["name"], err)
+            return created
+
     def json_patch(self, obj: dict, ops: list[dict]) -> dict:
         meta = obj["metadata"]
         path = self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
         return self.request("PATCH", path, body=ops, query={"fieldManager": FIELD_MANAGER},
                             content_type="application/json-patch+json")
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str,
+               propagation: str = "Background") -> None:
         try:
             self.request("DELETE", self.path(api_version, kind, namespace, name),
-                         body={"propagationPolicy": "Background"})
+                         body={"propagationPolicy": propagation})
         except KubeError as err:
             if err.status != 404:
                 raise

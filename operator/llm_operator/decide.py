@@ -16,7 +16,7 @@ from . import adapters as lora, api, facts as model_facts, planning, resources, 
 from .apply import up_to_date
 from .engines import engine_for
 from .modelinfo import ModelFacts
-from .observe import Observed, child_spec, trim_child
+from .observe import Observed, Refusal, child_spec, trim_child
 
 # Refusals that the same write will meet again (invalid, forbidden, immutable field).
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
@@ -50,6 +50,7 @@ class Decision:
     status_patch: dict | None = None          # the merge patch from the current status to it (None: no change)
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None        # time alone changes something (a claim left Pending)
+    needs_claim: tuple[str, ...] = ()         # kinds in `apply` that mount the cache claim: not made when it could not be
     blocked: status.Verdict | None = None     # cannot progress until the spec changes
     notes: tuple[str, ...] = ()               # what was assumed (for render's comments)
 
@@ -150,6 +151,130 @@ def _prunable(observed: Observed, owner: resources.Owner, desired: list[dict], k
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class Writes:
+    """What to write of the desired children, and which of them cannot be written."""
+
+    apply: tuple[dict, ...] = ()
+    replace: tuple[dict, ...] = ()                          # deleted now, made again once gone
+    problems: tuple[tuple[status.Verdict, bool], ...] = ()  # (what to say, whether only a change can help)
+
+
+def _joined(verdicts: list[status.Verdict]) -> status.Verdict:
+    return status.Verdict("False", verdicts[0].reason, " ".join(v.message for v in verdicts))
+
+
+def _owner_words(child: dict) -> str:
+    """Who holds an object, for a message: its controller, else its owners, else nobody."""
+    refs = child["metadata"].get("ownerReferences") or []
+    ref = next((r for r in refs if r.get("controller")), None) or (refs[0] if refs else None)
+    return f"owned by {ref.get('kind')} {ref.get('name')}" if ref else "owned by no controller (made by hand or by another tool)"
+
+
+def name_conflict(kind: str, name: str, whose: str) -> status.Verdict:
+    return status.Verdict("False", "NameConflict", f"{kind}/{name} already exists and is not this LLMDeployment's "
+                          f"({whose}): the operator neither changes nor deletes it, and makes no {kind} of its own. "
+                          f"Rename or delete that {kind}, or give this LLMDeployment another name.")
+
+
+def refusal_verdict(kind: str, name: str, refusal: Refusal) -> tuple[status.Verdict, bool]:
+    if refusal.taken_by is not None:
+        return name_conflict(kind, name, refusal.taken_by), True
+    verdict = status.Verdict("False", "ApplyRefused",
+                             f"The API refused a write of {kind}/{name} (HTTP {refusal.status}): {refusal.message}")
+    # The same write will be refused again (invalid, forbidden, immutable): only a change can help.
+    # Conflicts, throttling, server trouble: retried with a backoff.
+    return verdict, refusal.status in PERMANENT_REFUSALS
+
+
+def _mounting_pods(observed: Observed, serving: tuple[dict, ...], deployment: dict | None) -> tuple[int, int]:
+    """(serving pods, running download pods) of ours that mount the cache claim; a Deployment
+    asking for replicas counts as its pods to come."""
+    wanted = ((deployment or {}).get("spec") or {}).get("replicas", 0) if deployment else 0
+    downloads = 0
+    for job in observed.children.get("Job", ()):
+        if not weights.job_finished(_live(job)):
+            downloads += len(_job_pods(observed, job["metadata"]["name"]))
+    return max(len(serving), wanted or 0), downloads
+
+
+def _writes(observed: Observed, owner: resources.Owner, desired: list[dict], serving: tuple[dict, ...],
+            deployment: dict | None) -> Writes:
+    """Each desired child: apply it, leave it, re-create it, or say why it cannot be written.
+
+    Ownership: only a child the read model holds with our controller reference is applied
+    (server-side apply, forced: our fields are ours). One it has never seen is created
+    (act POSTs it, so an object of that name made by someone else is refused, never taken
+    over); one it holds with another controller (a deleted LLMDeployment's, not yet
+    collected) is not touched."""
+    apply, replace_, problems = [], [], []
+    claim_name = resources.cache_claim_name(owner)
+    claim_ok = True      # the claim is ours and stays: what mounts it may be written
+    for d in desired:
+        kind, name = d["kind"], d["metadata"]["name"]
+        live = observed.child(kind, name)
+        refusal = observed.refused.get((kind, name))
+        if refusal is not None:
+            problems.append(refusal_verdict(kind, name, refusal))
+        if live is not None and not _owned(live, owner.uid):
+            ref = next((r for r in live["metadata"].get("ownerReferences") or [] if r.get("controller")), {})
+            if ref.get("kind") == api.KIND and ref.get("name") == owner.name:
+                # An earlier LLMDeployment of this name (that uid no longer exists): the garbage
+                # collector removes it, and its deletion wakes us to make ours.
+                problems.append((status.Verdict("False", "Creating", f"Waiting for the garbage collector to remove "
+                                                f"{kind}/{name} of an earlier LLMDeployment of this name."), False))
+            else:
+                problems.append((name_conflict(kind, name, _owner_words(live)), True))
+            claim_ok = claim_ok and kind != "PersistentVolumeClaim"
+            continue
+        if live is not None and live["metadata"].get("deletionTimestamp"):
+            claim_ok = claim_ok and kind != "PersistentVolumeClaim"
+            continue     # being deleted (replaced, or by hand): made again when its deletion wakes us
+        if kind in ("Job", "Deployment") and not claim_ok and any(v["kind"] == "PersistentVolumeClaim" for v in desired):
+            continue     # it would mount a claim that is not (or no longer) there
+        if kind == "PersistentVolumeClaim" and live is not None:
+            changes = weights.claim_changes(d, {"spec": child_spec(live)})
+            if changes:
+                pods, downloads = _mounting_pods(observed, serving, deployment)
+                if pods or downloads:
+                    problems.append((status.Verdict("False", "ClaimImmutable", (
+                        f"The cache volume claim {claim_name} cannot change in place ({'; '.join(changes)}): it must be "
+                        f"deleted and made again, and the weights downloaded again. {pods} serving and {downloads} "
+                        f"download pod(s) of this LLMDeployment mount it, so it is left as it is and they go on. To "
+                        f"replace it, scale to zero (spec.replicas: 0): the operator then deletes and re-creates the "
+                        f"claim and downloads again; scale back up once WeightsCached is True. Or undo the change.")), True))
+                else:
+                    # No pod of ours mounts it: replace it, and the Jobs whose downloads it held.
+                    claim_ok = False
+                    replace_.append(_ref(d))
+                    replace_ += [_ref(j) for j in observed.children.get("Job", ()) if _owned(j, owner.uid)
+                                 and not j["metadata"].get("deletionTimestamp")]
+                continue
+        if kind == "Job" and live is not None:
+            if weights.job_complete(_live(live)):
+                # Done: what it downloads is in its name (a new model, revision or adapter is a
+                # new Job), so no other field is worth downloading again for.
+                continue
+            want = d["metadata"]["annotations"][resources.TEMPLATE_HASH_ANNOTATION]
+            if (live["metadata"].get("annotations") or {}).get(resources.TEMPLATE_HASH_ANNOTATION) != want:
+                # A Job's pod template is immutable: a download still to do is re-created (the
+                # old pod gone first, so that two never write the same files).
+                replace_.append({**_ref(d), "propagationPolicy": "Foreground"})
+                continue
+        if not up_to_date(d, _live(live)):
+            apply.append(d)
+    wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}
+    problems += [refusal_verdict(k, n, r) for (k, n), r in sorted(observed.refused.items()) if (k, n) not in wanted]
+    replaced = {(r["kind"], r["metadata"]["name"]) for r in replace_}
+    return Writes(apply=tuple(a for a in apply if (a["kind"], a["metadata"]["name"]) not in replaced),
+                  replace=tuple(replace_), problems=tuple(problems))
+
+
+def _ref(obj: dict) -> dict:
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+            "metadata": {"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace", "")}}
+
+
 def rfc3339(now: dt.datetime) -> str:
     return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -206,33 +331,37 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     if lookups.adapters_pending:
         waiting = waiting or status.Verdict("False", "Planning", f"Reading adapter_config.json of "
                                             f"{', '.join(lookups.adapters_pending)} to check their base model.")
-    if observed.refused is not None and blocked is None:
-        code, message = observed.refused
-        verdict = status.Verdict("False", "ApplyRefused", f"The API refused a write (HTTP {code}): {message}")
-        if code in PERMANENT_REFUSALS:
-            blocked = verdict     # the same write will be refused again: only a change can help
-        else:
-            waiting = verdict     # conflicts, throttling, server trouble: retried with a backoff
     if blocked is None and cache is not None and not cache.complete:
         if cache.failed:
             blocked = cache.condition
         else:
             waiting = waiting or cache.condition
 
-    desired: list[dict] = []
-    prune: tuple[dict, ...] = ()
-    if blocked is None:
-        serve = waiting is None
-        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=planned.gpus, serve=serve, lora=lora_entries))
-        # Until it may serve the new spec, whatever serves now goes on serving.
-        prune = _prunable(observed, owner, desired, () if serve else ("Deployment", "PodDisruptionBudget"))
-    to_apply = tuple(d for d in desired if not up_to_date(d, _live(observed.child(d["kind"], d["metadata"]["name"]))))
-
     deployment = _live(observed.child("Deployment", owner.name))
     # Serving pods only (the download Job's pods carry no selector label).
     selector = resources.selector_labels(owner)
     pods = tuple(p for p in observed.pods
                  if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in selector.items()))
+
+    desired: list[dict] = []
+    prune: tuple[dict, ...] = ()
+    writes = Writes()
+    if blocked is None:
+        serve = waiting is None
+        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=planned.gpus, serve=serve, lora=lora_entries))
+        # Until it may serve the new spec, whatever serves now goes on serving.
+        prune = _prunable(observed, owner, desired, () if serve else ("Deployment", "PodDisruptionBudget"))
+        writes = _writes(observed, owner, desired, pods, deployment)
+        prune = tuple(p for p in prune if (p["kind"], p["metadata"]["name"]) not in
+                      {(r["kind"], r["metadata"]["name"]) for r in writes.replace}) + writes.replace
+    to_apply = writes.apply
+    # A child this generation could not write: said in status, the others written all the same.
+    stalled = [v for v, permanent in writes.problems if permanent]
+    held = [v for v, permanent in writes.problems if not permanent]
+    if stalled and blocked is None:
+        blocked = _joined(stalled)
+    elif held and blocked is None:
+        waiting = _joined(held) if waiting is None else waiting
     # A pod the scheduler cannot place: could any node ever hold it (wait), or none (stalled)?
     no_node_fits = planning.no_node_fits(list(observed.nodes), spec.gpu.resource, planned.gpus, spec.gpu.product,
                                          dict(spec.scheduling.node_selector)) if status.unschedulable_pods(pods) else None
@@ -241,7 +370,8 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
              "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
              "adapters": adapters_status(checks, commits, spec.cache.enabled) or None}
     decision = Decision(phase="", desired=tuple(desired), apply=to_apply, prune=prune, requeue_after=requeue_after,
-                        blocked=blocked, notes=tuple(notes))
+                        blocked=blocked, notes=tuple(notes),
+                        needs_claim=("Job", "Deployment") if spec.cache.enabled else ())
     return _with_status(decision, observed, current, now, status.Observed(
         generation=generation,
         desired_replicas=spec.replicas,
@@ -255,6 +385,7 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         waiting=waiting,
         extra_conditions=conditions,
         extra={k: v for k, v in extra.items() if v is not None},
+        behind=bool(writes.problems),
     ))
 
 

@@ -151,6 +151,15 @@ def owner_of(body: Mapping[str, Any]) -> Key | None:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """The API refused a write of one child."""
+
+    status: int                 # HTTP status
+    message: str                # the API's own sentence
+    taken_by: str | None = None  # the name is taken by an object not ours: who owns it ("no owner", "Deployment x")
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything a decision about one LLMDeployment may read, as plain values."""
 
@@ -160,7 +169,7 @@ class Observed:
     nodes: tuple[dict, ...] = ()                     # nodes: labels and allocatable GPUs
     storage_classes: tuple[dict, ...] = ()           # {name, default}
     namespace_terminating: bool = False              # a write was refused: the namespace is going away
-    refused: tuple[int, str] | None = None           # the API refused our last write: (HTTP status, its message)
+    refused: Mapping[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> the API refused our write
 
     @property
     def meta(self) -> dict:

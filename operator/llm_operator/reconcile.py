@@ -58,19 +58,22 @@ def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.D
                 ctx.read_model.namespace_terminating(key[0], ctx.clock())
                 metrics.RECONCILES.labels("Terminating").inc()
                 return decisions.Decision(phase="Terminating")
-            except act.Refused as refusal:
-                # Said in status and an Event, then retried with the queue's backoff.
-                refused = decisions.decide(replace(observed, refused=(refusal.status, refusal.message)), lookups, now)
-                _report(ctx, key, observed, refused, now)
-                metrics.RECONCILES.labels(refused.phase).inc()
-                raise Retry(f"the API refused {refusal.what}: HTTP {refusal.status}: {refusal.message}") from None
             written = done.names()
-            # The status reports what was just made: decide again on the API's answers.
+            # The status reports what was just made, and what the API refused: decide again on its answers.
             observed = decisions.with_applied(observed, done.applied, done.pruned)
+            if done.refused:
+                observed = replace(observed, refused=done.refused)
             decision = decisions.decide(observed, lookups, now)
         _report(ctx, key, observed, decision, now)
         if written:
             log.info("%s/%s: wrote %s", key[0], key[1], ", ".join(written))
+        retried = [f"{k}/{n}: HTTP {r.status}: {r.message}" for (k, n), r in observed.refused.items()
+                   if r.taken_by is None and r.status not in decisions.PERMANENT_REFUSALS]
+        if retried:
+            # Said in status and an Event, then retried with the queue's backoff. A refusal only
+            # a change can help waits for that change (or the resync), not a retry loop.
+            metrics.RECONCILES.labels(decision.phase).inc()
+            raise Retry("the API refused " + "; ".join(retried))
     metrics.RECONCILES.labels(decision.phase).inc()
     return decision
 

@@ -21,6 +21,8 @@ HASH_ANNOTATION = f"{api.GROUP}/desired-hash"
 # On the serving pod template (so on every pod): which revision of the template a pod runs.
 # Status counts ready pods of the current revision only, from the pods it already watches.
 TEMPLATE_HASH_LABEL = f"{api.GROUP}/template-hash"
+# On the download Job: the digest of its (immutable) pod template, to tell when it must be re-created.
+TEMPLATE_HASH_ANNOTATION = f"{api.GROUP}/template-hash"
 ENGINE_CONTAINER = "engine"
 
 
@@ -272,10 +274,13 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
     ref = spec.model.token_secret_ref
     if ref is not None:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    # Only what the download itself needs: the serving pods' spec.podAnnotations (a scraper,
+    # a mesh, a log shipper) are not its business, and a Job's pod template is immutable, so
+    # each such field here would force the Job to be re-created for no change in what it does.
     template_meta: dict = {"labels": {**common_labels(owner, "weight-download", engine_for(spec).app_name)}}
-    if spec.pod_annotations:
-        template_meta["annotations"] = dict(spec.pod_annotations)
-    return with_hash({
+    if spec.cache.pod_annotations:
+        template_meta["annotations"] = dict(spec.cache.pod_annotations)
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _metadata(owner, spec, download_job_name(owner, spec), "weight-download"),
@@ -307,7 +312,10 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
                 },
             },
         },
-    })
+    }
+    # The pod template is immutable: a Job whose template differs from this one is re-created.
+    job["metadata"]["annotations"] = {TEMPLATE_HASH_ANNOTATION: template_hash(job["spec"]["template"])}
+    return with_hash(job)
 
 
 def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> list[dict]:

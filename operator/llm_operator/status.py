@@ -46,6 +46,9 @@ class Observed:
     waiting: Verdict | None = None      # a prerequisite under way (planning, downloading weights)
     extra: dict = field(default_factory=dict)   # more status fields as they are (plan, modelFacts)
     extra_conditions: dict[str, Verdict] = field(default_factory=dict)
+    # A child of this generation could not be written (refused, a name taken, an immutable
+    # field): status.observedGeneration stays where it was, so no client reads the new spec as done.
+    behind: bool = False
 
 
 def _active(pods: tuple[dict, ...]) -> list[dict]:
@@ -176,8 +179,9 @@ def desired_status(o: Observed, previous: dict, now: str) -> dict:
     replicas = st.get("replicas", 0) or 0
     ready_replicas = st.get("readyReplicas", 0) or 0
     want = o.desired_replicas if o.desired_replicas is not None else replicas
+    done = previous.get("observedGeneration") if o.behind else o.generation
     out = {
-        "observedGeneration": o.generation,
+        "observedGeneration": done,
         "phase": phase,
         "conditions": conditions,
         "gpus": o.gpus,

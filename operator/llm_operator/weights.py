@@ -45,6 +45,43 @@ def _age_s(obj: dict, now: dt.datetime) -> float:
     return (now - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
 
 
+def job_complete(job: dict) -> bool:
+    return _job_condition(job, "Complete") is not None
+
+
+def job_finished(job: dict) -> bool:
+    """Complete or Failed: no pod of it runs any more."""
+    return bool(_job_condition(job, "Complete") or _job_condition(job, "Failed"))
+
+
+_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity_bytes(q: str) -> float:
+    """A Kubernetes quantity (100Gi, 1.5T, 500M, 1e9) in bytes."""
+    q = str(q).strip()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if unit and q.endswith(unit):
+            return float(q[: -len(unit)]) * _UNITS[unit]
+    return float(q)
+
+
+def claim_changes(desired: dict, live: dict) -> list[str]:
+    """What a claim cannot change in place (storage class, access modes, a smaller size):
+    each as the spec field and its values, for the condition's message."""
+    want, have = desired.get("spec") or {}, live.get("spec") or {}
+    out = []
+    if want.get("storageClassName") and want["storageClassName"] != have.get("storageClassName"):
+        out.append(f"spec.cache.storageClassName {have.get('storageClassName') or '(default)'} -> {want['storageClassName']}")
+    if want.get("accessModes") != have.get("accessModes"):
+        out.append(f"spec.cache.accessMode {','.join(have.get('accessModes') or [])} -> {','.join(want.get('accessModes') or [])}")
+    size = lambda spec: ((spec.get("resources") or {}).get("requests") or {}).get("storage")  # noqa: E731
+    if size(want) and size(have) and quantity_bytes(size(want)) < quantity_bytes(size(have)):
+        out.append(f"spec.cache.size {size(have)} -> {size(want)} (a claim can grow, never shrink)")
+    return out
+
+
 def _job_condition(job: dict, kind: str) -> dict | None:
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind and cond.get("status") == "True":
@@ -75,6 +112,10 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
                   "download Job is made until one exists.", True)
     if claim is None:
         return no("Creating", f"Creating the cache volume claim {o.claim_name}.")
+    if (claim.get("metadata") or {}).get("deletionTimestamp"):
+        return no("ClaimReplacing", f"The cache volume claim {o.claim_name} is being deleted, to be made again with the "
+                  "spec's storage settings; the weights are downloaded again once it is (kubectl describe pvc "
+                  f"{o.claim_name}).")
     phase = (claim.get("status") or {}).get("phase")
     if phase == "Lost":
         return no("ClaimLost", f"The cache volume claim {o.claim_name} lost its volume: delete the claim to start over.", True)
@@ -90,6 +131,9 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
     job = o.job
     if job is None:
         return no("Downloading", f"Starting the download Job {o.job_name}.")
+    if (job.get("metadata") or {}).get("deletionTimestamp") and not _job_condition(job, "Complete"):
+        return no("Downloading", f"Re-creating the download Job {o.job_name} (its pod template changed): waiting for "
+                  "the old one's pod to go; files already complete in the cache are kept.")
     messages = model_facts.termination_reports(o.job_pods)
     if _job_condition(job, "Complete"):
         return CacheVerdict(Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),

@@ -10,7 +10,7 @@ from dataclasses import replace
 from llm_operator import facts, resources
 from llm_operator.decide import Lookups, decide, facts_query, with_applied
 from llm_operator.modelinfo import ModelFacts
-from llm_operator.observe import Observed, trim_child
+from llm_operator.observe import Observed, Refusal, trim_child
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 UID = "uid-1"
@@ -338,17 +338,43 @@ def test_the_facts_query_takes_the_report_of_this_revisions_job():
     assert q.job_report["revision"] == "v2" and q.status_facts["revision"] == "main"
 
 
-def test_a_write_the_api_refuses_is_said_in_status_and_an_event():
-    invalid = replace(observed(), refused=(422, 'Deployment.apps "m" is invalid: spec.template: field is immutable'))
-    d = decide(invalid, KNOWN, NOW)
+def test_a_write_the_api_refuses_is_said_in_status_and_an_event_and_the_generation_is_not_claimed():
+    refused = {("Deployment", "m"): Refusal(422, 'Deployment.apps "m" is invalid: spec.template: field is immutable')}
+    d = decide(replace(observed(status={"observedGeneration": 1}, meta={"generation": 2}), refused=refused), KNOWN, NOW)
     assert d.phase == "Failed" and cond(d)[:2] == ("False", "ApplyRefused")
-    assert cond(d)[2] == ('The API refused a write (HTTP 422): Deployment.apps "m" is invalid: '
+    assert cond(d)[2] == ('The API refused a write of Deployment/m (HTTP 422): Deployment.apps "m" is invalid: '
                           'spec.template: field is immutable')
-    assert cond(d, "Stalled")[0] == "True" and d.apply == ()
+    assert cond(d, "Stalled")[0] == "True"
+    assert d.status["observedGeneration"] == 1
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "ApplyRefused")]
-    busy = decide(replace(observed(), refused=(500, "failed to allocate a serviceIP: range is full")), KNOWN, NOW)
+    # The other children are still written.
+    assert ("Service", "m") in kinds(d.apply)
+    busy = decide(replace(observed(), refused={("Service", "m"): Refusal(500, "failed to allocate a serviceIP")}), KNOWN, NOW)
     assert busy.phase == "Pending" and cond(busy, "Reconciling")[:2] == ("True", "ApplyRefused")
-    assert cond(busy, "Stalled")[0] == "False"
+    assert cond(busy, "Stalled")[0] == "False" and "observedGeneration" not in busy.status
+
+
+def test_a_name_taken_by_someone_else_is_stalled_naming_the_object_and_its_owner():
+    taken = {("Service", "m"): Refusal(409, "Service m already exists", "owned by no controller (made by hand or by another tool)")}
+    d = decide(replace(observed(), refused=taken), KNOWN, NOW)
+    assert d.phase == "Failed" and cond(d)[:2] == ("False", "NameConflict")
+    assert cond(d)[2].startswith("Service/m already exists and is not this LLMDeployment's (owned by no controller")
+    assert cond(d, "Stalled")[:2] == ("True", "NameConflict") and "observedGeneration" not in d.status
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "NameConflict")]
+    assert ("Deployment", "m") in kinds(d.apply)
+
+
+def test_a_child_held_with_another_controller_is_not_applied():
+    svc = live_service({"service": {"port": 8080}})
+    svc["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "other", "uid": "u2",
+                                           "controller": True}]
+    d = decide(observed(children=[svc]), KNOWN, NOW)
+    assert ("Service", "m") not in kinds(d.apply) and ("Deployment", "m") in kinds(d.apply)
+    assert cond(d)[1] == "NameConflict" and "(owned by Deployment other)" in cond(d)[2]
+    # A deleted LLMDeployment of the same name: waited for, not a conflict.
+    svc["metadata"]["ownerReferences"][0].update(kind="LLMDeployment", name="m")
+    gc = decide(observed(children=[svc]), KNOWN, NOW)
+    assert cond(gc, "Reconciling")[0] == "True" and "garbage collector" in cond(gc)[2] and gc.blocked is None
 
 
 MISTRAL_AWQ = {**MISTRAL, "modelId": "org/mistral-awq", "parameterCount": 7241732096,
@@ -400,3 +426,91 @@ def test_an_engine_arg_value_the_launcher_cannot_parse_is_blocked_even_without_f
     d = decide(observed(spec={"engine": {"args": ["--cuda-graphs", "1,two"]}}), UNKNOWN, NOW)
     assert d.desired == () and cond(d)[1] == "EngineWouldRefuse"
     assert "--cuda-graphs in spec.engine.args: '1,two' is not a value TGI's launcher accepts" in cond(d)[2]
+
+
+def _served(spec):
+    """Cache on, the Job done, serving one ready pod."""
+    live = live_deployment(spec)
+    return [live_service(spec), claim(), job("Complete"), live], [serving_pod(live)]
+
+
+def test_a_done_download_job_is_left_alone_when_fields_that_do_not_change_what_it_downloads_change():
+    children, pods = _served(CACHE)
+    spec = {**CACHE, "cache": {**CACHE["cache"], "stallTimeoutSeconds": 60}, "podAnnotations": {"team": "b"},
+            "replicas": 2}
+    d = decide(observed(spec=spec, storage_classes=FAST, children=children, pods=pods, meta={"generation": 2}),
+               KNOWN, NOW)
+    assert kinds(d.apply) == [("Deployment", "m"), ("PodDisruptionBudget", "m")] and d.prune == ()
+    assert d.apply[0]["spec"]["replicas"] == 2 and d.blocked is None
+
+
+def test_the_serving_pod_annotations_are_not_in_the_download_pod():
+    j = resources.desired_download_job(OWNER, _spec({**CACHE, "podAnnotations": {"team": "b"}}))
+    assert "annotations" not in j["spec"]["template"]["metadata"]
+    j = resources.desired_download_job(OWNER, _spec({**CACHE, "cache": {**CACHE["cache"], "podAnnotations": {"p": "x"}}}))
+    assert j["spec"]["template"]["metadata"]["annotations"] == {"p": "x"}
+
+
+def test_a_running_download_job_whose_template_changes_is_recreated():
+    running = job()
+    spec = {**CACHE, "cache": {**CACHE["cache"], "stallTimeoutSeconds": 60}}
+    d = decide(observed(spec=spec, storage_classes=FAST, children=[live_service(), claim(), running]), KNOWN, NOW)
+    name = running["metadata"]["name"]
+    assert ("Job", name) not in kinds(d.apply)
+    assert d.prune == ({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "ns"},
+                        "propagationPolicy": "Foreground"},)
+    # Being deleted: nothing written to it, the cache says so.
+    running["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    later = decide(observed(spec=spec, storage_classes=FAST, children=[live_service(), claim(), running]), KNOWN, NOW)
+    assert later.apply == () and later.prune == () and "Re-creating the download Job" in cond(later, "WeightsCached")[2]
+    # Only mutable fields changed (backoffLimit): applied, not re-created.
+    same = decide(observed(spec={**CACHE, "cache": {**CACHE["cache"], "backoffLimit": 9}}, storage_classes=FAST,
+                           children=[live_service(), claim(), job()]), KNOWN, NOW)
+    assert kinds(same.apply) == [("Job", name)] and same.prune == ()
+
+
+def test_a_claim_whose_storage_class_changes_while_served_says_what_to_do():
+    children, pods = _served(CACHE)
+    spec = {**CACHE, "cache": {**CACHE["cache"], "storageClassName": "other"}, "replicas": 2}
+    classes = FAST + ({"name": "other", "default": False},)
+    d = decide(observed(spec=spec, storage_classes=classes, children=children, pods=pods,
+                        status={"observedGeneration": 1}, meta={"generation": 2}), KNOWN, NOW)
+    assert ("PersistentVolumeClaim", "m-weights") not in kinds(d.apply) and d.prune == ()
+    assert ("Deployment", "m") in kinds(d.apply)      # the replicas change still goes through
+    assert cond(d)[1] == "ClaimImmutable" and cond(d, "Stalled")[0] == "True"
+    assert cond(d)[2].startswith("The cache volume claim m-weights cannot change in place (spec.cache.storageClassName "
+                                 "fast -> other): it must be deleted and made again")
+    assert "1 serving and 0 download pod(s)" in cond(d)[2] and "scale to zero (spec.replicas: 0)" in cond(d)[2]
+    assert d.status["observedGeneration"] == 1
+    # Scaled to zero, no pod left: the claim and the Job are deleted, to be made again.
+    zero = {**spec, "replicas": 0}
+    live = live_deployment(CACHE, ready=0, replicas=0)
+    live["spec"]["replicas"] = 0
+    z = decide(observed(spec=zero, storage_classes=classes, children=[live_service(), claim(), job("Complete"), live]),
+               KNOWN, NOW)
+    assert sorted(kinds(z.prune)) == [("Job", job()["metadata"]["name"]), ("PersistentVolumeClaim", "m-weights")]
+    assert not [k for k, _ in kinds(z.apply) if k in ("PersistentVolumeClaim", "Job")]
+    # While it is deleted: no Job mounts it, the cache says so.
+    gone = claim()
+    gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    w = decide(observed(spec=zero, storage_classes=classes, children=[live_service(), gone, live]), KNOWN, NOW)
+    assert not [k for k, _ in kinds(w.apply) if k in ("PersistentVolumeClaim", "Job")]
+    assert cond(w, "WeightsCached")[1] == "ClaimReplacing"
+
+
+def test_a_claim_that_only_grows_is_applied_and_one_that_shrinks_is_not():
+    children, pods = _served(CACHE)
+    grow = {**CACHE, "cache": {**CACHE["cache"], "size": "200Gi"}}
+    assert ("PersistentVolumeClaim", "m-weights") in kinds(decide(observed(spec=grow, storage_classes=FAST,
+                                                                          children=children, pods=pods), KNOWN, NOW).apply)
+    shrink = {**CACHE, "cache": {**CACHE["cache"], "size": "50Gi"}}
+    d = decide(observed(spec=shrink, storage_classes=FAST, children=children, pods=pods), KNOWN, NOW)
+    assert "spec.cache.size 100Gi -> 50Gi (a claim can grow, never shrink)" in cond(d)[2]
+
+
+def test_a_claim_not_ours_is_never_mounted():
+    user = claim()
+    user["metadata"]["ownerReferences"] = []
+    d = decide(observed(spec=CACHE, storage_classes=FAST, children=[live_service(), user]), KNOWN, NOW)
+    assert kinds(d.apply) == [] and cond(d)[1] == "NameConflict"
+    assert cond(d)[2].startswith("PersistentVolumeClaim/m-weights already exists and is not this LLMDeployment's")
