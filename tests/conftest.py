@@ -177,9 +177,10 @@ class OperatorProcess:
     def refusals(self) -> list[str]:
         """Log lines where the API refused the operator: the apiserver's 403s ("Forbidden",
         "... is forbidden: User ...") and kopf's "Not enough permissions"; not a write into
-        a namespace being deleted, which every cleanup causes."""
+        a namespace being deleted, which every cleanup causes, nor an admission refusal that
+        says "forbidden" about the object itself (a claim that cannot grow)."""
         return [line for line in self.log().splitlines()
-                if any(sign in line for sign in ("Forbidden", "forbidden", "Not enough permissions"))
+                if any(sign in line for sign in ("Forbidden", "forbidden: User", "Not enough permissions"))
                 and "being terminated" not in line]
 
     def metric(self, name: str) -> float:

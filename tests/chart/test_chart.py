@@ -22,7 +22,7 @@ CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 NAMESPACED = ("rbac.scope=namespaced", "rbac.namespaces={models-a,models-b}")
 
 # What the operator may do inside a namespace it watches, (apiGroup, resource) -> verbs.
-CHILD_VERBS = {"list", "watch", "create", "patch", "delete"}
+CHILD_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 NAMESPACED_RULES = {
     ("llm-operator.io", "llmdeployments"): {"list", "watch"},
     ("llm-operator.io", "llmdeployments/status"): {"patch"},

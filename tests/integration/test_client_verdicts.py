@@ -105,8 +105,8 @@ def state_spec_changed(kubectl, volume):
 def state_downloading(kubectl, volume):
     volume("fetching-weights")
     apply(kubectl, llmd("fetching", model={"id": FACTS["modelId"]}, gpus=1,
-                        podAnnotations={"pod-complete.stage.kwok.x-k8s.io/delay": "600s"},
-                        cache={"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS}))
+                        cache={"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS,
+                               "podAnnotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "600s"}}))
 
     def job_running():
         jobs = kubectl.items("jobs", "app.kubernetes.io/instance=fetching")

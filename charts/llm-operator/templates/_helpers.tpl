@@ -92,29 +92,31 @@ reaches its pods through a secretKeyRef the kubelet resolves, never through the 
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/finalizers"]
   verbs: ["update"]
-# Children: the serving Deployment. Server-side apply needs patch, and create when the
-# object does not exist yet; list/watch feed the read model the live object is compared
-# with, and wake the owner's reconcile on drift; delete to prune what is no longer desired.
+# Children: the serving Deployment. create (POST) makes a child the read model has never
+# seen, and patch applies one it holds as ours; get only after a create is refused because
+# the name is taken, to say whose the object is (never in a steady state); list/watch feed
+# the read model the live object is compared with, and wake the owner's reconcile on
+# drift; delete to prune what is no longer desired or re-create an immutable child.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Children: the model's Service and the weight cache's PersistentVolumeClaim (same verbs,
 # same reasons as the Deployment).
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Children: the PodDisruptionBudget made when replicas > 1.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Children: the Job that downloads weights into the cache and reports the model's facts.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Children: the HorizontalPodAutoscaler of autoscaling.mode=hpa.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods, read only: the scheduler's Unschedulable message and the download Job's
 # termination message go into status, and pod events wake the owner's reconcile; the
 # pods of our children only (label-selected watch).
