@@ -400,3 +400,18 @@ def test_an_engine_arg_value_the_launcher_cannot_parse_is_blocked_even_without_f
     d = decide(observed(spec={"engine": {"args": ["--cuda-graphs", "1,two"]}}), UNKNOWN, NOW)
     assert d.desired == () and cond(d)[1] == "EngineWouldRefuse"
     assert "--cuda-graphs in spec.engine.args: '1,two' is not a value TGI's launcher accepts" in cond(d)[2]
+
+
+def test_a_new_reason_in_the_same_phase_posts_an_event():
+    """PodsNotReady -> CrashLoopBackOff (still Progressing: one restart) is news worth a Warning."""
+    live = live_deployment(ready=0)
+    pod = serving_pod(live, ready=False)
+    before = decide(observed(children=[live_service(), live], pods=[pod]), KNOWN, NOW)
+    assert before.phase == "Progressing" and cond(before)[1] == "PodsNotReady"
+    pod["status"]["containerStatuses"] = [{"name": "engine", "restartCount": 1,
+                                           "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]
+    after = decide(observed(status=before.status, children=[live_service(), live], pods=[pod]), KNOWN, NOW)
+    assert after.phase == "Progressing" and cond(after)[1] == "CrashLoopBackOff"
+    assert [(e.type, e.reason) for e in after.events] == [("Warning", "CrashLoopBackOff")]
+    again = decide(observed(status=after.status, children=[live_service(), live], pods=[pod]), KNOWN, NOW)
+    assert again.events == () and again.status_patch is None
