@@ -209,6 +209,10 @@ def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[s
 MODELS = ROOT / "tests" / "data" / "models"
 # Repositories the Hub stand-in serves to the operator: config.json and a safetensors
 # header whose one tensor holds the model's published parameter count.
+# Names the Hub stand-in answers as not existing: a repository, and a revision of any repository.
+HUB_MISSING = {"test/no-such-model"}
+HUB_MISSING_REVISIONS = {"no-such-revision"}
+HUB_UNREACHABLE = {"test/unreachable"}     # the connection drops, as when the Hub cannot be reached
 HUB_MODELS = {"test/llama-3-70b": "llama-3-70b", "test/qwen2.5-7b": "qwen2.5-7b", "test/mistral-7b": "mistral-7b"}
 
 
@@ -234,7 +238,10 @@ def hub():
         repos[repo] = {"adapter_config.json": json.dumps({
             "base_model_name_or_path": base, "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 16, "lora_alpha": 32,
             "lora_dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "bias": "none"}).encode()}
-    server = FakeHub(repos, gated={"test/gated"})
+    # Repositories it does not hold answer as gated (the operator goes on with the spec's
+    # GPUs, as for a private model), but for the ones named as missing: those do not exist.
+    server = FakeHub(repos, gated={"test/gated"}, missing=HUB_MISSING, missing_revisions=HUB_MISSING_REVISIONS,
+                     unreachable=HUB_UNREACHABLE)
     yield server
     server.close()
 

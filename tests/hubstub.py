@@ -28,8 +28,17 @@ def safetensors_header_only(tensors):
 class FakeHub:
     """Serves HEAD and (ranged) GET on /{repo}/resolve/{revision}/{file}, like huggingface.co."""
 
-    def __init__(self, repos, gated=()):
+    def __init__(self, repos, gated=(), missing=None, missing_revisions=(), unreachable=()):
+        """`missing`: when given, only these repositories answer as ones that do not exist
+        (401 RepoNotFound, as huggingface.co answers a reader without a token) and any other
+        repository not in `repos` answers as a gated one; when None, every repository not in
+        `repos` does not exist. A revision in `missing_revisions` does not exist in any
+        repository (404 RevisionNotFound). A request for a repository in `unreachable` has
+        its connection closed with no answer, as a Hub that cannot be reached."""
         self.repos, self.gated, self.requests = repos, set(gated), []
+        self.missing = None if missing is None else set(missing)
+        self.missing_revisions = set(missing_revisions)
+        self.unreachable = set(unreachable)
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,10 +63,16 @@ class FakeHub:
         self.requests.append((handler.command, handler.path))
         parts = handler.path.split("?")[0].lstrip("/").split("/")
         repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
-        if repo in self.gated:
+        if repo in self.unreachable:
+            handler.close_connection = True     # nothing written: the client sees the connection drop
+            return None
+        unlisted = repo not in self.repos and self.missing is not None and repo not in self.missing
+        if repo in self.gated or unlisted:
             return self.error(handler, 401, "GatedRepo", "Access to this model is restricted.")
         if repo not in self.repos or parts[2:3] != ["resolve"]:
             return self.error(handler, 401, "RepoNotFound", "Repository not found.")
+        if parts[3:4] and parts[3] in self.missing_revisions:
+            return self.error(handler, 404, "RevisionNotFound", "Invalid rev id.")
         content = self.repos[repo].get(filename)
         if content is None:
             return self.error(handler, 404, "EntryNotFound", "Entry not found.")

@@ -17,6 +17,15 @@ class ModelFactsUnavailable(Exception):
     """The facts of a model could not be read; the message says why and what to do."""
 
 
+class ModelMissing(ModelFactsUnavailable):
+    """The Hub answered that the repository (reason ModelNotFound) or the revision
+    (RevisionNotFound) does not exist: not unreachable, not gated."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 def refusal_sentence(exc: BaseException, repo_id: str, revision: str, endpoint: str,
                      token: str = "a token", gated_token: str | None = None) -> str | None:
     """The sentence for an answer that retrying cannot change (gated, no such repository or
@@ -76,7 +85,24 @@ def hub_errors_as_unavailable(model_id: str, revision: str, endpoint: str) -> It
         message = sentence_for_hub_error(exc, model_id, revision, endpoint)
         if message is None:
             raise
+        missing = missing_reason(exc)
+        if missing:
+            raise ModelMissing(message, missing) from exc
         raise ModelFactsUnavailable(message) from exc
+
+
+def missing_reason(exc: BaseException) -> str | None:
+    """ModelNotFound or RevisionNotFound when the Hub said so, else None. A gated repository
+    is a RepositoryNotFoundError too, and is not missing."""
+    from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(exc, GatedRepoError):
+        return None
+    if isinstance(exc, RepositoryNotFoundError):
+        return "ModelNotFound"
+    if isinstance(exc, RevisionNotFoundError):
+        return "RevisionNotFound"
+    return None
 
 
 def offline_mode() -> bool:

@@ -22,6 +22,8 @@ from .observe import Observed, Refusal, child_spec, trim_child
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
 # Phases that are worth a Warning Event rather than a Normal one.
 WARNING_PHASES = ("Failed", "Unschedulable")
+# Reasons worth a Warning Event in any phase: a container the kubelet is failing to run.
+WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "OOMKilled", "CreateContainerConfigError")
 
 
 @dataclass(frozen=True)
@@ -391,12 +393,14 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
 
 def _with_status(decision: Decision, observed: Observed, current: dict, now: dt.datetime,
                  inputs: status.Observed) -> Decision:
-    """The status wanted, the patch to it, and one Event when the phase changes."""
+    """The status wanted, the patch to it, and one Event when the phase or Ready's reason changes."""
     wanted = status.desired_status(inputs, current, rfc3339(now))
     events: tuple[Event, ...] = ()
-    if current.get("phase") != wanted["phase"]:
-        ready = next(c for c in wanted["conditions"] if c["type"] == "Ready")
-        events = (Event("Warning" if wanted["phase"] in WARNING_PHASES else "Normal", ready["reason"], ready["message"]),)
+    ready = next(c for c in wanted["conditions"] if c["type"] == "Ready")
+    was = next((c.get("reason") for c in current.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if current.get("phase") != wanted["phase"] or was != ready["reason"]:
+        warning = wanted["phase"] in WARNING_PHASES or ready["reason"] in WARNING_REASONS
+        events = (Event("Warning" if warning else "Normal", ready["reason"], ready["message"]),)
     return replace(decision, phase=wanted["phase"], status=wanted, status_patch=status.status_patch(current, wanted),
                    events=events)
 

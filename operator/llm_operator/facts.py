@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 from . import modelinfo
-from .modelinfo import ModelFacts, ModelFactsUnavailable
+from .modelinfo import ModelFacts, ModelFactsUnavailable, ModelMissing
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class FactsAnswer:
     facts: ModelFacts | None
     source: str                   # one of the names above
     message: str = ""             # why there are none (pending or unavailable)
+    missing: str = ""             # ModelNotFound | RevisionNotFound: the Hub said it does not exist
 
     @property
     def known(self) -> bool:
@@ -60,7 +61,7 @@ class FactsSource:
         self._fetch = fetch
         self._retry_s = retry_s
         self._values: dict[tuple[str, str], object] = {}
-        self._failures: dict[tuple[str, str], tuple[float, str]] = {}
+        self._failures: dict[tuple[str, str], tuple[float, ModelFactsUnavailable]] = {}
         self._waiters: dict[tuple[str, str], list] = {}
         self._lock = threading.Lock()
 
@@ -73,7 +74,7 @@ class FactsSource:
                 return self._values[key]
             failed = self._failures.get(key)
             if failed and time.monotonic() - failed[0] < self._retry_s:
-                raise ModelFactsUnavailable(failed[1])
+                raise failed[1]
             first = key not in self._waiters
             waiters = self._waiters.setdefault(key, [])
             if when_ready is not None:
@@ -87,11 +88,11 @@ class FactsSource:
             value = self._fetch(*key)
         except ModelFactsUnavailable as err:
             with self._lock:
-                self._failures[key] = (time.monotonic(), str(err))
+                self._failures[key] = (time.monotonic(), err)
         except Exception as err:  # noqa: BLE001 - any failure of the Hub client means "unknown", logged
             log.warning("reading %s@%s from the Hub failed: %r", *key, err)
             with self._lock:
-                self._failures[key] = (time.monotonic(), f"Reading from the Hub failed: {err}.")
+                self._failures[key] = (time.monotonic(), ModelFactsUnavailable(f"Reading from the Hub failed: {err}."))
         else:
             with self._lock:
                 self._values[key] = value
@@ -122,6 +123,8 @@ def lookup(model_id: str, revision: str, *, job_report: Mapping | None = None, s
         return FactsAnswer(hub.get(model_id, revision, when_ready), HUB)
     except FactsPending:
         return FactsAnswer(None, PENDING, f"Reading the facts of {model_id}@{revision} from the Hub to plan GPU memory.")
+    except ModelMissing as err:
+        return FactsAnswer(None, UNAVAILABLE, str(err), missing=err.reason)
     except ModelFactsUnavailable as err:
         return FactsAnswer(None, UNAVAILABLE, str(err))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 # The parsing and the Hub's error sentences live in the shared leaf (the download Job reads
 # facts the same way); re-exported here under the names the operator has always used.
-from llm_common.hub_errors import ModelFactsUnavailable, hub_errors_as_unavailable  # noqa: F401
+from llm_common.hub_errors import ModelFactsUnavailable, ModelMissing, hub_errors_as_unavailable  # noqa: F401
 from llm_common.modelfacts import (  # noqa: F401
     DTYPE_BYTES,
     ModelFacts,

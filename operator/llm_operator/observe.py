@@ -97,23 +97,41 @@ def child_spec(child: Mapping[str, Any]) -> dict:
 
 
 def trim_pod(body: Mapping[str, Any]) -> dict:
-    """A pod: whether it is scheduled and ready, its IP (the autoscaler scrapes it) and the
-    termination messages of its containers (the download Job reports the model's facts)."""
+    """A pod: whether it is scheduled and ready, its IP (the autoscaler scrapes it) and its
+    containers' waiting and terminated states (why a serving pod cannot start; the download
+    Job reports the model's facts in its termination message)."""
     status = body.get("status") or {}
     conditions = [{k: c[k] for k in ("type", "status", "reason", "message") if c.get(k) is not None}
                   for c in status.get("conditions") or [] if c.get("type") in ("PodScheduled", "Ready")]
-    terminated = []
-    for cs in status.get("containerStatuses") or []:
-        message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-        if message:
-            terminated.append({"state": {"terminated": {"message": message}}})
+    containers = [c for c in (_container_status(cs) for cs in status.get("containerStatuses") or []) if c]
     out: dict = {"metadata": _meta(body, ("name", "namespace", "creationTimestamp", "deletionTimestamp", "labels"))}
     out["status"] = {"conditions": conditions}
     if status.get("podIP"):
         out["status"]["podIP"] = status["podIP"]
-    if terminated:
-        out["status"]["containerStatuses"] = terminated
+    if containers:
+        out["status"]["containerStatuses"] = containers
     return out
+
+
+# What status reads of a container's state: why it waits, or how it ended.
+_STATE_FIELDS = {"waiting": ("reason", "message"), "terminated": ("reason", "exitCode", "message")}
+
+
+def _container_status(cs: Mapping[str, Any]) -> dict | None:
+    """A container's status as decisions read it: why it is waiting or how it last ended,
+    and its restarts; None for a container running without a restart (nothing to say)."""
+    out: dict = {}
+    for key in ("state", "lastState"):
+        for phase, fields in _STATE_FIELDS.items():
+            detail = (cs.get(key) or {}).get(phase) or {}
+            kept = {f: detail[f] for f in fields if detail.get(f) not in (None, "")}
+            if kept:
+                out.setdefault(key, {})[phase] = kept
+    if cs.get("restartCount"):
+        out["restartCount"] = cs["restartCount"]
+    if out and cs.get("name"):
+        out["name"] = cs["name"]
+    return out or None
 
 
 def trim_node(body: Mapping[str, Any]) -> dict:

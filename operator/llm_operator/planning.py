@@ -75,6 +75,13 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
         return PlanOutcome(fallback, {**unknown_plan(answer.message), "pending": True}, None,
                            waiting=Verdict("False", "Planning", answer.message))
     facts = answer.facts
+    if facts is None and answer.missing and spec.model.token_secret_ref is None:
+        # The Hub says no such model (or revision): GPUs for it would be spent for nothing.
+        # With a token the operator never reads, a private repository answers the same, so
+        # then the pods (which have the token) are the judge.
+        message = (f"{answer.message} Nothing is deployed for {spec.model.id}@{spec.model.revision} "
+                   "until spec.model names a model and revision the Hub has.")
+        return PlanOutcome(fallback, unknown_plan(answer.message), None, blocked=Verdict("False", answer.missing, message))
     if facts is None:
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} Going on with {fallback} GPU(s) per replica."), None, None)
     gpu = gpu_for(spec, cluster_types)

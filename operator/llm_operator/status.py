@@ -16,6 +16,7 @@ ScaledToZero (Ready=True), Failed (Stalled=True), the others (Reconciling=True).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .resources import TEMPLATE_HASH_LABEL
@@ -84,6 +85,95 @@ def ready_of_revision(pods: tuple[dict, ...], revision: str) -> int:
                and _pod_condition(p, "Ready").get("status") == "True")
 
 
+# A container restarting this often has shown it will not come up by itself.
+CRASH_LOOP_STALLED_RESTARTS = 3
+# Waiting reasons the kubelet gives a container that will not start without a change.
+_CONFIG_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "InvalidImageName")
+_PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull")
+
+
+@dataclass(frozen=True)
+class ContainerTrouble:
+    """Why a pod of the current revision cannot start, said so a person can act on it."""
+
+    reason: str          # the kubelet's word: CreateContainerConfigError, ImagePullBackOff, CrashLoopBackOff, OOMKilled
+    message: str
+    stalled: bool        # no wait can heal it
+
+
+def _pod_name(pod: dict) -> str:
+    return (pod.get("metadata") or {}).get("name", "a pod")
+
+
+def _missing_secret(message: str) -> str:
+    """The kubelet's CreateContainerConfigError message, with what to create or fix."""
+    found = re.search(r'secret "([^"]+)" not found', message)
+    if found:
+        return f"Secret {found.group(1)} does not exist in this namespace: create it, or fix the reference to it " \
+               "(spec.model.tokenSecretRef, spec.engine.env)."
+    found = re.search(r"couldn't find key (\S+) in Secret (\S+)", message)
+    if found:
+        return f"Secret {found.group(2)} has no key {found.group(1)}: add the key, or fix the reference to it " \
+               "(spec.model.tokenSecretRef.key, spec.engine.env)."
+    return "Fix what the kubelet names (a Secret, a ConfigMap or a key in them)."
+
+
+def _memory_limit(deployment: dict | None, container: str) -> str | None:
+    for c in (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
+        if c.get("name") == container:
+            return ((c.get("resources") or {}).get("limits") or {}).get("memory")
+    return None
+
+
+def _ended(terminated: dict) -> str:
+    """How a container last ended: exit code and the tail of its termination message."""
+    text = f"exit code {terminated.get('exitCode', '?')}"
+    message = (terminated.get("message") or "").strip()
+    return text + (f", saying: {message[-300:]}" if message else "")
+
+
+def container_trouble(pod: dict, deployment: dict | None = None) -> ContainerTrouble | None:
+    """Why this pod's containers cannot start (from the kubelet's container states), or None."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        name = cs.get("name", "the container")
+        where = f"Pod {_pod_name(pod)}, container {name}"
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        now = (cs.get("state") or {}).get("terminated") or {}
+        restarts = cs.get("restartCount") or 0
+        reason, kubelet = waiting.get("reason", ""), waiting.get("message", "")
+        oom = next((t for t in (now, last) if t.get("reason") == "OOMKilled"), None)
+        if oom is not None:
+            limit = _memory_limit(deployment, name)
+            has = (f"its memory limit of {limit}" if limit else "no memory limit, so the node itself ran out")
+            return ContainerTrouble("OOMKilled", f"{where} ran out of memory and was killed (OOMKilled, {_ended(oom)}; "
+                                    f"{restarts} restart(s)) with {has}: raise spec.engine.resources.limits.memory, "
+                                    "or lower the batch and token limits (spec.limits).", True)
+        if reason in _CONFIG_ERRORS:
+            return ContainerTrouble(reason, f"{where} cannot be created ({reason}): {kubelet} "
+                                    + (_missing_secret(kubelet) if reason == "CreateContainerConfigError" else
+                                       "Fix the image or the container's settings (spec.engine)."), True)
+        if reason in _PULL_ERRORS:
+            image = re.search(r'image "([^"]+)"', kubelet)
+            named = f"image {image.group(1)}" if image else "its image"
+            return ContainerTrouble(reason, f"{where} cannot pull {named} ({reason}): {kubelet} Check spec.engine.image, "
+                                    "the registry's reachability and the pull secret.", reason == "ImagePullBackOff")
+        if reason == "CrashLoopBackOff":
+            ended = f" It last ended with {_ended(last)}." if last else ""
+            stalled = restarts >= CRASH_LOOP_STALLED_RESTARTS
+            hint = " It will not heal by itself: read its logs (kubectl logs --previous) and fix the spec." if stalled \
+                else " The kubelet restarts it with a growing back-off."
+            return ContainerTrouble("CrashLoopBackOff", f"{where} keeps crashing (CrashLoopBackOff, {restarts} restart(s))."
+                                    f"{ended}{hint}", stalled)
+    return None
+
+
+def _of_revision(pods: tuple[dict, ...], revision: str | None) -> list[dict]:
+    """Active pods of this template revision (all active pods when it is not known)."""
+    return [p for p in _active(pods)
+            if revision is None or ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) == revision]
+
+
 def _deployment_condition(deployment: dict, kind: str) -> dict | None:
     for cond in (deployment.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
@@ -145,6 +235,20 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
                f"(a node could hold them once GPUs free up or nodes are added). The scheduler says: {scheduler}")
         return "Unschedulable", no("WaitingForGPUs", msg), yes("WaitingForGPUs", msg), \
             no("WaitingForGPUs", "Making progress: the pods are placed once GPUs are free.")
+    troubles = [t for t in (container_trouble(p, d) for p in _of_revision(o.pods, revision)
+                             if _pod_condition(p, "Ready").get("status") != "True") if t]
+    if troubles:
+        # The one that needs a person comes first; others of the same kind are counted.
+        trouble = next((t for t in troubles if t.stalled), troubles[0])
+        others = len(troubles) - 1
+        old_ready = sum(1 for p in _active(o.pods) if _pod_condition(p, "Ready").get("status") == "True") - ready
+        msg = (f"{ready}/{want} replicas are ready. {trouble.message}"
+               + (f" {others} more pod(s) of this version cannot start either." if others else "")
+               + (f" The previous version keeps serving with {old_ready} ready replica(s)." if old_ready > 0 else ""))
+        if trouble.stalled:
+            return "Failed", no(trouble.reason, msg), no(trouble.reason, "Nothing to do until the spec or what it names changes."), \
+                yes(trouble.reason, msg)
+        return "Progressing", no(trouble.reason, msg), yes(trouble.reason, msg), no(trouble.reason, "The kubelet is retrying.")
     progress = _deployment_condition(d, "Progressing")
     if progress and progress.get("status") == "False" and progress.get("reason") == "ProgressDeadlineExceeded":
         msg = f"The rollout made no progress before its deadline: {progress.get('message', '')}"

@@ -514,3 +514,18 @@ def test_a_claim_not_ours_is_never_mounted():
     d = decide(observed(spec=CACHE, storage_classes=FAST, children=[live_service(), user]), KNOWN, NOW)
     assert kinds(d.apply) == [] and cond(d)[1] == "NameConflict"
     assert cond(d)[2].startswith("PersistentVolumeClaim/m-weights already exists and is not this LLMDeployment's")
+
+
+def test_a_new_reason_in_the_same_phase_posts_an_event():
+    """PodsNotReady -> CrashLoopBackOff (still Progressing: one restart) is news worth a Warning."""
+    live = live_deployment(ready=0)
+    pod = serving_pod(live, ready=False)
+    before = decide(observed(children=[live_service(), live], pods=[pod]), KNOWN, NOW)
+    assert before.phase == "Progressing" and cond(before)[1] == "PodsNotReady"
+    pod["status"]["containerStatuses"] = [{"name": "engine", "restartCount": 1,
+                                           "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]
+    after = decide(observed(status=before.status, children=[live_service(), live], pods=[pod]), KNOWN, NOW)
+    assert after.phase == "Progressing" and cond(after)[1] == "CrashLoopBackOff"
+    assert [(e.type, e.reason) for e in after.events] == [("Warning", "CrashLoopBackOff")]
+    again = decide(observed(status=after.status, children=[live_service(), live], pods=[pod]), KNOWN, NOW)
+    assert again.events == () and again.status_patch is None

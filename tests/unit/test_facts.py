@@ -4,12 +4,14 @@ each only when it is for the same model id and revision."""
 from __future__ import annotations
 
 import json
+import threading
 
 from llm_operator import facts
 from llm_operator.decide import Lookups, decide, facts_query
-from llm_operator.modelinfo import ModelFactsUnavailable
+from llm_operator.modelinfo import ModelFactsUnavailable, ModelMissing
 
-from test_decide import CACHE, FAST, LLAMA_70B, NOW, _spec, claim, job, job_pod, live_service, observed
+from test_decide import (CACHE, FAST, LLAMA_70B, NOW, _spec, claim, job, job_pod, live_deployment, live_service, observed,
+                         serving_pod)
 
 A = {**LLAMA_70B, "modelId": "org/llama-70b", "revision": "a"}
 B = {**LLAMA_70B, "modelId": "org/llama-70b", "revision": "b", "numLayers": 81}
@@ -70,3 +72,85 @@ def test_a_revision_change_plans_from_the_new_jobs_report_not_the_old_status():
     assert d.status["modelFacts"]["revision"] == "b" and d.status["modelFacts"]["numLayers"] == 81
     deployment = next(o for o in d.apply if o["kind"] == "Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+# ---- a model or revision the Hub says does not exist (issue 11) ---------------------------
+
+NOT_FOUND = ("org/mistral was not found on the Hugging Face Hub (https://huggingface.co): check the id, "
+             "or give a token if the repository is private.")
+
+
+class MissingHub(Hub):
+    def __init__(self, reason="ModelNotFound", message=NOT_FOUND):
+        super().__init__()
+        self.reason, self.message = reason, message
+
+    def get(self, model_id, revision, when_ready=None):
+        self.calls.append((model_id, revision))
+        raise ModelMissing(self.message, self.reason)
+
+
+def missing_answer(reason="ModelNotFound", message=NOT_FOUND):
+    return facts.lookup("org/mistral", "main", hub=MissingHub(reason, message))
+
+
+def test_the_lookup_says_when_the_hub_has_no_such_model():
+    got = missing_answer()
+    assert (got.source, got.missing, got.message) == ("unavailable", "ModelNotFound", NOT_FOUND)
+    assert facts.lookup("org/mistral", "main", hub=Hub()).missing == ""
+
+
+def test_a_model_the_hub_does_not_have_deploys_nothing_and_is_stalled():
+    d = decide(observed(), Lookups(facts=missing_answer()), NOW)
+    assert d.desired == () and d.apply == () and d.phase == "Failed"
+    ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ModelNotFound")
+    assert ready["message"] == NOT_FOUND + (" Nothing is deployed for org/mistral@main until spec.model names a "
+                                            "model and revision the Hub has.")
+    stalled = next(c for c in d.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ModelNotFound")
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "ModelNotFound")]
+    assert d.status["observedGeneration"] == 1
+
+
+def test_a_revision_the_hub_does_not_have_is_stalled_too():
+    message = "Revision 'v9' of org/mistral does not exist on the Hugging Face Hub: pin an existing branch, tag or commit."
+    d = decide(observed(), Lookups(facts=missing_answer("RevisionNotFound", message)), NOW)
+    assert d.desired == () and d.phase == "Failed" and d.blocked.reason == "RevisionNotFound"
+
+
+def test_a_changed_model_that_does_not_exist_keeps_the_old_deployment_serving():
+    live = live_deployment()
+    d = decide(observed(children=[live_service(), live], pods=[serving_pod(live)]), Lookups(facts=missing_answer()), NOW)
+    assert d.prune == () and d.apply == () and d.blocked.reason == "ModelNotFound"
+    ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
+    assert ready["message"].endswith("The previous version keeps serving with 1 ready replica(s).")
+
+
+def test_with_a_token_a_repository_not_found_may_be_private_so_the_pods_judge():
+    """The operator reads the Hub without the token (it never reads Secrets): a private
+    repository then answers as a missing one, so it goes on with the spec's gpus."""
+    spec = {"model": {"id": "org/mistral", "tokenSecretRef": {"name": "hf", "key": "token"}}}
+    d = decide(observed(spec=spec), Lookups(facts=missing_answer()), NOW)
+    assert d.blocked is None and ("Deployment", "m") in [(o["kind"], o["metadata"]["name"]) for o in d.apply]
+
+
+def test_an_unreachable_hub_goes_on_with_the_specs_gpus():
+    d = decide(observed(), Lookups(facts=facts.lookup("org/mistral", "main", hub=Hub())), NOW)
+    assert d.blocked is None and ("Deployment", "m") in [(o["kind"], o["metadata"]["name"]) for o in d.apply]
+    assert d.status["gpus"] == 1 and d.status["plan"]["known"] is False
+
+
+def test_a_remembered_failure_keeps_its_kind():
+    calls = []
+
+    def fetch(model_id, revision):
+        calls.append(model_id)
+        raise ModelMissing(NOT_FOUND, "ModelNotFound")
+
+    source = facts.FactsSource(fetch=fetch)
+    done = threading.Event()
+    first = facts.lookup("org/mistral", "main", hub=source, when_ready=done.set)
+    assert first.source == "pending" and done.wait(5)
+    again = facts.lookup("org/mistral", "main", hub=source)
+    assert again.missing == "ModelNotFound" and calls == ["org/mistral"]

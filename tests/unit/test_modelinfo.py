@@ -14,6 +14,7 @@ import pytest
 from llm_operator.modelinfo import (
     ModelFacts,
     ModelFactsUnavailable,
+    ModelMissing,
     estimate_parameter_count,
     facts_from_config,
     facts_from_hub,
@@ -231,8 +232,25 @@ def test_gated_model_without_token(hub, tmp_path):
 
 
 def test_unknown_model(hub, tmp_path):
-    with pytest.raises(ModelFactsUnavailable, match=r"^acme/nothing was not found on the Hugging Face Hub"):
+    with pytest.raises(ModelMissing, match=r"^acme/nothing was not found on the Hugging Face Hub") as raised:
         facts_from_hub("acme/nothing", cache_dir=tmp_path, endpoint=hub.endpoint)
+    assert raised.value.reason == "ModelNotFound"
+
+
+def test_unknown_revision(tmp_path):
+    server = FakeHub({"meta-llama/Meta-Llama-3-8B": llama_3_8b_repo()}, missing_revisions={"v9"})
+    try:
+        with pytest.raises(ModelMissing, match=r"^Revision 'v9' of meta-llama/Meta-Llama-3-8B does not exist") as raised:
+            facts_from_hub("meta-llama/Meta-Llama-3-8B", revision="v9", cache_dir=tmp_path, endpoint=server.endpoint)
+    finally:
+        server.close()
+    assert raised.value.reason == "RevisionNotFound"
+
+
+def test_gated_and_unreachable_are_not_missing(hub, tmp_path):
+    with pytest.raises(ModelFactsUnavailable) as raised:
+        facts_from_hub("meta-llama/Llama-3.1-405B", cache_dir=tmp_path, endpoint=hub.endpoint)
+    assert not isinstance(raised.value, ModelMissing)
 
 
 def closed_port_endpoint():
@@ -250,6 +268,7 @@ def test_hub_unreachable(hub, tmp_path):
     unreachable = closed_port_endpoint()
     with pytest.raises(ModelFactsUnavailable) as raised:
         facts_from_hub("meta-llama/Meta-Llama-3-8B", cache_dir=tmp_path, endpoint=unreachable)
+    assert not isinstance(raised.value, ModelMissing)
     assert str(raised.value) == (
         f"Could not reach the Hugging Face Hub at {unreachable} to read meta-llama/Meta-Llama-3-8B@main: "
         "check network access or HF_ENDPOINT, or plan from a local config.json."

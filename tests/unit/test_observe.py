@@ -122,3 +122,17 @@ def test_a_node_keeps_its_labels_and_allocatable_gpus_only():
                        "conditions": [{"type": "Ready", "lastHeartbeatTime": "t"}]}}
     assert trim_node(node) == {"metadata": {"name": "n", "labels": {"pool": "a", "nvidia.com/gpu.product": "NVIDIA-L4"}},
                                "status": {"allocatable": {"nvidia.com/gpu": "4"}}}
+
+
+def test_a_pods_container_states_are_kept_trimmed():
+    pod = trim_pod({"metadata": {"name": "p", "namespace": "ns"},
+                    "status": {"containerStatuses": [
+                        {"name": "engine", "image": "tgi", "imageID": "sha256:x", "restartCount": 6, "ready": False,
+                         "containerID": "containerd://1", "started": False,
+                         "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+                         "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137, "startedAt": "t0",
+                                                      "finishedAt": "t1", "containerID": "containerd://0"}}},
+                        {"name": "sidecar", "restartCount": 0, "state": {"running": {"startedAt": "t0"}}}]}})
+    assert pod["status"]["containerStatuses"] == [
+        {"name": "engine", "restartCount": 6, "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+         "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]

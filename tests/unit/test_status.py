@@ -159,3 +159,93 @@ def test_patch_removes_keys_gone_from_nested_objects():
     desired = {"plan": {"known": False, "reason": "Unknown"}, "phase": "Pending"}
     assert status_patch(current, desired) == {"plan": {"pending": None, "reason": "Unknown"}}
     assert status_patch(desired, desired) is None
+
+
+# ---- pods of the current revision that cannot start (issue 11) ----------------------------
+
+
+def failing_pod(waiting=None, last=None, restarts=0, revision="r2", name="m-abc"):
+    """A pod of `revision` whose engine container is waiting (reason, message) and last ended `last`."""
+    cs = {"name": "engine", "restartCount": restarts}
+    if waiting:
+        cs["state"] = {"waiting": dict(zip(("reason", "message"), waiting))}
+    if last:
+        cs["lastState"] = {"terminated": last}
+    return {"metadata": {"name": name, "labels": {TEMPLATE_HASH_LABEL: revision}},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+                       "containerStatuses": [cs]}}
+
+
+def with_memory_limit(d, limit="64Gi"):
+    d["spec"]["template"]["spec"] = {"containers": [{"name": "engine", "resources": {"limits": {"memory": limit}}}]}
+    return d
+
+
+def judged(pods, d=None, **kw):
+    st = desired_status(observed(deployment=d or revised(), pods=tuple(pods), **kw), {}, NOW)
+    return st["phase"], conds(st), next(c for c in st["conditions"] if c["type"] == "Ready")["message"]
+
+
+def test_a_missing_secret_is_stalled_and_named():
+    pod = failing_pod(("CreateContainerConfigError", 'secret "missing-secret" not found'))
+    phase, c, msg = judged([pod])
+    assert phase == "Failed"
+    assert c == {"Ready": ("False", "CreateContainerConfigError"), "Reconciling": ("False", "CreateContainerConfigError"),
+                 "Stalled": ("True", "CreateContainerConfigError")}
+    assert msg == ('0/1 replicas are ready. Pod m-abc, container engine cannot be created (CreateContainerConfigError): '
+                   'secret "missing-secret" not found Secret missing-secret does not exist in this namespace: create it, '
+                   'or fix the reference to it (spec.model.tokenSecretRef, spec.engine.env).')
+
+
+def test_a_missing_key_in_a_secret_is_named():
+    pod = failing_pod(("CreateContainerConfigError", "couldn't find key token in Secret ns/hf-token"))
+    assert "Secret ns/hf-token has no key token" in judged([pod])[2]
+
+
+def test_an_image_that_cannot_be_pulled_is_named_and_stalled_once_backing_off():
+    message = 'Back-off pulling image "ghcr.io/acme/tgi:nope"'
+    phase, c, msg = judged([failing_pod(("ImagePullBackOff", message))])
+    assert phase == "Failed" and c["Stalled"] == ("True", "ImagePullBackOff")
+    assert "cannot pull image ghcr.io/acme/tgi:nope (ImagePullBackOff)" in msg
+    # The first failure is retried by the kubelet: not yet stalled.
+    phase, c, msg = judged([failing_pod(("ErrImagePull", 'failed to pull image "ghcr.io/acme/tgi:nope": not found'))])
+    assert phase == "Progressing" and c["Reconciling"] == ("True", "ErrImagePull") and c["Stalled"][0] == "False"
+
+
+def test_a_crash_loop_is_stalled_after_a_few_restarts_with_the_last_exit():
+    last = {"reason": "Error", "exitCode": 1, "message": "RuntimeError: CUDA error: no kernel image"}
+    phase, c, msg = judged([failing_pod(("CrashLoopBackOff", "back-off 5m0s restarting failed container"), last, restarts=6)])
+    assert phase == "Failed" and c["Stalled"] == ("True", "CrashLoopBackOff")
+    assert msg == ("0/1 replicas are ready. Pod m-abc, container engine keeps crashing (CrashLoopBackOff, 6 restart(s)). "
+                   "It last ended with exit code 1, saying: RuntimeError: CUDA error: no kernel image. It will not heal "
+                   "by itself: read its logs (kubectl logs --previous) and fix the spec.")
+    phase, c, _ = judged([failing_pod(("CrashLoopBackOff", "back-off 10s"), last, restarts=1)])
+    assert phase == "Progressing" and c["Reconciling"] == ("True", "CrashLoopBackOff") and c["Stalled"][0] == "False"
+
+
+def test_out_of_memory_says_so_with_the_memory_limit():
+    oom = {"reason": "OOMKilled", "exitCode": 137}
+    phase, c, msg = judged([failing_pod(("CrashLoopBackOff", "back-off 10s"), oom, restarts=1)], with_memory_limit(revised()))
+    assert phase == "Failed" and c["Stalled"] == ("True", "OOMKilled")
+    assert ("Pod m-abc, container engine ran out of memory and was killed (OOMKilled, exit code 137; 1 restart(s)) "
+            "with its memory limit of 64Gi") in msg
+    assert "no memory limit, so the node itself ran out" in judged([failing_pod(None, oom, restarts=1)])[2]
+
+
+def test_old_replicas_still_serving_are_said_and_old_pods_failing_do_not_count():
+    d = revised(replicas=1, ready=1, updated=1)
+    new = failing_pod(("CreateContainerConfigError", 'secret "s" not found'), name="m-new")
+    old = ready_pod(revision="r1", name="m-old")
+    phase, c, msg = judged([new, old], d)
+    assert c["Stalled"] == ("True", "CreateContainerConfigError")
+    assert msg.endswith("The previous version keeps serving with 1 ready replica(s).")
+    # A pod of an older revision that cannot start is not this version's trouble.
+    phase, c, _ = judged([failing_pod(("CrashLoopBackOff", "back-off"), restarts=9, revision="r1")], revised())
+    assert c["Ready"] == ("False", "PodsNotReady") and c["Stalled"][0] == "False"
+
+
+def test_a_ready_pod_that_once_ran_out_of_memory_is_not_a_trouble():
+    pod = failing_pod(None, {"reason": "OOMKilled", "exitCode": 137}, restarts=1)
+    pod["status"]["conditions"][1]["status"] = "True"
+    phase, c, _ = judged([pod], revised(ready=1))
+    assert phase == "Ready"
