@@ -58,10 +58,11 @@ def _holder(obj: dict) -> str:
 def _write(kube: Kube, observed: Observed, obj: dict) -> dict:
     """Apply a child the read model holds as ours; create one it has never seen.
 
-    Creating with POST, not apply: apply would take over an object of that name that someone
-    else made (force moves its fields to us and adds our owner reference, so deleting the
-    LLMDeployment would delete it). POST is refused with 409 instead, and only then is the
-    object read, to say whose it is. The read model sees only objects with our labels, so
+    Creating through Kube.create (a dry-run POST, then apply without force), not a forced
+    apply: that would take over an object of that name that someone else made (force moves
+    its fields to us and adds our owner reference, so deleting the LLMDeployment would delete
+    it). The POST is refused with 409 instead, and only then is the object read, to say whose
+    it is. The read model sees only objects with our labels, so
     without this it could not tell "not there" from "someone else's"."""
     name = obj["metadata"]["name"]
     live = observed.child(obj["kind"], name)

@@ -108,32 +108,17 @@ class Kube:
                             content_type="application/apply-patch+yaml")
 
     def create(self, obj: dict) -> dict:
-        """POST: refused with 409 when an object of that name exists, whoever made it. The
-        fields it sets are then recorded as ours by apply, not by update (see _as_applied)."""
+        """Make an object that must not exist yet: a dry-run POST first, refused with 409 when an
+        object of that name exists, whoever made it; then server-side apply without force, so
+        the fields are ours as applied (a create would record them as an update, and apply never
+        removes a field another entry, even our own update, still owns). Should someone make the
+        object between the two, the apply without force conflicts (409) instead of taking it."""
         meta = obj["metadata"]
-        created = self.request("POST", self.path(obj["apiVersion"], obj["kind"], meta.get("namespace")), body=obj,
-                               query={"fieldManager": FIELD_MANAGER})
-        return self._as_applied(obj, created)
-
-    def _as_applied(self, obj: dict, created: dict) -> dict:
-        """A create records our fields under operation Update, and server-side apply never
-        removes a field another entry (even our own Update) still owns: a field we later stop
-        setting would stay. So the entry is turned into our Apply entry, as kubectl's
-        client-side-to-server-side migration does; the tests make it safe against a
-        concurrent write. Should it fail, the object stands as created."""
-        entries = (created.get("metadata") or {}).get("managedFields") or []
-        i = next((n for n, e in enumerate(entries)
-                  if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update" and not e.get("subresource")), None)
-        if i is None:
-            return created
-        ops = [{"op": "test", "path": f"/metadata/managedFields/{i}/manager", "value": FIELD_MANAGER},
-               {"op": "test", "path": f"/metadata/managedFields/{i}/operation", "value": "Update"},
-               {"op": "replace", "path": f"/metadata/managedFields/{i}/operation", "value": "Apply"}]
-        try:
-            return self.json_patch(obj, ops)
-        except KubeError as err:
-            log.info("%s/%s: created; its fields stay recorded as an update (%s)", obj["kind"], obj["metadata"]["name"], err)
-            return created
+        self.request("POST", self.path(obj["apiVersion"], obj["kind"], meta.get("namespace")), body=obj,
+                     query={"fieldManager": FIELD_MANAGER, "dryRun": "All"})
+        path = self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        return self.request("PATCH", path, body=json.dumps(obj), query={"fieldManager": FIELD_MANAGER},
+                            content_type="application/apply-patch+yaml")
 
     def json_patch(self, obj: dict, ops: list[dict]) -> dict:
         meta = obj["metadata"]

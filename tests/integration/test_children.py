@@ -44,7 +44,7 @@ def test_changes_that_do_not_touch_the_download_leave_the_done_job_and_reach_the
     (after,) = kubectl.items("jobs", "app.kubernetes.io/instance=calm")
     assert after["metadata"]["uid"] == job["metadata"]["uid"]
     assert events(kubectl, "calm", "ApplyRefused") == []
-    # Created with POST, its fields are still ours as applied: a field we stop setting goes.
+    # Created by apply (after a dry-run POST), its fields are ours as applied: a field we stop setting goes.
     fields = json.loads(kubectl.run("get", "deployment", "calm", "-o", "json", "--show-managed-fields").stdout)
     assert {(f["operation"], f.get("subresource", "")) for f in fields["metadata"]["managedFields"]
             if f["manager"] == "llm-operator"} == {("Apply", "")}
