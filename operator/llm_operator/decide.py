@@ -22,6 +22,9 @@ from .observe import Observed, child_spec, trim_child
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
 # Phases that are worth a Warning Event rather than a Normal one.
 WARNING_PHASES = ("Failed", "Unschedulable")
+# Reasons worth a Warning in any phase: a refusal retried by itself may still need a person
+# (the Service IP range full, a quota).
+WARNING_REASONS = ("ApplyRefused",)
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,8 @@ def _with_status(decision: Decision, observed: Observed, current: dict, now: dt.
     events: tuple[Event, ...] = ()
     if current.get("phase") != wanted["phase"]:
         ready = next(c for c in wanted["conditions"] if c["type"] == "Ready")
-        events = (Event("Warning" if wanted["phase"] in WARNING_PHASES else "Normal", ready["reason"], ready["message"]),)
+        warn = wanted["phase"] in WARNING_PHASES or ready["reason"] in WARNING_REASONS
+        events = (Event("Warning" if warn else "Normal", ready["reason"], ready["message"]),)
     return replace(decision, phase=wanted["phase"], status=wanted, status_patch=status.status_patch(current, wanted),
                    events=events)
 

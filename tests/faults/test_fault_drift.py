@@ -14,7 +14,7 @@ from conftest import wait_for
 from faultkit import Stopwatch, reconciled
 from manifests import llmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
 
 IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 

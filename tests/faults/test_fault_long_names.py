@@ -12,7 +12,7 @@ from conftest import Kubectl, wait_for
 from faultkit import census, reconciled
 from manifests import llmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
 
 STORAGE_CLASS = "fault-cache"
 FACTS = {"modelId": "test/cached-only", "revision": "main", "numLayers": 28, "hiddenSize": 3584,

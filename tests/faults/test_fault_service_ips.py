@@ -12,7 +12,7 @@ from conftest import wait_for
 from faultkit import Stopwatch, condition, reconciled, wait_for_other_namespaces_to_go
 from manifests import llmd
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
 
 FILLERS = 260  # more than the /24 holds, so the range is surely full
 

@@ -349,6 +349,8 @@ def test_a_write_the_api_refuses_is_said_in_status_and_an_event():
     busy = decide(replace(observed(), refused=(500, "failed to allocate a serviceIP: range is full")), KNOWN, NOW)
     assert busy.phase == "Pending" and cond(busy, "Reconciling")[:2] == ("True", "ApplyRefused")
     assert cond(busy, "Stalled")[0] == "False"
+    # Retried by itself, but someone may have to act (free Service IPs, a quota): a Warning too.
+    assert [(e.type, e.reason) for e in busy.events] == [("Warning", "ApplyRefused")]
 
 
 MISTRAL_AWQ = {**MISTRAL, "modelId": "org/mistral-awq", "parameterCount": 7241732096,
