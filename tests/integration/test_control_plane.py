@@ -152,8 +152,11 @@ def test_cluster_down_leaves_no_process(tmp_path):
     assert str(tmp_path / "plane") not in ps, ps
 
 
-def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificates_and_data(cluster):
+def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificates_and_data(cluster, operator):
     admin = Kubectl(cluster)
+    # The session's operator sees the outage: a restarting apiserver answers 403 until its RBAC
+    # caches are filled, which says nothing about the chart's rules.
+    outage_from = operator.log_size()
     admin.run("create", "configmap", "survives-outage", "-n", "default", "--from-literal=k=v")
     before = cluster.pids()
     server = cluster.server
@@ -175,3 +178,4 @@ def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificate
     # Same certificates (the old kubeconfig still works) and the same etcd (the data is there).
     assert Kubectl(cluster, "default").get("configmap", "survives-outage")["data"] == {"k": "v"}
     Kubectl(cluster, "default").run("delete", "configmap", "survives-outage")
+    operator.excused.append((outage_from, operator.log_size()))
