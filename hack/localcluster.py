@@ -5,6 +5,8 @@ kube-controller-manager, kube-scheduler and kwok with simulated GPU nodes.
     python hack/localcluster.py up   [--dir .cluster]   # starts it in the background
     python hack/localcluster.py down [--dir .cluster]   # stops it, leaving no process
     python hack/localcluster.py status [--dir .cluster]
+    python hack/localcluster.py apiserver-stop | apiserver-start [--dir .cluster]
+                                 # an apiserver outage: the same flags, port and certificates on start
 
 `up` writes DIR/kubeconfig and DIR/env (source it: KUBECONFIG, kubectl and helm on PATH).
 The pytest fixture in tests/conftest.py drives the same class. Standard library only.
@@ -218,7 +220,7 @@ current-context: local
                 "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=4294967296",
             ]))
             p = self.pki
-            record("kube-apiserver", self._spawn("kube-apiserver", [
+            apiserver_args = [
                 f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
                 f"--secure-port={ports.apiserver}", "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
@@ -231,7 +233,10 @@ current-context: local
                 f"--service-account-key-file={p / 'sa.pub'}",
                 f"--service-account-signing-key-file={p / 'sa.key'}",
                 "--allow-privileged=true", "--profiling=false", "--v=0",
-            ]))
+            ]
+            # Kept so that `start_apiserver` brings it back with the very same flags.
+            self._save_state(apiserver_args=apiserver_args)
+            record("kube-apiserver", self._spawn("kube-apiserver", apiserver_args))
             wait_until("kube-apiserver to answer /readyz", lambda: self._readyz(server), timeout, procs)
             for name, args in (
                 ("kube-controller-manager", [
@@ -261,6 +266,36 @@ current-context: local
         except BaseException:
             self.down()
             raise
+        return time.monotonic() - started
+
+    # ---- faults ----------------------------------------------------------------------
+    def stop_apiserver(self, timeout: float = 20) -> None:
+        """Stop the kube-apiserver alone (SIGTERM, then SIGKILL); etcd and the other
+        components keep running and retry, as they would through a real outage."""
+        pid = self.pids().get("kube-apiserver")
+        if pid is None or not pid_alive(pid):
+            raise ClusterError("kube-apiserver is not running")
+        signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        if pid_alive(pid):
+            signal_group(pid, signal.SIGKILL)
+            wait_until("kube-apiserver to exit after SIGKILL", lambda: not pid_alive(pid), 5)
+        signal_group(pid, 0)  # reaps it if it is our child
+        wait_until("the apiserver's port to close", lambda: not self._readyz(self.server), 5)
+
+    def start_apiserver(self, timeout: float = START_TIMEOUT_S) -> float:
+        """Start the kube-apiserver again with the flags `up` gave it (same port, same
+        certificates, same etcd) and wait for /readyz. Returns the seconds it took."""
+        started = time.monotonic()
+        state = self.state()
+        if pid_alive(state.get("pids", {}).get("kube-apiserver", -1)):
+            raise ClusterError("kube-apiserver is already running")
+        proc = self._spawn("kube-apiserver", state["apiserver_args"])
+        self._save_state(pids={**state["pids"], "kube-apiserver": proc.pid})
+        wait_until("kube-apiserver to answer /readyz again", lambda: self._readyz(self.server), timeout,
+                   {"kube-apiserver": proc})
         return time.monotonic() - started
 
     def _readyz(self, server: str) -> bool:
@@ -335,7 +370,7 @@ def signal_group(pid: int, sig: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "apiserver-stop", "apiserver-start"])
     parser.add_argument("--dir", default=".cluster", help="where state, logs and the kubeconfig live (default .cluster)")
     args = parser.parse_args(argv)
     cluster = LocalCluster(Path(args.dir))
@@ -345,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"control plane up in {secs:.1f}s at {cluster.server}")
             print(f"  source {cluster.env_file}    # KUBECONFIG, kubectl and helm on PATH")
             print(cluster.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product,nvidia.com/gpu.count").rstrip())
+        elif args.action == "apiserver-stop":
+            cluster.stop_apiserver()
+            print("kube-apiserver stopped; etcd and the other components keep running")
+        elif args.action == "apiserver-start":
+            secs = cluster.start_apiserver()
+            print(f"kube-apiserver back in {secs:.1f}s at {cluster.server}")
         elif args.action == "down":
             cluster.down()
             print("control plane stopped; no process left")

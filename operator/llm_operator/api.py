@@ -8,6 +8,7 @@ as a pydantic validator (so `llm-operator render` rejects it without a cluster).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Callable, Literal
@@ -354,10 +355,11 @@ class LLMDeploymentSpec(RuledModel):
         return self.autoscaling.mode != "none"
 
 
-# The object's name becomes the Service's name, which must be a DNS-1035 label.
+# The object's name becomes the Service's name, which must be a DNS-1035 label. The CRD puts
+# this rule on metadata.name itself, so the apiserver's refusal names that field.
 NAME_RULE = Rule(
-    "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-    "metadata.name must be at most 63 characters of lower-case letters, digits and '-', starting with a letter: it names the Service.",
+    "self.size() <= 63 && self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "must be at most 63 characters of lower-case letters, digits and '-', starting with a letter and not ending with '-': it names the Service.",
     ".metadata.name",
     lambda name: len(name) <= 63 and __import__("re").match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", name) is not None,
 )
@@ -434,6 +436,7 @@ def validate_manifest(obj: dict) -> LLMDeploymentSpec:
         raise InvalidSpec(f"apiVersion/kind: expected {API_VERSION} {KIND}, got {obj.get('apiVersion')} {obj.get('kind')}")
     name = (obj.get("metadata") or {}).get("name", "")
     if not NAME_RULE.holds(name):
-        raise InvalidSpec(f"metadata.name: {NAME_RULE.message}")
+        # Worded as kubectl shows the apiserver's refusal.
+        raise InvalidSpec(f"metadata.name: Invalid value: {json.dumps(name)}: {NAME_RULE.message}")
     return parse_spec(obj.get("spec") or {})
 

@@ -109,13 +109,16 @@ def openapi_schema() -> dict:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
-            # The apiserver allows nothing else here.
-            "metadata": {"type": "object"},
+            # Structural schemas allow rules on metadata.name (and nothing else in metadata):
+            # a rule placed there is reported as "metadata.name: Invalid value: ...".
+            "metadata": {"type": "object", "properties": {"name": {
+                "type": "string",
+                "description": "Name of the LLMDeployment; also the name of its Deployment and Service.",
+                "x-kubernetes-validations": [{"rule": api.NAME_RULE.cel, "message": api.NAME_RULE.message}],
+            }}},
             "spec": spec,
             "status": status,
         },
-        # No fieldPath: the apiserver accepts none pointing into metadata; the message names it.
-        "x-kubernetes-validations": [{k: v for k, v in api.NAME_RULE.to_cel().items() if k != "fieldPath"}],
     }
     _check_described(schema)
     return schema

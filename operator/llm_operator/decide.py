@@ -22,8 +22,10 @@ from .observe import Observed, Refusal, child_spec, trim_child
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
 # Phases that are worth a Warning Event rather than a Normal one.
 WARNING_PHASES = ("Failed", "Unschedulable")
-# Reasons worth a Warning Event in any phase: a container the kubelet is failing to run.
-WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "OOMKilled", "CreateContainerConfigError")
+# Reasons worth a Warning Event in any phase: a container the kubelet is failing to run, or a
+# refusal retried by itself that may still need a person (the Service IP range full, a quota).
+WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "OOMKilled", "CreateContainerConfigError",
+                   "ApplyRefused")
 
 
 @dataclass(frozen=True)

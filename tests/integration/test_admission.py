@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
+from llm_operator import api
 from manifests import invalid_cases, manifest_for
 
 CASES = invalid_cases()
@@ -66,3 +69,24 @@ def test_what_tgi_would_crash_on_is_refused_at_apply_saying_what_to_do(kubectl):
         if proc.returncode != 0:
             failures.append(f"{engine}: refused: {proc.stderr.strip()}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.usefixtures("crd_installed")
+@pytest.mark.parametrize("name", ["a" * 64, "9-lives", "trailing-"], ids=["64-characters", "digit-first", "dash-last"])
+def test_a_bad_name_is_refused_naming_metadata_name_as_render_does(kubectl, name, tmp_path):
+    """The apiserver's refusal names the field and says what is valid (not `<nil>: Invalid
+    value`), and `llm-operator render` says the same words."""
+    manifest = json.dumps({"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment",
+                           "metadata": {"name": name}, "spec": {"model": {"id": "org/m"}}})
+    proc = kubectl.run("apply", "-f", "-", input=manifest, check=False)
+    print(f"\nkubectl: {proc.stderr.strip()}")
+    assert proc.returncode != 0
+    assert "<nil>" not in proc.stderr
+    refusal = f'metadata.name: Invalid value: "{name}": must be at most 63 characters of lower-case letters'
+    assert refusal in proc.stderr, proc.stderr
+    path = tmp_path / "bad.json"
+    path.write_text(manifest)
+    render = subprocess.run([sys.executable, "-m", "llm_operator.cli", "render", "-f", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert render.returncode == 2, render
+    assert refusal in render.stderr and api.NAME_RULE.message in render.stderr and api.NAME_RULE.message in proc.stderr

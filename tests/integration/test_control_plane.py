@@ -150,3 +150,32 @@ def test_cluster_down_leaves_no_process(tmp_path):
     assert not any(pid_alive(p) for p in pids.values())
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "plane") not in ps, ps
+
+
+def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificates_and_data(cluster, operator):
+    admin = Kubectl(cluster)
+    # The session's operator sees the outage: a restarting apiserver answers 403 until its RBAC
+    # caches are filled, which says nothing about the chart's rules.
+    outage_from = operator.log_size()
+    admin.run("create", "configmap", "survives-outage", "-n", "default", "--from-literal=k=v")
+    before = cluster.pids()
+    server = cluster.server
+    try:
+        cluster.stop_apiserver()
+        assert not pid_alive(before["kube-apiserver"])
+        # The rest of the plane keeps running through the outage.
+        assert all(pid_alive(pid) for name, pid in before.items() if name != "kube-apiserver")
+        refused = admin.run("get", "--raw", "/readyz", check=False)
+        assert refused.returncode != 0 and "refused" in refused.stderr, refused.stderr
+    finally:
+        if not pid_alive(cluster.pids()["kube-apiserver"]):
+            secs = cluster.start_apiserver()
+            print(f"\nkube-apiserver back in {secs:.1f}s")
+    after = cluster.pids()
+    assert cluster.server == server and after["kube-apiserver"] != before["kube-apiserver"]
+    assert {n: p for n, p in after.items() if n != "kube-apiserver"} == \
+        {n: p for n, p in before.items() if n != "kube-apiserver"}
+    # Same certificates (the old kubeconfig still works) and the same etcd (the data is there).
+    assert Kubectl(cluster, "default").get("configmap", "survives-outage")["data"] == {"k": "v"}
+    Kubectl(cluster, "default").run("delete", "configmap", "survives-outage")
+    operator.excused.append((outage_from, operator.log_size()))

@@ -352,6 +352,8 @@ def test_a_write_the_api_refuses_is_said_in_status_and_an_event_and_the_generati
     busy = decide(replace(observed(), refused={("Service", "m"): Refusal(500, "failed to allocate a serviceIP")}), KNOWN, NOW)
     assert busy.phase == "Pending" and cond(busy, "Reconciling")[:2] == ("True", "ApplyRefused")
     assert cond(busy, "Stalled")[0] == "False" and "observedGeneration" not in busy.status
+    # Retried by itself, but someone may have to act (free Service IPs, a quota): a Warning too.
+    assert [(e.type, e.reason) for e in busy.events] == [("Warning", "ApplyRefused")]
 
 
 def test_a_name_taken_by_someone_else_is_stalled_naming_the_object_and_its_owner():

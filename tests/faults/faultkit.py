@@ -1,0 +1,86 @@
+"""What the fault scenarios share: reading conditions, counting children and orphans,
+waiting for a quiet cluster, and bringing the operator back whatever happens."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from conftest import wait_for
+
+CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "jobs", "persistentvolumeclaims",
+               "horizontalpodautoscalers")
+
+
+def condition(obj: dict | None, ctype: str) -> dict:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == ctype:
+            return c
+    return {}
+
+
+def reconciled(obj: dict) -> bool:
+    """Ready=True, judged for the current generation."""
+    ready = condition(obj, "Ready")
+    return ready.get("status") == "True" and ready.get("observedGeneration") == obj["metadata"]["generation"]
+
+
+def unreconciled(kubectl) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in kubectl.items("llmdeployments") if not reconciled(o))
+
+
+def census(kubectl) -> dict:
+    """Every child in the namespace by kind: how many, how many per owner name (duplicates),
+    and those whose controller is no live LLMDeployment (orphans)."""
+    owners = {o["metadata"]["uid"]: o["metadata"]["name"] for o in kubectl.items("llmdeployments")}
+    out = {"count": {}, "duplicates": [], "orphans": []}
+    for kind in CHILD_KINDS:
+        seen: dict[tuple[str, str], list[str]] = {}
+        items = kubectl.items(kind)
+        out["count"][kind] = len(items)
+        for item in items:
+            meta = item["metadata"]
+            controller = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+            if controller is None or controller["uid"] not in owners:
+                out["orphans"].append(f"{kind}/{meta['name']}")
+                continue
+            # Children of one kind per owner: a Deployment, a Service, ... each once (a Job per model).
+            role = meta.get("labels", {}).get("app.kubernetes.io/component", "")
+            seen.setdefault((owners[controller["uid"]], role), []).append(meta["name"])
+        out["duplicates"] += [f"{kind} of {owner}: {names}" for (owner, _), names in seen.items() if len(names) > 1]
+    return out
+
+
+def wait_for_other_namespaces_to_go(kubectl, timeout: float = 120) -> None:
+    """apiserver counts and the Service IP range are cluster-wide: let other tests'
+    namespaces finish going first."""
+    left: dict = {}
+
+    def others_gone() -> bool:
+        left.clear()
+        left.update({n["metadata"]["name"]: n.get("status", {}).get("phase")
+                     for n in kubectl.items("namespaces")
+                     if n["metadata"]["name"].startswith("t-") and n["metadata"]["name"] != kubectl.namespace})
+        return not left
+    try:
+        wait_for("other test namespaces to be gone", others_gone, timeout, interval=0.5)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; still there: {left}") from None
+
+
+@contextlib.contextmanager
+def operator_restored(operator):
+    """Whatever the scenario does to the session's operator, later tests find it running."""
+    try:
+        yield
+    finally:
+        if operator.proc is None or operator.proc.poll() is not None:
+            operator.start()
+
+
+class Stopwatch:
+    def __init__(self):
+        self.t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        return time.monotonic() - self.t0

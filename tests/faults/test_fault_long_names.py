@@ -1,0 +1,58 @@
+"""Two LLMDeployments whose names share their first 40+ characters, the cache on, the same
+model: each gets its own download Job (its name is cut to 40 characters and hashed with the
+whole owner name) and both serve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import Kubectl, wait_for
+from faultkit import census, reconciled
+from manifests import llmd
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
+
+STORAGE_CLASS = "fault-cache"
+FACTS = {"modelId": "test/cached-only", "revision": "main", "numLayers": 28, "hiddenSize": 3584,
+         "numAttentionHeads": 28, "numKeyValueHeads": 4, "headDim": 128, "vocabSize": 152064,
+         "maxPositionEmbeddings": 131072, "torchDtype": "bfloat16", "quantizationConfig": None,
+         "numExperts": 0, "numExpertsPerTok": 0, "intermediateSize": 18944, "parameterCount": 7615616512,
+         "parameterCountEstimated": False, "tieWordEmbeddings": False, "modelType": "qwen2", "commit": "abc123"}
+PREFIX = "a-model-deployment-with-a-very-long-shared-prefix"   # 49 characters
+
+
+def test_names_sharing_40_characters_get_their_own_download_job_and_both_serve(cluster, kubectl):
+    admin = Kubectl(cluster)
+    admin.apply(f"""
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: {STORAGE_CLASS}}}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+""")
+    names = [f"{PREFIX}-blue", f"{PREFIX}-green"]
+    assert names[0][:40] == names[1][:40]
+    for name in names:
+        # A volume bound ahead to the claim the operator will make (no provisioner here).
+        admin.apply(json.dumps({"apiVersion": "v1", "kind": "PersistentVolume",
+                                "metadata": {"name": f"{kubectl.namespace}-{name[-5:].strip('-')}"},
+                                "spec": {"capacity": {"storage": "500Gi"}, "accessModes": ["ReadWriteMany"],
+                                         "storageClassName": STORAGE_CLASS, "persistentVolumeReclaimPolicy": "Delete",
+                                         "claimRef": {"namespace": kubectl.namespace, "name": f"{name}-weights"},
+                                         "hostPath": {"path": f"/tmp/{kubectl.namespace}-{name}"}}}))
+        kubectl.apply(json.dumps(llmd(name, model={"id": "test/cached-only"}, gpus=1, podAnnotations={
+            "pod-complete.stage.kwok.x-k8s.io/delay": "2s", "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(FACTS)},
+            cache={"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS})))
+    wait_for("both to be Ready", lambda: all(reconciled(kubectl.get("llmd", n)) for n in names), 120, 1)
+    jobs = {n: [j["metadata"]["name"] for j in kubectl.items("jobs", f"app.kubernetes.io/instance={n}")] for n in names}
+    print(f"\ndownload Jobs: {jobs}")
+    assert all(len(j) == 1 for j in jobs.values()), jobs
+    assert jobs[names[0]] != jobs[names[1]]
+    for name in names:
+        job = kubectl.get("job", jobs[name][0])
+        assert job["metadata"]["ownerReferences"][0]["name"] == name
+        assert any(c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"])
+    found = census(kubectl)
+    assert found["duplicates"] == [] and found["orphans"] == [], found
