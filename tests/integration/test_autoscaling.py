@@ -37,6 +37,13 @@ def test_mode_hpa_makes_an_hpa_the_control_plane_accepts(kubectl):
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "tgi_queue_size"
     # The controller manager evaluates it: it reads the scale subresource (no metrics adapter here).
     wait_for("the HPA controller to report on it", lambda: (kubectl.get("hpa", "hpa").get("status") or {}).get("conditions"), 60)
+    # HPAs are watched: one deleted by hand is made again at once, not at the next resync (300 s).
+    uid = hpa["metadata"]["uid"]
+    kubectl.run("delete", "hpa", "hpa", "--wait=true")
+    start = time.monotonic()
+    back = wait_for("the deleted HPA made again", lambda: (h := kubectl.get("hpa", "hpa")) and h["metadata"]["uid"] != uid and h, 15)
+    print(f"\ndeleted HPA made again in {time.monotonic() - start:.2f}s")
+    assert back["spec"]["scaleTargetRef"]["name"] == "hpa"
     kubectl.run("patch", "llmd", "hpa", "--type=merge", "-p", '{"spec": {"autoscaling": {"mode": "none"}}}')
     wait_for("the HPA to be pruned", lambda: kubectl.get("hpa", "hpa") is None, 30)
 
