@@ -74,7 +74,7 @@ class FactsSource:
                 return self._values[key]
             failed = self._failures.get(key)
             if failed and time.monotonic() - failed[0] < self._retry_s:
-                raise failed[1]
+                raise _fresh(failed[1])
             first = key not in self._waiters
             waiters = self._waiters.setdefault(key, [])
             if when_ready is not None:
@@ -88,7 +88,7 @@ class FactsSource:
             value = self._fetch(*key)
         except ModelFactsUnavailable as err:
             with self._lock:
-                self._failures[key] = (time.monotonic(), err)
+                self._failures[key] = (time.monotonic(), err.with_traceback(None))
         except Exception as err:  # noqa: BLE001 - any failure of the Hub client means "unknown", logged
             log.warning("reading %s@%s from the Hub failed: %r", *key, err)
             with self._lock:
@@ -105,6 +105,15 @@ class FactsSource:
 
 def _for(data: Mapping | None, model_id: str, revision: str) -> bool:
     return bool(data) and data.get("modelId") == model_id and data.get("revision") == revision
+
+
+def _fresh(err: ModelFactsUnavailable) -> ModelFactsUnavailable:
+    """A new exception saying what `err` says. Raising the remembered one again and again
+    would grow its traceback by every caller's frames and keep them, and all they hold,
+    alive: memory growing with each reconcile of a model whose facts cannot be had."""
+    if isinstance(err, ModelMissing):
+        return ModelMissing(str(err), err.reason)
+    return ModelFactsUnavailable(str(err))
 
 
 def lookup(model_id: str, revision: str, *, job_report: Mapping | None = None, status_facts: Mapping | None = None,

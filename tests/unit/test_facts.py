@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from llm_operator import facts
 from llm_operator.decide import Lookups, decide, facts_query
 from llm_operator.modelinfo import ModelFactsUnavailable, ModelMissing
@@ -154,3 +156,29 @@ def test_a_remembered_failure_keeps_its_kind():
     assert first.source == "pending" and done.wait(5)
     again = facts.lookup("org/mistral", "main", hub=source)
     assert again.missing == "ModelNotFound" and calls == ["org/mistral"]
+
+
+def test_a_remembered_failure_raised_again_and_again_holds_no_callers_frames():
+    """Each caller gets a new exception: re-raising the remembered one would chain every
+    caller's frames onto its traceback (memory growing with each reconcile)."""
+    def fetch(model_id, revision):
+        raise ModelFactsUnavailable("the Hub cannot be reached")
+
+    source = facts.FactsSource(fetch=fetch)
+    done = threading.Event()
+    with pytest.raises(facts.FactsPending):
+        source.get("org/m", "main", done.set)
+    assert done.wait(5)
+    depths, seen = [], set()
+    for _ in range(5):
+        with pytest.raises(ModelFactsUnavailable) as caught:
+            source.get("org/m", "main")
+        seen.add(id(caught.value))
+        tb, depth = caught.value.__traceback__, 0
+        while tb is not None:
+            depth, tb = depth + 1, tb.tb_next
+        depths.append(depth)
+    assert len(set(depths)) == 1, depths
+    assert str(caught.value) == "the Hub cannot be reached"
+    remembered = source._failures[("org/m", "main")][1]
+    assert remembered.__traceback__ is None and id(remembered) not in seen
