@@ -211,7 +211,9 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     updated = st.get("updatedReplicas", 0) or 0
     current_gen = st.get("observedGeneration", 0) >= (d.get("metadata") or {}).get("generation", 0)
     if want == 0:
-        if current_gen and replicas == 0:
+        # No replica counted and no pod of ours left: at zero, even before the Deployment
+        # controller has observed a Deployment just made with 0 replicas (it never makes a pod).
+        if replicas == 0 and not _active(o.pods):
             return "ScaledToZero", yes("ScaledToZero", "Scaled to zero: spec.replicas is 0, so no pod serves the model; "
                                        "scale up to serve (spec.replicas, or kubectl scale --replicas=N)."), \
                 no("ScaledToZero", "Nothing to do."), no("ScaledToZero", "Scaled to zero on purpose.")

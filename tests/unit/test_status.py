@@ -102,8 +102,19 @@ def test_scaling_to_zero_is_reconciling_until_no_replica_is_left():
     assert st["phase"] == "Progressing"
     assert conds(st) == {"Ready": ("False", "ScalingToZero"), "Reconciling": ("True", "ScalingToZero"),
                          "Stalled": ("False", "ScalingToZero")}
-    behind = desired_status(observed(desired_replicas=0, deployment=deployment(replicas=0, updated=0, generation=2)), {}, NOW)
-    assert conds(behind)["Ready"] == ("False", "ScalingToZero")
+    # Not yet observed by the Deployment controller, one pod still there: not at zero yet.
+    behind = deployment(replicas=0, updated=0, generation=2)
+    behind["status"]["replicas"] = 1
+    pod = {"metadata": {"name": "m-1", "labels": {}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    assert conds(desired_status(observed(desired_replicas=0, deployment=behind, pods=(pod,)), {}, NOW))["Ready"] == \
+        ("False", "ScalingToZero")
+
+
+def test_a_deployment_just_made_with_zero_replicas_is_at_zero_at_once():
+    """No status yet (the Deployment controller has not seen it) and no pod: nothing to wait for."""
+    fresh = {"metadata": {"generation": 1}, "spec": {"replicas": 0}, "status": {}}
+    st = desired_status(observed(desired_replicas=0, deployment=fresh), {}, NOW)
+    assert st["phase"] == "ScaledToZero" and conds(st)["Ready"] == ("True", "ScaledToZero")
 
 
 def test_a_ready_pod_of_the_old_revision_is_not_counted_as_rolled_out():
