@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from . import api, metrics
 from .apply import Kube, KubeError, apply_or_replace
 from .decide import Decision, Event, rfc3339
-from .observe import Observed, ReadModel, Refusal, child_spec, trim_child, trim_llmdeployment
+from .observe import (CREATED_AS_UPDATE, Observed, ReadModel, Refusal, child_spec, created_as_update, trim_child,
+                      trim_llmdeployment)
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,17 @@ def _holder(obj: dict) -> str:
 def _write(kube: Kube, observed: Observed, obj: dict) -> dict:
     """Apply a child the read model holds as ours; create one it has never seen.
 
-    Creating through Kube.create (a dry-run POST, then apply without force), not a forced
-    apply: that would take over an object of that name that someone else made (force moves
-    its fields to us and adds our owner reference, so deleting the LLMDeployment would delete
-    it). The POST is refused with 409 instead, and only then is the object read, to say whose
-    it is. The read model sees only objects with our labels, so
+    Creating with POST, not apply: apply would take over an object of that name that someone
+    else made (force moves its fields to us and adds our owner reference, so deleting the
+    LLMDeployment would delete it). POST is refused with 409 instead, and only then is the
+    object read, to say whose it is. Before the first later write, our create's update entry
+    becomes an apply entry (Kube.as_applied), so that apply can remove a field we stop setting. The read model sees only objects with our labels, so
     without this it could not tell "not there" from "someone else's"."""
     name = obj["metadata"]["name"]
     live = observed.child(obj["kind"], name)
     if live is not None:
+        if live.get(CREATED_AS_UPDATE):
+            kube.as_applied(obj)
         return apply_or_replace(kube, obj, {"metadata": live["metadata"], "spec": child_spec(live)})
     try:
         return kube.create(obj)
@@ -78,6 +81,8 @@ def _write(kube: Kube, observed: Observed, obj: dict) -> dict:
         raise KubeError(409, "Conflict", json.dumps({"message": f"{obj['kind']} {name} was being deleted"}))
     if not _ours(existing, observed.meta.get("uid", "")):
         raise NameTaken(_holder(existing))
+    if created_as_update(existing):
+        kube.as_applied(obj)
     return apply_or_replace(kube, obj, {"metadata": existing["metadata"], "spec": existing.get("spec") or {}})
 
 

@@ -108,17 +108,31 @@ class Kube:
                             content_type="application/apply-patch+yaml")
 
     def create(self, obj: dict) -> dict:
-        """Make an object that must not exist yet: a dry-run POST first, refused with 409 when an
-        object of that name exists, whoever made it; then server-side apply without force, so
-        the fields are ours as applied (a create would record them as an update, and apply never
-        removes a field another entry, even our own update, still owns). Should someone make the
-        object between the two, the apply without force conflicts (409) instead of taking it."""
+        """POST: refused with 409 when an object of that name exists, whoever made it. Our
+        fields are then recorded under operation Update; `as_applied` turns that entry into
+        our apply entry before the first later write (one request at creation, none in the
+        steady state)."""
         meta = obj["metadata"]
-        self.request("POST", self.path(obj["apiVersion"], obj["kind"], meta.get("namespace")), body=obj,
-                     query={"fieldManager": FIELD_MANAGER, "dryRun": "All"})
-        path = self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        return self.request("PATCH", path, body=json.dumps(obj), query={"fieldManager": FIELD_MANAGER},
-                            content_type="application/apply-patch+yaml")
+        return self.request("POST", self.path(obj["apiVersion"], obj["kind"], meta.get("namespace")), body=obj,
+                            query={"fieldManager": FIELD_MANAGER})
+
+    def as_applied(self, obj: dict) -> None:
+        """Record our fields as applied, not as the create's update: apply never removes a
+        field another entry still owns, our own update entry included, so a field we stop
+        setting would stay. Done as kubectl's client-side-to-server-side migration does, with a
+        JSON patch of managedFields guarded by the resourceVersion it was read at; a concurrent
+        write makes it fail (409 or 422), and it is done again before the next write."""
+        meta = obj["metadata"]
+        live = self.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        if live is None:
+            return
+        entries = (live.get("metadata") or {}).get("managedFields") or []
+        fixed = [{**e, "operation": "Apply"} if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update"
+                 and not e.get("subresource") else e for e in entries]
+        if fixed == entries:
+            return
+        self.json_patch(obj, [{"op": "test", "path": "/metadata/resourceVersion", "value": live["metadata"]["resourceVersion"]},
+                              {"op": "replace", "path": "/metadata/managedFields", "value": fixed}])
 
     def json_patch(self, obj: dict, ops: list[dict]) -> dict:
         meta = obj["metadata"]

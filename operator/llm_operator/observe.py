@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from . import api
+from .apply import FIELD_MANAGER
 from .resources import INSTANCE_LABEL
 
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
@@ -70,11 +71,22 @@ def _status_of(kind: str, status: Mapping[str, Any]) -> dict:
     return out
 
 
+CREATED_AS_UPDATE = "createdAsUpdate"
+
+
+def created_as_update(body: Mapping[str, Any]) -> bool:
+    """Whether our fields are still recorded as a create's update, not as applied: true
+    from our POST until the first later write turns the entry into an apply entry."""
+    return any(e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update" and not e.get("subresource")
+               for e in (body.get("metadata") or {}).get("managedFields") or [])
+
+
 def trim_child(body: Mapping[str, Any]) -> dict:
     """A child as decisions read it: identity, our labels and annotations, owners, its spec
-    (as JSON text) and the status fields that say how it is doing."""
+    (as JSON text), the status fields that say how it is doing, and whether our fields are
+    still recorded as the create's update."""
     kind = body.get("kind", "")
-    return {
+    out = {
         "apiVersion": body.get("apiVersion"),
         "kind": kind,
         "metadata": _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
@@ -82,6 +94,9 @@ def trim_child(body: Mapping[str, Any]) -> dict:
         SPEC_JSON: json.dumps(_plain(body.get("spec") or {}), separators=(",", ":")),
         "status": _status_of(kind, body.get("status") or {}),
     }
+    if created_as_update(body):
+        out[CREATED_AS_UPDATE] = True
+    return out
 
 
 def same_but_version(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:

@@ -44,10 +44,13 @@ def test_changes_that_do_not_touch_the_download_leave_the_done_job_and_reach_the
     (after,) = kubectl.items("jobs", "app.kubernetes.io/instance=calm")
     assert after["metadata"]["uid"] == job["metadata"]["uid"]
     assert events(kubectl, "calm", "ApplyRefused") == []
-    # Created by apply (after a dry-run POST), its fields are ours as applied: a field we stop setting goes.
+    # Created with POST, its fields were made ours as applied before that write: a field we stop setting goes.
     fields = json.loads(kubectl.run("get", "deployment", "calm", "-o", "json", "--show-managed-fields").stdout)
     assert {(f["operation"], f.get("subresource", "")) for f in fields["metadata"]["managedFields"]
             if f["manager"] == "llm-operator"} == {("Apply", "")}
+    kubectl.run("patch", "llmd", "calm", "--type=json", "-p", '[{"op": "remove", "path": "/spec/podAnnotations"}]')
+    wait_for("the pod annotation gone from the Deployment", lambda: "annotations" not in
+             kubectl.get("deployment", "calm")["spec"]["template"]["metadata"], 30)
 
 
 def test_a_refused_child_is_said_and_the_others_still_change(kubectl, volume):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_operator import observe
 from llm_operator.observe import ReadModel, child_spec, owner_of, trim_child, trim_llmdeployment, trim_pod
 
 KEY = ("ns", "m")
@@ -136,3 +137,14 @@ def test_a_pods_container_states_are_kept_trimmed():
     assert pod["status"]["containerStatuses"] == [
         {"name": "engine", "restartCount": 6, "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
          "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]
+
+
+def test_a_child_our_create_recorded_as_an_update_is_marked_until_applied():
+    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m", "namespace": "ns", "managedFields": [
+        {"manager": "llm-operator", "operation": "Update", "apiVersion": "v1"},
+        {"manager": "llm-operator", "operation": "Update", "apiVersion": "v1", "subresource": "status"}]}}
+    assert observe.trim_child(body)[observe.CREATED_AS_UPDATE] is True
+    body["metadata"]["managedFields"][0]["operation"] = "Apply"
+    assert observe.CREATED_AS_UPDATE not in observe.trim_child(body)
+    body["metadata"]["managedFields"] = [{"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1"}]
+    assert observe.CREATED_AS_UPDATE not in observe.trim_child(body)
