@@ -36,6 +36,71 @@ def wait_for(what: str, check, timeout: float = 30, interval: float = 0.2):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
 
 
+def condition(obj: dict | None, ctype: str) -> dict:
+    """One status condition of an object, or {}."""
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == ctype:
+            return c
+    return {}
+
+
+def versions_of(kubectl, objects) -> tuple:
+    return tuple(kubectl.get(kind, name)["metadata"]["resourceVersion"] for kind, name in objects)
+
+
+def settled(kubectl, objects, quiet: float = 3, timeout: float = 30) -> tuple:
+    """The objects' resourceVersions once none has changed for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = versions_of(kubectl, objects), time.monotonic()
+    while time.monotonic() < deadline:
+        now = versions_of(kubectl, objects)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{objects} kept changing for {timeout}s")
+
+
+def wait_for_other_namespaces_to_go(kubectl, timeout: float = 120) -> None:
+    """apiserver counts and the Service IP range are cluster-wide: let other tests'
+    namespaces finish going first (the failure names those left and why)."""
+    left: dict = {}
+
+    def others_gone() -> bool:
+        left.clear()
+        left.update({n["metadata"]["name"]: [c.get("message") for c in (n.get("status") or {}).get("conditions") or []
+                                             if c.get("status") == "True"] or (n.get("status") or {}).get("phase")
+                     for n in kubectl.items("namespaces")
+                     if n["metadata"]["name"].startswith("t-") and n["metadata"]["name"] != kubectl.namespace})
+        return not left
+    try:
+        wait_for("other test namespaces to be gone", others_gone, timeout, interval=0.5)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; still there, with why: {left}") from None
+
+
+def make_storage_class(cluster, name: str) -> None:
+    """A StorageClass with no provisioner: claims bind only to volumes made ahead (bound_volume)."""
+    Kubectl(cluster).apply(f"""
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: {name}}}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+""")
+
+
+def bound_volume(cluster, namespace: str, claim: str, storage_class: str, name: str | None = None) -> None:
+    """A PersistentVolume of `storage_class` bound ahead to the claim the operator will make."""
+    name = name or f"{namespace}-{claim}"
+    Kubectl(cluster).apply(json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "500Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": storage_class,
+                 "persistentVolumeReclaimPolicy": "Delete", "claimRef": {"namespace": namespace, "name": claim},
+                 "hostPath": {"path": f"/tmp/{name}"}}}))
+
+
 class Kubectl:
     """kubectl against the session's control plane, in one namespace."""
 

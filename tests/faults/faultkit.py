@@ -6,17 +6,10 @@ from __future__ import annotations
 import contextlib
 import time
 
-from conftest import wait_for
+from conftest import condition, wait_for_other_namespaces_to_go  # noqa: F401 - the scenarios import them from here
 
 CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "jobs", "persistentvolumeclaims",
                "horizontalpodautoscalers")
-
-
-def condition(obj: dict | None, ctype: str) -> dict:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c["type"] == ctype:
-            return c
-    return {}
 
 
 def reconciled(obj: dict) -> bool:
@@ -49,23 +42,6 @@ def census(kubectl) -> dict:
             seen.setdefault((owners[controller["uid"]], role), []).append(meta["name"])
         out["duplicates"] += [f"{kind} of {owner}: {names}" for (owner, _), names in seen.items() if len(names) > 1]
     return out
-
-
-def wait_for_other_namespaces_to_go(kubectl, timeout: float = 120) -> None:
-    """apiserver counts and the Service IP range are cluster-wide: let other tests'
-    namespaces finish going first."""
-    left: dict = {}
-
-    def others_gone() -> bool:
-        left.clear()
-        left.update({n["metadata"]["name"]: n.get("status", {}).get("phase")
-                     for n in kubectl.items("namespaces")
-                     if n["metadata"]["name"].startswith("t-") and n["metadata"]["name"] != kubectl.namespace})
-        return not left
-    try:
-        wait_for("other test namespaces to be gone", others_gone, timeout, interval=0.5)
-    except AssertionError as err:
-        raise AssertionError(f"{err}; still there: {left}") from None
 
 
 @contextlib.contextmanager

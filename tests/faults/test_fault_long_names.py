@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import Kubectl, wait_for
+from conftest import bound_volume, make_storage_class, wait_for
 from faultkit import census, reconciled
 from manifests import llmd
 
@@ -24,24 +24,12 @@ PREFIX = "a-model-deployment-with-a-very-long-shared-prefix"   # 49 characters
 
 
 def test_names_sharing_40_characters_get_their_own_download_job_and_both_serve(cluster, kubectl):
-    admin = Kubectl(cluster)
-    admin.apply(f"""
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {{name: {STORAGE_CLASS}}}
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
-""")
+    make_storage_class(cluster, STORAGE_CLASS)
     names = [f"{PREFIX}-blue", f"{PREFIX}-green"]
     assert names[0][:40] == names[1][:40]
     for name in names:
         # A volume bound ahead to the claim the operator will make (no provisioner here).
-        admin.apply(json.dumps({"apiVersion": "v1", "kind": "PersistentVolume",
-                                "metadata": {"name": f"{kubectl.namespace}-{name[-5:].strip('-')}"},
-                                "spec": {"capacity": {"storage": "500Gi"}, "accessModes": ["ReadWriteMany"],
-                                         "storageClassName": STORAGE_CLASS, "persistentVolumeReclaimPolicy": "Delete",
-                                         "claimRef": {"namespace": kubectl.namespace, "name": f"{name}-weights"},
-                                         "hostPath": {"path": f"/tmp/{kubectl.namespace}-{name}"}}}))
+        bound_volume(cluster, kubectl.namespace, f"{name}-weights", STORAGE_CLASS)
         kubectl.apply(json.dumps(llmd(name, model={"id": "test/cached-only"}, gpus=1, podAnnotations={
             "pod-complete.stage.kwok.x-k8s.io/delay": "2s", "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(FACTS)},
             cache={"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS})))

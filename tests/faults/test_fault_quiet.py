@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import apiserver_writes
+from conftest import apiserver_writes, settled
 from faultkit import wait_for_other_namespaces_to_go
 from manifests import llmd
 
@@ -28,7 +28,7 @@ def test_a_settled_minute_causes_zero_writes(cluster, kubectl, operator):
         kubectl.run("wait", "--for=condition=Ready", f"llmd/{name}", "--timeout=90s")
     # Counts are cluster-wide: other tests' namespaces must be gone first.
     wait_for_other_namespaces_to_go(kubectl)
-    time.sleep(3)  # lets the last status and Event writes of the settling land before counting
+    settled(kubectl, [(kind, n) for n in names for kind in ("llmd", "deployment", "service")])
     before = apiserver_writes(cluster, RESOURCES)
     operator_before = operator.metric("llm_operator_writes_total")
     events_before = len(kubectl.items("events"))

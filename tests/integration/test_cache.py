@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import Kubectl, wait_for
+from conftest import Kubectl, bound_volume, make_storage_class, wait_for
 from manifests import llmd
 from test_operator import condition
 
@@ -24,28 +24,10 @@ FACTS = {"modelId": "test/cached-only", "revision": "main", "numLayers": 28, "hi
 @pytest.fixture
 def volume(cluster, kubectl):
     """A StorageClass with no provisioner and a volume bound ahead to the claim the operator will make."""
-    admin = Kubectl(cluster)
-    admin.apply(f"""
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {{name: {STORAGE_CLASS}}}
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
-""")
+    make_storage_class(cluster, STORAGE_CLASS)
 
     def make(claim: str) -> None:
-        admin.apply(f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {kubectl.namespace}-{claim}}}
-spec:
-  capacity: {{storage: 500Gi}}
-  accessModes: [ReadWriteMany]
-  storageClassName: {STORAGE_CLASS}
-  persistentVolumeReclaimPolicy: Delete
-  claimRef: {{namespace: {kubectl.namespace}, name: {claim}}}
-  hostPath: {{path: /tmp/{kubectl.namespace}-{claim}}}
-""")
+        bound_volume(cluster, kubectl.namespace, claim, STORAGE_CLASS)
     return make
 
 

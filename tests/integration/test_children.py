@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import Kubectl, wait_for
+from conftest import bound_volume, make_storage_class, wait_for
 from manifests import llmd
 from test_cache import FACTS, STORAGE_CLASS, cached, volume  # noqa: F401 - the fixture is used by name
 from test_operator import condition
@@ -82,14 +82,7 @@ def test_a_storage_class_change_waits_while_served_and_replaces_the_claim_once_n
     kubectl.run("wait", "--for=condition=Ready", "llmd/move", "--timeout=60s")
     old = kubectl.get("pvc", "move-weights")
     other = f"other-{kubectl.namespace}"
-    admin = Kubectl(cluster)
-    admin.apply(f"""
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {{name: {other}}}
-provisioner: kubernetes.io/no-provisioner
-volumeBindingMode: Immediate
-""")
+    make_storage_class(cluster, other)
     patch(kubectl, "move", {"cache": {"storageClassName": other}})
 
     def said():
@@ -106,17 +99,8 @@ volumeBindingMode: Immediate
     assert kubectl.get("deployment", "move")["spec"]["replicas"] == 1
     assert len(events(kubectl, "move", "ClaimImmutable")) == 1
 
-    admin.apply(f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: {kubectl.namespace}-move-weights-2}}
-spec:
-  capacity: {{storage: 500Gi}}
-  accessModes: [ReadWriteMany]
-  storageClassName: {other}
-  claimRef: {{namespace: {kubectl.namespace}, name: move-weights}}
-  hostPath: {{path: /tmp/{kubectl.namespace}-move-weights-2}}
-""")
+    bound_volume(cluster, kubectl.namespace, "move-weights", other, name=f"{kubectl.namespace}-move-weights-2")
+
     patch(kubectl, "move", {"replicas": 0})
     wait_for("a new claim in the new StorageClass", lambda: (c := kubectl.get("pvc", "move-weights"))
              and c["metadata"]["uid"] != old["metadata"]["uid"] and c["spec"]["storageClassName"] == other, 60)

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 import yaml
 
-from conftest import wait_for
+from conftest import condition, settled, versions_of, wait_for  # noqa: F401 - imported from here by other tests
 from manifests import EXAMPLES, llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 READY_DELAY = {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}
-
-
-def condition(obj: dict | None, ctype: str) -> dict:
-    for c in ((obj or {}).get("status") or {}).get("conditions", []):
-        if c["type"] == ctype:
-            return c
-    return {}
 
 
 def children(kubectl, name: str) -> dict[str, list[str]]:
@@ -32,24 +24,6 @@ def children(kubectl, name: str) -> dict[str, list[str]]:
         if names:
             out[kind] = names
     return out
-
-
-def versions_of(kubectl, objects) -> tuple:
-    return tuple(kubectl.get(kind, name)["metadata"]["resourceVersion"] for kind, name in objects)
-
-
-def settled(kubectl, objects, quiet: float = 3, timeout: float = 30) -> tuple:
-    """The objects' resourceVersions once none has changed for `quiet` seconds."""
-    deadline = time.monotonic() + timeout
-    last, since = versions_of(kubectl, objects), time.monotonic()
-    while time.monotonic() < deadline:
-        now = versions_of(kubectl, objects)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{objects} kept changing for {timeout}s")
 
 
 def engine_args(deployment: dict) -> list[str]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import apiserver_writes, wait_for
+from conftest import apiserver_writes, settled, wait_for, wait_for_other_namespaces_to_go
 from manifests import llmd
-from test_operator import settled
 
 CHILD_RESOURCES = {"deployments", "services", "poddisruptionbudgets"}
 
@@ -18,19 +17,7 @@ def test_restart_causes_zero_writes_to_children(cluster, operator, kubectl):
     for name in names:
         kubectl.run("wait", "--for=condition=Ready", f"llmd/{name}", "--timeout=60s")
     # apiserver metrics are cluster-wide: let other tests' namespaces finish going first.
-    left: dict = {}
-
-    def others_gone() -> bool:
-        left.clear()
-        left.update({n["metadata"]["name"]: [c.get("message") for c in (n.get("status") or {}).get("conditions") or []
-                                             if c.get("status") == "True"]
-                     for n in kubectl.items("namespaces")
-                     if n["metadata"]["name"].startswith("t-") and n["metadata"]["name"] != kubectl.namespace})
-        return not left
-    try:
-        wait_for("other test namespaces to be gone", others_gone, 90)
-    except AssertionError as err:
-        raise AssertionError(f"{err}; still there, with why: {left}") from None
+    wait_for_other_namespaces_to_go(kubectl, 90)
     watched = [(kind, n) for n in names for kind in ("llmd", "deployment", "service")]
     before_versions = settled(kubectl, watched)
     before = apiserver_writes(cluster, CHILD_RESOURCES | {"llmdeployments"})
