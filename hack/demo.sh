@@ -30,19 +30,33 @@ kubectl wait --for=condition=Established crd/llmdeployments.llm-operator.io --ti
 
 echo "== starting the operator (log: $dir/logs/operator.log)"
 stop_operator
-nohup .venv/bin/llm-operator run --all-namespaces --liveness=http://127.0.0.1:18080/healthz \
+# The demo plays an air-gapped cluster (HF_HUB_OFFLINE=1): every plan comes from the
+# operator's catalog of model facts, the same on any machine, with or without internet.
+HF_HUB_OFFLINE=1 nohup .venv/bin/llm-operator run --all-namespaces --liveness=http://127.0.0.1:18080/healthz \
   --metrics-port=18081 >>"$dir/logs/operator.log" 2>&1 &
 echo $! >"$pidfile"
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.2; done
 curl -sf http://127.0.0.1:18080/healthz >/dev/null || { tail -20 "$dir/logs/operator.log"; echo "demo: the operator did not start" >&2; exit 1; }
 
 echo "== applying examples/"
-# The Mixtral example reads a Hub token by reference; a placeholder stands in for yours.
+# The Llama example reads a Hub token by reference; a placeholder stands in for yours.
 kubectl create secret generic hf-token --from-literal=token=hf_placeholder --dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -f examples/
-echo "== waiting until every model is Ready (the plan first reads each model's facts from the Hub)"
-kubectl wait --for=condition=Ready llmd --all --timeout=300s
-kubectl get llmd -o wide
+echo "== applying examples/does-not-fit/ (a 70B model at 16 bits on one L4: refused before a GPU is spent)"
+kubectl apply -f examples/does-not-fit/
+echo "== waiting until every example is Ready, and the one that does not fit is Stalled"
+# (by name: `kubectl wait -f DIR` descends into does-not-fit/ as well)
+# shellcheck disable=SC2046
+kubectl wait --for=condition=Ready $(kubectl get -f examples/ -o name) --timeout=300s
+kubectl wait --for=condition=Stalled llmd/llama-70b-on-one-l4 --timeout=60s
+if kubectl get deployment llama-70b-on-one-l4 >/dev/null 2>&1; then
+  echo "demo: a Deployment exists for the model that does not fit" >&2; exit 1
+fi
+kubectl get llmd
 echo
-echo "Try: source $dir/env; kubectl describe llmd mistral-7b; kubectl get deploy,svc,pods -o wide"
+echo "== the plans (facts from the catalog; mistral-7b's GPUs picked by the planner)"
+kubectl get llmd -o custom-columns='NAME:.metadata.name,FACTS FROM:.status.plan.source,GPUS:.status.gpus,FITS:.status.plan.fits,PLAN:.status.plan.reason'
+echo
+echo "Try: source $dir/env; kubectl describe llmd llama-70b-on-one-l4; kubectl get deploy,svc,pods -o wide"
+echo "     .venv/bin/llm-operator catalog; .venv/bin/llm-operator catalog meta-llama/Llama-3.1-70B-Instruct --gpu l4"
 echo "Stop: make cluster-down"

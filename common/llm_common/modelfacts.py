@@ -48,6 +48,9 @@ _TIED_BY_DEFAULT_MODEL_TYPES = {"gemma", "gemma2", "gemma3", "gemma3_text"}
 # Gemma 2/3 put four RMSNorms in each layer (pre/post attention, pre/post MLP).
 _FOUR_NORM_MODEL_TYPES = {"gemma2", "gemma3", "gemma3_text"}
 
+# Qwen3 and Gemma 3 normalise queries and keys per head (q_norm, k_norm: head_dim each).
+_QK_NORM_MODEL_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text"}
+
 # safetensors dtypes that hold packed quantized weights (GPTQ/AWQ int32, bitsandbytes
 # uint8): their element count is not the model's parameter count.
 _PACKED_SAFETENSORS_DTYPES = {"I32", "U32", "I16", "U16", "I8", "U8", "I4", "U4"}
@@ -209,13 +212,15 @@ def _norm_parameters_per_layer(config: Mapping[str, Any], arch: _Architecture) -
         norms = 2 if config.get("new_decoder_architecture") else 1
         return norms * 2 * arch.hidden_size
     norms = 4 if arch.model_type in _FOUR_NORM_MODEL_TYPES else 2
-    return norms * arch.hidden_size
+    qk_norms = 2 * arch.head_dim if arch.model_type in _QK_NORM_MODEL_TYPES else 0
+    return norms * arch.hidden_size + qk_norms
 
 
 def estimate_parameter_count(config: Mapping[str, Any]) -> int:
     """Parameters from the architecture: embeddings, per-layer attention, MLP or experts,
     norms, final norm, and lm_head unless tied. Exact for the common decoder families
-    (Llama, Mistral, Mixtral, Qwen2, Falcon, Phi-3, Gemma 2); an estimate for others."""
+    (Llama, Mistral, Mixtral, Qwen2, Qwen3, Falcon, Phi-3, Gemma 2, Gemma 3 text); an estimate
+    for others."""
     arch = _architecture(config)
     per_layer = (
         _attention_parameters(config, arch)

@@ -386,6 +386,10 @@ class PlanStatus(Model):
     min_gpus: int | None = Field(None, description="Fewest GPUs that fit, if any.")
     known: bool = Field(True, description="False when the model's facts could not be had and the plan is unknown.")
     pending: bool | None = Field(None, description="True while the model's facts are being read; no plan yet.")
+    source: Literal["job", "hub", "catalog", "status", "config"] | None = Field(
+        None, description="Where the model's facts came from: job (the download Job read them from the weights), hub "
+        "(the Hugging Face Hub), catalog (the operator's catalog, when the Hub could not answer), status (an earlier "
+        "status.modelFacts), config (a local config.json).")
 
 
 class LLMDeploymentStatus(Model):

@@ -1,4 +1,4 @@
-"""`llm-operator run | crd | render | plan | version`."""
+"""`llm-operator run | crd | render | plan | catalog | version`."""
 
 from __future__ import annotations
 
@@ -46,12 +46,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port)
     settings = Settings(workers=args.workers, autoscale_interval_s=args.autoscale_interval,
                         pod_metrics_url=args.pod_metrics_url, resync_s=args.resync_interval)
+    from .catalog import load as load_catalog
+
+    catalog = load_catalog(args.catalog_file)   # each bad entry logged once; the rest load
     asyncio.run(kopf.operator(
         clusterwide=args.all_namespaces,
         namespaces=namespaces,
         standalone=True,   # one replica with a Recreate strategy; no peering objects needed
         liveness_endpoint=args.liveness,
-        memo=kopf.Memo(ctx=OperatorContext(settings=settings)),
+        memo=kopf.Memo(ctx=OperatorContext(settings=settings, catalog=catalog)),
     ))
     return 0
 
@@ -60,6 +63,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .plan_cli import run_plan
 
     return run_plan(args)
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from .catalog_cli import run_catalog
+
+    return run_catalog(args)
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -88,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=16, help="reconciles at once (default 16)")
     run.add_argument("--resync-interval", type=float, default=300.0,
                      help="seconds between reconciles of every object from the read model, a safety net (default 300)")
+    run.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
+                     help="more model facts for the catalog, a YAML list of entries (repeatable; the chart mounts "
+                          "catalog.extraModels here); an entry replaces a shipped one of the same id")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -105,6 +117,12 @@ def parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="will a model fit on these GPUs? (no cluster needed)")
     add_plan_arguments(plan)
     plan.set_defaults(func=cmd_plan)
+
+    from .catalog_cli import add_catalog_arguments
+
+    catalog = sub.add_parser("catalog", help="the models planned without the Hub, and what fits where")
+    add_catalog_arguments(catalog)
+    catalog.set_defaults(func=cmd_catalog)
 
     ver = sub.add_parser("version", help="print the version")
     ver.set_defaults(func=cmd_version)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from . import act, adapters as lora, facts as model_facts
+from . import act, adapters as lora, catalog as model_catalog, facts as model_facts
 from .apply import Kube, load_config
 from .observe import Key, ReadModel
 from .workqueue import WorkQueue
@@ -38,6 +38,8 @@ class OperatorContext:
     settings: Settings = field(default_factory=Settings)
     read_model: ReadModel = field(default_factory=ReadModel)
     facts: model_facts.FactsSource = field(default_factory=model_facts.FactsSource)
+    # Model facts for when the Hub cannot answer: the shipped entries plus the chart's.
+    catalog: model_catalog.Catalog = field(default_factory=model_catalog.builtin)
     adapter_configs: model_facts.FactsSource = field(
         default_factory=lambda: model_facts.FactsSource(fetch=lora.adapter_config_from_hub))
     clock = staticmethod(time.monotonic)

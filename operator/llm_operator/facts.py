@@ -5,8 +5,11 @@ The order, most trusted first:
    weights themselves, with the user's token, which the operator never sees);
 2. `status.modelFacts`, when it is for the same id@revision (kept so that a restart or a
    Hub outage does not forget what was read once);
-3. the Hub, read in the background (huggingface-hub retries an unreachable Hub for about
-   20 s: no reconcile waits on it), failures remembered for a while.
+3. the Hub, read in the background (no reconcile waits on it), failures remembered for a
+   while;
+4. the catalog shipped with the operator (plus a platform team's entries), when the Hub
+   cannot answer: an air-gapped cluster, or a gated model (the operator never reads the
+   token). Its facts are tied to one revision; a spec pinning another one is told so.
 
 A source whose facts are for another id or revision is skipped, never used: after a
 revision change the old revision's status.modelFacts must not win over the new Job's.
@@ -18,10 +21,11 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping
 
 from . import modelinfo
+from .catalog import UNPINNED, Catalog, short_revision
 from .modelinfo import ModelFacts, ModelFactsUnavailable, ModelMissing
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ FACTS_RETRY_S = 600
 JOB = "job"
 STATUS = "status"
 HUB = "hub"
+CATALOG = "catalog"
 CONFIG = "config"          # a local config.json and parameter count (`render`, `plan`)
 PENDING = "pending"        # being read from the Hub; the reconcile is woken when done
 UNAVAILABLE = "unavailable"
@@ -43,6 +48,8 @@ class FactsAnswer:
     source: str                   # one of the names above
     message: str = ""             # why there are none (pending or unavailable)
     missing: str = ""             # ModelNotFound | RevisionNotFound: the Hub said it does not exist
+    note: str = ""                # said beside a plan made from these facts (a catalog for another revision)
+    source_revision: str = ""     # the revision the catalog's facts were read from
 
     @property
     def known(self) -> bool:
@@ -118,24 +125,64 @@ def _fresh(err: ModelFactsUnavailable) -> ModelFactsUnavailable:
 
 def lookup(model_id: str, revision: str, *, job_report: Mapping | None = None, status_facts: Mapping | None = None,
            hub: FactsSource | None = None, when_ready: Callable[[], None] | None = None,
-           offline_reason: str = "") -> FactsAnswer:
+           offline_reason: str = "", catalog: Catalog | None = None) -> FactsAnswer:
     """The facts of model_id@revision from the first source that has them (see the module's
     docstring for the order). With no `hub`, an unknown model is unavailable for
-    `offline_reason`."""
+    `offline_reason`, unless the catalog has it."""
     if _for(job_report, model_id, revision):
         return FactsAnswer(ModelFacts.from_dict(job_report), JOB)
     if _for(status_facts, model_id, revision):
-        return FactsAnswer(ModelFacts.from_dict(status_facts), STATUS)
+        # Kept with the source they were first read from, so a restart says the same.
+        return FactsAnswer(ModelFacts.from_dict(status_facts), status_facts.get("source") or STATUS,
+                           note=status_facts.get("note") or "", source_revision=status_facts.get("sourceRevision") or "")
     if hub is None:
-        return FactsAnswer(None, UNAVAILABLE, offline_reason or "The model's facts are not known offline.")
+        return from_catalog(catalog, model_id, revision,
+                             FactsAnswer(None, UNAVAILABLE, offline_reason or "The model's facts are not known offline."))
     try:
         return FactsAnswer(hub.get(model_id, revision, when_ready), HUB)
     except FactsPending:
         return FactsAnswer(None, PENDING, f"Reading the facts of {model_id}@{revision} from the Hub to plan GPU memory.")
     except ModelMissing as err:
-        return FactsAnswer(None, UNAVAILABLE, str(err), missing=err.reason)
+        # A model the catalog knows is hidden, not missing (the Hub answers a gated or private
+        # repository so to a reader without a token); a revision it does not know is missing.
+        if err.reason == "RevisionNotFound":
+            return FactsAnswer(None, UNAVAILABLE, str(err), missing=err.reason)
+        return from_catalog(catalog, model_id, revision, FactsAnswer(None, UNAVAILABLE, str(err), missing=err.reason))
     except ModelFactsUnavailable as err:
-        return FactsAnswer(None, UNAVAILABLE, str(err))
+        return from_catalog(catalog, model_id, revision, FactsAnswer(None, UNAVAILABLE, str(err)))
+
+
+def from_catalog(catalog: Catalog | None, model_id: str, revision: str, otherwise: FactsAnswer) -> FactsAnswer:
+    match = catalog.match(model_id, revision) if catalog is not None else None
+    if match is None:
+        problem = catalog.problem_for(model_id) if catalog is not None else ""
+        return replace(otherwise, message=f"{otherwise.message} {problem}".strip()) if problem else otherwise
+    return FactsAnswer(match.facts, CATALOG, note=match.note, source_revision=match.entry.revision)
+
+
+def status_facts_of(answer: FactsAnswer) -> dict | None:
+    """What status.modelFacts keeps of an answer: the facts, where they came from, and the
+    note beside them, so that after a restart the plan reads the same."""
+    if answer.facts is None:
+        return None
+    kept = {**answer.facts.to_dict(), "source": answer.source}
+    if answer.source_revision:
+        kept["sourceRevision"] = answer.source_revision
+    return {**kept, "note": answer.note} if answer.note else kept
+
+
+def source_phrase(answer: FactsAnswer) -> str:
+    """Where the facts came from, as the end of a plan's sentence."""
+    phrase = {
+        JOB: "the download Job, which read them from the weights",
+        HUB: "the Hugging Face Hub",
+        CATALOG: "the catalog",
+        CONFIG: "the given config.json",
+        STATUS: "status.modelFacts",
+    }.get(answer.source, answer.source)
+    if answer.source_revision and answer.source_revision != UNPINNED:
+        phrase += f" (revision {short_revision(answer.source_revision)})"
+    return f"Model facts from {phrase}." + (f" {answer.note}" if answer.note else "")
 
 
 def termination_reports(pods: Iterable[Mapping]) -> list[dict]:

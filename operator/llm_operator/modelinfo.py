@@ -75,6 +75,24 @@ def facts_from_hub(
     return facts
 
 
+# One request, no retries, to learn whether the Hub can be reached at all: huggingface_hub
+# retries a refused connection or an unknown host for about 23 s, and an air-gapped
+# cluster would wait that long for every model before planning from the catalog.
+PROBE_TIMEOUT_S = 5.0
+
+
+def _probe(endpoint: str) -> None:
+    """Raises the HTTP client's transport error when `endpoint` cannot be reached; any
+    HTTP answer, even an error, means it can. Through huggingface_hub's own session, so
+    proxies and certificates are the ones its downloads use."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return  # the download below says so at once
+    get_session().head(endpoint, timeout=PROBE_TIMEOUT_S)
+
+
 def _fetch_facts(
     model_id: str, revision: str, token: str | None, cache_dir: str | Path | None, endpoint: str | None
 ) -> ModelFacts:
@@ -84,6 +102,7 @@ def _fetch_facts(
     api = HfApi(endpoint=endpoint, token=token)
     hub_cache = str(Path(cache_dir) / "hub") if cache_dir else None
     with hub_errors_as_unavailable(model_id, revision, api.endpoint):
+        _probe(api.endpoint)
         config_path = api.hf_hub_download(model_id, "config.json", revision=revision, cache_dir=hub_cache)
         config = json.loads(Path(config_path).read_text())
         try:

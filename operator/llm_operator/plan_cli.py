@@ -4,6 +4,9 @@
     llm-operator plan MODEL_ID --config config.json --params 70553706496 --gpu l4
     llm-operator plan --list-gpus
 
+Without --config the facts come from the Hub; when it cannot be reached (or the model is
+gated and no token is given), from the catalog when it knows the model, and it says so.
+
 Exit status: 0 fits, 1 does not fit (or cannot be sharded that way), 2 bad input.
 With --config it never touches the network; huggingface_hub is imported only when
 the facts have to come from the Hub.
@@ -15,11 +18,15 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from typing import Any, TextIO
 
+from llm_operator.catalog import load as load_catalog
+from llm_operator.facts import CATALOG, CONFIG, HUB, UNAVAILABLE, FactsAnswer, from_catalog, source_phrase
 from llm_operator.modelinfo import (
     ModelFacts,
     ModelFactsUnavailable,
+    ModelMissing,
     facts_from_hub,
     facts_from_local,
 )
@@ -59,6 +66,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-env", default="HF_TOKEN", metavar="NAME",
                         help="environment variable holding a Hub token for gated models (default: HF_TOKEN)")
     parser.add_argument("--cache-dir", metavar="DIR", help="keep fetched model facts here between runs")
+    parser.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
+                        help="more catalog entries (a YAML list), as the operator's --catalog-file")
     parser.add_argument("--list-gpus", action="store_true", help="list the known GPU types and exit")
     # Remember the program name so usage errors read like argparse's own.
     parser.set_defaults(plan_prog=parser.prog)
@@ -95,17 +104,18 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         out.write(_gpu_table())
         return EXIT_FITS
     try:
-        facts = _facts_for(args)
+        facts, source = _facts_for(args)
         result = plan(_request_for(args, facts))
     except (_UsageError, UnknownGpuType, ModelFactsUnavailable, ValueError) as problem:
         prog = getattr(args, "plan_prog", "llm-operator plan")
         err.write(f"{prog}: error: {problem}\n")
         return EXIT_BAD_INPUT
-    out.write(_json_report(facts, result) if args.json else _table_report(facts, result))
+    out.write(_json_report(facts, result, source) if args.json else _table_report(facts, result, source))
     return EXIT_FITS if result.fits else EXIT_DOES_NOT_FIT
 
 
-def _facts_for(args: argparse.Namespace) -> ModelFacts:
+def _facts_for(args: argparse.Namespace) -> tuple[ModelFacts, FactsAnswer]:
+    """The facts, and where they came from (the answer's source and note)."""
     if args.params is not None and args.safetensors_index is not None:
         raise _UsageError("argument --params: not allowed with --safetensors-index (give one parameter source)")
     if args.config is None:
@@ -115,9 +125,25 @@ def _facts_for(args: argparse.Namespace) -> ModelFacts:
         if not args.model_id:
             raise _UsageError("the following arguments are required: MODEL_ID (or --config, or --list-gpus)")
         token = os.environ.get(args.token_env) or None
-        return facts_from_hub(args.model_id, args.revision, token=token, cache_dir=args.cache_dir)
+        try:
+            facts = facts_from_hub(args.model_id, args.revision, token=token, cache_dir=args.cache_dir)
+        except ModelMissing as err:
+            if err.reason == "RevisionNotFound":
+                raise
+            unavailable = err
+        except ModelFactsUnavailable as err:
+            unavailable = err
+        else:
+            return facts, FactsAnswer(facts, HUB)
+        # The Hub cannot answer: the catalog does, for the models it knows.
+        answer = from_catalog(load_catalog(args.catalog_file), args.model_id, args.revision,
+                              FactsAnswer(None, UNAVAILABLE, str(unavailable)))
+        if answer.facts is None:
+            raise ModelFactsUnavailable(answer.message)
+        return answer.facts, replace(answer, message=str(unavailable))   # why not the Hub
     try:
-        return facts_from_local(args.config, args.params, args.safetensors_index, model_id=args.model_id)
+        facts = facts_from_local(args.config, args.params, args.safetensors_index, model_id=args.model_id)
+        return facts, FactsAnswer(facts, CONFIG)
     except OSError as problem:
         raise _UsageError(f"argument --config: cannot read {problem.filename}: {problem.strerror}") from None
     except json.JSONDecodeError as problem:
@@ -143,18 +169,25 @@ def _request_for(args: argparse.Namespace, facts: ModelFacts) -> PlanRequest:
     )
 
 
-def _json_report(facts: ModelFacts, result: Plan) -> str:
+def _source_line(source: FactsAnswer) -> str:
+    """Where the facts came from, and why not from the Hub when they did not."""
+    return source_phrase(source) + (f" The Hub did not answer: {source.message}" if source.source == CATALOG and source.message else "")
+
+
+def _json_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
     report: dict[str, Any] = {
         "model": facts.model_id,
         "revision": facts.revision,
         "parameterCount": facts.parameter_count,
         "parameterCountEstimated": facts.parameter_count_estimated,
+        "factsSource": source.source,
+        "factsFrom": _source_line(source),
         **result.to_dict(),
     }
     return json.dumps(report, sort_keys=True) + "\n"
 
 
-def _table_report(facts: ModelFacts, result: Plan) -> str:
+def _table_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
     estimated = ", estimated" if facts.parameter_count_estimated else ""
     each = " each" if result.num_shard > 1 else ""
     rows = [
@@ -169,6 +202,7 @@ def _table_report(facts: ModelFacts, result: Plan) -> str:
         ("verdict", result.status),
         ("min gpus", str(result.min_gpus) if result.min_gpus is not None else "none up to 8"),
         ("reason", result.reason),
+        ("facts", _source_line(source)),
     ]
     return _aligned(rows)
 

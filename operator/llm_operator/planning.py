@@ -2,9 +2,9 @@
 turned into a GPU count, a status block and a verdict. Pure.
 
 The facts come from facts.lookup (the download Job's report, status.modelFacts for the same
-revision, or the Hub). When they cannot be had (an offline cluster, a gated model: the
-operator never reads the token), the operator goes on with the user's gpus and says the
-plan is unknown.
+revision, the Hub, or the catalog). When none has them (an offline cluster, a gated model
+the catalog does not know: the operator never reads the token), the operator goes on with
+the user's gpus and says the plan is unknown.
 """
 
 from __future__ import annotations
@@ -85,18 +85,22 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
     if facts is None:
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} Going on with {fallback} GPU(s) per replica."), None, None)
     gpu = gpu_for(spec, cluster_types)
+    kept = model_facts.status_facts_of(answer)
     if gpu is None:
         what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. Going on with {fallback} GPU(s) per replica."),
-                           facts.to_dict(), None)
+                           kept, None)
     result = planner.plan(planner.PlanRequest(
         # A product the table lacks is planned by the memory its nodes report.
         facts=facts, quantization=spec.quantization,
         gpu_type=gpu.name if gpu.name in planner.GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
         gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens,
         adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0))
-    blocked = None if result.fits else Verdict("False", result.status, result.reason)
-    return PlanOutcome(result.num_shard, {**result.to_status(), "known": True}, facts.to_dict(), blocked)
+    # The verdict names where the facts came from (the Hub, the catalog, the weights).
+    reason = f"{result.reason} {model_facts.source_phrase(answer)}"
+    blocked = None if result.fits else Verdict("False", result.status, reason)
+    return PlanOutcome(result.num_shard, {**result.to_status(), "reason": reason, "known": True, "source": answer.source},
+                       kept, blocked)
 
 
 @dataclass(frozen=True)

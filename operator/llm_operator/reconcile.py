@@ -31,7 +31,7 @@ def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Loo
     wake = lambda: ctx.queue.add_threadsafe(key)  # noqa: E731
     q = decisions.facts_query(observed, spec)
     answer = model_facts.lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts,
-                                hub=ctx.facts, when_ready=wake)
+                                hub=ctx.facts, when_ready=wake, catalog=ctx.catalog)
     configs: dict[str, dict | None] = {}
     pending = []
     for a in spec.adapters:

@@ -17,7 +17,7 @@ from typing import TextIO
 
 import yaml
 
-from . import adapters as lora, api, decide as decisions, facts as model_facts, planner, resources
+from . import adapters as lora, api, catalog as model_catalog, decide as decisions, facts as model_facts, planner, resources
 from .modelinfo import ModelFactsUnavailable, facts_from_hub, facts_from_local
 from .observe import Observed, trim_child
 
@@ -35,6 +35,8 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hub", action="store_true",
                    help="read the model's facts and the adapters' adapter_config.json from the Hub "
                         "(HF_ENDPOINT and HF_TOKEN honoured), as the operator does")
+    p.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
+                   help="more catalog entries, as the operator's --catalog-file (repeatable)")
 
 
 def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[dict, ...]:
@@ -52,13 +54,16 @@ def _facts(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> model_facts
         facts = replace(facts_from_local(args.config, args.params, None, model_id=spec.model.id),
                         revision=spec.model.revision)
         return model_facts.FactsAnswer(facts, model_facts.CONFIG)
+    # Without the Hub, the catalog answers for the models it knows, as in the operator.
+    catalog = model_catalog.load(args.catalog_file)
     if not args.hub:
-        return model_facts.FactsAnswer(None, model_facts.UNAVAILABLE,
-                                       "render has no model facts (give --config and --params, or --hub).")
+        return model_facts.from_catalog(catalog, spec.model.id, spec.model.revision, model_facts.FactsAnswer(
+            None, model_facts.UNAVAILABLE, "render has no model facts for it (give --config and --params, or --hub)."))
     try:
         return model_facts.FactsAnswer(facts_from_hub(spec.model.id, spec.model.revision), model_facts.HUB)
     except ModelFactsUnavailable as err:
-        return model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, str(err))
+        return model_facts.from_catalog(catalog, spec.model.id, spec.model.revision,
+                                        model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, str(err)))
 
 
 def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> dict[str, dict | None]:

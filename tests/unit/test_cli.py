@@ -20,15 +20,27 @@ def llm_operator(*args: str, input: str | None = None) -> subprocess.CompletedPr
 
 
 def test_render_prints_the_children_of_each_example():
-    proc = llm_operator("render", "-f", str(ROOT / "examples" / "mixtral-8x7b-h100.yaml"), "--namespace", "models")
+    proc = llm_operator("render", "-f", str(ROOT / "examples" / "llama-3.3-70b-h100.yaml"), "--namespace", "models")
     assert proc.returncode == 0, proc.stderr
     docs = list(yaml.safe_load_all(proc.stdout))
     assert [(d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in docs] == [
-        ("Service", "mixtral-8x7b", "models"), ("Deployment", "mixtral-8x7b", "models"),
-        ("PodDisruptionBudget", "mixtral-8x7b", "models")]
+        ("Service", "llama-3-3-70b", "models"), ("Deployment", "llama-3-3-70b", "models"),
+        ("PodDisruptionBudget", "llama-3-3-70b", "models")]
     container = docs[1]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][:6] == ["--model-id", "mistralai/Mixtral-8x7B-Instruct-v0.1", "--revision", "main", "--num-shard", "2"]
+    assert container["args"][:6] == ["--model-id", "meta-llama/Llama-3.3-70B-Instruct", "--revision",
+                                      "6f6073b423013f6a7d4d9f39144961bfbfbc386b", "--num-shard", "2"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    # Offline, the plan comes from the catalog, as in the operator.
+    assert "source: catalog" in proc.stdout and "unknown offline" not in proc.stdout
+
+
+def test_render_offline_plans_a_catalog_model_as_the_operator_would():
+    """Without --gpu the nodes are unknown; with it the planner picks gpus from the catalog's facts."""
+    proc = llm_operator("render", "-f", str(ROOT / "examples" / "mistral-7b.yaml"), "--gpu", "l4")
+    assert proc.returncode == 0, proc.stderr
+    deployment = [d for d in yaml.safe_load_all(proc.stdout) if d["kind"] == "Deployment"][0]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "Model facts from the catalog (revision e0bc86c)." in proc.stdout
 
 
 def test_render_refuses_a_bad_manifest_naming_the_field():

@@ -10,7 +10,7 @@ import pytest
 
 from llm_operator import facts
 from llm_operator.decide import Lookups, decide, facts_query
-from llm_operator.modelinfo import ModelFactsUnavailable, ModelMissing
+from llm_operator.modelinfo import ModelFacts, ModelFactsUnavailable, ModelMissing
 
 from test_decide import (CACHE, FAST, LLAMA_70B, NOW, _spec, claim, job, job_pod, live_deployment, live_service, observed,
                          serving_pod)
@@ -182,3 +182,91 @@ def test_a_remembered_failure_raised_again_and_again_holds_no_callers_frames():
     assert str(caught.value) == "the Hub cannot be reached"
     remembered = source._failures[("org/m", "main")][1]
     assert remembered.__traceback__ is None and id(remembered) not in seen
+
+
+# ---- the catalog, after the Hub (issue 14) -------------------------------------------------
+
+from llm_operator import catalog as model_catalog  # noqa: E402
+
+CATALOG = model_catalog.parse_entries([{
+    "id": "org/llama-70b", "revision": "c" * 40, "parameterCount": 70_553_706_496,
+    "config": {"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672, "num_attention_heads": 64,
+               "num_hidden_layers": 80, "num_key_value_heads": 8, "vocab_size": 128256,
+               "max_position_embeddings": 131072, "torch_dtype": "bfloat16"},
+}], "test")
+
+
+class PendingHub(Hub):
+    def get(self, model_id, revision, when_ready=None):
+        self.calls.append((model_id, revision))
+        raise facts.FactsPending()
+
+
+def test_the_catalog_answers_only_when_the_job_status_and_hub_do_not():
+    got = facts.lookup("org/llama-70b", "b", job_report=B, status_facts=None, hub=Hub(), catalog=CATALOG)
+    assert got.source == "job"
+    got = facts.lookup("org/llama-70b", "b", job_report=None, status_facts=B, hub=Hub(), catalog=CATALOG)
+    assert got.source == "status"
+    got = facts.lookup("org/llama-70b", "main", hub=Hub(answer=ModelFacts.from_dict(B)), catalog=CATALOG)
+    assert (got.source, got.facts.num_layers) == ("hub", 81)
+    # The Hub cannot be reached: the catalog, for the revision asked.
+    got = facts.lookup("org/llama-70b", "main", hub=Hub(), catalog=CATALOG)
+    assert (got.source, got.facts.num_layers, got.facts.revision, got.note) == ("catalog", 80, "main", "")
+    assert got.source_revision == "c" * 40
+    # No Hub at all (render offline): the catalog.
+    assert facts.lookup("org/llama-70b", "main", catalog=CATALOG).source == "catalog"
+    # A model the catalog does not know stays unavailable, with the Hub's reason.
+    got = facts.lookup("org/other", "main", hub=Hub(), catalog=CATALOG)
+    assert got.source == "unavailable" and "Could not reach" in got.message
+
+
+def test_while_the_hub_is_being_read_the_catalog_waits():
+    got = facts.lookup("org/llama-70b", "main", hub=PendingHub(), catalog=CATALOG)
+    assert got.source == "pending"
+
+
+def test_a_model_the_hub_hides_is_planned_from_the_catalog_but_a_missing_revision_is_not():
+    # A gated or private repository answers "not found" to a reader without a token.
+    got = facts.lookup("org/llama-70b", "main", hub=MissingHub(), catalog=CATALOG)
+    assert (got.source, got.missing) == ("catalog", "")
+    got = facts.lookup("org/llama-70b", "v9", hub=MissingHub("RevisionNotFound", "no v9"), catalog=CATALOG)
+    assert (got.source, got.missing) == ("unavailable", "RevisionNotFound")
+
+
+def test_a_pinned_revision_the_catalog_has_not_is_planned_and_told_so():
+    got = facts.lookup("org/llama-70b", "v2", hub=Hub(), catalog=CATALOG)
+    assert got.source == "catalog" and got.facts.revision == "v2"
+    assert got.note.startswith("The catalog's facts are for revision ccccccc, not v2 (spec.model.revision)")
+
+
+def test_a_catalog_plan_names_its_source_and_survives_a_restart_unchanged():
+    spec = {"model": {"id": "org/llama-70b", "revision": "v2"}, "gpus": None, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
+    answer = facts.lookup("org/llama-70b", "v2", hub=Hub(), catalog=CATALOG)
+    d = decide(observed(spec=spec), Lookups(facts=answer), NOW)
+    plan = d.status["plan"]
+    assert (plan["known"], plan["source"], plan["numShard"], d.status["gpus"]) == (True, "catalog", 2, 2)
+    assert plan["reason"].endswith("Model facts from the catalog (revision ccccccc). The catalog's facts are for "
+                                   "revision ccccccc, not v2 (spec.model.revision); the plan uses them until the "
+                                   "download Job reads the pinned revision's own.")
+    kept = d.status["modelFacts"]
+    assert (kept["source"], kept["sourceRevision"], kept["revision"]) == ("catalog", "c" * 40, "v2")
+    # After a restart the facts come from status.modelFacts, and say the same.
+    again = facts.lookup("org/llama-70b", "v2", status_facts=kept, hub=Hub(answer=ModelFacts.from_dict(B)), catalog=CATALOG)
+    assert (again.source, again.note, again.source_revision) == (answer.source, answer.note, answer.source_revision)
+    d2 = decide(observed(spec=spec, status=d.status), Lookups(facts=again), NOW)
+    assert d2.status["plan"] == plan and d2.status["modelFacts"] == kept
+
+
+def test_a_hub_plan_says_so():
+    spec = {"model": {"id": "org/llama-70b", "revision": "b"}, "gpus": 2, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
+    d = decide(observed(spec=spec), Lookups(facts=facts.lookup("org/llama-70b", "b", hub=Hub(answer=ModelFacts.from_dict(B)))), NOW)
+    assert d.status["plan"]["source"] == "hub"
+    assert d.status["plan"]["reason"].endswith("Model facts from the Hugging Face Hub.")
+
+
+def test_a_rejected_extra_entry_is_named_when_its_model_is_planned():
+    rejected = model_catalog.parse_entries([{"id": "org/m", "config": {"hidden_size": "big"}}], "extra.yaml")
+    got = facts.lookup("org/m", "main", hub=Hub(), catalog=rejected)
+    assert got.source == "unavailable"
+    assert got.message.endswith("Catalog extra.yaml, entry 1 (org/m): config.hidden_size must be an integer, "
+                                "got 'big'; the entry is left out.")

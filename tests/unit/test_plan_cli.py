@@ -43,6 +43,7 @@ def test_table_for_llama_3_70b_on_h100():
         "min gpus          2\n"
         "reason            Meta-Llama-3-70B at 16-bit needs 68.2 GiB per GPU (65.7 weights, 0.6 KV cache, "
         "1.9 runtime); 2 x H100 80GB gives 79.6 GiB each: fits with 11.4 GiB to spare.\n"
+        "facts             Model facts from the given config.json.\n"
     )
 
 
@@ -125,3 +126,63 @@ def test_answers_offline_without_importing_the_hub_or_kubernetes():
     print(f"offline plan took {time.perf_counter() - started:.3f} s including interpreter start")
     assert finished.stderr == "0 []\n"
     assert json.loads(finished.stdout)["fits"] is True
+
+
+# ---- the catalog when the Hub cannot answer (issue 14) -------------------------------------
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]   # closed again on return: a connection is refused at once
+
+
+def _plan_process(args, **env):
+    program = "import sys\nfrom llm_operator.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", program, "plan", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": f"{REPO / 'common'}:{REPO / 'operator'}", **env})
+
+
+LLAMA_31_70B_CONFIG = ["--config", str(REPO / "tests/data/models/llama-3.1-70b-instruct/config.json"), "--params", "70553706496"]
+
+
+def test_with_the_hub_unreachable_plan_answers_from_the_catalog_as_from_the_config():
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    started = time.perf_counter()
+    from_catalog = _plan_process(["meta-llama/Llama-3.1-70B-Instruct", "--gpu", "h100-80gb", "--json"], HF_ENDPOINT=endpoint)
+    print(f"plan from the catalog, Hub refused: {time.perf_counter() - started:.2f} s including interpreter start")
+    assert from_catalog.returncode == 0, from_catalog.stderr
+    got = json.loads(from_catalog.stdout)
+    assert got["factsSource"] == "catalog"
+    assert got["factsFrom"].startswith("Model facts from the catalog (revision 1605565). The Hub did not answer: "
+                                       "Could not reach the "
+                                       f"Hugging Face Hub at {endpoint}")
+    # The Hub's client retries a refused connection for about 23 s; one probe answers at once.
+    assert "Retrying" not in from_catalog.stderr
+    from_config = _plan_process(["meta-llama/Llama-3.1-70B-Instruct", *LLAMA_31_70B_CONFIG, "--gpu", "h100-80gb", "--json"])
+    want = json.loads(from_config.stdout)
+    assert want["factsSource"] == "config"
+    differ = {"factsSource", "factsFrom", "revision"}
+    assert {k: v for k, v in got.items() if k not in differ} == {k: v for k, v in want.items() if k not in differ}
+    assert (got["numShard"], got["fits"], got["parameterCountEstimated"]) == (2, True, False)
+
+
+def test_the_table_says_the_facts_came_from_the_catalog_and_why(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    status, out, err = plan_main(["Qwen/Qwen3-8B", "--gpu", "l4"])
+    assert (status, err) == (0, "")
+    facts_line = next(line for line in out.splitlines() if line.startswith("facts"))
+    assert facts_line.startswith("facts             Model facts from the catalog. The Hub did not answer: Could not reach")
+    assert "8,190,735,360 parameters, estimated" in out
+
+
+def test_a_model_neither_the_hub_nor_the_catalog_has_is_an_error_naming_the_hub(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    status, out, err = plan_main(["acme/unknown-7b", "--gpu", "l4"])
+    assert (status, out) == (2, "")
+    assert err.startswith("llm-operator plan: error: Could not reach the Hugging Face Hub")
