@@ -312,6 +312,63 @@ def test_metrics_service_and_optional_service_monitor(render):
     assert mon["spec"]["endpoints"][0]["port"] == "metrics"
 
 
+# ---- the catalog's extra models and an offline Hub (issue 14) -------------------------
+TINY = {"id": "acme/tiny-llama", "revision": "main", "parameterCount": 1100048384,
+        "config": {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 32,
+                   "num_hidden_layers": 22, "num_key_value_heads": 4, "vocab_size": 32000,
+                   "max_position_embeddings": 2048}}
+
+
+def test_extra_catalog_models_reach_the_operator_through_a_configmap(render, helm, kube_version):
+    plain = render()
+    assert only(plain, "ConfigMap") == []
+    (dep,) = only(plain, "Deployment")
+    assert not any(a.startswith("--catalog-file") for a in dep["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    objs = render(extra=("--set-json", f"catalog.extraModels=[{json.dumps(TINY)}]"))
+    (cm,) = only(objs, "ConfigMap")
+    assert cm["metadata"]["name"] == "llm-operator-catalog"
+    # What the operator reads is exactly the values' entries (and loads them without a problem).
+    assert yaml.safe_load(cm["data"]["models.yaml"]) == [TINY]
+    from llm_operator import catalog
+
+    assert catalog.parse_entries(yaml.safe_load(cm["data"]["models.yaml"]), "chart").problems == ()
+    (dep,) = only(objs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert "--catalog-file=/etc/llm-operator/catalog/models.yaml" in c["args"]
+    assert {"name": "catalog", "mountPath": "/etc/llm-operator/catalog", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "catalog", "configMap": {"name": "llm-operator-catalog"}} in pod["volumes"]
+    # A change of the entries rolls the operator (it reads them at start).
+    checksum = dep["spec"]["template"]["metadata"]["annotations"]["checksum/catalog"]
+    changed = render(extra=("--set-json", f"catalog.extraModels=[{json.dumps({**TINY, 'parameterCount': 1})}]"))
+    assert only(changed, "Deployment")[0]["spec"]["template"]["metadata"]["annotations"]["checksum/catalog"] != checksum
+
+
+@pytest.mark.parametrize("entry, complaint", [
+    ({"config": TINY["config"]}, "missing property 'id'"),
+    ({"id": "acme/tiny"}, "missing property 'config'"),
+    ({"id": "no-slash", "config": TINY["config"]}, "/catalog/extraModels/0/id"),
+    ({**TINY, "parameterCount": "1.1B"}, "/catalog/extraModels/0/parameterCount"),
+    ({**TINY, "config": {**TINY["config"], "num_hidden_layers": "22 layers"}},
+     "/catalog/extraModels/0/config/num_hidden_layers"),
+    ({**TINY, "gpus": 2}, "additional properties 'gpus' not allowed"),
+])
+def test_the_schema_checks_each_extra_catalog_entry(helm, kube_version, entry, complaint):
+    proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}",
+                "--set-json", f"catalog.extraModels=[{json.dumps(entry)}]", check=False)
+    assert proc.returncode != 0, f"{entry} was accepted"
+    assert complaint in proc.stderr, proc.stderr
+
+
+def test_an_offline_hub_is_said_to_the_operator(render):
+    def env(objs):
+        return only(objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} not in env(render())
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in env(render("hub.offline=true"))
+
+
 # ---- RBAC ------------------------------------------------------------------------------
 def test_cluster_scope_rbac_is_exactly_the_documented_rules(render):
     objs = render()

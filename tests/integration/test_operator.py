@@ -61,26 +61,32 @@ def test_example_becomes_ready_on_matching_gpu_nodes(kubectl, path):
         want["poddisruptionbudgets"] = [name]
     assert children(kubectl, name) == want
 
+    # Every example is planned from the catalog (the Hub stand-in does not hold them), and
+    # one leaves gpus to the planner.
+    plan = obj["status"]["plan"]
+    assert (plan["known"], plan["source"], plan["fits"]) == (True, "catalog", True)
+    gpus = spec.get("gpus") or plan["numShard"]
+    assert obj["status"]["gpus"] == gpus
     deployment = kubectl.get("deployment", name)
     args = engine_args(deployment)
     assert arg(args, "--model-id") == spec["model"]["id"]
-    assert arg(args, "--num-shard") == str(spec["gpus"])
+    assert arg(args, "--num-shard") == str(gpus)
     assert arg(args, "--quantize") == (None if spec.get("quantization", "none") == "none" else spec["quantization"])
     pods = kubectl.items("pods", f"llm-operator.io/name={name}")
     assert len(pods) == spec.get("replicas", 1)
     nodes = {n["metadata"]["name"]: n for n in kubectl.items("nodes")}
     for pod in pods:
         node = nodes[pod["spec"]["nodeName"]]
-        assert int(node["status"]["allocatable"].get("nvidia.com/gpu", "0")) >= spec["gpus"]
+        assert int(node["status"]["allocatable"].get("nvidia.com/gpu", "0")) >= gpus
         if spec.get("gpu", {}).get("product"):
             assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == spec["gpu"]["product"]
         limits = pod["spec"]["containers"][0]["resources"]["limits"]
-        assert limits["nvidia.com/gpu"] == str(spec["gpus"])
+        assert limits["nvidia.com/gpu"] == str(gpus)
     service = kubectl.get("service", name)
     assert service["spec"]["ports"][0]["name"] == "http"
     assert obj["status"]["url"] == f"http://{name}.{kubectl.namespace}.svc.cluster.local"
     printed = kubectl.run("get", "llmd", name).stdout
-    assert re.search(rf"{name}\s+{re.escape(spec['model']['id'])}\s+\S+\s+{spec['gpus']}\s+\d+/\d+\s+Ready", printed), printed
+    assert re.search(rf"{name}\s+{re.escape(spec['model']['id'])}\s+\S+\s+{gpus}\s+\d+/\d+\s+Ready", printed), printed
 
 
 def test_more_gpus_than_any_node_has_is_stalled(kubectl):

@@ -179,3 +179,10 @@ Helm talks to a cluster (lookup answers only then) or against an explicit --kube
 {{- fail (printf "llm-operator needs Kubernetes 1.29 or newer (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is %s. Upgrade the cluster, or render for a newer one with helm template --kube-version." $version) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The catalog's extra entries as the operator reads them (--catalog-file).
+*/}}
+{{- define "llm-operator.catalogFile" -}}
+{{ toYaml .Values.catalog.extraModels }}
+{{- end }}
