@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from llm_common import tgi_rules
 
-from .engines import tgi
+from .engines import tgi, vllm as vllm_engine
 
 GROUP = "llm-operator.io"
 VERSION = "v1alpha1"
@@ -30,6 +30,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # The pinned serving engine (engines/tgi.py says which); spec.engine.image overrides it.
 DEFAULT_TGI_IMAGE = tgi.DEFAULT_IMAGE
+DEFAULT_VLLM_IMAGE = vllm_engine.DEFAULT_IMAGE
 # The download Job runs `llm-runtime download` from the operator's own image.
 DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/llm-operator/llm-operator:0.1.0"
 
@@ -276,18 +277,26 @@ def _engine_rules() -> tuple[Rule, ...]:
         explain=lambda s: (f"engine.env must not set {', '.join(tgi_rules.launcher_env_names(e.name for e in s.env))}: "
                            "the TGI launcher reads it as a flag; set the spec field that owns the setting, or give the "
                            "flag in engine.args.")))
-    return tuple(rules)
+    return tuple(_for_engine("tgi", rule) for rule in rules)
+
+
+def _for_engine(name: str, rule: Rule) -> Rule:
+    """A rule of one engine's table: it holds for every other engine."""
+    return Rule(f"self.name != '{name}' || ({rule.cel})", rule.message, rule.field_path,
+                lambda s, holds=rule.holds: s.name != name or holds(s),
+                explain=rule.explain)
 
 
 class Engine(RuledModel):
-    """The serving engine. Text Generation Inference is the only one today."""
+    """The serving engine: Text Generation Inference (the default) or vLLM."""
 
-    name: Literal["tgi"] = Field("tgi", description="Serving engine: tgi (Hugging Face Text Generation Inference).")
-    image: str = Field("", description=f"Container image of the engine. Empty: {DEFAULT_TGI_IMAGE}.", max_length=512)
+    name: Literal["tgi", "vllm"] = Field("tgi", description="Serving engine: tgi (Hugging Face Text Generation Inference 3.3.7) or vllm (vLLM 0.33.0's OpenAI-compatible server).")
+    image: str = Field("", description=f"Container image of the engine. Empty: {DEFAULT_TGI_IMAGE} for tgi, {DEFAULT_VLLM_IMAGE} for vllm.", max_length=512)
     args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=64,
-        description="Extra launcher arguments, appended after the ones the operator sets: only flags of TGI 3.3.7's "
-                    "launcher that no spec field sets, each once (admission refuses the rest).")
+        description="Extra engine arguments, appended after the ones the operator sets: only flags of the engine "
+                    "(TGI 3.3.7's launcher, or vLLM 0.33.0's `vllm serve`) that no spec field sets, each once "
+                    "(admission refuses the rest).")
     env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the serving container; not the launcher's own variables (NUM_SHARD, QUANTIZE, ...): use the spec fields or engine.args.", max_length=64)
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="CPU and memory of the serving container.")
 
@@ -344,10 +353,20 @@ class LLMDeploymentSpec(RuledModel):
              "adapters: names must be unique: each is the name clients ask for.",
              ".adapters",
              lambda s: len({a.name for a in s.adapters}) == len(s.adapters)),
-        Rule("self.dtype == 'auto' || self.quantization in " + repr(list(DTYPE_COMPATIBLE_QUANTIZATIONS)).replace('"', "'"),
+        Rule("self.dtype == 'auto' || (has(self.engine) && self.engine.name != 'tgi') || self.quantization in "
+             + repr(list(DTYPE_COMPATIBLE_QUANTIZATIONS)).replace('"', "'"),
              "dtype must be auto when quantization is awq, gptq, marlin, eetq, fp8, exl2 or compressed-tensors: TGI refuses --dtype with those.",
              ".dtype",
-             lambda s: s.dtype == "auto" or s.quantization in DTYPE_COMPATIBLE_QUANTIZATIONS),
+             lambda s: s.dtype == "auto" or s.engine.name != "tgi" or s.quantization in DTYPE_COMPATIBLE_QUANTIZATIONS),
+        Rule("!has(self.engine) || self.engine.name != 'vllm' || !(self.quantization in "
+             + repr(list(vllm_engine.ONLY_IN_TGI)).replace('"', "'") + ")",
+             f"quantization eetq, exl2, bitsandbytes, bitsandbytes-nf4 and bitsandbytes-fp4 are not in vLLM {vllm_engine.VERSION}: "
+             "use engine.name tgi for them, or with vllm one of awq, gptq, marlin, fp8 or compressed-tensors.",
+             ".quantization",
+             lambda s: s.engine.name != "vllm" or s.quantization not in vllm_engine.ONLY_IN_TGI,
+             explain=lambda s: (f"quantization {getattr(s.quantization, 'value', s.quantization)} is not in vLLM "
+                                f"{vllm_engine.VERSION}: engine.name tgi has it; with vllm use awq, gptq, marlin, fp8 "
+                                "or compressed-tensors.")),
     )
 
     @property
@@ -400,6 +419,7 @@ class LLMDeploymentStatus(Model):
                        "to the spec or the cluster helps); Pending, Progressing or Unschedulable (Reconciling=True: waiting).")
     conditions: list[Condition] = Field(default_factory=list, description="Ready (summary), Reconciling (work under way) and Stalled "
                                         "(cannot progress without a change), as kstatus-based GitOps tools read them, and more.")
+    engine: str | None = Field(None, description="The serving engine the pods run: tgi or vllm.", max_length=16)
     gpus: int | None = Field(None, description="GPUs per replica in use (spec.gpus or the planner's choice).")
     replicas: int | None = Field(None, description="Serving pods that exist.")
     ready_replicas: int | None = Field(None, description="Serving pods that are ready.")

@@ -126,6 +126,7 @@ def openapi_schema() -> dict:
 
 PRINTER_COLUMNS = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.id", "description": "Hub model id."},
+    {"name": "Engine", "type": "string", "jsonPath": ".status.engine", "description": "Serving engine (tgi or vllm)."},
     {"name": "Quant", "type": "string", "jsonPath": ".spec.quantization", "description": "Quantization."},
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs per replica."},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready", "description": "Ready replicas / replicas."},

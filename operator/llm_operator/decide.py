@@ -328,10 +328,12 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     blocked, waiting = planned.blocked, planned.waiting
     if blocked is None:
         # What TGI itself would refuse at start: a Stalled status now, not a crash-looping pod.
-        refused = engine_for(spec).refusals(spec, planned.gpus, lora_entries, facts)
+        engine = engine_for(spec)
+        refused = engine.refusals(spec, planned.gpus, lora_entries, facts)
         if refused:
             blocked = status.Verdict("False", "EngineWouldRefuse",
-                                     "TGI would refuse to start with this spec: " + " ".join(refused))
+                                     f"{engine.display_name} would refuse to start with this spec: "
+                                     + " ".join(refused))
     if lookups.adapters_pending:
         waiting = waiting or status.Verdict("False", "Planning", f"Reading adapter_config.json of "
                                             f"{', '.join(lookups.adapters_pending)} to check their base model.")
@@ -352,7 +354,9 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     writes = Writes()
     if blocked is None:
         serve = waiting is None
-        desired = resources.desired_children(owner, spec, resources.Decisions(gpus=planned.gpus, serve=serve, lora=lora_entries))
+        lora_rank = max((int((c.config or {}).get("r") or 8) for c in checks if not c.problem), default=None)
+        desired = resources.desired_children(owner, spec, resources.Decisions(
+            gpus=planned.gpus, serve=serve, lora=lora_entries, lora_rank=lora_rank))
         # Until it may serve the new spec, whatever serves now goes on serving.
         prune = _prunable(observed, owner, desired, () if serve else ("Deployment", "PodDisruptionBudget"))
         writes = _writes(observed, owner, desired, pods, deployment)
@@ -369,7 +373,7 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     # A pod the scheduler cannot place: could any node ever hold it (wait), or none (stalled)?
     no_node_fits = planning.no_node_fits(list(observed.nodes), spec.gpu.resource, planned.gpus, spec.gpu.product,
                                          dict(spec.scheduling.node_selector)) if status.unschedulable_pods(pods) else None
-    extra = {"plan": planned.status, "modelFacts": planned.facts,
+    extra = {"engine": spec.engine.name, "plan": planned.status, "modelFacts": planned.facts,
              # Written by the autoscaler loop; kept here so the reconcile does not remove it.
              "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
              "adapters": adapters_status(checks, commits, spec.cache.enabled) or None}

@@ -45,7 +45,8 @@ class Decisions:
 
     gpus: int                    # per replica: spec.gpus or the planner's choice
     serve: bool = True           # False while the plan or the weight cache is not ready
-    lora: tuple[str, ...] = ()   # --lora-adapters entries of the adapters to serve
+    lora: tuple[str, ...] = ()   # the adapters to serve, as llm_common.lora.adapter_entry writes them
+    lora_rank: int | None = None  # the highest rank among them (vLLM sizes its LoRA slots by it)
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -130,7 +131,7 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
         "image": spec.engine.image or engine.default_image,
         # The engine itself, not the image's entrypoint script (engines/tgi.py says why).
         "command": list(engine.command),
-        "args": engine.args(spec, d.gpus, d.lora),
+        "args": engine.args(spec, d.gpus, d.lora, name=owner.name, lora_rank=d.lora_rank),
         "env": _env(spec),
         "ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}],
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},

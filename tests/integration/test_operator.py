@@ -69,9 +69,17 @@ def test_example_becomes_ready_on_matching_gpu_nodes(kubectl, path):
     assert obj["status"]["gpus"] == gpus
     deployment = kubectl.get("deployment", name)
     args = engine_args(deployment)
-    assert arg(args, "--model-id") == spec["model"]["id"]
-    assert arg(args, "--num-shard") == str(gpus)
-    assert arg(args, "--quantize") == (None if spec.get("quantization", "none") == "none" else spec["quantization"])
+    engine = (spec.get("engine") or {}).get("name", "tgi")
+    assert obj["status"]["engine"] == engine
+    quantization = None if spec.get("quantization", "none") == "none" else spec["quantization"]
+    if engine == "vllm":
+        assert args[0] == spec["model"]["id"]
+        assert arg(args, "--tensor-parallel-size") == str(gpus)
+        assert arg(args, "--quantization") == quantization
+    else:
+        assert arg(args, "--model-id") == spec["model"]["id"]
+        assert arg(args, "--num-shard") == str(gpus)
+        assert arg(args, "--quantize") == quantization
     pods = kubectl.items("pods", f"llm-operator.io/name={name}")
     assert len(pods) == spec.get("replicas", 1)
     nodes = {n["metadata"]["name"]: n for n in kubectl.items("nodes")}
@@ -86,7 +94,7 @@ def test_example_becomes_ready_on_matching_gpu_nodes(kubectl, path):
     assert service["spec"]["ports"][0]["name"] == "http"
     assert obj["status"]["url"] == f"http://{name}.{kubectl.namespace}.svc.cluster.local"
     printed = kubectl.run("get", "llmd", name).stdout
-    assert re.search(rf"{name}\s+{re.escape(spec['model']['id'])}\s+\S+\s+{gpus}\s+\d+/\d+\s+Ready", printed), printed
+    assert re.search(rf"{name}\s+{re.escape(spec['model']['id'])}\s+{engine}\s+\S+\s+{gpus}\s+\d+/\d+\s+Ready", printed), printed
 
 
 def test_more_gpus_than_any_node_has_is_stalled(kubectl):
@@ -104,7 +112,7 @@ def test_more_gpus_than_any_node_has_is_stalled(kubectl):
     assert "Insufficient nvidia.com/gpu" in ready["message"]
     assert condition(obj, "Stalled")["status"] == "True" and condition(obj, "Reconciling")["status"] == "False"
     assert obj["status"]["phase"] == "Failed"
-    assert kubectl.run("get", "llmd", "huge", "--no-headers").stdout.split()[5:7] == ["Failed", "NoNodeFits"]
+    assert kubectl.run("get", "llmd", "huge", "--no-headers").stdout.split()[6:8] == ["Failed", "NoNodeFits"]
     # No storm of retries: once settled, nothing rewrites the object or its Deployment.
     versions = settled(kubectl, [("llmd", "huge"), ("deployment", "huge")])
     seen = {versions_of(kubectl, [("llmd", "huge"), ("deployment", "huge")]) for _ in range(20)}

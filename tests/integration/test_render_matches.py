@@ -52,8 +52,10 @@ def test_render_equals_what_the_operator_applied(kubectl, hub, manifest):
         assert obj["metadata"]["annotations"][HASH] == doc["metadata"]["annotations"][HASH], doc["kind"]
     served = live.get(("Deployment", name))
     if served is not None:
-        # The launcher itself, never the image's word-splitting entrypoint script.
-        assert served["spec"]["template"]["spec"]["containers"][0]["command"] == ["text-generation-launcher"]
+        # The engine itself, never the image's word-splitting entrypoint script.
+        engine = (live_owner["spec"].get("engine") or {}).get("name", "tgi")
+        assert served["spec"]["template"]["spec"]["containers"][0]["command"] == (
+            ["vllm", "serve"] if engine == "vllm" else ["text-generation-launcher"])
     if name == "adapted":
         args = next(d for d in rendered if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("--lora-adapters") + 1] == "test/support-lora@main,test/sql-lora@v1"

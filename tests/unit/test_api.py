@@ -60,7 +60,7 @@ def test_crd_shape():
         "labelSelectorPath": ".status.selector"}
     assert "status" in version["subresources"]
     columns = {col["name"]: col for col in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Model", "Quant", "GPUs", "Ready", "Phase", "Reason", "URL", "Message", "Age"]
+    assert list(columns) == ["Model", "Engine", "Quant", "GPUs", "Ready", "Phase", "Reason", "URL", "Message", "Age"]
     assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason' and "priority" not in columns["Reason"]
     assert columns["Message"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].message' and columns["Message"]["priority"] == 1
     props = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]

@@ -206,3 +206,31 @@ def test_window_is_bounded_in_age_and_length():
     for t in range(0, 100, 2):
         _, state = decide(state, pods("idle"), 1, s, now=float(t))
     assert [o.time for o in state.window] == [float(t) for t in range(60, 100, 2)]  # 20 entries, last 60 s
+
+
+# -- vLLM 0.33.0's metric names (issue 15) ---------------------------------------------
+
+VLLM_TEXTS = {name: (Path(__file__).parent.parent / "data" / "vllm-metrics" / f"{name}.txt").read_text()
+              for name in ("idle", "busy")}
+
+
+def test_both_autoscaler_modes_read_vllms_gauges():
+    from llm_operator import api, resources
+    from llm_operator.engines.tgi import TGI
+    from llm_operator.engines.vllm import ENGINE as VLLM
+
+    busy = parse_tgi_metrics(VLLM_TEXTS["busy"])
+    # Summed over label sets: engine="0", model_name=...
+    assert (busy["vllm:num_requests_waiting"], busy["vllm:num_requests_running"]) == (5.0, 12.0)
+    assert load_of(busy, "queue", VLLM.load_metrics) == 5.0
+    assert load_of(busy, "concurrency", VLLM.load_metrics) == 17.0
+    assert load_of(parse_tgi_metrics(VLLM_TEXTS["idle"]), "concurrency", VLLM.load_metrics) == 0.0
+    # Each engine reads only its own page: the other's is "unknown", never "idle".
+    assert load_of(busy, "queue", TGI.load_metrics) is None
+    assert load_of(parse_tgi_metrics(TEXTS["busy"]), "queue", VLLM.load_metrics) is None
+    # HPA mode: the per-pod metric the custom-metrics adapter serves (README's rules).
+    spec = api.parse_spec({"model": {"id": "org/m"}, "engine": {"name": "vllm"},
+                           "autoscaling": {"mode": "hpa", "metric": "queue", "target": 4}})
+    hpa = next(o for o in resources.desired_children(resources.Owner("m", "ns", "u"), spec, resources.Decisions(gpus=1))
+               if o["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "vllm_num_requests_waiting"

@@ -8,6 +8,7 @@ from llm_common.tgi import LauncherSettings, launcher_args
 from llm_operator import api, resources
 from llm_operator.engines import engine_for, engine_named
 from llm_operator.engines.tgi import TGI
+from llm_operator.engines.vllm import ENGINE as VLLM
 
 
 def spec(**fields) -> api.LLMDeploymentSpec:
@@ -17,8 +18,9 @@ def spec(**fields) -> api.LLMDeploymentSpec:
 def test_the_default_spec_gets_tgi():
     assert engine_for(spec()) is TGI
     assert engine_named("tgi") is TGI
-    with pytest.raises(ValueError, match="unknown engine 'vllm'"):
-        engine_named("vllm")
+    assert engine_for(spec(engine={"name": "vllm"})) is VLLM
+    with pytest.raises(ValueError, match="unknown engine 'sglang': expected one of tgi, vllm"):
+        engine_named("sglang")
 
 
 def test_args_are_the_runtimes_argv():
@@ -58,3 +60,85 @@ def test_load_metrics():
 def test_the_api_offers_the_engines_quantizations():
     assert tuple(q.value for q in api.Quantization) == TGI.quantizations
     assert api.DEFAULT_TGI_IMAGE == TGI.default_image
+
+
+# ---- vLLM 0.33.0 (issue 15) -----------------------------------------------------------------
+
+def vllm_spec(**fields) -> api.LLMDeploymentSpec:
+    return spec(engine={"name": "vllm", **fields.pop("engine", {})}, **fields)
+
+
+def test_vllm_argv_from_the_spec():
+    s = vllm_spec(model={"id": "Qwen/Qwen3-8B", "revision": "abc", "trustRemoteCode": True}, quantization="awq",
+                  dtype="float16", limits={"maxTotalTokens": 8192, "maxBatchPrefillTokens": 4096,
+                                           "maxConcurrentRequests": 128},
+                  engine={"args": ["--enable-prefix-caching"]})
+    assert VLLM.args(s, 2, (), name="qwen") == [
+        "Qwen/Qwen3-8B", "--revision", "abc", "--tensor-parallel-size", "2", "--quantization", "awq",
+        "--dtype", "float16", "--trust-remote-code", "--max-model-len", "8192", "--max-num-batched-tokens", "4096",
+        "--max-num-seqs", "128", "--served-model-name", "qwen", "Qwen/Qwen3-8B", "--host", "0.0.0.0", "--port", "8000",
+        "--enable-prefix-caching"]
+
+
+@pytest.mark.parametrize("ours, theirs", [("awq", "awq"), ("gptq", "gptq"), ("marlin", "gptq_marlin"), ("fp8", "fp8"),
+                                          ("compressed-tensors", "compressed-tensors")])
+def test_every_quantization_vllm_has_is_mapped(ours, theirs):
+    args = VLLM.args(vllm_spec(quantization=ours), 1)
+    assert args[args.index("--quantization") + 1] == theirs
+    assert "--quantization" not in VLLM.args(vllm_spec(), 1)
+
+
+def test_every_quantization_of_our_enum_is_mapped_for_vllm_or_refused_at_admission_naming_tgi():
+    for q in api.Quantization:
+        if q.value in VLLM.quantizations:
+            vllm_spec(quantization=q.value)
+            continue
+        with pytest.raises(api.InvalidSpec) as refused:
+            vllm_spec(quantization=q.value)
+        assert f"quantization {q.value} is not in vLLM 0.33.0: engine.name tgi has it" in str(refused.value)
+
+
+def test_vllm_adapters_are_lora_modules_with_a_rank_vllm_accepts():
+    args = VLLM.args(vllm_spec(), 1, ("support=/data/hub/models--acme--support/snapshots/c0ffee", "acme/sql@main"),
+                     name="m", lora_rank=24)
+    tail = args[args.index("--enable-lora"):args.index("--host")]
+    assert tail == ["--enable-lora", "--lora-modules", "support=/data/hub/models--acme--support/snapshots/c0ffee",
+                    "acme/sql=acme/sql", "--max-loras", "2", "--max-lora-rank", "32"]
+
+
+def test_vllm_refuses_what_admission_cannot_know():
+    from llm_operator.modelinfo import facts_from_config
+
+    facts = facts_from_config({"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32,
+                               "num_hidden_layers": 32, "vocab_size": 32000, "max_position_embeddings": 8192,
+                               "quantization_config": {"quant_method": "gptq", "bits": 4}}, 1, model_id="org/m")
+    s = vllm_spec(quantization="awq", limits={"maxTotalTokens": 16384, "maxBatchPrefillTokens": 64,
+                                              "maxConcurrentRequests": 128})
+    assert VLLM.refusals(s, 1, ("acme/sql@v2",), facts) == [
+        "spec.limits.maxTotalTokens (16384) is above m's context (8192 tokens): vLLM refuses a longer --max-model-len.",
+        "spec.limits.maxBatchPrefillTokens (64) is below spec.limits.maxConcurrentRequests (128): vLLM needs at "
+        "least one token per sequence in a batch.",
+        "spec.quantization awq differs from the checkpoint's own (gptq): vLLM refuses the mismatch; set "
+        "spec.quantization to none or to the checkpoint's method.",
+        "vLLM fetches an adapter from the Hub at its main revision only: acme/sql@v2 pins another; turn spec.cache "
+        "on (the download Job fetches the pinned revision) or pin main."]
+    assert VLLM.refusals(vllm_spec(quantization="marlin"), 1, (), facts) == []
+
+
+def test_the_vllm_deployment_takes_image_port_probes_and_env_from_the_engine():
+    s = vllm_spec(cache={"enabled": True})
+    container = resources.desired_deployment(resources.Owner("m", "ns", "u"), s, resources.Decisions(gpus=1))[
+        "spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "vllm/vllm-openai:v0.33.0"
+    assert container["command"] == ["vllm", "serve"]
+    assert container["ports"][0] == {"name": "http", "containerPort": 8000, "protocol": "TCP"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/health", "port": "http", "scheme": "HTTP"}
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "HF_HOME": "/data", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+    assert container["args"][container["args"].index("--served-model-name") + 1] == "m"
+
+
+def test_a_dtype_with_a_quantization_is_tgis_rule_only():
+    with pytest.raises(api.InvalidSpec):
+        spec(quantization="awq", dtype="float16")
+    assert vllm_spec(quantization="awq", dtype="float16").dtype == "float16"

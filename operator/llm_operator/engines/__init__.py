@@ -2,8 +2,8 @@
 
 Each engine module is the only place that knows its engine's image, argv, environment,
 probes, port, metric names, quantizations and argument rules; the rest of the operator asks
-the engine it gets from `engine_for(spec)`. Text Generation Inference (tgi.py) is the only
-engine today; another plugs in by `spec.engine.name`.
+the engine it gets from `engine_for(spec)`: Text Generation Inference (tgi.py, the default) or
+vLLM (vllm.py), by `spec.engine.name`.
 
 Pure: no I/O, and no import of api (api reads the engines' data to build its enums).
 """
@@ -54,6 +54,7 @@ class SpecLike(Protocol):
 
 class Engine(Protocol):
     name: str
+    display_name: str                  # how sentences name it: "TGI", "vLLM"
     app_name: str                      # app.kubernetes.io/name of the children
     default_image: str
     port: int
@@ -63,8 +64,10 @@ class Engine(Protocol):
     termination_grace_seconds: int
     startup_seconds: int               # the longest a pod may take to load and warm up
 
-    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...]) -> list[str]:
-        """The serving container's arguments: tensor-parallel over `gpus`, with these adapters."""
+    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...], name: str = "",
+             lora_rank: int | None = None) -> list[str]:
+        """The serving container's arguments: tensor-parallel over `gpus`, with these adapters
+        (the highest rank among them: `lora_rank`), served as `name` (the LLMDeployment's)."""
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: Any = None) -> list[str]:
         """Why the engine would refuse to start with this spec (sentences naming spec fields),
@@ -77,10 +80,13 @@ class Engine(Protocol):
         """startupProbe, readinessProbe and livenessProbe of the serving container."""
 
 
-def engine_named(name: str) -> Engine:
-    from . import tgi
+ENGINE_NAMES = ("tgi", "vllm")
 
-    engines: dict[str, Engine] = {tgi.TGI.name: tgi.TGI}
+
+def engine_named(name: str) -> Engine:
+    from . import tgi, vllm
+
+    engines: dict[str, Engine] = {tgi.TGI.name: tgi.TGI, vllm.ENGINE.name: vllm.ENGINE}
     try:
         return engines[str(getattr(name, "value", name))]
     except KeyError:

@@ -104,6 +104,7 @@ def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) 
 @dataclass(frozen=True)
 class TextGenerationInference:
     name: str = "tgi"
+    display_name: str = "TGI"
     app_name: str = "text-generation-inference"
     default_image: str = DEFAULT_IMAGE
     port: int = DEFAULT_PORT
@@ -113,7 +114,9 @@ class TextGenerationInference:
     termination_grace_seconds: int = TERMINATION_GRACE_S
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
 
-    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = ()) -> list[str]:
+    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
+             lora_rank: int | None = None) -> list[str]:
+        # TGI serves the model under its Hub id and sizes adapters itself: name and rank unused.
         return launcher_args(launcher_settings(spec, gpus, lora))
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:

@@ -1,0 +1,156 @@
+"""vLLM's OpenAI-compatible server (0.33.0): the only module of the operator that knows its
+image, flags, environment, probes, port, metric names and argument rules.
+
+The argv itself is built by llm_common.vllm, the function `llm-runtime serve` execs vLLM
+with, so the operator's pods and the runtime's can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_common import vllm
+
+from . import PORT_NAME, LoadMetrics, SpecLike
+
+VERSION = vllm.VERSION
+DEFAULT_IMAGE = f"vllm/vllm-openai:v{VERSION}"
+# What our quantization enum has and vLLM lacks (admission refuses these with engine vllm).
+ONLY_IN_TGI = vllm.ONLY_IN_TGI
+
+# Everything our enum has that vLLM 0.33.0 can serve; the rest is refused at admission.
+QUANTIZATIONS = ("none", *vllm.QUANTIZATION)
+
+# The image's entrypoint is `vllm serve` (docker/Dockerfile, vllm-openai target); say it
+# here so that a custom image with another entrypoint runs the same thing.
+COMMAND = ("vllm", "serve")
+
+# Waiting and running requests as vLLM 0.33.0 exports them (vllm/v1/metrics/loggers.py,
+# labels engine and model_name). "concurrency" on the HPA is running + waiting, which an
+# adapter serves as one metric (a recording rule): see the README.
+LOAD_METRICS = LoadMetrics(
+    prefix="vllm:",
+    queue=("vllm:num_requests_waiting",),
+    concurrency=("vllm:num_requests_waiting", "vllm:num_requests_running"),
+    per_pod={"queue": "vllm_num_requests_waiting", "concurrency": "vllm_num_requests_in_flight"},
+)
+
+# vLLM finishes the requests in flight on SIGTERM, as TGI does; the same grace.
+TERMINATION_GRACE_S = 120
+# vLLM listens only once the model is loaded, compiled and its CUDA graphs captured: up to an hour.
+STARTUP_PERIOD_S = 10
+STARTUP_FAILURES = 360
+# 200 once the engine runs, 503 when it has died (vllm/entrypoints/serve/instrumentator/health.py).
+HEALTH_PATH = "/health"
+
+
+def _probe(period: int, failures: int, timeout: int = 5) -> dict:
+    return {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME, "scheme": "HTTP"}, "periodSeconds": period,
+            "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
+
+
+def lora_modules(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """--lora-modules entries from the adapters' entries (llm_common.lora.adapter_entry):
+    "name=/cache/path" stays; "org/repo@revision" (from the Hub) becomes "org/repo=org/repo",
+    served under its id as TGI serves it. vLLM fetches such an adapter at its main revision:
+    refusals() says so for a pinned one."""
+    out = []
+    for entry in entries:
+        if "=" in entry:
+            out.append(entry)
+        else:
+            repo = entry.partition("@")[0]
+            out.append(f"{repo}={repo}")
+    return tuple(out)
+
+
+def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
+                   lora_rank: int | None = None) -> vllm.ServeSettings:
+    limits = spec.limits
+    quantization = str(getattr(spec.quantization, "value", spec.quantization))
+    dtype = str(getattr(spec.dtype, "value", spec.dtype))
+    # Clients name the model by the LLMDeployment's name or the Hub id; /v1/models lists both.
+    names = tuple(n for n in (name, spec.model.id) if n)
+    return vllm.ServeSettings(
+        model_id=spec.model.id,
+        revision=spec.model.revision,
+        tensor_parallel_size=gpus,
+        quantization=quantization,
+        dtype=dtype,
+        trust_remote_code=spec.model.trust_remote_code,
+        max_model_len=limits.max_total_tokens,
+        max_num_batched_tokens=limits.max_batch_prefill_tokens,
+        max_num_seqs=limits.max_concurrent_requests,
+        served_model_names=names,
+        lora_modules=lora_modules(lora),
+        max_lora_rank=vllm.lora_rank_for([lora_rank]) if lora and lora_rank else None,
+        extra_args=tuple(spec.engine.args),
+    )
+
+
+def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+    """Why vLLM 0.33.0 would refuse to start the pods this spec makes, as sentences naming
+    spec fields: what admission cannot know."""
+    problems = []
+    quantization = str(getattr(spec.quantization, "value", spec.quantization))
+    if quantization in vllm.ONLY_IN_TGI:
+        problems.append(f"spec.quantization {quantization} is not in vLLM {vllm.VERSION}; engine tgi has it.")
+    limits = spec.limits
+    if facts is not None and limits.max_total_tokens and limits.max_total_tokens > facts.max_position_embeddings:
+        # vllm/config/model.py: max_model_len above the model's context is refused unless
+        # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1.
+        problems.append(f"spec.limits.maxTotalTokens ({limits.max_total_tokens}) is above {facts.short_name}'s context "
+                        f"({facts.max_position_embeddings} tokens): vLLM refuses a longer --max-model-len.")
+    if (limits.max_batch_prefill_tokens is not None and limits.max_concurrent_requests is not None
+            and limits.max_batch_prefill_tokens < limits.max_concurrent_requests):
+        # vllm/config/scheduler.py: max_num_batched_tokens must be >= max_num_seqs.
+        problems.append(f"spec.limits.maxBatchPrefillTokens ({limits.max_batch_prefill_tokens}) is below "
+                        f"spec.limits.maxConcurrentRequests ({limits.max_concurrent_requests}): vLLM needs at least "
+                        "one token per sequence in a batch.")
+    if facts is not None and facts.quantization_config and quantization not in ("none", ""):
+        method = str(facts.quantization_config.get("quant_method", "")).lower()
+        wanted = vllm.QUANTIZATION.get(quantization, quantization)
+        if method and method != wanted and not (method == "gptq" and wanted == "gptq_marlin"):
+            # vllm/config/model.py refuses a --quantization other than the checkpoint's own.
+            problems.append(f"spec.quantization {quantization} differs from the checkpoint's own ({method}): vLLM "
+                            "refuses the mismatch; set spec.quantization to none or to the checkpoint's method.")
+    pinned = [e for e in lora if "=" not in e and not e.endswith("@main")]
+    if pinned:
+        problems.append(f"vLLM fetches an adapter from the Hub at its main revision only: {', '.join(pinned)} pins "
+                        "another; turn spec.cache on (the download Job fetches the pinned revision) or pin main.")
+    return problems
+
+
+@dataclass(frozen=True)
+class VLLM:
+    name: str = "vllm"
+    display_name: str = "vLLM"
+    app_name: str = "vllm"
+    default_image: str = DEFAULT_IMAGE
+    port: int = vllm.DEFAULT_PORT
+    command: tuple[str, ...] = COMMAND
+    quantizations: tuple[str, ...] = QUANTIZATIONS
+    load_metrics: LoadMetrics = LOAD_METRICS
+    termination_grace_seconds: int = TERMINATION_GRACE_S
+    startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
+
+    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
+             lora_rank: int | None = None) -> list[str]:
+        return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank))
+
+    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+        return refusals(spec, gpus, lora, facts)
+
+    def env(self, spec: SpecLike) -> dict[str, str]:
+        # With the cache, the weights are on the volume already: vLLM must not go online.
+        return vllm.serve_env(offline=spec.cache.enabled)
+
+    def probes(self) -> dict[str, dict]:
+        return {
+            "startupProbe": _probe(STARTUP_PERIOD_S, STARTUP_FAILURES),
+            "readinessProbe": _probe(10, 3),
+            "livenessProbe": _probe(30, 6, timeout=10),
+        }
+
+
+ENGINE = VLLM()
