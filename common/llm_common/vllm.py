@@ -50,6 +50,26 @@ class ServeSettings:
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
 
+def lora_modules(entries) -> tuple[str, ...]:
+    """--lora-modules entries from the adapters' entries (llm_common.lora.adapter_entry):
+    "name=/cache/path" stays; "org/repo@revision" (from the Hub) becomes "org/repo=org/repo",
+    served under its id as TGI serves it. vLLM fetches such an adapter at its main revision
+    only (a pinned one is refused before: see the engine's refusals)."""
+    out = []
+    for entry in entries:
+        if "=" in entry:
+            out.append(entry)
+        else:
+            repo = entry.partition("@")[0]
+            out.append(f"{repo}={repo}")
+    return tuple(out)
+
+
+def pinned_hub_adapters(entries) -> list[str]:
+    """Adapters to fetch from the Hub at a revision other than main: vLLM cannot."""
+    return [e for e in entries if "=" not in e and not e.endswith("@main")]
+
+
 def lora_rank_for(ranks) -> int | None:
     """The smallest --max-lora-rank vLLM accepts that covers every adapter's rank."""
     highest = max((int(r) for r in ranks), default=0)

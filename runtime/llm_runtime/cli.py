@@ -3,8 +3,9 @@
 download  weights (and LoRA adapters) into the cache volume; the model's facts go to the
           container's termination message, which is how the operator learns them.
 inspect   print the facts of a model already in the cache.
-serve     check GPUs, /dev/shm and the cache, then exec text-generation-launcher with the
-          arguments launcher.py builds from the LLM_* variables the operator sets.
+serve     check GPUs, /dev/shm and the cache, then exec the engine (LLM_ENGINE: tgi's
+          text-generation-launcher, or vllm serve) with the arguments built from the LLM_*
+          variables (launcher.py; llm_common.vllm for vLLM).
 
 Exit codes: 0 done; 1 failed, a retry may succeed (stall, corrupt file, network); 2 bad
 settings or flags; 3 a serving check failed; 4 failed for good (gated, not found, no space),
@@ -21,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence, TextIO
 
+from llm_common import vllm
 from llm_runtime import checks, download as dl, launcher
 from llm_runtime.launcher import (
     ENV_ADAPTERS,
@@ -68,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--revision", default=_env_default("REVISION", "main"))
     inspect.add_argument("--cache-dir", default=_env_default("CACHE_DIR", DEFAULT_CACHE_DIR))
 
-    serve = sub.add_parser("serve", help="check the pod, then exec text-generation-launcher (settings from LLM_* env)")
+    serve = sub.add_parser("serve", help="check the pod, then exec the engine: TGI's launcher or vllm serve "
+                                         "(LLM_ENGINE; settings from LLM_* env)")
     serve.add_argument("--dry-run", action="store_true", help="print the environment and launcher command instead")
     serve.add_argument("--skip-checks", action="store_true", help="start TGI even when a check fails")
     return parser
@@ -175,6 +178,49 @@ def launch_plan(env: Mapping[str, str]) -> tuple[LauncherSettings, list[str], di
     return settings, [LAUNCHER, *launcher_args(settings)], extra
 
 
+ENGINE_NAMES = {"tgi": "TGI", "vllm": "vLLM"}
+ENGINES = tuple(ENGINE_NAMES)
+
+
+def vllm_plan(env: Mapping[str, str]) -> tuple[vllm.ServeSettings, list[str], dict[str, str]]:
+    """(settings, argv, extra environment) for `vllm serve` from the same LLM_* variables:
+    LLM_NUM_SHARD is the tensor-parallel size, LLM_MAX_TOTAL_TOKENS --max-model-len,
+    LLM_MAX_BATCH_PREFILL_TOKENS --max-num-batched-tokens, LLM_MAX_CONCURRENT_REQUESTS
+    --max-num-seqs (vLLM has no separate input limit: LLM_MAX_INPUT_TOKENS is not used)."""
+    tgi_settings, _, _ = launch_plan(env)
+    cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
+    served = env.get(launcher.ENV_SERVED_NAME, "").strip()
+    s = vllm.ServeSettings(
+        model_id=tgi_settings.model_id, revision=tgi_settings.revision, tensor_parallel_size=tgi_settings.num_shard,
+        quantization=tgi_settings.quantize, dtype=tgi_settings.dtype, trust_remote_code=tgi_settings.trust_remote_code,
+        max_model_len=tgi_settings.max_total_tokens, max_num_batched_tokens=tgi_settings.max_batch_prefill_tokens,
+        max_num_seqs=tgi_settings.max_concurrent_requests,
+        served_model_names=tuple(n for n in (served, tgi_settings.model_id) if n),
+        lora_modules=vllm.lora_modules(tgi_settings.lora_adapters),
+        port=int(env[launcher.ENV_PORT]) if env.get(launcher.ENV_PORT, "").strip() else vllm.DEFAULT_PORT,
+        extra_args=tgi_settings.extra_args)
+    extra = vllm.serve_env(offline=cache_dir is not None)
+    if cache_dir:
+        extra["HF_HOME"] = cache_dir
+    return s, ["vllm", "serve", *vllm.serve_args(s)], extra
+
+
+def vllm_refusals(s: vllm.ServeSettings, cache_dir: str | None, lora_entries: tuple[str, ...]) -> list[str]:
+    """What vLLM 0.33.0 would refuse after loading, named by the LLM_* variables."""
+    problems = []
+    if s.quantization in vllm.ONLY_IN_TGI:
+        problems.append(f"{launcher.ENV_QUANTIZE}={s.quantization} is not in vLLM {vllm.VERSION} (TGI has it).")
+    facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
+    if facts is not None and s.max_model_len and s.max_model_len > facts.max_position_embeddings:
+        problems.append(f"{launcher.ENV_MAX_TOTAL_TOKENS}={s.max_model_len} is above the model's context "
+                        f"({facts.max_position_embeddings}): vLLM refuses a longer --max-model-len.")
+    pinned = vllm.pinned_hub_adapters(lora_entries)
+    if pinned:
+        problems.append(f"vLLM fetches adapters from the Hub at main only: {', '.join(pinned)} in {ENV_ADAPTERS} "
+                        f"needs {ENV_CACHE_DIR}.")
+    return problems
+
+
 def _checkpoint(cache_dir: str | None, s: LauncherSettings):
     """What TGI will read from the cached model's config.json (None without the cache)."""
     facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
@@ -191,17 +237,26 @@ def shell_lines(argv: Sequence[str], extra_env: Mapping[str, str]) -> str:
 def run_serve(env: Mapping[str, str], dry_run: bool = False, skip_checks: bool = False,
               measured: Measured | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    engine = env.get(launcher.ENV_ENGINE, "").strip() or "tgi"
+    if engine not in ENGINES:
+        print(f"llm-runtime serve: {launcher.ENV_ENGINE}={engine!r} is not an engine: use tgi or vllm", file=err)
+        return EXIT_USAGE
     try:
         settings, argv, extra = launch_plan(env)
         adapters = parse_adapters(env.get(ENV_ADAPTERS, ""))
+        if engine == "vllm":
+            vllm_settings, argv, extra = vllm_plan(env)
     except SettingsError as problem:
         print(f"llm-runtime serve: {problem}", file=err)
         return EXIT_USAGE
     cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
-    refused = launcher.refusals(settings, _checkpoint(cache_dir, settings))
+    if engine == "vllm":
+        refused = vllm_refusals(vllm_settings, cache_dir, settings.lora_adapters)
+    else:
+        refused = launcher.refusals(settings, _checkpoint(cache_dir, settings))
     if refused:
-        # What TGI would refuse after minutes of loading, said now, in one place.
-        print(f"llm-runtime serve: TGI would refuse these settings: {' '.join(refused)}", file=err)
+        # What the engine would refuse after minutes of loading, said now, in one place.
+        print(f"llm-runtime serve: {ENGINE_NAMES[engine]} would refuse these settings: {' '.join(refused)}", file=err)
         return EXIT_USAGE
     failed = False
     if not skip_checks:
@@ -213,15 +268,15 @@ def run_serve(env: Mapping[str, str], dry_run: bool = False, skip_checks: bool =
         out.write(shell_lines(argv, extra))
         return EXIT_CHECKS_FAILED if failed else EXIT_OK
     if failed:
-        print("llm-runtime serve: not starting TGI; fix the failed checks above, or pass --skip-checks.", file=err)
+        print(f"llm-runtime serve: not starting {ENGINE_NAMES[engine]}; fix the failed checks above, or pass --skip-checks.", file=err)
         return EXIT_CHECKS_FAILED
     out.flush()
     err.flush()
     try:
-        os.execvpe(LAUNCHER, argv, {**env, **extra})
+        os.execvpe(argv[0], argv, {**env, **extra})
     except FileNotFoundError:
-        print(f"llm-runtime serve: {LAUNCHER} is not on PATH: run this in the runtime image (built FROM TGI's).",
-              file=err)
+        image = "an image built FROM vLLM's (vllm/vllm-openai)" if engine == "vllm" else "the runtime image (built FROM TGI's)"
+        print(f"llm-runtime serve: {argv[0]} is not on PATH: run this in {image}.", file=err)
         return 127
     return EXIT_RETRYABLE  # not reached: exec replaced this process
 

@@ -32,6 +32,8 @@ ENV_PORT = "LLM_PORT"
 ENV_EXTRA_ARGS = "LLM_EXTRA_ARGS"          # a JSON list of strings
 ENV_CACHE_DIR = "LLM_CACHE_DIR"            # set when the weights come from the download Job's cache
 ENV_ADAPTERS = "LLM_ADAPTERS"              # "name=org/repo@revision,..."
+ENV_ENGINE = "LLM_ENGINE"                  # tgi (default) or vllm
+ENV_SERVED_NAME = "LLM_SERVED_NAME"        # vllm: a name clients may use besides the model id
 
 _LIMIT_ENV = (
     (ENV_MAX_INPUT_TOKENS, "max_input_tokens"),

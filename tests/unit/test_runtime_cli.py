@@ -312,3 +312,39 @@ def test_from_the_cache_input_tokens_alone_are_judged_against_the_cached_models_
                    "the model's context of 2048 tokens, which TGI takes as the total when LLM_MAX_TOTAL_TOKENS is unset: "
                    "set LLM_MAX_INPUT_TOKENS to at most 2047, or set LLM_MAX_TOTAL_TOKENS above it.\n")
     assert serve({**env, "LLM_MAX_INPUT_TOKENS": "2047"}, skip_checks=True)[0] == 0
+
+
+# --- vLLM (issue 15): the same variables, the same checks, another engine ---------------------
+
+VLLM_ENV = {**OPERATOR_ENV, "LLM_ENGINE": "vllm", "LLM_SERVED_NAME": "mistral", "LLM_EXTRA_ARGS": '["--enable-prefix-caching"]'}
+
+
+def test_vllm_dry_run_prints_a_vllm_command_after_the_same_checks():
+    code, out, err = serve(VLLM_ENV)
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "vllm serve TheBloke/Mistral-7B-Instruct-v0.2-AWQ --revision main --tensor-parallel-size 2 --quantization awq "
+        "--max-model-len 8192 --max-num-seqs 64 --served-model-name mistral TheBloke/Mistral-7B-Instruct-v0.2-AWQ "
+        "--host 0.0.0.0 --port 8000 --enable-prefix-caching")
+    assert "export VLLM_NO_USAGE_STATS=1" in out and "export DO_NOT_TRACK=1" in out
+    assert err.splitlines() == [
+        "check ok: 2 GPUs visible for --num-shard 2: NVIDIA H100 80GB HBM3 (80 GiB), NVIDIA H100 80GB HBM3 (80 GiB).",
+        "check ok: /dev/shm is 2.0 GiB, enough for 2 shards.",
+    ]
+
+
+def test_vllm_is_not_started_with_what_it_lacks_or_a_failed_check(tmp_path):
+    code, out, err = serve({**VLLM_ENV, "LLM_QUANTIZE": "eetq"})
+    assert (code, out) == (2, "")
+    assert err == "llm-runtime serve: vLLM would refuse these settings: LLM_QUANTIZE=eetq is not in vLLM 0.33.0 (TGI has it).\n"
+    code, out, err = serve(VLLM_ENV, Measured(gpus=[H100], gpu_error=None, shm_bytes=2 * GiB), dry_run=False)
+    assert (code, out) == (3, "")
+    assert err.splitlines()[-1] == "llm-runtime serve: not starting vLLM; fix the failed checks above, or pass --skip-checks."
+    code, _, err = serve({"PATH": str(tmp_path), **VLLM_ENV}, dry_run=False, skip_checks=True)
+    assert code == 127
+    assert err == ("llm-runtime serve: vllm is not on PATH: run this in an image built FROM vLLM's (vllm/vllm-openai).\n")
+
+
+def test_an_unknown_engine_is_named():
+    code, _, err = serve({**OPERATOR_ENV, "LLM_ENGINE": "sglang"})
+    assert code == 2 and err == "llm-runtime serve: LLM_ENGINE='sglang' is not an engine: use tgi or vllm\n"

@@ -49,21 +49,6 @@ def _probe(period: int, failures: int, timeout: int = 5) -> dict:
             "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
 
 
-def lora_modules(entries: tuple[str, ...]) -> tuple[str, ...]:
-    """--lora-modules entries from the adapters' entries (llm_common.lora.adapter_entry):
-    "name=/cache/path" stays; "org/repo@revision" (from the Hub) becomes "org/repo=org/repo",
-    served under its id as TGI serves it. vLLM fetches such an adapter at its main revision:
-    refusals() says so for a pinned one."""
-    out = []
-    for entry in entries:
-        if "=" in entry:
-            out.append(entry)
-        else:
-            repo = entry.partition("@")[0]
-            out.append(f"{repo}={repo}")
-    return tuple(out)
-
-
 def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
                    lora_rank: int | None = None) -> vllm.ServeSettings:
     limits = spec.limits
@@ -82,7 +67,7 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
         max_num_batched_tokens=limits.max_batch_prefill_tokens,
         max_num_seqs=limits.max_concurrent_requests,
         served_model_names=names,
-        lora_modules=lora_modules(lora),
+        lora_modules=vllm.lora_modules(lora),
         max_lora_rank=vllm.lora_rank_for([lora_rank]) if lora and lora_rank else None,
         extra_args=tuple(spec.engine.args),
     )
@@ -114,7 +99,7 @@ def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) 
             # vllm/config/model.py refuses a --quantization other than the checkpoint's own.
             problems.append(f"spec.quantization {quantization} differs from the checkpoint's own ({method}): vLLM "
                             "refuses the mismatch; set spec.quantization to none or to the checkpoint's method.")
-    pinned = [e for e in lora if "=" not in e and not e.endswith("@main")]
+    pinned = vllm.pinned_hub_adapters(lora)
     if pinned:
         problems.append(f"vLLM fetches an adapter from the Hub at its main revision only: {', '.join(pinned)} pins "
                         "another; turn spec.cache on (the download Job fetches the pinned revision) or pin main.")
