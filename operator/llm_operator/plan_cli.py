@@ -1,6 +1,7 @@
 """`llm-operator plan`: will this model fit on these GPUs? Answers before a GPU is spent.
 
     llm-operator plan MODEL_ID --quantization awq --gpu h100-80gb [--gpus 2] [--json]
+    llm-operator plan MODEL_ID --engine vllm [--gpu-memory-utilization 0.95] --gpu h100-80gb
     llm-operator plan MODEL_ID --config config.json --params 70553706496 --gpu l4
     llm-operator plan --list-gpus
 
@@ -31,8 +32,12 @@ from llm_operator.modelinfo import (
     facts_from_local,
 )
 from llm_operator.planner import (
+    ENGINES,
     GPU_TYPES,
     QUANTIZATIONS,
+    TGI,
+    VLLM,
+    VLLM_GPU_MEMORY_UTILIZATION,
     Plan,
     PlanRequest,
     UnknownGpuType,
@@ -54,14 +59,20 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--params", type=_positive_int, metavar="N", help="exact parameter count (with --config)")
     source.add_argument("--safetensors-index", metavar="PATH",
                         help="model.safetensors.index.json, for the parameter count (with --config)")
+    parser.add_argument("--engine", default=TGI, choices=ENGINES,
+                        help="serving engine whose memory use to plan for (default: tgi)")
     parser.add_argument("--quantization", default="none", choices=QUANTIZATIONS, metavar="Q",
-                        help=f"one of {', '.join(QUANTIZATIONS)} (default: none)")
+                        help=f"one of {', '.join(QUANTIZATIONS)} (default: none; vLLM has no eetq, exl2 or bitsandbytes*)")
     parser.add_argument("--gpu", metavar="TYPE", help="GPU short name (see --list-gpus) or nvidia.com/gpu.product value")
     parser.add_argument("--gpu-memory-gib", type=_positive_float, metavar="GIB", help="GPU memory, overriding the table")
+    parser.add_argument("--gpu-memory-utilization", type=_fraction, metavar="F",
+                        help=("vLLM only: the share of each GPU's CUDA memory vLLM reserves "
+                              f"(default: {VLLM_GPU_MEMORY_UTILIZATION}, vLLM 0.33.0's)"))
     parser.add_argument("--gpus", type=_positive_int, metavar="N", help="GPUs per replica (default: the fewest that fit)")
     parser.add_argument("--max-total-tokens", type=_positive_int, metavar="T",
                         help="tokens per sequence, prompt plus output (default: min(context, 4096))")
-    parser.add_argument("--kv-cache-dtype", choices=("fp8_e4m3fn", "fp8_e5m2"), help="TGI --kv-cache-dtype")
+    parser.add_argument("--kv-cache-dtype", choices=("fp8_e4m3fn", "fp8_e5m2"),
+                        help="KV cache in 8 bits (TGI's names; vLLM's fp8_e4m3/fp8_e5m2 size the same)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--token-env", default="HF_TOKEN", metavar="NAME",
                         help="environment variable holding a Hub token for gated models (default: HF_TOKEN)")
@@ -93,6 +104,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1, got {value:g}")
+    return value
+
+
 class _UsageError(Exception):
     """Bad input found after parsing; the message names the flag."""
 
@@ -104,6 +122,7 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         out.write(_gpu_table())
         return EXIT_FITS
     try:
+        _check_engine_flags(args)   # before the Hub is asked anything
         facts, source = _facts_for(args)
         result = plan(_request_for(args, facts))
     except (_UsageError, UnknownGpuType, ModelFactsUnavailable, ValueError) as problem:
@@ -112,6 +131,11 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         return EXIT_BAD_INPUT
     out.write(_json_report(facts, result, source) if args.json else _table_report(facts, result, source))
     return EXIT_FITS if result.fits else EXIT_DOES_NOT_FIT
+
+
+def _check_engine_flags(args: argparse.Namespace) -> None:
+    if args.gpu_memory_utilization is not None and args.engine != VLLM:
+        raise _UsageError("argument --gpu-memory-utilization: only with --engine vllm (TGI plans with the whole GPU)")
 
 
 def _facts_for(args: argparse.Namespace) -> tuple[ModelFacts, FactsAnswer]:
@@ -166,6 +190,8 @@ def _request_for(args: argparse.Namespace, facts: ModelFacts) -> PlanRequest:
         gpus=args.gpus,
         max_total_tokens=args.max_total_tokens,
         kv_cache_dtype=args.kv_cache_dtype,
+        engine=args.engine,
+        gpu_memory_utilization=args.gpu_memory_utilization,
     )
 
 
@@ -192,6 +218,7 @@ def _table_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
     each = " each" if result.num_shard > 1 else ""
     rows = [
         ("model", f"{facts.model_id} ({facts.parameter_count:,} parameters{estimated})"),
+        ("engine", _engine_cell(result)),
         ("quantization", f"{result.quantization} ({result.bits_per_weight:.2f} bits per weight)"),
         ("gpus", f"{result.num_shard} x {result.gpu_name} ({result.gpu_memory_gib:.1f} GiB{each})"),
         ("max total tokens", f"{result.max_total_tokens}"),
@@ -205,6 +232,12 @@ def _table_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
         ("facts", _source_line(source)),
     ]
     return _aligned(rows)
+
+
+def _engine_cell(result: Plan) -> str:
+    if result.engine == VLLM:
+        return f"vllm (reserves {result.usable_gib_per_gpu:.1f} GiB per GPU, --gpu-memory-utilization)"
+    return result.engine
 
 
 def _gpu_table() -> str:

@@ -1,13 +1,21 @@
-"""GPU memory planner: model facts + quantization + GPU type -> shard count and verdict.
+"""GPU memory planner: model facts + engine + quantization + GPU type -> shard count and verdict.
 
 Pure: no I/O, no Kubernetes, no Hub. The operator calls it at admission so that a
-model that cannot load (the most common TGI failure is out-of-memory at warmup) is
-refused with a sentence instead of burning a GPU node on a crash loop.
+model that cannot load (the most common TGI failure is out-of-memory at warmup, vLLM's
+is refusing to start for want of KV cache) is refused with a sentence instead of
+burning a GPU node on a crash loop.
 
 Per GPU, TGI needs:  weights / shards + driver reserve + CUDA context
                      + prefill activations + KV cache for the requested tokens / 0.90
-because at warmup it gives the KV cache 90% of the memory left after weights and the
-largest prefill (shared/reference/tgi.md, "Memory").
+out of the whole GPU, because at warmup it gives the KV cache 90% of the memory left
+after weights and the largest prefill (shared/reference/tgi.md, "Memory").
+
+Per GPU, vLLM 0.33.0 needs:  weights / shards + CUDA context
+                             + activations of one --max-num-batched-tokens batch
+                             + KV cache for one sequence of the requested tokens
+out of --gpu-memory-utilization x the GPU's CUDA memory, because it pre-allocates that
+share, profiles one batch, gives the KV cache what is left, and refuses to start when
+one max-length sequence does not fit there (vllm/v1/core/kv_cache_planning.py:L50-87).
 """
 
 from __future__ import annotations
@@ -102,7 +110,22 @@ _MLP_TENSORS = 3
 # context: assume at most this many tokens in one prefill.
 MAX_PREFILL_TOKENS = 8192
 
-MAX_GPUS_PER_NODE = 8  # TGI shards with NCCL inside one node only
+MAX_GPUS_PER_NODE = 8  # TGI shards with NCCL inside one node only (vLLM's tensor parallelism too)
+
+# --- engines -----------------------------------------------------------------------------
+
+TGI = "tgi"
+VLLM = "vllm"
+ENGINES = (TGI, VLLM)
+
+# vLLM pre-allocates this share of each GPU's CUDA memory and fits everything inside it
+# (vllm/config/cache.py:L215, gpu_memory_utilization default 0.92 in 0.33.0; 0.9 before;
+# vllm/v1/worker/utils.py:L716-772 request_memory: ceil(total_memory x utilization)).
+VLLM_GPU_MEMORY_UTILIZATION = 0.92
+
+# TGI --quantize values vLLM 0.33.0 has no method for: eetq and exl2 never, and bitsandbytes
+# left QUANTIZATION_METHODS (vllm/model_executor/layers/quantization/__init__.py:L15-48).
+VLLM_MISSING_QUANTIZATIONS = ("eetq", "exl2", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 
 
 # --- GPU types ---------------------------------------------------------------------------
@@ -185,6 +208,25 @@ def _with_memory(gpu: GpuType, memory_mib: int | str | None) -> GpuType:
     return GpuType(gpu.name, gpu.display_name, int(memory_mib), gpu.products)
 
 
+def vllm_max_num_batched_tokens(gpu: GpuType) -> int:
+    """vLLM 0.33.0's default --max-num-batched-tokens for `vllm serve` on this GPU, which is
+    also the size of the batch its memory profile runs (vllm/engine/arg_utils.py:L2940-3040
+    get_batch_defaults, OPENAI_API_SERVER; chunked prefill on)."""
+    # It compares torch's total_memory, what CUDA hands out: the GPU less the driver's reserve.
+    cuda_gib = gpu.memory_gib - DRIVER_RESERVED_GIB
+    if cuda_gib >= 160:
+        return 16384
+    # A100s stay on the small default: a larger one lowered their throughput (vLLM PR #17885).
+    if cuda_gib >= 70 and not _is_a100(gpu):
+        return 8192
+    return 2048
+
+
+def _is_a100(gpu: GpuType) -> bool:
+    # vLLM looks for "a100" in the CUDA device name ("NVIDIA A100-SXM4-80GB").
+    return any("a100" in name.lower() for name in (gpu.name, gpu.display_name, *gpu.products))
+
+
 # --- request and plan --------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -199,6 +241,9 @@ class PlanRequest:
     max_total_tokens: int | None = None
     kv_cache_dtype: str | None = None
     adapter_bytes: float = 0.0          # LoRA adapters served beside the model (see adapters.py)
+    engine: str = TGI                   # "tgi" or "vllm"
+    gpu_memory_utilization: float | None = None   # vLLM only; None: VLLM_GPU_MEMORY_UTILIZATION
+    max_batch_tokens: int | None = None           # vLLM only (--max-num-batched-tokens); None: its default for the GPU
 
 
 FITS = "Fits"
@@ -225,6 +270,8 @@ class Plan:
     quantization: str
     bits_per_weight: float
     max_total_tokens: int
+    engine: str
+    usable_gib_per_gpu: float   # what the engine may fill: TGI the whole GPU, vLLM its reservation
     valid_shard_counts: tuple[int, ...] = field(default=())
 
     def to_status(self) -> dict[str, Any]:
@@ -244,6 +291,7 @@ class Plan:
         return {
             **self.to_status(),
             "status": self.status,
+            "engine": self.engine,
             "gpu": self.gpu_name,
             "quantization": self.quantization,
             "bitsPerWeight": round(self.bits_per_weight, 3),
@@ -251,12 +299,13 @@ class Plan:
             "weightsGiBPerGpu": round(self.weights_gib_per_gpu, 2),
             "overheadGiBPerGpu": round(self.overhead_gib_per_gpu, 2),
             "requiredGiBPerGpu": round(self.required_gib_per_gpu, 2),
+            "usableGiBPerGpu": round(self.usable_gib_per_gpu, 2),
             "validShardCounts": list(self.valid_shard_counts),
         }
 
 
 def effective_quantization(facts: ModelFacts, quantization: str | None) -> str:
-    """The quantization TGI will run: the one asked for, or for a pre-quantized
+    """The quantization the engine will run: the one asked for, or for a pre-quantized
     checkpoint (quantization_config in config.json) the checkpoint's own method."""
     requested = (quantization or "none").lower()
     if requested not in QUANTIZATIONS:
@@ -345,38 +394,123 @@ def prefill_activation_bytes(facts: ModelFacts, prefill_tokens: int, num_shard: 
 
 # --- sharding ----------------------------------------------------------------------------
 
-def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str) -> str | None:
-    """Why TGI cannot split this model num_shard ways, or None when it can."""
+def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str, engine: str = TGI) -> str | None:
+    """Why the engine cannot split this model num_shard ways, or None when it can."""
     if num_shard < 1:
         return f"The GPU count must be at least 1, not {num_shard}."
     if num_shard == 1:
         return None
-    if quantization == "exl2":
+    if engine == TGI and quantization == "exl2":
         return "TGI cannot shard exl2 models: use 1 GPU, or a gptq/awq build of the model to use more."
-    heads, kv_heads = facts.num_attention_heads, facts.num_key_value_heads
-    # A single KV head (multi-query attention) is replicated on every shard.
-    kv_ok = kv_heads == 1 or kv_heads % num_shard == 0
-    if heads % num_shard == 0 and kv_ok:
+    if _heads_split(facts, num_shard, engine):
         return None
-    counts = _spoken_list(valid_shard_counts(facts, quantization))
-    return (f"{facts.short_name} has {heads} attention heads and {kv_heads} key-value heads; "
-            f"TGI needs the GPU count to divide both, and {num_shard} does not: use {counts} GPUs.")
-
-
-def valid_shard_counts(facts: ModelFacts, quantization: str, limit: int = MAX_GPUS_PER_NODE) -> tuple[int, ...]:
-    """Every GPU count up to `limit` TGI can shard this model across."""
-    if quantization == "exl2":
-        return (1,)
     heads, kv_heads = facts.num_attention_heads, facts.num_key_value_heads
-    return tuple(
-        n for n in range(1, limit + 1)
-        if heads % n == 0 and (kv_heads == 1 or kv_heads % n == 0)
-    )
+    counts = _spoken_list(valid_shard_counts(facts, quantization, engine=engine))
+    if engine == VLLM:
+        rule = ("vLLM needs the GPU count to divide the attention heads, and to divide the key-value heads "
+                "or be a multiple of them")
+    else:
+        rule = "TGI needs the GPU count to divide both"
+    return (f"{facts.short_name} has {heads} attention heads and {kv_heads} key-value heads; "
+            f"{rule}, and {num_shard} does not: use {counts} GPUs.")
+
+
+def valid_shard_counts(facts: ModelFacts, quantization: str, limit: int = MAX_GPUS_PER_NODE,
+                       engine: str = TGI) -> tuple[int, ...]:
+    """Every GPU count up to `limit` the engine can shard this model across."""
+    if engine == TGI and quantization == "exl2":
+        return (1,)
+    return tuple(n for n in range(1, limit + 1) if _heads_split(facts, n, engine))
+
+
+def _heads_split(facts: ModelFacts, num_shard: int, engine: str) -> bool:
+    heads, kv_heads = facts.num_attention_heads, facts.num_key_value_heads
+    if heads % num_shard:
+        return False
+    if engine == VLLM:
+        # From as many shards as KV heads on, each shard holds one KV head and copies are
+        # even only when the count is a multiple (vllm/model_executor/layers/linear.py:L1064-1071
+        # QKVParallelLinear; vllm/config/model.py:L1557-1564 for the attention heads).
+        return kv_heads % num_shard == 0 if num_shard < kv_heads else num_shard % kv_heads == 0
+    # A single KV head (multi-query attention) is replicated on every shard.
+    return kv_heads == 1 or kv_heads % num_shard == 0
 
 
 def _spoken_list(numbers: tuple[int, ...]) -> str:
     words = [str(n) for n in numbers]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+# --- how each engine spends a GPU --------------------------------------------------------
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """What one engine may fill on a GPU and what it spends besides weights and KV cache."""
+
+    engine: str                  # "tgi" or "vllm"
+    display_name: str            # "TGI" or "vLLM", for sentences
+    utilization: float | None    # vLLM: its share of the CUDA memory; None: the whole GPU (TGI)
+    fixed_overhead_gib: float    # per GPU, whatever the model
+    kv_headroom: float           # memory kept out of the KV cache, as a fraction of it
+    max_prefill_tokens: int      # tokens in the largest batch the activation estimate assumes
+    prefill_follows_context: bool   # True: the prefill is one sequence, at most max total tokens
+
+    def capacity_gib(self, gpu: GpuType) -> float:
+        """GiB per GPU the engine may fill."""
+        if self.utilization is None:
+            return gpu.memory_gib
+        # cudaMemGetInfo's total, not nvidia-smi's, is what vLLM takes its share of.
+        return (gpu.memory_gib - DRIVER_RESERVED_GIB) * self.utilization
+
+    def prefill_tokens(self, max_total_tokens: int) -> int:
+        if self.prefill_follows_context:
+            return min(max_total_tokens, self.max_prefill_tokens)
+        return self.max_prefill_tokens
+
+
+def memory_model_for(request: PlanRequest, gpu: GpuType) -> MemoryModel:
+    """The engine's memory behaviour for this request on this GPU."""
+    if request.engine == TGI:
+        for value, setting in ((request.gpu_memory_utilization, "gpu_memory_utilization"),
+                               (request.max_batch_tokens, "max_batch_tokens")):
+            if value is not None:
+                raise ValueError(f"{setting} is a vLLM setting; TGI takes none.")
+        return MemoryModel(
+            engine=TGI, display_name="TGI", utilization=None,
+            # TGI sizes the KV cache from free memory it measures, so the driver's reserve counts against the GPU.
+            fixed_overhead_gib=DRIVER_RESERVED_GIB + CUDA_CONTEXT_GIB,
+            # TGI keeps 10% of what is left after weights out of the KV cache: count it here.
+            kv_headroom=1 / TGI_KV_MEMORY_FRACTION - 1,
+            max_prefill_tokens=MAX_PREFILL_TOKENS, prefill_follows_context=True,
+        )
+    if request.engine == VLLM:
+        utilization = (VLLM_GPU_MEMORY_UTILIZATION if request.gpu_memory_utilization is None
+                       else request.gpu_memory_utilization)
+        if not 0 < utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be above 0 and at most 1, not {utilization:g}.")
+        if request.max_batch_tokens is not None and request.max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, not {request.max_batch_tokens}.")
+        return MemoryModel(
+            engine=VLLM, display_name="vLLM", utilization=utilization,
+            # Weights, the profile run's peak and non-torch memory (CUDA context, NCCL) come out of
+            # the reservation (vllm/v1/worker/gpu_worker.py:L641-775 determine_available_memory).
+            # Its CUDA-graph estimate is measured at startup and not counted here.
+            fixed_overhead_gib=CUDA_CONTEXT_GIB,
+            # The KV cache gets all that is left; the startup check wants one max-length sequence.
+            kv_headroom=0.0,
+            # The profile run is one batch of max_num_batched_tokens, however long a sequence may be
+            # (vllm/v1/worker/gpu_model_runner.py profile_run: _dummy_run(self.max_num_tokens)).
+            max_prefill_tokens=request.max_batch_tokens or vllm_max_num_batched_tokens(gpu),
+            prefill_follows_context=False,
+        )
+    raise ValueError(f"Unknown engine {request.engine!r}: use one of {', '.join(ENGINES)}.")
+
+
+def _engine_problem(quantization: str, engine: str) -> str | None:
+    # Admission refuses these earlier; this guard keeps a wrong plan from being made.
+    if engine == VLLM and quantization in VLLM_MISSING_QUANTIZATIONS:
+        return f"vLLM 0.33.0 has no {quantization} quantization; TGI has it: use engine tgi, or another quantization."
+    return None
 
 
 # --- the plan ----------------------------------------------------------------------------
@@ -395,16 +529,15 @@ class _Budget:
         return self.weights_gib_per_gpu + self.overhead_gib_per_gpu + self.kv_cache_gib_per_gpu
 
 
-def _budget(facts: ModelFacts, quantization: str, num_shard: int, tokens: int, kv_dtype: str | None,
-            adapter_bytes: float = 0.0) -> _Budget:
+def _budget(model: MemoryModel, facts: ModelFacts, quantization: str, num_shard: int, tokens: int,
+            kv_dtype: str | None, adapter_bytes: float = 0.0) -> _Budget:
     weights = weights_bytes(facts, quantization)
     kv = kv_cache_bytes_per_token(facts, kv_dtype, num_shard) * tokens
-    # TGI keeps 10% of what is left after weights out of the KV cache: count it here.
-    kv_headroom = kv * (1 / TGI_KV_MEMORY_FRACTION - 1)
-    prefill_tokens = min(tokens, MAX_PREFILL_TOKENS)
-    fixed = (DRIVER_RESERVED_GIB + CUDA_CONTEXT_GIB) * GIB
+    kv_headroom = kv * model.kv_headroom
+    fixed = model.fixed_overhead_gib * GIB
+    activations = prefill_activation_bytes(facts, model.prefill_tokens(tokens), num_shard)
     # LoRA adapters are counted whole on every GPU: they are small, and this errs on the safe side.
-    overhead = fixed + prefill_activation_bytes(facts, prefill_tokens, num_shard) + kv_headroom + adapter_bytes
+    overhead = fixed + activations + kv_headroom + adapter_bytes
     return _Budget(
         weights_gib=weights / GIB,
         weights_gib_per_gpu=weights / num_shard / GIB,
@@ -425,10 +558,11 @@ def _resolve_gpu(request: PlanRequest) -> GpuType:
     raise UnknownGpuType("No GPU type or GPU memory given: name a GPU type (for example h100-80gb) or its memory.")
 
 
-def _smallest_fitting(facts: ModelFacts, quantization: str, gpu: GpuType, tokens: int,
+def _smallest_fitting(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, tokens: int,
                       kv_dtype: str | None, adapter_bytes: float = 0.0) -> int | None:
-    for count in valid_shard_counts(facts, quantization):
-        if _budget(facts, quantization, count, tokens, kv_dtype, adapter_bytes).required_gib_per_gpu <= gpu.memory_gib:
+    for count in valid_shard_counts(facts, quantization, engine=model.engine):
+        budget = _budget(model, facts, quantization, count, tokens, kv_dtype, adapter_bytes)
+        if budget.required_gib_per_gpu <= model.capacity_gib(gpu):
             return count
     return None
 
@@ -438,22 +572,27 @@ def plan(request: PlanRequest) -> Plan:
     facts = request.facts
     quantization = effective_quantization(facts, request.quantization)
     gpu = _resolve_gpu(request)
+    model = memory_model_for(request, gpu)
+    refused = _engine_problem(quantization, model.engine)
+    if refused:
+        raise ValueError(refused)
+    capacity = model.capacity_gib(gpu)
     tokens = request.max_total_tokens or default_max_total_tokens(facts)
     kv_dtype = request.kv_cache_dtype
-    min_gpus = _smallest_fitting(facts, quantization, gpu, tokens, kv_dtype, request.adapter_bytes)
-    valid = valid_shard_counts(facts, quantization)
+    min_gpus = _smallest_fitting(model, facts, quantization, gpu, tokens, kv_dtype, request.adapter_bytes)
+    valid = valid_shard_counts(facts, quantization, engine=model.engine)
     num_shard = request.gpus if request.gpus is not None else (min_gpus or valid[-1])
 
-    problem = sharding_problem(facts, num_shard, quantization)
-    budget = _budget(facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes)
-    fits = problem is None and budget.required_gib_per_gpu <= gpu.memory_gib
+    problem = sharding_problem(facts, num_shard, quantization, model.engine)
+    budget = _budget(model, facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes)
+    fits = problem is None and budget.required_gib_per_gpu <= capacity
     if problem is not None:
         status, reason = INVALID_SHARDING, problem
     elif fits:
-        status, reason = FITS, _fits_sentence(facts, quantization, gpu, num_shard, budget)
+        status, reason = FITS, _fits_sentence(model, facts, quantization, gpu, num_shard, budget)
     else:
         status = DOES_NOT_FIT
-        reason = _does_not_fit_sentence(request, quantization, gpu, num_shard, budget, min_gpus, tokens)
+        reason = _does_not_fit_sentence(model, request, quantization, gpu, num_shard, budget, min_gpus, tokens)
     return Plan(
         status=status,
         num_shard=num_shard,
@@ -470,6 +609,8 @@ def plan(request: PlanRequest) -> Plan:
         quantization=quantization,
         bits_per_weight=bits_per_weight(facts, quantization),
         max_total_tokens=tokens,
+        engine=model.engine,
+        usable_gib_per_gpu=capacity,
         valid_shard_counts=valid,
     )
 
@@ -480,43 +621,64 @@ def _precision_phrase(facts: ModelFacts, quantization: str) -> str:
     return f"with {quantization} ({bits_per_weight(facts, quantization):.2f} bits per weight)"
 
 
-def _gpus_phrase(num_shard: int, gpu: GpuType) -> str:
+def _gpus_phrase(model: MemoryModel, num_shard: int, gpu: GpuType) -> str:
     each = " each" if num_shard > 1 else ""
-    return f"{num_shard} x {gpu.display_name} gives {gpu.memory_gib:.1f} GiB{each}"
+    phrase = f"{num_shard} x {gpu.display_name} gives {model.capacity_gib(gpu):.1f} GiB{each}"
+    if model.utilization is None:
+        return phrase
+    of = "each GPU" if num_shard > 1 else "the GPU"
+    return f"{phrase} to {model.display_name} ({model.utilization:g} of {of}, --gpu-memory-utilization)"
 
 
-def _fits_sentence(facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int, budget: _Budget) -> str:
-    spare = gpu.memory_gib - budget.required_gib_per_gpu
+def _fits_sentence(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
+                   budget: _Budget) -> str:
+    spare = model.capacity_gib(gpu) - budget.required_gib_per_gpu
     return (f"{facts.short_name} {_precision_phrase(facts, quantization)} needs "
             f"{budget.required_gib_per_gpu:.1f} GiB per GPU ({budget.weights_gib_per_gpu:.1f} weights, "
             f"{budget.kv_cache_gib_per_gpu:.1f} KV cache, {budget.overhead_gib_per_gpu:.1f} runtime); "
-            f"{_gpus_phrase(num_shard, gpu)}: fits with {spare:.1f} GiB to spare.")
+            f"{_gpus_phrase(model, num_shard, gpu)}: fits with {spare:.1f} GiB to spare.")
 
 
-def _does_not_fit_sentence(request: PlanRequest, quantization: str, gpu: GpuType, num_shard: int,
-                           budget: _Budget, min_gpus: int | None, tokens: int) -> str:
+def _does_not_fit_sentence(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType,
+                           num_shard: int, budget: _Budget, min_gpus: int | None, tokens: int) -> str:
     facts = request.facts
-    if budget.weights_gib_per_gpu > gpu.memory_gib:
+    capacity = model.capacity_gib(gpu)
+    if budget.weights_gib_per_gpu > capacity:
         need = f"needs {budget.weights_gib:.1f} GiB of weights"
     else:
         need = (f"needs {budget.required_gib_per_gpu:.1f} GiB per GPU "
                 f"({budget.weights_gib_per_gpu:.1f} weights, {budget.kv_cache_gib_per_gpu:.1f} KV cache "
                 f"for {tokens} tokens, {budget.overhead_gib_per_gpu:.1f} runtime)")
-    remedies = _remedies(request, quantization, gpu, num_shard, min_gpus, tokens)
-    return f"{facts.short_name} {_precision_phrase(facts, quantization)} {need}; {_gpus_phrase(num_shard, gpu)}: {remedies}."
+    remedies = _remedies(model, request, quantization, gpu, num_shard, min_gpus, tokens)
+    start = f"{facts.short_name} {_precision_phrase(facts, quantization)} {need}; {_gpus_phrase(model, num_shard, gpu)}"
+    if model.engine == VLLM and budget.weights_gib_per_gpu <= capacity:
+        return f"{start}, so {_vllm_refusal(budget, capacity, tokens)}. {remedies[0].upper()}{remedies[1:]}."
+    return f"{start}: {remedies}."
 
 
-def _remedies(request: PlanRequest, quantization: str, gpu: GpuType, num_shard: int,
+def _vllm_refusal(budget: _Budget, capacity_gib: float, tokens: int) -> str:
+    """Why vLLM would not start, in the terms of its own startup check
+    (vllm/v1/core/kv_cache_planning.py:L50-87 _check_enough_kv_cache_memory)."""
+    left = capacity_gib - budget.weights_gib_per_gpu - budget.overhead_gib_per_gpu
+    if left <= 0:
+        return "vLLM would refuse to start: no memory is left for the KV cache after weights and activations"
+    return (f"vLLM would refuse to start: one sequence of {tokens} tokens needs "
+            f"{budget.kv_cache_gib_per_gpu:.1f} GiB of KV cache per GPU and {left:.1f} GiB is left "
+            "after weights and activations")
+
+
+def _remedies(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType, num_shard: int,
               min_gpus: int | None, tokens: int) -> str:
     """What would make it fit: more GPUs, a smaller format at this GPU count, or a bigger GPU."""
     options = []
     if min_gpus is not None and min_gpus > num_shard:
         options.append(f"{min_gpus} GPUs")
     smaller = _smaller_quantization_that_fits(
-        request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype)
+        model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype)
     if smaller:
         options.append(smaller)
-    fitting_tokens = _max_tokens_that_fit(request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype)
+    fitting_tokens = _max_tokens_that_fit(
+        model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype)
     if fitting_tokens >= MIN_USEFUL_TOKENS:
         options.append(f"at most {fitting_tokens} max total tokens")
     if not options:
@@ -529,12 +691,14 @@ def _remedies(request: PlanRequest, quantization: str, gpu: GpuType, num_shard: 
 MIN_USEFUL_TOKENS = 512  # below this, suggesting a shorter context is no real remedy
 
 
-def _max_tokens_that_fit(facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
-                         requested_tokens: int, kv_dtype: str | None) -> int:
+def _max_tokens_that_fit(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
+                         num_shard: int, requested_tokens: int, kv_dtype: str | None) -> int:
     """The largest max total tokens below the requested one that fits at this GPU count
     (0 if none): the need grows with tokens, so bisect."""
+    capacity = model.capacity_gib(gpu)
+
     def fits(tokens: int) -> bool:
-        return _budget(facts, quantization, num_shard, tokens, kv_dtype).required_gib_per_gpu <= gpu.memory_gib
+        return _budget(model, facts, quantization, num_shard, tokens, kv_dtype).required_gib_per_gpu <= capacity
 
     low, high = 0, requested_tokens - 1
     while low < high:
@@ -543,16 +707,23 @@ def _max_tokens_that_fit(facts: ModelFacts, quantization: str, gpu: GpuType, num
     return low
 
 
-def _smaller_quantization_that_fits(facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
-                                    tokens: int, kv_dtype: str | None) -> str | None:
+# Smaller formats to suggest, least lossy first, as each engine has them (vLLM 0.33.0 has
+# no eetq: vllm/model_executor/layers/quantization/__init__.py:L15-48).
+_SMALLER_QUANTIZATIONS = {
+    TGI: (("an 8-bit quantization (fp8 or eetq)", "fp8"), ("a 4-bit quantization (awq or gptq)", "awq")),
+    VLLM: (("an 8-bit quantization (fp8)", "fp8"), ("a 4-bit quantization (awq or gptq)", "awq")),
+}
+
+
+def _smaller_quantization_that_fits(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
+                                    num_shard: int, tokens: int, kv_dtype: str | None) -> str | None:
     """The least lossy smaller format that fits at this GPU count, as a phrase."""
     current_bits = bits_per_weight(facts, quantization)
-    for phrase, candidate in (("an 8-bit quantization (fp8 or eetq)", "fp8"),
-                              ("a 4-bit quantization (awq or gptq)", "awq")):
+    for phrase, candidate in _SMALLER_QUANTIZATIONS[model.engine]:
         if bits_per_weight(facts, candidate) >= current_bits:
             continue
-        if sharding_problem(facts, num_shard, candidate) is not None:
+        if sharding_problem(facts, num_shard, candidate, model.engine) is not None:
             continue
-        if _budget(facts, candidate, num_shard, tokens, kv_dtype).required_gib_per_gpu <= gpu.memory_gib:
+        if _budget(model, facts, candidate, num_shard, tokens, kv_dtype).required_gib_per_gpu <= model.capacity_gib(gpu):
             return phrase
     return None

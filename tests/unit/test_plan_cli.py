@@ -32,6 +32,7 @@ def test_table_for_llama_3_70b_on_h100():
     assert (status, err) == (0, "")
     assert out == (
         "model             meta-llama/Meta-Llama-3-70B (70,553,706,496 parameters)\n"
+        "engine            tgi\n"
         "quantization      none (16.00 bits per weight)\n"
         "gpus              2 x H100 80GB (79.6 GiB each)\n"
         "max total tokens  4096\n"
@@ -45,6 +46,55 @@ def test_table_for_llama_3_70b_on_h100():
         "1.9 runtime); 2 x H100 80GB gives 79.6 GiB each: fits with 11.4 GiB to spare.\n"
         "facts             Model facts from the given config.json.\n"
     )
+
+
+def test_table_for_llama_3_70b_on_h100_with_vllm():
+    status, out, err = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--engine", "vllm"])
+    assert (status, err) == (0, "")
+    assert out == (
+        "model             meta-llama/Meta-Llama-3-70B (70,553,706,496 parameters)\n"
+        "engine            vllm (reserves 72.8 GiB per GPU, --gpu-memory-utilization)\n"
+        "quantization      none (16.00 bits per weight)\n"
+        "gpus              2 x H100 80GB (79.6 GiB each)\n"
+        "max total tokens  4096\n"
+        "weights           131.42 GiB in all, 65.71 GiB per GPU\n"
+        "kv cache          0.62 GiB per GPU\n"
+        "runtime overhead  1.91 GiB per GPU\n"
+        "needed            68.24 GiB per GPU\n"
+        "verdict           Fits\n"
+        "min gpus          2\n"
+        "reason            Meta-Llama-3-70B at 16-bit needs 68.2 GiB per GPU (65.7 weights, 0.6 KV cache, "
+        "1.9 runtime); 2 x H100 80GB gives 72.8 GiB each to vLLM (0.92 of each GPU, --gpu-memory-utilization): "
+        "fits with 4.6 GiB to spare.\n"
+        "facts             Model facts from the given config.json.\n"
+    )
+
+
+def test_vllm_json_gives_the_engine_and_its_reservation():
+    status, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpu-memory-utilization",
+                                              "0.95", "--json"])
+    report = json.loads(out)
+    assert status == 0
+    assert (report["engine"], report["usableGiBPerGpu"], report["gpuMemoryGiB"]) == ("vllm", 75.19, 79.65)
+    assert "gives 75.2 GiB each to vLLM (0.95 of each GPU, --gpu-memory-utilization)" in report["reason"]
+
+
+def test_tgi_json_gives_the_engine_and_the_whole_gpu():
+    _, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--json"])
+    assert (json.loads(out)["engine"], json.loads(out)["usableGiBPerGpu"]) == ("tgi", 79.65)
+
+
+def test_gpu_memory_utilization_without_vllm_exits_two_naming_the_flag():
+    status, out, err = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--gpu-memory-utilization", "0.95"])
+    assert (status, out) == (2, "")
+    assert err == ("llm-operator plan: error: argument --gpu-memory-utilization: only with --engine vllm "
+                   "(TGI plans with the whole GPU)\n")
+
+
+def test_vllm_with_a_quantization_only_tgi_has_exits_two():
+    status, out, err = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--engine", "vllm", "--quantization", "eetq"])
+    assert (status, out) == (2, "")
+    assert err.startswith("llm-operator plan: error: vLLM 0.33.0 has no eetq quantization; TGI has it")
 
 
 def test_json_output_keys_and_values():
@@ -102,11 +152,16 @@ def test_unknown_gpu_exits_two():
 
 
 def test_argparse_rejects_bad_numbers_and_quantizations(capsys):
-    for argv in (LLAMA_3_70B + ["--gpu", "l4", "--gpus", "0"], LLAMA_3_70B + ["--gpu", "l4", "--quantization", "int3"]):
+    for argv in (LLAMA_3_70B + ["--gpu", "l4", "--gpus", "0"], LLAMA_3_70B + ["--gpu", "l4", "--quantization", "int3"],
+                 LLAMA_3_70B + ["--gpu", "l4", "--engine", "sglang"],
+                 LLAMA_3_70B + ["--gpu", "l4", "--engine", "vllm", "--gpu-memory-utilization", "1.5"]):
         with pytest.raises(SystemExit) as exited:
             plan_main(argv)
         assert exited.value.code == 2
-    assert "argument --quantization: invalid choice: 'int3'" in capsys.readouterr().err
+    errors = capsys.readouterr().err
+    assert "argument --quantization: invalid choice: 'int3'" in errors
+    assert "argument --engine: invalid choice: 'sglang'" in errors
+    assert "argument --gpu-memory-utilization: must be at most 1, got 1.5" in errors
 
 
 def test_answers_offline_without_importing_the_hub_or_kubernetes():

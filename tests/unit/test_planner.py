@@ -9,6 +9,7 @@ from llm_operator.modelinfo import facts_from_config, facts_from_local
 from llm_operator.planner import (
     GIB,
     GPU_TYPES,
+    VLLM_GPU_MEMORY_UTILIZATION,
     PlanRequest,
     UnknownGpuType,
     bits_per_weight,
@@ -17,7 +18,9 @@ from llm_operator.planner import (
     gpu_type_from_node_labels,
     kv_cache_bytes_per_token,
     plan,
+    sharding_problem,
     valid_shard_counts,
+    vllm_max_num_batched_tokens,
     weights_bytes,
 )
 
@@ -343,3 +346,184 @@ def test_to_status_is_camel_case_and_rounded():
                   "use 2 GPUs or an 8-bit quantization (fp8 or eetq).",
         "minGpus": 2,
     }
+
+
+def test_to_dict_names_the_engine_and_what_it_may_fill():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2)).to_dict()
+    assert (result["engine"], result["usableGiBPerGpu"], result["gpuMemoryGiB"]) == ("tgi", 79.65, 79.65)
+
+
+# ---- vLLM 0.33.0 ---------------------------------------------------------------------------
+
+# A Qwen2.5-3B-shaped model: 16 attention heads, 2 key-value heads.
+QWEN_3B = {"model_type": "qwen2", "hidden_size": 2048, "intermediate_size": 11008, "num_attention_heads": 16,
+           "num_key_value_heads": 2, "num_hidden_layers": 36, "vocab_size": 151936, "max_position_embeddings": 32768}
+
+
+def test_vllm_default_utilization_is_the_pinned_release():
+    assert VLLM_GPU_MEMORY_UTILIZATION == 0.92
+
+
+def test_vllm_fills_its_share_of_cuda_memory():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2, engine="vllm"))
+    assert (result.status, result.engine) == ("Fits", "vllm")
+    assert result.usable_gib_per_gpu == pytest.approx((81559 / 1024 - 0.5) * 0.92)  # 72.82
+    assert result.gpu_memory_gib == 81559 / 1024
+    assert result.reason == (
+        "Meta-Llama-3-70B at 16-bit needs 68.2 GiB per GPU (65.7 weights, 0.6 KV cache, 1.9 runtime); "
+        "2 x H100 80GB gives 72.8 GiB each to vLLM (0.92 of each GPU, --gpu-memory-utilization): "
+        "fits with 4.6 GiB to spare."
+    )
+    assert (result.to_dict()["engine"], result.to_dict()["usableGiBPerGpu"]) == ("vllm", 72.82)
+
+
+def test_vllm_overhead_is_context_and_one_batch_without_kv_headroom():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2, engine="vllm"))
+    # No driver reserve (it is outside the reservation) and no 10% KV headroom; the profile
+    # batch is vLLM's default 8192 tokens on an H100, not the 4096 tokens of one sequence.
+    activations = 8192 * (4 * 8192 + 3 * 28672 / 2) * 2 / GIB
+    assert result.overhead_gib_per_gpu == pytest.approx(0.75 + activations)
+    assert result.kv_cache_gib_per_gpu == 163840 * 4096 / GIB
+
+
+def test_vllm_max_batch_tokens_sets_the_activation_batch():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2, engine="vllm", max_batch_tokens=2048))
+    assert result.overhead_gib_per_gpu == pytest.approx(0.75 + 2048 * (4 * 8192 + 3 * 28672 / 2) * 2 / GIB)
+
+
+@pytest.mark.parametrize("gpu, tokens", [
+    ("b200", 16384),       # 178.6 GiB of CUDA memory: at least 160
+    ("h200", 8192),
+    ("h100-nvl", 8192),
+    ("h100-80gb", 8192),   # 79.1 GiB: at least 70
+    ("a100-80gb", 2048),   # as much memory, but A100s keep the small default
+    ("l40s", 2048),
+    ("l4", 2048),
+    ("t4", 2048),
+])
+def test_vllm_default_max_num_batched_tokens(gpu, tokens):
+    assert vllm_max_num_batched_tokens(GPU_TYPES[gpu]) == tokens
+
+
+def test_vllm_default_batch_for_an_unknown_gpu_goes_by_memory():
+    assert vllm_max_num_batched_tokens(gpu_type_for("NVIDIA-RTX-PRO-6000", memory_mib=97887)) == 8192
+    assert vllm_max_num_batched_tokens(gpu_type_for("NVIDIA-RTX-PRO-6000", memory_mib=49152)) == 2048
+
+
+def test_72b_fits_one_h200_for_tgi_but_not_vllms_reservation():
+    tgi = plan(PlanRequest(facts("qwen2.5-72b"), "none", "h200", gpus=1))
+    vllm = plan(PlanRequest(facts("qwen2.5-72b"), "none", "h200", gpus=1, engine="vllm"))
+    assert (tgi.status, vllm.status) == ("Fits", "DoesNotFit")
+    assert vllm.min_gpus == 2
+    assert vllm.reason == (
+        "Qwen2.5-72B at 16-bit needs 135.4 GiB of weights; 1 x H200 141GB gives 128.7 GiB to vLLM "
+        "(0.92 of the GPU, --gpu-memory-utilization): use 2 GPUs or an 8-bit quantization (fp8)."
+    )
+
+
+def test_long_context_fits_tgi_but_vllm_would_refuse_to_start():
+    tgi = plan(PlanRequest(facts("qwen2.5-7b"), "none", "l4", gpus=1, max_total_tokens=98304))
+    vllm = plan(PlanRequest(facts("qwen2.5-7b"), "none", "l4", gpus=1, max_total_tokens=98304, engine="vllm"))
+    assert (tgi.status, vllm.status) == ("Fits", "DoesNotFit")
+    assert vllm.reason == (
+        "Qwen2.5-7B at 16-bit needs 20.5 GiB per GPU (14.2 weights, 5.2 KV cache for 98304 tokens, 1.0 runtime); "
+        "1 x L4 24GB gives 20.2 GiB to vLLM (0.92 of the GPU, --gpu-memory-utilization), so vLLM would refuse "
+        "to start: one sequence of 98304 tokens needs 5.2 GiB of KV cache per GPU and 5.0 GiB is left after "
+        "weights and activations. Use 2 GPUs, an 8-bit quantization (fp8), or at most 94145 max total tokens."
+    )
+
+
+def test_higher_gpu_memory_utilization_tips_the_margin():
+    result = plan(PlanRequest(facts("qwen2.5-7b"), "none", "l4", gpus=1, max_total_tokens=98304, engine="vllm",
+                              gpu_memory_utilization=0.95))
+    assert result.status == "Fits"
+    assert result.reason == (
+        "Qwen2.5-7B at 16-bit needs 20.5 GiB per GPU (14.2 weights, 5.2 KV cache, 1.0 runtime); "
+        "1 x L4 24GB gives 20.9 GiB to vLLM (0.95 of the GPU, --gpu-memory-utilization): fits with 0.4 GiB to spare."
+    )
+
+
+def test_fits_vllm_but_not_tgi_on_a_small_gpu():
+    # The reverse case: on a 16 GB card vLLM's profile batch (2048 tokens, not TGI's 8192) and
+    # its KV cache without TGI's 10% headroom save more than the 8% of the GPU it leaves unused.
+    tgi = plan(PlanRequest(facts("qwen2.5-7b"), "awq", "t4", gpus=1, max_total_tokens=128000))
+    vllm = plan(PlanRequest(facts("qwen2.5-7b"), "awq", "t4", gpus=1, max_total_tokens=128000, engine="vllm"))
+    assert (tgi.status, vllm.status) == ("DoesNotFit", "Fits")
+    assert tgi.reason == (
+        "Qwen2.5-7B with awq (4.16 bits per weight) needs 15.1 GiB per GPU (5.2 weights, 6.8 KV cache for "
+        "128000 tokens, 3.1 runtime); 1 x T4 16GB gives 15.0 GiB: use 2 GPUs or at most 125992 max total tokens."
+    )
+    assert vllm.reason == (
+        "Qwen2.5-7B with awq (4.16 bits per weight) needs 13.0 GiB per GPU (5.2 weights, 6.8 KV cache, 1.0 runtime); "
+        "1 x T4 16GB gives 13.3 GiB to vLLM (0.92 of the GPU, --gpu-memory-utilization): fits with 0.3 GiB to spare."
+    )
+
+
+def test_vllm_suggests_only_quantizations_it_has():
+    result = plan(PlanRequest(facts("llama-3.1-405b"), "none", "h100-80gb", gpus=8, engine="vllm"))
+    assert result.reason == (
+        "Llama-3.1-405B at 16-bit needs 756.0 GiB of weights; 8 x H100 80GB gives 72.8 GiB each to vLLM "
+        "(0.92 of each GPU, --gpu-memory-utilization): use an 8-bit quantization (fp8)."
+    )
+
+
+def test_vllm_shards_llama_3_70b_up_to_the_limit():
+    model = facts("llama-3-70b")  # 64 attention heads, 8 key-value heads
+    assert valid_shard_counts(model, "none", engine="vllm") == (1, 2, 4, 8)
+    assert sharding_problem(model, 8, "none", "vllm") is None
+    # 16 shards hold two copies of each KV head: valid, and listed only when the limit allows.
+    assert valid_shard_counts(model, "none", limit=16, engine="vllm") == (1, 2, 4, 8, 16)
+    assert valid_shard_counts(model, "none", limit=16) == (1, 2, 4, 8)
+
+
+def test_vllm_names_its_rule_and_the_valid_counts():
+    model = facts("llama-3-8b")  # 32 attention heads, 8 key-value heads
+    assert sharding_problem(model, 3, "none", "vllm") == (
+        "Meta-Llama-3-8B has 32 attention heads and 8 key-value heads; vLLM needs the GPU count to divide the "
+        "attention heads, and to divide the key-value heads or be a multiple of them, and 3 does not: "
+        "use 1, 2, 4 or 8 GPUs."
+    )
+    assert valid_shard_counts(model, "none", limit=32, engine="vllm") == (1, 2, 4, 8, 16, 32)
+
+
+def test_vllm_replicates_kv_heads_where_tgi_cannot_shard():
+    model = facts_from_config(QWEN_3B, 3_085_938_688, model_id="Qwen/Qwen2.5-3B")
+    assert valid_shard_counts(model, "none") == (1, 2)
+    assert valid_shard_counts(model, "none", engine="vllm") == (1, 2, 4, 8)
+    tgi = plan(PlanRequest(model, "none", "l4", gpus=4))
+    vllm = plan(PlanRequest(model, "none", "l4", gpus=4, engine="vllm"))
+    assert (tgi.status, vllm.status) == ("InvalidSharding", "Fits")
+    assert tgi.reason == (
+        "Qwen2.5-3B has 16 attention heads and 2 key-value heads; TGI needs the GPU count to divide both, "
+        "and 4 does not: use 1 or 2 GPUs."
+    )
+    assert sharding_problem(model, 3, "none", "vllm") == (
+        "Qwen2.5-3B has 16 attention heads and 2 key-value heads; vLLM needs the GPU count to divide the "
+        "attention heads, and to divide the key-value heads or be a multiple of them, and 3 does not: "
+        "use 1, 2, 4 or 8 GPUs."
+    )
+
+
+@pytest.mark.parametrize("quantization", ["eetq", "exl2", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4"])
+def test_vllm_refuses_quantizations_only_tgi_has(quantization):
+    with pytest.raises(ValueError, match=f"vLLM 0.33.0 has no {quantization} quantization; TGI has it"):
+        plan(PlanRequest(facts("mistral-7b"), quantization, "l4", engine="vllm"))
+
+
+def test_vllm_refuses_a_bitsandbytes_checkpoint():
+    config = {**json.loads((MODELS / "mistral-7b" / "config.json").read_text()),
+              "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}
+    with pytest.raises(ValueError, match="vLLM 0.33.0 has no bitsandbytes-nf4 quantization; TGI has it"):
+        plan(PlanRequest(facts_from_config(config, 7241732096), "none", "l4", engine="vllm"))
+
+
+@pytest.mark.parametrize("request_fields, message", [
+    ({"gpu_memory_utilization": 0.95}, "gpu_memory_utilization is a vLLM setting; TGI takes none."),
+    ({"max_batch_tokens": 4096}, "max_batch_tokens is a vLLM setting; TGI takes none."),
+    ({"engine": "vllm", "gpu_memory_utilization": 1.5}, "gpu_memory_utilization must be above 0 and at most 1, not 1.5."),
+    ({"engine": "sglang"}, "Unknown engine 'sglang': use one of tgi, vllm."),
+])
+def test_engine_settings_are_checked(request_fields, message):
+    with pytest.raises(ValueError) as refused:
+        plan(PlanRequest(facts("mistral-7b"), "none", "l4", **request_fields))
+    assert str(refused.value) == message
