@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from . import adapters as lora, api, facts as model_facts, planning, resources, status, weights
+from . import adapters as lora, api, facts as model_facts, planner, planning, resources, status, weights
 from .apply import up_to_date
 from .engines import engine_for
 from .modelinfo import ModelFacts
@@ -355,8 +355,9 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     if blocked is None:
         serve = waiting is None
         lora_rank = max((int((c.config or {}).get("r") or 8) for c in checks if not c.problem), default=None)
+        tokens = spec.limits.max_total_tokens or (planner.default_max_total_tokens(facts) if facts else None)
         desired = resources.desired_children(owner, spec, resources.Decisions(
-            gpus=planned.gpus, serve=serve, lora=lora_entries, lora_rank=lora_rank))
+            gpus=planned.gpus, serve=serve, lora=lora_entries, lora_rank=lora_rank, max_total_tokens=tokens))
         # Until it may serve the new spec, whatever serves now goes on serving.
         prune = _prunable(observed, owner, desired, () if serve else ("Deployment", "PodDisruptionBudget"))
         writes = _writes(observed, owner, desired, pods, deployment)

@@ -90,12 +90,17 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
         what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. Going on with {fallback} GPU(s) per replica."),
                            kept, None)
+    vllm = spec.engine.name == planner.VLLM
     result = planner.plan(planner.PlanRequest(
         # A product the table lacks is planned by the memory its nodes report.
         facts=facts, quantization=spec.quantization,
         gpu_type=gpu.name if gpu.name in planner.GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
         gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens,
-        adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0))
+        adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0,
+        engine=spec.engine.name,
+        # vLLM's share of each GPU and its batch, as the pods will be told them.
+        gpu_memory_utilization=_utilization(spec) if vllm else None,
+        max_batch_tokens=spec.limits.max_batch_prefill_tokens if vllm else None))
     # The verdict names where the facts came from (the Hub, the catalog, the weights).
     reason = f"{result.reason} {model_facts.source_phrase(answer)}"
     blocked = None if result.fits else Verdict("False", result.status, reason)
@@ -116,6 +121,27 @@ class Previous:
         if status.get("observedGeneration") != generation or plan.get("pending"):
             return cls()
         return cls(plan=status.get("plan"), gpus=status.get("gpus"))
+
+
+def _utilization(spec: api.LLMDeploymentSpec) -> float | None:
+    """--gpu-memory-utilization from engine.args when it is one vLLM takes (0 < u <= 1);
+    otherwise the pinned default (a bad value is the engine's refusal to report, not ours)."""
+    value = engine_arg_float(spec.engine.args, "--gpu-memory-utilization")
+    return value if value is not None and 0 < value <= 1 else None
+
+
+def engine_arg_float(args, option: str) -> float | None:
+    """The value engine.args gives an option ("--x 0.9" or "--x=0.9"), if it parses."""
+    for i, word in enumerate(args):
+        name, eq, value = word.partition("=")
+        if name.replace("_", "-") != option:
+            continue
+        raw = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+    return None
 
 
 def unknown_plan(reason: str) -> dict:

@@ -47,6 +47,9 @@ class Decisions:
     serve: bool = True           # False while the plan or the weight cache is not ready
     lora: tuple[str, ...] = ()   # the adapters to serve, as llm_common.lora.adapter_entry writes them
     lora_rank: int | None = None  # the highest rank among them (vLLM sizes its LoRA slots by it)
+    # Tokens per sequence the plan was made for, when the spec leaves them out: vLLM would
+    # otherwise take the model's whole context, which the plan did not count.
+    max_total_tokens: int | None = None
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -131,7 +134,8 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
         "image": spec.engine.image or engine.default_image,
         # The engine itself, not the image's entrypoint script (engines/tgi.py says why).
         "command": list(engine.command),
-        "args": engine.args(spec, d.gpus, d.lora, name=owner.name, lora_rank=d.lora_rank),
+        "args": engine.args(spec, d.gpus, d.lora, name=owner.name, lora_rank=d.lora_rank,
+                            max_total_tokens=d.max_total_tokens),
         "env": _env(spec),
         "ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}],
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},

@@ -142,3 +142,28 @@ def test_a_dtype_with_a_quantization_is_tgis_rule_only():
     with pytest.raises(api.InvalidSpec):
         spec(quantization="awq", dtype="float16")
     assert vllm_spec(quantization="awq", dtype="float16").dtype == "float16"
+
+
+def test_the_vllm_plan_and_argv_agree_on_tokens_and_the_gpus_share():
+    from test_decide import LLAMA_70B, NOW, observed
+
+    from llm_operator import facts
+    from llm_operator.decide import Lookups, decide
+    from llm_operator.modelinfo import ModelFacts
+
+    known = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(LLAMA_70B), facts.HUB))
+    spec_ = {"model": {"id": "org/llama-70b"}, "engine": {"name": "vllm"}, "gpus": None,
+             "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
+    d = decide(observed(spec=spec_), known, NOW)
+    plan = d.status["plan"]
+    assert (plan["numShard"], plan["fits"]) == (2, True)
+    assert "2 x H100 80GB gives 72.8 GiB each to vLLM (0.92 of each GPU, --gpu-memory-utilization)" in plan["reason"]
+    args = next(o for o in d.apply if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    # The plan counted min(context, 4096) tokens; vLLM is told so, or it would take all 32768.
+    assert args[args.index("--max-model-len") + 1] == "4096"
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    # A share given in engine.args is the one planned for.
+    tight = {**spec_, "gpus": 2, "engine": {"name": "vllm", "args": ["--gpu-memory-utilization=0.8"]}}
+    d = decide(observed(spec=tight), known, NOW)
+    assert d.status["plan"]["fits"] is False and d.blocked.reason == "DoesNotFit"
+    assert "gives 63.3 GiB each to vLLM (0.8 of each GPU" in d.status["plan"]["reason"]

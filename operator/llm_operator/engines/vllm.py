@@ -50,7 +50,7 @@ def _probe(period: int, failures: int, timeout: int = 5) -> dict:
 
 
 def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-                   lora_rank: int | None = None) -> vllm.ServeSettings:
+                   lora_rank: int | None = None, max_total_tokens: int | None = None) -> vllm.ServeSettings:
     limits = spec.limits
     quantization = str(getattr(spec.quantization, "value", spec.quantization))
     dtype = str(getattr(spec.dtype, "value", spec.dtype))
@@ -63,7 +63,8 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
         quantization=quantization,
         dtype=dtype,
         trust_remote_code=spec.model.trust_remote_code,
-        max_model_len=limits.max_total_tokens,
+        # Always said: left out, vLLM takes the model's whole context, which the plan did not count.
+        max_model_len=limits.max_total_tokens or max_total_tokens,
         max_num_batched_tokens=limits.max_batch_prefill_tokens,
         max_num_seqs=limits.max_concurrent_requests,
         served_model_names=names,
@@ -120,8 +121,8 @@ class VLLM:
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-             lora_rank: int | None = None) -> list[str]:
-        return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank))
+             lora_rank: int | None = None, max_total_tokens: int | None = None) -> list[str]:
+        return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank, max_total_tokens))
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
         return refusals(spec, gpus, lora, facts)
