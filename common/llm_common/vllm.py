@@ -24,6 +24,10 @@ QUANTIZATION = {
     "fp8": "fp8",
     "compressed-tensors": "compressed-tensors",
 }
+# vLLM 0.33.0's fp8 is for checkpoints stored in FP8 only; weights stored in 16 bits are
+# quantized at load by fp8_per_tensor ("The `fp8` quantization method no longer supports
+# online quantization", vllm/model_executor/layers/quantization/fp8.py).
+ONLINE_FP8 = "fp8_per_tensor"
 # The engine that has what vLLM lacks, for the sentence that refuses it.
 ONLY_IN_TGI = ("eetq", "exl2", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 
@@ -37,6 +41,8 @@ class ServeSettings:
     revision: str = "main"
     tensor_parallel_size: int = 1
     quantization: str | None = None      # ours (QUANTIZATION's keys); None or "none": as the checkpoint says
+    # The checkpoint's own quant_method ("" stored in 16 bits; None: not known).
+    checkpoint_quantization: str | None = None
     dtype: str | None = None             # None or "auto": vLLM chooses
     trust_remote_code: bool = False
     max_model_len: int | None = None
@@ -83,7 +89,10 @@ def serve_args(s: ServeSettings) -> list[str]:
     is deprecated in 0.33.0), then the settings, then the extra arguments."""
     args = [s.model_id, "--revision", s.revision, "--tensor-parallel-size", str(s.tensor_parallel_size)]
     if s.quantization and s.quantization != "none":
-        args += ["--quantization", QUANTIZATION.get(s.quantization, s.quantization)]
+        method = QUANTIZATION.get(s.quantization, s.quantization)
+        if method == "fp8" and s.checkpoint_quantization == "":
+            method = ONLINE_FP8
+        args += ["--quantization", method]
     if s.dtype and s.dtype != "auto":
         args += ["--dtype", s.dtype]
     if s.trust_remote_code:

@@ -50,6 +50,8 @@ class Decisions:
     # Tokens per sequence the plan was made for, when the spec leaves them out: vLLM would
     # otherwise take the model's whole context, which the plan did not count.
     max_total_tokens: int | None = None
+    # The checkpoint's own quant_method: "" for weights in 16 bits, None when not known.
+    checkpoint_quantization: str | None = None
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -135,7 +137,8 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
         # The engine itself, not the image's entrypoint script (engines/tgi.py says why).
         "command": list(engine.command),
         "args": engine.args(spec, d.gpus, d.lora, name=owner.name, lora_rank=d.lora_rank,
-                            max_total_tokens=d.max_total_tokens),
+                            max_total_tokens=d.max_total_tokens,
+                            checkpoint_quantization=d.checkpoint_quantization),
         "env": _env(spec),
         "ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}],
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},

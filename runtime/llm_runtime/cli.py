@@ -192,7 +192,8 @@ def vllm_plan(env: Mapping[str, str]) -> tuple[vllm.ServeSettings, list[str], di
     served = env.get(launcher.ENV_SERVED_NAME, "").strip()
     s = vllm.ServeSettings(
         model_id=tgi_settings.model_id, revision=tgi_settings.revision, tensor_parallel_size=tgi_settings.num_shard,
-        quantization=tgi_settings.quantize, dtype=tgi_settings.dtype, trust_remote_code=tgi_settings.trust_remote_code,
+        quantization=tgi_settings.quantize, checkpoint_quantization=_checkpoint_method(cache_dir, tgi_settings),
+        dtype=tgi_settings.dtype, trust_remote_code=tgi_settings.trust_remote_code,
         max_model_len=tgi_settings.max_total_tokens, max_num_batched_tokens=tgi_settings.max_batch_prefill_tokens,
         max_num_seqs=tgi_settings.max_concurrent_requests,
         served_model_names=tuple(n for n in (served, tgi_settings.model_id) if n),
@@ -203,6 +204,12 @@ def vllm_plan(env: Mapping[str, str]) -> tuple[vllm.ServeSettings, list[str], di
     if cache_dir:
         extra["HF_HOME"] = cache_dir
     return s, ["vllm", "serve", *vllm.serve_args(s)], extra
+
+
+def _checkpoint_method(cache_dir: str | None, s: LauncherSettings) -> str | None:
+    """The cached checkpoint's quant_method ("" for 16-bit weights), None without the cache."""
+    facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
+    return None if facts is None else str((facts.quantization_config or {}).get("quant_method", "")).lower()
 
 
 def vllm_refusals(s: vllm.ServeSettings, cache_dir: str | None, lora_entries: tuple[str, ...]) -> list[str]:

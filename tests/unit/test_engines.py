@@ -167,3 +167,11 @@ def test_the_vllm_plan_and_argv_agree_on_tokens_and_the_gpus_share():
     d = decide(observed(spec=tight), known, NOW)
     assert d.status["plan"]["fits"] is False and d.blocked.reason == "DoesNotFit"
     assert "gives 63.3 GiB each to vLLM (0.8 of each GPU" in d.status["plan"]["reason"]
+
+
+def test_fp8_on_16_bit_weights_is_vllms_online_fp8_and_on_an_fp8_checkpoint_its_own():
+    s = vllm_spec(quantization="fp8")
+    def method(checkpoint):
+        args = VLLM.args(s, 1, checkpoint_quantization=checkpoint)
+        return args[args.index("--quantization") + 1]
+    assert (method(""), method("fp8"), method(None)) == ("fp8_per_tensor", "fp8", "fp8")

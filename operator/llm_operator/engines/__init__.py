@@ -65,10 +65,12 @@ class Engine(Protocol):
     startup_seconds: int               # the longest a pod may take to load and warm up
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...], name: str = "",
-             lora_rank: int | None = None, max_total_tokens: int | None = None) -> list[str]:
+             lora_rank: int | None = None, max_total_tokens: int | None = None,
+             checkpoint_quantization: str | None = None) -> list[str]:
         """The serving container's arguments: tensor-parallel over `gpus`, with these adapters
         (the highest rank among them: `lora_rank`), served as `name` (the LLMDeployment's),
-        for sequences of `max_total_tokens` when the spec leaves them out (the plan's)."""
+        for sequences of `max_total_tokens` when the spec leaves them out (the plan's), for a
+        checkpoint quantized by `checkpoint_quantization` ("": 16-bit weights; None: unknown)."""
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: Any = None) -> list[str]:
         """Why the engine would refuse to start with this spec (sentences naming spec fields),

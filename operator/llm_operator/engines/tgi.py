@@ -115,9 +115,11 @@ class TextGenerationInference:
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-             lora_rank: int | None = None, max_total_tokens: int | None = None) -> list[str]:
-        # TGI serves the model under its Hub id, sizes adapters itself and defaults the tokens
-        # as the plan does (min(context, 4096)): name, rank and tokens unused.
+             lora_rank: int | None = None, max_total_tokens: int | None = None,
+             checkpoint_quantization: str | None = None) -> list[str]:
+        # TGI serves the model under its Hub id, sizes adapters itself, defaults the tokens as
+        # the plan does (min(context, 4096)) and takes --quantize fp8 for any checkpoint:
+        # name, rank, tokens and the checkpoint's quantization are not needed.
         return launcher_args(launcher_settings(spec, gpus, lora))
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:

@@ -50,7 +50,8 @@ def _probe(period: int, failures: int, timeout: int = 5) -> dict:
 
 
 def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-                   lora_rank: int | None = None, max_total_tokens: int | None = None) -> vllm.ServeSettings:
+                   lora_rank: int | None = None, max_total_tokens: int | None = None,
+                   checkpoint_quantization: str | None = None) -> vllm.ServeSettings:
     limits = spec.limits
     quantization = str(getattr(spec.quantization, "value", spec.quantization))
     dtype = str(getattr(spec.dtype, "value", spec.dtype))
@@ -61,6 +62,7 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
         revision=spec.model.revision,
         tensor_parallel_size=gpus,
         quantization=quantization,
+        checkpoint_quantization=checkpoint_quantization,
         dtype=dtype,
         trust_remote_code=spec.model.trust_remote_code,
         # Always said: left out, vLLM takes the model's whole context, which the plan did not count.
@@ -121,8 +123,10 @@ class VLLM:
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-             lora_rank: int | None = None, max_total_tokens: int | None = None) -> list[str]:
-        return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank, max_total_tokens))
+             lora_rank: int | None = None, max_total_tokens: int | None = None,
+             checkpoint_quantization: str | None = None) -> list[str]:
+        return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank, max_total_tokens,
+                                              checkpoint_quantization))
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
         return refusals(spec, gpus, lora, facts)
