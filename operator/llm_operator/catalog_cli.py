@@ -22,7 +22,8 @@ import yaml
 
 from . import api
 from .catalog import Catalog, Entry, load as load_catalog, short_revision
-from .planner import Plan, PlanRequest, UnknownGpuType, effective_quantization, gpu_type_for, plan
+from .planner import (ENGINES, VLLM, VLLM_MISSING_QUANTIZATIONS, Plan, PlanRequest, UnknownGpuType,
+                      effective_quantization, gpu_type_for, plan)
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -41,6 +42,8 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="metadata.name of the printed LLMDeployment (default: from the model's name)")
     parser.add_argument("--max-total-tokens", type=int, metavar="T",
                         help="tokens per sequence, prompt plus output (default: min(context, 4096))")
+    parser.add_argument("--engine", default="tgi", choices=ENGINES,
+                        help="serving engine to plan for (default: tgi); an LLMDeployment printed for vllm names it")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
                         help="more catalog entries (a YAML list), as the operator's --catalog-file")
@@ -55,17 +58,21 @@ class Fit:
     plan: Plan
 
 
-def fit(entry: Entry, gpu: str, quantization: str = "none", max_total_tokens: int | None = None) -> Fit:
-    result = plan(PlanRequest(facts=entry.facts, quantization=quantization, gpu_type=gpu, max_total_tokens=max_total_tokens))
+def fit(entry: Entry, gpu: str, quantization: str = "none", max_total_tokens: int | None = None,
+        engine: str = "tgi") -> Fit:
+    result = plan(PlanRequest(facts=entry.facts, quantization=quantization, gpu_type=gpu,
+                              max_total_tokens=max_total_tokens, engine=engine))
     return Fit(result.quantization, result.min_gpus, result)
 
 
-def quantizations_for(entry: Entry) -> tuple[str, ...]:
+def quantizations_for(entry: Entry, engine: str = "tgi") -> tuple[str, ...]:
     """What can be asked of this checkpoint: its own weights, then, for an unquantized
-    one, the load-time quantizations."""
-    if effective_quantization(entry.facts, "none") != "none":
-        return ("none",)   # pre-quantized: it runs as published
-    return ("none", *LOAD_TIME_QUANTIZATIONS)
+    one, the load-time quantizations the engine has (vLLM 0.33.0: fp8 only)."""
+    own = effective_quantization(entry.facts, "none")
+    if own != "none":
+        # Pre-quantized: it runs as published, if the engine has its method at all.
+        return ("none",) if engine != VLLM or own not in VLLM_MISSING_QUANTIZATIONS else ()
+    return ("none", *(q for q in LOAD_TIME_QUANTIZATIONS if engine != VLLM or q not in VLLM_MISSING_QUANTIZATIONS))
 
 
 def _params(entry: Entry) -> str:
@@ -88,12 +95,14 @@ def _table(rows: list[list[str]]) -> str:
     return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n" for row in rows)
 
 
-def overview(catalog: Catalog, tokens: int | None) -> tuple[str, list[dict]]:
+def overview(catalog: Catalog, tokens: int | None, engine: str = "tgi") -> tuple[str, list[dict]]:
     """Every model: fewest GPUs of each overview GPU type, as published."""
     rows = [["MODEL", "PARAMS", "WEIGHTS", "CONTEXT", *[g.upper() for g in OVERVIEW_GPUS]]]
     data = []
     for entry in catalog.entries():
-        fits = {gpu: fit(entry, gpu, max_total_tokens=tokens).gpus for gpu in OVERVIEW_GPUS}
+        if not quantizations_for(entry, engine):
+            continue   # a checkpoint format the engine cannot load
+        fits = {gpu: fit(entry, gpu, max_total_tokens=tokens, engine=engine).gpus for gpu in OVERVIEW_GPUS}
         rows.append([entry.model_id, _params(entry), _precision(entry), str(entry.facts.max_position_embeddings),
                      *[_cell(fits[g]) for g in OVERVIEW_GPUS]])
         data.append({"model": entry.model_id, "revision": entry.revision, "parameterCount": entry.facts.parameter_count,
@@ -105,14 +114,16 @@ def overview(catalog: Catalog, tokens: int | None) -> tuple[str, list[dict]]:
     return _table(rows) + legend, data
 
 
-def on_gpu(catalog: Catalog, gpu: str, tokens: int | None) -> tuple[str, list[dict]]:
+def on_gpu(catalog: Catalog, gpu: str, tokens: int | None, engine: str = "tgi") -> tuple[str, list[dict]]:
     """Every model on one GPU type: fewest GPUs for each quantization that applies."""
-    columns = ("none", *LOAD_TIME_QUANTIZATIONS)
+    columns = ("none", *(q for q in LOAD_TIME_QUANTIZATIONS if engine != VLLM or q not in VLLM_MISSING_QUANTIZATIONS))
     rows = [["MODEL", "PARAMS", "WEIGHTS", *[("AS PUBLISHED" if q == "none" else q.upper()) for q in columns]]]
     data = []
     for entry in catalog.entries():
-        allowed = quantizations_for(entry)
-        fits = {q: fit(entry, gpu, q, tokens).gpus for q in allowed}
+        allowed = quantizations_for(entry, engine)
+        if not allowed:
+            continue
+        fits = {q: fit(entry, gpu, q, tokens, engine).gpus for q in allowed}
         rows.append([entry.model_id, _params(entry), _precision(entry),
                      *[_cell(fits[q]) if q in allowed else "n/a" for q in columns]])
         data.append({"model": entry.model_id, "gpu": gpu, "fewestGpus": fits})
@@ -129,18 +140,22 @@ def _name_for(model_id: str) -> str:
     return name[:63].rstrip("-")
 
 
-def manifest(entry: Entry, gpu: str, name: str | None, tokens: int | None) -> tuple[str, bool]:
+def manifest(entry: Entry, gpu: str, name: str | None, tokens: int | None, engine: str = "tgi") -> tuple[str, bool]:
     """An LLMDeployment the planner says fits on the fewest GPUs of `gpu`, at the least
     lossy precision that fits at all: as published, else fp8, eetq, int8, nf4. A cheaper
     option with fewer GPUs is named in a comment. Returns (YAML with the reason as
     comments, fits)."""
-    options = [fit(entry, gpu, q, tokens) for q in quantizations_for(entry)]
+    options = [fit(entry, gpu, q, tokens, engine) for q in quantizations_for(entry, engine)]
+    if not options:
+        return (f"# {entry.model_id} is published in a format vLLM 0.33.0 cannot load; engine tgi can.\n", False)
     fitting = [o for o in options if o.gpus is not None]
     chosen = fitting[0] if fitting else options[0]
     fewer = min(fitting, key=lambda o: o.gpus) if fitting else None
     gpu_type = gpu_type_for(gpu)
     pinned = len(entry.revision) == 40
     spec: dict = {"model": {"id": entry.model_id, "revision": entry.revision if pinned else "main"}}
+    if engine != "tgi":
+        spec["engine"] = {"name": engine}
     if chosen.quantization not in ("none", effective_quantization(entry.facts, "none")):
         spec["quantization"] = chosen.quantization
     if chosen.gpus is not None:
@@ -195,10 +210,11 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             if args.name is not None and not api.NAME_RULE.holds(args.name):
                 err.write(f"llm-operator catalog: error: argument --name: {api.NAME_RULE.message}\n")
                 return EXIT_BAD_INPUT
-            text, fits = manifest(entry, args.gpu, args.name, args.max_total_tokens)
+            text, fits = manifest(entry, args.gpu, args.name, args.max_total_tokens, args.engine)
             out.write(text)
             return EXIT_OK if fits else EXIT_DOES_NOT_FIT
-        text, data = on_gpu(catalog, args.gpu, args.max_total_tokens) if args.gpu else overview(catalog, args.max_total_tokens)
+        text, data = (on_gpu(catalog, args.gpu, args.max_total_tokens, args.engine) if args.gpu
+                      else overview(catalog, args.max_total_tokens, args.engine))
     except UnknownGpuType as problem:
         err.write(f"llm-operator catalog: error: argument --gpu: {problem}\n")
         return EXIT_BAD_INPUT

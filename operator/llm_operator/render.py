@@ -18,6 +18,7 @@ from typing import TextIO
 import yaml
 
 from . import adapters as lora, api, catalog as model_catalog, decide as decisions, facts as model_facts, planner, resources
+from .engines import ENGINE_NAMES
 from .modelinfo import ModelFactsUnavailable, facts_from_hub, facts_from_local
 from .observe import Observed, trim_child
 
@@ -37,6 +38,8 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
                         "(HF_ENDPOINT and HF_TOKEN honoured), as the operator does")
     p.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
                    help="more catalog entries, as the operator's --catalog-file (repeatable)")
+    p.add_argument("--engine", choices=ENGINE_NAMES,
+                   help="render as if spec.engine.name were this (default: what the manifest says)")
 
 
 def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[dict, ...]:
@@ -88,6 +91,10 @@ def _assumed_cache(owner: resources.Owner, spec: api.LLMDeploymentSpec) -> tuple
 
 def render_one(doc: dict, args: argparse.Namespace, now: dt.datetime) -> tuple[decisions.Decision, list[str]]:
     """decide() on one manifest; and the comments saying what was assumed."""
+    if getattr(args, "engine", None):
+        spec_doc = dict(doc.get("spec") or {})
+        spec_doc["engine"] = {**(spec_doc.get("engine") or {}), "name": args.engine}
+        doc = {**doc, "spec": spec_doc}
     spec = api.validate_manifest(doc)
     meta = doc["metadata"]
     llmd = {"metadata": {"name": meta["name"], "namespace": meta.get("namespace") or args.namespace,

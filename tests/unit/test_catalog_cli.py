@@ -112,3 +112,15 @@ def test_extra_entries_are_listed_and_their_problems_said(tmp_path):
     assert status == 0 and "acme/tiny-llama" in out and "acme/broken" not in out
     assert err == (f"llm-operator catalog: Catalog {extra}, entry 2 (acme/broken): config.hidden_size must be an "
                    "integer, got '2k'; the entry is left out.\n")
+
+
+def test_with_engine_vllm_the_catalog_plans_vllms_share_and_quantizations():
+    status, out, _ = run("--gpu", "l4", "--engine", "vllm")
+    header = out.splitlines()[0].split()
+    assert header == ["MODEL", "PARAMS", "WEIGHTS", "AS", "PUBLISHED", "FP8"]    # vLLM 0.33.0 has no eetq or bitsandbytes
+    status, out, _ = run("Qwen/Qwen3-8B", "--gpu", "l4", "--engine", "vllm")
+    assert status == 0
+    doc = yaml.safe_load(out)
+    assert doc["spec"]["engine"] == {"name": "vllm"} and doc["spec"]["gpus"] == 1
+    assert "gives 20.2 GiB to vLLM (0.92 of the GPU, --gpu-memory-utilization)" in out.replace("\n# ", " ")
+    api.parse_spec(doc["spec"])

@@ -56,3 +56,14 @@ def test_the_operator_never_reads_secrets():
     source = "\n".join(p.read_text() for p in (ROOT / "operator" / "llm_operator").glob("*.py"))
     assert not re.search(r"""["'](secrets|Secret)["']""", source)
     assert "read_namespaced_secret" not in source and "/secrets" not in source
+
+
+def test_render_with_another_engine_renders_what_the_operator_would_run_for_it():
+    proc = llm_operator("render", "-f", str(ROOT / "examples" / "mistral-7b.yaml"), "--gpu", "l4", "--engine", "vllm")
+    assert proc.returncode == 0, proc.stderr
+    deployment = [d for d in yaml.safe_load_all(proc.stdout) if d["kind"] == "Deployment"][0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["command"]) == ("vllm/vllm-openai:v0.33.0", ["vllm", "serve"])
+    assert container["args"][:5] == ["mistralai/Mistral-7B-Instruct-v0.3", "--revision",
+                                     "e0bc86c23ce5aae1db576c8cca6f06f1f73af2db", "--tensor-parallel-size", "1"]
+    assert "to vLLM (0.92 of the GPU" in proc.stdout
