@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from llm_common import tgi_rules
+from llm_common import tgi_rules, vllm_rules
 
 from .engines import tgi, vllm as vllm_engine
 
@@ -280,6 +280,38 @@ def _engine_rules() -> tuple[Rule, ...]:
     return tuple(_for_engine("tgi", rule) for rule in rules)
 
 
+def _vllm_engine_rules() -> tuple[Rule, ...]:
+    """engine.args against `vllm serve`'s table (llm_common/data): a flag a spec field or the
+    operator sets is refused at admission, named as vLLM reads it (underscores for dashes,
+    aliases such as -tp). Unknown or repeated flags and bad values are judged in decide
+    (EngineWouldRefuse): the table is too long for the apiserver's CEL cost budget."""
+    rules = []
+    for owner, flags in vllm_rules.TABLE.owned_by().items():
+        options = sorted({o for f in flags if not f.positional for o in (f.option, *f.aliases)})
+        if not options:
+            continue
+        names = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
+        it = "it" if len(options) == 1 else "them"
+        message = (f"engine.args must not give {names}: the operator sets {it} (the pods' port, names and "
+                   "protocol are what the Service, the probes and clients rely on)."
+                   if owner == vllm_rules.OPERATOR else
+                   f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
+        rules.append(Rule(
+            f"!has(self.args) || !self.args.exists(a, a.split('=')[0].split('.')[0].replace('_', '-') in "
+            f"{_cel_list(options)})", message, ".args",
+            lambda s, owner=owner: not any(f.owner == owner for _, f in vllm_rules.owned_options(s.args)),
+            explain=lambda s, owner=owner: _owned_sentence(s.args, owner)))
+    return tuple(_for_engine("vllm", rule) for rule in rules)
+
+
+def _owned_sentence(args, owner: str) -> str:
+    given = ", ".join(dict.fromkeys(w for w, f in vllm_rules.owned_options(args) if f.owner == owner))
+    if owner == vllm_rules.OPERATOR:
+        return (f"engine.args must not give {given}: the operator sets it (the pods' port, names and protocol are "
+                "what the Service, the probes and clients rely on).")
+    return f"engine.args must not give {given}: the operator sets it from {owner}; set that instead."
+
+
 def _for_engine(name: str, rule: Rule) -> Rule:
     """A rule of one engine's table: it holds for every other engine."""
     return Rule(f"self.name != '{name}' || ({rule.cel})", rule.message, rule.field_path,
@@ -300,7 +332,7 @@ class Engine(RuledModel):
     env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the serving container; not the launcher's own variables (NUM_SHARD, QUANTIZE, ...): use the spec fields or engine.args.", max_length=64)
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="CPU and memory of the serving container.")
 
-    __rules__ = _engine_rules()
+    __rules__ = _engine_rules() + _vllm_engine_rules()
 
 
 class Toleration(Model):

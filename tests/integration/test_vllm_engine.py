@@ -78,3 +78,19 @@ def test_admission_refuses_a_quantization_vllm_lacks_naming_tgi(kubectl):
                        check=False)
     assert proc.returncode != 0
     assert "quantization eetq, exl2, bitsandbytes" in proc.stderr and "use engine.name tgi for them" in proc.stderr
+
+
+def test_vllm_engine_args_a_spec_field_sets_are_refused_at_admission_and_unknown_ones_stall(kubectl):
+    proc = kubectl.run("apply", "-f", "-", input=json.dumps(llmd("own-tp", engine={"name": "vllm", "args": ["-tp", "2"]})),
+                       check=False)
+    assert proc.returncode != 0
+    assert "the operator sets them from spec.gpus; set that instead" in proc.stderr and "-tp" in proc.stderr
+    # TGI's table does not judge vLLM's flags, nor the other way round.
+    kubectl.apply(json.dumps(llmd("odd-flag", model={"id": "test/mistral-7b"}, gpus=1,
+                                  engine={"name": "vllm", "args": ["--no-such-flag"]})))
+    obj = wait_for("EngineWouldRefuse", lambda: (o := kubectl.get("llmd", "odd-flag"))
+                   and condition(o, "Ready").get("reason") == "EngineWouldRefuse" and o, 30)
+    assert condition(obj, "Ready")["message"] == ("vLLM would refuse to start with this spec: spec.engine.args: "
+                                                  "--no-such-flag is not an option of `vllm serve` 0.33.0.")
+    assert condition(obj, "Stalled")["status"] == "True"
+    assert kubectl.get("deployment", "odd-flag") is None

@@ -175,3 +175,28 @@ def test_fp8_on_16_bit_weights_is_vllms_online_fp8_and_on_an_fp8_checkpoint_its_
         args = VLLM.args(s, 1, checkpoint_quantization=checkpoint)
         return args[args.index("--quantization") + 1]
     assert (method(""), method("fp8"), method(None)) == ("fp8_per_tensor", "fp8", "fp8")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-tp", "2"], "engine.args must not give -tp: the operator sets it from spec.gpus; set that instead."),
+    (["--max_model_len=4096"], "engine.args must not give --max_model_len: the operator sets it from "
+                               "spec.limits.maxTotalTokens; set that instead."),
+    (["--port", "80"], "engine.args must not give --port: the operator sets it (the pods' port, names and protocol "
+                       "are what the Service, the probes and clients rely on)."),
+    (["--lora-modules", "a=/x"], "engine.args must not give --lora-modules: the operator sets it from spec.adapters"),
+])
+def test_admission_refuses_vllm_flags_a_spec_field_or_the_operator_sets(args, message):
+    with pytest.raises(api.InvalidSpec) as refused:
+        vllm_spec(engine={"args": args})
+    assert message in str(refused.value)
+    # The same words are TGI's business only when the engine is TGI.
+    assert vllm_spec(engine={"args": ["--enable-prefix-caching", "--gpu-memory-utilization", "0.95"]})
+
+
+def test_what_vllm_would_refuse_in_engine_args_is_said_before_a_pod_starts():
+    s = vllm_spec(engine={"args": ["--no-such-flag", "--gpu-memory-utilization", "high", "--enable-prefix-caching",
+                                   "--enable-prefix-caching"]})
+    assert VLLM.refusals(s, 1) == [
+        "spec.engine.args: --no-such-flag is not an option of `vllm serve` 0.33.0.",
+        "spec.engine.args gives --enable-prefix-caching more than once: vLLM would keep the last; give each once.",
+        "spec.engine.args: --gpu-memory-utilization: 'high' is not a value vLLM 0.33.0 accepts: use a number."]

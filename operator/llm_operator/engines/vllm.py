@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_common import vllm
+from llm_common import vllm, vllm_rules
 
 from . import PORT_NAME, LoadMetrics, SpecLike
 
@@ -76,10 +76,28 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
     )
 
 
+def args_problems(args) -> list[str]:
+    """What `vllm serve` 0.33.0 would refuse in engine.args, by its own table (llm_common.vllm_rules)."""
+    where = "spec.engine.args"
+    problems = []
+    unknown = vllm_rules.unknown_options(args)
+    if unknown:
+        problems.append(f"{where}: {', '.join(unknown)} is not an option of `vllm serve` {vllm.VERSION}.")
+    stray = vllm_rules.positionals(args)
+    if stray:
+        problems.append(f"{where}: {', '.join(stray)} is no option's value (vLLM takes one positional word, the "
+                        "model, which spec.model.id sets).")
+    repeated = vllm_rules.repeated_options(args)
+    if repeated:
+        problems.append(f"{where} gives {', '.join(repeated)} more than once: vLLM would keep the last; give each once.")
+    problems += [f"{where}: {p}" for p in vllm_rules.value_problems(args)]
+    return problems
+
+
 def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
     """Why vLLM 0.33.0 would refuse to start the pods this spec makes, as sentences naming
     spec fields: what admission cannot know."""
-    problems = []
+    problems = args_problems(spec.engine.args)
     quantization = str(getattr(spec.quantization, "value", spec.quantization))
     if quantization in vllm.ONLY_IN_TGI:
         problems.append(f"spec.quantization {quantization} is not in vLLM {vllm.VERSION}; engine tgi has it.")
