@@ -354,7 +354,10 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     writes = Writes()
     if blocked is None:
         serve = waiting is None
-        lora_rank = max((int((c.config or {}).get("r") or 8) for c in checks if not c.problem), default=None)
+        served = [c for c in checks if not c.problem]
+        # Only when every served adapter's rank is known (an unread config leaves vLLM its default).
+        lora_rank = (max(int(c.config.get("r") or 8) for c in served)
+                     if served and all(c.config is not None for c in served) else None)
         tokens = spec.limits.max_total_tokens or (planner.default_max_total_tokens(facts) if facts else None)
         desired = resources.desired_children(owner, spec, resources.Decisions(
             gpus=planned.gpus, serve=serve, lora=lora_entries, lora_rank=lora_rank, max_total_tokens=tokens,

@@ -200,3 +200,15 @@ def test_what_vllm_would_refuse_in_engine_args_is_said_before_a_pod_starts():
         "spec.engine.args: --no-such-flag is not an option of `vllm serve` 0.33.0.",
         "spec.engine.args gives --enable-prefix-caching more than once: vLLM would keep the last; give each once.",
         "spec.engine.args: --gpu-memory-utilization: 'high' is not a value vLLM 0.33.0 accepts: use a number."]
+
+
+def test_vllm_refuses_a_pre_quantized_format_on_unquantized_weights():
+    from llm_operator.modelinfo import facts_from_config
+
+    plain = facts_from_config({"model_type": "qwen3", "hidden_size": 4096, "num_attention_heads": 32,
+                               "num_hidden_layers": 36, "vocab_size": 151936, "max_position_embeddings": 40960},
+                              None, model_id="Qwen/Qwen3-8B")
+    assert VLLM.refusals(vllm_spec(quantization="awq"), 1, (), plain) == [
+        "spec.quantization awq needs a checkpoint published in that format, and Qwen3-8B's weights are stored "
+        "unquantized: use fp8 (quantized at load), or a build of the model published in awq."]
+    assert VLLM.refusals(vllm_spec(quantization="fp8"), 1, (), plain) == []

@@ -18,6 +18,9 @@ DEFAULT_IMAGE = f"vllm/vllm-openai:v{VERSION}"
 # What our quantization enum has and vLLM lacks (admission refuses these with engine vllm).
 ONLY_IN_TGI = vllm.ONLY_IN_TGI
 
+# Formats that only a checkpoint quantized beforehand has (vLLM quantizes at load with fp8 only).
+PRE_QUANTIZED = ("awq", "gptq", "marlin", "compressed-tensors")
+
 # Everything our enum has that vLLM 0.33.0 can serve; the rest is refused at admission.
 QUANTIZATIONS = ("none", *vllm.QUANTIZATION)
 
@@ -113,6 +116,11 @@ def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) 
         problems.append(f"spec.limits.maxBatchPrefillTokens ({limits.max_batch_prefill_tokens}) is below "
                         f"spec.limits.maxConcurrentRequests ({limits.max_concurrent_requests}): vLLM needs at least "
                         "one token per sequence in a batch.")
+    if facts is not None and not facts.quantization_config and quantization in PRE_QUANTIZED:
+        # vLLM quantizes at load with fp8 only; these formats are a checkpoint's own.
+        problems.append(f"spec.quantization {quantization} needs a checkpoint published in that format, and "
+                        f"{facts.short_name}'s weights are stored unquantized: use fp8 (quantized at load), or a "
+                        f"build of the model published in {quantization}.")
     if facts is not None and facts.quantization_config and quantization not in ("none", ""):
         method = str(facts.quantization_config.get("quant_method", "")).lower()
         wanted = vllm.QUANTIZATION.get(quantization, quantization)
