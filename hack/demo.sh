@@ -55,7 +55,7 @@ fi
 kubectl get llmd
 echo
 echo "== the plans (facts from the catalog; mistral-7b's GPUs picked by the planner)"
-kubectl get llmd -o custom-columns='NAME:.metadata.name,FACTS FROM:.status.plan.source,GPUS:.status.gpus,FITS:.status.plan.fits,PLAN:.status.plan.reason'
+kubectl get llmd -o custom-columns='NAME:.metadata.name,ENGINE:.status.engine,FACTS FROM:.status.plan.source,GPUS:.status.gpus,FITS:.status.plan.fits,PLAN:.status.plan.reason'
 echo
 echo "Try: source $dir/env; kubectl describe llmd llama-70b-on-one-l4; kubectl get deploy,svc,pods -o wide"
 echo "     .venv/bin/llm-operator catalog; .venv/bin/llm-operator catalog meta-llama/Llama-3.1-70B-Instruct --gpu l4"
