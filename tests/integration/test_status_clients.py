@@ -35,7 +35,7 @@ def test_scaled_to_zero_is_ready(kubectl):
     assert kubectl.items("pods", "llm-operator.io/name=zero") == []
     kubectl.run("wait", "--for=condition=Ready", "llmd/zero", "--timeout=5s")
     row = kubectl.run("get", "llmd", "zero", "--no-headers").stdout.split()
-    assert row[4:7] == ["0/0", "ScaledToZero", "ScaledToZero"], row
+    assert row[5:8] == ["0/0", "ScaledToZero", "ScaledToZero"], row
 
 
 @pytest.fixture
