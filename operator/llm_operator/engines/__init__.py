@@ -18,6 +18,20 @@ from typing import Any, Mapping, Protocol
 PORT_NAME = "http"
 
 
+def health_probes(path: str, startup_period_s: int, startup_failures: int) -> dict[str, dict]:
+    """startupProbe, readinessProbe and livenessProbe on GET `path` at the named port: the
+    startup one allows the engine startup_period_s x startup_failures to load the model."""
+    def probe(period: int, failures: int, timeout: int = 5) -> dict:
+        return {"httpGet": {"path": path, "port": PORT_NAME, "scheme": "HTTP"}, "periodSeconds": period,
+                "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
+
+    return {
+        "startupProbe": probe(startup_period_s, startup_failures),
+        "readinessProbe": probe(10, 3),
+        "livenessProbe": probe(30, 6, timeout=10),
+    }
+
+
 @dataclass(frozen=True)
 class LoadMetrics:
     """Which of an engine's Prometheus metrics stand for load, for the autoscalers."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from llm_common import tgi_rules
 from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems
 
-from . import PORT_NAME, LoadMetrics, SpecLike
+from . import LoadMetrics, SpecLike, health_probes
 
 DEFAULT_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 
@@ -47,11 +47,6 @@ TERMINATION_GRACE_S = 120
 STARTUP_PERIOD_S = 10
 STARTUP_FAILURES = 360
 HEALTH_PATH = "/health"
-
-
-def _probe(period: int, failures: int, timeout: int = 5) -> dict:
-    return {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME, "scheme": "HTTP"}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
 
 
 def launcher_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = ()) -> LauncherSettings:
@@ -130,11 +125,7 @@ class TextGenerationInference:
         return launcher_env(launcher_settings(spec, 1), offline=spec.cache.enabled)
 
     def probes(self) -> dict[str, dict]:
-        return {
-            "startupProbe": _probe(STARTUP_PERIOD_S, STARTUP_FAILURES),
-            "readinessProbe": _probe(10, 3),
-            "livenessProbe": _probe(30, 6, timeout=10),
-        }
+        return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
 
 
 TGI = TextGenerationInference()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from llm_common import vllm, vllm_rules
 
-from . import PORT_NAME, LoadMetrics, SpecLike
+from . import LoadMetrics, SpecLike, health_probes
 
 VERSION = vllm.VERSION
 DEFAULT_IMAGE = f"vllm/vllm-openai:v{VERSION}"
@@ -45,11 +45,6 @@ STARTUP_PERIOD_S = 10
 STARTUP_FAILURES = 360
 # 200 once the engine runs, 503 when it has died (vllm/entrypoints/serve/instrumentator/health.py).
 HEALTH_PATH = "/health"
-
-
-def _probe(period: int, failures: int, timeout: int = 5) -> dict:
-    return {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME, "scheme": "HTTP"}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
 
 
 def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
@@ -162,11 +157,7 @@ class VLLM:
         return vllm.serve_env(offline=spec.cache.enabled)
 
     def probes(self) -> dict[str, dict]:
-        return {
-            "startupProbe": _probe(STARTUP_PERIOD_S, STARTUP_FAILURES),
-            "readinessProbe": _probe(10, 3),
-            "livenessProbe": _probe(30, 6, timeout=10),
-        }
+        return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
 
 
 ENGINE = VLLM()
