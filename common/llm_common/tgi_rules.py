@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Iterable, Mapping, Sequence
 
+from .flag_table import FlagTable
+
 DATA_FILE = "tgi-launcher-3.3.7.json"
 # The operator sets these itself; they have no spec field (the Service and probes target the port).
 OPERATOR = "operator"
@@ -63,30 +65,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Table:
+class Table(FlagTable):
     source: dict
     flags: tuple[Flag, ...]
     rules: tuple[Rule, ...]
 
-    def flag(self, name: str) -> Flag:
-        return next(f for f in self.flags if f.name == name)
-
     @property
     def env_names(self) -> tuple[str, ...]:
         return tuple(f.env for f in self.flags if f.env)
-
-    @property
-    def open_flags(self) -> tuple[Flag, ...]:
-        """The flags engine.args may give: those the operator does not set."""
-        return tuple(f for f in self.flags if f.owner is None)
-
-    def owned_by(self) -> dict[str, tuple[Flag, ...]]:
-        """Owner (a spec field or OPERATOR) -> the flags it sets, in table order."""
-        out: dict[str, list[Flag]] = {}
-        for f in self.flags:
-            if f.owner:
-                out.setdefault(f.owner, []).append(f)
-        return {k: tuple(v) for k, v in out.items()}
 
 
 def load_table(text: str | None = None) -> Table:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Sequence
 
+from .flag_table import FlagTable
+
 VERSION = "0.33.0"
 DATA_FILE = f"vllm-serve-{VERSION}.json"
 DEFAULT_PORT = 8000   # FrontendArgs.port (vllm/entrypoints/common/cli_args.py)
@@ -65,25 +67,9 @@ class Flag:
 
 
 @dataclass(frozen=True)
-class Table:
+class Table(FlagTable):
     source: dict
     flags: tuple[Flag, ...]
-
-    def flag(self, name: str) -> Flag:
-        return next(f for f in self.flags if f.name == name)
-
-    @property
-    def open_flags(self) -> tuple[Flag, ...]:
-        """The flags engine.args may give: those the operator does not set."""
-        return tuple(f for f in self.flags if f.owner is None)
-
-    def owned_by(self) -> dict[str, tuple[Flag, ...]]:
-        """Owner (a spec field or OPERATOR) -> the flags it sets, in table order."""
-        out: dict[str, list[Flag]] = {}
-        for f in self.flags:
-            if f.owner:
-                out.setdefault(f.owner, []).append(f)
-        return {k: tuple(v) for k, v in out.items()}
 
 
 def load_table(text: str | None = None) -> Table:
