@@ -204,6 +204,14 @@ def _walk(args: Sequence[str]) -> tuple[list[_Given], list[str]]:
     return given, loose
 
 
+def value_of(args: Sequence[str], option: str) -> str | None:
+    """The value argv gives a flag, read as vLLM reads it (aliases, underscores, "--x=v"; the
+    last one when given twice), or None when it is not given with one."""
+    values = [g.values[0] for g in _walk(args)[0]
+              if g.word.flag is not None and g.word.flag.option == option and g.word.path is None and g.values]
+    return values[-1] if values else None
+
+
 def unknown_options(args: Sequence[str]) -> list[str]:
     """Options `vllm serve` lacks, each once, as written: vLLM refuses them ('unrecognized arguments')."""
     out: list[str] = []

@@ -13,6 +13,8 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 
+from llm_common import vllm_rules
+
 from . import api, facts as model_facts, planner
 from .status import Verdict
 
@@ -126,22 +128,12 @@ class Previous:
 def _utilization(spec: api.LLMDeploymentSpec) -> float | None:
     """--gpu-memory-utilization from engine.args when it is one vLLM takes (0 < u <= 1);
     otherwise the pinned default (a bad value is the engine's refusal to report, not ours)."""
-    value = engine_arg_float(spec.engine.args, "--gpu-memory-utilization")
+    raw = vllm_rules.value_of(spec.engine.args, "--gpu-memory-utilization")
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
     return value if value is not None and 0 < value <= 1 else None
-
-
-def engine_arg_float(args, option: str) -> float | None:
-    """The value engine.args gives an option ("--x 0.9" or "--x=0.9"), if it parses."""
-    for i, word in enumerate(args):
-        name, eq, value = word.partition("=")
-        if name.replace("_", "-") != option:
-            continue
-        raw = value if eq else (args[i + 1] if i + 1 < len(args) else "")
-        try:
-            return float(raw)
-        except ValueError:
-            return None
-    return None
 
 
 def unknown_plan(reason: str) -> dict:

@@ -369,3 +369,10 @@ def test_the_table_loads_from_text():
                                   '"owner": "operator", "takes_none": true}]}')
     assert table.flags == (vllm_rules.Flag(name="x", value="int", aliases=("-x",), owner="operator", takes_none=True),)
     assert table.owned_by() == {"operator": table.flags} and table.open_flags == ()
+
+
+def test_value_of_reads_a_flag_as_vllm_does():
+    assert vllm_rules.value_of(["--gpu-memory-utilization", "0.8"], "--gpu-memory-utilization") == "0.8"
+    assert vllm_rules.value_of(["--gpu_memory_utilization=0.7"], "--gpu-memory-utilization") == "0.7"
+    assert vllm_rules.value_of(["-tp", "4"], "--tensor-parallel-size") == "4"
+    assert vllm_rules.value_of(["--enable-prefix-caching"], "--gpu-memory-utilization") is None
