@@ -89,6 +89,12 @@ class ModelFacts:
         return self.model_id.rsplit("/", 1)[-1] if self.model_id else "the model"
 
     @property
+    def quant_method(self) -> str:
+        """The checkpoint's own quantization (quantization_config.quant_method, lower case);
+        "" for weights stored unquantized."""
+        return str((self.quantization_config or {}).get("quant_method", "")).lower()
+
+    @property
     def embedding_parameters(self) -> int:
         """Parameters in the token embedding plus lm_head (once when they are tied)."""
         return self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)

@@ -361,8 +361,7 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         tokens = spec.limits.max_total_tokens or (planner.default_max_total_tokens(facts) if facts else None)
         desired = resources.desired_children(owner, spec, resources.Decisions(
             gpus=planned.gpus, serve=serve, lora=lora_entries, lora_rank=lora_rank, max_total_tokens=tokens,
-            checkpoint_quantization=(str((facts.quantization_config or {}).get("quant_method", "")).lower()
-                                     if facts else None)))
+            checkpoint_quantization=facts.quant_method if facts else None))
         # Until it may serve the new spec, whatever serves now goes on serving.
         prune = _prunable(observed, owner, desired, () if serve else ("Deployment", "PodDisruptionBudget"))
         writes = _writes(observed, owner, desired, pods, deployment)

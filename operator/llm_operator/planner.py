@@ -312,7 +312,7 @@ def effective_quantization(facts: ModelFacts, quantization: str | None) -> str:
         raise ValueError(f"Unknown quantization {quantization!r}: use one of {', '.join(QUANTIZATIONS)}.")
     if requested != "none" or not facts.quantization_config:
         return requested
-    method = str(facts.quantization_config.get("quant_method", "")).lower()
+    method = facts.quant_method
     if method == "bitsandbytes":
         return _bitsandbytes_variant(facts.quantization_config)
     return _QUANT_METHOD_TO_QUANTIZATION.get(method, "none")

@@ -209,7 +209,7 @@ def vllm_plan(env: Mapping[str, str]) -> tuple[vllm.ServeSettings, list[str], di
 def _checkpoint_method(cache_dir: str | None, s: LauncherSettings) -> str | None:
     """The cached checkpoint's quant_method ("" for 16-bit weights), None without the cache."""
     facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
-    return None if facts is None else str((facts.quantization_config or {}).get("quant_method", "")).lower()
+    return None if facts is None else facts.quant_method
 
 
 def vllm_refusals(s: vllm.ServeSettings, cache_dir: str | None, lora_entries: tuple[str, ...]) -> list[str]:

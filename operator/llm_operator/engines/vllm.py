@@ -117,7 +117,7 @@ def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) 
                         f"{facts.short_name}'s weights are stored unquantized: use fp8 (quantized at load), or a "
                         f"build of the model published in {quantization}.")
     if facts is not None and facts.quantization_config and quantization not in ("none", ""):
-        method = str(facts.quantization_config.get("quant_method", "")).lower()
+        method = facts.quant_method
         wanted = vllm.QUANTIZATION.get(quantization, quantization)
         if method and method != wanted and not (method == "gptq" and wanted == "gptq_marlin"):
             # vllm/config/model.py refuses a --quantization other than the checkpoint's own.
