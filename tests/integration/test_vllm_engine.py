@@ -5,7 +5,6 @@ while the old ones keep serving until the new ones are Ready."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -50,17 +49,15 @@ def test_switching_the_engine_keeps_the_old_pods_serving_until_the_new_ones_are_
     wait_for("the Deployment to run vLLM", lambda: container(kubectl, "switch")["command"] == ["vllm", "serve"], 30)
 
     # While the vLLM pod loads, the TGI pod is still there and Ready, and status says so.
-    overlap = None
-    deadline = time.monotonic() + 30
-    while overlap is None and time.monotonic() < deadline:
+    def overlap():
         pods = kubectl.items("pods", "llm-operator.io/name=switch")
         by_name = {p["metadata"]["name"]: p for p in pods}
         new = [p for p in pods if p["metadata"]["name"] != old["metadata"]["name"]]
         if new and old["metadata"]["name"] in by_name and condition(new[0], "Ready").get("status") != "True":
-            overlap = (by_name[old["metadata"]["name"]], new[0], kubectl.get("llmd", "switch"))
-        time.sleep(0.2)
-    assert overlap is not None, "no moment with the new pod starting beside the old one"
-    still, starting, obj = overlap
+            return by_name[old["metadata"]["name"]], new[0], kubectl.get("llmd", "switch")
+        return None
+
+    still, starting, obj = wait_for("a moment with the new pod starting beside the old one", overlap, 30)
     assert condition(still, "Ready")["status"] == "True"
     assert not still["metadata"].get("deletionTimestamp")
     assert starting["spec"]["containers"][0]["command"] == ["vllm", "serve"]
