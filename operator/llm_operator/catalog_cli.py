@@ -65,6 +65,11 @@ def fit(entry: Entry, gpu: str, quantization: str = "none", max_total_tokens: in
     return Fit(result.quantization, result.min_gpus, result)
 
 
+def load_time_quantizations(engine: str = "tgi") -> tuple[str, ...]:
+    """LOAD_TIME_QUANTIZATIONS the engine has (vLLM 0.33.0: fp8 only)."""
+    return tuple(q for q in LOAD_TIME_QUANTIZATIONS if engine != VLLM or q not in VLLM_MISSING_QUANTIZATIONS)
+
+
 def quantizations_for(entry: Entry, engine: str = "tgi") -> tuple[str, ...]:
     """What can be asked of this checkpoint: its own weights, then, for an unquantized
     one, the load-time quantizations the engine has (vLLM 0.33.0: fp8 only)."""
@@ -72,7 +77,7 @@ def quantizations_for(entry: Entry, engine: str = "tgi") -> tuple[str, ...]:
     if own != "none":
         # Pre-quantized: it runs as published, if the engine has its method at all.
         return ("none",) if engine != VLLM or own not in VLLM_MISSING_QUANTIZATIONS else ()
-    return ("none", *(q for q in LOAD_TIME_QUANTIZATIONS if engine != VLLM or q not in VLLM_MISSING_QUANTIZATIONS))
+    return ("none", *load_time_quantizations(engine))
 
 
 def _params(entry: Entry) -> str:
@@ -116,7 +121,7 @@ def overview(catalog: Catalog, tokens: int | None, engine: str = "tgi") -> tuple
 
 def on_gpu(catalog: Catalog, gpu: str, tokens: int | None, engine: str = "tgi") -> tuple[str, list[dict]]:
     """Every model on one GPU type: fewest GPUs for each quantization that applies."""
-    columns = ("none", *(q for q in LOAD_TIME_QUANTIZATIONS if engine != VLLM or q not in VLLM_MISSING_QUANTIZATIONS))
+    columns = ("none", *load_time_quantizations(engine))
     rows = [["MODEL", "PARAMS", "WEIGHTS", *[("AS PUBLISHED" if q == "none" else q.upper()) for q in columns]]]
     data = []
     for entry in catalog.entries():

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from llm_common import vllm as vllm_serving
 from llm_operator.engines.tgi import QUANTIZATIONS
 from llm_operator.modelinfo import ModelFacts
 
@@ -123,9 +124,8 @@ ENGINES = (TGI, VLLM)
 # vllm/v1/worker/utils.py:L716-772 request_memory: ceil(total_memory x utilization)).
 VLLM_GPU_MEMORY_UTILIZATION = 0.92
 
-# TGI --quantize values vLLM 0.33.0 has no method for: eetq and exl2 never, and bitsandbytes
-# left QUANTIZATION_METHODS (vllm/model_executor/layers/quantization/__init__.py:L15-48).
-VLLM_MISSING_QUANTIZATIONS = ("eetq", "exl2", "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+# TGI --quantize values vLLM 0.33.0 has no method for (llm_common.vllm says why).
+VLLM_MISSING_QUANTIZATIONS = vllm_serving.ONLY_IN_TGI
 
 
 # --- GPU types ---------------------------------------------------------------------------
