@@ -2,9 +2,8 @@
 # Produce the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, kwok, helm), built from Go modules and cached by version under
 # the user's cache directory, and statuscheck (hack/statuscheck: kstatus' and Argo CD's
-# verdicts on our objects), cached by a hash of its source, and vllm-parser (vLLM's own
-# `vllm serve` parser without torch, hack/vllm_parser: PyPI only), cached by vLLM's version.
-# Prints the directory that holds them all (symlinks) on stdout.
+# verdicts on our objects), cached by a hash of its source. Prints the directory that holds
+# them all (symlinks) on stdout.
 #
 # Existing binaries are used instead of building when a directory names them:
 #   LLMOP_BIN_DIR        any of the eight tools (our own variable)
@@ -152,19 +151,7 @@ declare -A want=(
   [statuscheck]="$statuscheck_dir/statuscheck"
 )
 
-# vLLM's parser: the pinned version's wheel and the light packages its parser imports.
-vllm_version="$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' "$here/../common/llm_common/vllm.py")"
-vllm_parser_dir="$cache_root/vllm-parser-$vllm_version"
-build_vllm_parser() {
-  [[ -f "$vllm_parser_dir/ready" ]] && return 0
-  log "setting up vLLM $vllm_version's own parser (about 40 s, 331 MB from PyPI; cached in $vllm_parser_dir)"
-  VLLM_VERSION="$vllm_version" VLLM_PARSER_HOME="$vllm_parser_dir" PYTHON="${PYTHON:-python3}" \
-    bash "$here/vllm_parser/setup.sh" >&2 || die "setting up vLLM's parser failed (see above); PyPI must be reachable."
-}
-
 mkdir -p "$link_dir"
-build_vllm_parser
-ln -sfn "$vllm_parser_dir" "$link_dir/vllm-parser"
 for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm statuscheck; do
   if given="$(find_given "$name")"; then
     ln -sfn "$given" "$link_dir/$name"; continue
