@@ -16,11 +16,16 @@ Per GPU, vLLM 0.33.0 needs:  weights / shards + CUDA context
 out of --gpu-memory-utilization x the GPU's CUDA memory, because it pre-allocates that
 share, profiles one batch, gives the KV cache what is left, and refuses to start when
 one max-length sequence does not fit there (vllm/v1/core/kv_cache_planning.py:L50-87).
+
+Across nodes (vLLM only; TGI shards within one node): tensor parallel over a node's GPUs,
+pipeline parallel over the nodes, as vLLM advises. A GPU of the heaviest stage holds its
+share of ceil(layers / nodes) layers, of one embedding matrix, and of those layers' KV
+cache, plus buffers for the hidden states the stages pass on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from llm_common import vllm as vllm_serving
@@ -113,6 +118,10 @@ MAX_PREFILL_TOKENS = 8192
 
 MAX_GPUS_PER_NODE = 8  # TGI shards with NCCL inside one node only (vLLM's tensor parallelism too)
 
+# The most nodes the planner tries when it picks (a spec may ask for more): 16 nodes of
+# eight 80 GB GPUs hold 10 TB, several times the largest open models at 16 bits.
+MAX_NODES = 16
+
 # --- engines -----------------------------------------------------------------------------
 
 TGI = "tgi"
@@ -126,6 +135,8 @@ VLLM_GPU_MEMORY_UTILIZATION = 0.92
 
 # TGI --quantize values vLLM 0.33.0 has no method for (llm_common.vllm says why).
 VLLM_MISSING_QUANTIZATIONS = vllm_serving.ONLY_IN_TGI
+
+TGI_SINGLE_NODE = "TGI serves within one node; multi-node serving needs engine vllm."
 
 
 # --- GPU types ---------------------------------------------------------------------------
@@ -231,7 +242,8 @@ def _is_a100(gpu: GpuType) -> bool:
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """What the user asked for. gpus=None: pick the smallest valid shard count that fits."""
+    """What the user asked for. gpus=None: pick the smallest valid shard count that fits.
+    gpus is per node; nodes=None (vLLM only): pick the fewest nodes that fit."""
 
     facts: ModelFacts
     quantization: str = "none"
@@ -244,6 +256,7 @@ class PlanRequest:
     engine: str = TGI                   # "tgi" or "vllm"
     gpu_memory_utilization: float | None = None   # vLLM only; None: VLLM_GPU_MEMORY_UTILIZATION
     max_batch_tokens: int | None = None           # vLLM only (--max-num-batched-tokens); None: its default for the GPU
+    nodes: int | None = 1               # nodes one replica spans (vLLM's pipeline parallel size)
 
 
 FITS = "Fits"
@@ -273,10 +286,14 @@ class Plan:
     engine: str
     usable_gib_per_gpu: float   # what the engine may fill: TGI the whole GPU, vLLM its reservation
     valid_shard_counts: tuple[int, ...] = field(default=())
+    nodes: int = 1                  # num_shard GPUs on each of these nodes
+    min_nodes: int | None = None    # the fewest nodes that fit at num_shard GPUs each (vLLM only)
+    layers_per_node: int = 0        # decoder layers on the heaviest pipeline stage
 
     def to_status(self) -> dict[str, Any]:
-        """The LLMDeployment status.plan block (camelCase, floats to 2 decimals)."""
-        return {
+        """The LLMDeployment status.plan block (camelCase, floats to 2 decimals). The node
+        keys appear only where more than one node is or would be needed."""
+        status = {
             "numShard": self.num_shard,
             "weightsGiB": round(self.weights_gib, 2),
             "kvCacheGiBPerGpu": round(self.kv_cache_gib_per_gpu, 2),
@@ -285,6 +302,12 @@ class Plan:
             "reason": self.reason,
             "minGpus": self.min_gpus,
         }
+        more_than_one = self.min_nodes is not None and self.min_nodes > 1
+        if self.nodes > 1 or more_than_one:
+            status["nodes"] = self.nodes
+        if more_than_one:
+            status["minNodes"] = self.min_nodes
+        return status
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, camelCase, for the CLI's --json and for debugging."""
@@ -301,6 +324,9 @@ class Plan:
             "requiredGiBPerGpu": round(self.required_gib_per_gpu, 2),
             "usableGiBPerGpu": round(self.usable_gib_per_gpu, 2),
             "validShardCounts": list(self.valid_shard_counts),
+            "nodes": self.nodes,
+            "minNodes": self.min_nodes,
+            "layersPerNode": self.layers_per_node,
         }
 
 
@@ -353,15 +379,54 @@ def _compressed_tensors_bits(config: Mapping[str, Any]) -> float:
     return _BITS_PER_WEIGHT["compressed-tensors"]
 
 
-def weights_bytes(facts: ModelFacts, quantization: str) -> float:
-    """Bytes of weights across all shards. Quantized formats leave the token embedding
-    and lm_head in 16 bits (TGI and the quantizers only replace the decoder's linears)."""
+@dataclass(frozen=True)
+class _Weights:
+    """A model's weights in bytes, split where pipeline stages split them."""
+
+    decoder: float          # the decoder layers, at the quantized bits
+    embeddings: float       # embed_tokens and lm_head (once when tied), at 16 bits
+    embedding_matrices: int  # 1 tied, 2 untied
+
+    @property
+    def total(self) -> float:
+        return self.decoder + self.embeddings
+
+
+def _weights(facts: ModelFacts, quantization: str) -> _Weights:
+    # Quantized formats leave the token embedding and lm_head in 16 bits (TGI, vLLM and the
+    # quantizers only replace the decoder's linears); unquantized, all is the serving dtype.
     params = _parameter_count(facts)
     bits = bits_per_weight(facts, quantization)
-    if quantization == "none":
-        return params * bits / 8
     embeddings = min(facts.embedding_parameters, params)
-    return (params - embeddings) * bits / 8 + embeddings * 2
+    embedding_bits = bits if quantization == "none" else 16
+    return _Weights(
+        decoder=(params - embeddings) * bits / 8,
+        embeddings=embeddings * embedding_bits / 8,
+        embedding_matrices=1 if facts.tie_word_embeddings else 2,
+    )
+
+
+def weights_bytes(facts: ModelFacts, quantization: str) -> float:
+    """Bytes of weights across all shards (and all pipeline stages)."""
+    return _weights(facts, quantization).total
+
+
+def layers_per_node(facts: ModelFacts, nodes: int) -> int:
+    """Decoder layers on the heaviest pipeline stage: vLLM splits them evenly and gives the
+    remainder one each to some stages (vllm/distributed/utils.py get_pp_indices)."""
+    return -(-facts.num_layers // max(nodes, 1))
+
+
+def stage_weights_bytes(facts: ModelFacts, quantization: str, nodes: int = 1) -> float:
+    """Bytes of weights on the heaviest of `nodes` pipeline stages, before tensor parallelism
+    splits them across that node's GPUs. One node holds the whole model."""
+    weights = _weights(facts, quantization)
+    if nodes <= 1:
+        return weights.total
+    # The first stage holds embed_tokens and the last lm_head (each its own copy when tied):
+    # the heaviest stage has its layers and one vocab x hidden matrix.
+    one_matrix = weights.embeddings / weights.embedding_matrices
+    return weights.decoder * layers_per_node(facts, nodes) / facts.num_layers + one_matrix
 
 
 def _parameter_count(facts: ModelFacts) -> int:
@@ -370,14 +435,16 @@ def _parameter_count(facts: ModelFacts) -> int:
     return facts.parameter_count
 
 
-def kv_cache_bytes_per_token(facts: ModelFacts, kv_cache_dtype: str | None = None, num_shard: int = 1) -> int:
+def kv_cache_bytes_per_token(facts: ModelFacts, kv_cache_dtype: str | None = None, num_shard: int = 1,
+                             layers: int | None = None) -> int:
     """layers x 2 (K and V) x kv heads x head_dim x dtype bytes, for one GPU of num_shard.
     KV heads split across shards; with fewer KV heads than shards (multi-query) each
-    shard keeps a replica."""
+    shard keeps a replica. `layers`: those on this GPU's pipeline stage (default: all)."""
     if kv_cache_dtype not in _KV_CACHE_DTYPE_BYTES:
         raise ValueError(f"Unknown kv-cache dtype {kv_cache_dtype!r}: use fp8_e4m3fn or fp8_e5m2.")
     kv_heads_per_gpu = max(1, facts.num_key_value_heads // num_shard)
-    return facts.num_layers * 2 * kv_heads_per_gpu * facts.head_dim * _KV_CACHE_DTYPE_BYTES[kv_cache_dtype]
+    layers = facts.num_layers if layers is None else layers
+    return layers * 2 * kv_heads_per_gpu * facts.head_dim * _KV_CACHE_DTYPE_BYTES[kv_cache_dtype]
 
 
 def default_max_total_tokens(facts: ModelFacts) -> int:
@@ -392,12 +459,33 @@ def prefill_activation_bytes(facts: ModelFacts, prefill_tokens: int, num_shard: 
     return prefill_tokens * per_token * _ACTIVATION_BYTES
 
 
+# Between pipeline stages vLLM sends the hidden states and the residual of every token in
+# the batch (IntermediateTensors in vllm/model_executor/models/llama.py), 16 bits each.
+_PIPELINE_TENSORS = 2
+
+
+def pipeline_buffer_bytes(facts: ModelFacts, prefill_tokens: int, nodes: int) -> float:
+    """One GPU's buffers for what pipeline stages send and receive: none on one node."""
+    if nodes <= 1:
+        return 0.0
+    return prefill_tokens * _PIPELINE_TENSORS * facts.hidden_size * _ACTIVATION_BYTES
+
+
 # --- sharding ----------------------------------------------------------------------------
 
-def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str, engine: str = TGI) -> str | None:
-    """Why the engine cannot split this model num_shard ways, or None when it can."""
+def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str, engine: str = TGI,
+                     nodes: int = 1) -> str | None:
+    """Why the engine cannot split this model num_shard ways on each of `nodes` nodes, or
+    None when it can."""
     if num_shard < 1:
         return f"The GPU count must be at least 1, not {num_shard}."
+    if nodes < 1:
+        return f"The node count must be at least 1, not {nodes}."
+    if nodes > 1 and engine == TGI:
+        return TGI_SINGLE_NODE
+    if nodes > facts.num_layers:
+        return (f"{facts.short_name} has {facts.num_layers} layers: pipeline parallelism needs at least one "
+                f"layer per node, so at most {facts.num_layers} nodes.")
     if num_shard == 1:
         return None
     if engine == TGI and quantization == "exl2":
@@ -517,7 +605,7 @@ def _engine_problem(quantization: str, engine: str) -> str | None:
 
 @dataclass(frozen=True)
 class _Budget:
-    """Per-GPU memory needs for one shard count."""
+    """Per-GPU memory needs for one shard count on one node count."""
 
     weights_gib: float
     weights_gib_per_gpu: float
@@ -530,17 +618,23 @@ class _Budget:
 
 
 def _budget(model: MemoryModel, facts: ModelFacts, quantization: str, num_shard: int, tokens: int,
-            kv_dtype: str | None, adapter_bytes: float = 0.0) -> _Budget:
-    weights = weights_bytes(facts, quantization)
-    kv = kv_cache_bytes_per_token(facts, kv_dtype, num_shard) * tokens
+            kv_dtype: str | None, adapter_bytes: float = 0.0, nodes: int = 1) -> _Budget:
+    """One GPU's needs with tensor parallelism across num_shard GPUs of a node and pipeline
+    parallelism across `nodes` nodes: a GPU of the heaviest stage holds its share of that
+    stage's weights and of its layers' KV cache."""
+    stage_layers = layers_per_node(facts, nodes)
+    stage_weights = stage_weights_bytes(facts, quantization, nodes)
+    kv = kv_cache_bytes_per_token(facts, kv_dtype, num_shard, layers=stage_layers) * tokens
     kv_headroom = kv * model.kv_headroom
     fixed = model.fixed_overhead_gib * GIB
-    activations = prefill_activation_bytes(facts, model.prefill_tokens(tokens), num_shard)
+    prefill_tokens = model.prefill_tokens(tokens)
+    activations = (prefill_activation_bytes(facts, prefill_tokens, num_shard)
+                   + pipeline_buffer_bytes(facts, prefill_tokens, nodes))
     # LoRA adapters are counted whole on every GPU: they are small, and this errs on the safe side.
     overhead = fixed + activations + kv_headroom + adapter_bytes
     return _Budget(
-        weights_gib=weights / GIB,
-        weights_gib_per_gpu=weights / num_shard / GIB,
+        weights_gib=weights_bytes(facts, quantization) / GIB,
+        weights_gib_per_gpu=stage_weights / num_shard / GIB,
         kv_cache_gib_per_gpu=kv / GIB,
         overhead_gib_per_gpu=overhead / GIB,
     )
@@ -558,17 +652,57 @@ def _resolve_gpu(request: PlanRequest) -> GpuType:
     raise UnknownGpuType("No GPU type or GPU memory given: name a GPU type (for example h100-80gb) or its memory.")
 
 
+def _fits(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int, tokens: int,
+          kv_dtype: str | None, adapter_bytes: float, nodes: int) -> bool:
+    if sharding_problem(facts, num_shard, quantization, model.engine, nodes) is not None:
+        return False
+    budget = _budget(model, facts, quantization, num_shard, tokens, kv_dtype, adapter_bytes, nodes)
+    return budget.required_gib_per_gpu <= model.capacity_gib(gpu)
+
+
 def _smallest_fitting(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, tokens: int,
-                      kv_dtype: str | None, adapter_bytes: float = 0.0) -> int | None:
+                      kv_dtype: str | None, adapter_bytes: float = 0.0, nodes: int = 1) -> int | None:
+    """The fewest GPUs per node that fit on `nodes` nodes, or None."""
     for count in valid_shard_counts(facts, quantization, engine=model.engine):
-        budget = _budget(model, facts, quantization, count, tokens, kv_dtype, adapter_bytes)
-        if budget.required_gib_per_gpu <= model.capacity_gib(gpu):
+        if _fits(model, facts, quantization, gpu, count, tokens, kv_dtype, adapter_bytes, nodes):
             return count
     return None
 
 
+def _fewest_nodes(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
+                  tokens: int, kv_dtype: str | None, adapter_bytes: float = 0.0) -> int | None:
+    """The fewest nodes (up to MAX_NODES) that fit at num_shard GPUs each, or None."""
+    for nodes in range(1, MAX_NODES + 1):
+        if _fits(model, facts, quantization, gpu, num_shard, tokens, kv_dtype, adapter_bytes, nodes):
+            return nodes
+    return None
+
+
+def _nodes_and_min_gpus(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType,
+                        tokens: int) -> tuple[int, int | None]:
+    """The node count to plan for, and the fewest GPUs per node that fit on it."""
+    facts, kv_dtype, adapter_bytes = request.facts, request.kv_cache_dtype, request.adapter_bytes
+
+    def smallest(nodes: int) -> int | None:
+        return _smallest_fitting(model, facts, quantization, gpu, tokens, kv_dtype, adapter_bytes, nodes)
+
+    if request.nodes is not None:
+        return request.nodes, smallest(request.nodes)
+    if model.engine == TGI:
+        return 1, smallest(1)
+    if request.gpus is not None:
+        nodes = _fewest_nodes(model, facts, quantization, gpu, request.gpus, tokens, kv_dtype, adapter_bytes)
+        return nodes or 1, smallest(nodes or 1)
+    # Fewer nodes first: a model that fits one node stays on it, on as few GPUs as fit.
+    for nodes in range(1, MAX_NODES + 1):
+        gpus = smallest(nodes)
+        if gpus is not None:
+            return nodes, gpus
+    return 1, None
+
+
 def plan(request: PlanRequest) -> Plan:
-    """Decide the shard count and whether the model fits; the reason says what to change."""
+    """Decide the shard count and node count and whether the model fits; the reason says what to change."""
     facts = request.facts
     quantization = effective_quantization(facts, request.quantization)
     gpu = _resolve_gpu(request)
@@ -576,23 +710,29 @@ def plan(request: PlanRequest) -> Plan:
     refused = _engine_problem(quantization, model.engine)
     if refused:
         raise ValueError(refused)
+    if model.engine == TGI and request.nodes not in (1, None):
+        raise ValueError(TGI_SINGLE_NODE)
     capacity = model.capacity_gib(gpu)
     tokens = request.max_total_tokens or default_max_total_tokens(facts)
     kv_dtype = request.kv_cache_dtype
-    min_gpus = _smallest_fitting(model, facts, quantization, gpu, tokens, kv_dtype, request.adapter_bytes)
+    nodes, min_gpus = _nodes_and_min_gpus(model, request, quantization, gpu, tokens)
     valid = valid_shard_counts(facts, quantization, engine=model.engine)
     num_shard = request.gpus if request.gpus is not None else (min_gpus or valid[-1])
+    min_nodes = (_fewest_nodes(model, facts, quantization, gpu, num_shard, tokens, kv_dtype, request.adapter_bytes)
+                 if model.engine == VLLM else None)
 
-    problem = sharding_problem(facts, num_shard, quantization, model.engine)
-    budget = _budget(model, facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes)
+    problem = sharding_problem(facts, num_shard, quantization, model.engine, nodes)
+    budget = _budget(model, facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes,
+                     max(nodes, 1))
     fits = problem is None and budget.required_gib_per_gpu <= capacity
     if problem is not None:
         status, reason = INVALID_SHARDING, problem
     elif fits:
-        status, reason = FITS, _fits_sentence(model, facts, quantization, gpu, num_shard, budget)
+        status, reason = FITS, _fits_sentence(model, facts, quantization, gpu, num_shard, nodes, budget)
     else:
         status = DOES_NOT_FIT
-        reason = _does_not_fit_sentence(model, request, quantization, gpu, num_shard, budget, min_gpus, tokens)
+        reason = _does_not_fit_sentence(model, request, quantization, gpu, num_shard, nodes, budget, min_gpus,
+                                        min_nodes, tokens)
     return Plan(
         status=status,
         num_shard=num_shard,
@@ -612,6 +752,9 @@ def plan(request: PlanRequest) -> Plan:
         engine=model.engine,
         usable_gib_per_gpu=capacity,
         valid_shard_counts=valid,
+        nodes=nodes,
+        min_nodes=min_nodes,
+        layers_per_node=layers_per_node(facts, nodes),
     )
 
 
@@ -621,26 +764,28 @@ def _precision_phrase(facts: ModelFacts, quantization: str) -> str:
     return f"with {quantization} ({bits_per_weight(facts, quantization):.2f} bits per weight)"
 
 
-def _gpus_phrase(model: MemoryModel, num_shard: int, gpu: GpuType) -> str:
-    each = " each" if num_shard > 1 else ""
-    phrase = f"{num_shard} x {gpu.display_name} gives {model.capacity_gib(gpu):.1f} GiB{each}"
+def _gpus_phrase(model: MemoryModel, num_shard: int, gpu: GpuType, nodes: int = 1) -> str:
+    each = " each" if num_shard > 1 or nodes > 1 else ""
+    count = f"{nodes} nodes x {num_shard}" if nodes > 1 else f"{num_shard}"
+    phrase = f"{count} x {gpu.display_name} gives {model.capacity_gib(gpu):.1f} GiB{each}"
     if model.utilization is None:
         return phrase
-    of = "each GPU" if num_shard > 1 else "the GPU"
+    of = "each GPU" if num_shard > 1 or nodes > 1 else "the GPU"
     return f"{phrase} to {model.display_name} ({model.utilization:g} of {of}, --gpu-memory-utilization)"
 
 
 def _fits_sentence(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
-                   budget: _Budget) -> str:
+                   nodes: int, budget: _Budget) -> str:
     spare = model.capacity_gib(gpu) - budget.required_gib_per_gpu
     return (f"{facts.short_name} {_precision_phrase(facts, quantization)} needs "
             f"{budget.required_gib_per_gpu:.1f} GiB per GPU ({budget.weights_gib_per_gpu:.1f} weights, "
             f"{budget.kv_cache_gib_per_gpu:.1f} KV cache, {budget.overhead_gib_per_gpu:.1f} runtime); "
-            f"{_gpus_phrase(model, num_shard, gpu)}: fits with {spare:.1f} GiB to spare.")
+            f"{_gpus_phrase(model, num_shard, gpu, nodes)}: fits with {spare:.1f} GiB to spare.")
 
 
 def _does_not_fit_sentence(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType,
-                           num_shard: int, budget: _Budget, min_gpus: int | None, tokens: int) -> str:
+                           num_shard: int, nodes: int, budget: _Budget, min_gpus: int | None,
+                           min_nodes: int | None, tokens: int) -> str:
     facts = request.facts
     capacity = model.capacity_gib(gpu)
     if budget.weights_gib_per_gpu > capacity:
@@ -649,8 +794,9 @@ def _does_not_fit_sentence(model: MemoryModel, request: PlanRequest, quantizatio
         need = (f"needs {budget.required_gib_per_gpu:.1f} GiB per GPU "
                 f"({budget.weights_gib_per_gpu:.1f} weights, {budget.kv_cache_gib_per_gpu:.1f} KV cache "
                 f"for {tokens} tokens, {budget.overhead_gib_per_gpu:.1f} runtime)")
-    remedies = _remedies(model, request, quantization, gpu, num_shard, min_gpus, tokens)
-    start = f"{facts.short_name} {_precision_phrase(facts, quantization)} {need}; {_gpus_phrase(model, num_shard, gpu)}"
+    remedies = _remedies(model, request, quantization, gpu, num_shard, nodes, min_gpus, min_nodes, tokens)
+    start = (f"{facts.short_name} {_precision_phrase(facts, quantization)} {need}; "
+             f"{_gpus_phrase(model, num_shard, gpu, nodes)}")
     if model.engine == VLLM and budget.weights_gib_per_gpu <= capacity:
         return f"{start}, so {_vllm_refusal(budget, capacity, tokens)}. {remedies[0].upper()}{remedies[1:]}."
     return f"{start}: {remedies}."
@@ -668,17 +814,22 @@ def _vllm_refusal(budget: _Budget, capacity_gib: float, tokens: int) -> str:
 
 
 def _remedies(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType, num_shard: int,
-              min_gpus: int | None, tokens: int) -> str:
-    """What would make it fit: more GPUs, a smaller format at this GPU count, or a bigger GPU."""
+              nodes: int, min_gpus: int | None, min_nodes: int | None, tokens: int) -> str:
+    """What would make it fit: more nodes when no GPU count fits these, more GPUs, a smaller
+    format at this GPU count, fewer tokens, or a bigger GPU."""
     options = []
+    # Pipeline parallelism across nodes only where the node itself is the limit: vLLM advises
+    # tensor parallelism within a node first.
+    if min_gpus is None:
+        options.extend(_more_nodes(model, request, quantization, gpu, num_shard, nodes, min_nodes, tokens))
     if min_gpus is not None and min_gpus > num_shard:
-        options.append(f"{min_gpus} GPUs")
+        options.append(f"{min_gpus} GPUs per node" if nodes > 1 else f"{min_gpus} GPUs")
     smaller = _smaller_quantization_that_fits(
-        model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype)
+        model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes)
     if smaller:
         options.append(smaller)
     fitting_tokens = _max_tokens_that_fit(
-        model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype)
+        model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes)
     if fitting_tokens >= MIN_USEFUL_TOKENS:
         options.append(f"at most {fitting_tokens} max total tokens")
     if not options:
@@ -688,17 +839,36 @@ def _remedies(model: MemoryModel, request: PlanRequest, quantization: str, gpu: 
     return "use " + ", ".join(options[:-1]) + ", or " + options[-1]
 
 
+def _more_nodes(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType, num_shard: int,
+                nodes: int, min_nodes: int | None, tokens: int) -> list[str]:
+    """The multi-node remedy at this GPU count, if one fits: for TGI, as vLLM would plan it,
+    since switching to vLLM is what it takes."""
+    if model.engine == VLLM:
+        if min_nodes is not None and min_nodes > nodes:
+            return [f"{min_nodes} nodes (spec.nodes: {min_nodes})"]
+        return []
+    if quantization in VLLM_MISSING_QUANTIZATIONS:
+        return []
+    vllm = memory_model_for(replace(request, engine=VLLM), gpu)
+    vllm_nodes = _fewest_nodes(vllm, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype,
+                               request.adapter_bytes)
+    if vllm_nodes is None or vllm_nodes <= 1:
+        return []
+    return [f"engine vllm on {vllm_nodes} nodes (spec.engine.name: vllm, spec.nodes: {vllm_nodes})"]
+
+
 MIN_USEFUL_TOKENS = 512  # below this, suggesting a shorter context is no real remedy
 
 
 def _max_tokens_that_fit(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
-                         num_shard: int, requested_tokens: int, kv_dtype: str | None) -> int:
-    """The largest max total tokens below the requested one that fits at this GPU count
-    (0 if none): the need grows with tokens, so bisect."""
+                         num_shard: int, requested_tokens: int, kv_dtype: str | None, nodes: int = 1) -> int:
+    """The largest max total tokens below the requested one that fits at this GPU and node
+    count (0 if none): the need grows with tokens, so bisect."""
     capacity = model.capacity_gib(gpu)
 
     def fits(tokens: int) -> bool:
-        return _budget(model, facts, quantization, num_shard, tokens, kv_dtype).required_gib_per_gpu <= capacity
+        budget = _budget(model, facts, quantization, num_shard, tokens, kv_dtype, nodes=nodes)
+        return budget.required_gib_per_gpu <= capacity
 
     low, high = 0, requested_tokens - 1
     while low < high:
@@ -716,14 +886,13 @@ _SMALLER_QUANTIZATIONS = {
 
 
 def _smaller_quantization_that_fits(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
-                                    num_shard: int, tokens: int, kv_dtype: str | None) -> str | None:
-    """The least lossy smaller format that fits at this GPU count, as a phrase."""
+                                    num_shard: int, tokens: int, kv_dtype: str | None,
+                                    nodes: int = 1) -> str | None:
+    """The least lossy smaller format that fits at this GPU and node count, as a phrase."""
     current_bits = bits_per_weight(facts, quantization)
     for phrase, candidate in _SMALLER_QUANTIZATIONS[model.engine]:
         if bits_per_weight(facts, candidate) >= current_bits:
             continue
-        if sharding_problem(facts, num_shard, candidate, model.engine) is not None:
-            continue
-        if _budget(model, facts, candidate, num_shard, tokens, kv_dtype).required_gib_per_gpu <= model.capacity_gib(gpu):
+        if _fits(model, facts, candidate, gpu, num_shard, tokens, kv_dtype, 0.0, nodes):
             return phrase
     return None

@@ -9,6 +9,7 @@ from llm_operator.modelinfo import facts_from_config, facts_from_local
 from llm_operator.planner import (
     GIB,
     GPU_TYPES,
+    MAX_NODES,
     VLLM_GPU_MEMORY_UTILIZATION,
     PlanRequest,
     UnknownGpuType,
@@ -17,8 +18,11 @@ from llm_operator.planner import (
     gpu_type_for,
     gpu_type_from_node_labels,
     kv_cache_bytes_per_token,
+    layers_per_node,
+    pipeline_buffer_bytes,
     plan,
     sharding_problem,
+    stage_weights_bytes,
     valid_shard_counts,
     vllm_max_num_batched_tokens,
     weights_bytes,
@@ -128,7 +132,7 @@ def test_405b_on_eight_h100_fits_at_fp8_only():
     assert unquantized.min_gpus is None
     assert unquantized.reason == (
         "Llama-3.1-405B at 16-bit needs 756.0 GiB of weights; 8 x H100 80GB gives 79.6 GiB each: "
-        "use an 8-bit quantization (fp8 or eetq)."
+        "use engine vllm on 2 nodes (spec.engine.name: vllm, spec.nodes: 2) or an 8-bit quantization (fp8 or eetq)."
     )
 
 
@@ -157,7 +161,8 @@ def test_auto_pick_uses_the_smallest_gpu_count_that_fits(short_name, gpu, expect
 def test_auto_pick_when_nothing_fits_takes_the_largest_valid_count():
     result = plan(PlanRequest(facts("llama-3.1-405b"), "none", "l4", gpus=None))
     assert (result.num_shard, result.min_gpus, result.status) == (8, None, "DoesNotFit")
-    assert result.reason.endswith("use a GPU type with more memory or a smaller model.")
+    # No TGI count fits one node; vLLM would fit 6 nodes of 8 L4s (21 of 126 layers each).
+    assert result.reason.endswith("use engine vllm on 6 nodes (spec.engine.name: vllm, spec.nodes: 6).")
 
 
 def test_kv_cache_too_big_suggests_fewer_tokens():
@@ -463,7 +468,7 @@ def test_vllm_suggests_only_quantizations_it_has():
     result = plan(PlanRequest(facts("llama-3.1-405b"), "none", "h100-80gb", gpus=8, engine="vllm"))
     assert result.reason == (
         "Llama-3.1-405B at 16-bit needs 756.0 GiB of weights; 8 x H100 80GB gives 72.8 GiB each to vLLM "
-        "(0.92 of each GPU, --gpu-memory-utilization): use an 8-bit quantization (fp8)."
+        "(0.92 of each GPU, --gpu-memory-utilization): use 2 nodes (spec.nodes: 2) or an 8-bit quantization (fp8)."
     )
 
 
@@ -527,3 +532,203 @@ def test_engine_settings_are_checked(request_fields, message):
     with pytest.raises(ValueError) as refused:
         plan(PlanRequest(facts("mistral-7b"), "none", "l4", **request_fields))
     assert str(refused.value) == message
+
+
+# ---- multi-node: vLLM tensor parallel within a node x pipeline parallel across nodes ------
+
+def llama_405b():
+    return facts("llama-3.1-405b")  # 126 layers, 128 heads, 8 KV heads, hidden 16384, vocab 128256, untied
+
+
+# A small model with tied embeddings and an odd layer count, to see the uneven split.
+TIED_5_LAYERS = {"model_type": "qwen2", "hidden_size": 1024, "intermediate_size": 2816, "num_attention_heads": 16,
+                 "num_key_value_heads": 2, "num_hidden_layers": 5, "vocab_size": 1000, "tie_word_embeddings": True,
+                 "max_position_embeddings": 4096}
+
+
+def test_405b_on_two_nodes_of_eight_h100_fits_vllm():
+    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm"))
+    # By hand. Weights: embeddings are 2 x 128256 x 16384 = 4,202,692,608 parameters, so the decoder
+    # holds 401,650,696,192, 803,301,392,384 bytes at 16 bits. A stage holds 63 of the 126 layers
+    # (401,650,696,192 B) and one 128256 x 16384 matrix (4,202,692,608 B): 405,853,388,800 B,
+    # / 8 GPUs = 50,731,673,600 B = 47.25 GiB.
+    # KV cache: 63 layers x 2 x (8 KV heads / 8 = 1) x 128 x 2 B = 32,256 B a token, x 4096 = 0.123 GiB.
+    # Runtime: 0.75 context + one 8192-token batch, 8192 x (4 x 16384 + 3 x 53248 / 8) x 2 B
+    # = 1,400,897,536 B (1.305 GiB), + the pipeline's buffers 8192 x 2 x 16384 x 2 B = 0.5 GiB: 2.555 GiB.
+    # Needed 49.93 GiB of vLLM's 0.92 x (79.65 - 0.5) = 72.82 GiB.
+    assert result.weights_gib_per_gpu == 50_731_673_600 / GIB
+    assert result.kv_cache_gib_per_gpu == 32_256 * 4096 / GIB
+    assert result.overhead_gib_per_gpu == pytest.approx(0.75 + (1_400_897_536 + 536_870_912) / GIB)
+    assert round(result.required_gib_per_gpu, 2) == 49.93
+    assert round(result.weights_gib, 2) == 755.96  # still the whole model
+    assert (result.status, result.nodes, result.num_shard, result.min_nodes, result.min_gpus) == ("Fits", 2, 8, 2, 8)
+    assert result.reason == (
+        "Llama-3.1-405B at 16-bit needs 49.9 GiB per GPU (47.2 weights, 0.1 KV cache, 2.6 runtime); "
+        "2 nodes x 8 x H100 80GB gives 72.8 GiB each to vLLM (0.92 of each GPU, --gpu-memory-utilization): "
+        "fits with 22.9 GiB to spare."
+    )
+
+
+def test_405b_on_one_node_of_eight_h100_suggests_two_nodes_or_fp8():
+    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=1, engine="vllm"))
+    assert (result.status, result.nodes, result.min_gpus, result.min_nodes) == ("DoesNotFit", 1, None, 2)
+    assert result.reason == (
+        "Llama-3.1-405B at 16-bit needs 756.0 GiB of weights; 8 x H100 80GB gives 72.8 GiB each to vLLM "
+        "(0.92 of each GPU, --gpu-memory-utilization): use 2 nodes (spec.nodes: 2) or an 8-bit quantization (fp8)."
+    )
+
+
+def test_tgi_405b_on_eight_h100_suggests_vllm_on_two_nodes():
+    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=1))
+    assert (result.status, result.nodes, result.min_nodes) == ("DoesNotFit", 1, None)
+    assert result.reason.endswith(
+        ": use engine vllm on 2 nodes (spec.engine.name: vllm, spec.nodes: 2) or an 8-bit quantization (fp8 or eetq).")
+
+
+def test_tgi_suggests_no_vllm_nodes_for_a_quantization_vllm_lacks():
+    result = plan(PlanRequest(llama_405b(), "eetq", "l4", gpus=8))
+    assert result.reason == (
+        "Llama-3.1-405B with eetq (8.00 bits per weight) needs 381.9 GiB of weights; 8 x L4 24GB gives 22.5 GiB each: "
+        "use a GPU type with more memory or a smaller model."
+    )
+
+
+@pytest.mark.parametrize("gpus, nodes, expected_nodes, expected_gpus", [
+    (8, None, 2, 8),      # the fewest nodes for 8 GPUs each
+    (4, None, 3, 4),      # 4 GPUs each: 42 layers a node is the first to fit
+    (None, None, 2, 8),   # one node of any count is too small; two nodes need 8 GPUs each
+    (None, 3, 3, 4),      # three nodes given: the fewest GPUs each
+])
+def test_vllm_picks_the_fewest_nodes_then_the_fewest_gpus(gpus, nodes, expected_nodes, expected_gpus):
+    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=gpus, nodes=nodes, engine="vllm"))
+    assert (result.status, result.nodes, result.num_shard) == ("Fits", expected_nodes, expected_gpus)
+    assert result.min_gpus == expected_gpus
+
+
+def test_a_model_that_fits_one_node_stays_on_one_node():
+    result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=None, nodes=None, engine="vllm"))
+    assert (result.status, result.nodes, result.num_shard, result.min_nodes) == ("Fits", 1, 2, 1)
+    assert "nodes" not in result.to_status()
+
+
+def test_vllm_tries_at_most_max_nodes_when_it_picks():
+    assert MAX_NODES == 16
+    # 8.5 GiB GPUs: 16 nodes hold 8 layers each (6.4 GiB of weights a GPU, 7.6 GiB needed, 7.4 usable); 18 hold 7.
+    picked = plan(PlanRequest(llama_405b(), "none", gpu_memory_gib=8.5, gpus=8, nodes=None, engine="vllm"))
+    assert (picked.status, picked.nodes, picked.min_nodes) == ("DoesNotFit", 1, None)
+    assert picked.reason.endswith(": use a GPU type with more memory or a smaller model.")
+    given = plan(PlanRequest(llama_405b(), "none", gpu_memory_gib=8.5, gpus=8, nodes=18, engine="vllm"))
+    assert (given.status, given.layers_per_node, given.min_nodes) == ("Fits", 7, None)
+
+
+def test_when_nothing_fits_any_node_count_the_plan_stays_on_one_node():
+    result = plan(PlanRequest(llama_405b(), "none", gpu_memory_gib=1.0, gpus=None, nodes=None, engine="vllm"))
+    assert (result.status, result.nodes, result.num_shard, result.min_gpus, result.min_nodes) == (
+        "DoesNotFit", 1, 8, None, None)
+
+
+def test_more_gpus_per_node_before_more_nodes():
+    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=4, nodes=2, engine="vllm"))
+    assert (result.min_gpus, result.min_nodes) == (8, 3)
+    assert result.reason.endswith(": use 8 GPUs per node or an 8-bit quantization (fp8).")
+
+
+def test_one_gpu_short_of_a_node_suggests_more_gpus_not_more_nodes():
+    # Two nodes of one H200 would fit too, but the node has room for a second GPU (vLLM: TP within a node first).
+    result = plan(PlanRequest(facts("qwen2.5-72b"), "none", "h200", gpus=1, engine="vllm"))
+    assert (result.min_gpus, result.min_nodes) == (2, 2)
+    assert result.reason.endswith(": use 2 GPUs or an 8-bit quantization (fp8).")
+
+
+def test_kv_cache_too_big_for_two_nodes_suggests_a_third_and_fewer_tokens_on_two():
+    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm",
+                              max_total_tokens=1_000_000))
+    assert result.reason == (
+        "Llama-3.1-405B at 16-bit needs 79.8 GiB per GPU (47.2 weights, 30.0 KV cache for 1000000 tokens, "
+        "2.6 runtime); 2 nodes x 8 x H100 80GB gives 72.8 GiB each to vLLM (0.92 of each GPU, "
+        "--gpu-memory-utilization), so vLLM would refuse to start: one sequence of 1000000 tokens needs 30.0 GiB "
+        "of KV cache per GPU and 23.0 GiB is left after weights and activations. Use 3 nodes (spec.nodes: 3), "
+        "an 8-bit quantization (fp8), or at most 766073 max total tokens."
+    )
+
+
+def test_tgi_cannot_span_nodes():
+    with pytest.raises(ValueError) as refused:
+        plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2))
+    assert str(refused.value) == "TGI serves within one node; multi-node serving needs engine vllm."
+    assert plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", nodes=None)).nodes == 1
+    assert sharding_problem(llama_405b(), 8, "none", "tgi", nodes=2) == (
+        "TGI serves within one node; multi-node serving needs engine vllm.")
+
+
+def test_more_nodes_than_layers_is_invalid_sharding():
+    model = llama_405b()
+    assert sharding_problem(model, 8, "none", "vllm", nodes=126) is None
+    assert sharding_problem(model, 8, "none", "vllm", nodes=127) == (
+        "Llama-3.1-405B has 126 layers: pipeline parallelism needs at least one layer per node, so at most 126 nodes.")
+    result = plan(PlanRequest(model, "none", "h100-80gb", gpus=8, nodes=127, engine="vllm"))
+    assert (result.status, result.fits) == ("InvalidSharding", False)
+    assert result.reason.startswith("Llama-3.1-405B has 126 layers")
+
+
+def test_node_count_below_one_is_invalid_sharding():
+    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=0, engine="vllm"))
+    assert (result.status, result.reason) == ("InvalidSharding", "The node count must be at least 1, not 0.")
+
+
+def test_heads_are_still_checked_for_the_gpus_of_each_node():
+    assert sharding_problem(llama_405b(), 6, "none", "vllm", nodes=2) == (
+        "Llama-3.1-405B has 128 attention heads and 8 key-value heads; vLLM needs the GPU count to divide the "
+        "attention heads, and to divide the key-value heads or be a multiple of them, and 6 does not: "
+        "use 1, 2, 4 or 8 GPUs."
+    )
+
+
+@pytest.mark.parametrize("nodes, layers", [(1, 5), (2, 3), (3, 2), (4, 2), (5, 1)])
+def test_the_heaviest_stage_holds_the_rounded_up_share_of_layers(nodes, layers):
+    assert layers_per_node(facts_from_config(TIED_5_LAYERS, 100_000_000), nodes) == layers
+
+
+def test_stage_weights_hold_their_layers_and_one_embedding_matrix():
+    tied = facts_from_config(TIED_5_LAYERS, 100_000_000)
+    untied = facts_from_config({**TIED_5_LAYERS, "tie_word_embeddings": False}, 100_000_000)
+    # Tied: 1000 x 1024 embedding parameters, 98,976,000 in the decoder; 3 of its 5 layers on the
+    # heaviest stage, plus the one matrix (each end stage keeps its own copy).
+    assert stage_weights_bytes(tied, "none", 2) == 98_976_000 * 2 * 3 / 5 + 1_024_000 * 2
+    # Quantized, the decoder shrinks and the matrix stays 16-bit: 98,976,000 x 4.15625 / 8 x 3/5 + 2,048,000.
+    assert stage_weights_bytes(tied, "awq", 2) == 32_900_675
+    # Untied: embed_tokens on the first stage, lm_head on the last, one matrix on either.
+    assert stage_weights_bytes(untied, "none", 2) == 97_952_000 * 2 * 3 / 5 + 1_024_000 * 2
+    # One node holds everything, as weights_bytes counts it.
+    assert stage_weights_bytes(untied, "awq", 1) == weights_bytes(untied, "awq")
+
+
+def test_kv_cache_counts_the_stage_layers_only():
+    model = llama_405b()
+    assert kv_cache_bytes_per_token(model, None, num_shard=8) == 126 * 2 * 1 * 128 * 2
+    assert kv_cache_bytes_per_token(model, None, num_shard=8, layers=63) == 63 * 2 * 1 * 128 * 2   # 32256
+    assert kv_cache_bytes_per_token(model, "fp8_e5m2", num_shard=4, layers=42) == 42 * 2 * 2 * 128 * 1
+
+
+def test_pipeline_buffers_only_across_nodes():
+    model = llama_405b()
+    assert pipeline_buffer_bytes(model, 8192, 1) == 0
+    assert pipeline_buffer_bytes(model, 8192, 2) == 8192 * 2 * 16384 * 2   # hidden states and residual, 16-bit
+
+
+def test_status_names_nodes_only_beyond_one():
+    two = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm")).to_status()
+    one_short = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=1, engine="vllm")).to_status()
+    three = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=3, engine="vllm")).to_status()
+    single = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2, engine="vllm")).to_status()
+    assert (two["nodes"], two["minNodes"]) == (2, 2)
+    assert (one_short["nodes"], one_short["minNodes"]) == (1, 2)
+    assert (three["nodes"], three["minNodes"]) == (3, 2)
+    assert set(single) == {"numShard", "weightsGiB", "kvCacheGiBPerGpu", "gpuMemoryGiB", "fits", "reason", "minGpus"}
+
+
+def test_to_dict_always_gives_nodes_min_nodes_and_layers_per_node():
+    two = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm")).to_dict()
+    tgi = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2)).to_dict()
+    assert (two["nodes"], two["minNodes"], two["layersPerNode"]) == (2, 2, 63)
+    assert (tgi["nodes"], tgi["minNodes"], tgi["layersPerNode"]) == (1, None, 80)
