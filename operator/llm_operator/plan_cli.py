@@ -2,6 +2,7 @@
 
     llm-operator plan MODEL_ID --quantization awq --gpu h100-80gb [--gpus 2] [--json]
     llm-operator plan MODEL_ID --engine vllm [--gpu-memory-utilization 0.95] --gpu h100-80gb
+    llm-operator plan MODEL_ID --engine vllm --gpu h100-80gb --gpus 8 [--nodes 2]
     llm-operator plan MODEL_ID --config config.json --params 70553706496 --gpu l4
     llm-operator plan --list-gpus
 
@@ -34,6 +35,7 @@ from llm_operator.modelinfo import (
 from llm_operator.planner import (
     ENGINES,
     GPU_TYPES,
+    MAX_GPUS_PER_NODE,
     QUANTIZATIONS,
     TGI,
     VLLM,
@@ -68,7 +70,11 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-memory-utilization", type=_fraction, metavar="F",
                         help=("vLLM only: the share of each GPU's CUDA memory vLLM reserves "
                               f"(default: {VLLM_GPU_MEMORY_UTILIZATION}, vLLM 0.33.0's)"))
-    parser.add_argument("--gpus", type=_positive_int, metavar="N", help="GPUs per replica (default: the fewest that fit)")
+    parser.add_argument("--gpus", type=_positive_int, metavar="N",
+                        help="GPUs per node of a replica (default: the fewest that fit)")
+    parser.add_argument("--nodes", type=_positive_int, metavar="N",
+                        help=("nodes one replica spans, --gpus on each (vLLM's pipeline parallelism; "
+                              "default: the fewest that fit for vllm, 1 for tgi)"))
     parser.add_argument("--max-total-tokens", type=_positive_int, metavar="T",
                         help="tokens per sequence, prompt plus output (default: min(context, 4096))")
     parser.add_argument("--kv-cache-dtype", choices=("fp8_e4m3fn", "fp8_e5m2"),
@@ -136,6 +142,9 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 def _check_engine_flags(args: argparse.Namespace) -> None:
     if args.gpu_memory_utilization is not None and args.engine != VLLM:
         raise _UsageError("argument --gpu-memory-utilization: only with --engine vllm (TGI plans with the whole GPU)")
+    if args.nodes not in (None, 1) and args.engine != VLLM:
+        raise _UsageError("argument --nodes: only 1 with --engine tgi (TGI serves within one node; "
+                          "multi-node serving needs --engine vllm)")
 
 
 def _facts_for(args: argparse.Namespace) -> tuple[ModelFacts, FactsAnswer]:
@@ -192,6 +201,8 @@ def _request_for(args: argparse.Namespace, facts: ModelFacts) -> PlanRequest:
         kv_cache_dtype=args.kv_cache_dtype,
         engine=args.engine,
         gpu_memory_utilization=args.gpu_memory_utilization,
+        # None lets the planner pick for vLLM; TGI serves within one node.
+        nodes=args.nodes if args.engine == VLLM else 1,
     )
 
 
@@ -215,23 +226,38 @@ def _json_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
 
 def _table_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
     estimated = ", estimated" if facts.parameter_count_estimated else ""
-    each = " each" if result.num_shard > 1 else ""
+    each = " each" if result.num_shard > 1 or result.nodes > 1 else ""
+    per_node = " per node" if result.nodes > 1 else ""
     rows = [
         ("model", f"{facts.model_id} ({facts.parameter_count:,} parameters{estimated})"),
         ("engine", _engine_cell(result)),
         ("quantization", f"{result.quantization} ({result.bits_per_weight:.2f} bits per weight)"),
-        ("gpus", f"{result.num_shard} x {result.gpu_name} ({result.gpu_memory_gib:.1f} GiB{each})"),
+        ("gpus", f"{result.num_shard} x {result.gpu_name}{per_node} ({result.gpu_memory_gib:.1f} GiB{each})"),
+    ]
+    if result.nodes > 1:
+        rows.append(("nodes", f"{result.nodes} (pipeline parallel: up to {result.layers_per_node} of "
+                              f"{facts.num_layers} layers per node)"))
+    rows += [
         ("max total tokens", f"{result.max_total_tokens}"),
         ("weights", f"{result.weights_gib:.2f} GiB in all, {result.weights_gib_per_gpu:.2f} GiB per GPU"),
         ("kv cache", f"{result.kv_cache_gib_per_gpu:.2f} GiB per GPU"),
         ("runtime overhead", f"{result.overhead_gib_per_gpu:.2f} GiB per GPU"),
         ("needed", f"{result.required_gib_per_gpu:.2f} GiB per GPU"),
         ("verdict", result.status),
-        ("min gpus", str(result.min_gpus) if result.min_gpus is not None else "none up to 8"),
+        ("min gpus", _min_gpus_cell(result)),
+    ]
+    if result.min_nodes is not None and result.min_nodes > 1:
+        rows.append(("min nodes", f"{result.min_nodes} at {result.num_shard} GPUs per node"))
+    rows += [
         ("reason", result.reason),
         ("facts", _source_line(source)),
     ]
     return _aligned(rows)
+
+
+def _min_gpus_cell(result: Plan) -> str:
+    per_node = " per node" if result.nodes > 1 else ""
+    return f"{result.min_gpus}{per_node}" if result.min_gpus is not None else f"none up to {MAX_GPUS_PER_NODE}{per_node}"
 
 
 def _engine_cell(result: Plan) -> str:

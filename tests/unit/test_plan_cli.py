@@ -4,6 +4,7 @@ import argparse
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -84,6 +85,71 @@ def test_tgi_json_gives_the_engine_and_the_whole_gpu():
     assert (json.loads(out)["engine"], json.loads(out)["usableGiBPerGpu"]) == ("tgi", 79.65)
 
 
+LLAMA_31_405B = ["meta-llama/Llama-3.1-405B", "--config", str(REPO / "tests/data/models/llama-3.1-405b/config.json"),
+                 "--params", "405853388800"]
+
+
+def test_vllm_picks_two_nodes_for_405b_and_prints_them():
+    status, out, err = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--engine", "vllm"])
+    assert (status, err) == (0, "")
+    assert out == (
+        "model             meta-llama/Llama-3.1-405B (405,853,388,800 parameters)\n"
+        "engine            vllm (reserves 72.8 GiB per GPU, --gpu-memory-utilization)\n"
+        "quantization      none (16.00 bits per weight)\n"
+        "gpus              8 x H100 80GB per node (79.6 GiB each)\n"
+        "nodes             2 (pipeline parallel: up to 63 of 126 layers per node)\n"
+        "max total tokens  4096\n"
+        "weights           755.96 GiB in all, 47.25 GiB per GPU\n"
+        "kv cache          0.12 GiB per GPU\n"
+        "runtime overhead  2.55 GiB per GPU\n"
+        "needed            49.93 GiB per GPU\n"
+        "verdict           Fits\n"
+        "min gpus          8 per node\n"
+        "min nodes         2 at 8 GPUs per node\n"
+        "reason            Llama-3.1-405B at 16-bit needs 49.9 GiB per GPU (47.2 weights, 0.1 KV cache, 2.6 runtime); "
+        "2 nodes x 8 x H100 80GB gives 72.8 GiB each to vLLM (0.92 of each GPU, --gpu-memory-utilization): "
+        "fits with 22.9 GiB to spare.\n"
+        "facts             Model facts from the given config.json.\n"
+    )
+
+
+def test_vllm_on_one_node_names_the_nodes_it_would_need():
+    status, out, _ = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpus", "8", "--nodes", "1"])
+    assert status == 1
+    rows = dict(re.split(r"  +", line, maxsplit=1) for line in out.splitlines())  # key, then the aligned value
+    assert "nodes" not in rows
+    assert (rows["gpus"], rows["min gpus"], rows["min nodes"]) == (
+        "8 x H100 80GB (79.6 GiB each)", "none up to 8", "2 at 8 GPUs per node")
+    assert rows["reason"].endswith("use 2 nodes (spec.nodes: 2) or an 8-bit quantization (fp8).")
+
+
+def test_nodes_in_json():
+    status, out, _ = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpus", "4", "--json"])
+    report = json.loads(out)
+    assert status == 0
+    assert (report["numShard"], report["nodes"], report["minNodes"], report["layersPerNode"]) == (4, 3, 3, 42)
+
+
+def test_tgi_stays_on_one_node_and_json_says_so():
+    status, out, _ = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--gpus", "8", "--json"])
+    report = json.loads(out)
+    assert status == 1
+    assert (report["nodes"], report["minNodes"], report["layersPerNode"]) == (1, None, 126)
+    assert "use engine vllm on 2 nodes (spec.engine.name: vllm, spec.nodes: 2)" in report["reason"]
+
+
+def test_nodes_beyond_one_without_vllm_exits_two_naming_the_flag():
+    status, out, err = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--nodes", "2"])
+    assert (status, out) == (2, "")
+    assert err == ("llm-operator plan: error: argument --nodes: only 1 with --engine tgi (TGI serves within one node; "
+                   "multi-node serving needs --engine vllm)\n")
+
+
+def test_nodes_one_is_accepted_for_tgi():
+    status, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--nodes", "1", "--json"])
+    assert (status, json.loads(out)["nodes"]) == (0, 1)
+
+
 def test_gpu_memory_utilization_without_vllm_exits_two_naming_the_flag():
     status, out, err = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--gpu-memory-utilization", "0.95"])
     assert (status, out) == (2, "")
@@ -154,6 +220,7 @@ def test_unknown_gpu_exits_two():
 def test_argparse_rejects_bad_numbers_and_quantizations(capsys):
     for argv in (LLAMA_3_70B + ["--gpu", "l4", "--gpus", "0"], LLAMA_3_70B + ["--gpu", "l4", "--quantization", "int3"],
                  LLAMA_3_70B + ["--gpu", "l4", "--engine", "sglang"],
+                 LLAMA_3_70B + ["--gpu", "l4", "--engine", "vllm", "--nodes", "0"],
                  LLAMA_3_70B + ["--gpu", "l4", "--engine", "vllm", "--gpu-memory-utilization", "1.5"]):
         with pytest.raises(SystemExit) as exited:
             plan_main(argv)
@@ -162,6 +229,7 @@ def test_argparse_rejects_bad_numbers_and_quantizations(capsys):
     assert "argument --quantization: invalid choice: 'int3'" in errors
     assert "argument --engine: invalid choice: 'sglang'" in errors
     assert "argument --gpu-memory-utilization: must be at most 1, got 1.5" in errors
+    assert "argument --nodes: must be at least 1, got 0" in errors
 
 
 def test_answers_offline_without_importing_the_hub_or_kubernetes():
