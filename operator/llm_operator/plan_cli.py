@@ -257,7 +257,9 @@ def _table_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
 
 def _min_gpus_cell(result: Plan) -> str:
     per_node = " per node" if result.nodes > 1 else ""
-    return f"{result.min_gpus}{per_node}" if result.min_gpus is not None else f"none up to {MAX_GPUS_PER_NODE}{per_node}"
+    if result.min_gpus is None:
+        return f"none up to {MAX_GPUS_PER_NODE}{per_node}"
+    return f"{result.min_gpus}{per_node}"
 
 
 def _engine_cell(result: Plan) -> str:

@@ -114,7 +114,8 @@ def test_vllm_picks_two_nodes_for_405b_and_prints_them():
 
 
 def test_vllm_on_one_node_names_the_nodes_it_would_need():
-    status, out, _ = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpus", "8", "--nodes", "1"])
+    status, out, _ = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpus", "8",
+                                                "--nodes", "1"])
     assert status == 1
     rows = dict(re.split(r"  +", line, maxsplit=1) for line in out.splitlines())  # key, then the aligned value
     assert "nodes" not in rows
