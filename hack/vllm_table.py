@@ -24,6 +24,7 @@ DATA = ROOT / "common" / "llm_common" / "data"
 
 OPERATOR = "operator"
 GPUS = "spec.gpus"
+NODES = "spec.nodes"
 ADAPTERS = "spec.adapters"
 
 # Who sets each flag; engine.args must not give these. Everything else is open to it.
@@ -34,7 +35,9 @@ OWNERS = {
     # How many GPUs one pod uses: world size is PP x TP x PCP (vllm/config/parallel.py
     # ParallelConfig.__post_init__), times the data-parallel ranks this pod runs, over nnodes.
     "tensor-parallel-size": GPUS,
-    "pipeline-parallel-size": GPUS,
+    # Pipeline stages are nodes: the operator runs one pod per node and tells each its rank
+    # and the leader's address (vLLM's own multi-node mode, no Ray).
+    "pipeline-parallel-size": NODES,
     "prefill-context-parallel-size": GPUS,
     "data-parallel-size": GPUS,
     "data-parallel-size-local": GPUS,
@@ -43,8 +46,10 @@ OWNERS = {
     "data-parallel-hybrid-lb": GPUS,
     "data-parallel-external-lb": GPUS,
     "data-parallel-multi-port-external-lb": GPUS,
-    "nnodes": GPUS,
-    "node-rank": GPUS,
+    "nnodes": NODES,
+    "node-rank": NODES,
+    "master-addr": NODES,
+    "master-port": NODES,
     "device-ids": GPUS,                      # which GPUs: the device plugin gives the pod spec.gpus of them
     "quantization": "spec.quantization",
     "dtype": "spec.dtype",

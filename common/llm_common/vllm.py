@@ -54,6 +54,11 @@ class ServeSettings:
     max_lora_rank: int | None = None
     port: int = DEFAULT_PORT
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    # Multi-node (vLLM's own mode, no Ray): one `vllm serve` per node, pipeline stages across
+    # them. The leader (rank 0) serves HTTP; the others run --headless and join it.
+    nodes: int = 1
+    node_rank: str = "0"                 # a number, or "$(VAR)" for the kubelet to expand
+    master_addr: str = ""                # the leader's address, or "$(VAR)"
 
 
 def lora_modules(entries) -> tuple[str, ...]:
@@ -88,6 +93,9 @@ def serve_args(s: ServeSettings) -> list[str]:
     """Arguments of `vllm serve`, in a stable order: the model first (positional; --model
     is deprecated in 0.33.0), then the settings, then the extra arguments."""
     args = [s.model_id, "--revision", s.revision, "--tensor-parallel-size", str(s.tensor_parallel_size)]
+    if s.nodes > 1:
+        args += ["--pipeline-parallel-size", str(s.nodes), "--nnodes", str(s.nodes), "--node-rank", s.node_rank,
+                 "--master-addr", s.master_addr]
     if s.quantization and s.quantization != "none":
         method = QUANTIZATION.get(s.quantization, s.quantization)
         if method == "fp8" and s.checkpoint_quantization == "":
@@ -110,7 +118,11 @@ def serve_args(s: ServeSettings) -> list[str]:
         args += ["--enable-lora", "--lora-modules", *s.lora_modules, "--max-loras", str(len(s.lora_modules))]
         if s.max_lora_rank:
             args += ["--max-lora-rank", str(s.max_lora_rank)]
-    args += ["--host", "0.0.0.0", "--port", str(s.port)]
+    if s.nodes > 1 and s.node_rank != "0":
+        # A worker serves no API: the leader's server drives every stage.
+        args.append("--headless")
+    else:
+        args += ["--host", "0.0.0.0", "--port", str(s.port)]
     return args + list(s.extra_args)
 
 

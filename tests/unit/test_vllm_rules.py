@@ -92,12 +92,13 @@ PARSER_OPTIONS = """
 ALLOWED_OWNERS = {
     "spec.model.id", "spec.model.revision", "spec.gpus", "spec.quantization", "spec.dtype",
     "spec.limits.maxTotalTokens", "spec.limits.maxBatchPrefillTokens", "spec.limits.maxConcurrentRequests",
-    "spec.adapters", "spec.model.trustRemoteCode", "spec.model.tokenSecretRef", "spec.cache", "operator",
+    "spec.adapters", "spec.model.trustRemoteCode", "spec.model.tokenSecretRef", "spec.cache", "operator", "spec.nodes",
 }
 
 OWNED = {
     "model_tag": "spec.model.id", "model": "spec.model.id", "revision": "spec.model.revision",
-    "tensor-parallel-size": "spec.gpus", "pipeline-parallel-size": "spec.gpus", "data-parallel-size": "spec.gpus",
+    "tensor-parallel-size": "spec.gpus", "pipeline-parallel-size": "spec.nodes", "data-parallel-size": "spec.gpus",
+    "nnodes": "spec.nodes", "node-rank": "spec.nodes", "master-addr": "spec.nodes", "master-port": "spec.nodes",
     "quantization": "spec.quantization", "dtype": "spec.dtype", "max-model-len": "spec.limits.maxTotalTokens",
     "max-num-batched-tokens": "spec.limits.maxBatchPrefillTokens", "max-num-seqs": "spec.limits.maxConcurrentRequests",
     "enable-lora": "spec.adapters", "lora-modules": "spec.adapters", "max-lora-rank": "spec.adapters",
@@ -154,15 +155,20 @@ def test_whatever_changes_the_gpus_of_a_pod_is_owned_by_spec_gpus():
     assert sorted(f.name for f in TABLE.owned_by()["spec.gpus"]) == [
         "data-parallel-external-lb", "data-parallel-hybrid-lb", "data-parallel-multi-port-external-lb",
         "data-parallel-rank", "data-parallel-size", "data-parallel-size-local", "data-parallel-start-rank",
-        "device-ids", "nnodes", "node-rank", "pipeline-parallel-size", "prefill-context-parallel-size",
-        "tensor-parallel-size"]
+        "device-ids", "prefill-context-parallel-size", "tensor-parallel-size"]
+
+
+def test_the_multi_node_layout_is_owned_by_spec_nodes():
+    # One pod per node, pipeline stages across them: the operator sets the ranks and the leader's address.
+    assert sorted(f.name for f in TABLE.owned_by()["spec.nodes"]) == [
+        "master-addr", "master-port", "nnodes", "node-rank", "pipeline-parallel-size"]
 
 
 def test_tuning_flags_stay_open_to_engine_args():
     open_names = {f.name for f in TABLE.open_flags}
     assert {"gpu-memory-utilization", "kv-cache-dtype", "enable-prefix-caching", "max-logprobs", "enforce-eager",
             "decode-context-parallel-size", "compilation-config", "block-size"} <= open_names
-    assert len(open_names) == 321 - 42
+    assert len(open_names) == 321 - 44
     assert not any(f.positional for f in TABLE.open_flags)
 
 

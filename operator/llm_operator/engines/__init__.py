@@ -55,6 +55,21 @@ class LoadMetrics:
         return max(0.0, load) if math.isfinite(load) else None
 
 
+@dataclass(frozen=True)
+class GroupRole:
+    """One pod of a multi-node replica (a LeaderWorkerSet group): how many nodes the model
+    spans, this pod's rank among them (a number, or "$(VAR)" the kubelet expands) and the
+    leader's address. Rank 0 is the leader, which serves HTTP."""
+
+    nodes: int
+    rank: str
+    leader_address: str
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == "0"
+
+
 class SpecLike(Protocol):
     """What an engine reads of api.LLMDeploymentSpec (duck-typed: engines do not import api)."""
 
@@ -77,14 +92,16 @@ class Engine(Protocol):
     load_metrics: LoadMetrics
     termination_grace_seconds: int
     startup_seconds: int               # the longest a pod may take to load and warm up
+    multi_node: bool                   # whether one replica may span nodes (pipeline stages)
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...], name: str = "",
              lora_rank: int | None = None, max_total_tokens: int | None = None,
-             checkpoint_quantization: str | None = None) -> list[str]:
+             checkpoint_quantization: str | None = None, group: GroupRole | None = None) -> list[str]:
         """The serving container's arguments: tensor-parallel over `gpus`, with these adapters
         (the highest rank among them: `lora_rank`), served as `name` (the LLMDeployment's),
         for sequences of `max_total_tokens` when the spec leaves them out (the plan's), for a
-        checkpoint quantized by `checkpoint_quantization` ("": 16-bit weights; None: unknown)."""
+        checkpoint quantized by `checkpoint_quantization` ("": 16-bit weights; None: unknown),
+        as this pod of a multi-node `group` (None: one pod serves alone)."""
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: Any = None) -> list[str]:
         """Why the engine would refuse to start with this spec (sentences naming spec fields),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from llm_common import tgi_rules
 from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems
 
-from . import LoadMetrics, SpecLike, health_probes
+from . import GroupRole, LoadMetrics, SpecLike, health_probes
 
 DEFAULT_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 
@@ -108,10 +108,13 @@ class TextGenerationInference:
     load_metrics: LoadMetrics = LOAD_METRICS
     termination_grace_seconds: int = TERMINATION_GRACE_S
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
+    multi_node: bool = False
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
              lora_rank: int | None = None, max_total_tokens: int | None = None,
-             checkpoint_quantization: str | None = None) -> list[str]:
+             checkpoint_quantization: str | None = None, group: GroupRole | None = None) -> list[str]:
+        if group is not None:
+            raise ValueError("TGI serves within one node: a multi-node group needs engine vllm.")
         # TGI serves the model under its Hub id, sizes adapters itself, defaults the tokens as
         # the plan does (min(context, 4096)) and takes --quantize fp8 for any checkpoint:
         # name, rank, tokens and the checkpoint's quantization are not needed.

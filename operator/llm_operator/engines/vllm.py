@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from llm_common import vllm, vllm_rules
 
-from . import LoadMetrics, SpecLike, health_probes
+from . import GroupRole, LoadMetrics, SpecLike, health_probes
 
 VERSION = vllm.VERSION
 DEFAULT_IMAGE = f"vllm/vllm-openai:v{VERSION}"
@@ -49,7 +49,7 @@ HEALTH_PATH = "/health"
 
 def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
                    lora_rank: int | None = None, max_total_tokens: int | None = None,
-                   checkpoint_quantization: str | None = None) -> vllm.ServeSettings:
+                   checkpoint_quantization: str | None = None, group: "GroupRole | None" = None) -> vllm.ServeSettings:
     limits = spec.limits
     quantization = str(getattr(spec.quantization, "value", spec.quantization))
     dtype = str(getattr(spec.dtype, "value", spec.dtype))
@@ -71,6 +71,7 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
         lora_modules=vllm.lora_modules(lora),
         max_lora_rank=vllm.lora_rank_for([lora_rank]) if lora and lora_rank else None,
         extra_args=tuple(spec.engine.args),
+        **({"nodes": group.nodes, "node_rank": group.rank, "master_addr": group.leader_address} if group else {}),
     )
 
 
@@ -142,12 +143,13 @@ class VLLM:
     load_metrics: LoadMetrics = LOAD_METRICS
     termination_grace_seconds: int = TERMINATION_GRACE_S
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
+    multi_node: bool = True
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
              lora_rank: int | None = None, max_total_tokens: int | None = None,
-             checkpoint_quantization: str | None = None) -> list[str]:
+             checkpoint_quantization: str | None = None, group: GroupRole | None = None) -> list[str]:
         return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank, max_total_tokens,
-                                              checkpoint_quantization))
+                                              checkpoint_quantization, group))
 
     def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
         return refusals(spec, gpus, lora, facts)
