@@ -33,6 +33,8 @@ DEFAULT_TGI_IMAGE = tgi.DEFAULT_IMAGE
 DEFAULT_VLLM_IMAGE = vllm_engine.DEFAULT_IMAGE
 # The download Job runs `llm-runtime download` from the operator's own image.
 DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/llm-operator/llm-operator:0.1.0"
+# Nodes one replica may span (pipeline stages): the planner looks no further either.
+MAX_NODES = 16
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -363,9 +365,10 @@ class LLMDeploymentSpec(RuledModel):
     model: ModelSource = Field(description="The model to serve, from the Hugging Face Hub.")
     quantization: Quantization = Field(Quantization.none, description="Weight quantization TGI applies or expects (--quantize). none serves the weights as they are.")
     dtype: DType = Field(DType.auto, description="Weight dtype (--dtype); auto lets TGI choose. TGI refuses a dtype with any quantization but bitsandbytes.")
-    gpus: int | None = Field(None, description="GPUs per replica, one tensor-parallel shard each (--num-shard). Unset: the planner picks the fewest that fit.", ge=1, le=16)
+    gpus: int | None = Field(None, description="GPUs per pod, one tensor-parallel shard each (--num-shard); with nodes above 1, GPUs on each node of a replica. Unset: the planner picks the fewest that fit.", ge=1, le=16)
+    nodes: int | None = Field(None, description="Nodes one replica spans (engine vllm only): the model is split tensor-parallel across the gpus of each node and pipeline-parallel across the nodes, and each replica is a LeaderWorkerSet group of this many pods, one per node. Unset: 1, or for vllm the fewest nodes the planner finds the model fits on. Above 1 needs LeaderWorkerSet (leaderworkerset.x-k8s.io) installed in the cluster.", ge=1, le=MAX_NODES)
     gpu: GPU = Field(default_factory=GPU, description="GPU resource name and product.")
-    replicas: int = Field(1, description="Serving pods. With autoscaling on, the autoscaler writes it through the scale subresource: leave it out of GitOps sources then.", ge=0, le=1000)
+    replicas: int = Field(1, description="Serving replicas: pods, or with nodes above 1 groups of pods. With autoscaling on, the autoscaler writes it through the scale subresource: leave it out of GitOps sources then.", ge=0, le=1000)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling of the replica count.")
     limits: Limits = Field(default_factory=Limits, description="Token and concurrency limits.")
     cache: Cache = Field(default_factory=Cache, description="Shared weight cache.")
@@ -381,6 +384,17 @@ class LLMDeploymentSpec(RuledModel):
              "exl2 models cannot be sharded across GPUs: set gpus to 1 or choose another quantization.",
              ".gpus",
              lambda s: s.quantization != "exl2" or s.gpus is None or s.gpus == 1),
+        Rule("!has(self.nodes) || self.nodes == 1 || (has(self.engine) && self.engine.name == 'vllm')",
+             "nodes above 1 needs engine.name vllm: TGI serves a model within one node only; vLLM splits it "
+             "pipeline-parallel across nodes (set engine.name: vllm), or use nodes: 1.",
+             ".nodes",
+             lambda s: s.nodes is None or s.nodes == 1 or s.engine.name == "vllm"),
+        Rule("!has(self.nodes) || self.nodes == 1 || !has(self.cache) || !has(self.cache.enabled) || !self.cache.enabled "
+             "|| !has(self.cache.accessMode) || self.cache.accessMode == 'ReadWriteMany'",
+             "cache.accessMode must be ReadWriteMany when nodes is above 1: every node of a replica mounts the weight "
+             "cache, and a ReadWriteOnce or ReadWriteOncePod volume mounts on one node only.",
+             ".cache.accessMode",
+             lambda s: s.nodes is None or s.nodes == 1 or not s.cache.enabled or s.cache.access_mode == "ReadWriteMany"),
         Rule("!has(self.adapters) || self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
              "adapters: names must be unique: each is the name clients ask for.",
              ".adapters",
@@ -435,6 +449,8 @@ class PlanStatus(Model):
     fits: bool | None = Field(None, description="Whether weights, KV cache and overhead fit.")
     reason: str = Field("", description="The verdict as a sentence.")
     min_gpus: int | None = Field(None, description="Fewest GPUs that fit, if any.")
+    nodes: int | None = Field(None, description="Nodes per replica the plan is for, when above 1.")
+    min_nodes: int | None = Field(None, description="Fewest nodes that fit at this GPU count per node (vLLM), when above 1.")
     known: bool = Field(True, description="False when the model's facts could not be had and the plan is unknown.")
     pending: bool | None = Field(None, description="True while the model's facts are being read; no plan yet.")
     source: Literal["job", "hub", "catalog", "status", "config"] | None = Field(
@@ -452,9 +468,10 @@ class LLMDeploymentStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, description="Ready (summary), Reconciling (work under way) and Stalled "
                                         "(cannot progress without a change), as kstatus-based GitOps tools read them, and more.")
     engine: str | None = Field(None, description="The serving engine the pods run: tgi or vllm.", max_length=16)
-    gpus: int | None = Field(None, description="GPUs per replica in use (spec.gpus or the planner's choice).")
-    replicas: int | None = Field(None, description="Serving pods that exist.")
-    ready_replicas: int | None = Field(None, description="Serving pods that are ready.")
+    gpus: int | None = Field(None, description="GPUs per pod in use (spec.gpus or the planner's choice).")
+    nodes: int | None = Field(None, description="Nodes (pods) per replica in use (spec.nodes or the planner's choice); above 1 each replica is a LeaderWorkerSet group.")
+    replicas: int | None = Field(None, description="Serving replicas that exist (pods; groups when nodes is above 1).")
+    ready_replicas: int | None = Field(None, description="Serving replicas that are ready (a group is ready when all its pods are).")
     ready: str = Field("", description="readyReplicas/replicas, for kubectl get.")
     selector: str = Field("", description="Label selector of the serving pods (for the scale subresource).")
     url: str = Field("", description="In-cluster URL of the Service.")

@@ -44,8 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from . import metrics
 
         metrics.serve(args.metrics_port)
+    if args.leaderworkersets:
+        handlers.watch_leaderworkersets()
     settings = Settings(workers=args.workers, autoscale_interval_s=args.autoscale_interval,
-                        pod_metrics_url=args.pod_metrics_url, resync_s=args.resync_interval)
+                        pod_metrics_url=args.pod_metrics_url, resync_s=args.resync_interval,
+                        multi_node=args.leaderworkersets)
     from .catalog import load as load_catalog
 
     catalog = load_catalog(args.catalog_file)   # each bad entry logged once; the rest load
@@ -100,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
                      help="more model facts for the catalog, a YAML list of entries (repeatable; the chart mounts "
                           "catalog.extraModels here); an entry replaces a shipped one of the same id")
+    run.add_argument("--leaderworkersets", action="store_true",
+                     default=os.environ.get("LLM_OPERATOR_LEADERWORKERSETS", "") in ("1", "true"),
+                     help="serve models on several nodes (spec.nodes above 1) as LeaderWorkerSets: needs LWS "
+                          "(leaderworkerset.x-k8s.io) installed and the operator granted it (the chart's lws.enabled); "
+                          "default $LLM_OPERATOR_LEADERWORKERSETS or off")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 

@@ -31,6 +31,8 @@ class Settings:
     autoscale_interval_s: float = 15.0     # scrapes of the pods' /metrics, autoscaling mode operator
     # Where a pod's metrics are read; outside the cluster, through the apiserver's pod proxy.
     pod_metrics_url: str = "http://{pod_ip}:{port}/metrics"
+    # Replicas spanning nodes run as LeaderWorkerSets (an optional CRD): watched and made only when on.
+    multi_node: bool = False
 
 
 @dataclass

@@ -28,6 +28,15 @@ WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "OOMK
                    "ApplyRefused")
 
 
+# The kinds that run serving pods (one replica a pod, or a group of pods on several nodes),
+# and with the PDB what keeps serving while a new spec waits for its weights or its plan.
+SERVING_WORKLOADS = ("Deployment", resources.LWS_KIND)
+SERVING_KINDS = (*SERVING_WORKLOADS, "PodDisruptionBudget")
+
+LWS_INSTALL = ("kubectl apply --server-side -f "
+               "https://github.com/kubernetes-sigs/lws/releases/download/v0.8.0/manifests.yaml")
+
+
 @dataclass(frozen=True)
 class Lookups:
     """What was read outside the cluster for this decision."""
@@ -181,9 +190,32 @@ def name_conflict(kind: str, name: str, whose: str) -> status.Verdict:
                           f"Rename or delete that {kind}, or give this LLMDeployment another name.")
 
 
+def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int) -> status.Verdict | None:
+    """Why a replica of `nodes` pods cannot be run here: the operator does not run them (its
+    LeaderWorkerSet support is off), or too few nodes could ever hold the group."""
+    if not observed.multi_node:
+        return status.Verdict("False", "MultiNodeOff", (
+            f"A replica on {nodes} nodes runs as a LeaderWorkerSet group, and this operator does not make "
+            "LeaderWorkerSets: install LeaderWorkerSet in the cluster (" + LWS_INSTALL + ") and enable it in the "
+            "operator (Helm value lws.enabled=true, or `llm-operator run --leaderworkersets`); or serve on one "
+            "node (spec.nodes: 1, with an 8-bit quantization if the model needs it)."))
+    few = planning.no_node_fits(list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product,
+                                dict(spec.scheduling.node_selector), nodes)
+    if few is not None:
+        return status.Verdict("False", "NoNodeFits", f"Cannot run a replica on {nodes} nodes: {few}")
+    return None
+
+
 def refusal_verdict(kind: str, name: str, refusal: Refusal) -> tuple[status.Verdict, bool]:
     if refusal.taken_by is not None:
         return name_conflict(kind, name, refusal.taken_by), True
+    if kind == resources.LWS_KIND and refusal.status == 404:
+        # The API has no such kind: LeaderWorkerSet's CRD is not installed (or was removed).
+        return status.Verdict("False", "LeaderWorkerSetMissing", (
+            f"LeaderWorkerSet/{name} cannot be made: this cluster has no LeaderWorkerSet API ({resources.LWS_API_VERSION}; "
+            f"HTTP 404: {refusal.message}). A replica on several nodes needs it: install LeaderWorkerSet "
+            f"({LWS_INSTALL}); the operator tries again on its next resync or any change. Or serve on one node "
+            "(spec.nodes: 1).")), True
     verdict = status.Verdict("False", "ApplyRefused",
                              f"The API refused a write of {kind}/{name} (HTTP {refusal.status}): {refusal.message}")
     # The same write will be refused again (invalid, forbidden, immutable): only a change can help.
@@ -234,7 +266,7 @@ def _writes(observed: Observed, owner: resources.Owner, desired: list[dict], ser
         if live is not None and live["metadata"].get("deletionTimestamp"):
             claim_ok = claim_ok and kind != "PersistentVolumeClaim"
             continue     # being deleted (replaced, or by hand): made again when its deletion wakes us
-        if kind in ("Job", "Deployment") and not claim_ok and any(v["kind"] == "PersistentVolumeClaim" for v in desired):
+        if kind in ("Job", *SERVING_WORKLOADS) and not claim_ok and any(v["kind"] == "PersistentVolumeClaim" for v in desired):
             continue     # it would mount a claim that is not (or no longer) there
         if kind == "PersistentVolumeClaim" and live is not None:
             changes = weights.claim_changes(d, {"spec": child_spec(live)})
@@ -337,13 +369,17 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     if lookups.adapters_pending:
         waiting = waiting or status.Verdict("False", "Planning", f"Reading adapter_config.json of "
                                             f"{', '.join(lookups.adapters_pending)} to check their base model.")
+    nodes = planned.nodes
+    if blocked is None and nodes > 1:
+        blocked = multi_node_problem(observed, spec, planned.gpus, nodes)
     if blocked is None and cache is not None and not cache.complete:
         if cache.failed:
             blocked = cache.condition
         else:
             waiting = waiting or cache.condition
 
-    deployment = _live(observed.child("Deployment", owner.name))
+    workload = resources.workload_kind(nodes)
+    deployment = _live(observed.child(workload, owner.name))
     # Serving pods only (the download Job's pods carry no selector label).
     selector = resources.selector_labels(owner)
     pods = tuple(p for p in observed.pods
@@ -360,10 +396,10 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
                      if served and all(c.config is not None for c in served) else None)
         tokens = spec.limits.max_total_tokens or (planner.default_max_total_tokens(facts) if facts else None)
         desired = resources.desired_children(owner, spec, resources.Decisions(
-            gpus=planned.gpus, serve=serve, lora=lora_entries, lora_rank=lora_rank, max_total_tokens=tokens,
+            gpus=planned.gpus, nodes=nodes, serve=serve, lora=lora_entries, lora_rank=lora_rank, max_total_tokens=tokens,
             checkpoint_quantization=facts.quant_method if facts else None))
         # Until it may serve the new spec, whatever serves now goes on serving.
-        prune = _prunable(observed, owner, desired, () if serve else ("Deployment", "PodDisruptionBudget"))
+        prune = _prunable(observed, owner, desired, () if serve else SERVING_KINDS)
         writes = _writes(observed, owner, desired, pods, deployment)
         prune = tuple(p for p in prune if (p["kind"], p["metadata"]["name"]) not in
                       {(r["kind"], r["metadata"]["name"]) for r in writes.replace}) + writes.replace
@@ -377,21 +413,25 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         waiting = _joined(held) if waiting is None else waiting
     # A pod the scheduler cannot place: could any node ever hold it (wait), or none (stalled)?
     no_node_fits = planning.no_node_fits(list(observed.nodes), spec.gpu.resource, planned.gpus, spec.gpu.product,
-                                         dict(spec.scheduling.node_selector)) if status.unschedulable_pods(pods) else None
-    extra = {"engine": spec.engine.name, "plan": planned.status, "modelFacts": planned.facts,
+                                         dict(spec.scheduling.node_selector), nodes) \
+        if status.unschedulable_pods(pods) else None
+    extra = {"engine": spec.engine.name, "nodes": nodes if nodes > 1 else None,
+             "plan": planned.status, "modelFacts": planned.facts,
              # Written by the autoscaler loop; kept here so the reconcile does not remove it.
              "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
              "adapters": adapters_status(checks, commits, spec.cache.enabled) or None}
     decision = Decision(phase="", desired=tuple(desired), apply=to_apply, prune=prune, requeue_after=requeue_after,
                         blocked=blocked, notes=tuple(notes),
-                        needs_claim=("Job", "Deployment") if spec.cache.enabled else ())
+                        needs_claim=("Job", *SERVING_WORKLOADS) if spec.cache.enabled else ())
     return _with_status(decision, observed, current, now, status.Observed(
         generation=generation,
         desired_replicas=spec.replicas,
         gpus=planned.gpus,
-        selector=resources.pod_selector(owner),
+        selector=resources.pod_selector(owner, nodes),
         url=resources.service_url(owner, spec),
         deployment=deployment,
+        workload=workload,
+        group_size=nodes,
         pods=pods,
         no_node_fits=no_node_fits,
         blocked=blocked,

@@ -68,7 +68,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     ctx = context(memo)
-    ctx.read_model.bind({k: v for k, v in indexes.items() if k.endswith("_index")})
+    ctx.read_model.bind({k: v for k, v in indexes.items() if k.endswith("_index")}, multi_node=ctx.settings.multi_node)
     ctx.start()
     ctx.tasks.append(asyncio.create_task(_resync(ctx), name="resync"))
     ctx.tasks.append(asyncio.create_task(_autoscale(ctx), name="autoscale"))
@@ -113,8 +113,18 @@ def _indexed(ctx: OperatorContext, body: kopf.Body, index: str, trim) -> dict:
     return {owner: trimmed}
 
 
-for _kind, (_group, _version, _plural) in observe.CHILD_KINDS.items():
-    kopf.index(_group, _version, _plural, labels=MANAGED, id=ReadModel.child_index(_kind))(_child)
+def _watch_child_kind(kind: str) -> None:
+    group, version, plural = observe.CHILD_KINDS[kind]
+    kopf.index(group, version, plural, labels=MANAGED, id=ReadModel.child_index(kind))(_child)
+    kopf.on.event(group, version, plural, labels=MANAGED, when=_deleted)(_child_deleted)
+
+
+def watch_leaderworkersets() -> None:
+    """Watch LeaderWorkerSets too (`run --leaderworkersets`): only when asked, since the kind
+    is optional in a cluster and the operator may not be granted it. Before kopf starts."""
+    _watch_child_kind("LeaderWorkerSet")
+
+
 kopf.index(*PODS, labels=MANAGED, id=ReadModel.POD_INDEX)(_pod)
 
 
@@ -164,8 +174,9 @@ async def _child_deleted(body: kopf.Body, memo: kopf.Memo, **_) -> None:
         context(memo).wake(owner)
 
 
-for _group, _version, _plural in (*observe.CHILD_KINDS.values(), PODS):
-    kopf.on.event(_group, _version, _plural, labels=MANAGED, when=_deleted)(_child_deleted)
+for _kind in observe.SINGLE_NODE_KINDS:
+    _watch_child_kind(_kind)
+kopf.on.event(*PODS, labels=MANAGED, when=_deleted)(_child_deleted)
 
 
 # --- periodic work, on the event loop (kopf timers would put a finalizer on every object) -----

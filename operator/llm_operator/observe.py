@@ -32,7 +32,11 @@ CHILD_KINDS = {
     "Job": ("batch", "v1", "jobs"),
     "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
+    # Watched only when the operator makes them (`run --leaderworkersets`): LWS is optional.
+    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
 }
+# The child kinds an operator without LeaderWorkerSet support watches.
+SINGLE_NODE_KINDS = tuple(k for k in CHILD_KINDS if k != "LeaderWorkerSet")
 
 TERMINATING_S = 300.0
 Key = tuple[str, str]   # (namespace, name) of an LLMDeployment
@@ -56,6 +60,7 @@ def trim_llmdeployment(body: Mapping[str, Any]) -> dict:
 
 _CHILD_STATUS = {
     "Deployment": ("replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "observedGeneration", "conditions"),
+    "LeaderWorkerSet": ("replicas", "readyReplicas", "updatedReplicas", "observedGeneration"),
     "Job": ("conditions", "failed", "succeeded", "active"),
     "PersistentVolumeClaim": ("phase",),
 }
@@ -203,6 +208,7 @@ class Observed:
     storage_classes: tuple[dict, ...] = ()           # {name, default}
     namespace_terminating: bool = False              # a write was refused: the namespace is going away
     refused: Mapping[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> the API refused our write
+    multi_node: bool = False                         # the operator makes (and watches) LeaderWorkerSets
 
     @property
     def meta(self) -> dict:
@@ -239,9 +245,11 @@ class ReadModel:
         self._overlay: dict[Key, dict[tuple[str, str], dict | None]] = {}
         self._lock = threading.Lock()
         self._terminating: dict[str, float] = {}   # namespace -> when it refused a write as terminating
+        self.multi_node = False                     # LeaderWorkerSets are watched (and may be made)
 
-    def bind(self, indexes: Mapping[str, Any]) -> None:
+    def bind(self, indexes: Mapping[str, Any], multi_node: bool = False) -> None:
         self._indexes = indexes
+        self.multi_node = multi_node
 
     def _values(self, index: str, key) -> list[dict]:
         idx = self._indexes.get(index)
@@ -332,4 +340,5 @@ class ReadModel:
             nodes=tuple(self._values(self.NODE_INDEX, "nodes")),
             storage_classes=tuple(self._values(self.STORAGE_CLASS_INDEX, "storageclasses")),
             namespace_terminating=now - self._terminating.get(namespace, -1e18) < TERMINATING_S,
+            multi_node=self.multi_node,
         )

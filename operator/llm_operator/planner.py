@@ -691,6 +691,11 @@ def _nodes_and_min_gpus(model: MemoryModel, request: PlanRequest, quantization: 
     if model.engine == TGI:
         return 1, smallest(1)
     if request.gpus is not None:
+        # More nodes only for a model larger than one node: one that fits one node with more
+        # GPUs stays on one node (DoesNotFit, naming the GPUs that fit), never a pipeline.
+        one = smallest(1)
+        if one is not None:
+            return 1, one
         nodes = _fewest_nodes(model, facts, quantization, gpu, request.gpus, tokens, kv_dtype, adapter_bytes)
         return nodes or 1, smallest(nodes or 1)
     # Fewer nodes first: a model that fits one node stays on it, on as few GPUs as fit.

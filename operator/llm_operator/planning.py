@@ -21,11 +21,12 @@ from .status import Verdict
 
 @dataclass(frozen=True)
 class PlanOutcome:
-    gpus: int                          # per replica, to use
+    gpus: int                          # per pod, to use
     status: dict                       # status.plan
     facts: dict | None                 # status.modelFacts
     blocked: Verdict | None = None     # DoesNotFit / InvalidSharding
     waiting: Verdict | None = None     # facts still being read
+    nodes: int = 1                     # per replica: above 1, a group of one pod per node
 
 
 def gpu_types_of(nodes: list[dict]) -> list[planner.GpuType]:
@@ -69,13 +70,14 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
     """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
     adapters to serve, counted into the plan."""
     fallback = spec.gpus or 1
+    nodes = spec.nodes or 1
     if answer.source == model_facts.PENDING:
         if previous.plan is not None and previous.gpus:
             # Planned already for this very spec (the operator restarted): the plan stands
             # while the facts are read again, so a restart changes and writes nothing.
-            return PlanOutcome(previous.gpus, previous.plan, None)
+            return PlanOutcome(previous.gpus, previous.plan, None, nodes=previous.nodes or nodes)
         return PlanOutcome(fallback, {**unknown_plan(answer.message), "pending": True}, None,
-                           waiting=Verdict("False", "Planning", answer.message))
+                           waiting=Verdict("False", "Planning", answer.message), nodes=nodes)
     facts = answer.facts
     if facts is None and answer.missing and spec.model.token_secret_ref is None:
         # The Hub says no such model (or revision): GPUs for it would be spent for nothing.
@@ -83,21 +85,27 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
         # then the pods (which have the token) are the judge.
         message = (f"{answer.message} Nothing is deployed for {spec.model.id}@{spec.model.revision} "
                    "until spec.model names a model and revision the Hub has.")
-        return PlanOutcome(fallback, unknown_plan(answer.message), None, blocked=Verdict("False", answer.missing, message))
+        return PlanOutcome(fallback, unknown_plan(answer.message), None, blocked=Verdict("False", answer.missing, message),
+                           nodes=nodes)
+    going_on = (f"Going on with {fallback} GPU(s) per pod on {nodes} nodes per replica." if nodes > 1
+                else f"Going on with {fallback} GPU(s) per replica.")
     if facts is None:
-        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} Going on with {fallback} GPU(s) per replica."), None, None)
+        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} {going_on}"), None, None,
+                           nodes=nodes)
     gpu = gpu_for(spec, cluster_types)
     kept = model_facts.status_facts_of(answer)
     if gpu is None:
         what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"
-        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. Going on with {fallback} GPU(s) per replica."),
-                           kept, None)
+        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. {going_on}"),
+                           kept, None, nodes=nodes)
     vllm = spec.engine.name == planner.VLLM
     result = planner.plan(planner.PlanRequest(
         # A product the table lacks is planned by the memory its nodes report.
         facts=facts, quantization=spec.quantization,
         gpu_type=gpu.name if gpu.name in planner.GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
         gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens,
+        # vLLM may span nodes (the planner picks how many when the spec leaves it out); TGI may not.
+        nodes=spec.nodes if vllm else 1,
         adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0,
         engine=spec.engine.name,
         # vLLM's share of each GPU and its batch, as the pods will be told them.
@@ -107,7 +115,7 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
     reason = f"{result.reason} {model_facts.source_phrase(answer)}"
     blocked = None if result.fits else Verdict("False", result.status, reason)
     return PlanOutcome(result.num_shard, {**result.to_status(), "reason": reason, "known": True, "source": answer.source},
-                       kept, blocked)
+                       kept, blocked, nodes=result.nodes)
 
 
 @dataclass(frozen=True)
@@ -116,13 +124,14 @@ class Previous:
 
     plan: dict | None = None
     gpus: int | None = None
+    nodes: int | None = None
 
     @classmethod
     def from_status(cls, status: dict, generation: int) -> "Previous":
         plan = status.get("plan") or {}
         if status.get("observedGeneration") != generation or plan.get("pending"):
             return cls()
-        return cls(plan=status.get("plan"), gpus=status.get("gpus"))
+        return cls(plan=status.get("plan"), gpus=status.get("gpus"), nodes=status.get("nodes"))
 
 
 def _utilization(spec: api.LLMDeploymentSpec) -> float | None:
@@ -151,9 +160,11 @@ def _allocatable(node: dict, resource: str) -> int:
         return 0
 
 
-def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node_selector: dict[str, str]) -> str | None:
-    """None when some node could hold a serving pod, whether or not it has room now; else
-    a sentence naming what a pod asks for and what the nodes offer.
+def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node_selector: dict[str, str],
+                 group: int = 1) -> str | None:
+    """None when enough nodes could hold a serving pod (one; of a multi-node replica, `group`
+    of them, one pod each), whether or not they have room now; else a sentence naming what a
+    pod asks for and what the nodes offer.
 
     Judged only on what load does not change: the GPU product label, the node's
     allocatable GPUs and the nodeSelector. Taints and the user's affinity are not judged
@@ -167,7 +178,8 @@ def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node
         return (matches(node) and _allocatable(node, resource) >= gpus
                 and (not product or labels.get(planner.GPU_PRODUCT_LABEL) == product))
 
-    if any(fits(n) for n in nodes):
+    fitting = sum(1 for n in nodes if fits(n))
+    if fitting >= group:
         return None
     asked = f"{gpus} {resource}" + (f" of product {product}" if product else "")
     if node_selector:
@@ -180,4 +192,7 @@ def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node
     have = ", ".join(f"{n} node(s) with {what}" for what, n in sorted(offers.items())) or "no nodes"
     if node_selector and nodes:
         have += f" ({sum(1 for n in nodes if matches(n))} of them match the nodeSelector)"
+    if group > 1:
+        return (f"too few nodes could ever hold the group: a replica is {group} pods on {group} different nodes, each "
+                f"asking for {asked}; {fitting} node(s) could hold one, and the cluster has {have}.")
     return f"no node could ever hold one: each pod asks for {asked}; the cluster has {have}."

@@ -49,7 +49,10 @@ def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[d
     gpu = planner.gpu_type_for(name)
     labels = {planner.GPU_PRODUCT_LABEL: gpu.products[0] if gpu.products else gpu.name,
               planner.GPU_MEMORY_LABEL: str(gpu.memory_mib)}
-    return ({"metadata": {"name": f"assumed-{gpu.name}", "labels": labels}},)
+    # As many nodes as a replica may span, each with the GPUs a pod may ask for.
+    allocatable = {spec.gpu.resource: str(max(spec.gpus or 0, planner.MAX_GPUS_PER_NODE))}
+    return tuple({"metadata": {"name": f"assumed-{gpu.name}-{i}", "labels": labels}, "status": {"allocatable": allocatable}}
+                 for i in range(api.MAX_NODES))
 
 
 def _facts(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> model_facts.FactsAnswer:
@@ -112,12 +115,14 @@ def render_one(doc: dict, args: argparse.Namespace, now: dt.datetime) -> tuple[d
     if not nodes:
         comments.append("assumed: no GPU node is known (give --gpu TYPE for the cluster's GPUs).")
     else:
-        comments.append(f"assumed: GPU nodes of type {nodes[0]['metadata']['labels'][planner.GPU_PRODUCT_LABEL]}.")
+        comments.append(f"assumed: GPU nodes of type {nodes[0]['metadata']['labels'][planner.GPU_PRODUCT_LABEL]}"
+                        + (", and LeaderWorkerSet installed (the operator run with --leaderworkersets)."
+                           if (spec.nodes or 1) > 1 or spec.nodes is None and spec.engine.name == "vllm" else "."))
     configs = _adapter_configs(args, spec)
     unread = [name for name, c in configs.items() if c is None]
     if unread:
         comments.append(f"unknown offline: adapter_config.json of {', '.join(unread)} (not checked; --hub reads them).")
-    observed = Observed(llmd=llmd, children=children, nodes=nodes, storage_classes=classes)
+    observed = Observed(llmd=llmd, children=children, nodes=nodes, storage_classes=classes, multi_node=True)
     lookups = decisions.Lookups(facts=_facts(args, spec), adapter_configs=configs)
     decision = decisions.decide(observed, lookups, now)
     if decision.apply or decision.prune:

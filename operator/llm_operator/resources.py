@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from . import api
-from .engines import PORT_NAME, engine_for
+from .engines import PORT_NAME, GroupRole, engine_for
 
 MANAGED_BY = "llm-operator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -24,6 +24,19 @@ TEMPLATE_HASH_LABEL = f"{api.GROUP}/template-hash"
 # On the download Job: the digest of its (immutable) pod template, to tell when it must be re-created.
 TEMPLATE_HASH_ANNOTATION = f"{api.GROUP}/template-hash"
 ENGINE_CONTAINER = "engine"
+# A multi-node replica's pods: the leader serves HTTP (the Service selects it alone).
+ROLE_LABEL = f"{api.GROUP}/role"
+LEADER, WORKER = "leader", "worker"
+
+# LeaderWorkerSet (sigs.k8s.io/lws), for replicas spanning nodes.
+LWS_GROUP = "leaderworkerset.x-k8s.io"
+LWS_API_VERSION = f"{LWS_GROUP}/v1"
+LWS_KIND = "LeaderWorkerSet"
+LWS_EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
+LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+# Set by LWS's pod webhook in every container; the kubelet expands $(VAR) in args.
+LWS_LEADER_ADDRESS = "$(LWS_LEADER_ADDRESS)"
+LWS_WORKER_INDEX = "$(LWS_WORKER_INDEX)"
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,8 @@ class Owner:
 class Decisions:
     """What the reconcile decided before building children."""
 
-    gpus: int                    # per replica: spec.gpus or the planner's choice
+    gpus: int                    # per pod: spec.gpus or the planner's choice
+    nodes: int = 1               # per replica: above 1, a LeaderWorkerSet group of this many pods
     serve: bool = True           # False while the plan or the weight cache is not ready
     lora: tuple[str, ...] = ()   # the adapters to serve, as llm_common.lora.adapter_entry writes them
     lora_rank: int | None = None  # the highest rank among them (vLLM sizes its LoRA slots by it)
@@ -56,6 +70,11 @@ class Decisions:
 
 def selector_labels(owner: Owner) -> dict[str, str]:
     return {NAME_LABEL: owner.name}
+
+
+def serving_labels(owner: Owner, nodes: int) -> dict[str, str]:
+    """The pods that serve HTTP: all of them, or of multi-node groups the leaders only."""
+    return {**selector_labels(owner), **({ROLE_LABEL: LEADER} if nodes > 1 else {})}
 
 
 def common_labels(owner: Owner, component: str, app_name: str) -> dict[str, str]:
@@ -126,11 +145,15 @@ def _quantity_gi(n: int) -> str:
     return f"{n}Gi"
 
 
-def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict:
+def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group: GroupRole | None = None) -> dict:
+    """The serving pod's template: the engine's container with its GPUs, the cache volume and
+    the scheduling constraints. For a pod of a multi-node group, its role's argv (a worker
+    serves no HTTP: no port and no probes)."""
     engine = engine_for(spec)
     resources = spec.engine.resources
     limits = {**resources.limits, spec.gpu.resource: str(d.gpus)}
     requests = {**resources.requests}
+    serves_http = group is None or group.leader
     container = {
         "name": ENGINE_CONTAINER,
         "image": spec.engine.image or engine.default_image,
@@ -138,13 +161,13 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
         "command": list(engine.command),
         "args": engine.args(spec, d.gpus, d.lora, name=owner.name, lora_rank=d.lora_rank,
                             max_total_tokens=d.max_total_tokens,
-                            checkpoint_quantization=d.checkpoint_quantization),
+                            checkpoint_quantization=d.checkpoint_quantization, group=group),
         "env": _env(spec),
-        "ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}],
+        **({"ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}]} if serves_http else {}),
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},
         "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"},
                          {"name": "data", "mountPath": "/data", **({"readOnly": True} if spec.cache.enabled else {})}],
-        **engine.probes(),
+        **(engine.probes() if serves_http else {}),
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     pod_spec: dict = {
@@ -168,11 +191,18 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
     if spec.scheduling.priority_class_name:
         pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
     pod_labels = {**spec.pod_labels, **common_labels(owner, "server", engine.app_name), **selector_labels(owner)}
+    if group is not None:
+        pod_labels[ROLE_LABEL] = LEADER if group.leader else WORKER
     template_meta: dict = {"labels": pod_labels}
     if spec.pod_annotations:
         template_meta["annotations"] = dict(spec.pod_annotations)
-    template = {"metadata": template_meta, "spec": pod_spec}
-    pod_labels[TEMPLATE_HASH_LABEL] = template_hash(template)
+    return {"metadata": template_meta, "spec": pod_spec}
+
+
+def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict:
+    engine = engine_for(spec)
+    template = _pod_template(owner, spec, d)
+    template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = template_hash(template)
     body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -192,21 +222,58 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
     return with_hash(body)
 
 
-def desired_service(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
+def desired_leaderworkerset(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict:
+    """A replica spanning `d.nodes` nodes: a LeaderWorkerSet group of one pod per node, the
+    leader (rank 0) serving HTTP and each worker joining it with its rank. LWS's own webhook
+    gives every pod its group labels and the LWS_* variables the ranks and address come from."""
+    leader = _pod_template(owner, spec, d, GroupRole(d.nodes, "0", LWS_LEADER_ADDRESS))
+    worker = _pod_template(owner, spec, d, GroupRole(d.nodes, LWS_WORKER_INDEX, LWS_LEADER_ADDRESS))
+    revision = template_hash({"leader": leader, "worker": worker})
+    for template in (leader, worker):
+        template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = revision
+    metadata = _metadata(owner, spec, owner.name, "server")
+    # One pod of a group per node, and no other group's pod beside it (LWS turns this into
+    # pod affinity and anti-affinity on the node's hostname).
+    metadata["annotations"] = {LWS_EXCLUSIVE_TOPOLOGY: "kubernetes.io/hostname"}
+    return with_hash({
+        "apiVersion": LWS_API_VERSION,
+        "kind": LWS_KIND,
+        "metadata": metadata,
+        "spec": {
+            # Always spec.replicas (groups): autoscalers write that, never the LeaderWorkerSet.
+            "replicas": spec.replicas,
+            "startupPolicy": "LeaderCreated",
+            # A new group must be ready before an old one goes, as with a Deployment.
+            "rolloutStrategy": {"type": "RollingUpdate",
+                                "rollingUpdateConfiguration": {"maxUnavailable": 0, "maxSurge": 1}},
+            "leaderWorkerTemplate": {
+                "size": d.nodes,
+                # A stage lost is the model lost: a pod restarted alone could not rejoin.
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": leader,
+                "workerTemplate": worker,
+            },
+        },
+    })
+
+
+def desired_service(owner: Owner, spec: api.LLMDeploymentSpec, nodes: int = 1) -> dict:
     return with_hash({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(owner, spec, owner.name, "server"),
         "spec": {
             "type": spec.service.type,
-            "selector": selector_labels(owner),
+            "selector": serving_labels(owner, nodes),
             "ports": [{"name": "http", "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     })
 
 
 def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
-    """Voluntary disruptions (node drains) take at most one replica at a time, when there are several."""
+    """Voluntary disruptions (node drains) take at most one replica at a time, when there are
+    several: one pod of all of them, so with multi-node groups (where one pod lost restarts
+    its whole group) one group at a time."""
     replicas = spec.autoscaling.min_replicas if spec.autoscaled else spec.replicas
     if replicas <= 1:
         return None
@@ -328,11 +395,11 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
 
 def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> list[dict]:
     """Everything the LLMDeployment should own, in the order to apply it."""
-    children = [desired_service(owner, spec)]
+    children = [desired_service(owner, spec, d.nodes)]
     if spec.cache.enabled:
         children += [desired_cache_claim(owner, spec), desired_download_job(owner, spec)]
     if d.serve:
-        children.append(desired_deployment(owner, spec, d))
+        children.append(desired_leaderworkerset(owner, spec, d) if d.nodes > 1 else desired_deployment(owner, spec, d))
         pdb = desired_pdb(owner, spec)
         if pdb is not None:
             children.append(pdb)
@@ -347,10 +414,18 @@ def service_url(owner: Owner, spec: api.LLMDeploymentSpec) -> str:
     return f"http://{owner.name}.{owner.namespace}.svc.cluster.local{port}"
 
 
-def pod_selector(owner: Owner) -> str:
-    return ",".join(f"{k}={v}" for k, v in selector_labels(owner).items())
+def pod_selector(owner: Owner, nodes: int = 1) -> str:
+    """The scale subresource's selector: the pods whose metrics stand for a replica's load
+    (of a multi-node group, its leader's)."""
+    return ",".join(f"{k}={v}" for k, v in serving_labels(owner, nodes).items())
+
+
+def workload_kind(nodes: int) -> str:
+    """The kind that runs the serving pods."""
+    return LWS_KIND if nodes > 1 else "Deployment"
 
 
 # Kinds the operator may create, for pruning what is no longer desired: (apiVersion, kind).
-MANAGED_KINDS = (("v1", "Service"), ("apps/v1", "Deployment"), ("policy/v1", "PodDisruptionBudget"),
-                 ("batch/v1", "Job"), ("v1", "PersistentVolumeClaim"), ("autoscaling/v2", "HorizontalPodAutoscaler"))
+MANAGED_KINDS = (("v1", "Service"), ("apps/v1", "Deployment"), (LWS_API_VERSION, LWS_KIND),
+                 ("policy/v1", "PodDisruptionBudget"), ("batch/v1", "Job"), ("v1", "PersistentVolumeClaim"),
+                 ("autoscaling/v2", "HorizontalPodAutoscaler"))

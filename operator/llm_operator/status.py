@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .resources import TEMPLATE_HASH_LABEL
+from .resources import LWS_GROUP_INDEX_LABEL, ROLE_LABEL, TEMPLATE_HASH_LABEL, WORKER
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class Observed:
     gpus: int
     selector: str
     url: str
-    deployment: dict | None = None      # live Deployment, if any
+    deployment: dict | None = None      # live workload (Deployment or LeaderWorkerSet), if any
+    workload: str = "Deployment"        # its kind
+    group_size: int = 1                 # pods per replica (a LeaderWorkerSet group: one per node)
     pods: tuple[dict, ...] = ()         # serving pods (trimmed)
     no_node_fits: str | None = None     # why no node could ever hold a serving pod (None: some node could)
     blocked: Verdict | None = None      # a spec that cannot work (DoesNotFit, InvalidSpec, ...)
@@ -73,16 +75,43 @@ def unschedulable_message(pods: tuple[dict, ...]) -> str | None:
     return None
 
 
+def pod_templates(workload: dict | None) -> list[dict]:
+    """The pod templates of a live Deployment (one) or LeaderWorkerSet (leader's, worker's)."""
+    spec = (workload or {}).get("spec") or {}
+    group = spec.get("leaderWorkerTemplate") or {}
+    return [t for t in (spec.get("template"), group.get("leaderTemplate"), group.get("workerTemplate")) if t]
+
+
 def template_revision(deployment: dict) -> str | None:
-    """The revision of the live Deployment's pod template (None: made before the label existed)."""
-    template = (deployment.get("spec") or {}).get("template") or {}
-    return ((template.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL)
+    """The revision of the live workload's pod template (None: made before the label existed)."""
+    templates = pod_templates(deployment)
+    return ((templates[0].get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) if templates else None
 
 
-def ready_of_revision(pods: tuple[dict, ...], revision: str) -> int:
-    """Ready pods that run this revision of the pod template."""
-    return sum(1 for p in _active(pods) if ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) == revision
-               and _pod_condition(p, "Ready").get("status") == "True")
+def ready_of_revision(pods: tuple[dict, ...], revision: str, group_size: int = 1) -> int:
+    """Ready replicas that run this revision of the pod template: pods, or groups (by LWS's
+    group-index label) whose `group_size` pods are all ready."""
+    ready = [p for p in _active(pods) if _labels(p).get(TEMPLATE_HASH_LABEL) == revision
+             and _pod_condition(p, "Ready").get("status") == "True"]
+    if group_size <= 1:
+        return len(ready)
+    groups: dict[str, int] = {}
+    for p in ready:
+        index = _labels(p).get(LWS_GROUP_INDEX_LABEL)
+        if index is not None:
+            groups[index] = groups.get(index, 0) + 1
+    return sum(1 for n in groups.values() if n >= group_size)
+
+
+def _labels(pod: dict) -> dict:
+    return (pod.get("metadata") or {}).get("labels") or {}
+
+
+def _group_words(pod: dict) -> str:
+    """Which pod of which group, for a message about a multi-node replica."""
+    role = "a worker" if _labels(pod).get(ROLE_LABEL) == WORKER else "the leader"
+    index = _labels(pod).get(LWS_GROUP_INDEX_LABEL)
+    return f"pod {_pod_name(pod)} ({role} of group {index if index is not None else '?'})"
 
 
 # A container restarting this often has shown it will not come up by itself.
@@ -119,9 +148,10 @@ def _missing_secret(message: str) -> str:
 
 
 def _memory_limit(deployment: dict | None, container: str) -> str | None:
-    for c in (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
-        if c.get("name") == container:
-            return ((c.get("resources") or {}).get("limits") or {}).get("memory")
+    for template in pod_templates(deployment):
+        for c in (template.get("spec") or {}).get("containers") or []:
+            if c.get("name") == container:
+                return ((c.get("resources") or {}).get("limits") or {}).get("memory")
     return None
 
 
@@ -203,8 +233,8 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         return "Pending", no(w.reason, w.message), yes(w.reason, w.message), no(w.reason, "Making progress.")
     d = o.deployment
     if d is None:
-        return "Pending", no("DeploymentMissing", "The serving Deployment does not exist yet."), \
-            yes("Creating", "Creating the serving Deployment."), no("Creating", "Making progress.")
+        return "Pending", no("DeploymentMissing", f"The serving {o.workload} does not exist yet."), \
+            yes("Creating", f"Creating the serving {o.workload}."), no("Creating", "Making progress.")
     st = d.get("status") or {}
     want = o.desired_replicas if o.desired_replicas is not None else (d.get("spec") or {}).get("replicas", 1)
     replicas = st.get("replicas", 0) or 0
@@ -221,10 +251,11 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         return "Progressing", no("ScalingToZero", msg), yes("ScalingToZero", msg), no("ScalingToZero", "Making progress.")
     # Ready pods of the current pod template only: an old pod still serving is not the rollout done.
     revision = template_revision(d)
-    ready = ready_of_revision(o.pods, revision) if revision else (st.get("readyReplicas", 0) or 0)
+    ready = ready_of_revision(o.pods, revision, o.group_size) if revision else (st.get("readyReplicas", 0) or 0)
     rolled_out = current_gen and updated >= want and replicas <= want
+    groups = f" (each a group of {o.group_size} pods on {o.group_size} nodes)" if o.group_size > 1 else ""
     if ready >= want and rolled_out:
-        msg = f"{ready}/{want} replicas are ready and serving at {o.url}."
+        msg = f"{ready}/{want} replicas{groups} are ready and serving at {o.url}."
         return "Ready", yes("Ready", msg), no("Ready", "Nothing to do."), no("Ready", "Ready.")
     waiting = unschedulable_pods(o.pods)
     if waiting:
@@ -233,8 +264,14 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
             msg = f"{len(waiting)} of {want} replicas cannot be scheduled, and {o.no_node_fits} The scheduler says: {scheduler}"
             return "Failed", no("NoNodeFits", msg + still), \
                 no("NoNodeFits", "Nothing to do until the spec or the cluster's nodes change."), yes("NoNodeFits", msg)
-        msg = (f"{serving} of {want} replicas serve; {len(waiting)} wait for GPUs that no node has free now "
-               f"(a node could hold them once GPUs free up or nodes are added). The scheduler says: {scheduler}")
+        if o.group_size > 1:
+            msg = (f"{serving} of {want} replicas{groups} serve; {_group_words(waiting[0])} waits"
+                   + (f" with {len(waiting) - 1} more pod(s)" if len(waiting) > 1 else "")
+                   + f" for GPUs that no node has free now (nodes could hold the group once GPUs free up or nodes "
+                   f"are added). The scheduler says: {scheduler}")
+        else:
+            msg = (f"{serving} of {want} replicas serve; {len(waiting)} wait for GPUs that no node has free now "
+                   f"(a node could hold them once GPUs free up or nodes are added). The scheduler says: {scheduler}")
         return "Unschedulable", no("WaitingForGPUs", msg), yes("WaitingForGPUs", msg), \
             no("WaitingForGPUs", "Making progress: the pods are placed once GPUs are free.")
     troubles = [t for t in (container_trouble(p, d) for p in _of_revision(o.pods, revision)
@@ -256,10 +293,13 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         msg = f"The rollout made no progress before its deadline: {progress.get('message', '')}"
         return "Failed", no("ProgressDeadlineExceeded", msg), no("ProgressDeadlineExceeded", msg), yes("ProgressDeadlineExceeded", msg)
     if not rolled_out:
-        msg = f"Rolling out: {updated}/{want} replicas updated, {ready} ready."
+        msg = f"Rolling out: {updated}/{want} replicas{groups} updated, {ready} ready."
         reason = "RollingOut"
     else:
-        msg = f"{ready}/{want} replicas are ready; waiting for the model to load and answer /health."
+        msg = f"{ready}/{want} replicas{groups} are ready; waiting for the model to load and answer /health."
+        unready = [p for p in _of_revision(o.pods, revision) if _pod_condition(p, "Ready").get("status") != "True"]
+        if o.group_size > 1 and unready:
+            msg += f" Not ready yet: {', '.join(_group_words(p) for p in unready[:3])}."
         reason = "PodsNotReady"
     return "Progressing", no(reason, msg), yes(reason, msg), no(reason, "Making progress.")
 

@@ -57,8 +57,8 @@ def serving_pod(deployment, ready=True, name="m-1"):
                                       {"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
-def live_service(spec=None):
-    return resources.desired_children(OWNER, _spec(spec), resources.Decisions(gpus=1))[0]
+def live_service(spec=None, nodes=1):
+    return resources.desired_children(OWNER, _spec(spec), resources.Decisions(gpus=1, nodes=nodes))[0]
 
 
 def _spec(spec=None):
@@ -531,3 +531,101 @@ def test_a_new_reason_in_the_same_phase_posts_an_event():
     assert [(e.type, e.reason) for e in after.events] == [("Warning", "CrashLoopBackOff")]
     again = decide(observed(status=after.status, children=[live_service(), live], pods=[pod]), KNOWN, NOW)
     assert again.events == () and again.status_patch is None
+
+
+# --- multi-node replicas (LeaderWorkerSet groups) ------------------------------------------------
+
+H100_B = {**H100, "metadata": {**H100["metadata"], "name": "gpu-2"}}
+MULTI = {"engine": {"name": "vllm"}, "gpus": 8, "nodes": 2}
+
+
+def live_lws(spec=None, ready=1, replicas=1):
+    s = _spec({**MULTI, **(spec or {})})
+    lws = next(c for c in resources.desired_children(OWNER, s, resources.Decisions(gpus=8, nodes=2))
+               if c["kind"] == "LeaderWorkerSet")
+    lws["metadata"]["generation"] = 1
+    lws["status"] = {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": replicas, "observedGeneration": 1}
+    return lws
+
+
+def group_pod(lws, group: int, worker: int, ready=True, scheduled=True):
+    """A pod of a live LeaderWorkerSet's group, labelled as LWS's webhook labels it."""
+    role = "workerTemplate" if worker else "leaderTemplate"
+    labels = {**lws["spec"]["leaderWorkerTemplate"][role]["metadata"]["labels"],
+              "leaderworkerset.sigs.k8s.io/group-index": str(group),
+              "leaderworkerset.sigs.k8s.io/worker-index": str(worker)}
+    name = f"m-{group}" + (f"-{worker}" if worker else "")
+    conditions = [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True" if ready else "False"}]
+    if not scheduled:
+        conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                       "message": "0/5 nodes are available: 2 Insufficient nvidia.com/gpu."}]
+    return {"metadata": {"name": name, "labels": labels}, "status": {"conditions": conditions}}
+
+
+def multi(spec=None, children=(), pods=(), nodes=(H100, H100_B), multi_node=True) -> Observed:
+    return replace(observed(spec={**MULTI, **(spec or {})}, children=children, pods=pods), nodes=nodes,
+                   multi_node=multi_node)
+
+
+def test_a_replica_on_two_nodes_becomes_a_leaderworkerset_and_says_so():
+    d = decide(multi(), UNKNOWN, NOW)
+    assert kinds(d.apply) == [("Service", "m"), ("LeaderWorkerSet", "m")]
+    assert cond(d)[:2] == ("False", "DeploymentMissing") and "LeaderWorkerSet does not exist yet" in cond(d)[2]
+    assert d.status["nodes"] == 2 and d.status["gpus"] == 8
+    assert d.status["selector"] == "llm-operator.io/name=m,llm-operator.io/role=leader"
+
+
+def test_an_operator_without_leaderworkersets_says_how_to_turn_them_on():
+    d = decide(multi(multi_node=False), UNKNOWN, NOW)
+    assert d.apply == () and d.phase == "Failed"
+    status, reason, message = cond(d, "Stalled")
+    assert (status, reason) == ("True", "MultiNodeOff")
+    assert "kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/download/" in message
+    assert "lws.enabled=true" in message and "spec.nodes: 1" in message
+
+
+def test_too_few_nodes_for_a_group_is_stalled_before_anything_is_made():
+    d = decide(multi(nodes=(H100,)), UNKNOWN, NOW)
+    assert d.apply == () and cond(d, "Stalled")[:2] == ("True", "NoNodeFits")
+    assert cond(d)[2].startswith("Cannot run a replica on 2 nodes: too few nodes could ever hold the group: a replica "
+                                 "is 2 pods on 2 different nodes, each asking for 8 nvidia.com/gpu; 1 node(s) could "
+                                 "hold one")
+
+
+def test_a_group_is_ready_when_every_pod_of_it_is():
+    lws = live_lws()
+    both = [group_pod(lws, 0, 0), group_pod(lws, 0, 1)]
+    d = decide(multi(children=[live_service(MULTI, nodes=2), lws], pods=both), UNKNOWN, NOW)
+    assert d.phase == "Ready" and d.apply == ()
+    assert cond(d)[2].startswith("1/1 replicas (each a group of 2 pods on 2 nodes) are ready and serving at")
+
+    waiting = [group_pod(lws, 0, 0), group_pod(lws, 0, 1, ready=False)]
+    d = decide(multi(children=[live_service(MULTI, nodes=2), lws], pods=waiting), UNKNOWN, NOW)
+    assert d.phase == "Progressing" and cond(d)[1] == "PodsNotReady"
+    assert cond(d)[2] == ("0/1 replicas (each a group of 2 pods on 2 nodes) are ready; waiting for the model to load "
+                          "and answer /health. Not ready yet: pod m-0-1 (a worker of group 0).")
+
+
+def test_a_second_group_that_waits_for_gpus_names_its_pod_and_the_schedulers_message():
+    lws = live_lws({"replicas": 2}, ready=1, replicas=2)
+    pods = [group_pod(lws, 0, 0), group_pod(lws, 0, 1), group_pod(lws, 1, 0, ready=False, scheduled=False)]
+    d = decide(multi({"replicas": 2}, children=[live_service(MULTI, nodes=2), lws], pods=pods), UNKNOWN, NOW)
+    assert d.phase == "Unschedulable" and cond(d, "Stalled")[0] == "False"
+    assert cond(d)[2] == ("1 of 2 replicas (each a group of 2 pods on 2 nodes) serve; pod m-1 (the leader of group 1) "
+                          "waits for GPUs that no node has free now (nodes could hold the group once GPUs free up or "
+                          "nodes are added). The scheduler says: 0/5 nodes are available: 2 Insufficient nvidia.com/gpu.")
+
+
+def test_a_cluster_without_the_leaderworkerset_api_is_stalled_with_the_install_line():
+    refused = {("LeaderWorkerSet", "m"): Refusal(404, "the server could not find the requested resource")}
+    d = decide(replace(multi(children=[live_service(MULTI, nodes=2)]), refused=refused), UNKNOWN, NOW)
+    status, reason, message = cond(d, "Stalled")
+    assert (status, reason) == ("True", "LeaderWorkerSetMissing")
+    assert message.startswith("LeaderWorkerSet/m cannot be made: this cluster has no LeaderWorkerSet API "
+                              "(leaderworkerset.x-k8s.io/v1; HTTP 404: the server could not find the requested resource).")
+
+
+def test_moving_from_one_node_to_two_replaces_the_deployment_with_a_leaderworkerset():
+    one = {**MULTI, "nodes": 1}
+    d = decide(multi(children=[live_service(one), live_deployment(one)]), UNKNOWN, NOW)
+    assert ("LeaderWorkerSet", "m") in kinds(d.apply) and kinds(d.prune) == [("Deployment", "m")]

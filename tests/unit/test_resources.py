@@ -139,3 +139,57 @@ def test_the_launcher_runs_itself_so_arguments_are_never_split_or_globbed():
     c = container(d)
     assert c["command"] == ["text-generation-launcher"]
     assert c["args"][-2:] == ["--otlp-service-name", "my model *"]
+
+
+# --- multi-node replicas: a LeaderWorkerSet group per replica (issue 14) -------------------------
+
+MULTI = dict(model={"id": "meta-llama/Llama-3.1-405B-Instruct"}, engine={"name": "vllm"}, gpus=8, nodes=2,
+             gpu={"product": "NVIDIA-H100-80GB-HBM3"}, replicas=3)
+
+
+def test_a_replica_on_two_nodes_is_a_leaderworkerset_group_of_two_pods_one_per_node():
+    children = resources.desired_children(OWNER, spec(**MULTI), resources.Decisions(gpus=8, nodes=2))
+    assert [c["kind"] for c in children] == ["Service", "LeaderWorkerSet", "PodDisruptionBudget"]
+    lws = children[1]
+    assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+    assert lws["metadata"]["annotations"]["leaderworkerset.sigs.k8s.io/exclusive-topology"] == "kubernetes.io/hostname"
+    assert lws["spec"]["replicas"] == 3                       # groups
+    group = lws["spec"]["leaderWorkerTemplate"]
+    assert group["size"] == 2 and group["restartPolicy"] == "RecreateGroupOnPodRestart"
+    leader, worker = group["leaderTemplate"], group["workerTemplate"]
+    for template in (leader, worker):
+        pod = template["spec"]
+        assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "8"}
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert terms == [{"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In",
+                                                "values": ["NVIDIA-H100-80GB-HBM3"]}]}]
+    # One revision label for the pair: a change to either template is a new revision of both.
+    assert leader["metadata"]["labels"][resources.TEMPLATE_HASH_LABEL] == \
+        worker["metadata"]["labels"][resources.TEMPLATE_HASH_LABEL]
+    assert leader["metadata"]["labels"][resources.ROLE_LABEL] == "leader"
+    assert worker["metadata"]["labels"][resources.ROLE_LABEL] == "worker"
+    lead, work = leader["spec"]["containers"][0], worker["spec"]["containers"][0]
+    layout = ["--tensor-parallel-size", "8", "--pipeline-parallel-size", "2", "--nnodes", "2"]
+    assert lead["args"][3:13] == layout + ["--node-rank", "0", "--master-addr", "$(LWS_LEADER_ADDRESS)"]
+    assert work["args"][3:13] == layout + ["--node-rank", "$(LWS_WORKER_INDEX)", "--master-addr", "$(LWS_LEADER_ADDRESS)"]
+    # The leader serves HTTP (port, probes); a worker runs headless and has neither.
+    assert lead["args"][-4:] == ["--host", "0.0.0.0", "--port", "8000"] and "readinessProbe" in lead and "ports" in lead
+    assert work["args"][-1] == "--headless" and "readinessProbe" not in work and "ports" not in work
+
+
+def test_the_service_selects_the_leaders_only_and_the_pdb_every_pod():
+    children = {c["kind"]: c for c in resources.desired_children(OWNER, spec(**MULTI), resources.Decisions(gpus=8, nodes=2))}
+    assert children["Service"]["spec"]["selector"] == {"llm-operator.io/name": "m", "llm-operator.io/role": "leader"}
+    # One pod of any group at a time: a pod lost restarts its whole group.
+    assert children["PodDisruptionBudget"]["spec"] == {"selector": {"matchLabels": {"llm-operator.io/name": "m"}},
+                                                      "maxUnavailable": 1}
+    assert resources.pod_selector(OWNER, 2) == "llm-operator.io/name=m,llm-operator.io/role=leader"
+    assert resources.pod_selector(OWNER) == "llm-operator.io/name=m"
+
+
+def test_one_node_stays_a_deployment_with_no_role_label():
+    d = resources.desired_children(OWNER, spec(**{**MULTI, "nodes": 1}), resources.Decisions(gpus=8, nodes=1))
+    assert [c["kind"] for c in d] == ["Service", "Deployment", "PodDisruptionBudget"]
+    assert resources.ROLE_LABEL not in d[1]["spec"]["template"]["metadata"]["labels"]
+    assert d[0]["spec"]["selector"] == {"llm-operator.io/name": "m"}
+    assert "--nnodes" not in container(d[1])["args"]
