@@ -369,6 +369,23 @@ def test_an_offline_hub_is_said_to_the_operator(render):
     assert {"name": "HF_HUB_OFFLINE", "value": "1"} in env(render("hub.offline=true"))
 
 
+def test_leaderworkersets_are_asked_for_in_the_operator_and_granted_only_when_enabled(render):
+    def args(objs):
+        return only(objs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    lws = ("leaderworkerset.x-k8s.io", "leaderworkersets")
+    off = render()
+    assert "--leaderworkersets" not in args(off) and lws not in rules_of(only(off, "ClusterRole")[0])
+    on = render("lws.enabled=true")
+    assert "--leaderworkersets" in args(on)
+    assert rules_of(only(on, "ClusterRole")[0]) == NAMESPACED_RULES | CLUSTER_RULES | {
+        lws: {"get", "list", "watch", "create", "patch", "delete"}}
+    # Namespaced scope: granted in each watched namespace's Role, not cluster-wide.
+    namespaced = render(*NAMESPACED, "lws.enabled=true")
+    assert lws not in rules_of(only(namespaced, "ClusterRole")[0])
+    assert all(lws in rules_of(role) for role in only(namespaced, "Role"))
+
+
 # ---- RBAC ------------------------------------------------------------------------------
 def test_cluster_scope_rbac_is_exactly_the_documented_rules(render):
     objs = render()

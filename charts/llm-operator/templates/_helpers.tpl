@@ -117,6 +117,12 @@ reaches its pods through a secretKeyRef the kubelet resolves, never through the 
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- if .Values.lws.enabled }}
+# Children (lws.enabled): the LeaderWorkerSet of a model served across nodes (spec.nodes > 1).
+- apiGroups: ["leaderworkerset.x-k8s.io"]
+  resources: ["leaderworkersets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 # Pods, read only: the scheduler's Unschedulable message and the download Job's
 # termination message go into status, and pod events wake the owner's reconcile; the
 # pods of our children only (label-selected watch).
