@@ -25,6 +25,7 @@ _PLURALS = {
     "Service": "services", "Deployment": "deployments", "PodDisruptionBudget": "poddisruptionbudgets",
     "Job": "jobs", "PersistentVolumeClaim": "persistentvolumeclaims", "Pod": "pods", "Event": "events",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers", "StorageClass": "storageclasses", "Node": "nodes",
+    "LeaderWorkerSet": "leaderworkersets",
     api.KIND: api.PLURAL,
 }
 _CLUSTER_SCOPED = {"StorageClass", "Node"}

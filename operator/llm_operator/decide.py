@@ -206,6 +206,16 @@ def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: in
     return None
 
 
+def retried(kind: str, refusal: Refusal) -> bool:
+    """Whether a refused write is tried again with the queue's backoff (at most a minute
+    apart): what may pass by itself (conflicts, throttling, server trouble), and the
+    LeaderWorkerSet API missing (installing LWS is a change to the cluster, not the spec:
+    the next try finds it). Other 4xx wait for a change or the resync."""
+    if refusal.taken_by is not None:
+        return False
+    return refusal.status not in PERMANENT_REFUSALS or (kind == resources.LWS_KIND and refusal.status == 404)
+
+
 def refusal_verdict(kind: str, name: str, refusal: Refusal) -> tuple[status.Verdict, bool]:
     if refusal.taken_by is not None:
         return name_conflict(kind, name, refusal.taken_by), True
@@ -213,9 +223,8 @@ def refusal_verdict(kind: str, name: str, refusal: Refusal) -> tuple[status.Verd
         # The API has no such kind: LeaderWorkerSet's CRD is not installed (or was removed).
         return status.Verdict("False", "LeaderWorkerSetMissing", (
             f"LeaderWorkerSet/{name} cannot be made: this cluster has no LeaderWorkerSet API ({resources.LWS_API_VERSION}; "
-            f"HTTP 404: {refusal.message}). A replica on several nodes needs it: install LeaderWorkerSet "
-            f"({LWS_INSTALL}); the operator tries again on its next resync or any change. Or serve on one node "
-            "(spec.nodes: 1).")), True
+            f"HTTP 404: {refusal.message.strip()}). A replica on several nodes needs it: install LeaderWorkerSet "
+            f"({LWS_INSTALL}); the operator tries again every minute. Or serve on one node (spec.nodes: 1).")), True
     verdict = status.Verdict("False", "ApplyRefused",
                              f"The API refused a write of {kind}/{name} (HTTP {refusal.status}): {refusal.message}")
     # The same write will be refused again (invalid, forbidden, immutable): only a change can help.

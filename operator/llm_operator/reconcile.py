@@ -68,7 +68,7 @@ def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.D
         if written:
             log.info("%s/%s: wrote %s", key[0], key[1], ", ".join(written))
         retried = [f"{k}/{n}: HTTP {r.status}: {r.message}" for (k, n), r in observed.refused.items()
-                   if r.taken_by is None and r.status not in decisions.PERMANENT_REFUSALS]
+                   if decisions.retried(k, r)]
         if retried:
             # Said in status and an Event, then retried with the queue's backoff. A refusal only
             # a change can help waits for that change (or the resync), not a retry loop.
