@@ -378,12 +378,15 @@ def operator(cluster, crd_installed, hub, pod_metrics, tmp_path_factory) -> Oper
     # The Hub is the one edge no test reaches: the operator reads model facts from the stand-in.
     # kwok pods serve nothing: their /metrics come from a local server the tests control.
     env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")}
-    args = (f"--pod-metrics-url={pod_metrics.url}", "--autoscale-interval=1")
+    # The local plane runs LeaderWorkerSet: multi-node replicas on, as the chart's lws.enabled does.
+    args = (f"--pod-metrics-url={pod_metrics.url}", "--autoscale-interval=1", "--leaderworkersets")
     from serviceaccount import install_operator_rbac
 
     # The operator runs with exactly the Helm chart's RBAC, as its ServiceAccount: every
-    # integration test is also a test that those rules are enough.
-    op = OperatorProcess(cluster, home / "operator.log", extra_env=env, kubeconfig=install_operator_rbac(cluster),
+    # integration test is also a test that those rules are enough. (A release of its own:
+    # tests of the default values apply theirs as release llm-operator.)
+    op = OperatorProcess(cluster, home / "operator.log", extra_env=env,
+                         kubeconfig=install_operator_rbac(cluster, set_values=("lws.enabled=true",), release="llm-operator-lws"),
                          extra_args=args)
     op.start()
     yield op

@@ -629,3 +629,13 @@ def test_moving_from_one_node_to_two_replaces_the_deployment_with_a_leaderworker
     one = {**MULTI, "nodes": 1}
     d = decide(multi(children=[live_service(one), live_deployment(one)]), UNKNOWN, NOW)
     assert ("LeaderWorkerSet", "m") in kinds(d.apply) and kinds(d.prune) == [("Deployment", "m")]
+
+
+def test_a_missing_leaderworkerset_api_is_retried_other_4xx_wait_for_a_change():
+    from llm_operator.decide import retried
+
+    missing = Refusal(404, "the server could not find the requested resource")
+    assert retried("LeaderWorkerSet", missing) and not retried("Deployment", missing)
+    assert retried("Deployment", Refusal(409, "conflict")) and retried("Service", Refusal(500, "etcd"))
+    assert not retried("Service", Refusal(422, "invalid")) and not retried("LeaderWorkerSet", Refusal(403, "forbidden"))
+    assert not retried("Service", Refusal(409, "taken", taken_by="owned by no controller"))
