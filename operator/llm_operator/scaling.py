@@ -65,8 +65,11 @@ def autoscale(ctx, observed, now: float | None = None) -> autoscaler.Decision | 
     owner = resources.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
     now = time.time() if now is None else now
     selector = resources.selector_labels(owner)
+    # The pods that serve HTTP: one a replica (of a multi-node group, its leader, whose
+    # metrics are the whole group's), so the load per pod is the load per replica.
     pods = [p for p in observed.pods if pod_ready(p)
-            and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
+            and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+            and (p["metadata"].get("labels") or {}).get(resources.ROLE_LABEL) != resources.WORKER]
     url = ctx.settings.pod_metrics_url
     engine = engine_for(spec)
     samples = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url, engine), pods))

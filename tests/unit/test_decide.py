@@ -639,3 +639,27 @@ def test_a_missing_leaderworkerset_api_is_retried_other_4xx_wait_for_a_change():
     assert retried("Deployment", Refusal(409, "conflict")) and retried("Service", Refusal(500, "etcd"))
     assert not retried("Service", Refusal(422, "invalid")) and not retried("LeaderWorkerSet", Refusal(403, "forbidden"))
     assert not retried("Service", Refusal(409, "taken", taken_by="owned by no controller"))
+
+
+def test_the_autoscaler_reads_the_leaders_of_groups_only(monkeypatch):
+    """Workers run headless (no HTTP): the load of a group is its leader's /metrics."""
+    from types import SimpleNamespace
+
+    from llm_operator import autoscaler, scaling
+
+    lws = live_lws({"replicas": 2}, ready=2, replicas=2)
+    pods = [group_pod(lws, g, w) for g in (0, 1) for w in (0, 1)]
+    scraped = []
+
+    def scrape(pod, metric, url, engine):
+        scraped.append(pod["metadata"]["name"])
+        return autoscaler.PodSample(pod["metadata"]["name"], 1.0)
+
+    monkeypatch.setattr(scaling, "scrape", scrape)
+    spec = {"replicas": 2, "autoscaling": {"mode": "operator", "minReplicas": 2, "maxReplicas": 2}}
+    status_writes = []
+    kube = SimpleNamespace(patch_status=lambda ns, name, patch: status_writes.append(patch))
+    ctx = SimpleNamespace(settings=SimpleNamespace(pod_metrics_url="http://x/{pod}"), scaler_states={}, kube=kube)
+    scaling.autoscale(ctx, multi(spec, children=[lws], pods=pods), now=1000.0)
+    assert sorted(scraped) == ["m-0", "m-1"]        # not m-0-1, m-1-1
+    assert status_writes and status_writes[0]["autoscaler"]["lastDecision"]["desiredReplicas"] == 2
