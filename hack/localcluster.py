@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A local Kubernetes control plane as plain processes: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and kwok with simulated GPU nodes.
+kube-controller-manager, kube-scheduler, kwok with simulated GPU nodes, and the
+LeaderWorkerSet (LWS) controller with its webhooks served on loopback.
 
-    python hack/localcluster.py up   [--dir .cluster]   # starts it in the background
+    python hack/localcluster.py up   [--dir .cluster] [--no-lws]   # starts it in the background
     python hack/localcluster.py down [--dir .cluster]   # stops it, leaving no process
     python hack/localcluster.py status [--dir .cluster]
     python hack/localcluster.py apiserver-stop | apiserver-start [--dir .cluster]
@@ -15,6 +16,7 @@ The pytest fixture in tests/conftest.py drives the same class. Standard library 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -30,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HACK = Path(__file__).resolve().parent
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "lws-manager")
+# The resources of LWS's CRDs (its manager watches both).
+LWS_RESOURCES = ("/apis/leaderworkerset.x-k8s.io/v1/leaderworkersets", "/apis/disaggregatedset.x-k8s.io/v1/disaggregatedsets")
 START_TIMEOUT_S = 60
 
 
@@ -74,18 +78,21 @@ class Ports:
     etcd_peer: int
     apiserver: int
     kwok: int
+    lws_webhook: int
 
     @classmethod
     def pick(cls) -> "Ports":
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
 
 
 class LocalCluster:
     """One control plane whose state (certificates, data, logs, pids) lives in `root`."""
 
-    def __init__(self, root: Path, bin_dir: Path | None = None):
+    def __init__(self, root: Path, bin_dir: Path | None = None, lws: bool = True):
         self.root = Path(root).resolve()
         self._bin_dir = bin_dir
+        # The LeaderWorkerSet controller and its webhooks; off plays a cluster without LWS.
+        self.lws = lws
         self.pki = self.root / "pki"
         self.logs = self.root / "logs"
         self.kubeconfig = self.root / "kubeconfig"
@@ -123,10 +130,24 @@ class LocalCluster:
 
     def make_pki(self) -> None:
         """A CA, the apiserver's serving certificate, an admin client certificate
-        (group system:masters) and the service-account signing key."""
+        (group system:masters), the service-account signing key and the LWS webhook's
+        serving certificate (for 127.0.0.1, in the tls.crt/tls.key layout controller-runtime reads)."""
         self.pki.mkdir(parents=True, exist_ok=True)
-        if (self.pki / "admin.crt").exists():
-            return
+        if not (self.pki / "admin.crt").exists():
+            self._make_base_pki()
+        if not (self.pki / "lws-webhook" / "tls.crt").exists():
+            (self.pki / "lws-webhook").mkdir(exist_ok=True)
+            (self.pki / "webhook.cnf").write_text(
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            )
+            o = self._openssl
+            o("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "lws-webhook/tls.key", "-out", "lws-webhook.csr",
+              "-subj", "/CN=lws-webhook")
+            o("x509", "-req", "-in", "lws-webhook.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+              "-out", "lws-webhook/tls.crt", "-days", "3650", "-extfile", "webhook.cnf")
+
+    def _make_base_pki(self) -> None:
         o = self._openssl
         o("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
           "-days", "3650", "-subj", "/CN=llm-operator-local-ca")
@@ -238,6 +259,13 @@ current-context: local
             self._save_state(apiserver_args=apiserver_args)
             record("kube-apiserver", self._spawn("kube-apiserver", apiserver_args))
             wait_until("kube-apiserver to answer /readyz", lambda: self._readyz(server), timeout, procs)
+            if self.lws:
+                # The CRDs served before the controller manager starts: its garbage collector maps
+                # owners by the discovery it reads at start (then every 30 s), and would leave an
+                # LWS's StatefulSets and pods behind it until then.
+                self.kubectl("apply", "--server-side", "-f", str(self.bin_dir / "lws-manifests" / "crd"))
+                wait_until("the LWS CRDs to be served", lambda: all(
+                    self._get(server, f"{path}?limit=1") for path in LWS_RESOURCES), timeout, procs)
             for name, args in (
                 ("kube-controller-manager", [
                     f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0",
@@ -255,6 +283,13 @@ current-context: local
                 ]),
             ):
                 record(name, self._spawn(name, args))
+            if self.lws:
+                record("lws-manager", self._spawn("lws-manager", [
+                    f"--config={self._write_lws_config(ports.lws_webhook)}", f"--kubeconfig={self.kubeconfig}",
+                    "--zap-log-level=info",
+                ]))
+                webhooks = self._lws_webhook_configurations(ports.lws_webhook)
+                self.kubectl("apply", "--server-side", "-f", "-", input="\n".join(map(json.dumps, webhooks)))
             self.kubectl("apply", "-f", str(HACK / "kwok" / "nodes.yaml"))
             wait_until("the simulated nodes to be Ready", self._nodes_ready, timeout, procs)
             # The apiserver taints new nodes not-ready; the node lifecycle controller, which
@@ -263,10 +298,80 @@ current-context: local
             # The controller manager is working once it has made the default ServiceAccount.
             wait_until("the controller manager to create ServiceAccount default/default",
                        lambda: self.kubectl_ok("get", "serviceaccount", "default", "-n", "default"), timeout, procs)
+            if self.lws:
+                self._wait_for_lws([hook["clientConfig"]["url"] for config in webhooks
+                                    for hook in config["webhooks"]], timeout, procs)
         except BaseException:
             self.down()
             raise
         return time.monotonic() - started
+
+    # ---- LeaderWorkerSet ---------------------------------------------------------------
+    def _write_lws_config(self, port: int) -> Path:
+        """The manager's configuration (its --config, LWS's config.lws.x-k8s.io Configuration):
+        no internal cert management (it would make a Secret for a Service and patch the
+        webhook configurations; the local CA signs its certificate instead), no leader
+        election, the webhook on loopback, metrics and health endpoints off."""
+        path = self.root / "lws-config.json"
+        path.write_text(json.dumps({
+            "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "webhook": {"host": "127.0.0.1", "port": port, "certDir": str(self.pki / "lws-webhook")},
+            "metrics": {"bindAddress": "0"},
+            "health": {"healthProbeBindAddress": "0"},
+        }, indent=2))
+        return path
+
+    def _lws_webhook_configurations(self, port: int) -> list[dict]:
+        """LWS's own webhook configurations as its config/default install makes them (the
+        kustomization in config/webhook: rules, paths, failure policies, and the pod webhooks'
+        objectSelector, so they act on LWS pods only), each webhook reached at
+        https://127.0.0.1:PORT/PATH instead of through a Service."""
+        rendered = self.kubectl("create", "-k", str(self.bin_dir / "lws-manifests" / "webhook"),
+                                "--dry-run=client", "-o", "json")
+        ca_bundle = base64.b64encode((self.pki / "ca.crt").read_bytes()).decode()
+        configs = []
+        for obj in json_stream(rendered):
+            if obj["kind"] not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+                continue  # the Service the webhooks would be reached through in a cluster
+            obj["metadata"] = {"name": "lws-" + obj["metadata"]["name"]}  # config/default's namePrefix
+            for hook in obj["webhooks"]:
+                path = hook["clientConfig"]["service"]["path"]
+                hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
+            configs.append(obj)
+        return configs
+
+    def _lws_serves(self, urls: list[str]) -> bool:
+        """True when the manager serves every webhook URL with the certificate the apiserver
+        trusts (it registers them one by one once its certificates are read)."""
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        for url in urls:
+            req = urllib.request.Request(url, data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=2):
+                    pass  # controller-runtime answers an empty review with an AdmissionReview error
+            except urllib.error.HTTPError as err:
+                if err.code == 404:
+                    return False
+            except (urllib.error.URLError, OSError):
+                return False
+        return True
+
+    def _lws_admits(self) -> bool:
+        """True when the apiserver admits a LeaderWorkerSet through LWS's webhooks (a
+        server-side dry run: the CRD is Established and the webhooks answer)."""
+        probe = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                 "metadata": {"name": "localcluster-probe", "namespace": "default"},
+                 "spec": {"leaderWorkerTemplate": {"size": 1, "workerTemplate": {"spec": {
+                     "containers": [{"name": "c", "image": "registry.invalid/none"}]}}}}}
+        return bool(self.kubectl_ok("create", "--dry-run=server", "-o", "name", "-f", "-", input=json.dumps(probe)))
+
+    def _wait_for_lws(self, urls: list[str], timeout: float, procs: dict[str, subprocess.Popen]) -> None:
+        wait_until(f"the LWS manager to serve its webhooks ({', '.join(urls)})",
+                   lambda: self._lws_serves(urls), timeout, procs)
+        wait_until("the apiserver to admit a LeaderWorkerSet through LWS's webhooks", self._lws_admits, timeout, procs)
 
     # ---- faults ----------------------------------------------------------------------
     def stop_apiserver(self, timeout: float = 20) -> None:
@@ -299,10 +404,14 @@ current-context: local
         return time.monotonic() - started
 
     def _readyz(self, server: str) -> bool:
+        return self._get(server, "/readyz")
+
+    def _get(self, server: str, path: str) -> bool:
+        """True when the apiserver answers GET `path` (as the admin) with 200."""
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         try:
-            with urllib.request.urlopen(f"{server}/readyz", context=ctx, timeout=2) as resp:
+            with urllib.request.urlopen(f"{server}{path}", context=ctx, timeout=2) as resp:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -319,10 +428,10 @@ current-context: local
             raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def kubectl_ok(self, *args: str) -> str:
+    def kubectl_ok(self, *args: str, input: str | None = None) -> str:
         """kubectl's output, or "" when it fails (for polling)."""
         try:
-            return self.kubectl(*args).strip()
+            return self.kubectl(*args, input=input).strip()
         except ClusterError:
             return ""
 
@@ -345,6 +454,17 @@ current-context: local
             raise ClusterError(f"processes still running after down: {left}")
         if self.state_file.exists():
             self.state_file.unlink()
+
+
+def json_stream(text: str) -> list[dict]:
+    """The objects of kubectl's `-o json` output for several objects: one JSON document each."""
+    decoder, objects, at, text = json.JSONDecoder(), [], 0, text.strip()
+    while at < len(text):
+        obj, at = decoder.raw_decode(text, at)
+        objects.append(obj)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return objects
 
 
 def pid_alive(pid: int) -> bool:
@@ -372,8 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["up", "down", "status", "apiserver-stop", "apiserver-start"])
     parser.add_argument("--dir", default=".cluster", help="where state, logs and the kubeconfig live (default .cluster)")
+    parser.add_argument("--no-lws", dest="lws", action="store_false",
+                        help="up: without the LeaderWorkerSet controller, its CRDs and webhooks (a cluster without LWS)")
     args = parser.parse_args(argv)
-    cluster = LocalCluster(Path(args.dir))
+    cluster = LocalCluster(Path(args.dir), lws=args.lws)
     try:
         if args.action == "up":
             secs = cluster.up()

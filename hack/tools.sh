@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Produce the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm), built from Go modules and cached by version under
+# kube-scheduler, kubectl, kwok, helm, the LeaderWorkerSet manager lws-manager with its CRDs
+# and webhook manifests in lws-manifests/), built from Go modules and cached by version under
 # the user's cache directory, and statuscheck (hack/statuscheck: kstatus' and Argo CD's
 # verdicts on our objects), cached by a hash of its source. Prints the directory that holds
 # them all (symlinks) on stdout.
 #
 # Existing binaries are used instead of building when a directory names them:
-#   LLMOP_BIN_DIR        any of the eight tools (our own variable)
+#   LLMOP_BIN_DIR        any of the ten tools (our own variable; lws-manifests is a directory
+#                        with crd/ and webhook/ as LWS's config/crd/bases and config/webhook)
 #   KUBEBUILDER_ASSETS   envtest-style etcd, kube-apiserver, kubectl
 set -euo pipefail
 
@@ -24,12 +26,13 @@ k8s_dir="$tools_root/kubernetes-$KUBERNETES_VERSION"
 etcd_dir="$tools_root/etcd-$ETCD_VERSION"
 kwok_dir="$tools_root/kwok-$KWOK_VERSION"
 helm_dir="$tools_root/helm-$HELM_VERSION"
+lws_dir="$tools_root/lws-$LWS_VERSION"
 # statuscheck is our own source: its cache key is what it is built from.
 statuscheck_src="$here/statuscheck"
 statuscheck_hash="$(cat "$statuscheck_src/go.mod" "$statuscheck_src/go.sum" "$statuscheck_src/main.go" | sha256sum | cut -c1-16)"
 statuscheck_dir="$tools_root/statuscheck-$statuscheck_hash"
 # Named after every input, so that checkouts with different versions never share links.
-link_dir="$tools_root/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION-sc$statuscheck_hash"
+link_dir="$tools_root/bin-$KUBERNETES_VERSION-$ETCD_VERSION-$KWOK_VERSION-$HELM_VERSION-lws$LWS_VERSION-sc$statuscheck_hash"
 
 # A directory the user gave us wins over anything we build.
 find_given() {
@@ -41,7 +44,7 @@ find_given() {
 }
 
 need_go() {
-  command -v go >/dev/null 2>&1 || die "the Go toolchain is not installed (no 'go' on PATH); install Go 1.25 or newer, or point LLMOP_BIN_DIR at prebuilt binaries."
+  command -v go >/dev/null 2>&1 || die "the Go toolchain is not installed (no 'go' on PATH); install Go 1.26 or newer, or point LLMOP_BIN_DIR at prebuilt binaries."
   local proxy
   proxy="$(go env GOPROXY | cut -d, -f1)"
   if [[ "$proxy" == http* ]]; then
@@ -128,6 +131,39 @@ build_go_install() { # dir pkg@version binary
   rm -rf "$dir"; mv "$dir.tmp" "$dir"
 }
 
+# `go install sigs.k8s.io/lws/cmd@V` fails: it reads the module's version list (for
+# deprecations), which the proxy refuses for sigs.k8s.io/lws; a wrapper module needs only V.
+build_lws() {
+  [[ -x "$lws_dir/lws-manager" ]] && return 0
+  need_go; go_env
+  log "building the LeaderWorkerSet manager $LWS_VERSION (cached in $lws_dir)"
+  local w="$tools_root/build-lws-$LWS_VERSION"
+  rm -rf "$w"; mkdir -p "$w"
+  printf 'module llmop.local/lwsbuild\ngo 1.26.0\nrequire sigs.k8s.io/lws %s\n' "$LWS_VERSION" >"$w/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/lws/cmd"\n' >"$w/tools.go"
+  (cd "$w" && go mod tidy -e >/dev/null 2>"$w/tidy.log" && go build -trimpath \
+     -ldflags "-s -w -X sigs.k8s.io/lws/pkg/version.GitVersion=$LWS_VERSION" -o lws-manager sigs.k8s.io/lws/cmd) \
+    || { cat "$w/tidy.log" >&2; die "building the LeaderWorkerSet manager $LWS_VERSION failed (see above)."; }
+  mkdir -p "$lws_dir"; mv "$w/lws-manager" "$lws_dir/lws-manager"; rm -rf "$w"
+}
+
+# LWS's CRDs and webhook configurations, from the same module: the local plane installs
+# them as a cluster install would (the webhooks reached by URL instead of a Service).
+fetch_lws_manifests() {
+  [[ -d "$lws_dir/manifests" ]] && return 0
+  need_go; go_env
+  log "fetching the LeaderWorkerSet $LWS_VERSION CRDs and webhook manifests"
+  local src
+  src="$(cd "$tools_root" && go mod download -json "sigs.k8s.io/lws@$LWS_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$src/config/crd/bases" && -d "$src/config/webhook" ]] \
+    || die "could not download sigs.k8s.io/lws@$LWS_VERSION from the module proxy."
+  mkdir -p "$lws_dir"; rm -rf "$lws_dir/manifests.tmp"; mkdir -p "$lws_dir/manifests.tmp"
+  cp -r "$src/config/crd/bases" "$lws_dir/manifests.tmp/crd"
+  cp -r "$src/config/webhook" "$lws_dir/manifests.tmp/webhook"
+  chmod -R u+w "$lws_dir/manifests.tmp"  # the module cache is read-only
+  mv "$lws_dir/manifests.tmp" "$lws_dir/manifests"
+}
+
 build_statuscheck() {
   [[ -x "$statuscheck_dir/statuscheck" ]] && return 0
   need_go; go_env
@@ -149,10 +185,12 @@ declare -A want=(
   [kwok]="$kwok_dir/kwok"
   [helm]="$helm_dir/helm"
   [statuscheck]="$statuscheck_dir/statuscheck"
+  [lws-manager]="$lws_dir/lws-manager"
+  [lws-manifests]="$lws_dir/manifests"
 )
 
 mkdir -p "$link_dir"
-for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm statuscheck; do
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm statuscheck lws-manager lws-manifests; do
   if given="$(find_given "$name")"; then
     ln -sfn "$given" "$link_dir/$name"; continue
   fi
@@ -163,6 +201,8 @@ for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl k
     helm) build_go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm \
             "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
     statuscheck) build_statuscheck ;;
+    lws-manager) build_lws ;;
+    lws-manifests) fetch_lws_manifests ;;
   esac
   ln -sfn "${want[$name]}" "$link_dir/$name"
 done

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import Kubectl, wait_for
 from localcluster import LocalCluster, pid_alive
 
@@ -139,13 +141,19 @@ spec:
     assert term["exitCode"] == 3 and term["message"] == "download stalled"
 
 
-def test_cluster_down_leaves_no_process(tmp_path):
-    """A second, throwaway plane: up, then down, then nothing of it runs."""
-    plane = LocalCluster(tmp_path / "plane")
+@pytest.mark.parametrize("lws", [True, False], ids=["with-lws", "without-lws"])
+def test_cluster_down_leaves_no_process(tmp_path, lws):
+    """A second, throwaway plane: up, then down, then nothing of it runs; without LWS, as
+    a cluster that has not installed it: no controller, no CRD, no webhook."""
+    plane = LocalCluster(tmp_path / "plane", lws=lws)
     plane.up()
     pids = plane.pids()
-    assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} | (
+        {"lws-manager"} if lws else set())
     assert all(pid_alive(p) for p in pids.values())
+    admin = Kubectl(plane)
+    assert (admin.get("crd", "leaderworkersets.leaderworkerset.x-k8s.io") is not None) == lws
+    assert bool(admin.items("mutatingwebhookconfigurations")) == lws
     plane.down()
     assert not any(pid_alive(p) for p in pids.values())
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout

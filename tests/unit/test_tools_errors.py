@@ -40,6 +40,10 @@ def test_binaries_the_user_already_has_are_used_instead_of_building(tmp_path):
         for name in names:
             (d / name).write_text("#!/bin/sh\n")
             (d / name).chmod(0o755)
+    (mine / "lws-manager").write_text("#!/bin/sh\n")
+    (mine / "lws-manager").chmod(0o755)
+    for sub in ("crd", "webhook"):  # LWS's CRDs and webhook manifests, a directory
+        (mine / "lws-manifests" / sub).mkdir(parents=True)
     # No Go on PATH: building anything would fail, so success means nothing was built.
     path = ":".join(p for p in os.environ["PATH"].split(":") if not (Path(p) / "go").exists())
     proc = run_tools(tmp_path, PATH=path, LLMOP_BIN_DIR=str(mine), KUBEBUILDER_ASSETS=str(envtest))
@@ -48,3 +52,5 @@ def test_binaries_the_user_already_has_are_used_instead_of_building(tmp_path):
     assert (links / "kwok").resolve() == mine / "kwok"
     assert (links / "kube-apiserver").resolve() == envtest / "kube-apiserver"
     assert (links / "etcd").resolve() == envtest / "etcd"
+    assert (links / "lws-manager").resolve() == mine / "lws-manager"
+    assert (links / "lws-manifests" / "crd").resolve() == mine / "lws-manifests" / "crd"
