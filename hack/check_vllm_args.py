@@ -54,20 +54,45 @@ def builtin_cases() -> list[dict]:
             "--enable-prefix-caching", "--gpu-memory-utilization=0.95", "--kv-cache-dtype", "fp8",
             "--compilation-config", '{"cudagraph_mode": "FULL_AND_PIECEWISE"}']}),
         manifest("trust", model={"id": "Qwen/Qwen3-8B", "trustRemoteCode": True, "revision": "abc123"}, gpus=2),
+        # A replica on two nodes: the leader's and the worker's argv (LeaderWorkerSet).
+        manifest("two-nodes", model={"id": "meta-llama/Meta-Llama-3.1-405B"}, gpus=8, nodes=2),
     ]
     return cases
 
 
-def argv_of(doc: dict) -> list[str] | None:
+# What LWS's webhook sets in a group's pods, as the kubelet expands $(VAR) in args.
+LWS_ENV = {"LWS_LEADER_ADDRESS": "two-nodes-0.two-nodes.default", "LWS_WORKER_INDEX": "1"}
+
+
+def _expanded(args: list[str]) -> list[str]:
+    out = []
+    for word in args:
+        for name, value in LWS_ENV.items():
+            word = word.replace(f"$({name})", value)
+        out.append(word)
+    return out
+
+
+def argvs_of(doc: dict) -> list[tuple[str, list[str]]]:
+    """(name, argv) of each serving container the manifest becomes: the Deployment's, or a
+    LeaderWorkerSet's leader and worker (variables expanded as the kubelet would)."""
     args = argparse.Namespace(namespace="default", gpu="h100-80gb", config=None, params=None, hub=False,
                               catalog_file=[], engine="vllm")
     decision, _ = render.render_one(doc, args, dt.datetime.now(dt.timezone.utc))
-    deployment = next((o for o in decision.desired if o["kind"] == "Deployment"), None)
-    if deployment is None:
-        return None
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["vllm", "serve"], container["command"]
-    return container["args"]
+    name = doc["metadata"]["name"]
+    templates = []
+    for obj in decision.desired:
+        if obj["kind"] == "Deployment":
+            templates.append((name, obj["spec"]["template"]))
+        elif obj["kind"] == "LeaderWorkerSet":
+            group = obj["spec"]["leaderWorkerTemplate"]
+            templates += [(f"{name} (leader)", group["leaderTemplate"]), (f"{name} (worker)", group["workerTemplate"])]
+    out = []
+    for label, template in templates:
+        container = template["spec"]["containers"][0]
+        assert container["command"] == ["vllm", "serve"], container["command"]
+        out.append((label, _expanded(container["args"])))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         docs += builtin_cases()
     named, argvs = [], []
     for doc in docs:
-        argv_ = argv_of(doc)
-        if argv_ is None:
-            print(f"{doc['metadata']['name']}: the operator makes no Deployment (it refuses the spec itself)")
+        found = argvs_of(doc)
+        if not found:
+            print(f"{doc['metadata']['name']}: the operator makes no serving pods (it refuses the spec itself)")
             continue
-        named.append(doc["metadata"]["name"])
-        argvs.append(argv_)
+        for label, argv_ in found:
+            named.append(label)
+            argvs.append(argv_)
     proc = subprocess.run([sys.executable, str(CHECK_ARGV)], input=json.dumps(argvs), capture_output=True, text=True,
                           timeout=300)
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

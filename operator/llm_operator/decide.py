@@ -34,7 +34,7 @@ SERVING_WORKLOADS = ("Deployment", resources.LWS_KIND)
 SERVING_KINDS = (*SERVING_WORKLOADS, "PodDisruptionBudget")
 
 LWS_INSTALL = ("kubectl apply --server-side -f "
-               "https://github.com/kubernetes-sigs/lws/releases/download/v0.8.0/manifests.yaml")
+               "https://github.com/kubernetes-sigs/lws/releases/download/v0.9.0/manifests.yaml")
 
 
 @dataclass(frozen=True)

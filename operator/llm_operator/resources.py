@@ -32,7 +32,6 @@ LEADER, WORKER = "leader", "worker"
 LWS_GROUP = "leaderworkerset.x-k8s.io"
 LWS_API_VERSION = f"{LWS_GROUP}/v1"
 LWS_KIND = "LeaderWorkerSet"
-LWS_EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
 LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 # Set by LWS's pod webhook in every container; the kubelet expands $(VAR) in args.
 LWS_LEADER_ADDRESS = "$(LWS_LEADER_ADDRESS)"
@@ -228,13 +227,17 @@ def desired_leaderworkerset(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisi
     gives every pod its group labels and the LWS_* variables the ranks and address come from."""
     leader = _pod_template(owner, spec, d, GroupRole(d.nodes, "0", LWS_LEADER_ADDRESS))
     worker = _pod_template(owner, spec, d, GroupRole(d.nodes, LWS_WORKER_INDEX, LWS_LEADER_ADDRESS))
+    for template in (leader, worker):
+        # One pod of this model per node: a group's pods on as many nodes as it has stages, and
+        # no other group's beside them. (Not LWS's exclusive-topology annotation: it keeps a
+        # whole group inside one domain of its key, so on the hostname one node.)
+        template["spec"].setdefault("affinity", {})["podAntiAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": selector_labels(owner)}, "topologyKey": "kubernetes.io/hostname"}]}
     revision = template_hash({"leader": leader, "worker": worker})
     for template in (leader, worker):
         template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = revision
     metadata = _metadata(owner, spec, owner.name, "server")
-    # One pod of a group per node, and no other group's pod beside it (LWS turns this into
-    # pod affinity and anti-affinity on the node's hostname).
-    metadata["annotations"] = {LWS_EXCLUSIVE_TOPOLOGY: "kubernetes.io/hostname"}
     return with_hash({
         "apiVersion": LWS_API_VERSION,
         "kind": LWS_KIND,

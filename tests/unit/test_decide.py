@@ -663,3 +663,15 @@ def test_the_autoscaler_reads_the_leaders_of_groups_only(monkeypatch):
     scaling.autoscale(ctx, multi(spec, children=[lws], pods=pods), now=1000.0)
     assert sorted(scraped) == ["m-0", "m-1"]        # not m-0-1, m-1-1
     assert status_writes and status_writes[0]["autoscaler"]["lastDecision"]["desiredReplicas"] == 2
+
+
+def test_the_lws_install_line_names_the_version_the_local_plane_runs():
+    from pathlib import Path
+
+    from llm_operator.decide import LWS_INSTALL
+
+    pinned = dict(line.split("=", 1) for line in (Path(__file__).parents[2] / "hack" / "versions.env").read_text().split()
+                  if "=" in line and not line.startswith("#"))["LWS_VERSION"]
+    assert f"/download/{pinned}/manifests.yaml" in LWS_INSTALL
+    for doc in ("README.md", "charts/llm-operator/values.yaml"):
+        assert LWS_INSTALL in (Path(__file__).parents[2] / doc).read_text(), doc

@@ -152,7 +152,8 @@ def test_a_replica_on_two_nodes_is_a_leaderworkerset_group_of_two_pods_one_per_n
     assert [c["kind"] for c in children] == ["Service", "LeaderWorkerSet", "PodDisruptionBudget"]
     lws = children[1]
     assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
-    assert lws["metadata"]["annotations"]["leaderworkerset.sigs.k8s.io/exclusive-topology"] == "kubernetes.io/hostname"
+    # Not LWS's exclusive-topology: on the hostname it would keep the whole group on one node.
+    assert "leaderworkerset.sigs.k8s.io/exclusive-topology" not in lws["metadata"].get("annotations", {})
     assert lws["spec"]["replicas"] == 3                       # groups
     group = lws["spec"]["leaderWorkerTemplate"]
     assert group["size"] == 2 and group["restartPolicy"] == "RecreateGroupOnPodRestart"
@@ -163,6 +164,9 @@ def test_a_replica_on_two_nodes_is_a_leaderworkerset_group_of_two_pods_one_per_n
         terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         assert terms == [{"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In",
                                                 "values": ["NVIDIA-H100-80GB-HBM3"]}]}]
+        # One pod of the model per node, whichever group it belongs to.
+        assert pod["affinity"]["podAntiAffinity"] == {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"llm-operator.io/name": "m"}}, "topologyKey": "kubernetes.io/hostname"}]}
     # One revision label for the pair: a change to either template is a new revision of both.
     assert leader["metadata"]["labels"][resources.TEMPLATE_HASH_LABEL] == \
         worker["metadata"]["labels"][resources.TEMPLATE_HASH_LABEL]
