@@ -29,6 +29,14 @@ def pods_of(kubectl, name: str) -> list[dict]:
     return [p for p in kubectl.items("pods", f"llm-operator.io/name={name}") if not p["metadata"].get("deletionTimestamp")]
 
 
+def wait_stalled(kubectl, name: str, what: str, timeout: float = 60) -> dict:
+    def stalled():
+        obj = kubectl.get("llmd", name)
+        return obj if condition(obj, "Stalled").get("status") == "True" else None
+
+    return wait_for(what, stalled, timeout)
+
+
 @pytest.fixture
 def h100s_free(kubectl):
     """Both H100 nodes whole: other tests' pods (in namespaces being deleted) gone first."""
@@ -120,11 +128,7 @@ def test_the_planner_picks_two_nodes_and_one_node_does_not_fit_naming_two(kubect
     assert obj["status"]["nodes"] == 2 and obj["status"]["plan"]["nodes"] == 2
     assert kubectl.get("leaderworkersets", "picked")["spec"]["leaderWorkerTemplate"]["size"] == 2
 
-    def refused():
-        obj = kubectl.get("llmd", "one-node")
-        return obj if condition(obj, "Stalled").get("status") == "True" else None
-
-    obj = wait_for("one node to be refused", refused, 60)
+    obj = wait_stalled(kubectl, "one-node", "one node to be refused")
     ready = condition(obj, "Ready")
     assert ready["reason"] == "DoesNotFit"
     assert "2 nodes (spec.nodes: 2)" in ready["message"] and "an 8-bit quantization" in ready["message"]
@@ -167,11 +171,7 @@ def test_without_the_lws_api_a_multi_node_model_says_how_to_install_it_and_the_r
     kubectl.apply(json.dumps(llmd("small", model={"id": "test/mistral-7b"}, gpus=1)))
     kubectl.run("wait", "--for=condition=Ready", "llmd/small", "--timeout=60s")
 
-    def stalled():
-        obj = kubectl.get("llmd", "huge")
-        return obj if condition(obj, "Stalled").get("status") == "True" else None
-
-    obj = wait_for("the multi-node model to be Stalled", stalled, 60)
+    obj = wait_stalled(kubectl, "huge", "the multi-node model to be Stalled")
     ready = condition(obj, "Ready")
     assert ready["reason"] == "LeaderWorkerSetMissing"
     assert ready["message"].startswith("LeaderWorkerSet/huge cannot be made: this cluster has no LeaderWorkerSet API")
