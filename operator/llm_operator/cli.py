@@ -1,4 +1,4 @@
-"""`llm-operator run | crd | render | plan | catalog | version`."""
+"""`llm-operator run | gateway | crd | render | plan | catalog | version`."""
 
 from __future__ import annotations
 
@@ -62,6 +62,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """The OpenAI-compatible front door for every LLMDeployment in its namespaces."""
+    import signal
+
+    from .gateway import server
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"llm-operator gateway: --listen {args.listen!r} is not HOST:PORT (e.g. 0.0.0.0:8080)", file=sys.stderr)
+        return 2
+    if args.api_keys_file and not os.path.isfile(args.api_keys_file):
+        print(f"llm-operator gateway: --api-keys-file {args.api_keys_file}: no such file", file=sys.stderr)
+        return 2
+    settings = server.Settings(hold_timeout_s=args.hold_timeout, max_held_per_model=args.max_held_per_model,
+                               max_body_bytes=args.max_body_bytes, connect_timeout_s=args.connect_timeout,
+                               retries=args.retries, api_keys_file=args.api_keys_file)
+    namespaces = [n for group in args.namespace for n in group.split(",") if n]
+    if args.static:
+        gateway = server.Gateway(settings)
+        server.install_static(gateway, server.load_static(args.static))
+    else:
+        from .gateway.kube import Kube
+
+        gateway = server.Gateway(settings, kube=Kube.load())
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve(gateway, host, int(port), namespaces))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from .plan_cli import run_plan
 
@@ -110,6 +151,31 @@ def parser() -> argparse.ArgumentParser:
                           "default $LLM_OPERATOR_LEADERWORKERSETS or off")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
+
+    gw = sub.add_parser("gateway", help="run the OpenAI-compatible gateway in front of every model")
+    gw.add_argument("--listen", default=os.environ.get("LLM_GATEWAY_LISTEN", "0.0.0.0:8080"),
+                    help="HOST:PORT to serve on (default %(default)s)")
+    gw.add_argument("-n", "--namespace", action="append", default=[],
+                    help="route to LLMDeployments of this namespace (repeat, or comma-separate; default: every namespace)")
+    gw.add_argument("--hold-timeout", type=float, default=900.0, metavar="SECONDS",
+                    help="how long a request waits for its model to have a ready replica, scaling from zero "
+                         "included (default 900: loading a model takes minutes)")
+    gw.add_argument("--max-held-per-model", type=int, default=1000, metavar="N",
+                    help="requests held per model at once; more are answered 429 (default 1000)")
+    gw.add_argument("--max-body-bytes", type=int, default=8 * 2**20, metavar="N",
+                    help="largest request body accepted (default 8 MiB); larger is answered 413")
+    gw.add_argument("--connect-timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="connecting to an engine's endpoint (default 5)")
+    gw.add_argument("--retries", type=int, default=2, metavar="N",
+                    help="tries on another endpoint after a connect error or a 503, before any byte reached "
+                         "the client (default 2)")
+    gw.add_argument("--api-keys-file", default="", metavar="PATH",
+                    help="accept only requests bearing one of these tokens (one per line; re-read when it changes)")
+    gw.add_argument("--static", default="", metavar="FILE",
+                    help="serve a fixed list of models and endpoints from this YAML file instead of watching a "
+                         "cluster (benchmarks, trials without Kubernetes)")
+    gw.add_argument("-v", "--verbose", action="store_true")
+    gw.set_defaults(func=cmd_gateway)
 
     crd = sub.add_parser("crd", help="print the LLMDeployment CustomResourceDefinition")
     crd.set_defaults(func=cmd_crd)

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible front door: one endpoint for every LLMDeployment (`llm-operator gateway`)."""
