@@ -466,8 +466,10 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster, helm, kube_version
         assert {"customresourcedefinition.apiextensions.k8s.io", "serviceaccount",
                 "clusterrole.rbac.authorization.k8s.io", "deployment.apps", "service"} <= kinds, out
         if scope == "namespaced":
-            roles = [line for line in out.splitlines() if line.startswith("role.rbac.authorization.k8s.io/")]
-            assert len(roles) == 2, out
+            roles = [line.split()[0] for line in out.splitlines() if line.startswith("role.rbac.authorization.k8s.io/")]
+            # The operator's and the gateway's, in each of the two watched namespaces.
+            assert sorted(roles) == [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator"] * 2 + \
+                [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway"] * 2, out
         # A dry run creates nothing.
         assert Kubectl(cluster, namespace).get("deployment", f"dry-{scope}-llm-operator") is None
     finally:
