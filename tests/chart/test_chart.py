@@ -85,8 +85,11 @@ def render(helm, kube_version):
     return run
 
 
-def only(objs: list[dict], kind: str) -> list[dict]:
-    return [o for o in objs if o["kind"] == kind]
+def only(objs: list[dict], kind: str, component: str = "operator") -> list[dict]:
+    """The objects of `kind` that belong to `component` (the operator's, unless told: the
+    chart also renders the gateway's Deployment, Service, ServiceAccount and RBAC)."""
+    return [o for o in objs
+            if o["kind"] == kind and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
 
 
 def rules_of(role: dict) -> dict[tuple[str, str], set[str]]:
@@ -240,18 +243,25 @@ def test_every_object_carries_the_standard_labels(render):
     for o in objs:
         labels = o["metadata"]["labels"]
         assert {k: labels.get(k) for k in want} == want, f"{o['kind']}/{o['metadata']['name']}: {labels}"
+        assert labels["app.kubernetes.io/component"] in ("operator", "gateway"), labels
 
 
 def test_default_names_are_llm_operator(render):
     names = {(o["kind"], o["metadata"]["name"]) for o in render()}
     assert names == {("ServiceAccount", "llm-operator"), ("ClusterRole", "llm-operator"),
                      ("ClusterRoleBinding", "llm-operator"), ("Service", "llm-operator-metrics"),
-                     ("Deployment", "llm-operator")}
+                     ("Deployment", "llm-operator"),
+                     ("ServiceAccount", "llm-operator-gateway"), ("ClusterRole", "llm-operator-gateway"),
+                     ("ClusterRoleBinding", "llm-operator-gateway"), ("Service", "llm-operator-gateway"),
+                     ("Deployment", "llm-operator-gateway")}
 
 
 def test_rbac_and_service_account_can_be_brought_by_the_user(render, helm, kube_version):
-    objs = render("rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=platform-operator")
+    objs = render("rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=platform-operator",
+                  "gateway.serviceAccount.create=false", "gateway.serviceAccount.name=platform-gateway")
     assert {o["kind"] for o in objs} == {"Service", "Deployment"}
+    (gateway,) = only(objs, "Deployment", "gateway")
+    assert gateway["spec"]["template"]["spec"]["serviceAccountName"] == "platform-gateway"
     (dep,) = only(objs, "Deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "platform-operator"
     proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}", "--set", "serviceAccount.create=false",
@@ -303,6 +313,8 @@ def test_metrics_service_and_optional_service_monitor(render):
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}]
     (dep,) = only(objs, "Deployment")
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    # The gateway's pods have the same name and instance labels: the component tells them apart.
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
 
     (mon,) = only(render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"),
                   "ServiceMonitor")
@@ -454,8 +466,10 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster, helm, kube_version
         assert {"customresourcedefinition.apiextensions.k8s.io", "serviceaccount",
                 "clusterrole.rbac.authorization.k8s.io", "deployment.apps", "service"} <= kinds, out
         if scope == "namespaced":
-            roles = [line for line in out.splitlines() if line.startswith("role.rbac.authorization.k8s.io/")]
-            assert len(roles) == 2, out
+            roles = [line.split()[0] for line in out.splitlines() if line.startswith("role.rbac.authorization.k8s.io/")]
+            # The operator's and the gateway's, in each of the two watched namespaces.
+            assert sorted(roles) == [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator"] * 2 + \
+                [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway"] * 2, out
         # A dry run creates nothing.
         assert Kubectl(cluster, namespace).get("deployment", f"dry-{scope}-llm-operator") is None
     finally:
@@ -470,6 +484,8 @@ def test_install_upgrade_uninstall(cluster, helm):
     release, ns = "chart-test", f"chart-test-{uuid.uuid4().hex[:6]}"
     full = f"{release}-llm-operator"
     sa = f"{ns}:{full}"
+    gateway = f"{full}-gateway"
+    gateway_sa = f"{ns}:{gateway}"
     watched = [f"{ns}-models", f"{ns}-staging"]
     other = f"{ns}-other"
     for w in [*watched, other]:
@@ -487,6 +503,33 @@ def test_install_upgrade_uninstall(cluster, helm):
         assert Kubectl(cluster).get("clusterrole", full) and Kubectl(cluster).get("clusterrolebinding", full)
         # Helm installs crds/ on the first install (or leaves an existing CRD alone).
         assert Kubectl(cluster).get("crd", "llmdeployments.llm-operator.io")
+        # The gateway, by default: its pod is kwok's (nothing serves), the objects are real.
+        assert "port-forward svc/" + gateway in proc.stdout, "NOTES.txt: how to reach the gateway"
+        gw = k.get("deployment", gateway)
+        assert gw["status"].get("readyReplicas") == 1
+        assert gw["spec"]["template"]["spec"]["serviceAccountName"] == gateway
+        assert k.get("serviceaccount", gateway) and k.get("service", gateway)
+        assert Kubectl(cluster).get("clusterrole", gateway) and Kubectl(cluster).get("clusterrolebinding", gateway)
+        # Each Deployment owns only its own pods.
+        operator_pods = k.items("pods", "app.kubernetes.io/component=operator")
+        gateway_pods = k.items("pods", "app.kubernetes.io/component=gateway")
+        assert len(operator_pods) == 1 and len(gateway_pods) == 1
+        for selector in (dep["spec"]["selector"]["matchLabels"], gw["spec"]["selector"]["matchLabels"]):
+            assert len(k.items("pods", ",".join(f"{key}={v}" for key, v in selector.items()))) == 1, selector
+        for target in (watched[0], other, ns):
+            assert can_i(cluster, gateway_sa, "get", "secrets", "-n", target) == "no"
+        assert can_i(cluster, gateway_sa, "watch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
+        assert can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
+        assert can_i(cluster, gateway_sa, "update", "llmdeployments.llm-operator.io", "--subresource=scale",
+                     "-n", other) == "yes"
+        assert can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "--subresource=status",
+                     "-n", other) == "no"
+        assert can_i(cluster, gateway_sa, "delete", "llmdeployments.llm-operator.io", "-n", other) == "no"
+        assert can_i(cluster, gateway_sa, "watch", "pods", "-n", other) == "yes"
+        assert can_i(cluster, gateway_sa, "get", "pods", "-n", other) == "no"
+        assert can_i(cluster, gateway_sa, "create", "deployments.apps", "-n", other) == "no"
+        assert can_i(cluster, gateway_sa, "create", "events", "-n", other) == "yes"
+        assert can_i(cluster, gateway_sa, "list", "nodes") == "no"
 
         for target in (watched[0], other, ns):
             for verb in ("get", "list", "watch"):
@@ -517,6 +560,16 @@ def test_install_upgrade_uninstall(cluster, helm):
         (c,) = k.get("deployment", full)["spec"]["template"]["spec"]["containers"]
         assert c["args"][:3] == ["run", f"--namespace={watched[0]}", f"--namespace={watched[1]}"]
         assert c["resources"]["limits"]["memory"] == "512Mi", "an upgrade without --reuse-values resets values"
+        (c,) = k.get("deployment", gateway)["spec"]["template"]["spec"]["containers"]
+        assert c["args"][:4] == ["gateway", "--listen=0.0.0.0:8080", f"--namespace={watched[0]}",
+                                 f"--namespace={watched[1]}"]
+        assert Kubectl(cluster).get("clusterrole", gateway) is None
+        for w in watched:
+            assert Kubectl(cluster, w).get("role", gateway) and Kubectl(cluster, w).get("rolebinding", gateway)
+            assert can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "--subresource=scale",
+                         "-n", w) == "yes"
+            assert can_i(cluster, gateway_sa, "get", "secrets", "-n", w) == "no"
+        assert can_i(cluster, gateway_sa, "watch", "llmdeployments.llm-operator.io", "-n", other) == "no"
         for w in watched:
             assert Kubectl(cluster, w).get("role", full) and Kubectl(cluster, w).get("rolebinding", full)
             assert can_i(cluster, sa, "create", "deployments.apps", "-n", w) == "yes"
@@ -535,11 +588,13 @@ def test_install_upgrade_uninstall(cluster, helm):
         assert leftovers == []
         assert k.get("serviceaccount", full) is None and k.get("deployment", full) is None
         assert k.get("service", f"{full}-metrics") is None
+        assert k.get("deployment", gateway) is None and k.get("service", gateway) is None
+        assert k.get("serviceaccount", gateway) is None
         assert Kubectl(cluster).get("clusterrole", full) is None
         assert Kubectl(cluster).get("clusterrolebinding", full) is None
         for w in watched:
             assert Kubectl(cluster, w).get("role", full) is None
-        wait_for("the operator pod to go", lambda: not k.items("pods", f"app.kubernetes.io/instance={release}"), 30)
+        wait_for("the operator's and the gateway's pods to go", lambda: not k.items("pods", f"app.kubernetes.io/instance={release}"), 30)
         assert helm("list", f"--namespace={ns}", "-q").stdout.strip() == ""
         # Helm never deletes CRDs from a chart's crds/ directory (so uninstalling the
         # operator does not delete every model with it): the CRD stays, on purpose.

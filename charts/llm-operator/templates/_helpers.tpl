@@ -26,20 +26,60 @@ release-chart. Truncated to 63 characters, the limit of a DNS label.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The labels that select the operator's pod: stable across upgrades. */}}
-{{- define "llm-operator.selectorLabels" -}}
+{{/* The release's name and instance labels, on the pods of both the operator and the gateway. */}}
+{{- define "llm-operator.instanceLabels" -}}
 app.kubernetes.io/name: {{ include "llm-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* Standard labels on every object of the release. */}}
-{{- define "llm-operator.labels" -}}
-helm.sh/chart: {{ include "llm-operator.chart" . }}
-{{ include "llm-operator.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{/*
+The labels that select the operator's pod: stable across upgrades. They name the
+component, so that the operator's Deployment and Services never select the gateway's pods
+(same name and instance labels).
+*/}}
+{{- define "llm-operator.selectorLabels" -}}
+{{ include "llm-operator.instanceLabels" . }}
 app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The labels that select the gateway's pods. */}}
+{{- define "llm-operator.gatewaySelectorLabels" -}}
+{{ include "llm-operator.instanceLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{/* Labels on every object of the release, whatever its component. */}}
+{{- define "llm-operator.commonLabels" -}}
+helm.sh/chart: {{ include "llm-operator.chart" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: llm-operator
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Standard labels on the operator's objects. */}}
+{{- define "llm-operator.labels" -}}
+{{ include "llm-operator.commonLabels" . }}
+{{ include "llm-operator.selectorLabels" . }}
+{{- end }}
+
+{{/* Standard labels on the gateway's objects. */}}
+{{- define "llm-operator.gatewayLabels" -}}
+{{ include "llm-operator.commonLabels" . }}
+{{ include "llm-operator.gatewaySelectorLabels" . }}
+{{- end }}
+
+{{/* The gateway's object names: the full name (cut so that the suffix fits 63 characters) and -gateway. */}}
+{{- define "llm-operator.gatewayFullname" -}}
+{{- printf "%s-gateway" (include "llm-operator.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The ServiceAccount the gateway runs as: its own, not the operator's. */}}
+{{- define "llm-operator.gatewayServiceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create }}
+{{- default (include "llm-operator.gatewayFullname" .) .Values.gateway.serviceAccount.name }}
+{{- else }}
+{{- required "gateway.serviceAccount.name must name an existing ServiceAccount when gateway.serviceAccount.create is false" .Values.gateway.serviceAccount.name }}
+{{- end }}
 {{- end }}
 
 {{/* The ServiceAccount the operator runs as. */}}
@@ -132,6 +172,43 @@ reaches its pods through a secretKeyRef the kubelet resolves, never through the 
   verbs: ["list", "watch"]
 # Events: kopf and the operator post Events about problems on LLMDeployments; patch
 # lets a repeated Event be counted instead of duplicated.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+RBAC rules for the gateway (`llm-operator gateway`), in each namespace it routes to: a
+ClusterRole in cluster scope, a Role per namespace in namespaced scope. It reads models and
+their pods, and writes only what waking a model from zero takes. Nothing on Secrets (its
+API keys reach it as a file the kubelet mounts), no Services, no Deployments.
+*/}}
+{{- define "llm-operator.gatewayRules" -}}
+# Gateway routing: the table of models (name -> LLMDeployment) comes from a list and watch;
+# get re-reads one model before waking it.
+- apiGroups: ["llm-operator.io"]
+  resources: ["llmdeployments"]
+  verbs: ["get", "list", "watch"]
+# Gateway wake-up: one annotation, llm-operator.io/woken-by-request-at, tells the operator's
+# autoscaler that a held request woke the model (so it does not scale it straight back to zero).
+- apiGroups: ["llm-operator.io"]
+  resources: ["llmdeployments"]
+  verbs: ["patch"]
+# Gateway wake-up: a model at zero replicas is scaled up through the scale subresource, as
+# an HPA would (get to read it, patch or update to set replicas).
+- apiGroups: ["llm-operator.io"]
+  resources: ["llmdeployments/scale"]
+  verbs: ["get", "patch", "update"]
+# Gateway routing: requests go to the ready pods of a model, seen through a list and watch
+# (never a GET per request).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+# Events: the gateway posts an Event on a model it woke or could not wake; patch lets a
+# repeated Event be counted instead of duplicated (the same two groups as the operator).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
