@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "llm-operator"
 RELEASE = "llm-operator"          # so the ServiceAccount and ClusterRole are named llm-operator
 RBAC_TEMPLATES = ("templates/serviceaccount.yaml", "templates/rbac.yaml")
+GATEWAY_RBAC_TEMPLATES = ("templates/gateway-serviceaccount.yaml", "templates/gateway-rbac.yaml")
 
 
 def _run(cmd: list[str], input: str | None = None) -> str:
@@ -31,11 +32,11 @@ def _run(cmd: list[str], input: str | None = None) -> str:
 
 
 def render_operator_rbac(cluster, namespace: str = "llm-system", set_values: tuple[str, ...] = (),
-                         release: str = RELEASE) -> str:
+                         release: str = RELEASE, templates: tuple[str, ...] = RBAC_TEMPLATES) -> str:
     """The chart's ServiceAccount and RBAC objects as YAML (release `release` in `namespace`)."""
     cmd = [cluster.binary("helm"), "template", release, str(CHART), f"--namespace={namespace}",
            f"--kube-version={kube_version(cluster)}"]
-    for template in RBAC_TEMPLATES:
+    for template in templates:
         cmd += ["--show-only", template]
     for value in set_values:
         cmd += ["--set", value]
@@ -49,7 +50,8 @@ def kube_version(cluster) -> str:
 
 
 def install_operator_rbac(cluster, namespace: str = "llm-system", set_values: tuple[str, ...] = (),
-                          release: str = RELEASE, token_duration: str = "2h") -> Path:
+                          release: str = RELEASE, token_duration: str = "2h",
+                          templates: tuple[str, ...] = RBAC_TEMPLATES) -> Path:
     """Apply the chart's ServiceAccount and RBAC and return the path of a kubeconfig that
     authenticates as that ServiceAccount: same server and CA as `cluster.kubeconfig`, a
     token from the TokenRequest API, `namespace` preset.
@@ -62,7 +64,7 @@ def install_operator_rbac(cluster, namespace: str = "llm-system", set_values: tu
     # Declarative, so that a second call (another test, a rerun) changes nothing.
     _run([*kubectl, "apply", "--server-side", "--field-manager=llm-operator-tests", "-f", "-"],
          input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n")
-    rendered = render_operator_rbac(cluster, namespace, set_values, release)
+    rendered = render_operator_rbac(cluster, namespace, set_values, release, templates)
     (account,) = [d["metadata"]["name"] for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ServiceAccount"]
     _run([*kubectl, "apply", "--server-side", "--field-manager=llm-operator-tests", "-f", "-"], input=rendered)
     token = _run([*kubectl, "create", "token", account, f"--namespace={namespace}",
@@ -90,3 +92,8 @@ current-context: {account}
     )
     path.chmod(0o600)
     return path
+
+
+def install_gateway_rbac(cluster, namespace: str = "llm-system", release: str = RELEASE) -> Path:
+    """The same for the chart's gateway: its own ServiceAccount and rules."""
+    return install_operator_rbac(cluster, namespace, release=release, templates=GATEWAY_RBAC_TEMPLATES)
