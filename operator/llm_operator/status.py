@@ -326,15 +326,15 @@ def woken_prefix(woken_at: str) -> str:
 
 def waking(o: Observed, previous: dict, ready: Verdict) -> bool:
     """Whether the model is on its way up from a wake by a request: not ready, asked to run,
-    and either at zero when the request came or already reported as waking from it."""
+    and this wake either seen for the first time (the gateway wakes only a model at zero, and
+    may write its annotation after the status already shows the pods starting) or already
+    reported. A later rollout of a model that has been ready since is not blamed on it."""
     if o.woken_at is None or ready.status == "True" or ready.reason == "ScalingToZero":
         return False
-    before = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
-    if (before.get("message") or "").startswith(woken_prefix(o.woken_at)):
+    if previous.get("lastWokenByRequest") != o.woken_at:
         return True
-    woken, since = instant(o.woken_at), instant(before.get("lastTransitionTime"))
-    return (before.get("reason") in ("ScaledToZero", "ScalingToZero") and woken is not None and since is not None
-            and woken >= since)
+    before = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (before.get("message") or "").startswith(woken_prefix(o.woken_at))
 
 
 def merge_condition(previous: list[dict], ctype: str, v: Verdict, generation: int, now: str) -> dict:

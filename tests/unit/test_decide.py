@@ -372,13 +372,21 @@ def test_once_ready_the_wake_is_in_status_only():
     assert d.status["lastWokenByRequest"] == "2026-01-01T00:00:00Z"
 
 
+def test_a_wake_first_seen_after_the_pods_started_is_said_all_the_same():
+    # the operator saw the scale to 1 before the annotation: Ready is already PodsNotReady
+    starting = {"conditions": [{"type": "Ready", "status": "False", "reason": "PodsNotReady",
+                                "message": "0/1 replicas are ready; waiting for the model to load and answer /health.",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    assert cond(_woken(starting))[2].startswith("Woken from zero by a request at 2026-01-01T00:00:00Z; 0/1 replicas")
+
+
 def test_an_old_wake_is_not_blamed_for_a_later_start():
-    serving = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "1/1 replicas are ready.",
+    serving = {"lastWokenByRequest": "2026-01-01T00:00:00Z",
+               "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "1/1 replicas are ready.",
                                "lastTransitionTime": "2026-01-01T00:05:00Z"}]}
-    assert cond(_woken(serving))[2] == "0/1 replicas are ready; waiting for the model to load and answer /health."
-    # at zero since after that request (scaled down by hand, then up): not this wake either
-    since = {"conditions": [{**AT_ZERO["conditions"][0], "lastTransitionTime": "2026-01-01T00:05:00Z"}]}
-    assert not cond(_woken(since))[2].startswith("Woken")
+    d = _woken(serving)
+    assert cond(d)[2] == "0/1 replicas are ready; waiting for the model to load and answer /health."
+    assert not cond(_woken(d.status))[2].startswith("Woken")
 
 
 def test_an_annotation_that_is_not_a_time_is_ignored():
