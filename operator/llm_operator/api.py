@@ -27,6 +27,9 @@ PLURAL = "llmdeployments"
 SINGULAR = "llmdeployment"
 SHORT_NAMES = ["llmd", "llm"]
 API_VERSION = f"{GROUP}/{VERSION}"
+# Set by the gateway when a request wakes a model from zero replicas (an RFC 3339 UTC time);
+# the operator reports it in status.lastWokenByRequest and in the conditions while the model starts.
+WOKEN_ANNOTATION = f"{GROUP}/woken-by-request-at"
 
 # The pinned serving engine (engines/tgi.py says which); spec.engine.image overrides it.
 DEFAULT_TGI_IMAGE = tgi.DEFAULT_IMAGE
@@ -185,7 +188,8 @@ class Autoscaling(RuledModel):
     """How the replica count follows load."""
 
     mode: AutoscalingMode = Field(AutoscalingMode.none, description="none: spec.replicas is used as given (kubectl scale works); hpa: a HorizontalPodAutoscaler on a TGI metric, scaling this object (needs a custom-metrics adapter); operator: the operator reads the pods' /metrics and scales this object itself.")
-    min_replicas: int = Field(1, description="Fewest replicas the autoscaler keeps.", ge=1, le=1000)
+    min_replicas: int = Field(1, description="Fewest replicas the autoscaler keeps. 0 (mode operator only) lets the model "
+                              "sit at zero replicas; a request through the gateway wakes it.", ge=0, le=1000)
     max_replicas: int = Field(4, description="Most replicas the autoscaler makes.", ge=1, le=1000)
     metric: ScalingMetric = Field(ScalingMetric.queue, description="queue: requests waiting (tgi_queue_size) per replica; concurrency: requests in flight (batch plus queue) per replica.")
     target: int = Field(8, description="Target value of the metric per replica.", ge=1, le=100_000)
@@ -194,6 +198,12 @@ class Autoscaling(RuledModel):
     __rules__ = (
         Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas.", ".minReplicas",
              lambda s: s.min_replicas <= s.max_replicas),
+        # An HPA scales to zero only behind Kubernetes' alpha HPAScaleToZero feature gate.
+        Rule("self.minReplicas >= 1 || self.mode == 'operator'",
+             "minReplicas 0 needs mode operator: a HorizontalPodAutoscaler cannot scale to zero (without Kubernetes' "
+             "alpha HPAScaleToZero feature gate) and mode none ignores autoscaling; set mode: operator, or minReplicas "
+             "to 1 or more.", ".minReplicas",
+             lambda s: s.min_replicas >= 1 or s.mode == "operator"),
     )
 
 
@@ -477,6 +487,7 @@ class LLMDeploymentStatus(Model):
     url: str = Field("", description="In-cluster URL of the Service.")
     plan: PlanStatus | None = Field(None, description="The planner's verdict.")
     adapters: list[dict[str, Any]] | None = Field(None, description="Each LoRA adapter: name, id, revision, whether it is cached, how clients name it (servedAs), and why it is not served, if it is not.")
+    last_woken_by_request: str | None = Field(None, description="When a request through the gateway last woke the model from zero replicas (RFC 3339), from the annotation " + WOKEN_ANNOTATION + ".")
     autoscaler: dict[str, Any] | None = Field(None, description="The operator-native autoscaler's state and last decision with its inputs, kept across operator restarts.")
     model_facts: dict[str, Any] | None = Field(None, description="The model's facts the plan was made from (layers, heads, parameters, ...), kept so they are fetched once per revision.")
 

@@ -6,8 +6,12 @@ count, scales to `Decision.desired_replicas` when the action is not "hold", and 
 `state.to_dict()` back. Nothing here does I/O or reads a clock: `now` is passed in.
 
 Rules, in order:
-- bounds first: below minReplicas (0 included) scale up at once, above maxReplicas scale
-  down to maxReplicas at once (the spec says so; no delay applies to the spec's own bounds);
+- minReplicas 0 and 0 replicas: hold at 0. Only a request (through the gateway) wakes a
+  model; nothing here does. While it runs, its floor is 1: the autoscaler never takes a
+  model to zero by itself (so a model just woken, with no ready pod yet, is kept at 1);
+- bounds first: below the floor (minReplicas, at least 1) scale up at once, above
+  maxReplicas scale down to maxReplicas at once (the spec says so; no delay applies to the
+  spec's own bounds);
 - no pod answered: hold, and restart the scale-down timer (never scale down on no data);
 - need = clamp(ceil(load / target)), with load = max(newest total, mean of the last 60 s):
   the newest sample makes a burst act at once, the mean keeps one quiet scrape between busy
@@ -183,6 +187,8 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
            spec: AutoscalingSpecLike, now: float) -> tuple[Decision, ScalerState]:
     """The replica count the load asks for now, and the state to store for the next call."""
     lo, hi, target = spec.min_replicas, spec.max_replicas, spec.target
+    asleep = lo == 0 and current_replicas == 0
+    floor = max(lo, 1)   # minReplicas 0 is where a model may sleep, not where it is put
     delay, metric = spec.scale_down_delay_seconds, str(getattr(spec.metric, "value", spec.metric))
     known = [s.load for s in samples if s.load is not None]
     unknown = len(samples) - len(known)
@@ -198,7 +204,7 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
         mean = round(sum(o.load for o in window) / len(window), 3)
         load = max(total, mean)
         raw = math.ceil(round(load / target, 6))
-        need = min(hi, max(lo, raw))
+        need = min(hi, max(floor, raw))
         inputs.update(knownLoad=round(known_load, 3), estimatedLoad=round(estimated, 3), load=total,
                       windowMean=mean, windowSamples=len(window), needed=raw)
         seen = f"{metric} {known_load:g} across {len(known)} of {len(samples)} pods"
@@ -208,14 +214,20 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
             seen += f", {WINDOW_SECONDS:g} s mean {mean:g}"
         seen += f", target {target} per replica -> {raw} replicas"
         if need != raw:
-            seen += f" ({'capped at maxReplicas' if raw > hi else 'raised to minReplicas'} {need})"
+            if raw > hi:
+                seen += f" (capped at maxReplicas {need})"
+            else:
+                seen += f" (raised to minReplicas {need})" if lo >= 1 else f" (raised to {need} while running)"
     else:
         need = None
         seen = f"no {metric} data: none of {len(samples)} ready pods answered"
 
     low_since = low_peak = None
-    if current_replicas < lo:
-        desired, action = need or lo, "scale-up"
+    if asleep:
+        desired, action = 0, "hold"
+        why = "holding at 0 (minReplicas 0): a request through the gateway wakes the model"
+    elif current_replicas < floor:
+        desired, action = need or floor, "scale-up"
         why = f"{current_replicas} replicas is below minReplicas {lo}; scaling up to {desired}"
     elif current_replicas > hi:
         desired, action = hi, "scale-down"

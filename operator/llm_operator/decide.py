@@ -338,7 +338,7 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         blocked = status.Verdict("False", "InvalidSpec", f"The spec is invalid: {err}")
         return _with_status(Decision(phase="", blocked=blocked), observed, current, now, status.Observed(
             generation=generation, desired_replicas=None, gpus=1, selector=resources.pod_selector(owner), url="",
-            deployment=_live(observed.child("Deployment", owner.name)), blocked=blocked))
+            deployment=_live(observed.child("Deployment", owner.name)), blocked=blocked, woken_at=woken_at(observed)))
 
     conditions: dict[str, status.Verdict] = {}
     notes: list[str] = []
@@ -448,7 +448,15 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         extra_conditions=conditions,
         extra={k: v for k, v in extra.items() if v is not None},
         behind=bool(writes.problems),
+        sleeps_at_zero=spec.autoscaling.mode == "operator" and spec.autoscaling.min_replicas == 0,
+        woken_at=woken_at(observed),
     ))
+
+
+def woken_at(observed: Observed) -> str | None:
+    """When the gateway last woke this model from zero, if its annotation holds a time."""
+    text = (observed.meta.get("annotations") or {}).get(api.WOKEN_ANNOTATION)
+    return text if status.instant(text) is not None else None
 
 
 def _with_status(decision: Decision, observed: Observed, current: dict, now: dt.datetime,

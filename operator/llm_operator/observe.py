@@ -51,8 +51,13 @@ def _meta(body: Mapping[str, Any], keys: Iterable[str]) -> dict:
 
 
 def trim_llmdeployment(body: Mapping[str, Any]) -> dict:
+    meta = _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp"))
+    # Of the annotations only the gateway's wake-up time is read (status.lastWokenByRequest).
+    woken = ((body.get("metadata") or {}).get("annotations") or {}).get(api.WOKEN_ANNOTATION)
+    if woken is not None:
+        meta["annotations"] = {api.WOKEN_ANNOTATION: woken}
     return {
-        "metadata": _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp")),
+        "metadata": meta,
         "spec": _plain(body.get("spec") or {}),
         "status": _plain(body.get("status") or {}),
     }

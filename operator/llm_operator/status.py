@@ -16,8 +16,9 @@ ScaledToZero (Ready=True), Failed (Stalled=True), the others (Reconciling=True).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .resources import LWS_GROUP_INDEX_LABEL, ROLE_LABEL, TEMPLATE_HASH_LABEL, WORKER
 
@@ -52,6 +53,8 @@ class Observed:
     # A child of this generation could not be written (refused, a name taken, an immutable
     # field): status.observedGeneration stays where it was, so no client reads the new spec as done.
     behind: bool = False
+    sleeps_at_zero: bool = False        # autoscaling mode operator with minReplicas 0: a request wakes it
+    woken_at: str | None = None         # when the gateway last woke it from zero (its annotation)
 
 
 def _active(pods: tuple[dict, ...]) -> list[dict]:
@@ -244,8 +247,12 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         # No replica counted and no pod of ours left: at zero, even before the Deployment
         # controller has observed a Deployment just made with 0 replicas (it never makes a pod).
         if replicas == 0 and not _active(o.pods):
-            return "ScaledToZero", yes("ScaledToZero", "Scaled to zero: spec.replicas is 0, so no pod serves the model; "
-                                       "scale up to serve (spec.replicas, or kubectl scale --replicas=N)."), \
+            msg = ("Scaled to zero: spec.replicas and autoscaling.minReplicas are 0, so no pod serves the model until "
+                   "a request through the gateway wakes it (or scale up: spec.replicas, or kubectl scale --replicas=N)."
+                   if o.sleeps_at_zero else
+                   "Scaled to zero: spec.replicas is 0, so no pod serves the model; scale up to serve (spec.replicas, "
+                   "or kubectl scale --replicas=N).")
+            return "ScaledToZero", yes("ScaledToZero", msg), \
                 no("ScaledToZero", "Nothing to do."), no("ScaledToZero", "Scaled to zero on purpose.")
         msg = f"Scaling to zero: {replicas} replica(s) left."
         return "Progressing", no("ScalingToZero", msg), yes("ScalingToZero", msg), no("ScalingToZero", "Making progress.")
@@ -304,6 +311,32 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     return "Progressing", no(reason, msg), yes(reason, msg), no(reason, "Making progress.")
 
 
+def instant(text: str | None) -> dt.datetime | None:
+    """An RFC 3339 time as an aware datetime; None when it is not one."""
+    try:
+        when = dt.datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def woken_prefix(woken_at: str) -> str:
+    return f"Woken from zero by a request at {woken_at}; "
+
+
+def waking(o: Observed, previous: dict, ready: Verdict) -> bool:
+    """Whether the model is on its way up from a wake by a request: not ready, asked to run,
+    and this wake either seen for the first time (the gateway wakes only a model at zero, and
+    may write its annotation after the status already shows the pods starting) or already
+    reported. A later rollout of a model that has been ready since is not blamed on it."""
+    if o.woken_at is None or ready.status == "True" or ready.reason == "ScalingToZero":
+        return False
+    if previous.get("lastWokenByRequest") != o.woken_at:
+        return True
+    before = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (before.get("message") or "").startswith(woken_prefix(o.woken_at))
+
+
 def merge_condition(previous: list[dict], ctype: str, v: Verdict, generation: int, now: str) -> dict:
     """The condition, keeping lastTransitionTime unless its status changed."""
     old = next((c for c in previous if c.get("type") == ctype), None)
@@ -315,6 +348,11 @@ def merge_condition(previous: list[dict], ctype: str, v: Verdict, generation: in
 def desired_status(o: Observed, previous: dict, now: str) -> dict:
     """The full status to write (compare with the current one before writing)."""
     phase, ready, reconciling, stalled = judge(o)
+    if waking(o, previous, ready):
+        # The reason and phase stay what the pods say; the message says why they start.
+        ready = replace(ready, message=woken_prefix(o.woken_at) + ready.message)
+        if reconciling.status == "True":
+            reconciling = replace(reconciling, message=woken_prefix(o.woken_at) + reconciling.message)
     prev_conds = previous.get("conditions") or []
     conditions = [
         merge_condition(prev_conds, "Ready", ready, o.generation, now),
@@ -336,6 +374,7 @@ def desired_status(o: Observed, previous: dict, now: str) -> dict:
         "ready": f"{ready_replicas}/{want}",
         "selector": o.selector,
         "url": o.url,
+        "lastWokenByRequest": o.woken_at,
     }
     out.update(o.extra)
     return without_nulls(out)

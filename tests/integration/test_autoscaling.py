@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from conftest import condition, wait_for
 from manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -107,4 +107,40 @@ def test_an_unreachable_pod_is_unknown_not_idle(kubectl, pod_metrics):
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
         assert replicas(kubectl, "half")[0] >= before, "unreachable pods were counted as idle"
+        time.sleep(0.5)
+
+
+def test_min_replicas_0_needs_mode_operator_and_sleeps_at_zero_until_a_request_wakes_it(kubectl, pod_metrics):
+    refused = kubectl.run("apply", "-f", "-", check=False, input=json.dumps(llmd("nohpa", gpus=1, replicas=0, autoscaling={
+        "mode": "hpa", "minReplicas": 0})))
+    assert refused.returncode != 0 and "spec.autoscaling.minReplicas" in refused.stderr
+    assert ("minReplicas 0 needs mode operator: a HorizontalPodAutoscaler cannot scale to zero (without Kubernetes' "
+            "alpha HPAScaleToZero feature gate)") in refused.stderr
+
+    pod_metrics.by_namespace[kubectl.namespace] = IDLE
+    kubectl.apply(json.dumps(llmd("sleepy", gpus=1, replicas=0, podAnnotations={
+        "pod-ready.stage.kwok.x-k8s.io/delay": "600s"}, autoscaling={   # kwok leaves the woken pod unready
+        "mode": "operator", "minReplicas": 0, "maxReplicas": 2, "scaleDownDelaySeconds": 0})))
+    obj = wait_for("Ready=True reason ScaledToZero", lambda: (o := kubectl.get("llmd", "sleepy")) and
+                   condition(o, "Ready").get("reason") == "ScaledToZero" and o, 60)
+    assert condition(obj, "Ready")["status"] == "True" and "a request through the gateway wakes it" in \
+        condition(obj, "Ready")["message"]
+    deadline = time.monotonic() + 3      # three autoscaler ticks: it does not wake the model
+    while time.monotonic() < deadline:
+        assert replicas(kubectl, "sleepy") == (0, 0)
+        time.sleep(0.5)
+
+    # What the gateway does on a request: replicas 1 through the scale subresource, then its annotation.
+    kubectl.run("patch", "llmd", "sleepy", "--subresource=scale", "--type=merge", "-p", '{"spec": {"replicas": 1}}',
+                "--field-manager=llm-operator-gateway")
+    at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kubectl.run("annotate", "llmd", "sleepy", f"llm-operator.io/woken-by-request-at={at}")
+    obj = wait_for("the wake in status", lambda: (o := kubectl.get("llmd", "sleepy")) and
+                   (o.get("status") or {}).get("lastWokenByRequest") == at and o, 30)
+    ready, reconciling = condition(obj, "Ready"), condition(obj, "Reconciling")
+    assert ready["status"] == "False" and ready["message"].startswith(f"Woken from zero by a request at {at}; ")
+    assert reconciling["status"] == "True" and reconciling["message"] == ready["message"]
+    deadline = time.monotonic() + 3      # the pod not ready, no metrics: the autoscaler keeps it at 1
+    while time.monotonic() < deadline:
+        assert replicas(kubectl, "sleepy") == (1, 1)
         time.sleep(0.5)

@@ -142,6 +142,26 @@ def state_scaled_to_zero(kubectl, volume):
                   and d["replicas"] == 0 and not pods_of(kubectl, "idle"), "the Deployment at 0 replicas, no pod")
 
 
+SLEEPS = {"mode": "operator", "minReplicas": 0, "maxReplicas": 2}
+
+
+def state_asleep_at_min_replicas_0(kubectl, volume):
+    apply(kubectl, llmd("asleep", gpus=1, replicas=0, autoscaling=SLEEPS))
+    return judged(kubectl, "asleep", lambda: (d := deployment_status(kubectl, "asleep")) and d["spec"] == 0
+                  and d["replicas"] == 0 and not pods_of(kubectl, "asleep"), "the Deployment at 0 replicas, no pod")
+
+
+def state_woken_by_a_request(kubectl, volume):
+    """What the gateway does for a request to a model asleep at zero: replicas 1, its annotation."""
+    apply(kubectl, llmd("woken", gpus=1, replicas=0, autoscaling=SLEEPS, podAnnotations=NEVER_READY))
+    judged(kubectl, "woken", lambda: (d := deployment_status(kubectl, "woken")) and d["spec"] == 0, "asleep")
+    kubectl.run("patch", "llmd", "woken", "--subresource=scale", "--type=merge", "-p", '{"spec": {"replicas": 1}}',
+                "--field-manager=llm-operator-gateway")
+    kubectl.run("annotate", "llmd", "woken", "llm-operator.io/woken-by-request-at=2026-01-01T00:00:00Z")
+    return judged(kubectl, "woken", lambda: (pods := pods_of(kubectl, "woken")) and len(pods) == 1
+                  and pods[0]["spec"].get("nodeName") and not ready(pods[0]), "one scheduled pod, not ready")
+
+
 def no_deployment(kubectl, name: str):
     return lambda: kubectl.get("deployment", name) is None
 
@@ -195,6 +215,8 @@ STATES = {
     "rolling out": (state_rolling_out, WORKING),
     "ready": (state_ready, SERVING),
     "scaled to zero": (state_scaled_to_zero, SERVING),
+    "asleep: minReplicas 0": (state_asleep_at_min_replicas_0, SERVING),
+    "woken by a request": (state_woken_by_a_request, WORKING),
     "does not fit": (state_does_not_fit, BLOCKED),
     "invalid sharding": (state_invalid_sharding, BLOCKED),
     "missing StorageClass": (state_missing_storage_class, BLOCKED),

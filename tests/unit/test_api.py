@@ -36,6 +36,19 @@ def test_defaults():
     assert spec.gpu.resource == "nvidia.com/gpu" and spec.service.port == 80
 
 
+def test_min_replicas_0_is_for_mode_operator_only():
+    spec = api.parse_spec({"model": {"id": "org/m"}, "replicas": 0,
+                           "autoscaling": {"mode": "operator", "minReplicas": 0, "maxReplicas": 2}})
+    assert (spec.replicas, spec.autoscaling.min_replicas) == (0, 0)
+    with pytest.raises(api.InvalidSpec) as err:
+        api.parse_spec({"model": {"id": "org/m"}, "autoscaling": {"mode": "hpa", "minReplicas": 0}})
+    assert str(err.value) == (
+        "spec.autoscaling.minReplicas: minReplicas 0 needs mode operator: a HorizontalPodAutoscaler cannot scale to "
+        "zero (without Kubernetes' alpha HPAScaleToZero feature gate) and mode none ignores autoscaling; set mode: "
+        "operator, or minReplicas to 1 or more.")
+    assert api.WOKEN_ANNOTATION == "llm-operator.io/woken-by-request-at"
+
+
 def test_rules_agree_with_their_cel_text():
     """Each rule's Python check and CEL mention the same fields."""
     for model in api.RuledModel.__subclasses__():

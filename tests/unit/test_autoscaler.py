@@ -234,3 +234,40 @@ def test_both_autoscaler_modes_read_vllms_gauges():
     hpa = next(o for o in resources.desired_children(resources.Owner("m", "ns", "u"), spec, resources.Decisions(gpus=1))
                if o["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "vllm_num_requests_waiting"
+
+
+# -- minReplicas 0: a model may sleep at zero; only a request wakes it ---------------------
+
+def test_min_replicas_0_at_zero_stays_at_zero():
+    d, state = decide(ScalerState(), [], 0, spec(min_replicas=0), now=1000.0)
+    assert (d.action, d.desired_replicas) == ("hold", 0)
+    assert d.reason == ("no queue data: none of 0 ready pods answered; holding at 0 (minReplicas 0): "
+                        "a request through the gateway wakes the model.")
+    assert state.last_scale_time is None
+    # even a pod still answering while it shuts down does not wake it
+    d, _ = decide(ScalerState(), pods("busy"), 0, spec(min_replicas=0), now=1000.0)
+    assert (d.action, d.desired_replicas) == ("hold", 0)
+
+
+def test_a_model_just_woken_is_kept_at_1():
+    # replicas 1 from the gateway, the pod not ready yet: no sample at all
+    d, state = decide(ScalerState(), [], 1, spec(min_replicas=0, scale_down_delay_seconds=0), now=1000.0)
+    assert (d.action, d.desired_replicas) == ("hold", 1)
+    # ready and idle: the floor while running is 1, so no timer starts toward zero
+    d, state = decide(state, pods("idle"), 1, spec(min_replicas=0, scale_down_delay_seconds=0), now=1015.0)
+    assert (d.action, d.desired_replicas, state.low_since) == ("hold", 1, None)
+    assert d.reason == ("queue 0 across 1 of 1 pods, target 8 per replica -> 0 replicas (raised to 1 while running); "
+                        "holding at 1.")
+
+
+def test_min_replicas_0_scales_down_to_1_never_to_0():
+    idle = pods("idle", "idle", "idle")
+    d, state = decide(ScalerState(), idle, 3, spec(min_replicas=0, scale_down_delay_seconds=0), now=1000.0)
+    assert (d.action, d.desired_replicas) == ("scale-down", 1)
+    d, _ = decide(state, pods("idle"), 1, spec(min_replicas=0, scale_down_delay_seconds=0), now=2000.0)
+    assert (d.action, d.desired_replicas) == ("hold", 1)
+
+
+def test_min_replicas_0_scales_up_with_load_as_ever():
+    d, _ = decide(ScalerState(), pods("busy"), 1, spec(min_replicas=0), now=1000.0)
+    assert (d.action, d.desired_replicas) == ("scale-up", 3)   # ceil(20 / 8)

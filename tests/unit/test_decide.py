@@ -329,6 +329,74 @@ def test_scaled_to_zero_is_ready_and_says_how_to_serve():
     assert cond(d, "Reconciling")[0] == cond(d, "Stalled")[0] == "False"
 
 
+SLEEPY = {"replicas": 0, "autoscaling": {"mode": "operator", "minReplicas": 0, "maxReplicas": 2}}
+WOKEN = {"annotations": {"llm-operator.io/woken-by-request-at": "2026-01-01T00:00:00Z"}}
+AT_ZERO = {"conditions": [{"type": "Ready", "status": "True", "reason": "ScaledToZero", "message": "Scaled to zero.",
+                           "lastTransitionTime": "2025-12-31T23:00:00Z"}]}
+
+
+def test_min_replicas_0_at_zero_is_ready_and_says_a_request_wakes_it():
+    live = live_deployment(SLEEPY, ready=0, replicas=0)
+    d = decide(observed(spec=SLEEPY, children=[live_service(SLEEPY), live]), KNOWN, NOW)
+    assert d.phase == "ScaledToZero" and d.apply == ()
+    assert cond(d) == ("True", "ScaledToZero", "Scaled to zero: spec.replicas and autoscaling.minReplicas are 0, so no "
+                       "pod serves the model until a request through the gateway wakes it (or scale up: spec.replicas, "
+                       "or kubectl scale --replicas=N).")
+    assert cond(d, "Reconciling")[0] == cond(d, "Stalled")[0] == "False"
+    assert "lastWokenByRequest" not in d.status
+
+
+def _woken(status, ready=0):
+    spec = {**SLEEPY, "replicas": 1}
+    live = live_deployment(spec, ready=ready, replicas=1)
+    return decide(observed(spec=spec, status=status, children=[live_service(spec), live],
+                           pods=[serving_pod(live, ready=bool(ready))], meta=WOKEN), KNOWN, NOW)
+
+
+def test_a_model_woken_by_a_request_says_so_while_it_starts():
+    d = _woken(AT_ZERO)
+    assert d.phase == "Progressing"
+    assert cond(d) == ("False", "PodsNotReady", "Woken from zero by a request at 2026-01-01T00:00:00Z; 0/1 replicas "
+                       "are ready; waiting for the model to load and answer /health.")
+    assert cond(d, "Reconciling") == ("True", "PodsNotReady", cond(d)[2])
+    assert d.status["lastWokenByRequest"] == "2026-01-01T00:00:00Z"
+    assert [(e.reason, e.message) for e in d.events] == [("PodsNotReady", cond(d)[2])]
+    # the next reconcile, from the status just written, still says so
+    again = _woken(d.status)
+    assert cond(again) == cond(d) and again.status_patch is None
+
+
+def test_once_ready_the_wake_is_in_status_only():
+    d = _woken(_woken(AT_ZERO).status, ready=1)
+    assert d.phase == "Ready" and cond(d)[:2] == ("True", "Ready") and not cond(d)[2].startswith("Woken")
+    assert d.status["lastWokenByRequest"] == "2026-01-01T00:00:00Z"
+
+
+def test_a_wake_first_seen_after_the_pods_started_is_said_all_the_same():
+    # the operator saw the scale to 1 before the annotation: Ready is already PodsNotReady
+    starting = {"conditions": [{"type": "Ready", "status": "False", "reason": "PodsNotReady",
+                                "message": "0/1 replicas are ready; waiting for the model to load and answer /health.",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    assert cond(_woken(starting))[2].startswith("Woken from zero by a request at 2026-01-01T00:00:00Z; 0/1 replicas")
+
+
+def test_an_old_wake_is_not_blamed_for_a_later_start():
+    serving = {"lastWokenByRequest": "2026-01-01T00:00:00Z",
+               "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "1/1 replicas are ready.",
+                               "lastTransitionTime": "2026-01-01T00:05:00Z"}]}
+    d = _woken(serving)
+    assert cond(d)[2] == "0/1 replicas are ready; waiting for the model to load and answer /health."
+    assert not cond(_woken(d.status))[2].startswith("Woken")
+
+
+def test_an_annotation_that_is_not_a_time_is_ignored():
+    spec = {**SLEEPY, "replicas": 1}
+    live = live_deployment(spec, ready=0, replicas=1)
+    d = decide(observed(spec=spec, status=AT_ZERO, children=[live_service(spec), live], pods=[serving_pod(live, ready=False)],
+                        meta={"annotations": {"llm-operator.io/woken-by-request-at": "just now"}}), KNOWN, NOW)
+    assert "lastWokenByRequest" not in d.status and not cond(d)[2].startswith("Woken")
+
+
 def test_the_facts_query_takes_the_report_of_this_revisions_job():
     new = {**CACHE, "model": {"id": "org/mistral", "revision": "v2"}}
     report = {**MISTRAL, "revision": "v2", "commit": "abc"}

@@ -44,6 +44,14 @@ def test_trimming_keeps_what_decisions_read_and_drops_the_rest():
     assert owner_of(pod) == KEY and owner_of({"metadata": {"namespace": "ns"}}) is None
 
 
+def test_trimming_keeps_the_gateways_wake_annotation_only():
+    body = llmd("5")
+    body["metadata"]["annotations"] = {"llm-operator.io/woken-by-request-at": "2026-01-01T00:00:00Z",
+                                       "kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    assert trim_llmdeployment(body)["metadata"]["annotations"] == {
+        "llm-operator.io/woken-by-request-at": "2026-01-01T00:00:00Z"}
+
+
 def test_a_snapshot_is_the_owner_and_its_children():
     obs = model([llmd("5")], [service("7")]).snapshot(KEY)
     assert obs.meta["resourceVersion"] == "5" and obs.child("Service", "m")["metadata"]["resourceVersion"] == "7"
