@@ -271,14 +271,22 @@ current-context: local
                     f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0",
                     f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
                     # Fake nodes have no kubelet: the node lifecycle controller would evict their pods.
-                    "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                    # Pods have loopback IPs, which the apiserver refuses in Endpoints and
+                    # EndpointSlices ("may not be in the loopback range"): their controllers would
+                    # only retry and write a Warning Event each time, so they are off too.
+                    "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,"
+                    "-endpoint,-endpointslice,-endpointslicemirroring",
                     "--horizontal-pod-autoscaler-sync-period=5s", "--v=0",
                 ]),
                 ("kube-scheduler", [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=0"]),
                 ("kwok", [
                     f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
                     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                    f"--server-address=127.0.0.1:{ports.kwok}", "--cidr=10.244.0.1/16", "--node-ip=10.1.0.1",
+                    f"--server-address=127.0.0.1:{ports.kwok}",
+                    # Pod IPs on loopback, where tests may send traffic: from a node's podCIDRs
+                    # (hack/kwok/nodes.yaml), else from --cidr (nodes a test makes). A node's
+                    # address is where its kubelet API, kwok's server, listens.
+                    "--cidr=127.244.0.1/16", "--node-ip=127.0.0.1",
                     "-c", str(HACK / "kwok" / "stages.yaml"),
                 ]),
             ):
