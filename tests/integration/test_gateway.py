@@ -127,7 +127,9 @@ def test_routes_by_model_name_and_adapter_across_three_models(kubectl, gateway, 
             out = {}
             for name in ("mistral", "qwen", "mistral-b", "support"):
                 status, headers, body = await post(s, url, {"model": name, "messages": [{"role": "user", "content": "hi"}]})
-                out[name] = (status, headers.get("x-fake-engine"), json.loads(body).get("model"))
+                answer = json.loads(body)
+                assert status == 200, (name, status, answer)
+                out[name] = (status, headers.get("x-fake-engine"), answer.get("model"))
             status, _, body = await post(s, url, {"model": "gpt-4", "messages": []})
             out["gpt-4"] = (status, json.loads(body))
             return out

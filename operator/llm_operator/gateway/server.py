@@ -301,9 +301,11 @@ class Gateway:
                     if not streaming:
                         body = await upstream.read()      # whole, before any byte goes out: still retryable
                 except _Retry:
+                    log.info("%s: %s answered 503; trying another endpoint", label, hp)
                     tried.add(hp)
                 except _UPSTREAM_ERRORS as err:
                     cause = _cause(err)
+                    log.info("%s: %s failed (%s: %s)", label, hp, cause, err)
                     self.metrics.upstream_errors.labels(label, cause).inc()
                     if cause == "connect":
                         self.ejected[hp] = time.monotonic() + EJECT_S
