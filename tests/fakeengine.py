@@ -417,7 +417,8 @@ class FakeEngine:
             self.request_log.append((None, request.path))
             self.rejected += 1
             return self._error(422, f"Failed to deserialize the JSON body into the target type: {error}")
-        self.request_log.append((requested if requested not in (None, *self.served_names) else self.model_id, request.path))
+        is_base = requested is None or requested in self.served_names
+        self.request_log.append((self.model_id if is_base else requested, request.path))
         if self._faults:
             status = self._faults.pop(0)
             self.failed += 1
