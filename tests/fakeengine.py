@@ -19,6 +19,7 @@ role marker). A request waits in a FIFO queue until one of `max_batch` slots is 
 prefill takes (uncached prompt tokens / prefill_tokens_per_s) seconds and yields the first token;
 each next token comes 1 / decode_tokens_per_s seconds later, per stream. Output: max_new_tokens
 (TGI) or max_tokens (OpenAI) tokens, `default_max_tokens` if unset, the words "tok0 tok1 ...".
+Both are simulated per request: a full batch costs each request no more than running alone.
 
 Prefix cache: an LRU of `cache_blocks` hashes of full blocks of `block_tokens` prompt tokens,
 each hash chained over its whole prefix (and the adapter), as vLLM's. A prompt's cached tokens
@@ -27,7 +28,8 @@ as vLLM's vllm:prefix_cache_hits / vllm:prefix_cache_queries are.
 
 Faults: fail_next(n, status) answers the next n generation requests with that status before
 any byte; set_healthy(False) turns /health to 503; stop() (or `await close()`) closes the
-listener and aborts open connections, as a killed endpoint would. A request whose client goes
+listener and aborts open connections, as a killed endpoint would; start_in_thread() again brings it
+back on the same port. A request whose client goes
 away stops where it is (queue, prefill or decode) and counts as cancelled.
 
 Counters (read from any thread): started, completed, cancelled, failed (injected), rejected
@@ -160,7 +162,7 @@ class BatchSlots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # granted a slot just as its client went away: pass it on
-            else:
+            elif waiter in self.waiters:  # release() may have dropped it already, skipping it as cancelled
                 self.waiters.remove(waiter)
             raise
 
@@ -415,7 +417,8 @@ class FakeEngine:
             self.request_log.append((None, request.path))
             self.rejected += 1
             return self._error(422, f"Failed to deserialize the JSON body into the target type: {error}")
-        self.request_log.append((requested if requested not in (None, *self.served_names) else self.model_id, request.path))
+        is_base = requested is None or requested in self.served_names
+        self.request_log.append((self.model_id if is_base else requested, request.path))
         if self._faults:
             status = self._faults.pop(0)
             self.failed += 1

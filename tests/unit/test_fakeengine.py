@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -72,7 +74,6 @@ async def first_event_after(session, engine, path, body) -> float:
 
 
 def metrics(engine) -> dict[str, float]:
-    import urllib.request
     with urllib.request.urlopen(engine.url + "/metrics", timeout=5) as response:
         return parse_prometheus_text(response.read().decode())
 
@@ -124,6 +125,21 @@ def test_batch_slots_hand_a_freed_slot_to_the_first_waiter():
             await second
         assert (slots.running, slots.waiting) == (1, 0)
         slots.release()
+        assert (slots.running, slots.waiting) == (0, 0)
+
+    run(scenario())
+
+
+def test_a_waiter_cancelled_just_before_a_release_leaves_cleanly():
+    async def scenario():
+        slots = BatchSlots(1)
+        await slots.acquire()
+        waiter = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        slots.release()  # before the cancelled waiter runs again: it is skipped, the slot is freed
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
         assert (slots.running, slots.waiting) == (0, 0)
 
     run(scenario())
@@ -411,6 +427,17 @@ def test_health_info_models_and_a_killed_endpoint(engines):
     assert engine.cancelled == 1
 
 
+def test_a_stopped_engine_comes_back_on_its_port(engines):
+    engine = engines("127.0.0.17", decode_tokens_per_s=1000)
+    port = engine.port
+    engine.stop()
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        metrics(engine)
+    engine.start_in_thread()
+    assert engine.port == port
+    assert metrics(engine)["tgi_queue_size"] == 0
+
+
 def test_the_cli_listens_until_sigterm():
     process = subprocess.Popen([sys.executable, str(TESTS / "fakeengine.py"), "--host", "127.0.0.16", "--port", "0",
                                 "--adapter", "org/a", "--metrics-flavor", "vllm"],
@@ -418,7 +445,6 @@ def test_the_cli_listens_until_sigterm():
     try:
         line = process.stdout.readline()
         assert line.startswith("listening on http://127.0.0.16:"), line + process.stderr.read()
-        import urllib.request
         with urllib.request.urlopen(line.split()[-1] + "/metrics", timeout=5) as response:
             assert "vllm:num_requests_waiting" in response.read().decode()
         process.send_signal(signal.SIGTERM)
