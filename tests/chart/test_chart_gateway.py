@@ -296,3 +296,16 @@ def test_every_gateway_value_is_in_the_schema():
     # The chart's own objects (resources, affinity and the like are Kubernetes' types).
     for key in ("apiKeys", "service", "serviceMonitor", "serviceAccount"):
         same_keys(values[key], schema["properties"][key], f"gateway.{key}")
+
+
+def test_the_gateway_command_line_the_chart_renders_is_the_one_the_cli_accepts(render):
+    from llm_operator import cli
+
+    c = container(render(*NAMESPACED, "gateway.apiKeys.secretName=keys", "gateway.verbose=true",
+                         "gateway.holdTimeoutSeconds=600", "gateway.retries=1"))
+    assert c["command"] == ["llm-operator"]
+    args = cli.parser().parse_args(c["args"])
+    assert args.func is cli.cmd_gateway
+    assert (args.listen, args.hold_timeout, args.retries, args.verbose) == ("0.0.0.0:8080", 600, 1, True)
+    assert args.api_keys_file.startswith("/etc/llm-operator-gateway/keys/")
+    assert args.namespace and all(args.namespace)
