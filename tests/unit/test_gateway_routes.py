@@ -102,3 +102,27 @@ def test_least_outstanding_with_random_ties():
     assert pick([a, b], load, exclude={b.hostport}).pod == "a"            # a retry goes elsewhere
     assert pick([a], {}, exclude={a.hostport}) is None
     assert pick([], {}) is None
+
+
+def test_watch_events_and_per_namespace_relists_keep_the_table_whole():
+    from llm_operator.gateway.server import Gateway, Settings
+
+    gw = Gateway(Settings(), kube=object())          # a table fed by watches, never started here
+    assert gw.synced == {"models": False, "pods": False}
+    in_a, in_b = gw._merge_listed("models", "a", 2), gw._merge_listed("models", "b", 2)
+    in_a([llmd("x", ns="a"), llmd("y", ns="a")])
+    assert not gw.synced["models"]                     # b not listed yet
+    in_b([llmd("x", ns="b")])
+    assert gw.synced["models"]
+    assert sorted(gw.routes.models) == [("a", "x"), ("a", "y"), ("b", "x")]
+    in_a([llmd("y", ns="a")])                          # a relist of a drops what a lost, leaves b alone
+    assert sorted(gw.routes.models) == [("a", "y"), ("b", "x")]
+    gw.on_model_event("DELETED", llmd("y", ns="a"))
+    assert sorted(gw.routes.models) == [("b", "x")]
+    pods_a = gw._merge_listed("pods", "a", 2)
+    pods_a([pod("p", "x", ns="a", ip="127.10.0.9")])
+    gw.on_pod_event("ADDED", pod("q", "x", ns="b", ip="127.10.1.9"))
+    pods_a([])
+    assert gw.routes.endpoints(("a", "x")) == [] and [e.pod for e in gw.routes.endpoints(("b", "x"))] == ["q"]
+    gw.on_pod_event("MODIFIED", pod("q", "x", ns="b", ip="127.10.1.9", ready=False))
+    assert gw.routes.endpoints(("b", "x")) == []
