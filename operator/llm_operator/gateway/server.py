@@ -108,6 +108,7 @@ class Gateway:
         self.synced = {"models": kube is None, "pods": kube is None}
         self.session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task] = []
+        self._wakes: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
 
     # ---- the table, from watches (or set directly) ----------------------------------
@@ -193,9 +194,9 @@ class Gateway:
 
     async def close(self) -> None:
         self._stop.set()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._wakes):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._wakes, return_exceptions=True)
         if self.session:
             await self.session.close()
         if self.kube is not None:
@@ -273,7 +274,9 @@ class Gateway:
                 self.metrics.upstream_errors.labels(model.label, "wake_failed").inc()
                 self._woken.pop(model.key, None)
 
-        self._tasks.append(asyncio.create_task(wake()))
+        task = asyncio.create_task(wake())
+        self._wakes.add(task)
+        task.add_done_callback(self._wakes.discard)
 
     # ---- forwarding --------------------------------------------------------------------
     async def forward(self, request: web.Request, model: Model, path: str, data: bytes | None,
