@@ -3,8 +3,9 @@
 An LLMDeployment whose pods carry GATE_ANNOTATION: closed (set through spec.podAnnotations)
 gets pods that kwok runs with an IP but not Ready (hack/kwok/stages.yaml). The farm sees each
 such pod, starts a FakeEngine on its IP and the container port named http, checks /health
-answers, and opens the gate: kwok then marks the pod Ready, as a kubelet would once the
-readiness probe passes. So a pod is Ready only while something listens on its address, and
+answers, and opens the gate once: kwok then marks the pod Ready, as a kubelet would once the
+readiness probe passes. A gate a test closes again stays closed (the pod turns unready and
+stays so): the farm opens each pod's gate only the first time. So a pod is Ready only while something listens on its address, and
 the gateway, the operator and the tests reach it at the address in the pod's status.
 
 Every address passes through loopback.require_loopback: nothing leaves 127.0.0.0/8.
@@ -37,6 +38,7 @@ class EngineFarm:
         self.core = client.CoreV1Api(api_client)
         self.engines: dict[str, FakeEngine] = {}        # pod uid -> engine
         self.pods: dict[str, dict] = {}                 # pod uid -> pod (as last seen)
+        self.opened: set[str] = set()                   # pod uids whose gate the farm opened
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -101,12 +103,14 @@ class EngineFarm:
                 url = pod_url({"status": {"podIP": ip}, "metadata": {"name": meta["name"]}}, port, "health")
                 with urllib.request.urlopen(url, timeout=5) as resp:
                     assert resp.status == 200
-            if (meta.get("annotations") or {}).get(GATE_ANNOTATION) == "closed":
+            if uid not in self.opened and (meta.get("annotations") or {}).get(GATE_ANNOTATION) == "closed":
                 self.core.patch_namespaced_pod(meta["name"], self.namespace,
                                                {"metadata": {"annotations": {GATE_ANNOTATION: "open"}}})
+                self.opened.add(uid)
         with self._lock:
             for uid in [u for u in self.engines if u not in seen]:
                 self.engines.pop(uid).stop()     # the pod is gone: free its address
+                self.opened.discard(uid)
 
 
 def _http_port(pod: dict) -> int | None:
