@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import random
 import signal
 import socket
 import subprocess
@@ -168,9 +169,14 @@ async def one_stream(session, url: str, body: bytes) -> float | None:
         return None
 
 
-async def run_level(urls: list[str], streams: int, seconds: float, body: bytes) -> tuple[list[float], int, float]:
+async def run_level(urls: list[str], streams: int, seconds: float, bodies: list[bytes],
+                    stagger_s: float = 0.0) -> tuple[list[float], int, float]:
     """`streams` workers each sending requests back to back for `seconds`, spread over urls
-    round-robin (the direct path: what a client that knows every engine would do)."""
+    round-robin (the direct path: what a client that knows every engine would do).
+
+    Worker i starts stagger_s * i / streams after the first and takes the bodies in its own
+    order: answers of different lengths and spread starts keep the streams from moving in
+    lockstep (all finishing, then all starting at once), which no real crowd of users does."""
     import aiohttp
 
     ttfb: list[float] = []
@@ -182,9 +188,10 @@ async def run_level(urls: list[str], streams: int, seconds: float, body: bytes) 
 
         async def worker(i: int) -> None:
             nonlocal errors
-            n = i
+            await asyncio.sleep(stagger_s * i / streams)
+            n = i * 7
             while time.perf_counter() < deadline:
-                t = await one_stream(session, urls[n % len(urls)], body)
+                t = await one_stream(session, urls[n % len(urls)], bodies[n % len(bodies)])
                 n += 1
                 if t is None:
                     errors += 1
@@ -196,13 +203,20 @@ async def run_level(urls: list[str], streams: int, seconds: float, body: bytes) 
     return ttfb, errors, elapsed
 
 
+def answer_lengths(tokens: int, count: int = 61, seed: int = 15) -> list[int]:
+    """max_tokens per request: uniform in [tokens/2, 3*tokens/2], the same list on both paths."""
+    rng = random.Random(seed)
+    low, high = max(1, tokens // 2), max(1, tokens + tokens // 2)
+    return [rng.randint(low, high) for _ in range(count)]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engines", type=int, default=4, help="fake engines (default 4)")
     p.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrent streams, comma-separated")
     p.add_argument("--seconds", type=float, default=8.0, help="per level, path and round (default 8)")
     p.add_argument("--rounds", type=int, default=2, help="direct/gateway alternations per level (default 2)")
-    p.add_argument("--tokens", type=int, default=32, help="tokens per answer (default 32)")
+    p.add_argument("--tokens", type=int, default=32, help="mean tokens per answer, each drawn in [N/2, 3N/2] (default 32)")
     p.add_argument("--decode-tokens-per-s", type=float, default=50.0,
                    help="per request (default 50, a GPU's usual decode speed for one stream)")
     p.add_argument("--max-batch", type=int, default=512, help="per engine (default 512)")
@@ -242,12 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                 require_loopback(HOST)
                 wait_http(f"http://{HOST}:{port}/health", 10, engines, "the fake engines")
 
-            def body_for(model: str) -> bytes:
-                return json.dumps({"model": model, "stream": True, "max_tokens": args.tokens,
-                                   "messages": [{"role": "user", "content": "hello"}]}).encode()
+            lengths = answer_lengths(args.tokens)
+
+            def bodies_for(model: str) -> list[bytes]:
+                return [json.dumps({"model": model, "stream": True, "max_tokens": n,
+                                    "messages": [{"role": "user", "content": "hello"}]}).encode() for n in lengths]
             # Direct, the body names the model as TGI knows it ("tgi"); through the gateway, by the
             # LLMDeployment's name, which the gateway rewrites to "tgi" (README: upstream model).
-            direct_body, gateway_body = body_for("tgi"), body_for(MODEL)
+            direct_body, gateway_body = bodies_for("tgi"), bodies_for(MODEL)
+            stagger = args.tokens / args.decode_tokens_per_s       # one mean answer's time
             direct_urls = [f"http://{HOST}:{port}/v1/chat/completions" for port in ports]
             gateway_urls = [f"http://{HOST}:{gw_port}/v1/chat/completions"]
             # Warm both paths (connections, first-request costs) before measuring.
@@ -262,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             for level in levels:
                 rounds = {"direct": [], "gateway": []}
                 for _ in range(args.rounds):
-                    rounds["direct"].append(asyncio.run(run_level(direct_urls, level, args.seconds, direct_body)))
-                    rounds["gateway"].append(asyncio.run(run_level(gateway_urls, level, args.seconds, gateway_body)))
+                    rounds["direct"].append(asyncio.run(run_level(direct_urls, level, args.seconds, direct_body, stagger)))
+                    rounds["gateway"].append(asyncio.run(run_level(gateway_urls, level, args.seconds, gateway_body, stagger)))
                 d, g = merge_rounds(rounds["direct"]), merge_rounds(rounds["gateway"])
                 c = compare(d, g)
                 c["direct_noise"] = noise(rounds["direct"])
