@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=512, help="per engine (default 512)")
     p.add_argument("--quick", action="store_true", help="2 s per level and path, 1 round")
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--asgi", action="store_true",
+                   help="also measure the same hot path on uvicorn + Starlette + httpx (benchmarks/asgi_proxy.py; "
+                        "pip install -e '.[bench]')")
     p.add_argument("--serve-engines", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_engines:
@@ -255,6 +258,16 @@ def main(argv: list[str] | None = None) -> int:
             for port in ports:
                 require_loopback(HOST)
                 wait_http(f"http://{HOST}:{port}/health", 10, engines, "the fake engines")
+            paths = ["direct", "gateway"]
+            if args.asgi:
+                asgi_port = free_port()
+                asgi = subprocess.Popen([sys.executable, str(Path(__file__).with_name("asgi_proxy.py")),
+                                         f"--listen={HOST}:{asgi_port}"]
+                                        + [f"--endpoint={HOST}:{p}" for p in ports],
+                                        stdout=gw_log, stderr=subprocess.STDOUT, env=env())
+                procs.append(asgi)
+                wait_http(f"http://{HOST}:{asgi_port}/readyz", 30, asgi, "the ASGI proxy")
+                paths.append("asgi")
 
             lengths = answer_lengths(args.tokens)
 
@@ -267,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
             stagger = args.tokens / args.decode_tokens_per_s       # one mean answer's time
             direct_urls = [f"http://{HOST}:{port}/v1/chat/completions" for port in ports]
             gateway_urls = [f"http://{HOST}:{gw_port}/v1/chat/completions"]
-            # Warm both paths (connections, first-request costs) before measuring.
-            for urls, body in ((direct_urls, direct_body), (gateway_urls, gateway_body)):
+            targets = {"direct": (direct_urls, direct_body), "gateway": (gateway_urls, gateway_body)}
+            if args.asgi:
+                targets["asgi"] = ([f"http://{HOST}:{asgi_port}/v1/chat/completions"], gateway_body)
+            # Warm every path (connections, first-request costs) before measuring.
+            for urls, body in targets.values():
                 warm = asyncio.run(run_level(urls, 8, 0.5, body))
                 if warm[1] or not warm[0]:
                     raise SystemExit(f"bench: warm-up against {urls[0]} failed ({warm[1]} errors, "
@@ -277,19 +293,27 @@ def main(argv: list[str] | None = None) -> int:
             results: dict[str, dict] = {}
             print(f"{'streams':>7}  {'path':<8} {'req/s':>8} {'TTFB p50':>9} {'TTFB p99':>9} {'errors':>6}")
             for level in levels:
-                rounds = {"direct": [], "gateway": []}
+                rounds = {name: [] for name in paths}
                 for _ in range(args.rounds):
-                    rounds["direct"].append(asyncio.run(run_level(direct_urls, level, args.seconds, direct_body, stagger)))
-                    rounds["gateway"].append(asyncio.run(run_level(gateway_urls, level, args.seconds, gateway_body, stagger)))
-                d, g = merge_rounds(rounds["direct"]), merge_rounds(rounds["gateway"])
+                    for name in paths:
+                        urls, body = targets[name]
+                        rounds[name].append(asyncio.run(run_level(urls, level, args.seconds, body, stagger)))
+                merged = {name: merge_rounds(rounds[name]) for name in paths}
+                d, g = merged["direct"], merged["gateway"]
                 c = compare(d, g)
                 c["direct_noise"] = noise(rounds["direct"])
-                results[str(level)] = {"direct": d, "gateway": g, "compare": c}
-                for name, r in (("direct", d), ("gateway", g)):
+                results[str(level)] = {**merged, "compare": c}
+                if args.asgi:
+                    results[str(level)]["compare_asgi"] = compare(d, merged["asgi"])
+                for name, r in merged.items():
                     print(f"{level:>7}  {name:<8} {r['rps']:>8.1f} {r['ttfb_p50_ms']:>7.2f}ms {r['ttfb_p99_ms']:>7.2f}ms"
                           f" {r['errors']:>6}")
                 print(f"{level:>7}  {'added':<8} {c['rps_ratio']:>7.2f}x {c['added_p50_ms']:>+7.2f}ms"
                       f" {c['added_p99_ms']:>+7.2f}ms", flush=True)
+                if args.asgi:
+                    a = results[str(level)]["compare_asgi"]
+                    print(f"{level:>7}  {'+asgi':<8} {a['rps_ratio']:>7.2f}x {a['added_p50_ms']:>+7.2f}ms"
+                          f" {a['added_p99_ms']:>+7.2f}ms", flush=True)
                 if args.rounds > 1:
                     n = c["direct_noise"]
                     print(f"{level:>7}  {'noise':<8} {'':>8} {n['p50_ms']:>7.2f}ms {n['p99_ms']:>7.2f}ms"
@@ -301,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                     "settings": {k: getattr(args, k) for k in ("engines", "seconds", "rounds", "tokens",
-                                                               "decode_tokens_per_s", "max_batch")},
+                                                               "decode_tokens_per_s", "max_batch", "asgi")},
                     "results": results}, indent=2) + "\n")
         finally:
             for proc in reversed(procs):
