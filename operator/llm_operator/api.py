@@ -85,6 +85,11 @@ class AutoscalingMode(str, Enum):
     operator = "operator"
 
 
+class RoutingStrategy(str, Enum):
+    leastLoad = "leastLoad"
+    prefix = "prefix"
+
+
 class ScalingMetric(str, Enum):
     queue = "queue"
     concurrency = "concurrency"
@@ -205,6 +210,21 @@ class Autoscaling(RuledModel):
              "to 1 or more.", ".minReplicas",
              lambda s: s.min_replicas >= 1 or s.mode == "operator"),
     )
+
+
+class Routing(Model):
+    """How the gateway spreads this model's requests over its replicas."""
+
+    strategy: RoutingStrategy = Field(RoutingStrategy.leastLoad, description="leastLoad: the replica with the fewest "
+                                      "requests in flight through the gateway, ties at random; prefix: requests whose "
+                                      "prompts start alike go to the same replica, where the engine has that prefix "
+                                      "cached (consistent hashing with bounded loads), spilling to the next replica on "
+                                      "the ring when one is over loadFactorPercent of the mean load.")
+    prefix_chars: int = Field(4096, description="strategy prefix: how many characters from the prompt's start (the chat "
+                              "messages in order, or the completion prompt) make the routing key.", ge=1, le=1_000_000)
+    load_factor_percent: int = Field(125, description="strategy prefix: the most requests in flight a replica may have, "
+                                     "in percent of the mean over the model's replicas, before requests for its "
+                                     "prefixes go to the next replica on the ring.", ge=100, le=1000)
 
 
 class Cache(Model):
@@ -380,6 +400,7 @@ class LLMDeploymentSpec(RuledModel):
     gpu: GPU = Field(default_factory=GPU, description="GPU resource name and product.")
     replicas: int = Field(1, description="Serving replicas: pods, or with nodes above 1 groups of pods. With autoscaling on, the autoscaler writes it through the scale subresource: leave it out of GitOps sources then.", ge=0, le=1000)
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling of the replica count.")
+    routing: Routing = Field(default_factory=Routing, description="How the gateway (llm-operator gateway) chooses a replica for each request.")
     limits: Limits = Field(default_factory=Limits, description="Token and concurrency limits.")
     cache: Cache = Field(default_factory=Cache, description="Shared weight cache.")
     engine: Engine = Field(default_factory=Engine, description="Serving engine image, extra arguments, environment and resources.")

@@ -34,5 +34,9 @@ class GatewayMetrics:
                                ["model"], registry=r)
         self.wakes = Counter("llm_gateway_wakes_total", "Times a request scaled the model from zero.",
                              ["model"], registry=r)
+        self.prefix_routed = Counter("llm_gateway_prefix_routed_total",
+                                     "Requests routed by prefix (spec.routing.strategy prefix): to the prefix's home "
+                                     "replica, or spilled to the next on the ring (home over the load bound, or failed).",
+                                     ["model", "outcome"], registry=r)
         self.endpoints = Gauge("llm_gateway_ready_endpoints", "Ready endpoints the gateway routes the model to.",
                                ["model"], registry=r)

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass, field
 
 from .. import api, resources
+from . import prefix
 
 SERVER_COMPONENT = "server"
 # The pods the gateway watches: the serving pods of every LLMDeployment.
@@ -48,6 +49,9 @@ class Model:
     message: str = ""            # the Ready condition's message
     adapters: tuple[tuple[str, str], ...] = ()   # (name clients use, id the engine serves it as)
     uid: str = ""
+    routing: str = "leastLoad"   # spec.routing.strategy
+    prefix_chars: int = prefix.DEFAULT_PREFIX_CHARS
+    load_factor: float = prefix.DEFAULT_LOAD_FACTOR_PERCENT / 100
 
     @property
     def key(self) -> tuple[str, str]:
@@ -83,6 +87,7 @@ def model_of(obj: dict) -> Model:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     autoscaling = spec.get("autoscaling") or {}
+    routing = spec.get("routing") or {}
     ready = _condition(status, "Ready")
     stalled = _condition(status, "Stalled")
     adapters = []
@@ -101,6 +106,9 @@ def model_of(obj: dict) -> Model:
         stalled=stalled.get("message", "") if stalled.get("status") == "True" else "",
         message=ready.get("message", ""),
         adapters=tuple(adapters),
+        routing=routing.get("strategy", "leastLoad"),
+        prefix_chars=int(routing.get("prefixChars", prefix.DEFAULT_PREFIX_CHARS)),
+        load_factor=int(routing.get("loadFactorPercent", prefix.DEFAULT_LOAD_FACTOR_PERCENT)) / 100,
     )
 
 

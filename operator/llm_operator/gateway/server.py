@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import prefix
 from .metrics import GatewayMetrics
 from .routes import Endpoint, Model, Routes, model_of, pick
 
@@ -101,6 +102,7 @@ class Gateway:
         self.keys = ApiKeys(settings.api_keys_file)
         self.rng = rng or random.Random()
         self.outstanding: dict[str, int] = {}        # host:port -> requests sent there and not finished
+        self.rings: dict[tuple[str, str], prefix.Ring] = {}   # model key -> its ring (strategy prefix)
         self.ejected: dict[str, float] = {}          # host:port -> monotonic time it may be used again
         self.held: dict[tuple[str, str], int] = {}
         self._changed: dict[tuple[str, str], asyncio.Event] = {}
@@ -206,7 +208,22 @@ class Gateway:
     def _usable(self, key: tuple[str, str], now: float) -> list[Endpoint]:
         return [e for e in self.routes.endpoints(key) if self.ejected.get(e.hostport, 0) <= now]
 
-    async def endpoint_for(self, model: Model, tried: set[str], deadline: float) -> Endpoint:
+    def choose(self, model: Model, usable: list[Endpoint], tried: set[str], route_key: bytes | None) -> Endpoint | None:
+        """By the model's spec.routing: least outstanding requests, or its prefix's replica."""
+        if route_key is None or model.routing != "prefix" or not usable:
+            return pick(usable, self.outstanding, self.rng, tried)
+        members = frozenset(e.hostport for e in usable)
+        ring = self.rings.get(model.key)
+        if ring is None or ring.members != members:
+            ring = self.rings[model.key] = prefix.Ring(members)
+        choice = prefix.pick(ring, route_key, self.outstanding, model.load_factor, tried)
+        if choice is None:
+            return None
+        self.metrics.prefix_routed.labels(model.label, "spilled" if choice.spilled else "home").inc()
+        return next(e for e in usable if e.hostport == choice.member)
+
+    async def endpoint_for(self, model: Model, tried: set[str], deadline: float,
+                           route_key: bytes | None = None) -> Endpoint:
         key, label = model.key, model.label
         held = False
         try:
@@ -217,7 +234,7 @@ class Gateway:
                     raise HTTPFailure(404, f"The model {model.name!r} no longer exists. Available: "
                                            f"{self.routes.names_sentence()}.", "model_not_found", "model_not_found")
                 usable = self._usable(key, now)
-                choice = pick(usable, self.outstanding, self.rng, tried)
+                choice = self.choose(current, usable, tried, route_key)
                 if choice is not None:
                     return choice
                 if usable:
@@ -280,14 +297,14 @@ class Gateway:
 
     # ---- forwarding --------------------------------------------------------------------
     async def forward(self, request: web.Request, model: Model, path: str, data: bytes | None,
-                      started: float) -> web.StreamResponse:
+                      started: float, route_key: bytes | None = None) -> web.StreamResponse:
         label = model.label
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         deadline = started + self.settings.hold_timeout_s
         tried: set[str] = set()
         attempt = 0
         while True:
-            endpoint = await self.endpoint_for(model, tried, deadline)
+            endpoint = await self.endpoint_for(model, tried, deadline, route_key)
             hp = endpoint.hostport
             url = f"http://{hp}{path}"
             if request.query_string:
@@ -391,8 +408,11 @@ class Gateway:
                                   "model_not_found" if resolved.status == 404 else "invalid_model")
             model = resolved.model
             label = model.label
+            route_key = (prefix.prefix_key(body, resolved.adapter, model.prefix_chars)
+                         if model.routing == "prefix" else None)
             body["model"] = model.upstream_model(resolved.adapter)
-            response = await self._counted(request, model, request.path, json.dumps(body).encode(), started)
+            response = await self._counted(request, model, request.path, json.dumps(body).encode(), started,
+                                           route_key)
             code = response.status
             return response
         except HTTPFailure as failure:
@@ -428,11 +448,12 @@ class Gateway:
                 self.metrics.requests.labels(label, str(code)).inc()
                 self.metrics.duration.labels(label).observe(time.monotonic() - started)
 
-    async def _counted(self, request, model: Model, path: str, data, started: float) -> web.StreamResponse:
+    async def _counted(self, request, model: Model, path: str, data, started: float,
+                       route_key: bytes | None = None) -> web.StreamResponse:
         gauge = self.metrics.in_flight.labels(model.label)
         gauge.inc()
         try:
-            return await self.forward(request, model, path, data, started)
+            return await self.forward(request, model, path, data, started, route_key)
         finally:
             gauge.dec()
 
@@ -505,14 +526,19 @@ async def serve(gateway: Gateway, host: str, port: int, namespaces: list[str]) -
 
 def load_static(path: str) -> list[tuple[Model, list[Endpoint]]]:
     """A fixed table instead of a cluster: a YAML/JSON list of
-    {name, namespace, engine, adapters: {name: servedAs}, endpoints: ["host:port", ...]}."""
+    {name, namespace, engine, adapters: {name: servedAs}, endpoints: ["host:port", ...],
+    routing: {strategy, prefixChars, loadFactorPercent}} (routing as in an LLMDeployment's spec)."""
     import yaml
 
     out = []
     for item in yaml.safe_load(Path(path).read_text()) or []:
         model = Model(namespace=item.get("namespace", "default"), name=item["name"],
                       engine=item.get("engine", "tgi"), ready=True, replicas=len(item.get("endpoints") or []),
-                      adapters=tuple((item.get("adapters") or {}).items()))
+                      adapters=tuple((item.get("adapters") or {}).items()),
+                      routing=(item.get("routing") or {}).get("strategy", "leastLoad"),
+                      prefix_chars=int((item.get("routing") or {}).get("prefixChars", prefix.DEFAULT_PREFIX_CHARS)),
+                      load_factor=int((item.get("routing") or {}).get("loadFactorPercent",
+                                                                       prefix.DEFAULT_LOAD_FACTOR_PERCENT)) / 100)
         endpoints = []
         for i, hostport in enumerate(item.get("endpoints") or []):
             host, _, port = hostport.rpartition(":")

@@ -1,0 +1,114 @@
+"""Prefix-aware routing: consistent hashing with bounded loads (CHWBL). Pure.
+
+A request's key is the start of its prompt (the chat messages in order, or the completion
+prompt) up to `prefix_chars` characters, with the adapter's name in front so that a base
+model's and an adapter's caches are hashed apart. The key's hash lands on a ring of
+virtual nodes; the first replica clockwise whose load (the gateway's outstanding requests)
+is below the bound takes the request. The bound is ceil(load_factor * (L + 1) / n) for
+total load L over n replicas, so no replica goes above load_factor times the mean, and
+one always fits (the least loaded one is never above the bound). Replicas joining or
+leaving the ring move only the keys whose nearest point was theirs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+VNODES = 100           # points per replica: with 4 replicas the shares stay within a few percent
+DEFAULT_PREFIX_CHARS = 4096
+DEFAULT_LOAD_FACTOR_PERCENT = 125
+
+
+def hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def _text(content) -> str:
+    """A message's content: a string, or OpenAI's list of parts (their text, in order)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def prefix_key(body: dict, adapter: str | None, max_chars: int = DEFAULT_PREFIX_CHARS) -> bytes:
+    """The routing key of an OpenAI request body: adapter, then the prompt's first max_chars."""
+    if isinstance(body.get("messages"), list):
+        parts = []
+        for m in body["messages"]:
+            if isinstance(m, dict):
+                parts.append(f"{m.get('role', '')}\x1f{_text(m.get('content'))}\x1e")
+        prompt = "".join(parts)
+    else:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):          # a batch of prompts: the first one decides
+            prompt = prompt[0] if prompt else ""
+        prompt = prompt if isinstance(prompt, str) else ""
+    return (adapter or "").encode() + b"\x00" + prompt[:max_chars].encode()
+
+
+class Ring:
+    """Consistent-hash ring of replica names (HOST:PORT), VNODES points each."""
+
+    def __init__(self, members: Iterable[str], vnodes: int = VNODES):
+        self.members = frozenset(members)
+        points = sorted((hash64(f"{m}#{i}".encode()), m) for m in self.members for i in range(vnodes))
+        self._hashes = [h for h, _ in points]
+        self._owners = [m for _, m in points]
+
+    def walk(self, key_hash: int) -> Iterator[str]:
+        """Distinct members clockwise from key_hash: the key's home first."""
+        n = len(self._hashes)
+        if not n:
+            return
+        start = bisect.bisect_left(self._hashes, key_hash)
+        seen: set[str] = set()
+        for i in range(n):
+            owner = self._owners[(start + i) % n]
+            if owner not in seen:
+                seen.add(owner)
+                yield owner
+                if len(seen) == len(self.members):
+                    return
+
+    def home(self, key: bytes) -> str | None:
+        return next(self.walk(hash64(key)), None)
+
+
+def load_bound(loads: dict[str, int], members: Iterable[str], load_factor: float) -> int:
+    """Most outstanding requests a replica may have before it takes one more."""
+    members = list(members)
+    total = sum(loads.get(m, 0) for m in members)
+    return math.ceil(load_factor * (total + 1) / len(members))
+
+
+@dataclass(frozen=True)
+class Choice:
+    member: str
+    spilled: bool      # not the key's home: its home (or more) was over the bound or excluded
+
+
+def pick(ring: Ring, key: bytes, loads: dict[str, int], load_factor: float,
+         exclude: Iterable[str] = ()) -> Choice | None:
+    """The first member clockwise from the key's hash whose load is below the bound;
+    None when every member is excluded."""
+    exclude = set(exclude)
+    candidates = [m for m in ring.members if m not in exclude]
+    if not candidates:
+        return None
+    cap = load_bound(loads, candidates, load_factor)
+    first = True
+    for member in ring.walk(hash64(key)):
+        if member in exclude:
+            first = False
+            continue
+        if loads.get(member, 0) + 1 <= cap:
+            return Choice(member, spilled=not first)
+        first = False
+    # Unreachable with load_factor >= 1 (the least loaded member is below the bound); kept total.
+    return Choice(min(candidates, key=lambda m: (loads.get(m, 0), m)), spilled=True)
