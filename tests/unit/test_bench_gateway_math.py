@@ -54,3 +54,50 @@ def test_verdicts_say_met_and_not_met_against_the_targets():
     assert lines[2].endswith("not met")
     ok = bench.verdicts({"64": {"compare": {"added_p99_ms": 4.9, "rps_ratio": 0.8}}})
     assert ok[0].endswith(": met") and ok[1].endswith(": met")
+
+
+# -- the routing scenario ------------------------------------------------------------------
+
+def test_prefixes_are_long_distinct_from_the_first_word_and_the_same_every_run():
+    prompts = bench.routing_prompts(3, 800)
+    assert [len(p.split()) for p in prompts] == [800, 800, 800]
+    assert [p.split()[0] for p in prompts] == ["doc0", "doc1", "doc2"]
+    assert prompts == bench.routing_prompts(3, 800)
+
+
+def test_arrivals_are_poisson_at_the_rate_with_each_user_bound_to_one_prefix():
+    plan = bench.arrivals(rate=100.0, seconds=50.0, users=2000, prefixes=32)
+    assert 4700 < len(plan) < 5300                       # 5000 expected; sd ~71
+    assert all(0 <= t < 50.0 for t, _, _ in plan) and plan == sorted(plan)
+    assert all(prefix == user % 32 for _, user, prefix in plan)
+    assert plan == bench.arrivals(rate=100.0, seconds=50.0, users=2000, prefixes=32)
+
+
+def test_round_robin_capacity_counts_a_miss_share_of_prefill():
+    # 4 replicas x 8 slots; 2/3 of requests prefill 0.2 s, every one decodes 0.08 s
+    assert bench.round_robin_capacity(4, 8, 0.2, 0.08, 1 / 3) == pytest.approx(32 / (0.2 * 2 / 3 + 0.08))
+    assert bench.round_robin_capacity(4, 8, 0.2, 0.08, 1.0) == pytest.approx(400.0)
+
+
+def test_load_spread_counts_a_replica_that_got_nothing():
+    assert bench.load_spread({"a": 10, "b": 10, "c": 10, "d": 10}, 4) == 1.0
+    assert bench.load_spread({"a": 20, "b": 10, "c": 10}, 4) == 2.0      # mean 10, d got 0
+    assert math.isnan(bench.load_spread({}, 4))
+
+
+def test_hit_rate_is_cached_over_prompt_tokens_between_two_readings():
+    before = {"e1": (100.0, 1000.0), "e2": (0.0, 0.0)}
+    after = {"e1": (1000.0, 2000.0), "e2": (800.0, 1000.0)}
+    assert bench.hit_rate(before, after) == pytest.approx(1700 / 2000)
+    assert math.isnan(bench.hit_rate(after, after))
+
+
+def test_routing_verdicts_against_the_issue_targets():
+    rr = {"hit_rate": 0.3, "ttft_mean_ms": 150.0, "load_max_over_mean": 1.0}
+    good = {"hit_rate": 0.95, "ttft_mean_ms": 25.0, "load_max_over_mean": 1.1}
+    lines = bench.routing_verdicts({"round-robin": rr, "prefix": good})
+    assert [line.rsplit(": ", 1)[1] for line in lines] == ["met", "met", "met"]
+    assert "6.0x (target >= 5x)" in lines[1]
+    bad = {"hit_rate": 0.75, "ttft_mean_ms": 50.0, "load_max_over_mean": 1.3}
+    assert [line.rsplit(": ", 1)[1] for line in bench.routing_verdicts({"round-robin": rr, "prefix": bad})] \
+        == ["not met", "not met", "not met"]
