@@ -36,7 +36,7 @@ stop_operator
 # The demo plays an air-gapped cluster (HF_HUB_OFFLINE=1): every plan comes from the
 # operator's catalog of model facts, the same on any machine, with or without internet.
 HF_HUB_OFFLINE=1 nohup .venv/bin/llm-operator run --all-namespaces --liveness=http://127.0.0.1:18080/healthz \
-  --metrics-port=18081 >>"$dir/logs/operator.log" 2>&1 &
+  --metrics-port=18081 --gateway-metrics-url=http://127.0.0.1:18090/metrics >>"$dir/logs/operator.log" 2>&1 &
 echo $! >"$pidfile"
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.2; done
 curl -sf http://127.0.0.1:18080/healthz >/dev/null || { tail -20 "$dir/logs/operator.log"; echo "demo: the operator did not start" >&2; exit 1; }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -373,13 +374,31 @@ def pod_metrics():
 
 
 @pytest.fixture(scope="session")
-def operator(cluster, crd_installed, hub, pod_metrics, tmp_path_factory) -> OperatorProcess:
+def gateway(cluster, crd_installed, tmp_path_factory):
+    from gatewayprocess import GatewayProcess
+    from serviceaccount import install_gateway_rbac
+
+    # With exactly the chart's rules for the gateway, as its own ServiceAccount.
+    kubeconfig = install_gateway_rbac(cluster, release="llm-operator-gw")
+    gw = GatewayProcess(kubeconfig, tmp_path_factory.mktemp("gateway") / "gateway.log")
+    gw.start()
+    yield gw
+    gw.stop()
+    # A 403 as a status, not digits inside a test namespace's name (t-41924403).
+    refused = [line for line in gw.log().splitlines() if re.search(r"\b403\b", line) or "forbidden" in line.lower()]
+    assert not refused, "the chart's RBAC refused the gateway:\n" + "\n".join(refused[:10])
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crd_installed, hub, pod_metrics, gateway, tmp_path_factory) -> OperatorProcess:
     home = tmp_path_factory.mktemp("operator")
     # The Hub is the one edge no test reaches: the operator reads model facts from the stand-in.
     # kwok pods serve nothing: their /metrics come from a local server the tests control.
     env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")}
     # The local plane runs LeaderWorkerSet: multi-node replicas on, as the chart's lws.enabled does.
-    args = (f"--pod-metrics-url={pod_metrics.url}", "--autoscale-interval=1", "--leaderworkersets")
+    # The session's gateway runs beside it: the autoscaler reads its counts (metric concurrency).
+    args = (f"--pod-metrics-url={pod_metrics.url}", "--autoscale-interval=1", "--leaderworkersets",
+            f"--gateway-metrics-url={gateway.url}/metrics")
     from serviceaccount import install_operator_rbac
 
     # The operator runs with exactly the Helm chart's RBAC, as its ServiceAccount: every

@@ -199,6 +199,11 @@ class Autoscaling(RuledModel):
     metric: ScalingMetric = Field(ScalingMetric.queue, description="queue: requests waiting (tgi_queue_size) per replica; concurrency: requests in flight (batch plus queue) per replica.")
     target: int = Field(8, description="Target value of the metric per replica.", ge=1, le=100_000)
     scale_down_delay_seconds: int = Field(300, description="How long load must stay low before replicas are removed.", ge=0, le=86_400)
+    scale_to_zero_after_seconds: int | None = Field(None, description="minReplicas 0 only: scale to zero once no request "
+                                                    "has come through the gateway for this long (the operator reads the "
+                                                    "gateway's counts, --gateway-pods or --gateway-metrics-url); the next "
+                                                    "request wakes the model. Unset: a running model is never scaled to "
+                                                    "zero.", ge=1, le=604_800)
 
     __rules__ = (
         Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas.", ".minReplicas",
@@ -209,6 +214,10 @@ class Autoscaling(RuledModel):
              "alpha HPAScaleToZero feature gate) and mode none ignores autoscaling; set mode: operator, or minReplicas "
              "to 1 or more.", ".minReplicas",
              lambda s: s.min_replicas >= 1 or s.mode == "operator"),
+        Rule("!has(self.scaleToZeroAfterSeconds) || self.minReplicas == 0",
+             "scaleToZeroAfterSeconds needs minReplicas 0 (zero is below any other floor); set minReplicas: 0 and "
+             "mode: operator, or leave scaleToZeroAfterSeconds out.", ".scaleToZeroAfterSeconds",
+             lambda s: not _set(s, "scale_to_zero_after_seconds") or s.min_replicas == 0),
     )
 
 

@@ -46,9 +46,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port)
     if args.leaderworkersets:
         handlers.watch_leaderworkersets()
+    if args.gateway_pods and "/" not in args.gateway_pods:
+        print(f"llm-operator run: --gateway-pods {args.gateway_pods!r} is not NAMESPACE/LABEL-SELECTOR "
+              "(e.g. llm-operator/app.kubernetes.io/component=gateway)", file=sys.stderr)
+        return 2
     settings = Settings(workers=args.workers, autoscale_interval_s=args.autoscale_interval,
                         pod_metrics_url=args.pod_metrics_url, resync_s=args.resync_interval,
-                        multi_node=args.leaderworkersets)
+                        multi_node=args.leaderworkersets, gateway_metrics_urls=tuple(args.gateway_metrics_url),
+                        gateway_pods=args.gateway_pods or None, gateway_port=args.gateway_port)
     from .catalog import load as load_catalog
 
     catalog = load_catalog(args.catalog_file)   # each bad entry logged once; the rest load
@@ -138,6 +143,14 @@ def parser() -> argparse.ArgumentParser:
                      help="where a pod's metrics are read, a template with {namespace}, {pod}, {pod_ip} and {port} "
                           "(default $LLM_OPERATOR_POD_METRICS_URL or %(default)s; outside the cluster, the "
                           "apiserver's pod proxy)")
+    run.add_argument("--gateway-pods", default=os.environ.get("LLM_OPERATOR_GATEWAY_PODS", ""),
+                     metavar="NAMESPACE/SELECTOR",
+                     help="the gateway's pods (the chart's, when gateway.enabled): autoscaling mode operator reads "
+                          "each ready one's /metrics on --gateway-port and sums its counts (default "
+                          "$LLM_OPERATOR_GATEWAY_PODS or none)")
+    run.add_argument("--gateway-port", type=int, default=8080, help="the gateway pods' HTTP port (default 8080)")
+    run.add_argument("--gateway-metrics-url", action="append", default=[], metavar="URL",
+                     help="a gateway's /metrics to read as well (repeatable), e.g. one running beside the operator")
     run.add_argument("--workers", type=int, default=16, help="reconciles at once (default 16)")
     run.add_argument("--resync-interval", type=float, default=300.0,
                      help="seconds between reconciles of every object from the read model, a safety net (default 300)")

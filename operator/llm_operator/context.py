@@ -31,6 +31,11 @@ class Settings:
     autoscale_interval_s: float = 15.0     # scrapes of the pods' /metrics, autoscaling mode operator
     # Where a pod's metrics are read; outside the cluster, through the apiserver's pod proxy.
     pod_metrics_url: str = "http://{pod_ip}:{port}/metrics"
+    # The gateway's /metrics, read once per autoscaler tick: fixed URLs, and/or the ready pods of
+    # "namespace/label-selector" on gateway_port (each replica's counts are summed).
+    gateway_metrics_urls: tuple[str, ...] = ()
+    gateway_pods: str | None = None
+    gateway_port: int = 8080
     # Replicas spanning nodes run as LeaderWorkerSets (an optional CRD): watched and made only when on.
     multi_node: bool = False
 

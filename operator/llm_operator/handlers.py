@@ -195,14 +195,22 @@ async def _autoscale(ctx: OperatorContext) -> None:
     loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(ctx.settings.autoscale_interval_s)
-        for key in ctx.read_model.keys():
+        keys = [key for key in ctx.read_model.keys()
+                if (ctx.read_model.spec(key).get("autoscaling") or {}).get("mode") == "operator"]
+        if not keys:
+            continue
+        # The gateway's counts, read once for every model of this tick.
+        try:
+            gateways = await loop.run_in_executor(ctx.pool, scaling.read_gateways, ctx)
+        except Exception:  # noqa: BLE001 - logged; the pods are scraped instead
+            log.exception("reading the gateway's counts failed")
+            gateways = None
+        for key in keys:
             # Only the objects that ask for it are snapshot.
-            if (ctx.read_model.spec(key).get("autoscaling") or {}).get("mode") != "operator":
-                continue
             observed = ctx.read_model.snapshot(key, ctx.clock())
             if observed is None:
                 continue
             try:
-                await loop.run_in_executor(ctx.pool, scaling.autoscale, ctx, observed)
+                await loop.run_in_executor(ctx.pool, scaling.autoscale, ctx, observed, None, gateways)
             except Exception:  # noqa: BLE001 - one object's failure must not stop the loop; it is logged
                 log.exception("autoscaling %s/%s failed", *key)

@@ -1,5 +1,5 @@
-"""I/O of the operator-native autoscaler: scrape each ready pod's /metrics, decide with the
-pure autoscaler, write replicas through the LLMDeployment's scale subresource, and record
+"""I/O of the operator-native autoscaler: read the gateway's counts (or scrape each ready
+pod's /metrics), decide with the pure autoscaler, write replicas through the LLMDeployment's scale subresource, and record
 the decision with its inputs in status.autoscaler and as an Event.
 
 The state lives in status.autoscaler, so a restarted operator goes on from the same
@@ -48,15 +48,59 @@ def scrape(pod: dict, metric: str, url_template: str, engine: Engine | None = No
     return autoscaler.PodSample(meta["name"], load)
 
 
+def read_gateway(url: str) -> dict[str, autoscaler.GatewayCounts] | None:
+    """One gateway replica's counts per model; None when it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
+            return autoscaler.gateway_counts(resp.read().decode(errors="replace"))
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        log.warning("reading the gateway's counts at %s failed: %s", url, err)
+        return None
+
+
+def gateway_urls(ctx) -> list[str]:
+    """The /metrics of every gateway replica: the fixed URLs, and the ready pods the
+    selector finds (one LIST per tick, for every model)."""
+    settings = ctx.settings
+    urls = list(settings.gateway_metrics_urls)
+    if settings.gateway_pods:
+        namespace, _, selector = settings.gateway_pods.partition("/")
+        try:
+            pods = ctx.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                    query={"labelSelector": selector}).get("items") or []
+        except KubeError as err:
+            log.warning("listing the gateway's pods (%s) failed: %s", settings.gateway_pods, err)
+            pods = []
+        urls += [f"http://{p['status']['podIP']}:{settings.gateway_port}/metrics"
+                 for p in pods if pod_ready(p) and (p.get("status") or {}).get("podIP")]
+    return urls
+
+
+def read_gateways(ctx) -> list[dict[str, autoscaler.GatewayCounts] | None] | None:
+    """Each gateway replica's counts for this tick (None for one that did not answer);
+    None when the operator has no gateway to read."""
+    settings = ctx.settings
+    if not settings.gateway_metrics_urls and not settings.gateway_pods:
+        return None
+    return list(_pool.map(read_gateway, gateway_urls(ctx)))
+
+
 def _timers(state: dict | None) -> tuple:
     s = state or {}
     last = s.get("lastDecision") or {}
-    return s.get("lowSince"), s.get("lastScaleTime"), last.get("action"), last.get("desiredReplicas")
+    return (s.get("lowSince"), s.get("lastScaleTime"), last.get("action"), last.get("desiredReplicas"),
+            s.get("idleSince"))
 
 
-def autoscale(ctx, observed, now: float | None = None) -> autoscaler.Decision | None:
+def autoscale(ctx, observed, now: float | None = None, gateways=None) -> autoscaler.Decision | None:
     """One tick for one LLMDeployment in mode operator (`ctx`: the OperatorContext; the
-    LLMDeployment and its pods come from the read model)."""
+    LLMDeployment and its pods come from the read model; `gateways`: read_gateways' answer
+    for this tick).
+
+    With the gateway's counts, metric concurrency is the model's requests in flight through
+    the gateway (held ones included) summed over its replicas, and no pod is scraped;
+    metric queue (the engines' own queues, which the gateway cannot see) still scrapes the
+    pods. When no gateway replica answers, the pods are scraped, as without a gateway."""
     body = observed.llmd
     meta = body["metadata"]
     spec = api.parse_spec(body.get("spec") or {})
@@ -72,7 +116,12 @@ def autoscale(ctx, observed, now: float | None = None) -> autoscaler.Decision | 
             and (p["metadata"].get("labels") or {}).get(resources.ROLE_LABEL) != resources.WORKER]
     url = ctx.settings.pod_metrics_url
     engine = engine_for(spec)
-    samples = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url, engine), pods))
+    gateway_samples, counts = (autoscaler.sum_gateway_counts(gateways, f"{owner.namespace}/{owner.name}")
+                               if gateways else ([], None))
+    if counts is not None and spec.autoscaling.metric == api.ScalingMetric.concurrency.value:
+        samples, source = gateway_samples, "gateway"
+    else:
+        samples, source = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url, engine), pods)), "pods"
     stored = (body.get("status") or {}).get("autoscaler")
     key = (owner.namespace, owner.name)
     # The full state between ticks; status.autoscaler holds it as of the last change of a timer.
@@ -83,7 +132,8 @@ def autoscale(ctx, observed, now: float | None = None) -> autoscaler.Decision | 
         except (ValueError, TypeError, KeyError) as err:
             log.warning("%s/%s: status.autoscaler unreadable (%s): starting afresh", owner.namespace, owner.name, err)
             state = autoscaler.ScalerState()
-    decision, new_state = autoscaler.decide(state, samples, spec.replicas, spec.autoscaling, now)
+    decision, new_state = autoscaler.decide(state, samples, spec.replicas, spec.autoscaling, now,
+                                            source=source, gateway=counts)
     ctx.scaler_states[key] = new_state
     new = new_state.to_dict()
     kube = ctx.kube

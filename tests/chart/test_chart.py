@@ -279,7 +279,10 @@ def test_operator_deployment(render):
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (c,) = pod["containers"]
     assert c["image"] == f"ghcr.io/llm-operator/llm-operator:{CHART_META['appVersion']}"
-    assert c["args"] == ["run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=8081"]
+    # The autoscaler reads the gateway's counts from its pods (gateway.enabled, the default).
+    assert c["args"] == ["run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=8081",
+                         "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
+                         "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator"]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8081}
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -300,7 +303,10 @@ def test_values_reach_the_deployment(render):
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert c["image"].endswith(":dev")
     assert c["args"] == ["run", "--namespace=models-a", "--namespace=models-b",
-                         "--liveness=http://0.0.0.0:9000/healthz", "--metrics-port=9001", "--verbose", "--foo"]
+                         "--liveness=http://0.0.0.0:9000/healthz", "--metrics-port=9001",
+                         "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
+                         "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator",
+                         "--verbose", "--foo"]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 9000, "metrics": 9001}
     assert c["resources"]["limits"]["memory"] == "1Gi"
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
@@ -395,7 +401,8 @@ def test_leaderworkersets_are_asked_for_in_the_operator_and_granted_only_when_en
     # Namespaced scope: granted in each watched namespace's Role, not cluster-wide.
     namespaced = render(*NAMESPACED, "lws.enabled=true")
     assert lws not in rules_of(only(namespaced, "ClusterRole")[0])
-    assert all(lws in rules_of(role) for role in only(namespaced, "Role"))
+    assert all(lws in rules_of(role) for role in only(namespaced, "Role")
+               if not role["metadata"]["name"].endswith("-gateway-pods"))
 
 
 # ---- RBAC ------------------------------------------------------------------------------
@@ -414,10 +421,15 @@ def test_namespaced_scope_rbac_is_a_role_per_namespace_and_a_small_cluster_role(
     (cluster_role,) = only(objs, "ClusterRole")
     assert rules_of(cluster_role) == CLUSTER_RULES | KOPF_NAMESPACES_RULE
     roles = only(objs, "Role")
+    # The autoscaler lists the gateway's pods in the release's namespace (--gateway-pods).
+    (gateway_pods,) = [r for r in roles if r["metadata"]["name"] == "llm-operator-gateway-pods"]
+    assert gateway_pods["metadata"]["namespace"] == "llm-system"
+    assert gateway_pods["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    roles = [r for r in roles if r is not gateway_pods]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["models-a", "models-b"]
     for role in roles:
         assert rules_of(role) == NAMESPACED_RULES
-    bindings = only(objs, "RoleBinding")
+    bindings = [b for b in only(objs, "RoleBinding") if b["metadata"]["name"] != "llm-operator-gateway-pods"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["models-a", "models-b"]
     for b in bindings:
         assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "llm-operator"}
@@ -467,9 +479,11 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster, helm, kube_version
                 "clusterrole.rbac.authorization.k8s.io", "deployment.apps", "service"} <= kinds, out
         if scope == "namespaced":
             roles = [line.split()[0] for line in out.splitlines() if line.startswith("role.rbac.authorization.k8s.io/")]
-            # The operator's and the gateway's, in each of the two watched namespaces.
+            # The operator's and the gateway's, in each of the two watched namespaces, and
+            # the operator's list of the gateway's pods in the release's.
             assert sorted(roles) == [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator"] * 2 + \
-                [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway"] * 2, out
+                [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway"] * 2 + \
+                [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway-pods"], out
         # A dry run creates nothing.
         assert Kubectl(cluster, namespace).get("deployment", f"dry-{scope}-llm-operator") is None
     finally:

@@ -6,75 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 
 import aiohttp
 import pytest
 
-from conftest import ROOT, free_port, wait_for
+from conftest import condition, wait_for
 from enginefarm import GATED, EngineFarm, wait_ready_engines
+from gatewayprocess import HOLD_TIMEOUT_S
 from loopback import require_loopback
 from manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-HOLD_TIMEOUT_S = 120
-
-
-class GatewayProcess:
-    def __init__(self, kubeconfig, log_path, extra_args=()):
-        self.kubeconfig, self.log_path, self.extra_args = kubeconfig, log_path, extra_args
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self):
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llm_operator.cli", "gateway", f"--listen=127.0.0.1:{self.port}",
-             f"--hold-timeout={HOLD_TIMEOUT_S}", *self.extra_args],
-            env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, cwd=ROOT)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the gateway exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
-                    return resp.status == 200
-            except OSError:
-                return False
-        wait_for("the gateway's /readyz", ready, 30)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
-            return resp.read().decode()
-
-
-@pytest.fixture(scope="module")
-def gateway(cluster, crd_installed, tmp_path_factory):
-    from serviceaccount import install_gateway_rbac
-
-    # With exactly the chart's rules for the gateway, as its own ServiceAccount.
-    kubeconfig = install_gateway_rbac(cluster, release="llm-operator-gw")
-    gw = GatewayProcess(kubeconfig, tmp_path_factory.mktemp("gateway") / "gateway.log")
-    gw.start()
-    yield gw
-    gw.stop()
-    refused = [line for line in gw.log().splitlines() if "403" in line or "forbidden" in line.lower()]
-    assert not refused, "the chart's RBAC refused the gateway:\n" + "\n".join(refused[:10])
-
 
 @pytest.fixture
 def farm(cluster, namespace):
@@ -221,30 +165,82 @@ def test_a_killed_endpoint_mid_burst_loses_no_request_that_had_not_started_strea
 
 
 def test_scale_from_zero_holds_100_requests_until_the_pod_is_ready(kubectl, gateway, farm):
-    engines = farm({"sleepy": {"decode_tokens_per_s": 200}})
-    kubectl.apply(served("sleepy", model={"id": "test/qwen2.5-7b"}, replicas=0,
+    engines = farm({"drowsy": {"decode_tokens_per_s": 200}})
+    kubectl.apply(served("drowsy", model={"id": "test/qwen2.5-7b"}, replicas=0,
                          autoscaling={"mode": "operator", "minReplicas": 0, "maxReplicas": 2}))
-    wait_for("the model to be Ready at zero", lambda: (o := kubectl.get("llmd", "sleepy")) and any(
+    wait_for("the model to be Ready at zero", lambda: (o := kubectl.get("llmd", "drowsy")) and any(
         c["type"] == "Ready" and c["status"] == "True" and c.get("reason") == "ScaledToZero"
         for c in (o.get("status") or {}).get("conditions") or []), 60)
-    wait_for("the gateway to list it", lambda: "sleepy" in listed(gateway), 20)
+    wait_for("the gateway to list it", lambda: "drowsy" in listed(gateway), 20)
 
     async def scenario():
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HOLD_TIMEOUT_S + 30)) as s:
             started = time.monotonic()
             answers = await asyncio.gather(*(post(s, gateway.url + "/v1/chat/completions", {
-                "model": "sleepy", "max_tokens": 4, "messages": [{"role": "user", "content": f"q{i}"}]})
+                "model": "drowsy", "max_tokens": 4, "messages": [{"role": "user", "content": f"q{i}"}]})
                 for i in range(100)))
             return time.monotonic() - started, answers
     took, answers = asyncio.run(scenario())
     assert took < HOLD_TIMEOUT_S
     assert [a[0] for a in answers] == [200] * 100, [a for a in answers if a[0] != 200][:3]
-    (engine,) = wait_ready_engines(engines, "sleepy", 1)
+    (engine,) = wait_ready_engines(engines, "drowsy", 1)
     assert engine.completed == 100
-    obj = kubectl.get("llmd", "sleepy")
+    obj = kubectl.get("llmd", "drowsy")
     assert obj["spec"]["replicas"] == 1
     assert obj["status"].get("lastWokenByRequest")
-    events = json.loads(kubectl.run("get", "events", "--field-selector", "involvedObject.name=sleepy",
+    events = json.loads(kubectl.run("get", "events", "--field-selector", "involvedObject.name=drowsy",
                                     "-o", "json").stdout)["items"]
     assert any(e["reason"] == "WokenByRequest" for e in events)
-    assert 'llm_gateway_wakes_total{model="%s/sleepy"} 1.0' % kubectl.namespace in gateway.metrics()
+    assert 'llm_gateway_wakes_total{model="%s/drowsy"} 1.0' % kubectl.namespace in gateway.metrics()
+
+
+def test_scales_up_from_the_gateways_counts_then_to_zero_when_idle_and_the_next_request_wakes_it(
+        kubectl, gateway, farm):
+    # 5 tokens/s and 30 tokens: each request stays in flight about 6 s.
+    engines = farm({"busy-gw": {"decode_tokens_per_s": 5}})
+    kubectl.apply(served("busy-gw", model={"id": "test/qwen2.5-7b"}, replicas=1, autoscaling={
+        "mode": "operator", "minReplicas": 0, "maxReplicas": 3, "metric": "concurrency", "target": 2,
+        "scaleDownDelaySeconds": 1, "scaleToZeroAfterSeconds": 3}))
+    kubectl.run("wait", "--for=condition=Ready", "llmd/busy-gw", "--timeout=90s")
+    wait_ready_engines(engines, "busy-gw", 1)
+    wait_for("the gateway to list it", lambda: "busy-gw" in listed(gateway), 20)
+
+    def spec_replicas():
+        return kubectl.get("llmd", "busy-gw")["spec"]["replicas"]
+
+    def reasons(reason):
+        items = json.loads(kubectl.run("get", "events", "--field-selector", "involvedObject.name=busy-gw",
+                                       "-o", "json").stdout)["items"]
+        return [e["message"] for e in items if e["reason"] == reason]
+
+    async def load():
+        async with aiohttp.ClientSession() as s:
+            tasks = [asyncio.create_task(post(s, gateway.url + "/v1/chat/completions", {
+                "model": "busy-gw", "stream": True, "max_tokens": 30,
+                "messages": [{"role": "user", "content": f"q{i}"}]})) for i in range(6)]
+            # 6 in flight through the gateway, 2 per replica: 3 replicas, while the pods
+            # themselves are never scraped (kwok pods' metrics come from pod_metrics, unset here).
+            await asyncio.to_thread(wait_for, "3 replicas from the gateway's counts", lambda: spec_replicas() == 3, 20)
+            return await asyncio.gather(*tasks)
+    answers = asyncio.run(load())
+    assert [a[0] for a in answers] == [200] * 6
+    ups = reasons("ScaledUp")
+    assert ups and all("through the gateway (1 of 1 gateway replicas answered)" in u for u in ups), ups
+    assert any("-> 3 replicas" in u for u in ups), ups
+    # Idle: down to 1 after scaleDownDelaySeconds, then to 0 once 3 s passed with no request.
+    wait_for("zero replicas after the idle time", lambda: spec_replicas() == 0, 30)
+    (asleep,) = [m for m in reasons("ScaledDown") if "scaling to 0" in m]
+    assert "no request through the gateway for" in asleep and "(scaleToZeroAfterSeconds 3)" in asleep, asleep
+    stored = kubectl.get("llmd", "busy-gw")["status"]["autoscaler"]
+    assert stored["lastDecision"]["desiredReplicas"] == 0 and stored.get("idleSince") is None  # null clears it
+    wait_for("the model to be Ready at zero", lambda: condition(kubectl.get("llmd", "busy-gw"), "Ready").get("reason")
+             == "ScaledToZero", 30)
+
+    async def wake():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HOLD_TIMEOUT_S + 30)) as s:
+            return await post(s, gateway.url + "/v1/chat/completions", {
+                "model": "busy-gw", "max_tokens": 2, "messages": [{"role": "user", "content": "again"}]})
+    status, _, body = asyncio.run(wake())
+    assert status == 200, body
+    assert spec_replicas() >= 1
+    assert 'llm_gateway_wakes_total{model="%s/busy-gw"} 1.0' % kubectl.namespace in gateway.metrics()

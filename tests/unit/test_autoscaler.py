@@ -182,7 +182,7 @@ def test_state_survives_a_restart_mid_delay():
     stored = json.loads(json.dumps(state.to_dict()))
     assert {k: v for k, v in stored.items() if k != "lastDecision"} == {
         "window": [[1000.0, 0.0, 4, 4], [1030.0, 0.0, 4, 4]],
-        "lowSince": 1000.0, "lowPeak": 1, "lastScaleTime": None}
+        "lowSince": 1000.0, "lowPeak": 1, "lastScaleTime": None, "idleSince": None, "requestsSeen": None}
     assert stored["lastDecision"]["action"] == "hold" and stored["lastDecision"]["time"] == 1030.0
     restored = ScalerState.from_dict(stored)
     assert restored == state
@@ -197,7 +197,8 @@ def test_state_survives_a_restart_mid_delay():
 
 def test_fresh_state_dict_has_every_key():
     assert ScalerState().to_dict() == {"window": [], "lowSince": None, "lowPeak": None,
-                                       "lastScaleTime": None, "lastDecision": None}
+                                       "lastScaleTime": None, "lastDecision": None,
+                                       "idleSince": None, "requestsSeen": None}
     assert ScalerState.from_dict({}) == ScalerState()
 
 

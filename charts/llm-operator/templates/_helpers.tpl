@@ -48,6 +48,14 @@ app.kubernetes.io/component: operator
 app.kubernetes.io/component: gateway
 {{- end }}
 
+{{/* The same labels as a label selector (llm-operator run --gateway-pods). */}}
+{{- define "llm-operator.gatewaySelector" -}}
+{{- $labels := include "llm-operator.gatewaySelectorLabels" . | fromYaml -}}
+{{- $pairs := list -}}
+{{- range $k := keys $labels | sortAlpha }}{{ $pairs = append $pairs (printf "%s=%s" $k (get $labels $k)) }}{{ end -}}
+{{- join "," $pairs -}}
+{{- end }}
+
 {{/* Labels on every object of the release, whatever its component. */}}
 {{- define "llm-operator.commonLabels" -}}
 helm.sh/chart: {{ include "llm-operator.chart" . }}
