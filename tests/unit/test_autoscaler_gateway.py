@@ -131,3 +131,26 @@ def test_scale_to_zero_after_needs_min_replicas_0():
         spec(min_replicas=1)
     with pytest.raises(ValidationError):
         spec(scale_to_zero_after_seconds=0)
+
+
+def test_gateway_urls_are_the_fixed_ones_and_the_ready_gateway_pods():
+    from types import SimpleNamespace
+
+    from llm_operator import scaling
+    from llm_operator.context import Settings
+
+    def pod(name, ip, ready):
+        return {"metadata": {"name": name}, "status": {"podIP": ip, "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False"}]}}
+    asked = []
+
+    class Kube:
+        def request(self, method, path, query=None, **kw):
+            asked.append((method, path, query))
+            return {"items": [pod("gw-a", "127.0.0.5", True), pod("gw-b", "127.0.0.6", False), pod("gw-c", "", True)]}
+    ctx = SimpleNamespace(kube=Kube(), settings=Settings(
+        gateway_metrics_urls=("http://127.0.0.1:18090/metrics",),
+        gateway_pods="llm-system/app.kubernetes.io/component=gateway", gateway_port=8080))
+    assert scaling.gateway_urls(ctx) == ["http://127.0.0.1:18090/metrics", "http://127.0.0.5:8080/metrics"]
+    assert asked == [("GET", "/api/v1/namespaces/llm-system/pods", {"labelSelector": "app.kubernetes.io/component=gateway"})]
+    assert scaling.read_gateways(SimpleNamespace(settings=Settings())) is None
