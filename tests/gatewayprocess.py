@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -13,6 +14,18 @@ from localcluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD_TIMEOUT_S = 120
+# The ServiceAccount the session's gateway runs as (serviceaccount.install_gateway_rbac, release llm-operator-gw).
+GATEWAY_USER = "system:serviceaccount:llm-system:llm-operator-gw-gateway"
+
+
+def wait_gateway_authorized(kubectl, timeout: float = 120) -> None:
+    """After an apiserver restart: until the gateway's ServiceAccount is authorized again
+    (the RBAC caches filled), so that a 403 logged before then can be excused, none after."""
+    from conftest import wait_for
+
+    wait_for("the gateway's ServiceAccount to be authorized again", lambda: all(
+        kubectl.run("auth", "can-i", verb, what, "--all-namespaces", as_user=GATEWAY_USER, check=False).returncode == 0
+        for verb, what in (("watch", "pods"), ("watch", "llmdeployments.llm-operator.io"))), timeout)
 
 
 class GatewayProcess:
@@ -21,6 +34,9 @@ class GatewayProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
+        # Stretches of the log (byte offsets) written while the apiserver was restarting: it
+        # answers 403 until its RBAC caches are filled, which says nothing about our rules.
+        self.excused: list[tuple[int, int]] = []
 
     def start(self):
         from conftest import wait_for
@@ -48,6 +64,18 @@ class GatewayProcess:
 
     def log(self):
         return self.log_path.read_text(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def refusals(self) -> list[str]:
+        """Log lines where the API refused the gateway (a 403 as a status, not digits inside a
+        test namespace's name such as t-41924403), outside what a test excused."""
+        data = self.log_path.read_bytes()
+        for start, end in sorted(self.excused, reverse=True):
+            data = data[:start] + data[end:]
+        return [line for line in data.decode(errors="replace").splitlines()
+                if re.search(r"\b403\b", line) or "forbidden" in line.lower()]
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:

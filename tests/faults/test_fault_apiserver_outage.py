@@ -10,6 +10,7 @@ import pytest
 
 from conftest import wait_for
 from faultkit import Stopwatch, condition, reconciled
+from gatewayprocess import wait_gateway_authorized
 from manifests import llmd
 
 pytestmark = pytest.mark.integration
@@ -17,11 +18,11 @@ pytestmark = pytest.mark.integration
 OUTAGE_S = 60
 
 
-def test_the_same_operator_process_applies_a_change_made_after_a_60s_apiserver_outage(cluster, kubectl, operator):
+def test_the_same_operator_process_applies_a_change_made_after_a_60s_apiserver_outage(cluster, kubectl, operator, gateway):
     kubectl.apply(json.dumps(llmd("outage", gpus=1, replicas=1)))
     kubectl.run("wait", "--for=condition=Ready", "llmd/outage", "--timeout=90s")
     pid = operator.proc.pid
-    outage_from = operator.log_size()
+    outage_from, gateway_from = operator.log_size(), gateway.log_size()
     cluster.stop_apiserver()
     try:
         time.sleep(OUTAGE_S)  # the outage itself: a fixed length, not a wait for anything
@@ -41,6 +42,8 @@ def test_the_same_operator_process_applies_a_change_made_after_a_60s_apiserver_o
     # A restarting apiserver refuses requests (403) until its RBAC caches are filled: the
     # operator's retries of those are not the chart's RBAC falling short.
     operator.excused.append((outage_from, operator.log_size()))
+    wait_gateway_authorized(kubectl)
+    gateway.excused.append((gateway_from, gateway.log_size()))    # the session's gateway, likewise
     print(f"\napiserver down {OUTAGE_S}s, back in {back_in:.1f}s; the same operator (pid {pid}) applied the change "
           f"{applied:.1f}s after it was made; Ready {ready:.1f}s after (the controller manager's reconnection)")
     assert operator.proc.pid == pid and operator.proc.poll() is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Kubectl, wait_for
+from gatewayprocess import wait_gateway_authorized
 from localcluster import LocalCluster, pid_alive
 
 GPU_TOLERATION = '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'
@@ -160,11 +161,11 @@ def test_cluster_down_leaves_no_process(tmp_path, lws):
     assert str(tmp_path / "plane") not in ps, ps
 
 
-def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificates_and_data(cluster, operator):
+def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificates_and_data(cluster, operator, gateway):
     admin = Kubectl(cluster)
     # The session's operator sees the outage: a restarting apiserver answers 403 until its RBAC
     # caches are filled, which says nothing about the chart's rules.
-    outage_from = operator.log_size()
+    outage_from, gateway_from = operator.log_size(), gateway.log_size()
     admin.run("create", "configmap", "survives-outage", "-n", "default", "--from-literal=k=v")
     before = cluster.pids()
     server = cluster.server
@@ -187,3 +188,5 @@ def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificate
     assert Kubectl(cluster, "default").get("configmap", "survives-outage")["data"] == {"k": "v"}
     Kubectl(cluster, "default").run("delete", "configmap", "survives-outage")
     operator.excused.append((outage_from, operator.log_size()))
+    wait_gateway_authorized(Kubectl(cluster))
+    gateway.excused.append((gateway_from, gateway.log_size()))    # the session's gateway, likewise
