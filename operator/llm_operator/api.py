@@ -90,6 +90,11 @@ class RoutingStrategy(str, Enum):
     prefix = "prefix"
 
 
+class HPASource(str, Enum):
+    engine = "engine"
+    gateway = "gateway"
+
+
 class ScalingMetric(str, Enum):
     queue = "queue"
     concurrency = "concurrency"
@@ -199,6 +204,12 @@ class Autoscaling(RuledModel):
     metric: ScalingMetric = Field(ScalingMetric.queue, description="queue: requests waiting (tgi_queue_size) per replica; concurrency: requests in flight (batch plus queue) per replica.")
     target: int = Field(8, description="Target value of the metric per replica.", ge=1, le=100_000)
     scale_down_delay_seconds: int = Field(300, description="How long load must stay low before replicas are removed.", ge=0, le=86_400)
+    hpa_source: HPASource = Field(HPASource.engine, description="mode hpa: where the HorizontalPodAutoscaler's metric "
+                                  "comes from. engine: the engine's per-pod metric (a Pods metric; a custom-metrics "
+                                  "adapter serves it per pod); gateway: the model's requests in flight through the "
+                                  "gateway (an External metric, llm_gateway_requests_in_flight selected by "
+                                  "model_namespace and model_name, target averaged over the replicas); needs metric "
+                                  "concurrency.")
     scale_to_zero_after_seconds: int | None = Field(None, description="minReplicas 0 only: scale to zero once no request "
                                                     "has come through the gateway for this long (the operator reads the "
                                                     "gateway's counts, --gateway-pods or --gateway-metrics-url); the next "
@@ -214,6 +225,11 @@ class Autoscaling(RuledModel):
              "alpha HPAScaleToZero feature gate) and mode none ignores autoscaling; set mode: operator, or minReplicas "
              "to 1 or more.", ".minReplicas",
              lambda s: s.min_replicas >= 1 or s.mode == "operator"),
+        Rule("self.hpaSource != 'gateway' || (self.mode == 'hpa' && self.metric == 'concurrency')",
+             "hpaSource gateway needs mode hpa and metric concurrency (the gateway counts requests in flight, not an "
+             "engine's queue; mode operator reads the gateway by itself); set mode: hpa and metric: concurrency, or "
+             "hpaSource: engine.", ".hpaSource",
+             lambda s: s.hpa_source != "gateway" or (s.mode == "hpa" and s.metric == "concurrency")),
         Rule("!has(self.scaleToZeroAfterSeconds) || self.minReplicas == 0",
              "scaleToZeroAfterSeconds needs minReplicas 0 (zero is below any other floor); set minReplicas: 0 and "
              "mode: operator, or leave scaleToZeroAfterSeconds out.", ".scaleToZeroAfterSeconds",

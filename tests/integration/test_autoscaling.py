@@ -48,6 +48,22 @@ def test_mode_hpa_makes_an_hpa_the_control_plane_accepts(kubectl):
     wait_for("the HPA to be pruned", lambda: kubectl.get("hpa", "hpa") is None, 30)
 
 
+def test_hpa_on_the_gateways_metric_is_an_external_metric_the_control_plane_accepts(kubectl):
+    refused = kubectl.run("apply", "-f", "-", check=False, input=json.dumps(llmd("gw-hpa", gpus=1, autoscaling={
+        "mode": "hpa", "metric": "queue", "hpaSource": "gateway"})))
+    assert refused.returncode != 0 and "spec.autoscaling.hpaSource" in refused.stderr, refused.stderr
+    assert "hpaSource gateway needs mode hpa and metric concurrency" in refused.stderr
+    kubectl.apply(json.dumps(llmd("gw-hpa", gpus=1, autoscaling={
+        "mode": "hpa", "minReplicas": 1, "maxReplicas": 3, "metric": "concurrency", "target": 4, "hpaSource": "gateway"})))
+    hpa = wait_for("the HPA", lambda: kubectl.get("hpa", "gw-hpa"), 30)
+    assert hpa["spec"]["metrics"] == [{"type": "External", "external": {
+        "metric": {"name": "llm_gateway_requests_in_flight",
+                   "selector": {"matchLabels": {"model_namespace": kubectl.namespace, "model_name": "gw-hpa"}}},
+        "target": {"type": "AverageValue", "averageValue": "4"}}}]
+    # The controller manager evaluates it: with no external-metrics adapter here, it says so.
+    wait_for("the HPA controller to report on it", lambda: (kubectl.get("hpa", "gw-hpa").get("status") or {}).get("conditions"), 60)
+
+
 def test_kubectl_scale_changes_the_deployment_when_autoscaling_is_off(kubectl):
     kubectl.apply(json.dumps(llmd("manual", gpus=1)))
     kubectl.run("wait", "--for=condition=Ready", "llmd/manual", "--timeout=60s")

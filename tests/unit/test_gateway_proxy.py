@@ -84,6 +84,9 @@ def test_routes_by_model_rewrites_the_model_for_the_engine_and_lists_models():
                 text = await r.text()
             assert 'llm_gateway_requests_total{code="200",model="models/llama"} 2.0' in text
             assert 'llm_gateway_requests_total{code="200",model="models/qwen"} 2.0' in text
+            # In flight carries the model's namespace and name apart, for an HPA's External metric selector.
+            assert ('llm_gateway_requests_in_flight{model="models/llama",model_name="llama",model_namespace="models"} 0.0'
+                    in text), text
         await runner.cleanup(); await gw.close(); await u1.cleanup(); await u2.cleanup()
     run(scenario())
 

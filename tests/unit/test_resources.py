@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llm_operator import api, resources
 from llm_operator.apply import is_subset, replace_ops, up_to_date
 
@@ -72,6 +74,22 @@ def test_hpa_scales_the_llmdeployment_on_a_tgi_pods_metric():
     assert hpa["spec"]["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 120}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 5)
     assert resources.desired_hpa(OWNER, spec(autoscaling={"mode": "operator"})) is None
+
+
+def test_hpa_on_the_gateway_is_an_external_metric_picking_this_model_averaged_per_replica():
+    hpa = resources.desired_hpa(OWNER, spec(autoscaling={"mode": "hpa", "metric": "concurrency", "target": 6,
+                                                         "hpaSource": "gateway"}))
+    assert hpa["spec"]["metrics"] == [{"type": "External", "external": {
+        "metric": {"name": "llm_gateway_requests_in_flight",
+                   "selector": {"matchLabels": {"model_namespace": OWNER.namespace, "model_name": "m"}}},
+        "target": {"type": "AverageValue", "averageValue": "6"}}}]
+
+
+@pytest.mark.parametrize("autoscaling", [{"mode": "hpa", "metric": "queue", "hpaSource": "gateway"},
+                                         {"mode": "operator", "metric": "concurrency", "hpaSource": "gateway"}])
+def test_hpa_source_gateway_needs_mode_hpa_and_metric_concurrency(autoscaling):
+    with pytest.raises(ValueError, match="hpaSource gateway needs mode hpa and metric concurrency"):
+        spec(autoscaling=autoscaling)
 
 
 def test_children_and_pdb_only_with_several_replicas():

@@ -11,9 +11,11 @@ _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 class GatewayMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        # model_namespace and model_name repeat `model` as label values a selector can match
+        # (a value cannot hold "/"): an HPA's External metric picks one model by them.
         self.in_flight = Gauge("llm_gateway_requests_in_flight",
                                "Requests for the model the gateway has taken and not yet answered (held ones included).",
-                               ["model"], registry=r)
+                               ["model", "model_namespace", "model_name"], registry=r)
         self.held = Gauge("llm_gateway_requests_held",
                           "Requests waiting for the model to have a ready endpoint (scaling from zero, loading).",
                           ["model"], registry=r)

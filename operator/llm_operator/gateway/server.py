@@ -450,7 +450,7 @@ class Gateway:
 
     async def _counted(self, request, model: Model, path: str, data, started: float,
                        route_key: bytes | None = None) -> web.StreamResponse:
-        gauge = self.metrics.in_flight.labels(model.label)
+        gauge = self.metrics.in_flight.labels(model.label, model.namespace, model.name)
         gauge.inc()
         try:
             return await self.forward(request, model, path, data, started, route_key)
