@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 
 from localcluster import LocalCluster, free_port, pid_alive, tools_dir  # noqa: E402
+from processlog import ProcessLog  # noqa: E402
 
 
 def wait_for(what: str, check, timeout: float = 30, interval: float = 0.2):
@@ -191,7 +192,7 @@ def crd_installed(cluster) -> None:
                          "crd/llmdeployments.llm-operator.io")
 
 
-class OperatorProcess:
+class OperatorProcess(ProcessLog):
     """`llm-operator run` as a child process, with its log in a file."""
 
     def __init__(self, cluster: LocalCluster, log_path: Path, extra_env: dict | None = None,
@@ -201,12 +202,9 @@ class OperatorProcess:
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.scope = scope
-        self.log_path = log_path
+        super().__init__(log_path)
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
-        # Stretches of the log (byte offsets) written while the apiserver was restarting: it
-        # answers 403 until its RBAC caches are filled, which says nothing about our rules.
-        self.excused: list[tuple[int, int]] = []
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
@@ -239,24 +237,15 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def refusals(self) -> list[str]:
         """Log lines where the API refused the operator: the apiserver's 403s ("Forbidden",
         "... is forbidden: User ...") and kopf's "Not enough permissions"; not a write into
         a namespace being deleted, which every cleanup causes, nor an admission refusal that
         says "forbidden" about the object itself (a claim that cannot grow); nor what a test
         excused (an apiserver restarting answers 403 until its caches fill)."""
-        data = self.log_path.read_bytes()
-        for start, end in sorted(self.excused, reverse=True):
-            data = data[:start] + data[end:]
-        return [line for line in data.decode(errors="replace").splitlines()
+        return [line for line in self.unexcused_lines()
                 if any(sign in line for sign in ("Forbidden", "forbidden: User", "Not enough permissions"))
                 and "being terminated" not in line]
-
-    def log_size(self) -> int:
-        return self.log_path.stat().st_size
 
     def metric(self, name: str) -> float:
         """Sum of one metric's samples on the operator's /metrics."""

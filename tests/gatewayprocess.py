@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from localcluster import free_port
+from processlog import ProcessLog
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD_TIMEOUT_S = 120
@@ -28,15 +29,13 @@ def wait_gateway_authorized(kubectl, timeout: float = 120) -> None:
         for verb, what in (("watch", "pods"), ("watch", "llmdeployments.llm-operator.io"))), timeout)
 
 
-class GatewayProcess:
+class GatewayProcess(ProcessLog):
     def __init__(self, kubeconfig, log_path, extra_args=()):
-        self.kubeconfig, self.log_path, self.extra_args = kubeconfig, log_path, extra_args
+        super().__init__(log_path)
+        self.kubeconfig, self.extra_args = kubeconfig, extra_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
-        # Stretches of the log (byte offsets) written while the apiserver was restarting: it
-        # answers 403 until its RBAC caches are filled, which says nothing about our rules.
-        self.excused: list[tuple[int, int]] = []
 
     def start(self):
         from conftest import wait_for
@@ -62,20 +61,10 @@ class GatewayProcess:
             self.proc.terminate()
             self.proc.wait(timeout=20)
 
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def log_size(self) -> int:
-        return self.log_path.stat().st_size
-
     def refusals(self) -> list[str]:
         """Log lines where the API refused the gateway (a 403 as a status, not digits inside a
         test namespace's name such as t-41924403), outside what a test excused."""
-        data = self.log_path.read_bytes()
-        for start, end in sorted(self.excused, reverse=True):
-            data = data[:start] + data[end:]
-        return [line for line in data.decode(errors="replace").splitlines()
-                if re.search(r"\b403\b", line) or "forbidden" in line.lower()]
+        return [line for line in self.unexcused_lines() if re.search(r"\b403\b", line) or "forbidden" in line.lower()]
 
     def metrics(self) -> str:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:

@@ -305,7 +305,7 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
                 else f"no {metric} data: none of {len(samples)} ready pods answered")
 
     # Idle: the gateway took no request since the last tick and holds none in flight.
-    after = getattr(spec, "scale_to_zero_after_seconds", None) if lo == 0 else None
+    after = spec.scale_to_zero_after_seconds if lo == 0 else None
     idle_since = None
     requests_seen = None if gateway is None else gateway.requests
     if after is not None and not asleep and gateway is not None and gateway.in_flight == 0 \

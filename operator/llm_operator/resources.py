@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from . import api
+from .autoscaler import GATEWAY_IN_FLIGHT
 from .engines import PORT_NAME, GroupRole, engine_for
 
 MANAGED_BY = "llm-operator"
@@ -288,20 +289,23 @@ def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
     })
 
 
-GATEWAY_HPA_METRIC = "llm_gateway_requests_in_flight"
-
-
 def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
     """An autoscaling/v2 HPA scaling the LLMDeployment itself through its scale subresource."""
     a = spec.autoscaling
     if a.mode != "hpa":
         return None
-    # The gateway's count for this model (every replica of the gateway, summed by the adapter's
-    # query); AverageValue divides it by the current replicas, so target is per replica.
-    gateway_metric = {"type": "External", "external": {
-        "metric": {"name": GATEWAY_HPA_METRIC, "selector": {"matchLabels": {
-            "model_namespace": owner.namespace, "model_name": owner.name}}},
-        "target": {"type": "AverageValue", "averageValue": str(a.target)}}}
+    if a.hpa_source == "gateway":
+        # The gateway's count for this model (every replica of the gateway, summed by the adapter's
+        # query); AverageValue divides it by the current replicas, so target is per replica.
+        metric = {"type": "External", "external": {
+            "metric": {"name": GATEWAY_IN_FLIGHT, "selector": {"matchLabels": {
+                "model_namespace": owner.namespace, "model_name": owner.name}}},
+            "target": {"type": "AverageValue", "averageValue": str(a.target)}}}
+    else:
+        metric = {"type": "Pods", "pods": {
+            # The engine's per-pod metric, as a custom-metrics adapter serves it.
+            "metric": {"name": engine_for(spec).load_metrics.per_pod[a.metric]},
+            "target": {"type": "AverageValue", "averageValue": str(a.target)}}}
     return with_hash({
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -310,10 +314,7 @@ def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
             "scaleTargetRef": {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": owner.name},
             "minReplicas": a.min_replicas,
             "maxReplicas": a.max_replicas,
-            "metrics": [gateway_metric if a.hpa_source == "gateway" else {"type": "Pods", "pods": {
-                # The engine's per-pod metric, as a custom-metrics adapter serves it.
-                "metric": {"name": engine_for(spec).load_metrics.per_pod[a.metric]},
-                "target": {"type": "AverageValue", "averageValue": str(a.target)}}}],
+            "metrics": [metric],
             "behavior": {
                 "scaleUp": {"stabilizationWindowSeconds": 0},
                 "scaleDown": {"stabilizationWindowSeconds": a.scale_down_delay_seconds},

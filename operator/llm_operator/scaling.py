@@ -1,6 +1,7 @@
 """I/O of the operator-native autoscaler: read the gateway's counts (or scrape each ready
-pod's /metrics), decide with the pure autoscaler, write replicas through the LLMDeployment's scale subresource, and record
-the decision with its inputs in status.autoscaler and as an Event.
+pod's /metrics), decide with the pure autoscaler, write replicas through the
+LLMDeployment's scale subresource, and record the decision with its inputs in
+status.autoscaler and as an Event.
 
 The state lives in status.autoscaler, so a restarted operator goes on from the same
 window and timers instead of flapping. It is written only when a decision or a timer
