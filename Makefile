@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER_DIR := .cluster
 
-.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds lint clean
+.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds lint clean realnode-images
 
 help:
 	@echo "make demo          local control plane + CRD + operator + examples, then kubectl get llmd"
 	@echo "make test          unit, integration and chart tests (builds what it needs)"
 	@echo "make cluster       local control plane in the background (.cluster/kubeconfig, .cluster/env)"
+	@echo "                   REAL_NODE=1: plus one real node (kubelet, containerd; root; a test tier)"
 	@echo "make cluster-down  stop it, leaving no process"
 	@echo "make crds          regenerate crds/ and the chart's CRDs from api.py"
 
@@ -27,11 +28,14 @@ venv: $(VENV)/.installed
 tools:
 	@bash hack/tools.sh >/dev/null
 
+# REAL_NODE=1 adds one real node (hack/realnode.py: kubelet, containerd, runc; needs root).
 cluster: venv tools
 	$(PY) hack/localcluster.py up --dir $(CLUSTER_DIR)
+	@if [ -n "$(REAL_NODE)" ]; then $(PY) hack/realnode.py up --dir $(CLUSTER_DIR); fi
 
 cluster-down:
 	@bash hack/demo.sh stop
+	@if [ -f $(CLUSTER_DIR)/realnode/state.json ]; then $(PYTHON) hack/realnode.py down --dir $(CLUSTER_DIR); fi
 	@$(PYTHON) hack/localcluster.py down --dir $(CLUSTER_DIR)
 
 demo: venv tools
@@ -42,8 +46,15 @@ crds: venv
 	$(VENV)/bin/llm-operator crd > crds/llmdeployments.yaml
 	cp crds/llmdeployments.yaml charts/llm-operator/crds/llmdeployments.yaml
 
-test: venv tools
+test: venv tools realnode-images
 	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+# The real-node tier's kubelet, Debian packages and images, built before the tests so that no
+# test's time limit pays for them. A failure here is not fatal: the tier's fixtures try again
+# and fail with the reason (tests/realnode).
+realnode-images: venv
+	-@bash hack/tools.sh kubelet >/dev/null
+	-@$(PY) hack/images.py build
 
 test-unit: venv
 	$(PY) -m pytest -p no:cacheprovider -ra tests/unit $(PYTEST_ARGS)

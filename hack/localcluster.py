@@ -133,7 +133,9 @@ class LocalCluster:
         (group system:masters), the service-account signing key and the LWS webhook's
         serving certificate (for 127.0.0.1, in the tls.crt/tls.key layout controller-runtime reads)."""
         self.pki.mkdir(parents=True, exist_ok=True)
-        if not (self.pki / "admin.crt").exists():
+        # The real node's bridge address (hack/realnode.py) came later: older certificates lack it.
+        if not (self.pki / "admin.crt").exists() or "10.251.0.1" not in (self.pki / "san.cnf").read_text():
+            shutil.rmtree(self.pki / "lws-webhook", ignore_errors=True)  # signed by the CA made below
             self._make_base_pki()
         if not (self.pki / "lws-webhook" / "tls.crt").exists():
             (self.pki / "lws-webhook").mkdir(exist_ok=True)
@@ -153,7 +155,7 @@ class LocalCluster:
           "-days", "3650", "-subj", "/CN=llm-operator-local-ca")
         (self.pki / "san.cnf").write_text(
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,"
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:10.251.0.1,DNS:localhost,"
             "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
             "DNS:kubernetes.default.svc.cluster.local\n"
         )
@@ -254,6 +256,8 @@ current-context: local
                 f"--service-account-key-file={p / 'sa.pub'}",
                 f"--service-account-signing-key-file={p / 'sa.key'}",
                 "--allow-privileged=true", "--profiling=false", "--v=0",
+                # Nodes by address, never by name through the machine's DNS (kubectl logs/exec).
+                "--kubelet-preferred-address-types=InternalIP",
             ]
             # Kept so that `start_apiserver` brings it back with the very same flags.
             self._save_state(apiserver_args=apiserver_args)

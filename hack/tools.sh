@@ -23,6 +23,7 @@ die() { echo "tools: ERROR: $*" >&2; exit 1; }
 
 mkdir -p "$tools_root"
 k8s_dir="$tools_root/kubernetes-$KUBERNETES_VERSION"
+kubelet_dir="$tools_root/kubelet-$KUBERNETES_VERSION"
 etcd_dir="$tools_root/etcd-$ETCD_VERSION"
 kwok_dir="$tools_root/kwok-$KWOK_VERSION"
 helm_dir="$tools_root/helm-$HELM_VERSION"
@@ -108,6 +109,40 @@ GO
   rm -rf "$k8s_dir"; mv "$w/out" "$k8s_dir"; rm -rf "$w"
 }
 
+# The kubelet, for the optional real node (hack/realnode.py): built only when asked for
+# (tools.sh kubelet), from the same wrapper module as the control plane.
+build_kubelet() {
+  [[ -x "$kubelet_dir/kubelet" ]] && return 0
+  need_go; go_env
+  log "building the kubelet $KUBERNETES_VERSION from Go modules (cold: minutes; cached in $kubelet_dir)"
+  local w="$tools_root/build-kubelet-$KUBERNETES_VERSION"
+  rm -rf "$w"; mkdir -p "$w/out"
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local staging_version="v0.${KUBERNETES_VERSION#v1.}"
+  local mod
+  mod="$(curl -sf --max-time 60 "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod")" \
+    || die "could not read k8s.io/kubernetes $KUBERNETES_VERSION's go.mod from the module proxy."
+  {
+    echo "module llmop.local/kubeletbuild"
+    echo "go 1.25.0"
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo "replace ("
+    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => \./staging/.*#\1#p' <<<"$mod" | while read -r m; do
+      echo "  $m => $m $staging_version"
+    done
+    echo ")"
+  } >"$w/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n' >"$w/tools.go"
+  (cd "$w" && go mod tidy -e >/dev/null 2>"$w/tidy.log") || { cat "$w/tidy.log" >&2; die "resolving the kubelet's modules failed (see above)."; }
+  local ld="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  (cd "$w" && go build -trimpath -ldflags "$ld" -o out/kubelet k8s.io/kubernetes/cmd/kubelet) \
+    || die "building the kubelet $KUBERNETES_VERSION failed (see above)."
+  rm -rf "$kubelet_dir"; mv "$w/out" "$kubelet_dir"; rm -rf "$w"
+}
+
 build_etcd() {
   [[ -x "$etcd_dir/etcd" ]] && return 0
   need_go; go_env
@@ -175,6 +210,11 @@ build_statuscheck() {
   (cd "$w" && go build -trimpath -ldflags "-s -w" -o out/statuscheck .) || die "building statuscheck failed (see above)."
   rm -rf "$statuscheck_dir"; mv "$w/out" "$statuscheck_dir"; rm -rf "$w"
 }
+
+if [[ "${1:-}" == kubelet ]]; then
+  if given="$(find_given kubelet)"; then echo "$given"; exit 0; fi
+  build_kubelet; echo "$kubelet_dir/kubelet"; exit 0
+fi
 
 declare -A want=(
   [etcd]="$etcd_dir/etcd"

@@ -193,12 +193,15 @@ class FakeEngine:
                  max_input_tokens: int = 8192,
                  max_total_tokens: int = 16384,
                  max_concurrent_requests: int = 4096,
-                 model_dtype: str = "torch.float16"):
+                 model_dtype: str = "torch.float16",
+                 in_container: bool = False):
+        # in_container: it runs in a container's own network namespace (the real node's engine
+        # stand-in, tests/realnode), where listening on every address reaches only that pod.
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
             address = None
-        if address is None or address not in LOOPBACK:
+        if address is None or (address not in LOOPBACK and not (in_container and address.is_unspecified)):
             raise ValueError(f"the fake engine listens only on 127.0.0.0/8 (a loopback address), not {host!r}")
         for name, value in (("flavor", flavor), ("metrics_flavor", metrics_flavor or flavor)):
             if value not in ("tgi", "vllm"):
@@ -661,6 +664,8 @@ def main(argv=None) -> None:
     parser.add_argument("--max-input-tokens", type=int, default=8192)
     parser.add_argument("--max-total-tokens", type=int, default=16384)
     parser.add_argument("--max-concurrent-requests", type=int, default=4096)
+    parser.add_argument("--in-container", action="store_true",
+                        help="in a container's own network namespace: --host may be 0.0.0.0")
     args = parser.parse_args(argv)
     options = vars(args)
     host, port = options.pop("host"), options.pop("port")

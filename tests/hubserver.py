@@ -56,7 +56,7 @@ class Fault:
 class HubServer:
     """Start with HubServer({repo_id: {filename: bytes}}, gated={repo_id}, tokens={"hf_x"}); close() at the end."""
 
-    def __init__(self, repos: dict[str, dict[str, bytes]], gated=(), tokens=()):
+    def __init__(self, repos: dict[str, dict[str, bytes]], gated=(), tokens=(), host: str = "127.0.0.1"):
         self.repos = {repo: dict(files) for repo, files in repos.items()}
         self.gated, self.tokens = set(gated), set(tokens)
         self.faults: dict[tuple[str, str], Fault] = {}
@@ -76,8 +76,9 @@ class HubServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        # host: loopback, or the real node's bridge address (tests/realnode), where its pods reach it.
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.endpoint = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     # --- what tests use ------------------------------------------------------------------

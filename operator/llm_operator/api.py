@@ -142,6 +142,10 @@ class RuleViolation(ValueError):
         self.rule = rule
 
 
+def _cel_list(items) -> str:
+    return "[" + ", ".join("'" + i + "'" for i in items) + "]"
+
+
 class SecretKeyRef(Model):
     """A key in a Secret in the LLMDeployment's namespace. The operator never reads it: the pods get it by secretKeyRef."""
 
@@ -252,7 +256,16 @@ class Routing(Model):
                                      "prefixes go to the next replica on the ring.", ge=100, le=1000)
 
 
-class Cache(Model):
+class EnvVar(Model):
+    name: str = Field(description="Environment variable name.", min_length=1, max_length=256, pattern=ENV_NAME)
+    value: str = Field("", description="Its value.", max_length=32_768)
+
+
+# The download Job's own variables: spec fields set them (resources.desired_download_job).
+DOWNLOAD_JOB_ENV = ("MODEL_ID", "REVISION", "CACHE_DIR", "STALL_TIMEOUT_S", "ADAPTERS", "HF_TOKEN")
+
+
+class Cache(RuledModel):
     """A PersistentVolumeClaim the weights are downloaded into once, shared by every replica."""
 
     enabled: bool = Field(False, description="Download the weights into a shared volume once, before any serving pod starts.")
@@ -264,7 +277,15 @@ class Cache(Model):
     stall_timeout_seconds: int = Field(300, description="The download fails (and its Job retries) when no byte arrives for this long.", ge=10, le=86_400)
     backoff_limit: int = Field(4, description="Retries of the download Job before it is reported as failed.", ge=0, le=100)
     deadline_seconds: int = Field(21_600, description="The download Job's activeDeadlineSeconds: the most it may take in all.", ge=60, le=604_800)
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment of the download Job: a Hub mirror (HF_ENDPOINT), a proxy (HTTPS_PROXY, NO_PROXY). Not the Job's own variables (MODEL_ID, REVISION, CACHE_DIR, STALL_TIMEOUT_S, ADAPTERS, HF_TOKEN): the spec sets those.", max_length=32)
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the download Job's pod (a proxy or mesh it needs to reach the Hub). spec.podAnnotations are for the serving pods only. A change re-creates a download still running; a finished one is left alone.", max_length=64)
+
+    __rules__ = (
+        Rule(f"self.env.all(e, !(e.name in {_cel_list(DOWNLOAD_JOB_ENV)}))",
+             f"env must not set the download Job's own variables ({', '.join(DOWNLOAD_JOB_ENV)}): the spec sets "
+             "them (spec.model, spec.adapters, spec.cache.stallTimeoutSeconds, spec.model.tokenSecretRef).", ".env",
+             lambda s: all(e.name not in DOWNLOAD_JOB_ENV for e in s.env)),
+    )
 
 
 class Adapter(Model):
@@ -278,18 +299,9 @@ class Adapter(Model):
                           min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 
 
-class EnvVar(Model):
-    name: str = Field(description="Environment variable name.", min_length=1, max_length=256, pattern=ENV_NAME)
-    value: str = Field("", description="Its value.", max_length=32_768)
-
-
 class ResourceRequirements(Model):
     requests: dict[str, str] = Field(default_factory=dict, description="Resource requests of the serving container, e.g. cpu and memory.", max_length=16)
     limits: dict[str, str] = Field(default_factory=dict, description="Resource limits of the serving container. The GPU limit always comes from spec.gpus.", max_length=16)
-
-
-def _cel_list(items) -> str:
-    return "[" + ", ".join("'" + i + "'" for i in items) + "]"
 
 
 # The option a word of engine.args names, in CEL: "--port=80" -> "--port".
@@ -381,6 +393,10 @@ class Engine(RuledModel):
 
     name: Literal["tgi", "vllm"] = Field("tgi", description="Serving engine: tgi (Hugging Face Text Generation Inference 3.3.7) or vllm (vLLM 0.33.0's OpenAI-compatible server).")
     image: str = Field("", description=f"Container image of the engine. Empty: {DEFAULT_TGI_IMAGE} for tgi, {DEFAULT_VLLM_IMAGE} for vllm.", max_length=512)
+    image_pull_policy: Literal["", "Always", "IfNotPresent", "Never"] = Field(
+        "", description="When the kubelet pulls the engine image: Always, IfNotPresent, or Never (the image is loaded "
+                        "onto the nodes beforehand). Empty: Kubernetes' default (Always for a :latest or untagged "
+                        "image, else IfNotPresent).")
     args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=64,
         description="Extra engine arguments, appended after the ones the operator sets: only flags of the engine "

@@ -24,8 +24,8 @@ PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
 WARNING_PHASES = ("Failed", "Unschedulable")
 # Reasons worth a Warning Event in any phase: a container the kubelet is failing to run, or a
 # refusal retried by itself that may still need a person (the Service IP range full, a quota).
-WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "OOMKilled", "CreateContainerConfigError",
-                   "ApplyRefused")
+WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "OOMKilled",
+                   "CreateContainerConfigError", "ApplyRefused")
 
 
 # The kinds that run serving pods (one replica a pod, or a group of pods on several nodes),

@@ -157,6 +157,7 @@ def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group
     container = {
         "name": ENGINE_CONTAINER,
         "image": spec.engine.image or engine.default_image,
+        **({"imagePullPolicy": spec.engine.image_pull_policy} if spec.engine.image_pull_policy else {}),
         # The engine itself, not the image's entrypoint script (engines/tgi.py says why).
         "command": list(engine.command),
         "args": engine.args(spec, d.gpus, d.lora, name=owner.name, lora_rank=d.lora_rank,
@@ -362,6 +363,8 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
     ref = spec.model.token_secret_ref
     if ref is not None:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    ours = {e["name"] for e in env} | {"ADAPTERS", "HF_TOKEN"}
+    env += [{"name": e.name, "value": e.value} for e in spec.cache.env if e.name not in ours]
     # Only what the download itself needs: the serving pods' spec.podAnnotations (a scraper,
     # a mesh, a log shipper) are not its business, and a Job's pod template is immutable, so
     # each such field here would force the Job to be re-created for no change in what it does.

@@ -186,6 +186,12 @@ def container_trouble(pod: dict, deployment: dict | None = None) -> ContainerTro
             return ContainerTrouble(reason, f"{where} cannot be created ({reason}): {kubelet} "
                                     + (_missing_secret(kubelet) if reason == "CreateContainerConfigError" else
                                        "Fix the image or the container's settings (spec.engine)."), True)
+        if reason == "ErrImageNeverPull":
+            image = re.search(r'image "([^"]+)"', kubelet)
+            named = f"image {image.group(1)}" if image else "its image"
+            return ContainerTrouble(reason, f"{where} cannot start ({reason}): {named} is not on the node and "
+                                    "spec.engine.imagePullPolicy is Never. Load the image onto the node, or let the "
+                                    "kubelet pull it (imagePullPolicy IfNotPresent).", True)
         if reason in _PULL_ERRORS:
             image = re.search(r'image "([^"]+)"', kubelet)
             named = f"image {image.group(1)}" if image else "its image"

@@ -215,3 +215,20 @@ def test_one_node_stays_a_deployment_with_no_role_label():
     assert resources.ROLE_LABEL not in d[1]["spec"]["template"]["metadata"]["labels"]
     assert d[0]["spec"]["selector"] == {"llm-operator.io/name": "m"}
     assert "--nnodes" not in container(d[1])["args"]
+
+
+def test_the_engine_pull_policy_is_set_only_when_the_spec_names_one():
+    assert "imagePullPolicy" not in container(resources.desired_deployment(OWNER, spec(gpus=1), resources.Decisions(gpus=1)))
+    c = container(resources.desired_deployment(OWNER, spec(gpus=1, engine={"imagePullPolicy": "Never"}),
+                                               resources.Decisions(gpus=1)))
+    assert c["imagePullPolicy"] == "Never"
+
+
+def test_the_download_job_gets_the_cache_env_after_its_own():
+    s = spec(cache={"enabled": True, "env": [{"name": "HF_ENDPOINT", "value": "http://mirror.local"},
+                                              {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]})
+    env = resources.desired_download_job(OWNER, s)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["name"] for e in env] == ["MODEL_ID", "REVISION", "CACHE_DIR", "STALL_TIMEOUT_S", "HF_ENDPOINT", "HTTPS_PROXY"]
+    assert env[4]["value"] == "http://mirror.local"
+    with pytest.raises(ValueError, match="must not set the download Job's own variables"):
+        spec(cache={"enabled": True, "env": [{"name": "REVISION", "value": "main"}]})

@@ -223,6 +223,15 @@ def test_an_image_that_cannot_be_pulled_is_named_and_stalled_once_backing_off():
     assert phase == "Progressing" and c["Reconciling"] == ("True", "ErrImagePull") and c["Stalled"][0] == "False"
 
 
+def test_an_image_absent_with_pull_policy_never_is_stalled_at_once():
+    # The kubelet's own words (kubelet/images/image_manager.go).
+    message = 'Container image "localhost/engine:missing" is not present with pull policy of Never'
+    phase, c, msg = judged([failing_pod(("ErrImageNeverPull", message))])
+    assert phase == "Failed" and c["Stalled"] == ("True", "ErrImageNeverPull")
+    assert ("Pod m-abc, container engine cannot start (ErrImageNeverPull): image localhost/engine:missing is not on "
+            "the node and spec.engine.imagePullPolicy is Never.") in msg
+
+
 def test_a_crash_loop_is_stalled_after_a_few_restarts_with_the_last_exit():
     last = {"reason": "Error", "exitCode": 1, "message": "RuntimeError: CUDA error: no kernel image"}
     phase, c, msg = judged([failing_pod(("CrashLoopBackOff", "back-off 5m0s restarting failed container"), last, restarts=6)])

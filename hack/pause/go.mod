@@ -1,0 +1,3 @@
+module llmop.local/pause
+
+go 1.25.0
