@@ -61,10 +61,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces,
         namespaces=namespaces,
         standalone=True,   # one replica with a Recreate strategy; no peering objects needed
+        identity=operator_identity(),
         liveness_endpoint=args.liveness,
         memo=kopf.Memo(ctx=OperatorContext(settings=settings, catalog=catalog)),
     ))
     return 0
+
+
+def operator_identity() -> str:
+    """kopf's name for this process. kopf's own default looks the uid up in /etc/passwd
+    (getpass.getuser) and dies with KeyError where it has no entry: the chart's uid 65532, or
+    the arbitrary uid OpenShift assigns. Host name and pid say as much without it."""
+    import socket
+
+    return f"llm-operator@{socket.gethostname()}/{os.getpid()}"
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

@@ -92,7 +92,7 @@ def real_node(cluster, images):
 
 
 @pytest.fixture(scope="module")
-def chart_operator(cluster, crd_installed, real_node, operator):
+def chart_operator(cluster, crd_installed, real_node, operator, tmp_path_factory):
     """The operator as the chart installs it, from the image built from the Dockerfile, in a pod
     on the real node with the chart's ServiceAccount. The session's own operator process
     (which watches every namespace) is stopped meanwhile, so that one operator owns these."""
@@ -100,15 +100,15 @@ def chart_operator(cluster, crd_installed, real_node, operator):
     operator.stop()
     try:
         kubectl.run("create", "namespace", NAMESPACE, check=False)
-        values = ["image.repository=localhost/llm-operator", "image.tag=dev", "image.pullPolicy=Never",
-                  "nodeSelector.llm-operator\\.dev/real-node=true",
-                  f"tolerations[0].key={TAINT_KEY}", "tolerations[0].operator=Exists",
-                  "tolerations[0].effect=NoSchedule", "gateway.enabled=false", "hub.offline=true",
-                  "rbac.scope=namespaced", f"rbac.namespaces={{{NAMESPACE}}}"]
+        values = tmp_path_factory.mktemp("realnode-chart") / "values.json"  # JSON is YAML
+        values.write_text(json.dumps({
+            "image": {"repository": "localhost/llm-operator", "tag": "dev", "pullPolicy": "Never"},
+            **ON_THE_NODE, "gateway": {"enabled": False}, "hub": {"offline": True},
+            "rbac": {"scope": "namespaced", "namespaces": [NAMESPACE]}}))
         helm = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}"]
         proc = subprocess.run([*helm, "install", "real", str(ROOT / "charts" / "llm-operator"), "-n", OPERATOR_NAMESPACE,
-                               "--create-namespace", "--wait", "--timeout=120s",
-                               *[a for v in values for a in ("--set", v)]], capture_output=True, text=True, timeout=180)
+                               "--create-namespace", "--wait", "--timeout=120s", "-f", str(values)],
+                              capture_output=True, text=True, timeout=180)
         if proc.returncode != 0:
             pods = kubectl.run("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide", check=False).stdout
             logs = kubectl.run("logs", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=llm-operator",
@@ -146,6 +146,19 @@ def ready_condition(kubectl: Kubectl, name: str) -> dict:
     return next((c for c in status(kubectl, name).get("conditions", []) if c["type"] == "Ready"), {})
 
 
+def wait_ready(kubectl: Kubectl, name: str, timeout: float) -> None:
+    """Wait for the Ready condition; on timeout, fail with the status, the pods and their logs."""
+    try:
+        wait_for(f"LLMDeployment {name} to be Ready",
+                 lambda: ready_condition(kubectl, name).get("status") == "True", timeout)
+    except AssertionError as err:
+        pods = kubectl.run("get", "pods,jobs,pvc", "-n", NAMESPACE, "-o", "wide", check=False).stdout
+        logs = kubectl.run("logs", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={name}", "--all-containers",
+                           "--tail=20", "--prefix", check=False)
+        raise AssertionError(f"{err}\nstatus: {json.dumps(status(kubectl, name), indent=1)}\n{pods}\n"
+                             f"{logs.stdout}{logs.stderr}") from None
+
+
 def test_the_chart_runs_the_operator_image_and_it_serves_a_stand_in_engine(cluster, chart_operator):
     kubectl = Kubectl(cluster)
     op_pod = kubectl.run("get", "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=llm-operator",
@@ -155,8 +168,7 @@ def test_the_chart_runs_the_operator_image_and_it_serves_a_stand_in_engine(clust
     assert pods[0]["spec"]["containers"][0]["image"] == OPERATOR_IMAGE
     assert pods[0]["spec"]["serviceAccountName"] == "real-llm-operator"
     kubectl.run("apply", "-f", "-", input=json.dumps(llmd("standin")))
-    wait_for("LLMDeployment standin to be Ready", lambda: ready_condition(kubectl, "standin").get("status") == "True",
-             120)
+    wait_ready(kubectl, "standin", 120)
     st = status(kubectl, "standin")
     assert st["ready"] == "1/1", st
     pod = json.loads(kubectl.run("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=standin",
@@ -202,7 +214,8 @@ def catalog_config(model_id: str) -> bytes:
 
 def test_the_download_job_fills_a_real_volume_that_the_engine_mounts_read_only(cluster, chart_operator, real_node):
     """`llm-runtime download` in the operator's image, in a container, against a Hub stand-in on
-    the bridge, into a hostPath PersistentVolume; the operator reads its termination message;
+    the bridge, into a local PersistentVolume (a directory on the node); the operator reads its
+    termination message;
     the stand-in engine starts only if the snapshot is on the volume, which it has read-only."""
     kubectl = Kubectl(cluster)
     model = "Qwen/Qwen3-0.6B"
@@ -215,17 +228,22 @@ def test_the_download_job_fills_a_real_volume_that_the_engine_mounts_read_only(c
     kubectl.run("apply", "-f", "-", input="\n---\n".join(json.dumps(o) for o in (
         {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "realnode-local"},
          "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"},
+        # A local volume: its node affinity is what puts the download Job (which has no
+        # scheduling constraints of its own) on the node that has the disk.
         {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "realnode-weights"},
          "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "realnode-local",
-                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(volume), "type": "Directory"}}})))
+                  "persistentVolumeReclaimPolicy": "Retain", "local": {"path": str(volume)},
+                  "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                      {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}]}]}}}})))
+    # The Job does not tolerate the node's taint (no other test runs meanwhile): lifted for it.
+    kubectl.run("taint", "nodes", NODE_NAME, f"{TAINT_KEY}:NoSchedule-")
     try:
         obj = llmd("cached", env=[{"name": "STANDIN_REQUIRE_WEIGHTS", "value": "1"}])
         obj["spec"]["cache"] = {"enabled": True, "size": "1Gi", "storageClassName": "realnode-local",
                                 "accessMode": "ReadWriteOnce", "downloaderImage": OPERATOR_IMAGE,
                                 "env": [{"name": "HF_ENDPOINT", "value": hub.endpoint}]}
         kubectl.run("apply", "-f", "-", input=json.dumps(obj))
-        wait_for("LLMDeployment cached to be Ready", lambda: ready_condition(kubectl, "cached").get("status") == "True",
-                 240)
+        wait_ready(kubectl, "cached", 240)
         job = json.loads(kubectl.run("get", "jobs", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=cached",
                                      "-o", "json").stdout)["items"][0]
         assert job["status"].get("succeeded") == 1, job["status"]
@@ -235,7 +253,8 @@ def test_the_download_job_fills_a_real_volume_that_the_engine_mounts_read_only(c
         report = json.loads(downloader["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
         assert report["modelId"] == model and report["numLayers"] == 28
         # The operator planned from the Job's report of this revision.
-        assert status(kubectl, "cached")["modelFacts"]["numLayers"] == 28
+        facts = status(kubectl, "cached")["modelFacts"]
+        assert (facts["source"], facts["numLayers"]) == ("job", 28), facts
         snapshots = volume / "hub" / "models--Qwen--Qwen3-0.6B" / "snapshots"
         assert [p.name for p in (snapshots / report["commit"]).iterdir()] != []
         assert any(path.endswith("/resolve/" + report["commit"] + "/model.safetensors") or "model.safetensors" in path
@@ -247,4 +266,5 @@ def test_the_download_job_fills_a_real_volume_that_the_engine_mounts_read_only(c
     finally:
         kubectl.run("delete", "llmd", "cached", "-n", NAMESPACE, "--wait=true", "--timeout=60s", check=False)
         kubectl.run("delete", "pv/realnode-weights", "storageclass/realnode-local", "--wait=false", check=False)
+        kubectl.run("taint", "nodes", NODE_NAME, f"{TAINT_KEY}=true:NoSchedule", "--overwrite")
         hub.close()
