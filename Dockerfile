@@ -2,6 +2,10 @@
 #   docker build --target operator -t llm-operator:dev .   the operator (also runs the download Job)
 #   docker build --target runtime  -t llm-runtime:dev .    TGI plus `llm-runtime serve` in front of it
 
+# The runtime's base. hack/images.py builds the runtime layer over a local stand-in of it
+# (tests/realnode/tgi-standin.Containerfile), where TGI's image cannot be had.
+ARG TGI_IMAGE=ghcr.io/huggingface/text-generation-inference:3.3.7
+
 # ---- operator ------------------------------------------------------------------------------
 FROM python:3.11-slim AS operator
 
@@ -25,7 +29,7 @@ WORKDIR /tmp
 ENTRYPOINT ["llm-operator", "run"]
 
 # ---- runtime -------------------------------------------------------------------------------
-FROM ghcr.io/huggingface/text-generation-inference:3.3.7 AS runtime
+FROM ${TGI_IMAGE} AS runtime
 
 COPY pyproject.toml /tmp/llm-operator/
 COPY operator /tmp/llm-operator/operator

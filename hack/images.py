@@ -14,6 +14,8 @@ docker-archive the node's containerd imports.
             Dockerfile over the local base
   standin   an engine stand-in (tests/realnode/standin.Containerfile): tests/fakeengine.py
             behind a `text-generation-launcher` that reads TGI's flags
+  runtime   the Dockerfile's `runtime` target, over a local stand-in for TGI's image
+            (tests/realnode/tgi-standin.Containerfile says what differs)
 
 Builds use the host network only for pip (PyPI); the machine's CA bundle is mounted read-only
 into RUN steps (it is not in the images). buildah runs rootful with the vfs driver and its own
@@ -44,11 +46,13 @@ BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3", "ca-certificates
 BASE_NAME = "docker.io/library/python:3.11-slim"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
-NAMES = ("pause", "python", "operator", "standin")
+NAMES = ("pause", "python", "operator", "standin", "runtime")
 # The names pods use (imagePullPolicy: Never): a test or the README refers to these.
 PAUSE_IMAGE = "localhost/llm-operator-pause:local"
 OPERATOR_IMAGE = "localhost/llm-operator:dev"
 STANDIN_IMAGE = "localhost/llm-engine-standin:dev"
+TGI_STANDIN_IMAGE = "localhost/tgi-standin:dev"
+RUNTIME_IMAGE = "localhost/llm-runtime:dev"
 # Debian packages the image builds and the real node need (hack/realnode.py installs them).
 PACKAGES = ("buildah", "mmdebstrap", "containerd", "runc", "containernetworking-plugins", "iptables", "iproute2")
 
@@ -191,11 +195,14 @@ class Builder:
         self.buildah("tag", keyed, BASE_NAME, what="base: tag")
         return BASE_NAME, self.export(BASE_NAME, key)
 
-    def _bud(self, image: str, key: str, containerfile: Path, target: str | None, context: Path = ROOT) -> None:
+    def _bud(self, image: str, key: str, containerfile: Path, target: str | None, context: Path = ROOT,
+             build_args: dict[str, str] | None = None) -> None:
         keyed = self._tag_keyed(image, key)
         if not self.has_image(keyed):
             args = ["bud", "--pull=never", "--network", "host", "--layers=false",
                     "--volume", f"{HOST_CA}:{HOST_CA}:ro", "-f", str(containerfile), "-t", keyed]
+            for name, value in (build_args or {}).items():
+                args += ["--build-arg", f"{name}={value}"]
             if target:
                 args += ["--target", target]
             self.buildah(*args, str(context), what=f"building {image} from {containerfile.relative_to(ROOT)}")
@@ -212,17 +219,38 @@ class Builder:
         self.python()
         here = ROOT / "tests" / "realnode"
         key = tree_hash(here / "standin.Containerfile", here / "standin_launcher.py", ROOT / "tests" / "fakeengine.py")
-        # Its own build context: the project's .dockerignore keeps tests/ out of the Dockerfile's.
-        context = self.root / f"standin-context-{key}"
-        shutil.rmtree(context, ignore_errors=True)
-        context.mkdir()
-        for f in (here / "standin_launcher.py", ROOT / "tests" / "fakeengine.py"):
-            shutil.copy(f, context / f.name)
+        context = self._standin_context(key)
         try:
             self._bud(STANDIN_IMAGE, key, here / "standin.Containerfile", None, context)
         finally:
             shutil.rmtree(context, ignore_errors=True)
         return STANDIN_IMAGE, self.export(STANDIN_IMAGE, key)
+
+    def _standin_context(self, key: str) -> Path:
+        """A build context holding the stand-in's two files (the project's .dockerignore keeps
+        tests/ out of the Dockerfile's context)."""
+        context = self.root / f"standin-context-{key}"
+        shutil.rmtree(context, ignore_errors=True)
+        context.mkdir()
+        for f in (ROOT / "tests" / "realnode" / "standin_launcher.py", ROOT / "tests" / "fakeengine.py"):
+            shutil.copy(f, context / f.name)
+        return context
+
+    def runtime(self) -> tuple[str, Path]:
+        """The Dockerfile's `runtime` target over TGI_STANDIN_IMAGE instead of TGI's image."""
+        self.python()
+        here = ROOT / "tests" / "realnode"
+        base_key = tree_hash(here / "tgi-standin.Containerfile", here / "standin_launcher.py",
+                             ROOT / "tests" / "fakeengine.py")
+        context = self._standin_context(base_key)
+        try:
+            self._bud(TGI_STANDIN_IMAGE, base_key, here / "tgi-standin.Containerfile", None, context)
+        finally:
+            shutil.rmtree(context, ignore_errors=True)
+        key = _hash(base_key.encode(), tree_hash(ROOT / "Dockerfile", ROOT / "pyproject.toml", ROOT / "operator",
+                                                 ROOT / "runtime", ROOT / "common").encode())
+        self._bud(RUNTIME_IMAGE, key, ROOT / "Dockerfile", "runtime", build_args={"TGI_IMAGE": TGI_STANDIN_IMAGE})
+        return RUNTIME_IMAGE, self.export(RUNTIME_IMAGE, key)
 
     def build(self, names: tuple[str, ...] = NAMES) -> dict[str, tuple[str, Path]]:
         for tool in ("buildah", "mmdebstrap", "go"):

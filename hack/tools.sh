@@ -60,16 +60,13 @@ go_env() {
   export GOSUMDB="${GOSUMDB_OVERRIDE:-off}"
 }
 
-build_kubernetes() {
-  [[ -x "$k8s_dir/kube-apiserver" && -x "$k8s_dir/kube-controller-manager" && -x "$k8s_dir/kube-scheduler" && -x "$k8s_dir/kubectl" ]] && return 0
-  need_go; go_env
-  log "building Kubernetes $KUBERNETES_VERSION from Go modules (cold: tens of minutes; cached afterwards in $k8s_dir)"
-  local w="$tools_root/build-kubernetes-$KUBERNETES_VERSION"
-  rm -rf "$w"; mkdir -p "$w"
+# A wrapper module in $1 that builds the k8s.io/kubernetes commands $2... : k8s.io/kubernetes
+# replaces every staging module with a local path; the wrapper points each at its published
+# v0.X.Y twin instead. Prints the -ldflags that stamp the version.
+kube_module() {
+  local w="$1"; shift
   local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
   local staging_version="v0.${KUBERNETES_VERSION#v1.}"
-  # k8s.io/kubernetes replaces every staging module with a local path; a wrapper module
-  # points each at its published v0.X.Y twin instead.
   local mod
   mod="$(curl -sf --max-time 60 "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod")" \
     || die "could not read k8s.io/kubernetes $KUBERNETES_VERSION's go.mod from the module proxy."
@@ -83,61 +80,40 @@ build_kubernetes() {
     done
     echo ")"
   } >"$w/go.mod"
-  cat >"$w/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  { printf '//go:build tools\n\npackage tools\n\nimport (\n'; printf '\t_ "%s"\n' "$@"; printf ')\n'; } >"$w/tools.go"
   (cd "$w" && go mod tidy -e >/dev/null 2>"$w/tidy.log") || { cat "$w/tidy.log" >&2; die "resolving Kubernetes modules failed (see above)."; }
-  local ld="-s -w"
-  local p
+  local ld="-s -w" p
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
-  mkdir -p "$w/out"
-  (cd "$w" && go build -trimpath -ldflags "$ld" -o out/ \
-     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) \
+  echo "$ld"
+}
+
+build_kubernetes() {
+  [[ -x "$k8s_dir/kube-apiserver" && -x "$k8s_dir/kube-controller-manager" && -x "$k8s_dir/kube-scheduler" && -x "$k8s_dir/kubectl" ]] && return 0
+  need_go; go_env
+  log "building Kubernetes $KUBERNETES_VERSION from Go modules (cold: tens of minutes; cached afterwards in $k8s_dir)"
+  local w="$tools_root/build-kubernetes-$KUBERNETES_VERSION"
+  rm -rf "$w"; mkdir -p "$w/out"
+  local cmds=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+              k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  local ld
+  ld="$(kube_module "$w" "${cmds[@]}")" || exit 1
+  (cd "$w" && go build -trimpath -ldflags "$ld" -o out/ "${cmds[@]}") \
      || die "building Kubernetes $KUBERNETES_VERSION failed (see above)."
   rm -rf "$k8s_dir"; mv "$w/out" "$k8s_dir"; rm -rf "$w"
 }
 
 # The kubelet, for the optional real node (hack/realnode.py): built only when asked for
-# (tools.sh kubelet), from the same wrapper module as the control plane.
+# (tools.sh kubelet), from the same kind of wrapper module as the control plane.
 build_kubelet() {
   [[ -x "$kubelet_dir/kubelet" ]] && return 0
   need_go; go_env
   log "building the kubelet $KUBERNETES_VERSION from Go modules (cold: minutes; cached in $kubelet_dir)"
   local w="$tools_root/build-kubelet-$KUBERNETES_VERSION"
   rm -rf "$w"; mkdir -p "$w/out"
-  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
-  local staging_version="v0.${KUBERNETES_VERSION#v1.}"
-  local mod
-  mod="$(curl -sf --max-time 60 "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod")" \
-    || die "could not read k8s.io/kubernetes $KUBERNETES_VERSION's go.mod from the module proxy."
-  {
-    echo "module llmop.local/kubeletbuild"
-    echo "go 1.25.0"
-    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
-    echo "replace ("
-    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => \./staging/.*#\1#p' <<<"$mod" | while read -r m; do
-      echo "  $m => $m $staging_version"
-    done
-    echo ")"
-  } >"$w/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n' >"$w/tools.go"
-  (cd "$w" && go mod tidy -e >/dev/null 2>"$w/tidy.log") || { cat "$w/tidy.log" >&2; die "resolving the kubelet's modules failed (see above)."; }
-  local ld="-s -w" p
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-  done
+  local ld
+  ld="$(kube_module "$w" k8s.io/kubernetes/cmd/kubelet)" || exit 1
   (cd "$w" && go build -trimpath -ldflags "$ld" -o out/kubelet k8s.io/kubernetes/cmd/kubelet) \
     || die "building the kubelet $KUBERNETES_VERSION failed (see above)."
   rm -rf "$kubelet_dir"; mv "$w/out" "$kubelet_dir"; rm -rf "$w"

@@ -281,7 +281,7 @@ class Cache(RuledModel):
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the download Job's pod (a proxy or mesh it needs to reach the Hub). spec.podAnnotations are for the serving pods only. A change re-creates a download still running; a finished one is left alone.", max_length=64)
 
     __rules__ = (
-        Rule(f"self.env.all(e, !(e.name in {_cel_list(DOWNLOAD_JOB_ENV)}))",
+        Rule(f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(DOWNLOAD_JOB_ENV)}))",
              f"env must not set the download Job's own variables ({', '.join(DOWNLOAD_JOB_ENV)}): the spec sets "
              "them (spec.model, spec.adapters, spec.cache.stallTimeoutSeconds, spec.model.tokenSecretRef).", ".env",
              lambda s: all(e.name not in DOWNLOAD_JOB_ENV for e in s.env)),

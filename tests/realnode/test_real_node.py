@@ -21,7 +21,7 @@ from conftest import ROOT, Kubectl, wait_for
 from hubserver import HubServer
 from hubstub import safetensors_header_only
 from loopback import REAL_NODE_NETWORK, real_node_url
-from images import BASE_NAME, OPERATOR_IMAGE, STANDIN_IMAGE, Builder, ensure_packages
+from images import BASE_NAME, OPERATOR_IMAGE, RUNTIME_IMAGE, STANDIN_IMAGE, Builder, ensure_packages
 from realnode import GATEWAY, NODE_LABEL, NODE_NAME, TAINT_KEY, RealNode, host_snapshot
 
 NAMESPACE = "llm-realnode"
@@ -268,3 +268,34 @@ def test_the_download_job_fills_a_real_volume_that_the_engine_mounts_read_only(c
         kubectl.run("delete", "pv/realnode-weights", "storageclass/realnode-local", "--wait=false", check=False)
         kubectl.run("taint", "nodes", NODE_NAME, f"{TAINT_KEY}=true:NoSchedule", "--overwrite")
         hub.close()
+
+
+def test_the_runtime_image_checks_the_pod_then_execs_the_launcher(cluster, real_node):
+    """The Dockerfile's runtime target (over a stand-in for TGI's image): `llm-runtime serve`,
+    installed with --no-deps beside what the base ships, refuses to start without a GPU and
+    says why; with --skip-checks it execs the launcher, which the kubelet's probe finds ready."""
+    kubectl = Kubectl(cluster)
+    env = [{"name": "LLM_MODEL_ID", "value": "Qwen/Qwen3-0.6B"}, {"name": "LLM_NUM_SHARD", "value": "1"},
+           {"name": "LLM_PORT", "value": "8080"}]
+    checks = on_node_pod("runtime-checks", RUNTIME_IMAGE, [])
+    serve = on_node_pod("runtime-serve", RUNTIME_IMAGE, [])
+    for pod, args in ((checks, []), (serve, ["--skip-checks"])):
+        container = pod["spec"]["containers"][0]
+        del container["command"]  # the image's entrypoint: llm-runtime serve
+        container.update(args=args, env=env, readinessProbe={"httpGet": {"path": "/health", "port": 8080},
+                                                             "periodSeconds": 1})
+    try:
+        kubectl.run("apply", "-f", "-", input=json.dumps(checks) + "\n---\n" + json.dumps(serve))
+        wait_for("pod runtime-checks to fail", lambda: kubectl.run(
+            "get", "pod", "runtime-checks", "-o", "jsonpath={.status.phase}", check=False).stdout == "Failed", 90)
+        ended = json.loads(kubectl.run("get", "pod", "runtime-checks", "-o", "json").stdout)
+        assert ended["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
+        log = kubectl.run("logs", "runtime-checks").stdout
+        assert "check FAILED" in log and "not starting TGI" in log, log
+        wait_for("pod runtime-serve to be ready", lambda: kubectl.run(
+            "get", "pod", "runtime-serve", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            check=False).stdout == "True", 90)
+        assert "engine stand-in for Qwen/Qwen3-0.6B" in kubectl.run("logs", "runtime-serve").stdout
+    finally:
+        kubectl.run("delete", "pod", "runtime-checks", "runtime-serve", "--force", "--grace-period=0", "--wait=false",
+                    check=False)
