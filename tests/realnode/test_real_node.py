@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -104,6 +105,7 @@ def chart_operator(cluster, crd_installed, real_node, operator, tmp_path_factory
         values.write_text(json.dumps({
             "image": {"repository": "localhost/llm-operator", "tag": "dev", "pullPolicy": "Never"},
             **ON_THE_NODE, "gateway": {"enabled": False}, "hub": {"offline": True},
+            "operator": {"extraArgs": ["--autoscale-interval=2"]},
             "rbac": {"scope": "namespaced", "namespaces": [NAMESPACE]}}))
         helm = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}"]
         proc = subprocess.run([*helm, "install", "real", str(ROOT / "charts" / "llm-operator"), "-n", OPERATOR_NAMESPACE,
@@ -182,6 +184,34 @@ def test_the_chart_runs_the_operator_image_and_it_serves_a_stand_in_engine(clust
         assert json.loads(resp.read())["generated_text"] == "tok0 tok1 tok2"
     table = kubectl.run("get", "llmd", "standin", "-n", NAMESPACE).stdout
     assert "1/1" in table and "Ready" in table, table
+
+
+def test_the_operator_in_its_pod_scrapes_the_engine_and_scales_it(cluster, chart_operator):
+    """Autoscaling mode operator, for real: the operator's pod reads the stand-in pod's /metrics
+    over the pod network and, with requests queueing, scales the LLMDeployment to 2."""
+    kubectl = Kubectl(cluster)
+    wait_ready(kubectl, "standin", 120)  # made by the test above
+    kubectl.run("patch", "llmd", "standin", "-n", NAMESPACE, "--type=merge", "-p", json.dumps({"spec": {"autoscaling": {
+        "mode": "operator", "minReplicas": 1, "maxReplicas": 2, "metric": "queue", "target": 1,
+        "scaleDownDelaySeconds": 600}}}))
+    pod = json.loads(kubectl.run("get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=standin",
+                                 "-o", "json").stdout)["items"][0]
+    url = real_node_url(pod, 8080, "/generate")
+    body = json.dumps({"inputs": "load", "parameters": {"max_new_tokens": 400}}).encode()
+
+    def one() -> int:
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status
+
+    # 8 slots, 8 s a request: 40 at once keep requests queued for about 40 s.
+    with ThreadPoolExecutor(40) as pool:
+        answers = [pool.submit(one) for _ in range(40)]
+        wait_for("the operator to scale standin to 2", lambda: kubectl.run(
+            "get", "llmd", "standin", "-n", NAMESPACE, "-o", "jsonpath={.spec.replicas}", check=False).stdout == "2", 90)
+        assert [a.result(timeout=150) for a in answers] == [200] * 40
+    last = status(kubectl, "standin")["autoscaler"]
+    assert last, status(kubectl, "standin")
 
 
 @pytest.mark.parametrize("name, engine, model, reason", [
