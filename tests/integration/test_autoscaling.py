@@ -82,8 +82,11 @@ def test_operator_mode_scales_up_at_once_and_down_after_the_delay_across_a_resta
     kubectl.run("wait", "--for=condition=Ready", "llmd/auto", "--timeout=60s")
     assert replicas(kubectl, "auto") == (1, 1)
 
-    # A burst: one pod with 20 waiting requests, target 8 per replica -> ceil(20 / 8) = 3.
-    pod_metrics.by_namespace[ns] = BUSY
+    # A burst: one pod with 20 waiting requests, target 8 per replica -> ceil(20 / 8) = 3. That
+    # pod alone is busy: the two new ones report idle once Ready, so the total stays 20 (were
+    # they busy too, a tick before the load goes away would rightly scale up again, to 4).
+    (first,) = kubectl.items("pods", "app.kubernetes.io/instance=auto")
+    pod_metrics.by_pod[(ns, first["metadata"]["name"])] = BUSY
     wait_for("a scale-up to 3", lambda: replicas(kubectl, "auto") == (3, 3), 30)
     (up,) = events(kubectl, "auto", "ScaledUp")
     assert "queue 20" in up["message"] and "target 8" in up["message"] and "3 replicas" in up["message"]
@@ -92,7 +95,7 @@ def test_operator_mode_scales_up_at_once_and_down_after_the_delay_across_a_resta
     kubectl.run("wait", "--for=condition=Ready", "llmd/auto", "--timeout=60s")
 
     # Load goes away; part-way through the delay the operator restarts.
-    pod_metrics.by_namespace[ns] = IDLE
+    del pod_metrics.by_pod[(ns, first["metadata"]["name"])]
     low = wait_for("the scale-down timer to start", lambda: (kubectl.get("llmd", "auto")["status"]["autoscaler"] or {}).get("lowSince"), 30)
     # Restart 5 s into the 8 s delay: a timer that restarted would scale down 13 s after `low`, not 8.
     wait_for("5 s into the delay", lambda: time.time() >= low + 5, 10, interval=0.1)
