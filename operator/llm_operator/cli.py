@@ -40,12 +40,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.all_namespaces == bool(namespaces):
         print("llm-operator run: give --all-namespaces or one or more --namespace NAME", file=sys.stderr)
         return 2
+    patterns = [n for n in namespaces if any(c in n for c in "*?[]!")]
+    if patterns:
+        print(f"llm-operator run: --namespace {patterns[0]!r} is a pattern; give namespace names "
+              "(e.g. --namespace team-a,team-b) or --all-namespaces", file=sys.stderr)
+        return 2
     if args.metrics_port:
         from . import metrics
 
         metrics.serve(args.metrics_port)
-    if args.leaderworkersets:
-        handlers.watch_leaderworkersets()
     if args.gateway_pods and "/" not in args.gateway_pods:
         print(f"llm-operator run: --gateway-pods {args.gateway_pods!r} is not NAMESPACE/LABEL-SELECTOR "
               "(e.g. llm-operator/app.kubernetes.io/component=gateway)", file=sys.stderr)
@@ -53,7 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings(workers=args.workers, autoscale_interval_s=args.autoscale_interval,
                         pod_metrics_url=args.pod_metrics_url, resync_s=args.resync_interval,
                         multi_node=args.leaderworkersets, gateway_metrics_urls=tuple(args.gateway_metrics_url),
-                        gateway_pods=args.gateway_pods or None, gateway_port=args.gateway_port)
+                        gateway_pods=args.gateway_pods or None, gateway_port=args.gateway_port,
+                        namespaces=tuple(namespaces))
     from .catalog import load as load_catalog
 
     catalog = load_catalog(args.catalog_file)   # each bad entry logged once; the rest load
@@ -102,7 +106,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     else:
         from .gateway.kube import Kube
 
-        gateway = server.Gateway(settings, kube=Kube.load())
+        gateway = server.Gateway(settings, kube=Kube.load(connections=0))   # each watch holds one
 
     async def main() -> None:
         task = asyncio.create_task(server.serve(gateway, host, int(port), namespaces))

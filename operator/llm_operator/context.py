@@ -11,7 +11,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from . import act, adapters as lora, catalog as model_catalog, facts as model_facts
 from .apply import Kube, load_config
@@ -38,6 +38,8 @@ class Settings:
     gateway_port: int = 8080
     # Replicas spanning nodes run as LeaderWorkerSets (an optional CRD): watched and made only when on.
     multi_node: bool = False
+    # The namespaces watched (the same as kopf's); empty: the whole cluster.
+    namespaces: tuple[str, ...] = ()
 
 
 @dataclass
@@ -56,10 +58,12 @@ class OperatorContext:
     event_pool: ThreadPoolExecutor | None = None
     scaler_states: dict = field(default_factory=dict)
     tasks: list = field(default_factory=list)
-    # True once kopf has listed every watched kind: before, a child's event must not start a
-    # reconcile that would miss its siblings (and write them again); the owner's own
-    # first event comes after the listing and reconciles it then.
-    indexed: bool = False
+    informers: Any = None               # informers.Informers: the children and pods (bound at startup)
+    # Whether kopf's indexes and the informers have listed every watched kind: before both,
+    # no reconcile may start (it would miss children and write them again); once both
+    # have, every object is reconciled.
+    kopf_listed: bool = False
+    informers_listed: bool = False
 
     # Objects that changed while their owner's reconcile was running: owner -> watched bodies.
     changed_meanwhile: dict = field(default_factory=dict)
@@ -68,7 +72,7 @@ class OperatorContext:
         """Something of `key` changed (on the event loop). With the changed object's `body`,
         the echo of our own write wakes nothing: while the owner's reconcile runs (its write
         may still be on its way back to us), the body is kept and judged when it ends."""
-        if not self.indexed or self.queue is None:
+        if not self.ready:
             return
         if body is not None:
             if self.queue.active(key):
@@ -77,6 +81,20 @@ class OperatorContext:
             if self.read_model.is_echo(key, body):
                 return
         self.queue.add(key)
+
+    @property
+    def ready(self) -> bool:
+        return self.kopf_listed and self.informers_listed and self.queue is not None
+
+    def mark_ready(self, kopf: bool = False, informers: bool = False) -> None:
+        """kopf's indexes (its first LLMDeployment event) or the informers have listed
+        everything; when that makes both, every object is reconciled."""
+        was = self.ready
+        self.kopf_listed = self.kopf_listed or kopf
+        self.informers_listed = self.informers_listed or informers
+        if self.ready and not was:
+            for key in self.read_model.keys():
+                self.queue.add(key)
 
     def _judge_meanwhile(self, key: Key) -> None:
         """At the end of a reconcile: again, unless all that came meanwhile was our own echo."""
@@ -109,6 +127,8 @@ class OperatorContext:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.queue is not None:
             await self.queue.stop()
+        if self.informers is not None:
+            await self.informers.stop()
         for pool in (self.pool, self.event_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

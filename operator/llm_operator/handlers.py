@@ -1,10 +1,11 @@
-"""kopf wiring only: the watches feed the read model (kopf indexes), and every event puts
-its owner on the work queue. No change handler (on.create/update/resume): those store a
-diff base on the object, one more write per change that a level-triggered reconcile
-does not need.
+"""kopf wiring only: LLMDeployments, nodes and StorageClasses are watched by kopf (indexes
+feeding the read model, and every LLMDeployment event puts it on the work queue); the
+children and their pods by the operator's own informers (informers.py), which wake their
+owners. No change handler (on.create/update/resume): those store a diff base on the
+object, one more write per change that a level-triggered reconcile does not need.
 
-kopf starts no handler before every index has listed its kind, so the first reconcile
-after a start already sees every child: a restart writes nothing.
+No reconcile starts before kopf's indexes and the informers have all listed their kinds,
+so the first reconcile after a start already sees every child: a restart writes nothing.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import kopf
 
 from . import api, observe, scaling
 from .context import OperatorContext
+from .informers import Informers
+from .kubeasync import AsyncKube
 from .observe import ReadModel
 from .resources import MANAGED_BY
-
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-PODS = ("", "v1", "pods")
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    # Watch only our own children, filtered by the apiserver, not every pod in the cluster.
-    for group, version, plural in (*observe.CHILD_KINDS.values(), PODS):
-        settings.watching.label_selectors[group, version, plural] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
     # One line per handled event is noise; failures still log as warnings and errors.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     ctx = context(memo)
-    ctx.read_model.bind({k: v for k, v in indexes.items() if k.endswith("_index")}, multi_node=ctx.settings.multi_node)
+    kinds = (*observe.SINGLE_NODE_KINDS, "LeaderWorkerSet") if ctx.settings.multi_node else observe.SINGLE_NODE_KINDS
+    ctx.informers = Informers(AsyncKube.load(connections=0), kinds, list(ctx.settings.namespaces),
+                              f"app.kubernetes.io/managed-by={MANAGED_BY}", ctx.wake)
+    ctx.read_model.bind({**{k: v for k, v in indexes.items() if k.endswith("_index")}, **ctx.informers.indexes},
+                        multi_node=ctx.settings.multi_node)
     ctx.start()
+    await ctx.informers.start()
+    ctx.tasks.append(asyncio.create_task(_informers_synced(ctx), name="informers-synced"))
     ctx.tasks.append(asyncio.create_task(_resync(ctx), name="resync"))
     ctx.tasks.append(asyncio.create_task(_autoscale(ctx), name="autoscale"))
 
@@ -83,7 +86,6 @@ async def stop(memo: kopf.Memo, **_) -> None:
 
 
 # Index handlers are coroutines: kopf runs a plain function in a thread, a hop per event.
-# A child's or a pod's event also wakes its owner from here: one handler per event, not two.
 
 
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL, id=ReadModel.LLMD_INDEX)
@@ -91,41 +93,9 @@ async def _llmdeployments(body: kopf.Body, namespace: str, name: str, **_) -> di
     return {(namespace, name): observe.trim_llmdeployment(body)}
 
 
-async def _child(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
-    return _indexed(context(memo), body, ReadModel.child_index(body.get("kind", "")), observe.trim_child)
-
-
-async def _pod(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
-    return _indexed(context(memo), body, ReadModel.POD_INDEX, observe.trim_pod)
-
-
-def _indexed(ctx: OperatorContext, body: kopf.Body, index: str, trim) -> dict:
-    """The trimmed object for its owner's entry; the owner woken unless nothing a decision
-    reads has changed (a status rewrite of fields we drop, or the echo of our own write)."""
-    owner = observe.owner_of(body)
-    if owner is None:
-        return {}
-    trimmed = trim(body)
-    name = (body.get("metadata") or {}).get("name", "")
-    before = ctx.read_model.watched(index, owner, name)
-    if not observe.same_but_version(before, trimmed):
-        ctx.wake(owner, body)
-    return {owner: trimmed}
-
-
-def _watch_child_kind(kind: str) -> None:
-    group, version, plural = observe.CHILD_KINDS[kind]
-    kopf.index(group, version, plural, labels=MANAGED, id=ReadModel.child_index(kind))(_child)
-    kopf.on.event(group, version, plural, labels=MANAGED, when=_deleted)(_child_deleted)
-
-
-def watch_leaderworkersets() -> None:
-    """Watch LeaderWorkerSets too (`run --leaderworkersets`): only when asked, since the kind
-    is optional in a cluster and the operator may not be granted it. Before kopf starts."""
-    _watch_child_kind("LeaderWorkerSet")
-
-
-kopf.index(*PODS, labels=MANAGED, id=ReadModel.POD_INDEX)(_pod)
+async def _informers_synced(ctx: OperatorContext) -> None:
+    await ctx.informers.wait_synced()
+    ctx.mark_ready(informers=True)
 
 
 @kopf.index("", "v1", "nodes", id=ReadModel.NODE_INDEX)
@@ -155,28 +125,11 @@ async def _storage_classes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
 async def _llmdeployment_event(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
-    # kopf calls no such handler before every index has listed its kind: from here on, the
-    # read model is whole, and child events may wake their owners too.
+    # kopf calls no such handler before every index of its own has listed its kind; once
+    # the informers have listed theirs too, the read model is whole and reconciles begin.
     ctx = context(memo)
-    ctx.indexed = True
+    ctx.mark_ready(kopf=True)
     ctx.wake((namespace, name), body)
-
-
-def _deleted(event: dict, **_) -> bool:
-    return event.get("type") == "DELETED"
-
-
-async def _child_deleted(body: kopf.Body, memo: kopf.Memo, **_) -> None:
-    """kopf does not call index handlers for a deletion (it drops the entry itself): a
-    deleted child wakes its owner here, to be made again."""
-    owner = observe.owner_of(body)
-    if owner is not None:
-        context(memo).wake(owner)
-
-
-for _kind in observe.SINGLE_NODE_KINDS:
-    _watch_child_kind(_kind)
-kopf.on.event(*PODS, labels=MANAGED, when=_deleted)(_child_deleted)
 
 
 # --- periodic work, on the event loop (kopf timers would put a finalizer on every object) -----

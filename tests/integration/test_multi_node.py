@@ -178,6 +178,6 @@ def test_without_the_lws_api_a_multi_node_model_says_how_to_install_it_and_the_r
     assert "kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/download/" in ready["message"]
     events = kubectl.items("events", "")
     assert any(e.get("reason") == "LeaderWorkerSetMissing" and e["involvedObject"]["name"] == "huge" for e in events)
-    # kopf says it cannot watch the kind, and goes on serving everything else.
-    assert "Unresolved resources cannot be served" in op.log()
+    # The operator says it cannot list the kind, and goes on serving everything else.
+    assert "leaderworkersets (HTTP 404): going on without them" in op.log()
     assert condition(kubectl.get("llmd", "small"), "Ready")["status"] == "True"
