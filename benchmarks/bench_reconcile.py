@@ -69,7 +69,8 @@ SETTLE_S = 10.0
 # Where the operator watches (it must not touch the baseline's namespaces).
 OPERATOR_NAMESPACES = ["bench-latency", "bench-throughput", "bench-ready", "bench-profile",
                        "bench-reference", "bench-populated"]
-BASELINE_NAMESPACES = ["bench-base", "bench-base-latency", "bench-base-queued", "bench-base-writes"]
+BASELINE_NAMESPACES = ["bench-base", "bench-base-latency", "bench-base-queued", "bench-base-writes",
+                       "bench-base-queued-writes"]
 EXTRA_SERVICE_CIDR = """apiVersion: networking.k8s.io/v1
 kind: ServiceCIDR
 metadata: {name: bench-extra}
@@ -504,6 +505,19 @@ def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tu
 _CATALOG: dict = {}
 
 
+def write_report(kube: Kube, created: dict, answers: list[dict]) -> None:
+    """The operator's status patch and Event for a new object, from a plain client."""
+    patch, events = operator_report(created, answers)
+    meta = created["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if patch is not None:
+        with_retry(lambda: kube.patch_status(namespace, name, patch), f"patching the status of {name}")
+    involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": name, "namespace": namespace, "uid": meta["uid"]}
+    for e in events:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with_retry(lambda: kube.post_event(involved, e.type, e.reason, e.message, stamp), f"posting an Event on {name}")
+
+
 def child_kinds(spec: dict) -> list[tuple[str, str]]:
     return [(c["apiVersion"], c["kind"]) for c in desired_for("x", "x", "x", spec)]
 
@@ -520,13 +534,14 @@ def with_retry(call, what: str, tries: int = 8):
 
 
 class PlainController:
-    """The queued baseline's client: it watches the namespace's LLMDeployments and applies
+    """The queued baselines' client: it watches the namespace's LLMDeployments and applies
     each new one's children from CONCURRENCY threads, first come first served, with nothing
-    else (no status, no Event, no read model). What an operator's latency can be compared
-    with when the objects arrive faster than they can be worked off."""
+    else (no read model; with `report`, the operator's status patch and Event after the
+    children, else none). What an operator's latency can be compared with when the objects
+    arrive faster than they can be worked off."""
 
-    def __init__(self, raw: Raw, kube: Kube, namespace: str, names: list[str], spec: dict):
-        self.raw, self.kube, self.namespace, self.spec = raw, kube, namespace, spec
+    def __init__(self, raw: Raw, kube: Kube, namespace: str, names: list[str], spec: dict, report: bool = False):
+        self.raw, self.kube, self.namespace, self.spec, self.report = raw, kube, namespace, spec, report
         self.wanted = set(names)
         self.queue: "queue.Queue[tuple[str, str] | None]" = queue.Queue()
         self.done = threading.Event()
@@ -549,16 +564,18 @@ class PlainController:
                 ev = json.loads(line)
                 meta = ev["object"]["metadata"]
                 if ev["type"] == "ADDED" and meta["name"] in self.wanted:
-                    self.queue.put((meta["name"], meta["uid"]))
+                    self.queue.put(ev["object"])
         except (OSError, ValueError, http.client.HTTPException):
             return   # shut down by stop()
 
     def _work(self) -> None:
-        while (item := self.queue.get()) is not None:
-            name, uid = item
+        while (created := self.queue.get()) is not None:
+            name, uid = created["metadata"]["name"], created["metadata"]["uid"]
             try:
-                for child in desired_for(name, self.namespace, uid, self.spec):
-                    with_retry(lambda: self.kube.apply(child), f"applying {child['kind']}/{name}")
+                answers = [with_retry(lambda: self.kube.apply(child), f"applying {child['kind']}/{name}")
+                           for child in desired_for(name, self.namespace, uid, self.spec)]
+                if self.report:
+                    write_report(self.kube, created, answers)
             except BaseException as err:  # noqa: BLE001 - handed to wait(), which raises it
                 self.error = err
                 self.done.set()
@@ -602,16 +619,7 @@ def burst(kube: Kube, namespace: str, names: list[str], spec: dict, apply_childr
             answers = [with_retry(lambda: kube.apply(child), f"applying {child['kind']}/{name}")
                        for child in desired_for(name, namespace, created["metadata"]["uid"], spec)]
             if report:
-                patch, events = operator_report(created, answers)
-                if patch is not None:
-                    with_retry(lambda: kube.patch_status(namespace, name, patch), f"patching the status of {name}")
-                meta = created["metadata"]
-                involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": name, "namespace": namespace,
-                            "uid": meta["uid"]}
-                for e in events:
-                    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                    with_retry(lambda: kube.post_event(involved, e.type, e.reason, e.message, stamp),
-                               f"posting an Event on {name}")
+                write_report(kube, created, answers)
         return time.monotonic()
 
     start = time.monotonic()
@@ -850,9 +858,9 @@ class Bench:
         requests_before = apiserver_requests(self.raw)
         cpu_before = self.cpu_by_process()
         uptime_before = self.operator.uptime() if self.operator is not None else None
-        controller = PlainController(self.raw, self.kube, namespace, names, spec) if queued else None
+        controller = PlainController(self.raw, self.kube, namespace, names, spec, report) if queued else None
         start, client_end = burst(self.kube, namespace, names, spec, apply_children, controller, self.args.timeout,
-                                  report=report)
+                                  report=report and not queued)
         timeout = self.args.timeout
         complete = w.wait_done(timeout)
         cpu_after = self.cpu_by_process()
@@ -932,6 +940,20 @@ class Bench:
         log(f"  queued baseline: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
             f"{r['api_requests_per_object']} requests per object")
 
+    def baseline_queued_same_writes(self) -> None:
+        """The queued baseline again, its client also making the operator's status patch and
+        Event for each object after its children: the queue and the writes the operator meets,
+        none of its watching or deciding. Not a target of performance.md."""
+        n = self.args.n_latency
+        spec = spec_of(1, self.args.replicas)
+        log(f"queued same-writes baseline: {n} LLMDeployments created at once; a plain client watches them and "
+            f"makes the operator's writes (children, status, Event) from {CONCURRENCY} threads as they come")
+        r = self.run_burst("bench-base-queued-writes", n, spec, "reconciled", apply_children=False,
+                           label=f"queued same-writes baseline, {n} at once", queued=True, report=True)
+        self.figures["baseline_queued_same_writes"] = r
+        log(f"  queued same-writes baseline: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, "
+            f"p99 {r['p99_ms']} ms; {r['api_requests_per_object']} requests per object")
+
     def baseline(self) -> None:
         n = self.args.n
         spec = spec_of(1, self.args.replicas)
@@ -1003,6 +1025,8 @@ class Bench:
         queued = self.figures.get("baseline_queued", {})
         r["p99_ratio_to_queued_baseline"] = _ratio(r["p99_ms"], queued.get("p99_ms"))
         r["children_p99_ratio_to_queued_baseline"] = _ratio(r["children_p99_ms"], queued.get("p99_ms"))
+        queued_writes = self.figures.get("baseline_queued_same_writes", {})
+        r["p99_ratio_to_queued_same_writes_baseline"] = _ratio(r["p99_ms"], queued_writes.get("p99_ms"))
         self.figures["latency"] = r
         log(f"  p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; burst wall {r['wall_s']}s; "
             f"cluster clock (1 s resolution) p50 {r['cluster_clock_p50_s']}s p99 {r['cluster_clock_p99_s']}s")
@@ -1010,6 +1034,8 @@ class Bench:
             f"(children only: p99 {r['children_p99_ms']} ms, {r['children_p99_ratio_to_baseline']}x)")
         log(f"  p99 vs the queued baseline's {queued.get('p99_ms')} ms: {r['p99_ratio_to_queued_baseline']}x "
             f"(children only: {r['children_p99_ratio_to_queued_baseline']}x)")
+        log(f"  p99 vs the queued same-writes baseline's {queued_writes.get('p99_ms')} ms: "
+            f"{r['p99_ratio_to_queued_same_writes_baseline']}x")
         log(f"  operator: {r['reconciles_per_object']} reconciles and {r['operator_writes_per_object']} writes per object, "
             f"mean reconcile {r['mean_reconcile_ms']} ms")
 
@@ -1261,6 +1287,9 @@ class Bench:
             ("latency_p99_ratio_queued<=2", f"the same p99 / the queued baseline's "
              f"({f.get('baseline_queued', {}).get('p99_ms')} ms; not a target of performance.md: see README)",
              lat.get("p99_ratio_to_queued_baseline"), 2),
+            ("latency_p99_ratio_queued_same_writes<=2", "the same p99 / the queued same-writes baseline's "
+             f"({f.get('baseline_queued_same_writes', {}).get('p99_ms')} ms; not a target of performance.md: see README)",
+             lat.get("p99_ratio_to_queued_same_writes_baseline"), 2),
             ("memory_burst_hwm_mib<=200", f"operator VmHWM, MiB, in the {self.args.n} burst "
              f"({mem.get('objects')} objects held)", mem.get("burst_VmHWM_mib"), 200),
             ("memory_settled_rss_mib<=150", "operator VmRSS, MiB, settled after that burst",
@@ -1448,6 +1477,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.setup()
         bench.baseline_latency()
         bench.baseline_queued()
+        bench.baseline_queued_same_writes()
         bench.baseline()
         bench.baseline_same_writes()
         bench.start_operator()
