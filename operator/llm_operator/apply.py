@@ -38,14 +38,21 @@ class KubeError(RuntimeError):
         self.body = body
 
 
-def load_config(pool_size: int = 32) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig. The connection
-    pool is as large as the handler threads, or connections are dropped and re-handshaken."""
+def load_configuration() -> client.Configuration:
+    """In-cluster credentials when running in a pod, else the kubeconfig (the writes' client
+    and the asynchronous watches authenticate alike)."""
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+def load_config(pool_size: int = 32) -> client.ApiClient:
+    """The client for writes. The connection pool is as large as the handler threads, or
+    connections are dropped and re-handshaken."""
+    configuration = load_configuration()
     configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
 

@@ -14,7 +14,9 @@ import ssl
 from typing import Awaitable, Callable
 
 import aiohttp
-from kubernetes import client, config
+from kubernetes import client
+
+from .apply import load_configuration
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +32,6 @@ class KubeError(RuntimeError):
     def __init__(self, status: int, body: str):
         super().__init__(f"{status}: {body[:300]}")
         self.status = status
-
-
-def load_configuration() -> client.Configuration:
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
-    return configuration
 
 
 class AsyncKube:
