@@ -14,6 +14,7 @@ Everything it starts is stopped on the way out, Ctrl-C and failures included.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import multiprocessing as mp
@@ -491,18 +492,23 @@ def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tu
     built-in catalog), so that the same-writes baseline writes what the operator writes."""
     import datetime as dt
 
-    from llm_operator import catalog, decide as decisions, facts as model_facts
+    from llm_operator import decide as decisions, facts as model_facts
     from llm_operator.observe import Observed, trim_llmdeployment
 
     spec = api.parse_spec(created["spec"])
-    answer = model_facts.lookup(spec.model.id, spec.model.revision, catalog=_CATALOG.setdefault("c", catalog.builtin()),
+    answer = model_facts.lookup(spec.model.id, spec.model.revision, catalog=builtin_catalog(),
                                 offline_reason="Reading from the Hub failed: the Hub is offline (HF_HUB_OFFLINE=1).")
     observed = decisions.with_applied(Observed(llmd=trim_llmdeployment(created)), answers, [])
     decision = decisions.decide(observed, decisions.Lookups(facts=answer), dt.datetime.now(dt.timezone.utc))
     return decision.status_patch, decision.events
 
 
-_CATALOG: dict = {}
+@functools.cache
+def builtin_catalog():
+    """The catalog the operator ships (read once)."""
+    from llm_operator import catalog
+
+    return catalog.builtin()
 
 
 def write_report(kube: Kube, created: dict, answers: list[dict]) -> None:
@@ -915,70 +921,49 @@ class Bench:
         return out
 
     # -- 1. raw-apply baselines: the latency burst's size, then the throughput burst's
+    def run_baseline(self, key: str, name: str, namespace: str, n: int, how: str, mode: str, **burst_args) -> dict:
+        """One baseline burst, no operator running: `how` says what the plain client does."""
+        log(f"{name}: {n} LLMDeployments {how}, {CONCURRENCY} threads, no operator")
+        r = self.run_burst(namespace, n, spec_of(1, self.args.replicas), mode, label=f"{name}, {n} at once", **burst_args)
+        self.figures[key] = r
+        log(f"  {name}: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
+            f"{r['api_requests_total']} requests ({r['api_requests_per_object']} per object): "
+            f"{r['api_requests_per_object_by_kind']}")
+        return r
+
     def baseline_latency(self) -> None:
-        n = self.args.n_latency
-        spec = spec_of(1, self.args.replicas)
-        log(f"baseline latency: {n} LLMDeployments created and their children applied by a plain client, "
-            f"{CONCURRENCY} threads, no operator")
-        r = self.run_burst("bench-base-latency", n, spec, "children", apply_children=True,
-                           label=f"baseline, {n} at once")
-        self.figures["baseline_latency"] = r
-        log(f"  baseline: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
-            f"{r['api_requests_per_object']} requests per object")
+        self.run_baseline("baseline_latency", "baseline", "bench-base-latency", self.args.n_latency,
+                          "created and their children applied by a plain client", "children", apply_children=True)
 
     def baseline_queued(self) -> None:
         """The latency burst's size again, the children applied by a plain watch-driven client
         as the objects arrive: the same queue the operator meets (creations come faster than
         children can be applied), none of its other work."""
-        n = self.args.n_latency
-        spec = spec_of(1, self.args.replicas)
-        log(f"queued baseline: {n} LLMDeployments created at once; a plain client watches them and applies "
-            f"their children from {CONCURRENCY} threads as they come, no operator")
-        r = self.run_burst("bench-base-queued", n, spec, "children", apply_children=False,
-                           label=f"queued baseline, {n} at once", queued=True)
-        self.figures["baseline_queued"] = r
-        log(f"  queued baseline: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
-            f"{r['api_requests_per_object']} requests per object")
+        self.run_baseline("baseline_queued", "queued baseline", "bench-base-queued", self.args.n_latency,
+                          "created at once; a plain client watches them and applies their children as they come",
+                          "children", apply_children=False, queued=True)
 
     def baseline_queued_same_writes(self) -> None:
         """The queued baseline again, its client also making the operator's status patch and
         Event for each object after its children: the queue and the writes the operator meets,
         none of its watching or deciding. Not a target of performance.md."""
-        n = self.args.n_latency
-        spec = spec_of(1, self.args.replicas)
-        log(f"queued same-writes baseline: {n} LLMDeployments created at once; a plain client watches them and "
-            f"makes the operator's writes (children, status, Event) from {CONCURRENCY} threads as they come")
-        r = self.run_burst("bench-base-queued-writes", n, spec, "reconciled", apply_children=False,
-                           label=f"queued same-writes baseline, {n} at once", queued=True, report=True)
-        self.figures["baseline_queued_same_writes"] = r
-        log(f"  queued same-writes baseline: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, "
-            f"p99 {r['p99_ms']} ms; {r['api_requests_per_object']} requests per object")
+        self.run_baseline("baseline_queued_same_writes", "queued same-writes baseline", "bench-base-queued-writes",
+                          self.args.n_latency, "created at once; a plain client watches them and makes the "
+                          "operator's writes (children, status, Event) as they come",
+                          "reconciled", apply_children=False, queued=True, report=True)
 
     def baseline(self) -> None:
-        n = self.args.n
-        spec = spec_of(1, self.args.replicas)
-        log(f"baseline: {n} LLMDeployments created and their children applied by a plain client, "
-            f"{CONCURRENCY} threads, no operator")
-        r = self.run_burst("bench-base", n, spec, "children", apply_children=True, label=f"baseline, {n} at once")
-        self.figures["baseline"] = r
-        log(f"  baseline: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
-            f"{r['api_requests_total']} requests ({r['api_requests_per_object']} per object): "
-            f"{r['api_requests_per_object_by_kind']}")
+        self.run_baseline("baseline", "baseline", "bench-base", self.args.n,
+                          "created and their children applied by a plain client", "children", apply_children=True)
 
     def baseline_same_writes(self) -> None:
         """The throughput burst's size, each object followed by exactly the operator's writes
         from a plain client (its children, then the status patch and the Event that the
         operator's own decide() gives): what the operator's extra writes cost the apiserver,
         apart from the operator's own work. Not a target of performance.md."""
-        n = self.args.n
-        spec = spec_of(1, self.args.replicas)
-        log(f"same-writes baseline: {n} LLMDeployments, each followed by the operator's writes (children, "
-            f"status, Event) from a plain client, {CONCURRENCY} threads, no operator")
-        r = self.run_burst("bench-base-writes", n, spec, "reconciled", apply_children=True,
-                           label=f"same-writes baseline, {n} at once", report=True)
-        self.figures["baseline_same_writes"] = r
-        log(f"  same-writes baseline: {n} in {r['wall_s']}s wall; {r['api_requests_total']} requests "
-            f"({r['api_requests_per_object']} per object)")
+        self.run_baseline("baseline_same_writes", "same-writes baseline", "bench-base-writes", self.args.n,
+                          "each followed by the operator's writes (children, status, Event) from a plain client",
+                          "reconciled", apply_children=True, report=True)
 
     # -- operator start
     def start_operator(self) -> None:
