@@ -185,11 +185,20 @@ def kubectl(cluster, namespace) -> Kubectl:
     return Kubectl(cluster, namespace)
 
 
+def install_crd(cluster) -> None:
+    """Apply the CRD and wait until it is Established. Not `kubectl wait --for=condition=`:
+    on a CRD so new that it has no status.conditions yet, kubectl fails at once
+    ("accessor error: <nil> ...") instead of waiting."""
+    kubectl = Kubectl(cluster)
+    kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds" / "llmdeployments.yaml"))
+    wait_for("the LLMDeployment CRD to be Established",
+             lambda: condition(kubectl.get("crd", "llmdeployments.llm-operator.io"), "Established").get("status") == "True",
+             30)
+
+
 @pytest.fixture(scope="session")
 def crd_installed(cluster) -> None:
-    Kubectl(cluster).run("apply", "--server-side", "-f", str(ROOT / "crds" / "llmdeployments.yaml"))
-    Kubectl(cluster).run("wait", "--for=condition=Established", "--timeout=30s",
-                         "crd/llmdeployments.llm-operator.io")
+    install_crd(cluster)
 
 
 class OperatorProcess(ProcessLog):

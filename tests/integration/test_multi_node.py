@@ -146,15 +146,14 @@ def test_tgi_on_two_nodes_is_refused_at_admission_naming_vllm(kubectl):
 def plane_without_lws(tmp_path, hub):
     """A second control plane, with no LeaderWorkerSet installed, and an operator that has
     multi-node replicas on (as with the chart's lws.enabled where LWS was never installed)."""
-    from conftest import Kubectl, OperatorProcess, ROOT
+    from conftest import Kubectl, OperatorProcess, install_crd
     from localcluster import LocalCluster, tools_dir
 
     plane = LocalCluster(tmp_path / "plane", bin_dir=tools_dir(), lws=False)
     plane.up()
     op = None
     try:
-        Kubectl(plane).run("apply", "--server-side", "-f", str(ROOT / "crds" / "llmdeployments.yaml"))
-        Kubectl(plane).run("wait", "--for=condition=Established", "--timeout=30s", "crd/llmdeployments.llm-operator.io")
+        install_crd(plane)
         op = OperatorProcess(plane, tmp_path / "operator.log", extra_args=("--leaderworkersets",),
                              extra_env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf")})
         op.start()
