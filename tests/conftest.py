@@ -109,13 +109,14 @@ class Kubectl:
         self.cluster = cluster
         self.namespace = namespace
 
-    def run(self, *args: str, input: str | None = None, check: bool = True, as_user: str | None = None) -> subprocess.CompletedProcess:
+    def run(self, *args: str, input: str | None = None, check: bool = True, as_user: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
         cmd = [self.cluster.binary("kubectl"), f"--kubeconfig={self.cluster.kubeconfig}"]
         if self.namespace:
             cmd.append(f"--namespace={self.namespace}")
         if as_user:
             cmd.append(f"--as={as_user}")
-        proc = subprocess.run([*cmd, *args], input=input, text=True, capture_output=True, timeout=60)
+        proc = subprocess.run([*cmd, *args], input=input, text=True, capture_output=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
@@ -289,8 +290,33 @@ HUB_UNREACHABLE = {"test/unreachable"}     # the connection drops, as when the H
 HUB_MODELS = {"test/llama-3-70b": "llama-3-70b", "test/qwen2.5-7b": "qwen2.5-7b", "test/mistral-7b": "mistral-7b"}
 
 
+TINY_MODEL, TINY_LORA = "test/tiny-llama", "test/tiny-llama-lora"
+
+
 @pytest.fixture(scope="session")
-def hub():
+def tiny_repos(tmp_path_factory) -> dict[str, dict[str, bytes]]:
+    """The tiny Llama and its LoRA adapter (hack/tinymodel.py), as Hub repositories: what a real
+    engine serves in the real-engine tier."""
+    import tinymodel
+
+    made = tinymodel.make(tmp_path_factory.mktemp("tiny-model"), base_repo=TINY_MODEL)
+    return {repo: {f.name: f.read_bytes() for f in sorted(made[kind].iterdir())}
+            for repo, kind in ((TINY_MODEL, "model"), (TINY_LORA, "lora"))}
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tiny_repos):
+    """A Hub stand-in with the whole protocol llm-runtime download uses (tests/hubserver.py),
+    serving the tiny model and its adapter under commit ids of their content."""
+    from hubserver import HubServer
+
+    server = HubServer(tiny_repos)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def hub(tiny_repos):
     from hubstub import FakeHub, safetensors_header_only
 
     params = json.loads((MODELS / "params.json").read_text())
@@ -311,6 +337,8 @@ def hub():
         repos[repo] = {"adapter_config.json": json.dumps({
             "base_model_name_or_path": base, "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 16, "lora_alpha": 32,
             "lora_dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "bias": "none"}).encode()}
+    # The tiny model's files as they are: the operator plans it from its own config.json.
+    repos.update(tiny_repos)
     # Repositories it does not hold answer as gated (the operator goes on with the spec's
     # GPUs, as for a private model), but for the ones named as missing: those do not exist.
     server = FakeHub(repos, gated={"test/gated"}, missing=HUB_MISSING, missing_revisions=HUB_MISSING_REVISIONS,
@@ -321,7 +349,9 @@ def hub():
 
 class PodMetrics:
     """Serves TGI /metrics text in place of the pods (kwok pods have no server), by
-    namespace, with per-pod overrides; a pod set to None does not answer."""
+    namespace, with per-pod overrides; a pod set to None does not answer. For a namespace in
+    `relay` (real engines, tests/realengine.py), each scrape is passed to the pod's own address
+    and the engine's answer returned as it is."""
 
     def __init__(self):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -329,12 +359,18 @@ class PodMetrics:
 
         self.by_namespace: dict[str, str] = {}
         self.by_pod: dict[tuple[str, str], str | None] = {}
+        self.relay: set[str] = set()
         served = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                parts = self.path.strip("/").split("/")
-                text = served.text_for(parts[0], parts[1]) if len(parts) == 3 else None
+                path, _, query = self.path.partition("?")
+                parts = path.strip("/").split("/")
+                text = None
+                if len(parts) == 3 and parts[0] in served.relay:
+                    text = served.from_pod(dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv))
+                elif len(parts) == 3:
+                    text = served.text_for(parts[0], parts[1])
                 if text is None:
                     self.send_response(503)
                     self.end_headers()
@@ -350,13 +386,25 @@ class PodMetrics:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/{{namespace}}/{{pod}}/metrics"
+        self.url = (f"http://127.0.0.1:{self.server.server_address[1]}/{{namespace}}/{{pod}}/metrics"
+                    "?ip={pod_ip}&port={port}")
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def text_for(self, namespace: str, pod: str) -> str | None:
         if (namespace, pod) in self.by_pod:
             return self.by_pod[(namespace, pod)]
         return self.by_namespace.get(namespace)
+
+    @staticmethod
+    def from_pod(query: dict[str, str]) -> str | None:
+        from loopback import require_loopback
+
+        try:
+            url = f"http://{require_loopback(query.get('ip', ''))}:{int(query.get('port', ''))}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode()
+        except (OSError, ValueError):
+            return None
 
     def close(self):
         self.server.shutdown()

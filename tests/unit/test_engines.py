@@ -123,6 +123,8 @@ def test_vllm_refuses_what_admission_cannot_know():
         "vLLM fetches an adapter from the Hub at its main revision only: acme/sql@v2 pins another; turn spec.cache "
         "on (the download Job fetches the pinned revision) or pin main."]
     assert VLLM.refusals(vllm_spec(quantization="marlin"), 1, (), facts) == []
+    # With the cache on, the Job fetches the pinned revision: no refusal while it has not yet run.
+    assert VLLM.refusals(vllm_spec(cache={"enabled": True}), 1, ("acme/sql@v2",), facts) == []
 
 
 def test_the_vllm_deployment_takes_image_port_probes_and_env_from_the_engine():

@@ -124,7 +124,9 @@ def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) 
             # vllm/config/model.py refuses a --quantization other than the checkpoint's own.
             problems.append(f"spec.quantization {quantization} differs from the checkpoint's own ({method}): vLLM "
                             "refuses the mismatch; set spec.quantization to none or to the checkpoint's method.")
-    pinned = vllm.pinned_hub_adapters(lora)
+    # With the cache on, the download Job fetches the pinned revision and the pods load it by
+    # path; until the Job is done the entries still name the Hub, and that is no refusal.
+    pinned = [] if spec.cache.enabled else vllm.pinned_hub_adapters(lora)
     if pinned:
         problems.append(f"vLLM fetches an adapter from the Hub at its main revision only: {', '.join(pinned)} pins "
                         "another; turn spec.cache on (the download Job fetches the pinned revision) or pin main.")
