@@ -171,11 +171,11 @@ def test_retries_go_to_another_endpoint_before_any_byte_and_never_after():
                     assert r.status == 200 and (await r.json())["port"] == pe
             async with s.post(url + "/v1/chat/completions", json={"model": "s", "stream": True}) as r:
                 assert r.status == 200
-                try:
-                    body = await r.content.read()
-                except aiohttp.ClientPayloadError:
-                    body = b"data: 1\n\n"
-                assert body.startswith(b"data: 1")
+                body = await r.content.read()
+            # What reached the client, then an error event in OpenAI's shape, and no [DONE].
+            first, error = body.split(b"\n\n")[:2]
+            assert first == b"data: 1" and b"[DONE]" not in body
+            assert json.loads(error.removeprefix(b"data: "))["error"]["code"] == "endpoint_failed_mid_stream"
             async with s.get(url + "/metrics") as r:
                 text = await r.text()
         assert calls.count("dies") == 1                                       # a started stream is not retried
@@ -255,3 +255,13 @@ def test_limits_body_size_and_api_keys(tmp_path):
                 assert r.status == 200                                          # probes need no key
         await runner.cleanup(); await gw.close(); await u.cleanup()
     run(scenario())
+
+
+def test_the_mid_stream_error_event_stands_alone_after_a_cut_event():
+    from llm_operator.gateway.server import mid_stream_error
+
+    whole = mid_stream_error("ns/m", b"\n\n")
+    assert whole.startswith(b"data: {") and whole.endswith(b"\n\n")
+    assert json.loads(whole[len(b"data: "):])["error"]["type"] == "upstream_error"
+    # The engine stopped inside an event: the cut one ends first, so the error is an event of its own.
+    assert mid_stream_error("ns/m", b'"x') == b"\n\n" + whole

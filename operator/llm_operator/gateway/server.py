@@ -59,6 +59,14 @@ class HTTPFailure(Exception):
         return web.json_response(body, status=self.status, headers=self.headers)
 
 
+def mid_stream_error(label: str, tail: bytes) -> bytes:
+    """The SSE event that ends a stream whose engine failed after bytes reached the client: OpenAI's
+    error shape; blank lines first when the engine stopped inside an event, so this one stands alone."""
+    body = {"error": {"message": f"The endpoint serving {label} failed mid-stream: the answer is incomplete.",
+                      "type": "upstream_error", "param": None, "code": "endpoint_failed_mid_stream"}}
+    return (b"" if tail.endswith(b"\n\n") else b"\n\n") + b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
 def _error_type(status: int) -> str:
     return {400: "invalid_request_error", 401: "authentication_error", 404: "model_not_found",
             413: "invalid_request_error", 429: "rate_limit_error"}.get(status, "service_unavailable")
@@ -353,18 +361,24 @@ class Gateway:
                       label: str, started: float) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
-        first = True
+        first, tail = True, b"\n\n"
         try:
             async for chunk in upstream.content.iter_any():
                 if first:
                     self.metrics.ttfb.labels(label).observe(time.monotonic() - started)
                     first = False
                 await response.write(chunk)            # waits while the client is slow: backpressure
+                tail = (tail + chunk)[-2:]
         except _UPSTREAM_ERRORS as err:
-            # Bytes have reached the client: never retried. The stream ends without [DONE].
+            # Bytes have reached the client: never retried. A clean end would read as a finished
+            # answer, so the stream ends with an error event, as vLLM reports its own errors
+            # mid-stream (OpenAI's clients raise on it), and without [DONE].
             self.metrics.upstream_errors.labels(label, "disconnected_streaming").inc()
             log.info("%s: endpoint failed mid-stream (%s)", label, err)
             upstream.close()
+            if "text/event-stream" in headers.get("Content-Type", headers.get("content-type", "")):
+                await response.write(mid_stream_error(label, tail))
+            await response.write_eof()
             return response
         except (ConnectionResetError, asyncio.CancelledError):
             upstream.close()                           # the client went away: cancel the upstream request
