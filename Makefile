@@ -8,8 +8,9 @@ CLUSTER_DIR := .cluster
 .PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds lint clean realnode-images vllm-cpu
 
 help:
-	@echo "make demo          local control plane + CRD + operator + examples (one on a real vLLM; REAL_ENGINE=0: none),\n                   then kubectl get llmd and a chat completion through the gateway"
-	@echo "make test          unit, integration and chart tests (builds what it needs)"
+	@echo "make demo          local control plane + CRD + operator + examples (one on a real vLLM; REAL_ENGINE=0: none),"
+	@echo "                   then kubectl get llmd and a chat completion through the gateway"
+	@echo "make test          unit, integration, chart, real-engine and real-node tests (installs what it needs)"
 	@echo "make cluster       local control plane in the background (.cluster/kubeconfig, .cluster/env)"
 	@echo "                   REAL_NODE=1: plus one real node (kubelet, containerd; root; a test tier)"
 	@echo "make cluster-down  stop it, leaving no process"
