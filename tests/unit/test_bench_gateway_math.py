@@ -101,3 +101,51 @@ def test_routing_verdicts_against_the_issue_targets():
     bad = {"hit_rate": 0.75, "ttft_mean_ms": 50.0, "load_max_over_mean": 1.3}
     assert [line.rsplit(": ", 1)[1] for line in bench.routing_verdicts({"round-robin": rr, "prefix": bad})] \
         == ["not met", "not met", "not met"]
+
+
+# -- real engines (--real-engines) ---------------------------------------------------------
+
+VLLM_METRICS = """# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.
+# TYPE vllm:prefix_cache_hits_total counter
+vllm:prefix_cache_hits_total{engine="0",model_name="bench"} 5632.0
+vllm:prefix_cache_hits_created{engine="0",model_name="bench"} 1.79e+09
+vllm:prefix_cache_queries_total{engine="0",model_name="bench"} 9309.0
+vllm:request_success_total{engine="0",finished_reason="stop",model_name="bench"} 3.0
+vllm:request_success_total{engine="0",finished_reason="length",model_name="bench"} 6.0
+vllm:cache_config_info{block_size="128",enable_prefix_caching="True",num_gpu_blocks="208"} 1.0
+fake_engine_prefix_cache_hits_tokens 12
+"""
+
+
+def test_prometheus_sums_every_label_set_of_one_metric_and_no_other():
+    assert bench.prometheus_sum(VLLM_METRICS, "vllm:prefix_cache_hits_total") == 5632.0
+    assert bench.prometheus_sum(VLLM_METRICS, "vllm:request_success_total") == 9.0   # stop + length
+    assert bench.prometheus_sum(VLLM_METRICS, "fake_engine_prefix_cache_hits_tokens") == 12.0
+    assert bench.prometheus_sum(VLLM_METRICS, "vllm:prefix_cache_hits") == 0.0       # a prefix of a name is not it
+    assert bench.prometheus_labels(VLLM_METRICS, "vllm:cache_config_info") == {
+        "block_size": "128", "enable_prefix_caching": "True", "num_gpu_blocks": "208"}
+    assert bench.prometheus_labels(VLLM_METRICS, "vllm:missing_info") == {}
+
+
+def test_sized_prompts_are_the_longest_run_of_words_within_the_token_count():
+    def count(text):                       # a tokenizer of 2 tokens a word
+        return 2 * len(text.split())
+    prompts = bench.sized_prompts(3, 101, count, ["alpha", "beta", "gamma"])
+    assert [count(p) for p in prompts] == [100, 100, 100]
+    assert [p.split()[0] for p in prompts] == ["doc0", "doc1", "doc2"]
+    assert prompts == bench.sized_prompts(3, 101, count, ["alpha", "beta", "gamma"])
+    assert len(set(prompts)) == 3
+
+
+def test_engine_cache_blocks_hold_a_share_of_the_prefixes_and_the_running_tails():
+    # 32 prefixes of 12 full 128-token blocks: half of them is 192 blocks, + 16 running requests' tails
+    assert bench.engine_cache_blocks(32, 1536, 128, 0.5, 16, 2048) == 208
+    assert bench.engine_cache_blocks(1, 200, 128, 0.5, 1, 2048) == 16          # one full-length request fits
+
+
+def test_a_vllm_bench_result_is_a_round_of_successful_ttfts_failures_and_duration():
+    result = {"ttfts": [0.1, 0.0, 0.3], "errors": ["", "Bad Gateway", ""], "failed": 1, "duration": 2.0}
+    assert bench.vllm_bench_round(result) == ([0.1, 0.3], 1, 2.0)
+    merged = bench.as_ttft(bench.merge_rounds([bench.vllm_bench_round(result)]))
+    assert merged["requests"] == 2 and merged["errors"] == 1 and merged["rps"] == 1.0
+    assert merged["ttft_p50_ms"] == pytest.approx(100.0) and merged["ttft_p99_ms"] == pytest.approx(300.0)
