@@ -214,6 +214,7 @@ class RealEngineFarm:
         self.processes: dict[str, Process] = {}      # pod uid -> its process
         self.launches: list[dict] = []               # what was run, for the tests and the log
         self.errors: list[str] = []
+        self.failed: set[str] = set()                # pod uids the farm could not start: said once
         self._tmpdirs: list[Path] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -269,6 +270,8 @@ class RealEngineFarm:
             seen.add(uid)
             with self._lock:
                 known = self.processes.get(uid)
+            if uid in self.failed:
+                continue
             if meta.get("deletion_timestamp"):
                 if known and known.alive():
                     threading.Thread(target=known.stop, daemon=True).start()   # a kubelet's SIGTERM, then SIGKILL
@@ -281,13 +284,13 @@ class RealEngineFarm:
                         self._start_download(pod)
                 except (ValueError, KeyError, OSError) as err:
                     self.errors.append(f"pod {meta['name']}: {err}")
-                    # Remember the pod, so that one error is said once.
-                    self.processes[uid] = _failed(pod, self.workdir, str(err))
+                    self.failed.add(uid)
                 continue
             if known.kind == "engine":
                 self._check_engine(known)
             else:
                 self._check_download(known)
+        self.failed &= seen
         with self._lock:
             gone = [uid for uid in self.processes if uid not in seen]
             stopped = [self.processes.pop(uid) for uid in gone]
@@ -414,15 +417,6 @@ class RealEngineFarm:
             self.errors.append(f"download of pod {p.name} exited with {code}:\n{p.log()}")
         self.core.patch_namespaced_pod(p.name, self.namespace, {"metadata": {"annotations": {
             COMPLETE_GATE: None, COMPLETE_EXIT_CODE: str(code if code >= 0 else 128 - code), COMPLETE_MESSAGE: message}}})
-
-
-def _failed(pod: dict, workdir: Path, error: str) -> Process:
-    """A pod the farm could not start: kept so that its error is said once (a process that has exited)."""
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    p = Process("failed", pod, [], {}, workdir / "none.log", proc)
-    p.reported = True
-    return p
 
 
 def wait_ready_engines(farm: RealEngineFarm, model: str, count: int, timeout: float = 300) -> list[Process]:
