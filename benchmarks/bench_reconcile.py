@@ -43,8 +43,9 @@ for _p in (ROOT / "hack", ROOT / "common", ROOT / "operator", ROOT / "runtime"):
 
 from localcluster import LocalCluster, free_port, tools_dir  # noqa: E402
 
-from llm_operator import api, resources  # noqa: E402
-from llm_operator.apply import Kube, KubeError  # noqa: E402
+from llm_operator import api
+from llm_operator.decide import manifests as resources  # noqa: E402
+from llm_operator.kube.client import Kube, KubeError  # noqa: E402
 
 MODEL_ID = "mistralai/Mistral-7B-Instruct-v0.2"
 # The operator applies its children from 16 threads (handlers.configure: max_workers);
@@ -492,8 +493,9 @@ def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tu
     built-in catalog), so that the same-writes baseline writes what the operator writes."""
     import datetime as dt
 
-    from llm_operator import decide as decisions, facts as model_facts
-    from llm_operator.observe import Observed, trim_llmdeployment
+    from llm_operator.decide import decision as decisions
+    from llm_operator.facts import lookup as model_facts
+    from llm_operator.controller.readmodel import Observed, trim_llmdeployment
 
     spec = api.parse_spec(created["spec"])
     answer = model_facts.lookup(spec.model.id, spec.model.revision, catalog=builtin_catalog(),
@@ -506,7 +508,7 @@ def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tu
 @functools.cache
 def builtin_catalog():
     """The catalog the operator ships (read once)."""
-    from llm_operator import catalog
+    from llm_operator.facts import catalog
 
     return catalog.builtin()
 

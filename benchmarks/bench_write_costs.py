@@ -32,7 +32,7 @@ from bench_reconcile import ROOT, BenchCluster, manifest, operator_report, proce
 from localcluster import tools_dir  # noqa: E402
 
 from llm_operator import api  # noqa: E402
-from llm_operator.apply import Kube  # noqa: E402
+from llm_operator.kube.client import Kube  # noqa: E402
 
 CONCURRENCY = bench.CONCURRENCY
 PLAIN_CRD = """apiVersion: apiextensions.k8s.io/v1

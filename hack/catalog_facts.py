@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from llm_operator.modelinfo import facts_from_config
+from llm_operator.facts.hub import facts_from_config
 
-FOLDER = Path(__file__).resolve().parent.parent / "operator" / "llm_operator" / "data" / "catalog"
+FOLDER = Path(__file__).resolve().parent.parent / "operator" / "llm_operator" / "facts" / "data" / "catalog"
 
 
 def facts_of(entry: dict) -> dict:

@@ -5,7 +5,7 @@ manifests get past the launcher's own checks.
     .venv/bin/python hack/check_launcher.py --launcher /path/to/text-generation-launcher [FILE.yaml ...]
 
 Each manifest (default: examples/*.yaml and a built-in list of variants and known crash
-cases) is rendered with the operator's own code (llm_operator.render.render_one, what
+cases) is rendered with the operator's own code (llm_operator.cli.render.render_one, what
 `llm-operator render -f FILE --config config.json --params N` runs), its facts read from the
 same config.json the launcher is given. The serving container's args and env are then given to
 the launcher as the pod would give them:
@@ -60,7 +60,9 @@ MODELS = ROOT / "tests" / "data" / "models"
 # The operator of this tree, whatever the venv has installed.
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "common")]
 
-from llm_operator import api, planner, render  # noqa: E402
+from llm_operator import api
+from llm_operator.planning import planner
+from llm_operator.cli import render  # noqa: E402
 from llm_operator.engines.tgi import DTYPE_COMPATIBLE_QUANTIZATIONS, QUANTIZATIONS  # noqa: E402
 
 # Checkpoints that are quantized on disk: their config.json carries a quantization_config,

@@ -6,7 +6,7 @@
 
 Each manifest (default: examples/*.yaml, each as `engine.name: vllm`, and a built-in list
 of variants: every quantization vLLM has, adapters, open engine.args) is rendered with the
-operator's own code (llm_operator.render.render_one, what `llm-operator render --engine
+operator's own code (llm_operator.cli.render.render_one, what `llm-operator render --engine
 vllm` runs), with the catalog's facts when the model is in it. The serving container's
 args (the words after `vllm serve`, the image's entrypoint) go to hack/vllm_parser/check_argv.py;
 what it refuses is printed with the manifest's name. Exit status: 1 if vLLM refused any.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from llm_operator import render
+from llm_operator.cli import render
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_ARGV = ROOT / "hack" / "vllm_parser" / "check_argv.py"

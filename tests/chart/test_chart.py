@@ -348,7 +348,7 @@ def test_extra_catalog_models_reach_the_operator_through_a_configmap(render, hel
     assert cm["metadata"]["name"] == "llm-operator-catalog"
     # What the operator reads is exactly the values' entries (and loads them without a problem).
     assert yaml.safe_load(cm["data"]["models.yaml"]) == [TINY]
-    from llm_operator import catalog
+    from llm_operator.facts import catalog
 
     assert catalog.parse_entries(yaml.safe_load(cm["data"]["models.yaml"]), "chart").problems == ()
     (dep,) = only(objs, "Deployment")

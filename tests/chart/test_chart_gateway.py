@@ -299,7 +299,7 @@ def test_every_gateway_value_is_in_the_schema():
 
 
 def test_the_gateway_command_line_the_chart_renders_is_the_one_the_cli_accepts(render):
-    from llm_operator import cli
+    from llm_operator.cli import main as cli
 
     c = container(render(*NAMESPACED, "gateway.apiKeys.secretName=keys", "gateway.verbose=true",
                          "gateway.holdTimeoutSeconds=600", "gateway.retries=1"))

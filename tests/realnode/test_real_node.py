@@ -238,7 +238,7 @@ def test_a_container_that_cannot_run_shows_its_reason(cluster, chart_operator, n
 
 
 def catalog_config(model_id: str) -> bytes:
-    entries = json.loads((ROOT / "operator" / "llm_operator" / "data" / "catalog" / "qwen.json").read_text())["models"]
+    entries = json.loads((ROOT / "operator" / "llm_operator" / "facts" / "data" / "catalog" / "qwen.json").read_text())["models"]
     return json.dumps(next(e for e in entries if e["id"] == model_id)["config"]).encode()
 
 

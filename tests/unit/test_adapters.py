@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from hubserver import HubServer
-from llm_operator import adapters as lora, api
-from llm_operator.modelinfo import facts_from_local
-from llm_operator.planner import PlanRequest, plan
+from llm_operator.decide import adapters as lora
+from llm_operator import api
+from llm_operator.facts.hub import facts_from_local
+from llm_operator.planning.planner import PlanRequest, plan
 from llm_runtime.launcher import LauncherSettings, launcher_args
 
 MODELS = Path(__file__).resolve().parents[1] / "data" / "models"

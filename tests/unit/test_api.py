@@ -8,7 +8,8 @@ import sys
 import pytest
 import yaml
 
-from llm_operator import api, crd
+from llm_operator import api
+from llm_operator.api import crd
 from manifests import EXAMPLES, ROOT, invalid_cases, manifest_for
 
 CASES = invalid_cases()

@@ -7,14 +7,7 @@ from pathlib import Path
 import pytest
 
 from llm_operator.api import Autoscaling
-from llm_operator.autoscaler import (
-    Observation,
-    PodSample,
-    ScalerState,
-    decide,
-    load_of,
-    parse_tgi_metrics,
-)
+from llm_operator.autoscale.policy import Observation, PodSample, ScalerState, decide, load_of, parse_tgi_metrics
 
 TEXTS = {name: (Path(__file__).parent.parent / "data" / "tgi-metrics" / f"{name}.txt").read_text()
          for name in ("idle", "busy", "burst", "saturated")}
@@ -216,7 +209,8 @@ VLLM_TEXTS = {name: (Path(__file__).parent.parent / "data" / "vllm-metrics" / f"
 
 
 def test_both_autoscaler_modes_read_vllms_gauges():
-    from llm_operator import api, resources
+    from llm_operator import api
+    from llm_operator.decide import manifests as resources
     from llm_operator.engines.tgi import TGI
     from llm_operator.engines.vllm import ENGINE as VLLM
 

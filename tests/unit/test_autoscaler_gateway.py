@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from llm_operator.api import Autoscaling
-from llm_operator.autoscaler import GatewayCounts, PodSample, ScalerState, decide, gateway_counts, sum_gateway_counts
+from llm_operator.autoscale.policy import GatewayCounts, PodSample, ScalerState, decide, gateway_counts, sum_gateway_counts
 
 # As prometheus_client writes the gateway's registry (gateway/metrics.py), trimmed.
 GATEWAY_A = '''# HELP llm_gateway_requests_in_flight Requests for the model the gateway has taken and not yet answered.
@@ -136,8 +136,8 @@ def test_scale_to_zero_after_needs_min_replicas_0():
 def test_gateway_urls_are_the_fixed_ones_and_the_ready_gateway_pods():
     from types import SimpleNamespace
 
-    from llm_operator import scaling
-    from llm_operator.context import Settings
+    from llm_operator.autoscale import loop as scaling
+    from llm_operator.controller.context import Settings
 
     def pod(name, ip, ready):
         return {"metadata": {"name": name}, "status": {"podIP": ip, "conditions": [

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_operator import catalog, planner
-from llm_operator.modelinfo import estimate_parameter_count, facts_from_config
+from llm_operator.facts import catalog
+from llm_operator.planning import planner
+from llm_operator.facts.hub import estimate_parameter_count, facts_from_config
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "operator" / "llm_operator" / "data" / "catalog"
+DATA = REPO / "operator" / "llm_operator" / "facts" / "data" / "catalog"
 SHIPPED = [entry for path in sorted(DATA.glob("*.json")) for entry in json.loads(path.read_text())["models"]]
 IDS = [entry["id"] for entry in SHIPPED]
 

@@ -7,9 +7,11 @@ import io
 import pytest
 import yaml
 
-from llm_operator import api, catalog, planner
-from llm_operator.catalog_cli import run_catalog
-from llm_operator.cli import parser
+from llm_operator import api
+from llm_operator.facts import catalog
+from llm_operator.planning import planner
+from llm_operator.cli.catalog import run_catalog
+from llm_operator.cli.main import parser
 
 
 def run(*argv):

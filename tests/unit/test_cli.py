@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from llm_operator import apply
+from llm_operator.kube import client as apply
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import pwd
 
 import pytest
 
-from llm_operator.cli import operator_identity
+from llm_operator.cli.main import operator_identity
 
 
 def test_identity_without_a_passwd_entry(monkeypatch):

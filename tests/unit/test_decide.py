@@ -7,10 +7,11 @@ import datetime as dt
 import json
 from dataclasses import replace
 
-from llm_operator import facts, resources
-from llm_operator.decide import Lookups, decide, facts_query, with_applied
-from llm_operator.modelinfo import ModelFacts
-from llm_operator.observe import Observed, Refusal, trim_child
+from llm_operator.facts import lookup as facts
+from llm_operator.decide import manifests as resources
+from llm_operator.decide.decision import Lookups, decide, facts_query, with_applied
+from llm_operator.facts.hub import ModelFacts
+from llm_operator.controller.readmodel import Observed, Refusal, trim_child
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 UID = "uid-1"
@@ -700,7 +701,7 @@ def test_moving_from_one_node_to_two_replaces_the_deployment_with_a_leaderworker
 
 
 def test_a_missing_leaderworkerset_api_is_retried_other_4xx_wait_for_a_change():
-    from llm_operator.decide import retried
+    from llm_operator.decide.decision import retried
 
     missing = Refusal(404, "the server could not find the requested resource")
     assert retried("LeaderWorkerSet", missing) and not retried("Deployment", missing)
@@ -713,7 +714,8 @@ def test_the_autoscaler_reads_the_leaders_of_groups_only(monkeypatch):
     """Workers run headless (no HTTP): the load of a group is its leader's /metrics."""
     from types import SimpleNamespace
 
-    from llm_operator import autoscaler, scaling
+    from llm_operator.autoscale import policy as autoscaler
+    from llm_operator.autoscale import loop as scaling
 
     lws = live_lws({"replicas": 2}, ready=2, replicas=2)
     pods = [group_pod(lws, g, w) for g in (0, 1) for w in (0, 1)]
@@ -736,7 +738,7 @@ def test_the_autoscaler_reads_the_leaders_of_groups_only(monkeypatch):
 def test_the_lws_install_line_names_the_version_the_local_plane_runs():
     from pathlib import Path
 
-    from llm_operator.decide import LWS_INSTALL
+    from llm_operator.decide.decision import LWS_INSTALL
 
     pinned = dict(line.split("=", 1) for line in (Path(__file__).parents[2] / "hack" / "versions.env").read_text().split()
                   if "=" in line and not line.startswith("#"))["LWS_VERSION"]

@@ -13,7 +13,7 @@ import pytest
 from huggingface_hub import try_to_load_from_cache
 
 from hubserver import HubServer
-from llm_operator.modelinfo import facts_from_config
+from llm_operator.facts.hub import facts_from_config
 from llm_runtime import cli
 from llm_runtime.download import (
     CorruptDownload,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llm_common.tgi import LauncherSettings, launcher_args
-from llm_operator import api, resources
+from llm_operator import api
+from llm_operator.decide import manifests as resources
 from llm_operator.engines import engine_for, engine_named
 from llm_operator.engines.tgi import TGI
 from llm_operator.engines.vllm import ENGINE as VLLM
@@ -107,7 +108,7 @@ def test_vllm_adapters_are_lora_modules_with_a_rank_vllm_accepts():
 
 
 def test_vllm_refuses_what_admission_cannot_know():
-    from llm_operator.modelinfo import facts_from_config
+    from llm_operator.facts.hub import facts_from_config
 
     facts = facts_from_config({"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32,
                                "num_hidden_layers": 32, "vocab_size": 32000, "max_position_embeddings": 8192,
@@ -149,9 +150,9 @@ def test_a_dtype_with_a_quantization_is_tgis_rule_only():
 def test_the_vllm_plan_and_argv_agree_on_tokens_and_the_gpus_share():
     from test_decide import LLAMA_70B, NOW, observed
 
-    from llm_operator import facts
-    from llm_operator.decide import Lookups, decide
-    from llm_operator.modelinfo import ModelFacts
+    from llm_operator.facts import lookup as facts
+    from llm_operator.decide.decision import Lookups, decide
+    from llm_operator.facts.hub import ModelFacts
 
     known = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(LLAMA_70B), facts.HUB))
     spec_ = {"model": {"id": "org/llama-70b"}, "engine": {"name": "vllm"}, "gpus": None,
@@ -205,7 +206,7 @@ def test_what_vllm_would_refuse_in_engine_args_is_said_before_a_pod_starts():
 
 
 def test_vllm_refuses_a_pre_quantized_format_on_unquantized_weights():
-    from llm_operator.modelinfo import facts_from_config
+    from llm_operator.facts.hub import facts_from_config
 
     plain = facts_from_config({"model_type": "qwen3", "hidden_size": 4096, "num_attention_heads": 32,
                                "num_hidden_layers": 36, "vocab_size": 151936, "max_position_embeddings": 40960},

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from llm_operator import facts
-from llm_operator.decide import Lookups, decide, facts_query
-from llm_operator.modelinfo import ModelFacts, ModelFactsUnavailable, ModelMissing
+from llm_operator.facts import lookup as facts
+from llm_operator.decide.decision import Lookups, decide, facts_query
+from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing
 
 from test_decide import (CACHE, FAST, LLAMA_70B, NOW, _spec, claim, job, job_pod, live_deployment, live_service, observed,
                          serving_pod)
@@ -186,7 +186,7 @@ def test_a_remembered_failure_raised_again_and_again_holds_no_callers_frames():
 
 # ---- the catalog, after the Hub (issue 14) -------------------------------------------------
 
-from llm_operator import catalog as model_catalog  # noqa: E402
+from llm_operator.facts import catalog as model_catalog  # noqa: E402
 
 CATALOG = model_catalog.parse_entries([{
     "id": "org/llama-70b", "revision": "c" * 40, "parameterCount": 70_553_706_496,

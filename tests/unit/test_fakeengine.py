@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from fakeengine import BatchSlots, FakeEngine, PrefixCache, chat_tokens
-from llm_operator.autoscaler import parse_prometheus_text
+from llm_operator.autoscale.policy import parse_prometheus_text
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from llm_operator import observe
-from llm_operator.informers import Informer, Informers, OwnerIndex
-from llm_operator.kubeasync import KubeError
-from llm_operator.observe import ReadModel
-from llm_operator.resources import INSTANCE_LABEL, MANAGED_BY
+from llm_operator.controller import readmodel as observe
+from llm_operator.controller.informers import Informer, Informers, OwnerIndex
+from llm_operator.kube.asyncclient import KubeError
+from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide.manifests import INSTANCE_LABEL, MANAGED_BY
 
 
 def service(name="m", owner="m", ns="ns", rv="1", port=8080, kind=True) -> dict:

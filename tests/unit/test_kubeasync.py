@@ -10,7 +10,7 @@ import json
 from aiohttp import web
 from kubernetes import client
 
-from llm_operator.kubeasync import AsyncKube, KubeError
+from llm_operator.kube.asyncclient import AsyncKube, KubeError
 
 
 def obj(name: str, rv: str, pad: int = 0) -> dict:

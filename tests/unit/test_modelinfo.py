@@ -11,17 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_operator.modelinfo import (
-    ModelFacts,
-    ModelFactsUnavailable,
-    ModelMissing,
-    estimate_parameter_count,
-    facts_from_config,
-    facts_from_hub,
-    facts_from_local,
-    parameter_count_from_safetensors_index,
-    parameter_count_from_safetensors_metadata,
-)
+from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, estimate_parameter_count, facts_from_config, facts_from_hub, facts_from_local, parameter_count_from_safetensors_index, parameter_count_from_safetensors_metadata
 
 from hubstub import COMMIT, FakeHub, safetensors_header_only  # noqa: E402
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_operator.plan_cli import add_plan_arguments, run_plan
+from llm_operator.cli.plan import add_plan_arguments, run_plan
 
 REPO = Path(__file__).parent.parent.parent
 LLAMA_3_70B = ["meta-llama/Meta-Llama-3-70B", "--config", str(REPO / "tests/data/models/llama-3-70b/config.json"),
@@ -238,7 +238,7 @@ def test_answers_offline_without_importing_the_hub_or_kubernetes():
     # plan must come from the local config alone.
     program = (
         "import sys\n"
-        "from llm_operator.plan_cli import main\n"
+        "from llm_operator.cli.plan import main\n"
         f"status = main({LLAMA_3_70B + ['--gpu', 'h100-80gb', '--json']!r})\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('huggingface_hub', 'kubernetes', 'kopf'))\n"
         "print(status, loaded, file=sys.stderr)\n"
@@ -263,7 +263,7 @@ def _closed_port() -> int:
 
 
 def _plan_process(args, **env):
-    program = "import sys\nfrom llm_operator.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    program = "import sys\nfrom llm_operator.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
     return subprocess.run([sys.executable, "-c", program, "plan", *args], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": f"{REPO / 'common'}:{REPO / 'operator'}", **env})
 

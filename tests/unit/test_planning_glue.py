@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from llm_operator import api, facts, modelinfo, planning
+from llm_operator import api
+from llm_operator.facts import lookup as facts
+from llm_operator.facts import hub as modelinfo
+from llm_operator.planning import plan as planning
 
 SPEC = api.parse_spec({"model": {"id": "org/m"}, "gpus": 2})
 

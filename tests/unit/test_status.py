@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llm_operator.resources import TEMPLATE_HASH_LABEL
-from llm_operator.status import Observed, Verdict, desired_status, status_patch
+from llm_operator.decide.manifests import TEMPLATE_HASH_LABEL
+from llm_operator.decide.status import Observed, Verdict, desired_status, status_patch
 
 NOW = "2026-01-01T00:00:00Z"
 

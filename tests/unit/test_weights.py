@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from llm_operator.weights import CacheObserved, judge_cache
+from llm_operator.decide.cache import CacheObserved, judge_cache
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 BOUND = {"metadata": {"creationTimestamp": "2026-01-01T11:00:00Z"}, "status": {"phase": "Bound"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from llm_operator.workqueue import WorkQueue
+from llm_operator.controller.workqueue import WorkQueue
 
 
 def run(coro):

@@ -118,7 +118,7 @@ ENGINE_NAMES = ("tgi", "vllm")
 
 
 def engine_named(name: str) -> Engine:
-    from . import tgi, vllm
+    from llm_operator.engines import tgi, vllm
 
     engines: dict[str, Engine] = {tgi.TGI.name: tgi.TGI, vllm.ENGINE.name: vllm.ENGINE}
     try:

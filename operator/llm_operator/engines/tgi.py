@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from llm_common import tgi_rules
 from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems
 
-from . import GroupRole, LoadMetrics, SpecLike, health_probes
+from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
 
 DEFAULT_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 

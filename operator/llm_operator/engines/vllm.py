@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from llm_common import vllm, vllm_rules
 
-from . import GroupRole, LoadMetrics, SpecLike, health_probes
+from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
 
 VERSION = vllm.VERSION
 DEFAULT_IMAGE = f"vllm/vllm-openai:v{VERSION}"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .. import api
-from ..kubeasync import AsyncKube
+from llm_operator import api
+from llm_operator.kube.asyncclient import AsyncKube
 
 FIELD_MANAGER = "llm-operator-gateway"
 

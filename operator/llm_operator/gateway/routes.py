@@ -15,8 +15,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .. import api, resources
-from . import prefix
+from llm_operator import api
+from llm_operator.decide import manifests as resources
+from llm_operator.gateway import prefix
 
 SERVER_COMPONENT = "server"
 # The pods the gateway watches: the serving pods of every LLMDeployment.

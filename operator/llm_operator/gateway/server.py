@@ -19,9 +19,9 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import prefix
-from .metrics import GatewayMetrics
-from .routes import Endpoint, Model, Routes, model_of, pick
+from llm_operator.gateway import prefix
+from llm_operator.gateway.metrics import GatewayMetrics
+from llm_operator.gateway.routes import Endpoint, Model, Routes, model_of, pick
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,8 @@ class Gateway:
                                              timeout=timeout, auto_decompress=False)
         if self.kube is None:
             return
-        from .. import api
-        from .routes import POD_SELECTOR
+        from llm_operator import api
+        from llm_operator.gateway.routes import POD_SELECTOR
 
         await self.kube.start()
         scopes = namespaces or [None]

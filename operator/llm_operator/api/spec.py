@@ -1,0 +1,588 @@
+"""The LLMDeployment API: pydantic models of spec and status, the one source of truth.
+
+crd.py turns these models into the CustomResourceDefinition; the operator parses every
+spec with them once, at the edge. Cross-field rules are declared once (`Rule`) and serve
+both as CEL in the CRD (so the apiserver rejects a bad manifest at `kubectl apply`) and
+as a pydantic validator (so `llm-operator render` rejects it without a cluster).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from llm_common import tgi_rules, vllm_rules
+
+from llm_operator.engines import tgi, vllm as vllm_engine
+
+GROUP = "llm-operator.io"
+VERSION = "v1alpha1"
+KIND = "LLMDeployment"
+PLURAL = "llmdeployments"
+SINGULAR = "llmdeployment"
+SHORT_NAMES = ["llmd", "llm"]
+API_VERSION = f"{GROUP}/{VERSION}"
+# Set by the gateway when a request wakes a model from zero replicas (an RFC 3339 UTC time);
+# the operator reports it in status.lastWokenByRequest and in the conditions while the model starts.
+WOKEN_ANNOTATION = f"{GROUP}/woken-by-request-at"
+
+# The pinned serving engine (engines/tgi.py says which); spec.engine.image overrides it.
+DEFAULT_TGI_IMAGE = tgi.DEFAULT_IMAGE
+DEFAULT_VLLM_IMAGE = vllm_engine.DEFAULT_IMAGE
+# The download Job runs `llm-runtime download` from the operator's own image.
+DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/llm-operator/llm-operator:0.1.0"
+# Nodes one replica may span (pipeline stages): the planner looks no further either.
+MAX_NODES = 16
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A Hub repository id: "name" or "owner/name", as huggingface-hub validates it.
+HUB_REPO_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule: CEL for the apiserver, `holds` for Python, one message for both.
+    `explain` lets Python also name the offending values (a CEL messageExpression doing the
+    same over engine.args costs more than the apiserver's estimator allows)."""
+
+    cel: str
+    message: str
+    field_path: str
+    holds: Callable[[Any], bool]
+    explain: Callable[[Any], str] | None = None
+
+    def to_cel(self) -> dict:
+        return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
+
+    def message_for(self, obj: Any) -> str:
+        return self.explain(obj) if self.explain else self.message
+
+
+# The quantizations the engine has (engines/tgi.py), as members named like the values.
+Quantization = Enum("Quantization", {q.replace("-", "_"): q for q in tgi.QUANTIZATIONS}, type=str)
+
+# The quantizations the engine accepts a --dtype with (engines/tgi.py).
+DTYPE_COMPATIBLE_QUANTIZATIONS = tgi.DTYPE_COMPATIBLE_QUANTIZATIONS
+
+
+class DType(str, Enum):
+    auto = "auto"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class AutoscalingMode(str, Enum):
+    none = "none"
+    hpa = "hpa"
+    operator = "operator"
+
+
+class RoutingStrategy(str, Enum):
+    leastLoad = "leastLoad"
+    prefix = "prefix"
+
+
+class HPASource(str, Enum):
+    engine = "engine"
+    gateway = "gateway"
+
+
+class ScalingMetric(str, Enum):
+    queue = "queue"
+    concurrency = "concurrency"
+
+
+class AccessMode(str, Enum):
+    ReadWriteOnce = "ReadWriteOnce"
+    ReadWriteMany = "ReadWriteMany"
+    ReadWriteOncePod = "ReadWriteOncePod"
+
+
+class ServiceType(str, Enum):
+    ClusterIP = "ClusterIP"
+    NodePort = "NodePort"
+    LoadBalancer = "LoadBalancer"
+
+
+class Model(BaseModel):
+    """Base for every API object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              use_enum_values=True, validate_default=True)
+
+    def wire(self) -> dict:
+        """The object as it is written in a manifest (camelCase, unset optionals left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class RuledModel(Model):
+    """A model with cross-field `__rules__`, checked here and emitted as CEL by crd.py."""
+
+    __rules__: tuple = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self):
+        for rule in type(self).__rules__:
+            if not rule.holds(self):
+                raise RuleViolation(rule, rule.message_for(self))
+        return self
+
+
+class RuleViolation(ValueError):
+    def __init__(self, rule: Rule, message: str | None = None):
+        super().__init__(message or rule.message)
+        self.rule = rule
+
+
+def _cel_list(items) -> str:
+    return "[" + ", ".join("'" + i + "'" for i in items) + "]"
+
+
+class SecretKeyRef(Model):
+    """A key in a Secret in the LLMDeployment's namespace. The operator never reads it: the pods get it by secretKeyRef."""
+
+    name: str = Field(description="Name of the Secret.", min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    key: str = Field("token", description="Key within the Secret that holds the Hugging Face token.",
+                     min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class ModelSource(Model):
+    """Which model to serve."""
+
+    id: str = Field(description="Hugging Face Hub repository id of the model, e.g. mistralai/Mistral-7B-Instruct-v0.2.",
+                    min_length=1, max_length=96, pattern=HUB_REPO_ID)
+    revision: str = Field("main", description="Branch, tag or commit of the model repository; pin a commit for reproducible deployments.",
+                          min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    token_secret_ref: SecretKeyRef | None = Field(None, description="Secret key holding a Hub token, for gated or private models. Passed to the pods by secretKeyRef; the operator never reads it.")
+    trust_remote_code: bool = Field(False, description="Allow the model repository's own Python code to run (TGI's --trust-remote-code). Only for repositories you trust.")
+
+
+class GPU(Model):
+    """What kind of GPU the pods ask for."""
+
+    resource: str = Field("nvidia.com/gpu", description="Extended resource name the device plugin advertises.",
+                          min_length=1, max_length=253, pattern=r"^([a-z0-9.-]+/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    product: str = Field("", description="GPU product as NVIDIA GPU feature discovery labels it (nvidia.com/gpu.product), e.g. NVIDIA-H100-80GB-HBM3; pods are then only placed on such nodes. Empty: any GPU node.",
+                         max_length=63, pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def _set(model: BaseModel, field: str) -> bool:
+    return getattr(model, field, None) is not None
+
+
+class Limits(RuledModel):
+    """Token and concurrency limits, passed to TGI's launcher. Unset: TGI picks them from the model and the GPU memory."""
+
+    max_input_tokens: int | None = Field(None, description="Longest prompt accepted, in tokens (--max-input-tokens).", ge=1, le=10_000_000)
+    max_total_tokens: int | None = Field(None, description="Longest prompt plus generated tokens, in tokens (--max-total-tokens); must exceed maxInputTokens.", ge=2, le=10_000_000)
+    max_batch_prefill_tokens: int | None = Field(None, description="Tokens prefilled in one batch (--max-batch-prefill-tokens); at least maxInputTokens.", ge=1, le=10_000_000)
+    max_concurrent_requests: int | None = Field(None, description="Requests in flight per replica before clients get HTTP 429 (--max-concurrent-requests).", ge=1, le=100_000)
+
+    __rules__ = (
+        Rule("!has(self.maxInputTokens) || !has(self.maxTotalTokens) || self.maxTotalTokens > self.maxInputTokens",
+             "maxTotalTokens must be greater than maxInputTokens: it counts the prompt and the generated tokens.",
+             ".maxTotalTokens",
+             lambda s: not (_set(s, "max_input_tokens") and _set(s, "max_total_tokens")) or s.max_total_tokens > s.max_input_tokens),
+        Rule("!has(self.maxInputTokens) || !has(self.maxBatchPrefillTokens) || self.maxBatchPrefillTokens >= self.maxInputTokens",
+             "maxBatchPrefillTokens must be at least maxInputTokens, or the longest prompt could never be prefilled.",
+             ".maxBatchPrefillTokens",
+             lambda s: not (_set(s, "max_input_tokens") and _set(s, "max_batch_prefill_tokens")) or s.max_batch_prefill_tokens >= s.max_input_tokens),
+    )
+
+
+class Autoscaling(RuledModel):
+    """How the replica count follows load."""
+
+    mode: AutoscalingMode = Field(AutoscalingMode.none, description="none: spec.replicas is used as given (kubectl scale works); hpa: a HorizontalPodAutoscaler on a TGI metric, scaling this object (needs a custom-metrics adapter); operator: the operator reads the pods' /metrics and scales this object itself.")
+    min_replicas: int = Field(1, description="Fewest replicas the autoscaler keeps. 0 (mode operator only) lets the model "
+                              "sit at zero replicas; a request through the gateway wakes it.", ge=0, le=1000)
+    max_replicas: int = Field(4, description="Most replicas the autoscaler makes.", ge=1, le=1000)
+    metric: ScalingMetric = Field(ScalingMetric.queue, description="queue: requests waiting (tgi_queue_size) per replica; concurrency: requests in flight (batch plus queue) per replica.")
+    target: int = Field(8, description="Target value of the metric per replica.", ge=1, le=100_000)
+    scale_down_delay_seconds: int = Field(300, description="How long load must stay low before replicas are removed.", ge=0, le=86_400)
+    hpa_source: HPASource = Field(HPASource.engine, description="mode hpa: where the HorizontalPodAutoscaler's metric "
+                                  "comes from. engine: the engine's per-pod metric (a Pods metric; a custom-metrics "
+                                  "adapter serves it per pod); gateway: the model's requests in flight through the "
+                                  "gateway (an External metric, llm_gateway_requests_in_flight selected by "
+                                  "model_namespace and model_name, target averaged over the replicas); needs metric "
+                                  "concurrency.")
+    scale_to_zero_after_seconds: int | None = Field(None, description="minReplicas 0 only: scale to zero once no request "
+                                                    "has come through the gateway for this long (the operator reads the "
+                                                    "gateway's counts, --gateway-pods or --gateway-metrics-url); the next "
+                                                    "request wakes the model. Unset: a running model is never scaled to "
+                                                    "zero.", ge=1, le=604_800)
+
+    __rules__ = (
+        Rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas.", ".minReplicas",
+             lambda s: s.min_replicas <= s.max_replicas),
+        # An HPA scales to zero only behind Kubernetes' alpha HPAScaleToZero feature gate.
+        Rule("self.minReplicas >= 1 || self.mode == 'operator'",
+             "minReplicas 0 needs mode operator: a HorizontalPodAutoscaler cannot scale to zero (without Kubernetes' "
+             "alpha HPAScaleToZero feature gate) and mode none ignores autoscaling; set mode: operator, or minReplicas "
+             "to 1 or more.", ".minReplicas",
+             lambda s: s.min_replicas >= 1 or s.mode == "operator"),
+        Rule("self.hpaSource != 'gateway' || (self.mode == 'hpa' && self.metric == 'concurrency')",
+             "hpaSource gateway needs mode hpa and metric concurrency (the gateway counts requests in flight, not an "
+             "engine's queue; mode operator reads the gateway by itself); set mode: hpa and metric: concurrency, or "
+             "hpaSource: engine.", ".hpaSource",
+             lambda s: s.hpa_source != "gateway" or (s.mode == "hpa" and s.metric == "concurrency")),
+        Rule("!has(self.scaleToZeroAfterSeconds) || self.minReplicas == 0",
+             "scaleToZeroAfterSeconds needs minReplicas 0 (zero is below any other floor); set minReplicas: 0 and "
+             "mode: operator, or leave scaleToZeroAfterSeconds out.", ".scaleToZeroAfterSeconds",
+             lambda s: not _set(s, "scale_to_zero_after_seconds") or s.min_replicas == 0),
+    )
+
+
+class Routing(Model):
+    """How the gateway spreads this model's requests over its replicas."""
+
+    strategy: RoutingStrategy = Field(RoutingStrategy.leastLoad, description="leastLoad: the replica with the fewest "
+                                      "requests in flight through the gateway, ties at random; prefix: requests whose "
+                                      "prompts start alike go to the same replica, where the engine has that prefix "
+                                      "cached (consistent hashing with bounded loads), spilling to the next replica on "
+                                      "the ring when one is over loadFactorPercent of the mean load.")
+    prefix_chars: int = Field(4096, description="strategy prefix: how many characters from the prompt's start (the chat "
+                              "messages in order, or the completion prompt) make the routing key.", ge=1, le=1_000_000)
+    load_factor_percent: int = Field(125, description="strategy prefix: the most requests in flight a replica may have, "
+                                     "in percent of the mean over the model's replicas, before requests for its "
+                                     "prefixes go to the next replica on the ring.", ge=100, le=1000)
+
+
+class EnvVar(Model):
+    name: str = Field(description="Environment variable name.", min_length=1, max_length=256, pattern=ENV_NAME)
+    value: str = Field("", description="Its value.", max_length=32_768)
+
+
+# The download Job's own variables: spec fields set them (resources.desired_download_job).
+DOWNLOAD_JOB_ENV = ("MODEL_ID", "REVISION", "CACHE_DIR", "STALL_TIMEOUT_S", "ADAPTERS", "HF_TOKEN")
+
+
+class Cache(RuledModel):
+    """A PersistentVolumeClaim the weights are downloaded into once, shared by every replica."""
+
+    enabled: bool = Field(False, description="Download the weights into a shared volume once, before any serving pod starts.")
+    size: str = Field("200Gi", description="Size of the cache volume, a Kubernetes quantity such as 200Gi.", max_length=32, pattern=QUANTITY)
+    storage_class_name: str = Field("", description="StorageClass of the cache volume. Empty: the cluster's default StorageClass.", max_length=253,
+                                    pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$")
+    access_mode: AccessMode = Field(AccessMode.ReadWriteMany, description="Access mode of the volume. ReadWriteMany lets replicas on several nodes share it.")
+    downloader_image: str = Field("", description=f"Image of the download Job (it runs `llm-runtime download`). Empty: {DEFAULT_DOWNLOADER_IMAGE}.", max_length=512)
+    stall_timeout_seconds: int = Field(300, description="The download fails (and its Job retries) when no byte arrives for this long.", ge=10, le=86_400)
+    backoff_limit: int = Field(4, description="Retries of the download Job before it is reported as failed.", ge=0, le=100)
+    deadline_seconds: int = Field(21_600, description="The download Job's activeDeadlineSeconds: the most it may take in all.", ge=60, le=604_800)
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment of the download Job: a Hub mirror (HF_ENDPOINT), a proxy (HTTPS_PROXY, NO_PROXY). Not the Job's own variables (MODEL_ID, REVISION, CACHE_DIR, STALL_TIMEOUT_S, ADAPTERS, HF_TOKEN): the spec sets those.", max_length=32)
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the download Job's pod (a proxy or mesh it needs to reach the Hub). spec.podAnnotations are for the serving pods only. A change re-creates a download still running; a finished one is left alone.", max_length=64)
+
+    __rules__ = (
+        Rule(f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(DOWNLOAD_JOB_ENV)}))",
+             f"env must not set the download Job's own variables ({', '.join(DOWNLOAD_JOB_ENV)}): the spec sets "
+             "them (spec.model, spec.adapters, spec.cache.stallTimeoutSeconds, spec.model.tokenSecretRef).", ".env",
+             lambda s: all(e.name not in DOWNLOAD_JOB_ENV for e in s.env)),
+    )
+
+
+class Adapter(Model):
+    """A LoRA adapter served beside the base model, by the same pods and Service."""
+
+    name: str = Field(description="Name clients ask for (adapter_id on /generate, model on /v1/chat/completions): lower-case letters, digits, '-', '_' and '.'.",
+                      min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    id: str = Field(description="Hub repository holding the PEFT adapter (adapter_config.json and weights).",
+                    min_length=1, max_length=96, pattern=HUB_REPO_ID)
+    revision: str = Field("main", description="Branch, tag or commit of the adapter repository.",
+                          min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+class ResourceRequirements(Model):
+    requests: dict[str, str] = Field(default_factory=dict, description="Resource requests of the serving container, e.g. cpu and memory.", max_length=16)
+    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits of the serving container. The GPU limit always comes from spec.gpus.", max_length=16)
+
+
+# The option a word of engine.args names, in CEL: "--port=80" -> "--port".
+_OPTION = "{0}.split('=')[0]"
+
+
+def _engine_rules() -> tuple[Rule, ...]:
+    """engine.args and engine.env against TGI's launcher table (llm_common/data): what the
+    manifest alone decides. Values against spec fields are judged later (decide), in Python."""
+    table = tgi_rules.TABLE
+    rules = []
+    for owner, flags in table.owned_by().items():
+        options = [f.option for f in flags] + [f"-{f.short}" for f in flags if f.short and tgi_rules.flag_of(f"-{f.short}") is f]
+        names = " or ".join([", ".join(f.option for f in flags[:-1]), flags[-1].option] if len(flags) > 1 else [flags[0].option])
+        it = "it" if len(flags) == 1 else "them"
+        message = (f"engine.args must not give {names}: " + tgi.FIXED_FLAGS_REASON.replace(" it:", f" {it}:") + "."
+                   if owner == tgi_rules.OPERATOR else
+                   f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
+        rules.append(Rule(
+            f"!has(self.args) || !self.args.exists(a, {_OPTION.format('a')} in {_cel_list(options)})", message, ".args",
+            lambda s, opts=tuple(options): not any(tgi_rules.flag_name(a) in opts for a in s.args)))
+    known = [f.option for f in table.flags] + sorted({f"-{f.short}" for f in table.flags if f.short})
+    open_list = ", ".join(f.option for f in table.open_flags)
+    rules.append(Rule(
+        f"!has(self.args) || self.args.all(a, !a.startsWith('-') || {_OPTION.format('a')} in {_cel_list(known)})",
+        f"engine.args gives a flag TGI 3.3.7's launcher does not have; engine.args may use {open_list}.", ".args",
+        lambda s: not tgi_rules.unknown_options(s.args),
+        explain=lambda s: (f"engine.args: {', '.join(tgi_rules.unknown_options(s.args))} is not a flag of the TGI 3.3.7 "
+                           f"launcher; engine.args may use {open_list}.")))
+    repeatable = [f.option for f in table.flags if f.repeatable]
+    rules.append(Rule(
+        f"!has(self.args) || self.args.all(a, !a.startsWith('--') || {_OPTION.format('a')} in {_cel_list(repeatable)} || "
+        f"self.args.exists_one(b, {_OPTION.format('b')} == {_OPTION.format('a')}))",
+        f"engine.args must give each flag once: TGI's launcher refuses a repeated flag (only {', '.join(repeatable)} may repeat).",
+        ".args", lambda s: not tgi_rules.repeated_options(s.args)))
+    env_names = table.env_names
+    rules.append(Rule(
+        f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(env_names)}))",
+        "engine.env must not set TGI's launcher variables (the flags' environment names, such as NUM_SHARD, QUANTIZE "
+        "or MAX_INPUT_LENGTH): set the spec field that owns the setting, or give the flag in engine.args.",
+        ".env", lambda s: not tgi_rules.launcher_env_names(e.name for e in s.env),
+        explain=lambda s: (f"engine.env must not set {', '.join(tgi_rules.launcher_env_names(e.name for e in s.env))}: "
+                           "the TGI launcher reads it as a flag; set the spec field that owns the setting, or give the "
+                           "flag in engine.args.")))
+    return tuple(_for_engine("tgi", rule) for rule in rules)
+
+
+def _vllm_engine_rules() -> tuple[Rule, ...]:
+    """engine.args against `vllm serve`'s table (llm_common/data): a flag a spec field or the
+    operator sets is refused at admission, named as vLLM reads it (underscores for dashes,
+    aliases such as -tp). Unknown or repeated flags and bad values are judged in decide
+    (EngineWouldRefuse): the table is too long for the apiserver's CEL cost budget."""
+    rules = []
+    for owner, flags in vllm_rules.TABLE.owned_by().items():
+        options = sorted({o for f in flags if not f.positional for o in (f.option, *f.aliases)})
+        if not options:
+            continue
+        names = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
+        it = "it" if len(options) == 1 else "them"
+        message = (f"engine.args must not give {names}: the operator sets {it} (the pods' port, names and "
+                   "protocol are what the Service, the probes and clients rely on)."
+                   if owner == vllm_rules.OPERATOR else
+                   f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
+        rules.append(Rule(
+            f"!has(self.args) || !self.args.exists(a, a.split('=')[0].split('.')[0].replace('_', '-') in "
+            f"{_cel_list(options)})", message, ".args",
+            lambda s, owner=owner: not any(f.owner == owner for _, f in vllm_rules.owned_options(s.args)),
+            explain=lambda s, owner=owner: _owned_sentence(s.args, owner)))
+    return tuple(_for_engine("vllm", rule) for rule in rules)
+
+
+def _owned_sentence(args, owner: str) -> str:
+    given = ", ".join(dict.fromkeys(w for w, f in vllm_rules.owned_options(args) if f.owner == owner))
+    if owner == vllm_rules.OPERATOR:
+        return (f"engine.args must not give {given}: the operator sets it (the pods' port, names and protocol are "
+                "what the Service, the probes and clients rely on).")
+    return f"engine.args must not give {given}: the operator sets it from {owner}; set that instead."
+
+
+def _for_engine(name: str, rule: Rule) -> Rule:
+    """A rule of one engine's table: it holds for every other engine."""
+    return Rule(f"self.name != '{name}' || ({rule.cel})", rule.message, rule.field_path,
+                lambda s, holds=rule.holds: s.name != name or holds(s),
+                explain=rule.explain)
+
+
+class Engine(RuledModel):
+    """The serving engine: Text Generation Inference (the default) or vLLM."""
+
+    name: Literal["tgi", "vllm"] = Field("tgi", description="Serving engine: tgi (Hugging Face Text Generation Inference 3.3.7) or vllm (vLLM 0.33.0's OpenAI-compatible server).")
+    image: str = Field("", description=f"Container image of the engine. Empty: {DEFAULT_TGI_IMAGE} for tgi, {DEFAULT_VLLM_IMAGE} for vllm.", max_length=512)
+    image_pull_policy: Literal["", "Always", "IfNotPresent", "Never"] = Field(
+        "", description="When the kubelet pulls the engine image: Always, IfNotPresent, or Never (the image is loaded "
+                        "onto the nodes beforehand). Empty: Kubernetes' default (Always for a :latest or untagged "
+                        "image, else IfNotPresent).")
+    args: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list, max_length=64,
+        description="Extra engine arguments, appended after the ones the operator sets: only flags of the engine "
+                    "(TGI 3.3.7's launcher, or vLLM 0.33.0's `vllm serve`) that no spec field sets, each once "
+                    "(admission refuses the rest).")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the serving container; not the launcher's own variables (NUM_SHARD, QUANTIZE, ...): use the spec fields or engine.args.", max_length=64)
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="CPU and memory of the serving container.")
+
+    __rules__ = _engine_rules() + _vllm_engine_rules()
+
+
+class Toleration(Model):
+    key: str = Field("", description="Taint key the toleration applies to; empty with operator Exists matches every taint.", max_length=316)
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
+    value: str = Field("", description="Taint value for operator Equal.", max_length=63)
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field("", description="Taint effect to tolerate; empty: all.")
+    toleration_seconds: int | None = Field(None, description="For NoExecute: how long the pod stays bound after the taint appears.")
+
+
+class Scheduling(Model):
+    """Where the pods may run, in addition to the GPU constraints the operator sets."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.", max_length=32)
+    tolerations: list[Toleration] = Field(default_factory=list, description="Extra tolerations; the GPU taint nvidia.com/gpu is always tolerated.", max_length=32)
+    affinity: dict[str, Any] = Field(default_factory=dict, description="A Kubernetes Affinity, merged with the GPU product affinity.")
+    priority_class_name: str = Field("", description="PriorityClass of the pods.", max_length=253)
+
+
+class ServiceSpec(Model):
+    type: ServiceType = Field(ServiceType.ClusterIP, description="Service type in front of the pods.")
+    port: int = Field(80, description="Service port; it forwards to the engine's named port http.", ge=1, le=65535)
+
+
+class LLMDeploymentSpec(RuledModel):
+    """Desired state of an LLMDeployment: a model served by GPU pods behind a Service."""
+
+    model: ModelSource = Field(description="The model to serve, from the Hugging Face Hub.")
+    quantization: Quantization = Field(Quantization.none, description="Weight quantization TGI applies or expects (--quantize). none serves the weights as they are.")
+    dtype: DType = Field(DType.auto, description="Weight dtype (--dtype); auto lets TGI choose. TGI refuses a dtype with any quantization but bitsandbytes.")
+    gpus: int | None = Field(None, description="GPUs per pod, one tensor-parallel shard each (--num-shard); with nodes above 1, GPUs on each node of a replica. Unset: the planner picks the fewest that fit.", ge=1, le=16)
+    nodes: int | None = Field(None, description="Nodes one replica spans (engine vllm only): the model is split tensor-parallel across the gpus of each node and pipeline-parallel across the nodes, and each replica is a LeaderWorkerSet group of this many pods, one per node. Unset: 1, or for vllm the fewest nodes the planner finds the model fits on. Above 1 needs LeaderWorkerSet (leaderworkerset.x-k8s.io) installed in the cluster.", ge=1, le=MAX_NODES)
+    gpu: GPU = Field(default_factory=GPU, description="GPU resource name and product.")
+    replicas: int = Field(1, description="Serving replicas: pods, or with nodes above 1 groups of pods. With autoscaling on, the autoscaler writes it through the scale subresource: leave it out of GitOps sources then.", ge=0, le=1000)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling of the replica count.")
+    routing: Routing = Field(default_factory=Routing, description="How the gateway (llm-operator gateway) chooses a replica for each request.")
+    limits: Limits = Field(default_factory=Limits, description="Token and concurrency limits.")
+    cache: Cache = Field(default_factory=Cache, description="Shared weight cache.")
+    engine: Engine = Field(default_factory=Engine, description="Serving engine image, extra arguments, environment and resources.")
+    scheduling: Scheduling = Field(default_factory=Scheduling, description="Extra scheduling constraints of the pods.")
+    service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service in front of the pods.")
+    adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters served beside the model (TGI --lora-adapters); with the cache on they are downloaded and verified with the weights.", max_length=32)
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations added to the serving pods (for service meshes, log shippers, scrapers).", max_length=64)
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Labels added to the serving pods; the operator's own labels win.", max_length=64)
+
+    __rules__ = (
+        Rule("self.quantization != 'exl2' || !has(self.gpus) || self.gpus == 1",
+             "exl2 models cannot be sharded across GPUs: set gpus to 1 or choose another quantization.",
+             ".gpus",
+             lambda s: s.quantization != "exl2" or s.gpus is None or s.gpus == 1),
+        Rule("!has(self.nodes) || self.nodes == 1 || (has(self.engine) && self.engine.name == 'vllm')",
+             "nodes above 1 needs engine.name vllm: TGI serves a model within one node only; vLLM splits it "
+             "pipeline-parallel across nodes (set engine.name: vllm), or use nodes: 1.",
+             ".nodes",
+             lambda s: s.nodes is None or s.nodes == 1 or s.engine.name == "vllm"),
+        Rule("!has(self.nodes) || self.nodes == 1 || !has(self.cache) || !has(self.cache.enabled) || !self.cache.enabled "
+             "|| !has(self.cache.accessMode) || self.cache.accessMode == 'ReadWriteMany'",
+             "cache.accessMode must be ReadWriteMany when nodes is above 1: every node of a replica mounts the weight "
+             "cache, and a ReadWriteOnce or ReadWriteOncePod volume mounts on one node only.",
+             ".cache.accessMode",
+             lambda s: s.nodes is None or s.nodes == 1 or not s.cache.enabled or s.cache.access_mode == "ReadWriteMany"),
+        Rule("!has(self.adapters) || self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
+             "adapters: names must be unique: each is the name clients ask for.",
+             ".adapters",
+             lambda s: len({a.name for a in s.adapters}) == len(s.adapters)),
+        Rule("self.dtype == 'auto' || (has(self.engine) && self.engine.name != 'tgi') || self.quantization in "
+             + repr(list(DTYPE_COMPATIBLE_QUANTIZATIONS)).replace('"', "'"),
+             "dtype must be auto when quantization is awq, gptq, marlin, eetq, fp8, exl2 or compressed-tensors: TGI refuses --dtype with those.",
+             ".dtype",
+             lambda s: s.dtype == "auto" or s.engine.name != "tgi" or s.quantization in DTYPE_COMPATIBLE_QUANTIZATIONS),
+        Rule("!has(self.engine) || self.engine.name != 'vllm' || !(self.quantization in "
+             + repr(list(vllm_engine.ONLY_IN_TGI)).replace('"', "'") + ")",
+             f"quantization eetq, exl2, bitsandbytes, bitsandbytes-nf4 and bitsandbytes-fp4 are not in vLLM {vllm_engine.VERSION}: "
+             "use engine.name tgi for them, or with vllm one of awq, gptq, marlin, fp8 or compressed-tensors.",
+             ".quantization",
+             lambda s: s.engine.name != "vllm" or s.quantization not in vllm_engine.ONLY_IN_TGI,
+             explain=lambda s: (f"quantization {getattr(s.quantization, 'value', s.quantization)} is not in vLLM "
+                                f"{vllm_engine.VERSION}: engine.name tgi has it; with vllm use awq, gptq, marlin, fp8 "
+                                "or compressed-tensors.")),
+    )
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.autoscaling.mode != "none"
+
+
+# The object's name becomes the Service's name, which must be a DNS-1035 label. The CRD puts
+# this rule on metadata.name itself, so the apiserver's refusal names that field.
+NAME_RULE = Rule(
+    "self.size() <= 63 && self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "must be at most 63 characters of lower-case letters, digits and '-', starting with a letter and not ending with '-': it names the Service.",
+    ".metadata.name",
+    lambda name: len(name) <= 63 and __import__("re").match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", name) is not None,
+)
+
+
+class Condition(Model):
+    type: str = Field(description="Ready, Reconciling, Stalled, ...", max_length=316)
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="One CamelCase word saying why.", max_length=1024)
+    message: str = Field("", description="A sentence a person can act on.", max_length=32_768)
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="metadata.generation this condition was computed from.", ge=0)
+
+
+class PlanStatus(Model):
+    """What the planner concluded about fitting the model on the GPUs."""
+
+    num_shard: int | None = Field(None, description="Shards (GPUs) per replica.")
+    weights_gi_b: float | None = Field(None, alias="weightsGiB", description="Weights in GiB at the chosen quantization.")
+    kv_cache_gi_b_per_gpu: float | None = Field(None, alias="kvCacheGiBPerGpu", description="KV cache per GPU in GiB for maxTotalTokens.")
+    gpu_memory_gi_b: float | None = Field(None, alias="gpuMemoryGiB", description="Memory of one GPU in GiB.")
+    fits: bool | None = Field(None, description="Whether weights, KV cache and overhead fit.")
+    reason: str = Field("", description="The verdict as a sentence.")
+    min_gpus: int | None = Field(None, description="Fewest GPUs that fit, if any.")
+    nodes: int | None = Field(None, description="Nodes per replica the plan is for, when above 1.")
+    min_nodes: int | None = Field(None, description="Fewest nodes that fit at this GPU count per node (vLLM), when above 1.")
+    known: bool = Field(True, description="False when the model's facts could not be had and the plan is unknown.")
+    pending: bool | None = Field(None, description="True while the model's facts are being read; no plan yet.")
+    source: Literal["job", "hub", "catalog", "status", "config"] | None = Field(
+        None, description="Where the model's facts came from: job (the download Job read them from the weights), hub "
+        "(the Hugging Face Hub), catalog (the operator's catalog, when the Hub could not answer), status (an earlier "
+        "status.modelFacts), config (a local config.json).")
+
+
+class LLMDeploymentStatus(Model):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(None, description="metadata.generation the status describes.")
+    phase: str = Field("", description="One word: Ready or ScaledToZero (Ready=True); Failed (Stalled=True: only a change "
+                       "to the spec or the cluster helps); Pending, Progressing or Unschedulable (Reconciling=True: waiting).")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready (summary), Reconciling (work under way) and Stalled "
+                                        "(cannot progress without a change), as kstatus-based GitOps tools read them, and more.")
+    engine: str | None = Field(None, description="The serving engine the pods run: tgi or vllm.", max_length=16)
+    gpus: int | None = Field(None, description="GPUs per pod in use (spec.gpus or the planner's choice).")
+    nodes: int | None = Field(None, description="Nodes (pods) per replica in use (spec.nodes or the planner's choice); above 1 each replica is a LeaderWorkerSet group.")
+    replicas: int | None = Field(None, description="Serving replicas that exist (pods; groups when nodes is above 1).")
+    ready_replicas: int | None = Field(None, description="Serving replicas that are ready (a group is ready when all its pods are).")
+    ready: str = Field("", description="readyReplicas/replicas, for kubectl get.")
+    selector: str = Field("", description="Label selector of the serving pods (for the scale subresource).")
+    url: str = Field("", description="In-cluster URL of the Service.")
+    plan: PlanStatus | None = Field(None, description="The planner's verdict.")
+    adapters: list[dict[str, Any]] | None = Field(None, description="Each LoRA adapter: name, id, revision, whether it is cached, how clients name it (servedAs), and why it is not served, if it is not.")
+    last_woken_by_request: str | None = Field(None, description="When a request through the gateway last woke the model from zero replicas (RFC 3339), from the annotation " + WOKEN_ANNOTATION + ".")
+    autoscaler: dict[str, Any] | None = Field(None, description="The operator-native autoscaler's state and last decision with its inputs, kept across operator restarts.")
+    model_facts: dict[str, Any] | None = Field(None, description="The model's facts the plan was made from (layers, heads, parameters, ...), kept so they are fetched once per revision.")
+
+
+class InvalidSpec(ValueError):
+    """A manifest the API refuses; str() names the field and what would be valid."""
+
+
+def parse_spec(spec: dict) -> LLMDeploymentSpec:
+    """The typed spec, or InvalidSpec with every problem as `field: message`."""
+    from pydantic import ValidationError
+
+    try:
+        return LLMDeploymentSpec.model_validate(spec)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            path = ["spec", *(str(p) for p in e["loc"])]
+            violated = (e.get("ctx") or {}).get("error")
+            if isinstance(violated, RuleViolation):
+                path.append(violated.rule.field_path.lstrip("."))
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{'.'.join(path)}: {msg}")
+        raise InvalidSpec("; ".join(problems)) from None
+
+
+def validate_manifest(obj: dict) -> LLMDeploymentSpec:
+    """Check a whole LLMDeployment manifest as the apiserver would, without a cluster."""
+    if obj.get("apiVersion") != API_VERSION or obj.get("kind") != KIND:
+        raise InvalidSpec(f"apiVersion/kind: expected {API_VERSION} {KIND}, got {obj.get('apiVersion')} {obj.get('kind')}")
+    name = (obj.get("metadata") or {}).get("name", "")
+    if not NAME_RULE.holds(name):
+        # Worded as kubectl shows the apiserver's refusal.
+        raise InvalidSpec(f"metadata.name: Invalid value: {json.dumps(name)}: {NAME_RULE.message}")
+    return parse_spec(obj.get("spec") or {})
+

@@ -1,0 +1,161 @@
+"""I/O of the operator-native autoscaler: read the gateway's counts (or scrape each ready
+pod's /metrics), decide with the pure autoscaler, write replicas through the
+LLMDeployment's scale subresource, and record the decision with its inputs in
+status.autoscaler and as an Event.
+
+The state lives in status.autoscaler, so a restarted operator goes on from the same
+window and timers instead of flapping. It is written only when a decision or a timer
+changes, not on every scrape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from llm_operator import api
+from llm_operator.autoscale import policy as autoscaler
+from llm_operator.decide import decision as decide
+from llm_operator.controller import metrics
+from llm_operator.decide import manifests as resources
+from llm_operator.kube.client import KubeError
+from llm_operator.engines import DEFAULT_ENGINE, Engine, engine_for, engine_named
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_S = 2.0
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
+
+
+def pod_ready(pod: dict) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def scrape(pod: dict, metric: str, url_template: str, engine: Engine | None = None) -> autoscaler.PodSample:
+    engine = engine or engine_named(DEFAULT_ENGINE)
+    meta = pod["metadata"]
+    url = url_template.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=engine.port,
+                             namespace=meta["namespace"], pod=meta["name"])
+    try:
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
+            text = resp.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        log.debug("scraping %s failed: %s", url, err)
+        return autoscaler.PodSample(meta["name"], None)   # unknown, not idle
+    load = autoscaler.load_of(autoscaler.parse_prometheus_text(text), metric, engine.load_metrics)
+    return autoscaler.PodSample(meta["name"], load)
+
+
+def read_gateway(url: str) -> dict[str, autoscaler.GatewayCounts] | None:
+    """One gateway replica's counts per model; None when it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
+            return autoscaler.gateway_counts(resp.read().decode(errors="replace"))
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        log.warning("reading the gateway's counts at %s failed: %s", url, err)
+        return None
+
+
+def gateway_urls(ctx) -> list[str]:
+    """The /metrics of every gateway replica: the fixed URLs, and the ready pods the
+    selector finds (one LIST per tick, for every model)."""
+    settings = ctx.settings
+    urls = list(settings.gateway_metrics_urls)
+    if settings.gateway_pods:
+        namespace, _, selector = settings.gateway_pods.partition("/")
+        try:
+            pods = ctx.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                    query={"labelSelector": selector}).get("items") or []
+        except KubeError as err:
+            log.warning("listing the gateway's pods (%s) failed: %s", settings.gateway_pods, err)
+            pods = []
+        urls += [f"http://{p['status']['podIP']}:{settings.gateway_port}/metrics"
+                 for p in pods if pod_ready(p) and (p.get("status") or {}).get("podIP")]
+    return urls
+
+
+def read_gateways(ctx) -> list[dict[str, autoscaler.GatewayCounts] | None] | None:
+    """Each gateway replica's counts for this tick (None for one that did not answer);
+    None when the operator has no gateway to read."""
+    settings = ctx.settings
+    if not settings.gateway_metrics_urls and not settings.gateway_pods:
+        return None
+    return list(_pool.map(read_gateway, gateway_urls(ctx)))
+
+
+def _timers(state: dict | None) -> tuple:
+    s = state or {}
+    last = s.get("lastDecision") or {}
+    return (s.get("lowSince"), s.get("lastScaleTime"), last.get("action"), last.get("desiredReplicas"),
+            s.get("idleSince"))
+
+
+def autoscale(ctx, observed, now: float | None = None, gateways=None) -> autoscaler.Decision | None:
+    """One tick for one LLMDeployment in mode operator (`ctx`: the OperatorContext; the
+    LLMDeployment and its pods come from the read model; `gateways`: read_gateways' answer
+    for this tick).
+
+    With the gateway's counts, metric concurrency is the model's requests in flight through
+    the gateway (held ones included) summed over its replicas, and no pod is scraped;
+    metric queue (the engines' own queues, which the gateway cannot see) still scrapes the
+    pods. When no gateway replica answers, the pods are scraped, as without a gateway."""
+    body = observed.llmd
+    meta = body["metadata"]
+    spec = api.parse_spec(body.get("spec") or {})
+    if spec.autoscaling.mode != "operator":
+        return None
+    owner = resources.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
+    now = time.time() if now is None else now
+    selector = resources.selector_labels(owner)
+    # The pods that serve HTTP: one a replica (of a multi-node group, its leader, whose
+    # metrics are the whole group's), so the load per pod is the load per replica.
+    pods = [p for p in observed.pods if pod_ready(p)
+            and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+            and (p["metadata"].get("labels") or {}).get(resources.ROLE_LABEL) != resources.WORKER]
+    url = ctx.settings.pod_metrics_url
+    engine = engine_for(spec)
+    gateway_samples, counts = (autoscaler.sum_gateway_counts(gateways, f"{owner.namespace}/{owner.name}")
+                               if gateways else ([], None))
+    if counts is not None and spec.autoscaling.metric == api.ScalingMetric.concurrency.value:
+        samples, source = gateway_samples, "gateway"
+    else:
+        samples, source = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url, engine), pods)), "pods"
+    stored = (body.get("status") or {}).get("autoscaler")
+    key = (owner.namespace, owner.name)
+    # The full state between ticks; status.autoscaler holds it as of the last change of a timer.
+    state = ctx.scaler_states.get(key)
+    if state is None:
+        try:
+            state = autoscaler.ScalerState.from_dict(stored)
+        except (ValueError, TypeError, KeyError) as err:
+            log.warning("%s/%s: status.autoscaler unreadable (%s): starting afresh", owner.namespace, owner.name, err)
+            state = autoscaler.ScalerState()
+    decision, new_state = autoscaler.decide(state, samples, spec.replicas, spec.autoscaling, now,
+                                            source=source, gateway=counts)
+    ctx.scaler_states[key] = new_state
+    new = new_state.to_dict()
+    kube = ctx.kube
+    if decision.desired_replicas != spec.replicas:
+        kube.request("PATCH", kube.path(api.API_VERSION, api.KIND, owner.namespace, owner.name, "scale"),
+                     body={"spec": {"replicas": decision.desired_replicas}},
+                     query={"fieldManager": "llm-operator-autoscaler"},
+                     content_type="application/merge-patch+json")
+        metrics.WRITES.labels(api.KIND, "scale").inc()
+        reason = "ScaledUp" if decision.desired_replicas > spec.replicas else "ScaledDown"
+        ctx.post_events(observed, (decide.Event("Normal", reason, decision.reason),), dt.datetime.now(dt.timezone.utc))
+        log.info("%s/%s: %s", owner.namespace, owner.name, decision.reason)
+    if _timers(new) != _timers(stored):
+        try:
+            kube.patch_status(owner.namespace, owner.name, {"autoscaler": new})
+            metrics.WRITES.labels(api.KIND, "patch-status").inc()
+        except KubeError as err:
+            if err.status != 404:
+                raise
+    return decision

@@ -1,0 +1,161 @@
+"""I/O: carry out a decision. Server-side apply of the children that differ, prune, the
+status patch, Events; and keep every answer in the read model's overlay, so that the
+next reconcile sees our writes before their watch events arrive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+
+from llm_operator import api
+from llm_operator.controller import metrics
+from llm_operator.kube.client import Kube, KubeError, apply_or_replace
+from llm_operator.decide.decision import Decision, Event, rfc3339
+from llm_operator.controller.readmodel import CREATED_AS_UPDATE, Observed, ReadModel, Refusal, child_spec, created_as_update, trim_child, trim_llmdeployment
+
+log = logging.getLogger(__name__)
+
+
+class NamespaceTerminating(Exception):
+    """The namespace refused a write because it is being deleted."""
+
+
+def api_message(err: KubeError) -> str:
+    """The apiserver's own message from a Status body (else the body as it came)."""
+    try:
+        return str(json.loads(err.body).get("message") or err.body)[:800]
+    except (ValueError, AttributeError):
+        return err.body[:800]
+
+
+def _terminating(err: KubeError) -> bool:
+    return err.status == 403 and "NamespaceTerminating" in err.body
+
+
+@dataclass
+class Written:
+    applied: list[dict] = field(default_factory=list)     # the API's answers
+    pruned: list[dict] = field(default_factory=list)
+    refused: dict[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> why not
+
+    def names(self) -> list[str]:
+        return [f"{o['kind']}/{o['metadata']['name']}" for o in self.applied] + \
+               [f"-{o['kind']}/{o['metadata']['name']}" for o in self.pruned]
+
+
+def _ours(obj: dict, uid: str) -> bool:
+    return any(r.get("uid") == uid and r.get("controller") for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def _holder(obj: dict) -> str:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    ref = next((r for r in refs if r.get("controller")), None) or (refs[0] if refs else None)
+    return f"owned by {ref.get('kind')} {ref.get('name')}" if ref else "owned by no controller (made by hand or by another tool)"
+
+
+def _write(kube: Kube, observed: Observed, obj: dict) -> dict:
+    """Apply a child the read model holds as ours; create one it has never seen.
+
+    Creating with POST, not apply: apply would take over an object of that name that someone
+    else made (force moves its fields to us and adds our owner reference, so deleting the
+    LLMDeployment would delete it). POST is refused with 409 instead, and only then is the
+    object read, to say whose it is. Before the first later write, our create's update entry
+    becomes an apply entry (Kube.as_applied), so that apply can remove a field we stop setting. The read model sees only objects with our labels, so
+    without this it could not tell "not there" from "someone else's"."""
+    name = obj["metadata"]["name"]
+    live = observed.child(obj["kind"], name)
+    if live is not None:
+        if live.get(CREATED_AS_UPDATE):
+            kube.as_applied(obj)
+        return apply_or_replace(kube, obj, {"metadata": live["metadata"], "spec": child_spec(live)})
+    try:
+        return kube.create(obj)
+    except KubeError as err:
+        if err.status != 409:
+            raise
+    existing = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], name)
+    if existing is None:            # gone meanwhile: made on the next event
+        raise KubeError(409, "Conflict", json.dumps({"message": f"{obj['kind']} {name} was being deleted"}))
+    if not _ours(existing, observed.meta.get("uid", "")):
+        raise NameTaken(_holder(existing))
+    if created_as_update(existing):
+        kube.as_applied(obj)
+    return apply_or_replace(kube, obj, {"metadata": existing["metadata"], "spec": existing.get("spec") or {}})
+
+
+class NameTaken(Exception):
+    def __init__(self, whose: str):
+        super().__init__(whose)
+        self.whose = whose
+
+
+def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decision) -> Written:
+    """Apply what differs and delete what is no longer wanted; nothing else. A child the API
+    refuses is recorded and the others are written all the same."""
+    meta = observed.meta
+    key = (meta["namespace"], meta["name"])
+    out = Written()
+    claim_missing = False
+    for obj in decision.apply:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if claim_missing and kind in decision.needs_claim:
+            continue    # it would mount a claim that is not ours: nothing of ours may write into someone else's volume
+        try:
+            answer = _write(kube, observed, obj)
+        except NameTaken as taken:
+            out.refused[(kind, name)] = Refusal(409, f"{kind} {name} already exists", taken.whose)
+            claim_missing = claim_missing or kind == "PersistentVolumeClaim"
+            continue
+        except KubeError as err:
+            if _terminating(err):
+                raise NamespaceTerminating() from None
+            out.refused[(kind, name)] = Refusal(err.status, api_message(err))
+            if kind == "PersistentVolumeClaim" and observed.child(kind, name) is None:
+                claim_missing = True
+            continue
+        model.remember(key, trim_child(answer), kind, name)
+        out.applied.append(answer)
+        metrics.WRITES.labels(kind, "apply").inc()
+    for obj in decision.prune:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        try:
+            kube.delete(obj["apiVersion"], kind, meta["namespace"], name, obj.get("propagationPolicy", "Background"))
+        except KubeError as err:
+            if _terminating(err):
+                raise NamespaceTerminating() from None
+            out.refused[(kind, name)] = Refusal(err.status, "deleting it: " + api_message(err))
+            continue
+        model.remember(key, None, kind, name)
+        out.pruned.append(obj)
+        metrics.WRITES.labels(kind, "delete").inc()
+    return out
+
+
+def status(kube: Kube, model: ReadModel, observed: Observed, patch: dict) -> None:
+    meta = observed.meta
+    try:
+        answer = kube.patch_status(meta["namespace"], meta["name"], patch)
+    except KubeError as err:
+        if err.status == 404:   # deleted meanwhile: nothing to report on
+            return
+        raise
+    metrics.WRITES.labels(api.KIND, "patch-status").inc()
+    if answer:
+        model.remember((meta["namespace"], meta["name"]), trim_llmdeployment(answer), api.KIND, meta["name"])
+
+
+def events(kube: Kube, observed: Observed, notes: tuple[Event, ...], now: dt.datetime) -> None:
+    """Events for `kubectl describe`; losing one is not worth failing a reconcile for."""
+    meta = observed.meta
+    involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta.get("uid", "")}
+    stamp = rfc3339(now)
+    for e in notes:
+        try:
+            kube.post_event(involved, e.type, e.reason, e.message, stamp)
+            metrics.WRITES.labels("Event", "create").inc()
+        except KubeError as err:
+            log.warning("could not post Event %s on %s/%s: %s", e.reason, meta["namespace"], meta["name"], err)

@@ -1,0 +1,151 @@
+"""The operator's state, in one object passed explicitly (kopf keeps it in `memo`).
+
+Settings come in as arguments of `llm-operator run`, never through environment
+variables set at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from llm_operator.controller import act
+from llm_operator.decide import adapters as lora
+from llm_operator.facts import catalog as model_catalog
+from llm_operator.facts import lookup as model_facts
+from llm_operator.kube.client import Kube, load_config
+from llm_operator.controller.readmodel import Key, ReadModel
+from llm_operator.controller.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+EVENT_THREADS = 4   # Events posted at once, beside the reconciles
+
+
+@dataclass(frozen=True)
+class Settings:
+    workers: int = 16                      # reconciles at once (threads doing API requests)
+    coalesce_s: float = 0.05               # events for one owner within this become one reconcile
+    resync_s: float = 300.0                # a reconcile of every object, in case an event was missed
+    autoscale_interval_s: float = 15.0     # scrapes of the pods' /metrics, autoscaling mode operator
+    # Where a pod's metrics are read; outside the cluster, through the apiserver's pod proxy.
+    pod_metrics_url: str = "http://{pod_ip}:{port}/metrics"
+    # The gateway's /metrics, read once per autoscaler tick: fixed URLs, and/or the ready pods of
+    # "namespace/label-selector" on gateway_port (each replica's counts are summed).
+    gateway_metrics_urls: tuple[str, ...] = ()
+    gateway_pods: str | None = None
+    gateway_port: int = 8080
+    # Replicas spanning nodes run as LeaderWorkerSets (an optional CRD): watched and made only when on.
+    multi_node: bool = False
+    # The namespaces watched (the same as kopf's); empty: the whole cluster.
+    namespaces: tuple[str, ...] = ()
+
+
+@dataclass
+class OperatorContext:
+    settings: Settings = field(default_factory=Settings)
+    read_model: ReadModel = field(default_factory=ReadModel)
+    facts: model_facts.FactsSource = field(default_factory=model_facts.FactsSource)
+    # Model facts for when the Hub cannot answer: the shipped entries plus the chart's.
+    catalog: model_catalog.Catalog = field(default_factory=model_catalog.builtin)
+    adapter_configs: model_facts.FactsSource = field(
+        default_factory=lambda: model_facts.FactsSource(fetch=lora.adapter_config_from_hub))
+    clock = staticmethod(time.monotonic)
+    _kube: Kube | None = None
+    queue: WorkQueue | None = None
+    pool: ThreadPoolExecutor | None = None
+    event_pool: ThreadPoolExecutor | None = None
+    scaler_states: dict = field(default_factory=dict)
+    tasks: list = field(default_factory=list)
+    informers: Any = None               # informers.Informers: the children and pods (bound at startup)
+    # Whether kopf's indexes and the informers have listed every watched kind: before both,
+    # no reconcile may start (it would miss children and write them again); once both
+    # have, every object is reconciled.
+    kopf_listed: bool = False
+    informers_listed: bool = False
+
+    # Objects that changed while their owner's reconcile was running: owner -> watched bodies.
+    changed_meanwhile: dict = field(default_factory=dict)
+
+    def wake(self, key: Key, body: Mapping | None = None) -> None:
+        """Something of `key` changed (on the event loop). With the changed object's `body`,
+        the echo of our own write wakes nothing: while the owner's reconcile runs (its write
+        may still be on its way back to us), the body is kept and judged when it ends."""
+        if not self.ready:
+            return
+        if body is not None:
+            if self.queue.active(key):
+                self.changed_meanwhile.setdefault(key, []).append(body)
+                return
+            if self.read_model.is_echo(key, body):
+                return
+        self.queue.add(key)
+
+    @property
+    def ready(self) -> bool:
+        return self.kopf_listed and self.informers_listed and self.queue is not None
+
+    def mark_ready(self, kopf: bool = False, informers: bool = False) -> None:
+        """kopf's indexes (its first LLMDeployment event) or the informers have listed
+        everything; when that makes both, every object is reconciled."""
+        was = self.ready
+        self.kopf_listed = self.kopf_listed or kopf
+        self.informers_listed = self.informers_listed or informers
+        if self.ready and not was:
+            for key in self.read_model.keys():
+                self.queue.add(key)
+
+    def _judge_meanwhile(self, key: Key) -> None:
+        """At the end of a reconcile: again, unless all that came meanwhile was our own echo."""
+        bodies = self.changed_meanwhile.pop(key, ())
+        if any(not self.read_model.is_echo(key, b) for b in bodies):
+            self.queue.add(key)
+
+    @property
+    def kube(self) -> Kube:
+        if self._kube is None:
+            self._kube = Kube(load_config(pool_size=self.settings.workers * 2))
+        return self._kube
+
+    def post_events(self, observed, events, now) -> None:
+        """Events go out beside the reconciles, as client-go's recorder does: a reconcile
+        never waits on one (the status already says the same), and losing one is logged."""
+        if self.event_pool is not None and events:
+            self.event_pool.submit(act.events, self.kube, observed, events, now)
+
+    def start(self) -> None:
+        """On kopf's event loop, once the indexes are bound."""
+        self.pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="reconcile")
+        self.event_pool = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="events")
+        self.queue = WorkQueue(self._process, self.settings.workers, self.settings.coalesce_s)
+        self.queue.start()
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.queue is not None:
+            await self.queue.stop()
+        if self.informers is not None:
+            await self.informers.stop()
+        for pool in (self.pool, self.event_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _process(self, key: Key) -> float | None:
+        from llm_operator.controller.loop import reconcile
+
+        observed = self.read_model.snapshot(key, self.clock())
+        if observed is None:
+            self.read_model.forget(key)
+            self.scaler_states.pop(key, None)
+            return None
+        try:
+            decision = await asyncio.get_running_loop().run_in_executor(self.pool, reconcile, self, key, observed)
+        finally:
+            self._judge_meanwhile(key)
+        return decision.requeue_after

@@ -1,0 +1,93 @@
+"""One reconcile of one LLMDeployment: observe -> decide -> act.
+
+Observe is a snapshot of the read model (taken on the event loop); the look-ups outside
+the cluster (model facts, adapter configs) never wait: what is not known yet is being
+read in the background and wakes the owner when it is. Decide is pure. Act writes only
+what differs; after writing children it decides again on the API's answers, so the status
+it reports is the state it made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import replace
+
+from llm_operator.controller import act
+from llm_operator import api
+from llm_operator.decide import decision as decisions
+from llm_operator.facts import lookup as model_facts
+from llm_operator.controller import metrics
+from llm_operator.controller.context import OperatorContext
+from llm_operator.facts.hub import ModelFactsUnavailable
+from llm_operator.controller.readmodel import Key, Observed
+from llm_operator.controller.workqueue import Retry
+
+log = logging.getLogger(__name__)
+
+
+def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Lookups:
+    """Model facts and adapter configs, in the order facts.lookup states."""
+    try:
+        spec = api.parse_spec(observed.llmd.get("spec") or {})
+    except api.InvalidSpec:
+        return decisions.Lookups(facts=model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, "The spec is invalid."))
+    wake = lambda: ctx.queue.add_threadsafe(key)  # noqa: E731
+    q = decisions.facts_query(observed, spec)
+    answer = model_facts.lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts,
+                                hub=ctx.facts, when_ready=wake, catalog=ctx.catalog)
+    configs: dict[str, dict | None] = {}
+    pending = []
+    for a in spec.adapters:
+        try:
+            configs[a.name] = ctx.adapter_configs.get(a.id, a.revision, wake)
+        except model_facts.FactsPending:
+            pending.append(a.name)
+        except ModelFactsUnavailable:
+            configs[a.name] = None
+    return decisions.Lookups(facts=answer, adapter_configs=configs, adapters_pending=tuple(pending))
+
+
+def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Decision:
+    """Runs in a worker thread; `observed` was taken on the event loop."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with metrics.RECONCILE_SECONDS.time():
+        lookups = look_up(ctx, key, observed)
+        decision = decisions.decide(observed, lookups, now)
+        written: list[str] = []
+        if decision.apply or decision.prune:
+            try:
+                done = act.children(ctx.kube, ctx.read_model, observed, decision)
+            except act.NamespaceTerminating:
+                ctx.read_model.namespace_terminating(key[0], ctx.clock())
+                metrics.RECONCILES.labels("Terminating").inc()
+                return decisions.Decision(phase="Terminating")
+            written = done.names()
+            # The status reports what was just made, and what the API refused: decide again on its answers.
+            observed = decisions.with_applied(observed, done.applied, done.pruned)
+            if done.refused:
+                observed = replace(observed, refused=done.refused)
+            decision = decisions.decide(observed, lookups, now)
+        _report(ctx, key, observed, decision, now)
+        if written:
+            log.info("%s/%s: wrote %s", key[0], key[1], ", ".join(written))
+        retried = [f"{k}/{n}: HTTP {r.status}: {r.message}" for (k, n), r in observed.refused.items()
+                   if decisions.retried(k, r)]
+        if retried:
+            # Said in status and an Event, then retried with the queue's backoff. A refusal only
+            # a change can help waits for that change (or the resync), not a retry loop.
+            metrics.RECONCILES.labels(decision.phase).inc()
+            raise Retry("the API refused " + "; ".join(retried))
+    metrics.RECONCILES.labels(decision.phase).inc()
+    return decision
+
+
+def _report(ctx: OperatorContext, key: Key, observed: Observed, decision: decisions.Decision, now: dt.datetime) -> None:
+    """The status patch and the Event of a decision."""
+    if decision.status_patch is not None:
+        act.status(ctx.kube, ctx.read_model, observed, decision.status_patch)
+    if decision.events:
+        ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
+        log.info("%s/%s: %s -> %s: %s", key[0], key[1], (observed.llmd.get("status") or {}).get("phase"),
+                 decision.phase, ready["message"])
+        ctx.post_events(observed, decision.events, now)

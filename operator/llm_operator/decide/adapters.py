@@ -1,0 +1,106 @@
+"""LoRA adapters beside the base model: checks that save a GPU, and how the engine is told.
+
+Pure except `adapter_config_from_hub`. An adapter whose adapter_config.json names another
+base model is reported and left out (TGI would fail to load it, or serve nonsense); the
+memory of the rest goes into the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir  # noqa: F401  (snapshot_dir: re-exported)
+
+from llm_operator import api
+from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable
+
+# PEFT's short names for the projections of Llama-style blocks, as (in, out) features.
+def module_shapes(facts: ModelFacts) -> dict[str, tuple[int, int]]:
+    q = facts.num_attention_heads * facts.head_dim
+    kv = facts.num_key_value_heads * facts.head_dim
+    h, i = facts.hidden_size, facts.intermediate_size
+    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def adapter_memory_bytes(facts: ModelFacts, config: dict) -> int:
+    """rank x (in + out features) x dtype bytes, summed over target modules and layers.
+    Unknown module names count as hidden -> hidden; 'all-linear' as every projection."""
+    rank = int(config.get("r") or 8)
+    targets = config.get("target_modules") or ["q_proj", "v_proj"]
+    shapes = module_shapes(facts)
+    if targets == "all-linear" or targets == ["all-linear"]:
+        targets = list(shapes)
+    if isinstance(targets, str):
+        targets = [targets]
+    per_layer = sum(sum(shapes.get(t, (facts.hidden_size, facts.hidden_size))) for t in targets)
+    dtype = _DTYPE_BYTES.get(str(facts.torch_dtype), 2)
+    return rank * per_layer * facts.num_layers * dtype
+
+
+def _repo_name(model_id: str) -> str:
+    return model_id.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def base_model_matches(config: dict, model_id: str) -> bool:
+    """Whether the adapter was trained on this model: the same repo, or the same repo name
+    under another owner (a mirror or a re-upload of the same weights)."""
+    base = str(config.get("base_model_name_or_path") or "")
+    if not base:
+        return True  # PEFT leaves it empty for adapters saved from local paths: nothing to check
+    return base.lower() == model_id.lower() or _repo_name(base) == _repo_name(model_id)
+
+
+@dataclass(frozen=True)
+class AdapterCheck:
+    adapter: api.Adapter
+    config: dict | None       # adapter_config.json, None when it could not be read
+    problem: str = ""         # why it is not served ("" = served)
+    memory_bytes: int = 0
+
+
+def check_adapter(adapter: api.Adapter, config: dict | None, model_id: str, facts: ModelFacts | None) -> AdapterCheck:
+    if config is None:
+        return AdapterCheck(adapter, None)
+    if not base_model_matches(config, model_id):
+        return AdapterCheck(adapter, config, problem=(
+            f"adapter {adapter.name} ({adapter.id}) was trained on {config.get('base_model_name_or_path')}, "
+            f"not on {model_id}: it is not served."))
+    memory = adapter_memory_bytes(facts, config) if facts is not None else 0
+    return AdapterCheck(adapter, config, memory_bytes=memory)
+
+
+def lora_entries(checks: list[AdapterCheck], commits: dict[str, str] | None) -> tuple[str, ...]:
+    """The engine's adapter entries (llm_common.lora) of the adapters served: name=path when
+    the download Job cached them (the commit it reported), id@revision from the Hub otherwise."""
+    out = []
+    for c in checks:
+        if c.problem:
+            continue
+        a = c.adapter
+        commit = (commits or {}).get(a.name)
+        out.append(adapter_entry(AdapterRef(a.name, a.id, a.revision), snapshot_dir(a.id, commit) if commit else None))
+    return tuple(out)
+
+
+def adapters_env(adapters: list[api.Adapter]) -> str:
+    """The download Job's ADAPTERS: name=id@revision,..."""
+    return ",".join(f"{a.name}={a.id}@{a.revision}" for a in adapters)
+
+
+def adapter_config_from_hub(repo_id: str, revision: str) -> dict:
+    """adapter_config.json from the Hub (HF_ENDPOINT honoured); ModelFactsUnavailable if it cannot be had."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+    from requests import RequestException  # noqa: F401  (older huggingface-hub raises it)
+
+    try:
+        path = hf_hub_download(repo_id, "adapter_config.json", revision=revision)
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise ModelFactsUnavailable(f"adapter_config.json of {repo_id}@{revision} could not be read: {err}") from None
+    with open(path) as fh:
+        return json.load(fh)

@@ -1,0 +1,152 @@
+"""Pure: the weight cache's claim, StorageClass and download Job -> the WeightsCached verdict.
+
+The serving Deployment is made only once the download Job has succeeded. Everything that
+would otherwise be silently waited on (a missing StorageClass, a claim that stays
+Pending, a failed Job) is said in the condition, with what to do about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from llm_operator.facts import lookup as model_facts
+from llm_operator.decide.status import Verdict
+
+# A claim Pending for longer than this is reported: no provisioner or volume is coming.
+CLAIM_PENDING_REPORT_S = 60
+
+
+@dataclass(frozen=True)
+class CacheObserved:
+    claim_name: str
+    job_name: str
+    storage_class: str            # asked for ("" = the default)
+    storage_class_found: bool     # the named class exists, or a default exists when none is named
+    claim: dict | None
+    job: dict | None
+    job_pods: tuple[dict, ...]
+    now: dt.datetime
+    storage_classes: tuple[str, ...] = ()   # the names of those that exist
+
+
+@dataclass(frozen=True)
+class CacheVerdict:
+    condition: Verdict            # WeightsCached
+    complete: bool                # the Deployment may be made
+    failed: bool                  # cannot progress without a change (Stalled)
+    facts: dict | None            # the model's facts, from the Job's termination message
+
+
+def _age_s(obj: dict, now: dt.datetime) -> float:
+    created = obj.get("metadata", {}).get("creationTimestamp")
+    if not created:
+        return 0.0
+    return (now - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
+
+
+def job_complete(job: dict) -> bool:
+    return _job_condition(job, "Complete") is not None
+
+
+def job_finished(job: dict) -> bool:
+    """Complete or Failed: no pod of it runs any more."""
+    return bool(_job_condition(job, "Complete") or _job_condition(job, "Failed"))
+
+
+_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity_bytes(q: str) -> float:
+    """A Kubernetes quantity (100Gi, 1.5T, 500M, 1e9) in bytes."""
+    q = str(q).strip()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if unit and q.endswith(unit):
+            return float(q[: -len(unit)]) * _UNITS[unit]
+    return float(q)
+
+
+def claim_changes(desired: dict, live: dict) -> list[str]:
+    """What a claim cannot change in place (storage class, access modes, a smaller size):
+    each as the spec field and its values, for the condition's message."""
+    want, have = desired.get("spec") or {}, live.get("spec") or {}
+    out = []
+    if want.get("storageClassName") and want["storageClassName"] != have.get("storageClassName"):
+        out.append(f"spec.cache.storageClassName {have.get('storageClassName') or '(default)'} -> {want['storageClassName']}")
+    if want.get("accessModes") != have.get("accessModes"):
+        out.append(f"spec.cache.accessMode {','.join(have.get('accessModes') or [])} -> {','.join(want.get('accessModes') or [])}")
+    size = lambda spec: ((spec.get("resources") or {}).get("requests") or {}).get("storage")  # noqa: E731
+    if size(want) and size(have) and quantity_bytes(size(want)) < quantity_bytes(size(have)):
+        out.append(f"spec.cache.size {size(have)} -> {size(want)} (a claim can grow, never shrink)")
+    return out
+
+
+def _job_condition(job: dict, kind: str) -> dict | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def storage_class_found(name: str, classes: tuple[dict, ...]) -> bool:
+    """The named StorageClass exists; with no name, the cluster has a default one."""
+    if name:
+        return any(sc["name"] == name for sc in classes)
+    return any(sc["default"] for sc in classes)
+
+
+def judge_cache(o: CacheObserved) -> CacheVerdict:
+    no = lambda reason, msg, failed=False: CacheVerdict(Verdict("False", reason, msg), False, failed, None)  # noqa: E731
+    claim = o.claim
+    # Judged only before the claim exists: no claim (and so no download Job) is made for a
+    # class that is not there, and a claim already made goes on with the class it has.
+    if claim is None and not o.storage_class_found:
+        existing = f"the cluster has {', '.join(o.storage_classes)}" if o.storage_classes else "the cluster has none"
+        if o.storage_class:
+            return no("StorageClassNotFound", f"StorageClass {o.storage_class} does not exist ({existing}): create it "
+                      "or set spec.cache.storageClassName to one that does. No cache volume claim or download Job "
+                      "is made until it exists.", True)
+        return no("NoDefaultStorageClass", f"spec.cache.storageClassName is empty and the cluster has no default "
+                  f"StorageClass ({existing}): name one in spec.cache.storageClassName. No cache volume claim or "
+                  "download Job is made until one exists.", True)
+    if claim is None:
+        return no("Creating", f"Creating the cache volume claim {o.claim_name}.")
+    if (claim.get("metadata") or {}).get("deletionTimestamp"):
+        return no("ClaimReplacing", f"The cache volume claim {o.claim_name} is being deleted, to be made again with the "
+                  "spec's storage settings; the weights are downloaded again once it is (kubectl describe pvc "
+                  f"{o.claim_name}).")
+    phase = (claim.get("status") or {}).get("phase")
+    if phase == "Lost":
+        return no("ClaimLost", f"The cache volume claim {o.claim_name} lost its volume: delete the claim to start over.", True)
+    if phase != "Bound":
+        age = _age_s(claim, o.now)
+        if age > CLAIM_PENDING_REPORT_S:
+            spec = claim.get("spec") or {}
+            return no("ClaimPending", f"The cache volume claim {o.claim_name} has been Pending for {age:.0f}s: no volume "
+                      f"or provisioner offers {spec.get('resources', {}).get('requests', {}).get('storage')} "
+                      f"{', '.join(spec.get('accessModes', []))} in StorageClass "
+                      f"{spec.get('storageClassName') or '(default)'} (kubectl describe pvc {o.claim_name}).")
+        return no("ClaimPending", f"Waiting for the cache volume claim {o.claim_name} to be bound.")
+    job = o.job
+    if job is None:
+        return no("Downloading", f"Starting the download Job {o.job_name}.")
+    if (job.get("metadata") or {}).get("deletionTimestamp") and not _job_condition(job, "Complete"):
+        return no("Downloading", f"Re-creating the download Job {o.job_name} (its pod template changed): waiting for "
+                  "the old one's pod to go; files already complete in the cache are kept.")
+    messages = model_facts.termination_reports(o.job_pods)
+    if _job_condition(job, "Complete"):
+        return CacheVerdict(Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),
+                            True, False, model_facts.job_report(messages))
+    failed = _job_condition(job, "Failed")
+    if failed:
+        error = next((m["error"] for m in messages if "error" in m), "")
+        detail = f" The download said: {error}" if error else ""
+        return no("DownloadFailed", f"The download Job {o.job_name} failed ({failed.get('reason', '')}: "
+                  f"{failed.get('message', '')}).{detail} Fix the cause, then delete the Job to retry "
+                  f"(kubectl delete job {o.job_name}).", True)
+    st = job.get("status") or {}
+    attempts = (st.get("failed") or 0)
+    retry = f" after {attempts} failed attempt(s)" if attempts else ""
+    return no("Downloading", f"Downloading the weights into {o.claim_name} with Job {o.job_name}{retry} "
+              f"(kubectl logs job/{o.job_name}).")

@@ -1,0 +1,412 @@
+"""Pure: what was observed -> the LLMDeployment's status (phase, conditions, replicas, url).
+
+Conditions follow the standard shape and kstatus' conventions: `Ready` is the summary;
+`Reconciling` is True while work is under way; `Stalled` is True when nothing will
+improve without a change to the spec (or to the cluster's nodes).
+
+kstatus (sigs.k8s.io/cli-utils, used by Flux) reads a custom resource by these generic
+rules, in order: status.observedGeneration behind metadata.generation -> InProgress;
+Reconciling=True -> InProgress; Stalled=True -> Failed; then a Ready condition decides:
+False -> InProgress, True -> Current; no Ready condition -> Current. So every state
+here sets Ready=True exactly when nothing is left to wait for (serving every wanted
+replica of the current revision, or scaled to zero on purpose), Stalled=True only when
+no wait can help, and Reconciling=True otherwise. Phases follow the same split: Ready and
+ScaledToZero (Ready=True), Failed (Stalled=True), the others (Reconciling=True).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field, replace
+
+from llm_operator.decide.manifests import LWS_GROUP_INDEX_LABEL, ROLE_LABEL, TEMPLATE_HASH_LABEL, WORKER
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One condition's worth of judgement."""
+
+    status: str         # "True" | "False" | "Unknown"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconcile saw, as plain values."""
+
+    generation: int
+    desired_replicas: int | None        # None while an autoscaler owns the count
+    gpus: int
+    selector: str
+    url: str
+    deployment: dict | None = None      # live workload (Deployment or LeaderWorkerSet), if any
+    workload: str = "Deployment"        # its kind
+    group_size: int = 1                 # pods per replica (a LeaderWorkerSet group: one per node)
+    pods: tuple[dict, ...] = ()         # serving pods (trimmed)
+    no_node_fits: str | None = None     # why no node could ever hold a serving pod (None: some node could)
+    blocked: Verdict | None = None      # a spec that cannot work (DoesNotFit, InvalidSpec, ...)
+    waiting: Verdict | None = None      # a prerequisite under way (planning, downloading weights)
+    extra: dict = field(default_factory=dict)   # more status fields as they are (plan, modelFacts)
+    extra_conditions: dict[str, Verdict] = field(default_factory=dict)
+    # A child of this generation could not be written (refused, a name taken, an immutable
+    # field): status.observedGeneration stays where it was, so no client reads the new spec as done.
+    behind: bool = False
+    sleeps_at_zero: bool = False        # autoscaling mode operator with minReplicas 0: a request wakes it
+    woken_at: str | None = None         # when the gateway last woke it from zero (its annotation)
+
+
+def _active(pods: tuple[dict, ...]) -> list[dict]:
+    return [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+
+
+def _pod_condition(pod: dict, kind: str) -> dict:
+    return next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == kind), {})
+
+
+def unschedulable_pods(pods: tuple[dict, ...]) -> list[dict]:
+    """The pods the scheduler has said it cannot place (not those being deleted)."""
+    return [p for p in _active(pods) if _pod_condition(p, "PodScheduled").get("status") == "False"
+            and _pod_condition(p, "PodScheduled").get("reason") == "Unschedulable"]
+
+
+def unschedulable_message(pods: tuple[dict, ...]) -> str | None:
+    """The scheduler's own message for the first pod it could not place."""
+    for pod in unschedulable_pods(pods):
+        return _pod_condition(pod, "PodScheduled").get("message") or "The scheduler could not place a pod."
+    return None
+
+
+def pod_templates(workload: dict | None) -> list[dict]:
+    """The pod templates of a live Deployment (one) or LeaderWorkerSet (leader's, worker's)."""
+    spec = (workload or {}).get("spec") or {}
+    group = spec.get("leaderWorkerTemplate") or {}
+    return [t for t in (spec.get("template"), group.get("leaderTemplate"), group.get("workerTemplate")) if t]
+
+
+def template_revision(deployment: dict) -> str | None:
+    """The revision of the live workload's pod template (None: made before the label existed)."""
+    templates = pod_templates(deployment)
+    return ((templates[0].get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) if templates else None
+
+
+def ready_of_revision(pods: tuple[dict, ...], revision: str, group_size: int = 1) -> int:
+    """Ready replicas that run this revision of the pod template: pods, or groups (by LWS's
+    group-index label) whose `group_size` pods are all ready."""
+    ready = [p for p in _active(pods) if _labels(p).get(TEMPLATE_HASH_LABEL) == revision
+             and _pod_condition(p, "Ready").get("status") == "True"]
+    if group_size <= 1:
+        return len(ready)
+    groups: dict[str, int] = {}
+    for p in ready:
+        index = _labels(p).get(LWS_GROUP_INDEX_LABEL)
+        if index is not None:
+            groups[index] = groups.get(index, 0) + 1
+    return sum(1 for n in groups.values() if n >= group_size)
+
+
+def _labels(pod: dict) -> dict:
+    return (pod.get("metadata") or {}).get("labels") or {}
+
+
+def _group_words(pod: dict) -> str:
+    """Which pod of which group, for a message about a multi-node replica."""
+    role = "a worker" if _labels(pod).get(ROLE_LABEL) == WORKER else "the leader"
+    index = _labels(pod).get(LWS_GROUP_INDEX_LABEL)
+    return f"pod {_pod_name(pod)} ({role} of group {index if index is not None else '?'})"
+
+
+# A container restarting this often has shown it will not come up by itself.
+CRASH_LOOP_STALLED_RESTARTS = 3
+# Waiting reasons the kubelet gives a container that will not start without a change.
+_CONFIG_ERRORS = ("CreateContainerConfigError", "CreateContainerError", "InvalidImageName")
+_PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull")
+
+
+@dataclass(frozen=True)
+class ContainerTrouble:
+    """Why a pod of the current revision cannot start, said so a person can act on it."""
+
+    reason: str          # the kubelet's word: CreateContainerConfigError, ImagePullBackOff, CrashLoopBackOff, OOMKilled
+    message: str
+    stalled: bool        # no wait can heal it
+
+
+def _pod_name(pod: dict) -> str:
+    return (pod.get("metadata") or {}).get("name", "a pod")
+
+
+def _missing_secret(message: str) -> str:
+    """The kubelet's CreateContainerConfigError message, with what to create or fix."""
+    found = re.search(r'secret "([^"]+)" not found', message)
+    if found:
+        return f"Secret {found.group(1)} does not exist in this namespace: create it, or fix the reference to it " \
+               "(spec.model.tokenSecretRef, spec.engine.env)."
+    found = re.search(r"couldn't find key (\S+) in Secret (\S+)", message)
+    if found:
+        return f"Secret {found.group(2)} has no key {found.group(1)}: add the key, or fix the reference to it " \
+               "(spec.model.tokenSecretRef.key, spec.engine.env)."
+    return "Fix what the kubelet names (a Secret, a ConfigMap or a key in them)."
+
+
+def _memory_limit(deployment: dict | None, container: str) -> str | None:
+    for template in pod_templates(deployment):
+        for c in (template.get("spec") or {}).get("containers") or []:
+            if c.get("name") == container:
+                return ((c.get("resources") or {}).get("limits") or {}).get("memory")
+    return None
+
+
+def _ended(terminated: dict) -> str:
+    """How a container last ended: exit code and the tail of its termination message."""
+    text = f"exit code {terminated.get('exitCode', '?')}"
+    message = (terminated.get("message") or "").strip()
+    return text + (f", saying: {message[-300:]}" if message else "")
+
+
+def container_trouble(pod: dict, deployment: dict | None = None) -> ContainerTrouble | None:
+    """Why this pod's containers cannot start (from the kubelet's container states), or None."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        name = cs.get("name", "the container")
+        where = f"Pod {_pod_name(pod)}, container {name}"
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        now = (cs.get("state") or {}).get("terminated") or {}
+        restarts = cs.get("restartCount") or 0
+        reason, kubelet = waiting.get("reason", ""), waiting.get("message", "")
+        oom = next((t for t in (now, last) if t.get("reason") == "OOMKilled"), None)
+        if oom is not None:
+            limit = _memory_limit(deployment, name)
+            has = (f"its memory limit of {limit}" if limit else "no memory limit, so the node itself ran out")
+            return ContainerTrouble("OOMKilled", f"{where} ran out of memory and was killed (OOMKilled, {_ended(oom)}; "
+                                    f"{restarts} restart(s)) with {has}: raise spec.engine.resources.limits.memory, "
+                                    "or lower the batch and token limits (spec.limits).", True)
+        if reason in _CONFIG_ERRORS:
+            return ContainerTrouble(reason, f"{where} cannot be created ({reason}): {kubelet} "
+                                    + (_missing_secret(kubelet) if reason == "CreateContainerConfigError" else
+                                       "Fix the image or the container's settings (spec.engine)."), True)
+        if reason == "ErrImageNeverPull":
+            image = re.search(r'image "([^"]+)"', kubelet)
+            named = f"image {image.group(1)}" if image else "its image"
+            return ContainerTrouble(reason, f"{where} cannot start ({reason}): {named} is not on the node and "
+                                    "spec.engine.imagePullPolicy is Never. Load the image onto the node, or let the "
+                                    "kubelet pull it (imagePullPolicy IfNotPresent).", True)
+        if reason in _PULL_ERRORS:
+            image = re.search(r'image "([^"]+)"', kubelet)
+            named = f"image {image.group(1)}" if image else "its image"
+            return ContainerTrouble(reason, f"{where} cannot pull {named} ({reason}): {kubelet} Check spec.engine.image, "
+                                    "the registry's reachability and the pull secret.", reason == "ImagePullBackOff")
+        if reason == "CrashLoopBackOff":
+            ended = f" It last ended with {_ended(last)}." if last else ""
+            stalled = restarts >= CRASH_LOOP_STALLED_RESTARTS
+            hint = " It will not heal by itself: read its logs (kubectl logs --previous) and fix the spec." if stalled \
+                else " The kubelet restarts it with a growing back-off."
+            return ContainerTrouble("CrashLoopBackOff", f"{where} keeps crashing (CrashLoopBackOff, {restarts} restart(s))."
+                                    f"{ended}{hint}", stalled)
+    return None
+
+
+def _of_revision(pods: tuple[dict, ...], revision: str | None) -> list[dict]:
+    """Active pods of this template revision (all active pods when it is not known)."""
+    return [p for p in _active(pods)
+            if revision is None or ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) == revision]
+
+
+def _deployment_condition(deployment: dict, kind: str) -> dict | None:
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def settled(deployment: dict) -> bool:
+    """Every replica updated and ready, for the current generation: no pod to ask about."""
+    st = deployment.get("status") or {}
+    want = (deployment.get("spec") or {}).get("replicas", 1)
+    return (st.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
+            and (st.get("readyReplicas") or 0) == want == (st.get("updatedReplicas") or 0) == (st.get("replicas") or 0))
+
+
+def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
+    """phase, Ready, Reconciling, Stalled."""
+    no = lambda reason, msg: Verdict("False", reason, msg)  # noqa: E731
+    yes = lambda reason, msg: Verdict("True", reason, msg)  # noqa: E731
+    serving = ((o.deployment or {}).get("status") or {}).get("readyReplicas") or 0
+    still = f" The previous version keeps serving with {serving} ready replica(s)." if serving else ""
+    if o.blocked is not None:
+        b = o.blocked
+        return "Failed", no(b.reason, b.message + still), no(b.reason, "Nothing to do until the spec changes."), yes(b.reason, b.message)
+    if o.waiting is not None:
+        w = o.waiting
+        return "Pending", no(w.reason, w.message), yes(w.reason, w.message), no(w.reason, "Making progress.")
+    d = o.deployment
+    if d is None:
+        return "Pending", no("DeploymentMissing", f"The serving {o.workload} does not exist yet."), \
+            yes("Creating", f"Creating the serving {o.workload}."), no("Creating", "Making progress.")
+    st = d.get("status") or {}
+    want = o.desired_replicas if o.desired_replicas is not None else (d.get("spec") or {}).get("replicas", 1)
+    replicas = st.get("replicas", 0) or 0
+    updated = st.get("updatedReplicas", 0) or 0
+    current_gen = st.get("observedGeneration", 0) >= (d.get("metadata") or {}).get("generation", 0)
+    if want == 0:
+        # No replica counted and no pod of ours left: at zero, even before the Deployment
+        # controller has observed a Deployment just made with 0 replicas (it never makes a pod).
+        if replicas == 0 and not _active(o.pods):
+            msg = ("Scaled to zero: spec.replicas and autoscaling.minReplicas are 0, so no pod serves the model until "
+                   "a request through the gateway wakes it (or scale up: spec.replicas, or kubectl scale --replicas=N)."
+                   if o.sleeps_at_zero else
+                   "Scaled to zero: spec.replicas is 0, so no pod serves the model; scale up to serve (spec.replicas, "
+                   "or kubectl scale --replicas=N).")
+            return "ScaledToZero", yes("ScaledToZero", msg), \
+                no("ScaledToZero", "Nothing to do."), no("ScaledToZero", "Scaled to zero on purpose.")
+        msg = f"Scaling to zero: {replicas} replica(s) left."
+        return "Progressing", no("ScalingToZero", msg), yes("ScalingToZero", msg), no("ScalingToZero", "Making progress.")
+    # Ready pods of the current pod template only: an old pod still serving is not the rollout done.
+    revision = template_revision(d)
+    ready = ready_of_revision(o.pods, revision, o.group_size) if revision else (st.get("readyReplicas", 0) or 0)
+    rolled_out = current_gen and updated >= want and replicas <= want
+    groups = f" (each a group of {o.group_size} pods on {o.group_size} nodes)" if o.group_size > 1 else ""
+    if ready >= want and rolled_out:
+        msg = f"{ready}/{want} replicas{groups} are ready and serving at {o.url}."
+        return "Ready", yes("Ready", msg), no("Ready", "Nothing to do."), no("Ready", "Ready.")
+    waiting = unschedulable_pods(o.pods)
+    if waiting:
+        scheduler = unschedulable_message(o.pods)
+        if o.no_node_fits:
+            msg = f"{len(waiting)} of {want} replicas cannot be scheduled, and {o.no_node_fits} The scheduler says: {scheduler}"
+            return "Failed", no("NoNodeFits", msg + still), \
+                no("NoNodeFits", "Nothing to do until the spec or the cluster's nodes change."), yes("NoNodeFits", msg)
+        if o.group_size > 1:
+            msg = (f"{serving} of {want} replicas{groups} serve; {_group_words(waiting[0])} waits"
+                   + (f" with {len(waiting) - 1} more pod(s)" if len(waiting) > 1 else "")
+                   + f" for GPUs that no node has free now (nodes could hold the group once GPUs free up or nodes "
+                   f"are added). The scheduler says: {scheduler}")
+        else:
+            msg = (f"{serving} of {want} replicas serve; {len(waiting)} wait for GPUs that no node has free now "
+                   f"(a node could hold them once GPUs free up or nodes are added). The scheduler says: {scheduler}")
+        return "Unschedulable", no("WaitingForGPUs", msg), yes("WaitingForGPUs", msg), \
+            no("WaitingForGPUs", "Making progress: the pods are placed once GPUs are free.")
+    troubles = [t for t in (container_trouble(p, d) for p in _of_revision(o.pods, revision)
+                             if _pod_condition(p, "Ready").get("status") != "True") if t]
+    if troubles:
+        # The one that needs a person comes first; others of the same kind are counted.
+        trouble = next((t for t in troubles if t.stalled), troubles[0])
+        others = len(troubles) - 1
+        old_ready = sum(1 for p in _active(o.pods) if _pod_condition(p, "Ready").get("status") == "True") - ready
+        msg = (f"{ready}/{want} replicas are ready. {trouble.message}"
+               + (f" {others} more pod(s) of this version cannot start either." if others else "")
+               + (f" The previous version keeps serving with {old_ready} ready replica(s)." if old_ready > 0 else ""))
+        if trouble.stalled:
+            return "Failed", no(trouble.reason, msg), no(trouble.reason, "Nothing to do until the spec or what it names changes."), \
+                yes(trouble.reason, msg)
+        return "Progressing", no(trouble.reason, msg), yes(trouble.reason, msg), no(trouble.reason, "The kubelet is retrying.")
+    progress = _deployment_condition(d, "Progressing")
+    if progress and progress.get("status") == "False" and progress.get("reason") == "ProgressDeadlineExceeded":
+        msg = f"The rollout made no progress before its deadline: {progress.get('message', '')}"
+        return "Failed", no("ProgressDeadlineExceeded", msg), no("ProgressDeadlineExceeded", msg), yes("ProgressDeadlineExceeded", msg)
+    if not rolled_out:
+        msg = f"Rolling out: {updated}/{want} replicas{groups} updated, {ready} ready."
+        reason = "RollingOut"
+    else:
+        msg = f"{ready}/{want} replicas{groups} are ready; waiting for the model to load and answer /health."
+        unready = [p for p in _of_revision(o.pods, revision) if _pod_condition(p, "Ready").get("status") != "True"]
+        if o.group_size > 1 and unready:
+            msg += f" Not ready yet: {', '.join(_group_words(p) for p in unready[:3])}."
+        reason = "PodsNotReady"
+    return "Progressing", no(reason, msg), yes(reason, msg), no(reason, "Making progress.")
+
+
+def instant(text: str | None) -> dt.datetime | None:
+    """An RFC 3339 time as an aware datetime; None when it is not one."""
+    try:
+        when = dt.datetime.fromisoformat(text or "")
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def woken_prefix(woken_at: str) -> str:
+    return f"Woken from zero by a request at {woken_at}; "
+
+
+def waking(o: Observed, previous: dict, ready: Verdict) -> bool:
+    """Whether the model is on its way up from a wake by a request: not ready, asked to run,
+    and this wake either seen for the first time (the gateway wakes only a model at zero, and
+    may write its annotation after the status already shows the pods starting) or already
+    reported. A later rollout of a model that has been ready since is not blamed on it."""
+    if o.woken_at is None or ready.status == "True" or ready.reason == "ScalingToZero":
+        return False
+    if previous.get("lastWokenByRequest") != o.woken_at:
+        return True
+    before = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return (before.get("message") or "").startswith(woken_prefix(o.woken_at))
+
+
+def merge_condition(previous: list[dict], ctype: str, v: Verdict, generation: int, now: str) -> dict:
+    """The condition, keeping lastTransitionTime unless its status changed."""
+    old = next((c for c in previous if c.get("type") == ctype), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == v.status and old.get("lastTransitionTime") else now
+    return {"type": ctype, "status": v.status, "reason": v.reason, "message": v.message,
+            "lastTransitionTime": since, "observedGeneration": generation}
+
+
+def desired_status(o: Observed, previous: dict, now: str) -> dict:
+    """The full status to write (compare with the current one before writing)."""
+    phase, ready, reconciling, stalled = judge(o)
+    if waking(o, previous, ready):
+        # The reason and phase stay what the pods say; the message says why they start.
+        ready = replace(ready, message=woken_prefix(o.woken_at) + ready.message)
+        if reconciling.status == "True":
+            reconciling = replace(reconciling, message=woken_prefix(o.woken_at) + reconciling.message)
+    prev_conds = previous.get("conditions") or []
+    conditions = [
+        merge_condition(prev_conds, "Ready", ready, o.generation, now),
+        merge_condition(prev_conds, "Reconciling", reconciling, o.generation, now),
+        merge_condition(prev_conds, "Stalled", stalled, o.generation, now),
+    ] + [merge_condition(prev_conds, t, v, o.generation, now) for t, v in sorted(o.extra_conditions.items())]
+    st = (o.deployment or {}).get("status") or {}
+    replicas = st.get("replicas", 0) or 0
+    ready_replicas = st.get("readyReplicas", 0) or 0
+    want = o.desired_replicas if o.desired_replicas is not None else replicas
+    done = previous.get("observedGeneration") if o.behind else o.generation
+    out = {
+        "observedGeneration": done,
+        "phase": phase,
+        "conditions": conditions,
+        "gpus": o.gpus,
+        "replicas": replicas,
+        "readyReplicas": ready_replicas,
+        "ready": f"{ready_replicas}/{want}",
+        "selector": o.selector,
+        "url": o.url,
+        "lastWokenByRequest": o.woken_at,
+    }
+    out.update(o.extra)
+    return without_nulls(out)
+
+
+def without_nulls(value):
+    """The value as the apiserver stores it after a merge patch, where null means 'remove'."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def status_patch(current: dict, desired: dict) -> dict | None:
+    """A JSON merge patch (RFC 7386) turning `current` into `desired`, or None when nothing
+    would change. Nested objects are patched key by key, so a key gone from a nested
+    object is removed (null) rather than left behind by the merge."""
+    patch: dict = {}
+    for key in current.keys() | desired.keys():
+        if key not in desired:
+            patch[key] = None
+        elif isinstance(desired[key], dict) and isinstance(current.get(key), dict):
+            sub = status_patch(current[key], desired[key])
+            if sub is not None:
+                patch[key] = sub
+        elif current.get(key) != desired[key]:
+            patch[key] = desired[key]
+    return patch or None

@@ -1,0 +1,208 @@
+"""Model facts, from one ordered lookup, matched on model id and revision.
+
+The order, most trusted first:
+1. the download Job's report for this revision (its termination message: read from the
+   weights themselves, with the user's token, which the operator never sees);
+2. `status.modelFacts`, when it is for the same id@revision (kept so that a restart or a
+   Hub outage does not forget what was read once);
+3. the Hub, read in the background (no reconcile waits on it), failures remembered for a
+   while;
+4. the catalog shipped with the operator (plus a platform team's entries), when the Hub
+   cannot answer: an air-gapped cluster, or a gated model (the operator never reads the
+   token). Its facts are tied to one revision; a spec pinning another one is told so.
+
+A source whose facts are for another id or revision is skipped, never used: after a
+revision change the old revision's status.modelFacts must not win over the new Job's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Mapping
+
+from llm_operator.facts import hub as modelinfo
+from llm_operator.facts.catalog import UNPINNED, Catalog, short_revision
+from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing
+
+log = logging.getLogger(__name__)
+
+# A failed fetch is not retried for this long: a reconcile must not wait on the Hub each time.
+FACTS_RETRY_S = 600
+
+JOB = "job"
+STATUS = "status"
+HUB = "hub"
+CATALOG = "catalog"
+CONFIG = "config"          # a local config.json and parameter count (`render`, `plan`)
+PENDING = "pending"        # being read from the Hub; the reconcile is woken when done
+UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class FactsAnswer:
+    facts: ModelFacts | None
+    source: str                   # one of the names above
+    message: str = ""             # why there are none (pending or unavailable)
+    missing: str = ""             # ModelNotFound | RevisionNotFound: the Hub said it does not exist
+    note: str = ""                # said beside a plan made from these facts (a catalog for another revision)
+    source_revision: str = ""     # the revision the catalog's facts were read from
+
+    @property
+    def known(self) -> bool:
+        return self.facts is not None
+
+
+class FactsPending(Exception):
+    """The facts are being read in the background; the caller is called back when done."""
+
+
+class FactsSource:
+    """Anything by (id, revision) read from the Hub in the background, once, with failures
+    remembered for `retry_s`. Used for model facts and for adapter_config.json."""
+
+    def __init__(self, fetch: Callable[[str, str], object] = modelinfo.facts_from_hub, retry_s: float = FACTS_RETRY_S):
+        self._fetch = fetch
+        self._retry_s = retry_s
+        self._values: dict[tuple[str, str], object] = {}
+        self._failures: dict[tuple[str, str], tuple[float, ModelFactsUnavailable]] = {}
+        self._waiters: dict[tuple[str, str], list] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_id: str, revision: str, when_ready: Callable[[], None] | None = None):
+        """The value, or ModelFactsUnavailable, or FactsPending (then `when_ready()` is
+        called once the outcome is known)."""
+        key = (model_id, revision)
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+            failed = self._failures.get(key)
+            if failed and time.monotonic() - failed[0] < self._retry_s:
+                raise _fresh(failed[1])
+            first = key not in self._waiters
+            waiters = self._waiters.setdefault(key, [])
+            if when_ready is not None:
+                waiters.append(when_ready)
+        if first:
+            threading.Thread(target=self._read, args=(key,), name=f"hub-{model_id}", daemon=True).start()
+        raise FactsPending()
+
+    def _read(self, key: tuple[str, str]) -> None:
+        try:
+            value = self._fetch(*key)
+        except ModelFactsUnavailable as err:
+            with self._lock:
+                self._failures[key] = (time.monotonic(), err.with_traceback(None))
+        except Exception as err:  # noqa: BLE001 - any failure of the Hub client means "unknown", logged
+            log.warning("reading %s@%s from the Hub failed: %r", *key, err)
+            with self._lock:
+                self._failures[key] = (time.monotonic(), ModelFactsUnavailable(f"Reading from the Hub failed: {err}."))
+        else:
+            with self._lock:
+                self._values[key] = value
+                self._failures.pop(key, None)
+        with self._lock:
+            waiters = self._waiters.pop(key, [])
+        for callback in waiters:
+            callback()
+
+
+def _for(data: Mapping | None, model_id: str, revision: str) -> bool:
+    return bool(data) and data.get("modelId") == model_id and data.get("revision") == revision
+
+
+def _fresh(err: ModelFactsUnavailable) -> ModelFactsUnavailable:
+    """A new exception saying what `err` says. Raising the remembered one again and again
+    would grow its traceback by every caller's frames and keep them, and all they hold,
+    alive: memory growing with each reconcile of a model whose facts cannot be had."""
+    if isinstance(err, ModelMissing):
+        return ModelMissing(str(err), err.reason)
+    return ModelFactsUnavailable(str(err))
+
+
+def lookup(model_id: str, revision: str, *, job_report: Mapping | None = None, status_facts: Mapping | None = None,
+           hub: FactsSource | None = None, when_ready: Callable[[], None] | None = None,
+           offline_reason: str = "", catalog: Catalog | None = None) -> FactsAnswer:
+    """The facts of model_id@revision from the first source that has them (see the module's
+    docstring for the order). With no `hub`, an unknown model is unavailable for
+    `offline_reason`, unless the catalog has it."""
+    if _for(job_report, model_id, revision):
+        return FactsAnswer(ModelFacts.from_dict(job_report), JOB)
+    if _for(status_facts, model_id, revision):
+        # Kept with the source they were first read from, so a restart says the same.
+        return FactsAnswer(ModelFacts.from_dict(status_facts), status_facts.get("source") or STATUS,
+                           note=status_facts.get("note") or "", source_revision=status_facts.get("sourceRevision") or "")
+    if hub is None:
+        return from_catalog(catalog, model_id, revision,
+                             FactsAnswer(None, UNAVAILABLE, offline_reason or "The model's facts are not known offline."))
+    try:
+        return FactsAnswer(hub.get(model_id, revision, when_ready), HUB)
+    except FactsPending:
+        return FactsAnswer(None, PENDING, f"Reading the facts of {model_id}@{revision} from the Hub to plan GPU memory.")
+    except ModelMissing as err:
+        # A model the catalog knows is hidden, not missing (the Hub answers a gated or private
+        # repository so to a reader without a token); a revision it does not know is missing.
+        if err.reason == "RevisionNotFound":
+            return FactsAnswer(None, UNAVAILABLE, str(err), missing=err.reason)
+        return from_catalog(catalog, model_id, revision, FactsAnswer(None, UNAVAILABLE, str(err), missing=err.reason))
+    except ModelFactsUnavailable as err:
+        return from_catalog(catalog, model_id, revision, FactsAnswer(None, UNAVAILABLE, str(err)))
+
+
+def from_catalog(catalog: Catalog | None, model_id: str, revision: str, otherwise: FactsAnswer) -> FactsAnswer:
+    match = catalog.match(model_id, revision) if catalog is not None else None
+    if match is None:
+        problem = catalog.problem_for(model_id) if catalog is not None else ""
+        return replace(otherwise, message=f"{otherwise.message} {problem}".strip()) if problem else otherwise
+    return FactsAnswer(match.facts, CATALOG, note=match.note, source_revision=match.entry.revision)
+
+
+def status_facts_of(answer: FactsAnswer) -> dict | None:
+    """What status.modelFacts keeps of an answer: the facts, where they came from, and the
+    note beside them, so that after a restart the plan reads the same."""
+    if answer.facts is None:
+        return None
+    kept = {**answer.facts.to_dict(), "source": answer.source}
+    if answer.source_revision:
+        kept["sourceRevision"] = answer.source_revision
+    return {**kept, "note": answer.note} if answer.note else kept
+
+
+def source_phrase(answer: FactsAnswer) -> str:
+    """Where the facts came from, as the end of a plan's sentence."""
+    phrase = {
+        JOB: "the download Job, which read them from the weights",
+        HUB: "the Hugging Face Hub",
+        CATALOG: "the catalog",
+        CONFIG: "the given config.json",
+        STATUS: "status.modelFacts",
+    }.get(answer.source, answer.source)
+    if answer.source_revision and answer.source_revision != UNPINNED:
+        phrase += f" (revision {short_revision(answer.source_revision)})"
+    return f"Model facts from {phrase}." + (f" {answer.note}" if answer.note else "")
+
+
+def termination_reports(pods: Iterable[Mapping]) -> list[dict]:
+    """JSON termination messages of the pods' containers, newest pod first (a message that
+    is not JSON is kept as {"error": text})."""
+    out = []
+    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""), reverse=True):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if not message:
+                continue
+            try:
+                parsed = json.loads(message)
+            except json.JSONDecodeError:
+                parsed = {"error": message.strip()}
+            if isinstance(parsed, dict):
+                out.append(parsed)
+    return out
+
+
+def job_report(reports: Iterable[Mapping]) -> dict | None:
+    """The download Job's report of the facts (the first report that has them)."""
+    return next((dict(m) for m in reports if "error" not in m and "numLayers" in m), None)

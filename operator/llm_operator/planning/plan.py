@@ -1,0 +1,200 @@
+"""Between the facts and the pure planner: the GPU types the cluster has, and the plan
+turned into a GPU count, a status block and a verdict. Pure.
+
+The facts come from facts.lookup (the download Job's report, status.modelFacts for the same
+revision, the Hub, or the catalog). When none has them (an offline cluster, a gated model
+the catalog does not know: the operator never reads the token), the operator goes on with
+the user's gpus and says the plan is unknown.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass
+
+from llm_common import vllm_rules
+
+from llm_operator import api
+from llm_operator.facts import lookup as model_facts
+from llm_operator.planning import planner
+from llm_operator.decide.status import Verdict
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    gpus: int                          # per pod, to use
+    status: dict                       # status.plan
+    facts: dict | None                 # status.modelFacts
+    blocked: Verdict | None = None     # DoesNotFit / InvalidSharding
+    waiting: Verdict | None = None     # facts still being read
+    nodes: int = 1                     # per replica: above 1, a group of one pod per node
+
+
+def gpu_types_of(nodes: list[dict]) -> list[planner.GpuType]:
+    """Distinct GPU types among the nodes, largest memory first."""
+    labels = {(l.get(planner.GPU_PRODUCT_LABEL), l.get(planner.GPU_MEMORY_LABEL))
+              for l in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)}
+    return list(_gpu_types(frozenset(labels)))
+
+
+@functools.lru_cache(maxsize=64)
+def _gpu_types(labels: frozenset) -> tuple[planner.GpuType, ...]:
+    """(Every reconcile asks; the nodes' GPU labels rarely change.)"""
+    seen: dict[str, planner.GpuType] = {}
+    for product, memory in labels:
+        try:
+            gpu = planner.gpu_type_from_node_labels(
+                {k: v for k, v in ((planner.GPU_PRODUCT_LABEL, product), (planner.GPU_MEMORY_LABEL, memory)) if v})
+        except planner.UnknownGpuType:
+            continue
+        if gpu is not None:
+            seen[gpu.name] = gpu
+    return tuple(sorted(seen.values(), key=lambda g: -g.memory_mib))
+
+
+def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[planner.GpuType]) -> planner.GpuType | None:
+    """The GPU to plan for: the product asked for (with the memory its nodes report), else the
+    largest GPU in the cluster, so that a model is only refused when it fits nowhere."""
+    if spec.gpu.product:
+        for gpu in cluster_types:
+            if spec.gpu.product in gpu.products:
+                return gpu
+        try:
+            return planner.gpu_type_for(spec.gpu.product)
+        except planner.UnknownGpuType:
+            return None
+    return cluster_types[0] if cluster_types else None
+
+
+def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previous: Previous,
+             cluster_types: list[planner.GpuType], adapter_bytes=None) -> PlanOutcome:
+    """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
+    adapters to serve, counted into the plan."""
+    fallback = spec.gpus or 1
+    nodes = spec.nodes or 1
+    if answer.source == model_facts.PENDING:
+        if previous.plan is not None and previous.gpus:
+            # Planned already for this very spec (the operator restarted): the plan stands
+            # while the facts are read again, so a restart changes and writes nothing.
+            return PlanOutcome(previous.gpus, previous.plan, None, nodes=previous.nodes or nodes)
+        return PlanOutcome(fallback, {**unknown_plan(answer.message), "pending": True}, None,
+                           waiting=Verdict("False", "Planning", answer.message), nodes=nodes)
+    facts = answer.facts
+    if facts is None and answer.missing and spec.model.token_secret_ref is None:
+        # The Hub says no such model (or revision): GPUs for it would be spent for nothing.
+        # With a token the operator never reads, a private repository answers the same, so
+        # then the pods (which have the token) are the judge.
+        message = (f"{answer.message} Nothing is deployed for {spec.model.id}@{spec.model.revision} "
+                   "until spec.model names a model and revision the Hub has.")
+        return PlanOutcome(fallback, unknown_plan(answer.message), None, blocked=Verdict("False", answer.missing, message),
+                           nodes=nodes)
+    going_on = (f"Going on with {fallback} GPU(s) per pod on {nodes} nodes per replica." if nodes > 1
+                else f"Going on with {fallback} GPU(s) per replica.")
+    if facts is None:
+        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} {going_on}"), None, None,
+                           nodes=nodes)
+    gpu = gpu_for(spec, cluster_types)
+    kept = model_facts.status_facts_of(answer)
+    if gpu is None:
+        what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"
+        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. {going_on}"),
+                           kept, None, nodes=nodes)
+    vllm = spec.engine.name == planner.VLLM
+    result = planner.plan(planner.PlanRequest(
+        # A product the table lacks is planned by the memory its nodes report.
+        facts=facts, quantization=spec.quantization,
+        gpu_type=gpu.name if gpu.name in planner.GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
+        gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens,
+        # vLLM may span nodes (the planner picks how many when the spec leaves it out); TGI may not.
+        nodes=spec.nodes if vllm else 1,
+        adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0,
+        engine=spec.engine.name,
+        # vLLM's share of each GPU and its batch, as the pods will be told them.
+        gpu_memory_utilization=_utilization(spec) if vllm else None,
+        max_batch_tokens=spec.limits.max_batch_prefill_tokens if vllm else None))
+    # The verdict names where the facts came from (the Hub, the catalog, the weights).
+    reason = f"{result.reason} {model_facts.source_phrase(answer)}"
+    blocked = None if result.fits else Verdict("False", result.status, reason)
+    return PlanOutcome(result.num_shard, {**result.to_status(), "reason": reason, "known": True, "source": answer.source},
+                       kept, blocked, nodes=result.nodes)
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What status says was planned, when it was for this generation."""
+
+    plan: dict | None = None
+    gpus: int | None = None
+    nodes: int | None = None
+
+    @classmethod
+    def from_status(cls, status: dict, generation: int) -> "Previous":
+        plan = status.get("plan") or {}
+        if status.get("observedGeneration") != generation or plan.get("pending"):
+            return cls()
+        return cls(plan=status.get("plan"), gpus=status.get("gpus"), nodes=status.get("nodes"))
+
+
+def _utilization(spec: api.LLMDeploymentSpec) -> float | None:
+    """--gpu-memory-utilization from engine.args when it is one vLLM takes (0 < u <= 1);
+    otherwise the pinned default (a bad value is the engine's refusal to report, not ours)."""
+    raw = vllm_rules.value_of(spec.engine.args, "--gpu-memory-utilization")
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 < value <= 1 else None
+
+
+def unknown_plan(reason: str) -> dict:
+    return {"known": False, "reason": reason}
+
+
+# --- could any node ever hold a serving pod? ------------------------------------------------
+
+
+def _allocatable(node: dict, resource: str) -> int:
+    value = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
+    try:
+        return int(value)
+    except ValueError:   # GPUs are whole numbers; anything else offers none
+        return 0
+
+
+def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node_selector: dict[str, str],
+                 group: int = 1) -> str | None:
+    """None when enough nodes could hold a serving pod (one; of a multi-node replica, `group`
+    of them, one pod each), whether or not they have room now; else a sentence naming what a
+    pod asks for and what the nodes offer.
+
+    Judged only on what load does not change: the GPU product label, the node's
+    allocatable GPUs and the nodeSelector. Taints and the user's affinity are not judged
+    (a node cordoned or tainted for a while must not read as 'never')."""
+    def matches(node: dict) -> bool:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        return all(labels.get(k) == v for k, v in node_selector.items())
+
+    def fits(node: dict) -> bool:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        return (matches(node) and _allocatable(node, resource) >= gpus
+                and (not product or labels.get(planner.GPU_PRODUCT_LABEL) == product))
+
+    fitting = sum(1 for n in nodes if fits(n))
+    if fitting >= group:
+        return None
+    asked = f"{gpus} {resource}" + (f" of product {product}" if product else "")
+    if node_selector:
+        asked += " on a node labelled " + ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
+    offers: Counter = Counter()
+    for node in nodes:
+        count = _allocatable(node, resource)
+        kind = (((node.get("metadata") or {}).get("labels") or {}).get(planner.GPU_PRODUCT_LABEL) or "unlabelled")
+        offers[f"{count} x {kind}" if count else f"no {resource}"] += 1
+    have = ", ".join(f"{n} node(s) with {what}" for what, n in sorted(offers.items())) or "no nodes"
+    if node_selector and nodes:
+        have += f" ({sum(1 for n in nodes if matches(n))} of them match the nodeSelector)"
+    if group > 1:
+        return (f"too few nodes could ever hold the group: a replica is {group} pods on {group} different nodes, each "
+                f"asking for {asked}; {fitting} node(s) could hold one, and the cluster has {have}.")
+    return f"no node could ever hold one: each pod asks for {asked}; the cluster has {have}."
