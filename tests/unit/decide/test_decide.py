@@ -740,8 +740,8 @@ def test_the_lws_install_line_names_the_version_the_local_plane_runs():
 
     from llm_operator.decide.decision import LWS_INSTALL
 
-    pinned = dict(line.split("=", 1) for line in (Path(__file__).parents[2] / "hack" / "versions.env").read_text().split()
+    pinned = dict(line.split("=", 1) for line in (Path(__file__).parents[3] / "hack" / "versions.env").read_text().split()
                   if "=" in line and not line.startswith("#"))["LWS_VERSION"]
     assert f"/download/{pinned}/manifests.yaml" in LWS_INSTALL
-    for doc in ("README.md", "charts/llm-operator/values.yaml"):
-        assert LWS_INSTALL in (Path(__file__).parents[2] / doc).read_text(), doc
+    for doc in ("README.md", "docs/install.md", "docs/multi-node.md", "charts/llm-operator/values.yaml"):
+        assert LWS_INSTALL in (Path(__file__).parents[3] / doc).read_text(), doc

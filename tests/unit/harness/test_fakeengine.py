@@ -22,7 +22,7 @@ from llm_operator.autoscale.policy import parse_prometheus_text
 
 pytestmark = pytest.mark.timeout(30)
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[2]
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 

@@ -13,7 +13,7 @@ from llm_operator.facts import catalog
 from llm_operator.planning import planner
 from llm_operator.facts.hub import estimate_parameter_count, facts_from_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "operator" / "llm_operator" / "facts" / "data" / "catalog"
 SHIPPED = [entry for path in sorted(DATA.glob("*.json")) for entry in json.loads(path.read_text())["models"]]
 IDS = [entry["id"] for entry in SHIPPED]

@@ -15,7 +15,7 @@ from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissi
 
 from hubstub import COMMIT, FakeHub, safetensors_header_only  # noqa: E402
 
-MODELS = Path(__file__).parent.parent / "data" / "models"
+MODELS = Path(__file__).parents[2] / "data" / "models"
 PARAMS = json.loads((MODELS / "params.json").read_text())
 
 

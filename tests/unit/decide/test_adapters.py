@@ -17,7 +17,7 @@ from llm_operator.facts.hub import facts_from_local
 from llm_operator.planning.planner import PlanRequest, plan
 from llm_runtime.launcher import LauncherSettings, launcher_args
 
-MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
+MODELS = Path(__file__).resolve().parents[2] / "data" / "models"
 MISTRAL = facts_from_local(MODELS / "mistral-7b" / "config.json", 7241732096, model_id="mistralai/Mistral-7B-v0.1")
 # As PEFT writes adapter_config.json for a QLoRA fine-tune of Mistral 7B.
 PEFT_CONFIG = {

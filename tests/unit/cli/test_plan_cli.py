@@ -14,7 +14,7 @@ import pytest
 
 from llm_operator.cli.plan import add_plan_arguments, run_plan
 
-REPO = Path(__file__).parent.parent.parent
+REPO = Path(__file__).parents[3]
 LLAMA_3_70B = ["meta-llama/Meta-Llama-3-70B", "--config", str(REPO / "tests/data/models/llama-3-70b/config.json"),
                "--params", "70553706496"]
 

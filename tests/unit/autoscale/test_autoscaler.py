@@ -9,7 +9,7 @@ import pytest
 from llm_operator.api import Autoscaling
 from llm_operator.autoscale.policy import Observation, PodSample, ScalerState, decide, load_of, parse_tgi_metrics
 
-TEXTS = {name: (Path(__file__).parent.parent / "data" / "tgi-metrics" / f"{name}.txt").read_text()
+TEXTS = {name: (Path(__file__).parents[2] / "data" / "tgi-metrics" / f"{name}.txt").read_text()
          for name in ("idle", "busy", "burst", "saturated")}
 
 
@@ -204,7 +204,7 @@ def test_window_is_bounded_in_age_and_length():
 
 # -- vLLM 0.33.0's metric names (issue 15) ---------------------------------------------
 
-VLLM_TEXTS = {name: (Path(__file__).parent.parent / "data" / "vllm-metrics" / f"{name}.txt").read_text()
+VLLM_TEXTS = {name: (Path(__file__).parents[2] / "data" / "vllm-metrics" / f"{name}.txt").read_text()
               for name in ("idle", "busy")}
 
 

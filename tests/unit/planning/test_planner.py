@@ -8,7 +8,7 @@ import pytest
 from llm_operator.facts.hub import facts_from_config, facts_from_local
 from llm_operator.planning.planner import GIB, GPU_TYPES, MAX_NODES, VLLM_GPU_MEMORY_UTILIZATION, PlanRequest, UnknownGpuType, bits_per_weight, effective_quantization, gpu_type_for, gpu_type_from_node_labels, kv_cache_bytes_per_token, layers_per_node, pipeline_buffer_bytes, plan, sharding_problem, stage_weights_bytes, valid_shard_counts, vllm_max_num_batched_tokens, weights_bytes
 
-MODELS = Path(__file__).parent.parent / "data" / "models"
+MODELS = Path(__file__).parents[2] / "data" / "models"
 PARAMS = json.loads((MODELS / "params.json").read_text())
 
 MODEL_IDS = {

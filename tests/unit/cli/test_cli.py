@@ -11,7 +11,7 @@ import yaml
 
 from llm_operator.kube import client as apply
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def llm_operator(*args: str, input: str | None = None) -> subprocess.CompletedProcess:

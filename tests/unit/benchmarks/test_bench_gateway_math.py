@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
-    "bench_gateway", Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gateway.py")
+    "bench_gateway", Path(__file__).resolve().parents[3] / "benchmarks" / "bench_gateway.py")
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 

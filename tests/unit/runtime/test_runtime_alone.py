@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # What the operator needs and the runtime image (TGI's, installed with --no-deps) lacks.
 # huggingface_hub is the runtime's one third-party dependency; nvidia-ml-py is optional.
