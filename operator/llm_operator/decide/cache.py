@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from llm_operator.facts import lookup as model_facts
-from llm_operator.decide.status import Verdict
+from llm_operator.api.conditions import Verdict
 
 # A claim Pending for longer than this is reported: no provisioner or volume is coming.
 CLAIM_PENDING_REPORT_S = 60

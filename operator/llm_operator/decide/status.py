@@ -20,16 +20,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field, replace
 
+from llm_operator.api.conditions import Verdict
 from llm_operator.decide.manifests import LWS_GROUP_INDEX_LABEL, ROLE_LABEL, TEMPLATE_HASH_LABEL, WORKER
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One condition's worth of judgement."""
-
-    status: str         # "True" | "False" | "Unknown"
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from llm_common import vllm_rules
 from llm_operator import api
 from llm_operator.facts import lookup as model_facts
 from llm_operator.planning import planner
-from llm_operator.decide.status import Verdict
+from llm_operator.api.conditions import Verdict
 
 
 @dataclass(frozen=True)
