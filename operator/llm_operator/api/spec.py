@@ -27,6 +27,8 @@ PLURAL = "llmdeployments"
 SINGULAR = "llmdeployment"
 SHORT_NAMES = ["llmd", "llm"]
 API_VERSION = f"{GROUP}/{VERSION}"
+# The field manager of every server-side apply the operator makes.
+FIELD_MANAGER = "llm-operator"
 # Set by the gateway when a request wakes a model from zero replicas (an RFC 3339 UTC time);
 # the operator reports it in status.lastWokenByRequest and in the conditions while the model starts.
 WOKEN_ANNOTATION = f"{GROUP}/woken-by-request-at"

@@ -26,7 +26,7 @@ from llm_operator.planning import planner
 from llm_operator.decide import manifests as resources
 from llm_operator.engines import ENGINE_NAMES
 from llm_operator.facts.hub import ModelFactsUnavailable, facts_from_hub, facts_from_local
-from llm_operator.controller.readmodel import Observed, trim_child
+from llm_operator.decide.observed import Observed, trim_child
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2

@@ -12,23 +12,19 @@ from dataclasses import dataclass, field
 
 from llm_operator import api
 from llm_operator.controller import metrics
-from llm_operator.kube.client import Kube, KubeError, apply_or_replace
+from llm_operator.decide.compare import is_subset, replace_ops
+from llm_operator.kube.client import Kube
+from llm_operator.kube.errors import KubeError
 from llm_operator.decide.decision import Decision, Event, rfc3339
-from llm_operator.controller.readmodel import CREATED_AS_UPDATE, Observed, ReadModel, Refusal, child_spec, created_as_update, trim_child, trim_llmdeployment
+from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide.observed import (CREATED_AS_UPDATE, Observed, Refusal, child_spec, created_as_update, trim_child,
+                                          trim_llmdeployment)
 
 log = logging.getLogger(__name__)
 
 
 class NamespaceTerminating(Exception):
     """The namespace refused a write because it is being deleted."""
-
-
-def api_message(err: KubeError) -> str:
-    """The apiserver's own message from a Status body (else the body as it came)."""
-    try:
-        return str(json.loads(err.body).get("message") or err.body)[:800]
-    except (ValueError, AttributeError):
-        return err.body[:800]
 
 
 def _terminating(err: KubeError) -> bool:
@@ -78,7 +74,7 @@ def _write(kube: Kube, observed: Observed, obj: dict) -> dict:
             raise
     existing = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], name)
     if existing is None:            # gone meanwhile: made on the next event
-        raise KubeError(409, "Conflict", json.dumps({"message": f"{obj['kind']} {name} was being deleted"}))
+        raise KubeError(409, json.dumps({"message": f"{obj['kind']} {name} was being deleted"}), "Conflict")
     if not _ours(existing, observed.meta.get("uid", "")):
         raise NameTaken(_holder(existing))
     if created_as_update(existing):
@@ -112,7 +108,7 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
         except KubeError as err:
             if _terminating(err):
                 raise NamespaceTerminating() from None
-            out.refused[(kind, name)] = Refusal(err.status, api_message(err))
+            out.refused[(kind, name)] = Refusal(err.status, err.api_message())
             if kind == "PersistentVolumeClaim" and observed.child(kind, name) is None:
                 claim_missing = True
             continue
@@ -126,7 +122,7 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
         except KubeError as err:
             if _terminating(err):
                 raise NamespaceTerminating() from None
-            out.refused[(kind, name)] = Refusal(err.status, "deleting it: " + api_message(err))
+            out.refused[(kind, name)] = Refusal(err.status, "deleting it: " + err.api_message())
             continue
         model.remember(key, None, kind, name)
         out.pruned.append(obj)
@@ -159,3 +155,20 @@ def events(kube: Kube, observed: Observed, notes: tuple[Event, ...], now: dt.dat
             metrics.WRITES.labels("Event", "create").inc()
         except KubeError as err:
             log.warning("could not post Event %s on %s/%s: %s", e.reason, meta["namespace"], meta["name"], err)
+
+
+def apply_or_replace(kube: Kube, obj: dict, current: dict | None) -> dict:
+    """Server-side apply; where a hand edit left list entries that another field manager
+    owns (apply merges lists by key, so a changed Service port is added beside ours and
+    the result is invalid or still wrong), replace the differing fields outright."""
+    try:
+        result = kube.apply(obj)
+    except KubeError as err:
+        if err.status != 422 or current is None:
+            raise
+        result = current
+    if is_subset(obj.get("spec", {}), result.get("spec", {})):
+        return result
+    log.info("%s/%s: replacing fields edited by hand", obj["kind"], obj["metadata"]["name"])
+    kube.json_patch(obj, replace_ops(obj, result))
+    return kube.apply(obj)

@@ -18,7 +18,8 @@ from llm_operator.decide import adapters as lora
 from llm_operator.facts import catalog as model_catalog
 from llm_operator.facts import lookup as model_facts
 from llm_operator.kube.client import Kube, load_config
-from llm_operator.controller.readmodel import Key, ReadModel
+from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide.observed import Key
 from llm_operator.controller.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import logging
 import kopf
 
 from llm_operator import api
-from llm_operator.controller import readmodel as observe
+from llm_operator.decide import observed as observe
 from llm_operator.autoscale import loop as scaling
 from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.informers import Informers

@@ -18,9 +18,12 @@ import asyncio
 import logging
 from typing import Any, Callable, Iterator, Mapping
 
-from llm_operator.controller import readmodel as observe
-from llm_operator.kube.asyncclient import AsyncKube, KubeError
-from llm_operator.controller.readmodel import Key, ReadModel
+from llm_operator.decide import observed as observe
+from llm_operator.kube.asyncclient import AsyncKube
+from llm_operator.kube.errors import KubeError
+from llm_operator.kube.kinds import KINDS, collection_path
+from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide.observed import Key
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +143,6 @@ class Informer:
         await self.kube.list_watch(self.path, self.selector, self.on_list, self.on_event, stop, self.on_failure)
 
 
-def path_of(group: str, version: str, plural: str, namespace: str | None) -> str:
-    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-
-
 class Informers:
     """The operator's informers: every child kind it makes and the pods of those children,
     in each watched namespace (or cluster-wide), feeding the read model's indexes."""
@@ -155,13 +153,14 @@ class Informers:
         self.indexes: dict[str, OwnerIndex] = {}
         self.informers: list[Informer] = []
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        watched = [(kind, *observe.CHILD_KINDS[kind], ReadModel.child_index(kind), observe.trim_child) for kind in kinds]
-        watched.append(("Pod", "", "v1", "pods", ReadModel.POD_INDEX, observe.trim_pod))
-        for kind, group, version, plural, index_name, trim in watched:
+        watched = [(kind, ReadModel.child_index(kind), observe.trim_child) for kind in kinds]
+        watched.append(("Pod", ReadModel.POD_INDEX, observe.trim_pod))
+        for kind, index_name, trim in watched:
+            group, version, plural = KINDS[kind].group, KINDS[kind].version, KINDS[kind].plural
             index = self.indexes[index_name] = OwnerIndex()
             api_version = f"{group}/{version}" if group else version
             for ns in scopes:
-                self.informers.append(Informer(kube, path_of(group, version, plural, ns), selector, kind,
+                self.informers.append(Informer(kube, collection_path(group, version, plural, ns), selector, kind,
                                                api_version, index, trim, wake, ns))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []

@@ -20,7 +20,7 @@ from llm_operator.facts import lookup as model_facts
 from llm_operator.controller import metrics
 from llm_operator.controller.context import OperatorContext
 from llm_operator.facts.hub import ModelFactsUnavailable
-from llm_operator.controller.readmodel import Key, Observed
+from llm_operator.decide.observed import Key, Observed
 from llm_operator.controller.workqueue import Retry
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from llm_operator.planning import plan as planning
 from llm_operator.decide import manifests as resources
 from llm_operator.decide import status
 from llm_operator.decide import cache as weights
-from llm_operator.kube.client import up_to_date
+from llm_operator.decide.compare import up_to_date
 from llm_operator.engines import engine_for
 from llm_operator.facts.hub import ModelFacts
-from llm_operator.controller.readmodel import Observed, Refusal, child_spec, trim_child
+from llm_operator.decide.observed import Observed, Refusal, child_spec, trim_child
 
 # Refusals that the same write will meet again (invalid, forbidden, immutable field).
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)

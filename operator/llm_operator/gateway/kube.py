@@ -1,6 +1,6 @@
 """The gateway's access to the Kubernetes API, on asyncio: list-then-watch streams (the
-shared `kubeasync` client) and the few writes it makes (the scale subresource, one
-annotation, Events), so that watching shares the proxy's event loop.
+shared async client) and the few writes it makes (the scale subresource, one annotation,
+Events), so that watching shares the proxy's event loop.
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 
 from llm_operator import api
+from llm_operator.kube import kinds
 from llm_operator.kube.asyncclient import AsyncKube
+from llm_operator.kube.events import event_body, involved
 
 FIELD_MANAGER = "llm-operator-gateway"
 
@@ -16,16 +18,12 @@ FIELD_MANAGER = "llm-operator-gateway"
 class Kube(AsyncKube):
     """The shared client plus the gateway's writes."""
 
-    # ---- writes ------------------------------------------------------------------------
-    def _llmd_path(self, namespace: str, name: str, sub: str = "") -> str:
-        return f"/apis/{api.API_VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}" + (f"/{sub}" if sub else "")
-
     async def wake(self, namespace: str, name: str, uid: str, now: dt.datetime) -> None:
         """Scale an LLMDeployment from 0 to 1, mark it woken by a request, post an Event."""
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        await self.request("PATCH", self._llmd_path(namespace, name, "scale"), body={"spec": {"replicas": 1}},
+        await self.request("PATCH", kinds.path(api.KIND, namespace, name, "scale"), body={"spec": {"replicas": 1}},
                            params={"fieldManager": FIELD_MANAGER}, content_type="application/merge-patch+json")
-        await self.request("PATCH", self._llmd_path(namespace, name),
+        await self.request("PATCH", kinds.path(api.KIND, namespace, name),
                            body={"metadata": {"annotations": {api.WOKEN_ANNOTATION: stamp}}},
                            params={"fieldManager": FIELD_MANAGER}, content_type="application/merge-patch+json")
         await self.post_event(namespace, name, uid, "Normal", "WokenByRequest",
@@ -34,14 +32,5 @@ class Kube(AsyncKube):
 
     async def post_event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str,
                          stamp: str) -> None:
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{name}.", "namespace": namespace},
-            "involvedObject": {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": name,
-                               "namespace": namespace, "uid": uid},
-            "type": type_, "reason": reason, "message": message[:1024],
-            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": FIELD_MANAGER, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        }
-        await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
-
+        body = event_body(involved(namespace, name, uid), type_, reason, message, stamp, FIELD_MANAGER)
+        await self.request("POST", kinds.path("Event", namespace), body=body)

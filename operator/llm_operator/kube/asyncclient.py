@@ -17,6 +17,7 @@ import aiohttp
 from kubernetes import client
 
 from llm_operator.kube.client import load_configuration
+from llm_operator.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,6 @@ LIST_PAGE = 500                # items per page of a first listing
 
 OnList = Callable[[list[dict]], Awaitable[None] | None]
 OnEvent = Callable[[str, dict], Awaitable[None] | None]
-
-
-class KubeError(RuntimeError):
-    def __init__(self, status: int, body: str):
-        super().__init__(f"{status}: {body[:300]}")
-        self.status = status
 
 
 class AsyncKube:

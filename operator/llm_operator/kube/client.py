@@ -1,8 +1,6 @@
-"""The API client and the comparisons that decide whether a child needs applying.
-
-A thin REST layer over the kubernetes client's ApiClient (auth, TLS, retries on
-connection errors), speaking plain dicts; and the pure checks of a desired child against
-the live one (`up_to_date`), so that a reconcile that changes nothing writes nothing.
+"""The synchronous API client: a thin REST layer over the kubernetes client's ApiClient
+(auth, TLS, retries on connection errors), speaking plain dicts. The reconcile threads
+write through it; the watches use kube/asyncclient.py, which authenticates alike.
 """
 
 from __future__ import annotations
@@ -16,27 +14,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from llm_operator import api
-from llm_operator.decide.manifests import HASH_ANNOTATION
+from llm_operator.kube import kinds
+from llm_operator.kube.errors import KubeError
+from llm_operator.kube.events import event_body
 
-FIELD_MANAGER = "llm-operator"
+FIELD_MANAGER = api.FIELD_MANAGER
 log = logging.getLogger(__name__)
-
-_PLURALS = {
-    "Service": "services", "Deployment": "deployments", "PodDisruptionBudget": "poddisruptionbudgets",
-    "Job": "jobs", "PersistentVolumeClaim": "persistentvolumeclaims", "Pod": "pods", "Event": "events",
-    "HorizontalPodAutoscaler": "horizontalpodautoscalers", "StorageClass": "storageclasses", "Node": "nodes",
-    "LeaderWorkerSet": "leaderworkersets",
-    api.KIND: api.PLURAL,
-}
-_CLUSTER_SCOPED = {"StorageClass", "Node"}
-
-
-class KubeError(RuntimeError):
-    def __init__(self, status: int, reason: str, body: str):
-        super().__init__(f"{status} {reason}: {body[:500]}")
-        self.status = status
-        self.body = body
-
 
 def load_configuration() -> client.Configuration:
     """In-cluster credentials when running in a pod, else the kubeconfig (the writes' client
@@ -66,16 +49,8 @@ class Kube:
 
     @staticmethod
     def path(api_version: str, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
-        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        parts = [base]
-        if namespace and kind not in _CLUSTER_SCOPED:
-            parts.append(f"namespaces/{namespace}")
-        parts.append(_PLURALS[kind])
-        if name:
-            parts.append(name)
-        if sub:
-            parts.append(sub)
-        return "/".join(parts)
+        """The path of `kind` (whose apiVersion the kind table knows; `api_version` is the object's own)."""
+        return kinds.path(kind, namespace, name, sub)
 
     def request(self, method: str, path: str, body=None, query: dict | None = None,
                 content_type: str = "application/json") -> dict | None:
@@ -89,9 +64,9 @@ class Kube:
                                             _request_timeout=self.timeout_s)
             resp.read()
         except ApiException as err:
-            raise KubeError(err.status, err.reason, err.body or "") from None
+            raise KubeError(err.status, err.body or "", err.reason) from None
         if resp.status >= 400:
-            raise KubeError(resp.status, resp.reason, resp.data.decode(errors="replace"))
+            raise KubeError(resp.status, resp.data.decode(errors="replace"), resp.reason)
         return json.loads(resp.data) if resp.data else None
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
@@ -159,63 +134,9 @@ class Kube:
 
     def post_event(self, involved: dict, type_: str, reason: str, message: str, now: str) -> None:
         """A core/v1 Event on `involved` (apiVersion, kind, name, namespace, uid), for `kubectl describe`."""
-        meta = involved
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {k: meta[k] for k in ("apiVersion", "kind", "name", "namespace", "uid")},
-            "type": type_, "reason": reason, "message": message[:1024],
-            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": FIELD_MANAGER,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        self.request("POST", self.path("v1", "Event", meta["namespace"]), body=body)
+        self.request("POST", kinds.path("Event", involved["namespace"]),
+                     body=event_body(involved, type_, reason, message, now, FIELD_MANAGER))
 
     def patch_status(self, namespace: str, name: str, status: dict) -> dict:
         path = self.path(api.API_VERSION, api.KIND, namespace, name, "status")
         return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
-
-
-def is_subset(desired, live) -> bool:
-    """True when every value in `desired` is in `live` (which may carry defaults and more)."""
-    if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(desired) == len(live) and all(
-            is_subset(d, l) for d, l in zip(desired, live))
-    return desired == live
-
-
-def up_to_date(desired: dict, live: dict | None) -> bool:
-    """The live child is what we want: same desired-hash (nothing changed on our side)
-    and every field we set still holds (nothing changed by hand)."""
-    if live is None:
-        return False
-    want = desired["metadata"]["annotations"][HASH_ANNOTATION]
-    have = (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
-    return want == have and is_subset(desired.get("spec", {}), live.get("spec", {})) and is_subset(
-        {k: v for k, v in desired["metadata"].items() if k in ("labels", "annotations")}, live["metadata"])
-
-
-def replace_ops(desired: dict, live: dict) -> list[dict]:
-    """JSON-patch operations that put back each top-level spec field that differs."""
-    have = live.get("spec") or {}
-    return [{"op": "replace" if key in have else "add", "path": f"/spec/{key}", "value": value}
-            for key, value in desired.get("spec", {}).items() if not is_subset(value, have.get(key))]
-
-
-def apply_or_replace(kube: Kube, obj: dict, current: dict | None) -> dict:
-    """Server-side apply; where a hand edit left list entries that another field manager
-    owns (apply merges lists by key, so a changed Service port is added beside ours and
-    the result is invalid or still wrong), replace the differing fields outright."""
-    try:
-        result = kube.apply(obj)
-    except KubeError as err:
-        if err.status != 422 or current is None:
-            raise
-        result = current
-    if is_subset(obj.get("spec", {}), result.get("spec", {})):
-        return result
-    log.info("%s/%s: replacing fields edited by hand", obj["kind"], obj["metadata"]["name"])
-    kube.json_patch(obj, replace_ops(obj, result))
-    return kube.apply(obj)

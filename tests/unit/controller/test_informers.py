@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from llm_operator.controller import readmodel as observe
+from llm_operator.decide import observed as observe
 from llm_operator.controller.informers import Informer, Informers, OwnerIndex
 from llm_operator.kube.asyncclient import KubeError
 from llm_operator.controller.readmodel import ReadModel

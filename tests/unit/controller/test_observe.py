@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from llm_operator.controller import readmodel as observe
-from llm_operator.controller.readmodel import ReadModel, child_spec, owner_of, trim_child, trim_llmdeployment, trim_pod
+from llm_operator.decide import observed as observe
+from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide.observed import child_spec, owner_of, trim_child, trim_llmdeployment, trim_pod
 
 KEY = ("ns", "m")
 
@@ -105,7 +106,7 @@ def test_the_echo_of_our_own_write_is_known_and_anything_newer_is_not():
 
 
 def test_a_status_rewrite_of_fields_no_decision_reads_is_no_change():
-    from llm_operator.controller.readmodel import same_but_version
+    from llm_operator.decide.observed import same_but_version
 
     def deployment(rv, cond_time, reason="NewReplicaSetAvailable", ready=1):
         return trim_child({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -124,7 +125,7 @@ def test_a_status_rewrite_of_fields_no_decision_reads_is_no_change():
 
 
 def test_a_node_keeps_its_labels_and_allocatable_gpus_only():
-    from llm_operator.controller.readmodel import trim_node
+    from llm_operator.decide.observed import trim_node
 
     node = {"metadata": {"name": "n", "labels": {"pool": "a", "nvidia.com/gpu.product": "NVIDIA-L4"}, "managedFields": [{}]},
             "status": {"allocatable": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": 4},

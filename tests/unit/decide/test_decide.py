@@ -11,7 +11,7 @@ from llm_operator.facts import lookup as facts
 from llm_operator.decide import manifests as resources
 from llm_operator.decide.decision import Lookups, decide, facts_query, with_applied
 from llm_operator.facts.hub import ModelFacts
-from llm_operator.controller.readmodel import Observed, Refusal, trim_child
+from llm_operator.decide.observed import Observed, Refusal, trim_child
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 UID = "uid-1"

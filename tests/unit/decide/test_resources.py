@@ -6,7 +6,7 @@ import pytest
 
 from llm_operator import api
 from llm_operator.decide import manifests as resources
-from llm_operator.kube.client import is_subset, replace_ops, up_to_date
+from llm_operator.decide.compare import is_subset, replace_ops, up_to_date
 
 OWNER = resources.Owner(name="m", namespace="ns", uid="u-1")
 

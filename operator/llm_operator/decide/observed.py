@@ -1,0 +1,208 @@
+"""Pure: what a decision reads of the cluster. The trimming of a watched object to the few
+fields decisions read, and `Observed`, the snapshot of one LLMDeployment with its children,
+pods, nodes and StorageClasses that the read model (controller/readmodel.py) hands to decide().
+"""
+
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from llm_operator import api
+from llm_operator.api import FIELD_MANAGER
+from llm_operator.decide.manifests import INSTANCE_LABEL
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+SPEC_JSON = "specJson"      # a child's spec, kept as compact JSON: a tenth of the memory of the dict
+
+# Child kinds the operator makes (kube/kinds.py knows their API groups and plurals).
+CHILD_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "Job", "PersistentVolumeClaim", "HorizontalPodAutoscaler",
+               # Watched only when the operator makes them (`run --leaderworkersets`): LWS is optional.
+               "LeaderWorkerSet")
+SINGLE_NODE_KINDS = tuple(k for k in CHILD_KINDS if k != "LeaderWorkerSet")
+
+TERMINATING_S = 300.0
+Key = tuple[str, str]   # (namespace, name) of an LLMDeployment
+
+
+# --- trimming: a watched object -> the few fields decisions read (pure) -----------------------
+
+
+def _meta(body: Mapping[str, Any], keys: Iterable[str]) -> dict:
+    meta = body.get("metadata") or {}
+    return {k: meta[k] for k in keys if meta.get(k) is not None}
+
+
+def trim_llmdeployment(body: Mapping[str, Any]) -> dict:
+    meta = _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp"))
+    # Of the annotations only the gateway's wake-up time is read (status.lastWokenByRequest).
+    woken = ((body.get("metadata") or {}).get("annotations") or {}).get(api.WOKEN_ANNOTATION)
+    if woken is not None:
+        meta["annotations"] = {api.WOKEN_ANNOTATION: woken}
+    return {
+        "metadata": meta,
+        "spec": _plain(body.get("spec") or {}),
+        "status": _plain(body.get("status") or {}),
+    }
+
+
+_CHILD_STATUS = {
+    "Deployment": ("replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "observedGeneration", "conditions"),
+    "LeaderWorkerSet": ("replicas", "readyReplicas", "updatedReplicas", "observedGeneration"),
+    "Job": ("conditions", "failed", "succeeded", "active"),
+    "PersistentVolumeClaim": ("phase",),
+}
+
+
+def _status_of(kind: str, status: Mapping[str, Any]) -> dict:
+    out = {k: _plain(status[k]) for k in _CHILD_STATUS.get(kind, ()) if k in status}
+    if kind == "Deployment" and "conditions" in out:
+        # Only a rollout past its deadline is read; the controller manager rewrites the
+        # other conditions' times and messages on every step, which would wake us for nothing.
+        out["conditions"] = [{k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+                             for c in out["conditions"] if c.get("reason") == "ProgressDeadlineExceeded"]
+    return out
+
+
+CREATED_AS_UPDATE = "createdAsUpdate"
+
+
+def created_as_update(body: Mapping[str, Any]) -> bool:
+    """Whether our fields are still recorded as a create's update, not as applied: true
+    from our POST until the first later write turns the entry into an apply entry."""
+    return any(e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update" and not e.get("subresource")
+               for e in (body.get("metadata") or {}).get("managedFields") or [])
+
+
+def trim_child(body: Mapping[str, Any]) -> dict:
+    """A child as decisions read it: identity, our labels and annotations, owners, its spec
+    (as JSON text), the status fields that say how it is doing, and whether our fields are
+    still recorded as the create's update."""
+    kind = body.get("kind", "")
+    out = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": kind,
+        "metadata": _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
+                                 "deletionTimestamp", "labels", "annotations", "ownerReferences")),
+        SPEC_JSON: json.dumps(_plain(body.get("spec") or {}), separators=(",", ":")),
+        "status": _status_of(kind, body.get("status") or {}),
+    }
+    if created_as_update(body):
+        out[CREATED_AS_UPDATE] = True
+    return out
+
+
+def same_but_version(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Two trimmed states of one object that no decision can tell apart."""
+    if a is None or b is None:
+        return False
+    strip = lambda o: {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def child_spec(child: Mapping[str, Any]) -> dict:
+    return json.loads(child[SPEC_JSON]) if SPEC_JSON in child else dict(child.get("spec") or {})
+
+
+def trim_pod(body: Mapping[str, Any]) -> dict:
+    """A pod: whether it is scheduled and ready, its IP (the autoscaler scrapes it) and its
+    containers' waiting and terminated states (why a serving pod cannot start; the download
+    Job reports the model's facts in its termination message)."""
+    status = body.get("status") or {}
+    conditions = [{k: c[k] for k in ("type", "status", "reason", "message") if c.get(k) is not None}
+                  for c in status.get("conditions") or [] if c.get("type") in ("PodScheduled", "Ready")]
+    containers = [c for c in (_container_status(cs) for cs in status.get("containerStatuses") or []) if c]
+    out: dict = {"metadata": _meta(body, ("name", "namespace", "creationTimestamp", "deletionTimestamp", "labels"))}
+    out["status"] = {"conditions": conditions}
+    if status.get("podIP"):
+        out["status"]["podIP"] = status["podIP"]
+    if containers:
+        out["status"]["containerStatuses"] = containers
+    return out
+
+
+# What status reads of a container's state: why it waits, or how it ended.
+_STATE_FIELDS = {"waiting": ("reason", "message"), "terminated": ("reason", "exitCode", "message")}
+
+
+def _container_status(cs: Mapping[str, Any]) -> dict | None:
+    """A container's status as decisions read it: why it is waiting or how it last ended,
+    and its restarts; None for a container running without a restart (nothing to say)."""
+    out: dict = {}
+    for key in ("state", "lastState"):
+        for phase, fields in _STATE_FIELDS.items():
+            detail = (cs.get(key) or {}).get(phase) or {}
+            kept = {f: detail[f] for f in fields if detail.get(f) not in (None, "")}
+            if kept:
+                out.setdefault(key, {})[phase] = kept
+    if cs.get("restartCount"):
+        out["restartCount"] = cs["restartCount"]
+    if out and cs.get("name"):
+        out["name"] = cs["name"]
+    return out or None
+
+
+def trim_node(body: Mapping[str, Any]) -> dict:
+    """A node: its labels (the GPU product for planning; any label a nodeSelector may name)
+    and its allocatable extended resources (GPUs), so that status can tell a pod no node
+    could ever hold from one waiting for GPUs to free up."""
+    allocatable = (body.get("status") or {}).get("allocatable") or {}
+    return {"metadata": {"name": (body.get("metadata") or {}).get("name"),
+                         "labels": dict((body.get("metadata") or {}).get("labels") or {})},
+            "status": {"allocatable": {k: str(v) for k, v in allocatable.items() if "/" in k}}}
+
+
+def trim_storage_class(body: Mapping[str, Any]) -> dict:
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return {"name": (body.get("metadata") or {}).get("name"),
+            "default": annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"}
+
+
+def _plain(value):
+    """kopf hands out mapping views; decisions and the overlay keep plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def owner_of(body: Mapping[str, Any]) -> Key | None:
+    meta = body.get("metadata") or {}
+    owner = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+    return (meta["namespace"], owner) if owner and meta.get("namespace") else None
+
+
+# --- a snapshot of one owner ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The API refused a write of one child."""
+
+    status: int                 # HTTP status
+    message: str                # the API's own sentence
+    taken_by: str | None = None  # the name is taken by an object not ours: who owns it ("no owner", "Deployment x")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything a decision about one LLMDeployment may read, as plain values."""
+
+    llmd: dict                                       # trimmed LLMDeployment
+    children: dict[str, tuple[dict, ...]] = field(default_factory=dict)   # kind -> labelled with its name
+    pods: tuple[dict, ...] = ()                      # pods labelled with its name (serving and download)
+    nodes: tuple[dict, ...] = ()                     # nodes: labels and allocatable GPUs
+    storage_classes: tuple[dict, ...] = ()           # {name, default}
+    namespace_terminating: bool = False              # a write was refused: the namespace is going away
+    refused: Mapping[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> the API refused our write
+    multi_node: bool = False                         # the operator makes (and watches) LeaderWorkerSets
+
+    @property
+    def meta(self) -> dict:
+        return self.llmd["metadata"]
+
+    def child(self, kind: str, name: str) -> dict | None:
+        return next((c for c in self.children.get(kind, ()) if c["metadata"]["name"] == name), None)

@@ -1,0 +1,23 @@
+"""core/v1 Event bodies, as `kubectl describe` shows them: one shape for the operator's
+and the gateway's Events."""
+
+from __future__ import annotations
+
+from llm_operator import api
+
+
+def involved(namespace: str, name: str, uid: str) -> dict:
+    """An LLMDeployment as an Event's involvedObject."""
+    return {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": name, "namespace": namespace, "uid": uid}
+
+
+def event_body(involved: dict, type_: str, reason: str, message: str, stamp: str, component: str) -> dict:
+    """A new Event on `involved` (apiVersion, kind, name, namespace, uid) at `stamp` (RFC 3339)."""
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
+        "involvedObject": {k: involved[k] for k in ("apiVersion", "kind", "name", "namespace", "uid")},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "source": {"component": component}, "reportingComponent": component, "reportingInstance": component,
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
