@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from loopback import require_loopback  # noqa: E402
+from support.loopback import require_loopback  # noqa: E402
 
 
 def build_app(endpoints: list[str]):

@@ -7,7 +7,7 @@ first SSE `data:` line arrives) direct and through the gateway, and the added la
 throughput through the gateway >= 0.8x direct. The benchmark never asserts a time: it prints
 figures and writes them down (--out).
 
-Processes: the fake engines (tests/fakeengine.py, one process holding all of them), the
+Processes: the fake engines (tests/support/fakeengine.py, one process holding all of them), the
 gateway (`python -m llm_operator.cli gateway --static FILE`: a fixed table of the engines'
 addresses, no cluster), and this process, the load generator. All on 127.0.0.1.
 
@@ -49,8 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "operator"), str(ROOT / "common"), str(ROOT / "runtime")]
 
-from loopback import require_loopback  # noqa: E402  (tests/loopback.py: the one address gate)
-import realengine  # noqa: E402  (tests/realengine.py: the real engines' venv and settings)
+from support.loopback import require_loopback  # noqa: E402  (tests/support/loopback.py: the one address gate)
+from support import realengine  # noqa: E402  (tests/support/realengine.py: the real engines' venv and settings)
 
 HOST = "127.0.0.1"
 MODEL = "bench"
@@ -123,7 +123,7 @@ def free_port(host: str = HOST) -> int:
 
 def engines_main(ports: list[int], options: dict) -> None:
     """--serve-engines: every fake engine in this one process, until SIGTERM."""
-    from fakeengine import FakeEngine
+    from support.fakeengine import FakeEngine
 
     async def serve() -> None:
         engines = [FakeEngine(HOST, port, max_concurrent_requests=100_000, **options) for port in ports]
@@ -258,7 +258,7 @@ class RealEngines:
                     "--host", ip, "--port", str(port), "--enforce-eager", "--enable-prefix-caching",
                     "--max-model-len", str(REAL_MAX_MODEL_LEN), "--max-num-seqs", str(self.max_num_seqs),
                     "--num-gpu-blocks-override", str(self.num_blocks)]
-            # The tier's engine env (tests/realengine.py: engines share 2 CPUs), and dev mode for POST /reset_prefix_cache.
+            # The tier's engine env (tests/support/realengine.py: engines share 2 CPUs), and dev mode for POST /reset_prefix_cache.
             engine_env = {**os.environ, **offline_env(), "TMPDIR": str(tmp), **realengine.engine_env(ip),
                           "VLLM_SERVER_DEV_MODE": "1"}
             log_path = self.workdir / f"engine-{i}.log"

@@ -5,11 +5,11 @@
 
 runs until SIGTERM or SIGINT:
 
-- a Hub stand-in on 127.0.0.1 (tests/hubserver.py) holding test/tiny-llama and its LoRA
+- a Hub stand-in on 127.0.0.1 (tests/support/hub.py) holding test/tiny-llama and its LoRA
   adapter test/tiny-llama-lora, made here byte for byte the same on every machine; its address
   and the repositories' commit ids go to DIR/real/hub.env (HUB_ENDPOINT, MODEL_REVISION,
   LORA_REVISION), which hack/demo.sh fills into examples/real/tiny-llama.yaml;
-- the real-engine farm of tests/realengine.py for NAMESPACE: a pod carrying its kwok gates runs
+- the real-engine farm of tests/support/realengine.py for NAMESPACE: a pod carrying its kwok gates runs
   as a process (the download Job's `llm-runtime download`, the engine's `vllm serve`), every
   other pod is left to kwok alone.
 
@@ -32,8 +32,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "hack")]
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 
 import tinymodel  # noqa: E402
-from hubserver import HubServer  # noqa: E402
-from realengine import READY_GATE, RealEngineFarm  # noqa: E402
+from support.hub import HubServer  # noqa: E402
+from support.realengine import READY_GATE, RealEngineFarm  # noqa: E402
 
 MODEL, LORA = "test/tiny-llama", "test/tiny-llama-lora"
 

@@ -12,7 +12,7 @@ docker-archive the node's containerd imports.
             python.org's build, nothing else from Docker Hub
   operator  the Dockerfile's `operator` target, built by `buildah bud --pull=never`: the real
             Dockerfile over the local base
-  standin   an engine stand-in (tests/realnode/standin.Containerfile): tests/fakeengine.py
+  standin   an engine stand-in (tests/realnode/standin.Containerfile): tests/support/fakeengine.py
             behind a `text-generation-launcher` that reads TGI's flags
   runtime   the Dockerfile's `runtime` target, over a local stand-in for TGI's image
             (tests/realnode/tgi-standin.Containerfile says what differs)
@@ -36,6 +36,8 @@ from pathlib import Path
 
 HACK = Path(__file__).resolve().parent
 ROOT = HACK.parent
+# The engine stand-in's server, copied into the stand-in images.
+FAKE_ENGINE = ROOT / "tests" / "support" / "fakeengine.py"
 SUITE = "bookworm"
 MIRRORS = (
     "deb http://deb.debian.org/debian bookworm main",
@@ -225,7 +227,7 @@ class Builder:
     def standin(self) -> tuple[str, Path]:
         self.python()
         here = ROOT / "tests" / "realnode"
-        key = tree_hash(here / "standin.Containerfile", here / "standin_launcher.py", ROOT / "tests" / "fakeengine.py")
+        key = tree_hash(here / "standin.Containerfile", here / "standin_launcher.py", FAKE_ENGINE)
         context = self._standin_context(key)
         try:
             self._bud(STANDIN_IMAGE, key, here / "standin.Containerfile", None, context)
@@ -239,7 +241,7 @@ class Builder:
         context = self.root / f"standin-context-{key}"
         shutil.rmtree(context, ignore_errors=True)
         context.mkdir()
-        for f in (ROOT / "tests" / "realnode" / "standin_launcher.py", ROOT / "tests" / "fakeengine.py"):
+        for f in (ROOT / "tests" / "realnode" / "standin_launcher.py", FAKE_ENGINE):
             shutil.copy(f, context / f.name)
         return context
 
@@ -248,7 +250,7 @@ class Builder:
         self.python()
         here = ROOT / "tests" / "realnode"
         base_key = tree_hash(here / "tgi-standin.Containerfile", here / "standin_launcher.py",
-                             ROOT / "tests" / "fakeengine.py")
+                             FAKE_ENGINE)
         context = self._standin_context(base_key)
         try:
             self._bud(TGI_STANDIN_IMAGE, base_key, here / "tgi-standin.Containerfile", None, context)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 
 from localcluster import LocalCluster, free_port, pid_alive, tools_dir  # noqa: E402
-from processlog import ProcessLog  # noqa: E402
+from support.processlog import ProcessLog  # noqa: E402
 
 
 def wait_for(what: str, check, timeout: float = 30, interval: float = 0.2):
@@ -306,9 +306,9 @@ def tiny_repos(tmp_path_factory) -> dict[str, dict[str, bytes]]:
 
 @pytest.fixture(scope="session")
 def tiny_hub(tiny_repos):
-    """A Hub stand-in with the whole protocol llm-runtime download uses (tests/hubserver.py),
+    """A Hub stand-in with the whole protocol llm-runtime download uses (tests/support/hub.py),
     serving the tiny model and its adapter under commit ids of their content."""
-    from hubserver import HubServer
+    from support.hub import HubServer
 
     server = HubServer(tiny_repos)
     yield server
@@ -317,7 +317,7 @@ def tiny_hub(tiny_repos):
 
 @pytest.fixture(scope="session")
 def hub(tiny_repos):
-    from hubstub import FakeHub, safetensors_header_only
+    from support.hubstub import FakeHub, safetensors_header_only
 
     params = json.loads((MODELS / "params.json").read_text())
     repos = {
@@ -350,7 +350,7 @@ def hub(tiny_repos):
 class PodMetrics:
     """Serves TGI /metrics text in place of the pods (kwok pods have no server), by
     namespace, with per-pod overrides; a pod set to None does not answer. For a namespace in
-    `relay` (real engines, tests/realengine.py), each scrape is passed to the pod's own address
+    `relay` (real engines, tests/support/realengine.py), each scrape is passed to the pod's own address
     and the engine's answer returned as it is."""
 
     def __init__(self):
@@ -397,7 +397,7 @@ class PodMetrics:
 
     @staticmethod
     def from_pod(query: dict[str, str]) -> str | None:
-        from loopback import require_loopback
+        from support.loopback import require_loopback
 
         try:
             url = f"http://{require_loopback(query.get('ip', ''))}:{int(query.get('port', ''))}/metrics"
@@ -420,8 +420,8 @@ def pod_metrics():
 
 @pytest.fixture(scope="session")
 def gateway(cluster, crd_installed, tmp_path_factory):
-    from gatewayprocess import GatewayProcess
-    from serviceaccount import install_gateway_rbac
+    from support.gatewayprocess import GatewayProcess
+    from support.serviceaccount import install_gateway_rbac
 
     # With exactly the chart's rules for the gateway, as its own ServiceAccount.
     kubeconfig = install_gateway_rbac(cluster, release="llm-operator-gw")
@@ -443,7 +443,7 @@ def operator(cluster, crd_installed, hub, pod_metrics, gateway, tmp_path_factory
     # The session's gateway runs beside it: the autoscaler reads its counts (metric concurrency).
     args = (f"--pod-metrics-url={pod_metrics.url}", "--autoscale-interval=1", "--leaderworkersets",
             f"--gateway-metrics-url={gateway.url}/metrics")
-    from serviceaccount import install_operator_rbac
+    from support.serviceaccount import install_operator_rbac
 
     # The operator runs with exactly the Helm chart's RBAC, as its ServiceAccount: every
     # integration test is also a test that those rules are enough. (A release of its own:

@@ -492,7 +492,7 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster, helm, kube_version
 
 
 def test_install_upgrade_uninstall(cluster, helm):
-    # Not `helm install llm-operator -n llm-system`: tests/serviceaccount.py applies the
+    # Not `helm install llm-operator -n llm-system`: tests/support/serviceaccount.py applies the
     # chart's RBAC under those names for the integration suite's operator in this same
     # control plane, and a release of that name would clash with (or, uninstalled, remove) it.
     release, ns = "chart-test", f"chart-test-{uuid.uuid4().hex[:6]}"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, Kubectl, OperatorProcess, wait_for
-from serviceaccount import install_operator_rbac
+from support.serviceaccount import install_operator_rbac
 
 pytestmark = pytest.mark.usefixtures("crd_installed")
 

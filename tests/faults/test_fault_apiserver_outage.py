@@ -10,8 +10,8 @@ import pytest
 
 from conftest import wait_for
 from faultkit import Stopwatch, condition, reconciled
-from gatewayprocess import wait_gateway_authorized
-from manifests import llmd
+from support.gatewayprocess import wait_gateway_authorized
+from support.manifests import llmd
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import wait_for
 from faultkit import Stopwatch, reconciled
-from manifests import llmd
+from support.manifests import llmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
 

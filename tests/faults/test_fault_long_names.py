@@ -10,7 +10,7 @@ import pytest
 
 from conftest import bound_volume, make_storage_class, wait_for
 from faultkit import census, reconciled
-from manifests import llmd
+from support.manifests import llmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import wait_for
 from faultkit import Stopwatch, census, operator_restored, unreconciled, wait_for_other_namespaces_to_go
-from manifests import llmd
+from support.manifests import llmd
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import apiserver_writes, settled
 from faultkit import wait_for_other_namespaces_to_go
-from manifests import llmd
+from support.manifests import llmd
 
 pytestmark = pytest.mark.integration
 

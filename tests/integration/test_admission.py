@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from llm_operator import api
-from manifests import invalid_cases, manifest_for
+from support.manifests import invalid_cases, manifest_for
 
 CASES = invalid_cases()
 

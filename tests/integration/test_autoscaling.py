@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import condition, wait_for
-from manifests import llmd
+from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import Kubectl, bound_volume, make_storage_class, wait_for
-from manifests import llmd
+from support.manifests import llmd
 from test_operator import condition
 
 pytestmark = pytest.mark.usefixtures("operator")

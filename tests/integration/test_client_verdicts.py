@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from manifests import llmd
+from support.manifests import llmd
 from test_cache import FACTS, STORAGE_CLASS, volume  # noqa: F401  (volume is a fixture)
 from test_operator import condition
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Kubectl, wait_for
-from gatewayprocess import wait_gateway_authorized
+from support.gatewayprocess import wait_gateway_authorized
 from localcluster import LocalCluster, pid_alive
 
 GPU_TOLERATION = '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'

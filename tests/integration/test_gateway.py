@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 
 from conftest import condition, wait_for
-from enginefarm import GATED, EngineFarm, wait_ready_engines
-from gatewayprocess import HOLD_TIMEOUT_S
-from loopback import require_loopback
-from manifests import llmd
+from support.enginefarm import GATED, EngineFarm, wait_ready_engines
+from support.gatewayprocess import HOLD_TIMEOUT_S
+from support.loopback import require_loopback
+from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 

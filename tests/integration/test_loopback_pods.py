@@ -10,7 +10,7 @@ import json
 import pytest
 
 from conftest import Kubectl, wait_for
-from loopback import LOOPBACK, pod_url, require_loopback
+from support.loopback import LOOPBACK, pod_url, require_loopback
 
 pytestmark = pytest.mark.integration
 

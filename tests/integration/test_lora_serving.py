@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import wait_for
-from manifests import llmd
+from support.manifests import llmd
 from test_operator import arg, condition, engine_args
 
 pytestmark = pytest.mark.usefixtures("operator")

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import condition, wait_for, wait_for_other_namespaces_to_go
-from manifests import llmd
+from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 

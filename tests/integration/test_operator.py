@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import condition, settled, versions_of, wait_for  # noqa: F401 - imported from here by other tests
-from manifests import EXAMPLES, llmd
+from support.manifests import EXAMPLES, llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 

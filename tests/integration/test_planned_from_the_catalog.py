@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import condition, wait_for
-from manifests import llmd
+from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 

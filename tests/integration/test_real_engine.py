@@ -4,7 +4,7 @@ and probes) and the gateway, with the real `openai` client.
 
 One namespace for the whole module: an engine takes tens of seconds to start on 2 CPUs, so the
 tests run in order on one LLMDeployment, `tiny`, each changing what it needs (scaling, killing
-an engine). The farm (tests/realengine.py) runs each pod's container as a process and prints
+an engine). The farm (tests/support/realengine.py) runs each pod's container as a process and prints
 every override it makes.
 """
 
@@ -24,8 +24,8 @@ import openai
 import pytest
 
 from conftest import TINY_LORA, TINY_MODEL, Kubectl, condition, make_storage_class, wait_for
-from manifests import llmd
-from realengine import (FLAGS_ONLY_IN_0_33, GATED_DOWNLOAD, GATED_ENGINE, RealEngineFarm, engine_argv, map_paths,
+from support.manifests import llmd
+from support.realengine import (FLAGS_ONLY_IN_0_33, GATED_DOWNLOAD, GATED_ENGINE, RealEngineFarm, engine_argv, map_paths,
                         vllm_venv,
                         wait_ready_engines)
 

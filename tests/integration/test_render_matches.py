@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, wait_for
-from manifests import EXAMPLES, llmd
+from support.manifests import EXAMPLES, llmd
 from test_operator import children
 
 pytestmark = pytest.mark.usefixtures("operator")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The engine stand-in's `text-generation-launcher`: reads the flags the operator gives TGI's
-launcher and serves tests/fakeengine.py on --hostname/--port with TGI's API, health and metrics.
+launcher and serves tests/support/fakeengine.py on --hostname/--port with TGI's API, health and metrics.
 Flags it has no use for (quantization, shards, dtype) are accepted and ignored.
 
 What a test can make it do, through spec.engine.env:

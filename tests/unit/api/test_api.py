@@ -10,7 +10,7 @@ import yaml
 
 from llm_operator import api
 from llm_operator.api import crd
-from manifests import EXAMPLES, ROOT, invalid_cases, manifest_for
+from support.manifests import EXAMPLES, ROOT, invalid_cases, manifest_for
 
 CASES = invalid_cases()
 

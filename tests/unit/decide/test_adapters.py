@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hubserver import HubServer
+from support.hub import HubServer
 from llm_operator.decide import adapters as lora
 from llm_operator import api
 from llm_operator.facts.hub import facts_from_local

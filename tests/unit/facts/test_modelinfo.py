@@ -13,7 +13,7 @@ import pytest
 
 from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, estimate_parameter_count, facts_from_config, facts_from_hub, facts_from_local, parameter_count_from_safetensors_index, parameter_count_from_safetensors_metadata
 
-from hubstub import COMMIT, FakeHub, safetensors_header_only  # noqa: E402
+from support.hubstub import COMMIT, FakeHub, safetensors_header_only  # noqa: E402
 
 MODELS = Path(__file__).parents[2] / "data" / "models"
 PARAMS = json.loads((MODELS / "params.json").read_text())

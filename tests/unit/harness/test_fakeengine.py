@@ -1,4 +1,4 @@
-"""tests/fakeengine.py over real HTTP on loopback addresses: its API shapes, its simulated speed
+"""tests/support/fakeengine.py over real HTTP on loopback addresses: its API shapes, its simulated speed
 (streaming, batch queue, prefix cache), its faults, and its refusal to leave loopback."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from fakeengine import BatchSlots, FakeEngine, PrefixCache, chat_tokens
+from support.fakeengine import BatchSlots, FakeEngine, PrefixCache, chat_tokens
 from llm_operator.autoscale.policy import parse_prometheus_text
 
 pytestmark = pytest.mark.timeout(30)
@@ -439,7 +439,7 @@ def test_a_stopped_engine_comes_back_on_its_port(engines):
 
 
 def test_the_cli_listens_until_sigterm():
-    process = subprocess.Popen([sys.executable, str(TESTS / "fakeengine.py"), "--host", "127.0.0.16", "--port", "0",
+    process = subprocess.Popen([sys.executable, str(TESTS / "support" / "fakeengine.py"), "--host", "127.0.0.16", "--port", "0",
                                 "--adapter", "org/a", "--metrics-flavor", "vllm"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
     try:
@@ -456,6 +456,6 @@ def test_the_cli_listens_until_sigterm():
 
 
 def test_the_cli_refuses_a_host_outside_loopback():
-    done = subprocess.run([sys.executable, str(TESTS / "fakeengine.py"), "--host", "10.1.2.3"],
+    done = subprocess.run([sys.executable, str(TESTS / "support" / "fakeengine.py"), "--host", "10.1.2.3"],
                           capture_output=True, text=True, timeout=20)
     assert done.returncode == 2 and "127.0.0.0/8" in done.stderr and "10.1.2.3" in done.stderr

@@ -1,10 +1,10 @@
-"""tests/loopback.py: traffic from tests goes to 127.0.0.0/8 and nowhere else."""
+"""tests/support/loopback.py: traffic from tests goes to 127.0.0.0/8 and nowhere else."""
 
 from __future__ import annotations
 
 import pytest
 
-from loopback import pod_url, require_loopback
+from support.loopback import pod_url, require_loopback
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.10.3.17", "127.244.0.3", "127.255.255.254"])

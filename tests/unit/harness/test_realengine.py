@@ -1,4 +1,4 @@
-"""The real-engine farm's own rules (tests/realengine.py): what it changes in a pod's argv and env."""
+"""The real-engine farm's own rules (tests/support/realengine.py): what it changes in a pod's argv and env."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from realengine import FLAGS_ONLY_IN_0_33, OVERRIDES, engine_argv, engine_env, expand, map_paths
+from support.realengine import FLAGS_ONLY_IN_0_33, OVERRIDES, engine_argv, engine_env, expand, map_paths
 
 VENV = Path("/venv")
 

@@ -1,4 +1,4 @@
-"""download.py against tests/hubserver.py, a local Hub stand-in serving a small generated model."""
+"""download.py against tests/support/hub.py, a local Hub stand-in serving a small generated model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import try_to_load_from_cache
 
-from hubserver import HubServer
+from support.hub import HubServer
 from llm_operator.facts.hub import facts_from_config
 from llm_runtime import cli
 from llm_runtime.download import (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hubserver import HubServer
+from support.hub import HubServer
 from llm_runtime import checks
 from llm_runtime.checks import CheckResult, GpuInfo, cache_check, gpu_verdict, shm_verdict, visible_to_cuda
 from llm_runtime.cli import Measured, run_serve, serve_checks

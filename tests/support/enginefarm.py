@@ -19,8 +19,8 @@ import urllib.request
 
 from kubernetes import client, config
 
-from fakeengine import FakeEngine
-from loopback import pod_url, require_loopback
+from support.fakeengine import FakeEngine
+from support.loopback import pod_url, require_loopback
 
 GATE_ANNOTATION = "pod-ready.stage.kwok.x-k8s.io/gate"
 GATED = {GATE_ANNOTATION: "closed"}

@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 
 from localcluster import free_port
-from processlog import ProcessLog
+from support.processlog import ProcessLog
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOLD_TIMEOUT_S = 120
 # The ServiceAccount the session's gateway runs as (serviceaccount.install_gateway_rbac, release llm-operator-gw).
 GATEWAY_USER = "system:serviceaccount:llm-system:llm-operator-gw-gateway"

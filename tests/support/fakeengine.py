@@ -41,7 +41,7 @@ Counters (read from any thread): started, completed, cancelled, failed (injected
   engine.stop()
 
 or `await engine.start()` / `await engine.close()` inside a running loop, or the CLI:
-  python tests/fakeengine.py --host 127.0.0.5 --port 8080 --max-batch 4 --adapter org/lora
+  python tests/support/fakeengine.py --host 127.0.0.5 --port 8080 --max-batch 4 --adapter org/lora
 """
 
 from __future__ import annotations
