@@ -1,29 +1,28 @@
-"""I/O of the operator-native autoscaler: read the gateway's counts (or scrape each ready
-pod's /metrics), decide with the pure autoscaler, write replicas through the
-LLMDeployment's scale subresource, and record the decision with its inputs in
-status.autoscaler and as an Event.
+"""The operator-native autoscaler's loop: read the gateway's counts (or scrape each ready
+pod's /metrics) and decide with the pure policy (policy.py). It writes nothing: the
+controller (controller/autoscaling.py) writes replicas through the scale subresource and
+hands the state to the reconcile, which writes status.autoscaler like all of status.
 
 The state lives in status.autoscaler, so a restarted operator goes on from the same
-window and timers instead of flapping. It is written only when a decision or a timer
+window and timers instead of flapping. It is reported only when a decision or a timer
 changes, not on every scrape.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from llm_operator import api
 from llm_operator.autoscale import policy as autoscaler
-from llm_operator.decide import decision as decide
-from llm_operator.controller import metrics
 from llm_operator.decide import manifests as resources
-from llm_operator.kube.client import KubeError
+from llm_operator.decide.observed import Observed, spec_of
 from llm_operator.engines import DEFAULT_ENGINE, Engine, engine_for, engine_named
+from llm_operator.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +96,23 @@ def _timers(state: dict | None) -> tuple:
             s.get("idleSince"))
 
 
-def autoscale(ctx, observed, now: float | None = None, gateways=None) -> autoscaler.Decision | None:
-    """One tick for one LLMDeployment in mode operator (`ctx`: the OperatorContext; the
-    LLMDeployment and its pods come from the read model; `gateways`: read_gateways' answer
-    for this tick).
+@dataclass(frozen=True)
+class Tick:
+    """One tick's outcome for one LLMDeployment; the controller writes it through act."""
+
+    decision: autoscaler.Decision
+    state: autoscaler.ScalerState     # kept in memory until the next tick
+    scale_to: int | None              # replicas to write through the scale subresource (None: unchanged)
+    report: dict | None               # status.autoscaler to write (None: no timer changed since status says)
+
+
+def tick(observed: Observed, settings, state: autoscaler.ScalerState | None, now: float | None = None,
+         gateways=None) -> Tick | None:
+    """One tick for one LLMDeployment in mode operator: its load (the gateway's counts or its
+    pods' /metrics), the policy's decision, and what of it to write. `observed`: the read
+    model's snapshot; `settings`: where pods' metrics are read (pod_metrics_url); `state`:
+    the previous tick's (None: from status.autoscaler, as after a restart); `gateways`:
+    read_gateways' answer for this tick. Reads metrics, writes nothing.
 
     With the gateway's counts, metric concurrency is the model's requests in flight through
     the gateway (held ones included) summed over its replicas, and no pod is scraped;
@@ -108,8 +120,8 @@ def autoscale(ctx, observed, now: float | None = None, gateways=None) -> autosca
     pods. When no gateway replica answers, the pods are scraped, as without a gateway."""
     body = observed.llmd
     meta = body["metadata"]
-    spec = api.parse_spec(body.get("spec") or {})
-    if spec.autoscaling.mode != "operator":
+    spec = spec_of(observed)
+    if isinstance(spec, api.InvalidSpec) or spec.autoscaling.mode != "operator":
         return None
     owner = resources.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
     now = time.time() if now is None else now
@@ -119,7 +131,7 @@ def autoscale(ctx, observed, now: float | None = None, gateways=None) -> autosca
     pods = [p for p in observed.pods if pod_ready(p)
             and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
             and (p["metadata"].get("labels") or {}).get(resources.ROLE_LABEL) != resources.WORKER]
-    url = ctx.settings.pod_metrics_url
+    url = settings.pod_metrics_url
     engine = engine_for(spec)
     gateway_samples, counts = (autoscaler.sum_gateway_counts(gateways, f"{owner.namespace}/{owner.name}")
                                if gateways else ([], None))
@@ -128,9 +140,6 @@ def autoscale(ctx, observed, now: float | None = None, gateways=None) -> autosca
     else:
         samples, source = list(_pool.map(lambda p: scrape(p, spec.autoscaling.metric, url, engine), pods)), "pods"
     stored = (body.get("status") or {}).get("autoscaler")
-    key = (owner.namespace, owner.name)
-    # The full state between ticks; status.autoscaler holds it as of the last change of a timer.
-    state = ctx.scaler_states.get(key)
     if state is None:
         try:
             state = autoscaler.ScalerState.from_dict(stored)
@@ -139,23 +148,8 @@ def autoscale(ctx, observed, now: float | None = None, gateways=None) -> autosca
             state = autoscaler.ScalerState()
     decision, new_state = autoscaler.decide(state, samples, spec.replicas, spec.autoscaling, now,
                                             source=source, gateway=counts)
-    ctx.scaler_states[key] = new_state
     new = new_state.to_dict()
-    kube = ctx.kube
-    if decision.desired_replicas != spec.replicas:
-        kube.request("PATCH", kube.path(api.API_VERSION, api.KIND, owner.namespace, owner.name, "scale"),
-                     body={"spec": {"replicas": decision.desired_replicas}},
-                     query={"fieldManager": "llm-operator-autoscaler"},
-                     content_type="application/merge-patch+json")
-        metrics.WRITES.labels(api.KIND, "scale").inc()
-        reason = "ScaledUp" if decision.desired_replicas > spec.replicas else "ScaledDown"
-        ctx.post_events(observed, (decide.Event("Normal", reason, decision.reason),), dt.datetime.now(dt.timezone.utc))
-        log.info("%s/%s: %s", owner.namespace, owner.name, decision.reason)
-    if _timers(new) != _timers(stored):
-        try:
-            kube.patch_status(owner.namespace, owner.name, {"autoscaler": new})
-            metrics.WRITES.labels(api.KIND, "patch-status").inc()
-        except KubeError as err:
-            if err.status != 404:
-                raise
-    return decision
+    # status.autoscaler holds the state as of the last change of a timer, not every scrape.
+    return Tick(decision=decision, state=new_state,
+                scale_to=decision.desired_replicas if decision.desired_replicas != spec.replicas else None,
+                report=new if _timers(new) != _timers(stored) else None)

@@ -17,7 +17,6 @@ from typing import TextIO
 
 import yaml
 
-from llm_operator.decide import adapters as lora
 from llm_operator import api
 from llm_operator.facts import catalog as model_catalog
 from llm_operator.decide import decision as decisions
@@ -25,7 +24,7 @@ from llm_operator.facts import lookup as model_facts
 from llm_operator.planning import planner
 from llm_operator.decide import manifests as resources
 from llm_operator.engines import ENGINE_NAMES
-from llm_operator.facts.hub import ModelFactsUnavailable, facts_from_hub, facts_from_local
+from llm_operator.facts.hub import ModelFactsUnavailable, adapter_config_from_hub, facts_from_hub, facts_from_local
 from llm_operator.decide.observed import Observed, trim_child
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
@@ -82,7 +81,7 @@ def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> d
     configs: dict[str, dict | None] = {}
     for a in spec.adapters:
         try:
-            configs[a.name] = lora.adapter_config_from_hub(a.id, a.revision) if args.hub else None
+            configs[a.name] = adapter_config_from_hub(a.id, a.revision) if args.hub else None
         except ModelFactsUnavailable:
             configs[a.name] = None
     return configs

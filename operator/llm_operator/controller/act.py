@@ -22,6 +22,8 @@ from llm_operator.decide.observed import (CREATED_AS_UPDATE, Observed, Refusal, 
 
 log = logging.getLogger(__name__)
 
+AUTOSCALER_FIELD_MANAGER = "llm-operator-autoscaler"
+
 
 class NamespaceTerminating(Exception):
     """The namespace refused a write because it is being deleted."""
@@ -141,6 +143,16 @@ def status(kube: Kube, model: ReadModel, observed: Observed, patch: dict) -> Non
     metrics.WRITES.labels(api.KIND, "patch-status").inc()
     if answer:
         model.remember((meta["namespace"], meta["name"]), trim_llmdeployment(answer), api.KIND, meta["name"])
+
+
+def scale(kube: Kube, observed: Observed, replicas: int) -> None:
+    """The autoscaler's decision: spec.replicas through the scale subresource, under a field
+    manager of its own, so that `kubectl get llmd -o yaml` shows who set the count."""
+    meta = observed.meta
+    kube.request("PATCH", kube.path(api.API_VERSION, api.KIND, meta["namespace"], meta["name"], "scale"),
+                 body={"spec": {"replicas": replicas}}, query={"fieldManager": AUTOSCALER_FIELD_MANAGER},
+                 content_type="application/merge-patch+json")
+    metrics.WRITES.labels(api.KIND, "scale").inc()
 
 
 def events(kube: Kube, observed: Observed, notes: tuple[Event, ...], now: dt.datetime) -> None:

@@ -11,10 +11,10 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from llm_operator.controller import act
-from llm_operator.decide import adapters as lora
+from llm_operator.facts.hub import adapter_config_from_hub
 from llm_operator.facts import catalog as model_catalog
 from llm_operator.facts import lookup as model_facts
 from llm_operator.kube.client import Kube, load_config
@@ -54,13 +54,15 @@ class OperatorContext:
     # Model facts for when the Hub cannot answer: the shipped entries plus the chart's.
     catalog: model_catalog.Catalog = field(default_factory=model_catalog.builtin)
     adapter_configs: model_facts.FactsSource = field(
-        default_factory=lambda: model_facts.FactsSource(fetch=lora.adapter_config_from_hub))
+        default_factory=lambda: model_facts.FactsSource(fetch=adapter_config_from_hub))
     clock = staticmethod(time.monotonic)
     _kube: Kube | None = None
     queue: WorkQueue | None = None
     pool: ThreadPoolExecutor | None = None
     event_pool: ThreadPoolExecutor | None = None
-    scaler_states: dict = field(default_factory=dict)
+    scaler_states: dict = field(default_factory=dict)     # owner -> the autoscaler's ScalerState between ticks
+    # owner -> status.autoscaler as the autoscaler last reported it: the reconcile writes it (one status writer).
+    scaler_reports: dict = field(default_factory=dict)
     tasks: list = field(default_factory=list)
     informers: Any = None               # informers.Informers: the children and pods (bound at startup)
     # Whether kopf's indexes and the informers have listed every watched kind: before both,
@@ -100,7 +102,7 @@ class OperatorContext:
             for key in self.read_model.keys():
                 self.queue.add(key)
 
-    def _judge_meanwhile(self, key: Key) -> None:
+    def judge_meanwhile(self, key: Key) -> None:
         """At the end of a reconcile: again, unless all that came meanwhile was our own echo."""
         bodies = self.changed_meanwhile.pop(key, ())
         if any(not self.read_model.is_echo(key, b) for b in bodies):
@@ -118,12 +120,19 @@ class OperatorContext:
         if self.event_pool is not None and events:
             self.event_pool.submit(act.events, self.kube, observed, events, now)
 
-    def start(self) -> None:
-        """On kopf's event loop, once the indexes are bound."""
+    def start(self, process: Callable[[Key], Awaitable[float | None]]) -> None:
+        """On kopf's event loop, once the indexes are bound: the pools, and the work queue
+        that runs `process` (controller/loop.py) for each owner put on it."""
         self.pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="reconcile")
         self.event_pool = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="events")
-        self.queue = WorkQueue(self._process, self.settings.workers, self.settings.coalesce_s)
+        self.queue = WorkQueue(process, self.settings.workers, self.settings.coalesce_s)
         self.queue.start()
+
+    def forget(self, key: Key) -> None:
+        """An owner is gone: nothing of it is kept."""
+        self.read_model.forget(key)
+        self.scaler_states.pop(key, None)
+        self.scaler_reports.pop(key, None)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -136,17 +145,3 @@ class OperatorContext:
         for pool in (self.pool, self.event_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _process(self, key: Key) -> float | None:
-        from llm_operator.controller.loop import reconcile
-
-        observed = self.read_model.snapshot(key, self.clock())
-        if observed is None:
-            self.read_model.forget(key)
-            self.scaler_states.pop(key, None)
-            return None
-        try:
-            decision = await asyncio.get_running_loop().run_in_executor(self.pool, reconcile, self, key, observed)
-        finally:
-            self._judge_meanwhile(key)
-        return decision.requeue_after

@@ -16,13 +16,14 @@ import logging
 import kopf
 
 from llm_operator import api
-from llm_operator.decide import observed as observe
-from llm_operator.autoscale import loop as scaling
+from llm_operator.autoscale import loop as scaler_loop
+from llm_operator.controller import autoscaling, loop
 from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.informers import Informers
-from llm_operator.kube.asyncclient import AsyncKube
 from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide import observed as observe
 from llm_operator.decide.manifests import MANAGED_BY
+from llm_operator.kube.asyncclient import AsyncKube
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes)
                               f"app.kubernetes.io/managed-by={MANAGED_BY}", ctx.wake)
     ctx.read_model.bind({**{k: v for k, v in indexes.items() if k.endswith("_index")}, **ctx.informers.indexes},
                         multi_node=ctx.settings.multi_node)
-    ctx.start()
+    loop.start(ctx)
     await ctx.informers.start()
     ctx.tasks.append(asyncio.create_task(_informers_synced(ctx), name="informers-synced"))
     ctx.tasks.append(asyncio.create_task(_resync(ctx), name="resync"))
@@ -147,16 +148,15 @@ async def _resync(ctx: OperatorContext) -> None:
 
 async def _autoscale(ctx: OperatorContext) -> None:
     """Autoscaling mode operator: one tick per interval for each object that asks for it."""
-    loop = asyncio.get_running_loop()
+    running = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(ctx.settings.autoscale_interval_s)
-        keys = [key for key in ctx.read_model.keys()
-                if (ctx.read_model.spec(key).get("autoscaling") or {}).get("mode") == "operator"]
+        keys = [key for key in ctx.read_model.keys() if _autoscaled(ctx.read_model.parsed_spec(key))]
         if not keys:
             continue
         # The gateway's counts, read once for every model of this tick.
         try:
-            gateways = await loop.run_in_executor(ctx.pool, scaling.read_gateways, ctx)
+            gateways = await running.run_in_executor(ctx.pool, scaler_loop.read_gateways, ctx)
         except Exception:  # noqa: BLE001 - logged; the pods are scraped instead
             log.exception("reading the gateway's counts failed")
             gateways = None
@@ -166,6 +166,10 @@ async def _autoscale(ctx: OperatorContext) -> None:
             if observed is None:
                 continue
             try:
-                await loop.run_in_executor(ctx.pool, scaling.autoscale, ctx, observed, None, gateways)
+                await running.run_in_executor(ctx.pool, autoscaling.autoscale, ctx, observed, None, gateways)
             except Exception:  # noqa: BLE001 - one object's failure must not stop the loop; it is logged
                 log.exception("autoscaling %s/%s failed", *key)
+
+
+def _autoscaled(spec) -> bool:
+    return isinstance(spec, api.LLMDeploymentSpec) and spec.autoscaling.mode == "operator"

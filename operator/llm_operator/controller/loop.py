@@ -9,28 +9,28 @@ it reports is the state it made.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import logging
 from dataclasses import replace
 
-from llm_operator.controller import act
 from llm_operator import api
-from llm_operator.decide import decision as decisions
-from llm_operator.facts import lookup as model_facts
-from llm_operator.controller import metrics
+from llm_operator.controller import act, metrics
 from llm_operator.controller.context import OperatorContext
-from llm_operator.facts.hub import ModelFactsUnavailable
-from llm_operator.decide.observed import Key, Observed
 from llm_operator.controller.workqueue import Retry
+from llm_operator.decide import decision as decisions
+from llm_operator.decide.observed import Key, Observed, spec_of
+from llm_operator.facts import lookup as model_facts
+from llm_operator.facts.hub import ModelFactsUnavailable
 
 log = logging.getLogger(__name__)
 
 
 def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Lookups:
     """Model facts and adapter configs, in the order facts.lookup states."""
-    try:
-        spec = api.parse_spec(observed.llmd.get("spec") or {})
-    except api.InvalidSpec:
+    spec = spec_of(observed)
+    if isinstance(spec, api.InvalidSpec):
         return decisions.Lookups(facts=model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, "The spec is invalid."))
     wake = lambda: ctx.queue.add_threadsafe(key)  # noqa: E731
     q = decisions.facts_query(observed, spec)
@@ -45,7 +45,27 @@ def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Loo
             pending.append(a.name)
         except ModelFactsUnavailable:
             configs[a.name] = None
-    return decisions.Lookups(facts=answer, adapter_configs=configs, adapters_pending=tuple(pending))
+    return decisions.Lookups(facts=answer, adapter_configs=configs, adapters_pending=tuple(pending),
+                             autoscaler=ctx.scaler_reports.get(key))
+
+
+def start(ctx: OperatorContext) -> None:
+    """The work queue runs `process` for each owner put on it (kopf's event loop)."""
+    ctx.start(functools.partial(process, ctx))
+
+
+async def process(ctx: OperatorContext, key: Key) -> float | None:
+    """One owner off the work queue: its snapshot (on the event loop), then the reconcile in
+    a worker thread; the seconds after which to look again, if time alone changes something."""
+    observed = ctx.read_model.snapshot(key, ctx.clock())
+    if observed is None:
+        ctx.forget(key)
+        return None
+    try:
+        decision = await asyncio.get_running_loop().run_in_executor(ctx.pool, reconcile, ctx, key, observed)
+    finally:
+        ctx.judge_meanwhile(key)
+    return decision.requeue_after
 
 
 def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Decision:

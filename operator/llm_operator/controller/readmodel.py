@@ -16,7 +16,7 @@ import threading
 from typing import Any, Mapping
 
 from llm_operator import api
-from llm_operator.decide.observed import (CHILD_KINDS, TERMINATING_S, Key, Observed)
+from llm_operator.decide.observed import CHILD_KINDS, TERMINATING_S, Key, Observed, parse_spec
 from llm_operator.kube.kinds import KINDS
 
 
@@ -48,6 +48,8 @@ class ReadModel:
         self._lock = threading.Lock()
         self._terminating: dict[str, float] = {}   # namespace -> when it refused a write as terminating
         self.multi_node = False                     # LeaderWorkerSets are watched (and may be made)
+        # Each LLMDeployment's spec, parsed once per generation: owner -> ((uid, generation), spec).
+        self._specs: dict[Key, tuple[tuple, Any]] = {}
 
     def bind(self, indexes: Mapping[str, Any], multi_node: bool = False) -> None:
         self._indexes = indexes
@@ -62,10 +64,25 @@ class ReadModel:
     def namespace_terminating(self, namespace: str, now: float) -> None:
         self._terminating[namespace] = now
 
-    def spec(self, key: Key) -> dict:
-        """An LLMDeployment's spec as watched ({} when it is gone)."""
-        watched = self._values(self.LLMD_INDEX, key)
-        return watched[0]["spec"] if watched else {}
+    def parsed_spec(self, key: Key, llmd: Mapping[str, Any] | None = None) -> Any:
+        """An LLMDeployment's spec parsed (api.LLMDeploymentSpec, or the api.InvalidSpec it
+        raised; None when it is gone). A spec changes only with metadata.generation, so it
+        is parsed once per generation, not once per event or per decide."""
+        if llmd is None:
+            watched = self._values(self.LLMD_INDEX, key)
+            if not watched:
+                return None
+            llmd = watched[0]
+        meta = llmd["metadata"]
+        tag = (meta.get("uid"), meta.get("generation"))
+        with self._lock:
+            hit = self._specs.get(key)
+        if hit is not None and hit[0] == tag and tag[1] is not None:
+            return hit[1]
+        spec = parse_spec(llmd)
+        with self._lock:
+            self._specs[key] = (tag, spec)
+        return spec
 
     def keys(self) -> list[Key]:
         idx = self._indexes.get(self.LLMD_INDEX)
@@ -91,6 +108,7 @@ class ReadModel:
     def forget(self, owner: Key) -> None:
         with self._lock:
             self._overlay.pop(owner, None)
+            self._specs.pop(owner, None)
 
     def _fresher(self, owner: Key, kind: str, name: str, watched: dict | None) -> tuple[bool, dict | None]:
         """(whether the overlay decides, what it says) for one object."""
@@ -143,4 +161,5 @@ class ReadModel:
             storage_classes=tuple(self._values(self.STORAGE_CLASS_INDEX, "storageclasses")),
             namespace_terminating=now - self._terminating.get(namespace, -1e18) < TERMINATING_S,
             multi_node=self.multi_node,
+            spec=self.parsed_spec(key, llmd),
         )

@@ -1,19 +1,18 @@
 """LoRA adapters beside the base model: checks that save a GPU, and how the engine is told.
 
-Pure except `adapter_config_from_hub`. An adapter whose adapter_config.json names another
+Pure (the Hub read of an adapter's config is facts/hub.py's adapter_config_from_hub). An adapter whose adapter_config.json names another
 base model is reported and left out (TGI would fail to load it, or serve nonsense); the
 memory of the rest goes into the plan.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir  # noqa: F401  (snapshot_dir: re-exported)
 
 from llm_operator import api
-from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable
+from llm_operator.facts.hub import ModelFacts
 
 # PEFT's short names for the projections of Llama-style blocks, as (in, out) features.
 def module_shapes(facts: ModelFacts) -> dict[str, tuple[int, int]]:
@@ -90,17 +89,3 @@ def lora_entries(checks: list[AdapterCheck], commits: dict[str, str] | None) -> 
 def adapters_env(adapters: list[api.Adapter]) -> str:
     """The download Job's ADAPTERS: name=id@revision,..."""
     return ",".join(f"{a.name}={a.id}@{a.revision}" for a in adapters)
-
-
-def adapter_config_from_hub(repo_id: str, revision: str) -> dict:
-    """adapter_config.json from the Hub (HF_ENDPOINT honoured); ModelFactsUnavailable if it cannot be had."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
-    from requests import RequestException  # noqa: F401  (older huggingface-hub raises it)
-
-    try:
-        path = hf_hub_download(repo_id, "adapter_config.json", revision=revision)
-    except (HfHubHTTPError, OSError, ValueError) as err:
-        raise ModelFactsUnavailable(f"adapter_config.json of {repo_id}@{revision} could not be read: {err}") from None
-    with open(path) as fh:
-        return json.load(fh)

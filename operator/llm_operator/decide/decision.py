@@ -23,7 +23,7 @@ from llm_operator.decide import cache as weights
 from llm_operator.decide.compare import up_to_date
 from llm_operator.engines import engine_for
 from llm_operator.facts.hub import ModelFacts
-from llm_operator.decide.observed import Observed, Refusal, child_spec, trim_child
+from llm_operator.decide.observed import Observed, Refusal, child_spec, spec_of, trim_child
 
 # Refusals that the same write will meet again (invalid, forbidden, immutable field).
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
@@ -51,6 +51,7 @@ class Lookups:
     facts: model_facts.FactsAnswer
     adapter_configs: Mapping[str, dict | None] = field(default_factory=dict)   # name -> config (None: unreadable)
     adapters_pending: tuple[str, ...] = ()                                      # being read from the Hub
+    autoscaler: dict | None = None          # status.autoscaler as the autoscaler loop last reported it (None: not yet)
 
 
 @dataclass(frozen=True)
@@ -339,10 +340,9 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     owner = owner_of(observed)
     generation = meta.get("generation", 1)
     current = observed.llmd.get("status") or {}
-    try:
-        spec = api.parse_spec(observed.llmd.get("spec") or {})
-    except api.InvalidSpec as err:
-        blocked = status.Verdict("False", "InvalidSpec", f"The spec is invalid: {err}")
+    spec = spec_of(observed)
+    if isinstance(spec, api.InvalidSpec):
+        blocked = status.Verdict("False", "InvalidSpec", f"The spec is invalid: {spec}")
         return _with_status(Decision(phase="", blocked=blocked), observed, current, now, status.Observed(
             generation=generation, desired_replicas=None, gpus=1, selector=resources.pod_selector(owner), url="",
             deployment=_live(observed.child("Deployment", owner.name)), blocked=blocked, woken_at=woken_at(observed)))
@@ -433,8 +433,10 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         if status.unschedulable_pods(pods) else None
     extra = {"engine": spec.engine.name, "nodes": nodes if nodes > 1 else None,
              "plan": planned.status, "modelFacts": planned.facts,
-             # Written by the autoscaler loop; kept here so the reconcile does not remove it.
-             "autoscaler": current.get("autoscaler") if spec.autoscaling.mode == "operator" else None,
+             # The autoscaler's state as of its last change of a timer (its loop hands it over in
+             # the lookups); until it has, the one in status stays (a restarted operator goes on from it).
+             "autoscaler": (lookups.autoscaler if lookups.autoscaler is not None else current.get("autoscaler"))
+             if spec.autoscaling.mode == "operator" else None,
              "adapters": adapters_status(checks, commits, spec.cache.enabled) or None}
     decision = Decision(phase="", desired=tuple(desired), apply=to_apply, prune=prune, requeue_after=requeue_after,
                         blocked=blocked, notes=tuple(notes),

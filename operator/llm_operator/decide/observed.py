@@ -199,6 +199,9 @@ class Observed:
     namespace_terminating: bool = False              # a write was refused: the namespace is going away
     refused: Mapping[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> the API refused our write
     multi_node: bool = False                         # the operator makes (and watches) LeaderWorkerSets
+    # The spec parsed once per generation by the read model: an api.LLMDeploymentSpec, or the
+    # api.InvalidSpec it raised; None in an observation made by hand (render, tests): parsed on use.
+    spec: Any = None
 
     @property
     def meta(self) -> dict:
@@ -206,3 +209,16 @@ class Observed:
 
     def child(self, kind: str, name: str) -> dict | None:
         return next((c for c in self.children.get(kind, ()) if c["metadata"]["name"] == name), None)
+
+
+def parse_spec(llmd: Mapping[str, Any]) -> api.LLMDeploymentSpec | api.InvalidSpec:
+    """The spec of a trimmed LLMDeployment, or why it is invalid (returned, not raised)."""
+    try:
+        return api.parse_spec(llmd.get("spec") or {})
+    except api.InvalidSpec as err:
+        return err
+
+
+def spec_of(observed: Observed) -> api.LLMDeploymentSpec | api.InvalidSpec:
+    """The observation's parsed spec: the read model's, parsed once per generation."""
+    return observed.spec if observed.spec is not None else parse_spec(observed.llmd)

@@ -111,3 +111,17 @@ def _fetch_facts(
             metadata = None  # .bin-only repository: fall back to the architecture estimate
     parameter_count = parameter_count_from_safetensors_metadata(metadata) if metadata else None
     return facts_from_config(config, parameter_count, model_id=model_id, revision=revision)
+
+
+def adapter_config_from_hub(repo_id: str, revision: str) -> dict:
+    """adapter_config.json from the Hub (HF_ENDPOINT honoured); ModelFactsUnavailable if it cannot be had."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+    from requests import RequestException  # noqa: F401  (older huggingface-hub raises it)
+
+    try:
+        path = hf_hub_download(repo_id, "adapter_config.json", revision=revision)
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise ModelFactsUnavailable(f"adapter_config.json of {repo_id}@{revision} could not be read: {err}") from None
+    with open(path) as fh:
+        return json.load(fh)

@@ -727,12 +727,10 @@ def test_the_autoscaler_reads_the_leaders_of_groups_only(monkeypatch):
 
     monkeypatch.setattr(scaling, "scrape", scrape)
     spec = {"replicas": 2, "autoscaling": {"mode": "operator", "minReplicas": 2, "maxReplicas": 2}}
-    status_writes = []
-    kube = SimpleNamespace(patch_status=lambda ns, name, patch: status_writes.append(patch))
-    ctx = SimpleNamespace(settings=SimpleNamespace(pod_metrics_url="http://x/{pod}"), scaler_states={}, kube=kube)
-    scaling.autoscale(ctx, multi(spec, children=[lws], pods=pods), now=1000.0)
+    tick = scaling.tick(multi(spec, children=[lws], pods=pods), SimpleNamespace(pod_metrics_url="http://x/{pod}"),
+                        None, now=1000.0)
     assert sorted(scraped) == ["m-0", "m-1"]        # not m-0-1, m-1-1
-    assert status_writes and status_writes[0]["autoscaler"]["lastDecision"]["desiredReplicas"] == 2
+    assert tick.scale_to is None and tick.report["lastDecision"]["desiredReplicas"] == 2
 
 
 def test_the_lws_install_line_names_the_version_the_local_plane_runs():
