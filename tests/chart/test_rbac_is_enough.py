@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, Kubectl, OperatorProcess, wait_for
+from support.cluster import Kubectl, wait_for
+from support.operatorprocess import OperatorProcess
+from support.paths import ROOT
 from support.serviceaccount import install_operator_rbac
 
 pytestmark = pytest.mark.usefixtures("crd_installed")

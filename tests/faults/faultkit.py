@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from conftest import condition, wait_for_other_namespaces_to_go  # noqa: F401 - the scenarios import them from here
+from support.cluster import condition, wait_for_other_namespaces_to_go  # noqa: F401 - the scenarios import them from here
 
 CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "jobs", "persistentvolumeclaims",
                "horizontalpodautoscalers")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from support.cluster import wait_for
 from faultkit import Stopwatch, condition, reconciled
 from support.gatewayprocess import wait_gateway_authorized
 from support.manifests import llmd

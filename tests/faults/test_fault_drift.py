@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import wait_for
+from support.cluster import wait_for
 from faultkit import Stopwatch, reconciled
 from support.manifests import llmd
 

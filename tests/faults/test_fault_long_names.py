@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import bound_volume, make_storage_class, wait_for
+from support.cluster import bound_volume, make_storage_class, wait_for
 from faultkit import census, reconciled
 from support.manifests import llmd
 

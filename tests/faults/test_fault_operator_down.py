@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from conftest import wait_for
+from support.cluster import wait_for
 from faultkit import Stopwatch, census, operator_restored, unreconciled, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 

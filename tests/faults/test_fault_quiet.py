@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import apiserver_writes, settled
+from support.cluster import apiserver_writes, settled
 from faultkit import wait_for_other_namespaces_to_go
 from support.manifests import llmd
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import wait_for
+from support.cluster import wait_for
 from faultkit import Stopwatch, condition, reconciled, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 

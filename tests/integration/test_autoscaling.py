@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import condition, wait_for
+from support.cluster import condition, wait_for
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")

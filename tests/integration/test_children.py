@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import bound_volume, make_storage_class, wait_for
+from support.cluster import bound_volume, make_storage_class, wait_for
 from support.manifests import llmd
 from test_cache import FACTS, STORAGE_CLASS, cached, volume  # noqa: F401 - the fixture is used by name
 from test_operator import condition

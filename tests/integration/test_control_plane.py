@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Kubectl, wait_for
+from support.cluster import Kubectl, wait_for
 from support.gatewayprocess import wait_gateway_authorized
 from localcluster import LocalCluster, pid_alive
 

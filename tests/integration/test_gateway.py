@@ -12,7 +12,7 @@ import urllib.request
 import aiohttp
 import pytest
 
-from conftest import condition, wait_for
+from support.cluster import condition, wait_for
 from support.enginefarm import GATED, EngineFarm, wait_ready_engines
 from support.gatewayprocess import HOLD_TIMEOUT_S
 from support.loopback import require_loopback

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import Kubectl, wait_for
+from support.cluster import Kubectl, wait_for
 from support.loopback import LOOPBACK, pod_url, require_loopback
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from conftest import Kubectl, condition, wait_for, wait_for_other_namespaces_to_go
+from support.cluster import Kubectl, condition, wait_for, wait_for_other_namespaces_to_go
 
 LWS = "leaderworkerset.sigs.k8s.io"
 H100 = "NVIDIA-H100-80GB-HBM3"

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import condition, wait_for, wait_for_other_namespaces_to_go
+from support.cluster import condition, wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -146,7 +146,8 @@ def test_tgi_on_two_nodes_is_refused_at_admission_naming_vllm(kubectl):
 def plane_without_lws(tmp_path, hub):
     """A second control plane, with no LeaderWorkerSet installed, and an operator that has
     multi-node replicas on (as with the chart's lws.enabled where LWS was never installed)."""
-    from conftest import Kubectl, OperatorProcess, install_crd
+    from support.cluster import Kubectl, install_crd
+    from support.operatorprocess import OperatorProcess
     from localcluster import LocalCluster, tools_dir
 
     plane = LocalCluster(tmp_path / "plane", bin_dir=tools_dir(), lws=False)

@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from conftest import condition, settled, versions_of, wait_for  # noqa: F401 - imported from here by other tests
+from support.cluster import condition, settled, versions_of, wait_for  # noqa: F401 - imported from here by other tests
 from support.manifests import EXAMPLES, llmd
 
 pytestmark = pytest.mark.usefixtures("operator")

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from conftest import condition, wait_for
+from support.cluster import condition, wait_for
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")

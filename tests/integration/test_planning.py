@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import wait_for
+from support.cluster import wait_for
 from support.manifests import llmd
 from test_operator import arg, condition, engine_args
 

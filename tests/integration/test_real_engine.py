@@ -23,7 +23,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import TINY_LORA, TINY_MODEL, Kubectl, condition, make_storage_class, wait_for
+from support.cluster import Kubectl, condition, make_storage_class, wait_for
+from support.hub import TINY_LORA, TINY_MODEL
 from support.manifests import llmd
 from support.realengine import (FLAGS_ONLY_IN_0_33, GATED_DOWNLOAD, GATED_ENGINE, RealEngineFarm, engine_argv, map_paths,
                         vllm_venv,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import apiserver_writes, settled, wait_for, wait_for_other_namespaces_to_go
+from support.cluster import apiserver_writes, settled, wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
 CHILD_RESOURCES = {"deployments", "services", "poddisruptionbudgets"}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import Kubectl, wait_for
+from support.cluster import Kubectl, wait_for
 from support.manifests import llmd
 from test_operator import condition
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import condition, wait_for
+from support.cluster import condition, wait_for
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")

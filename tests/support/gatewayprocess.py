@@ -8,12 +8,12 @@ import re
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 from localcluster import free_port
+from support.cluster import wait_for
+from support.paths import ROOT
 from support.processlog import ProcessLog
 
-ROOT = Path(__file__).resolve().parents[2]
 HOLD_TIMEOUT_S = 120
 # The ServiceAccount the session's gateway runs as (serviceaccount.install_gateway_rbac, release llm-operator-gw).
 GATEWAY_USER = "system:serviceaccount:llm-system:llm-operator-gw-gateway"
@@ -22,8 +22,6 @@ GATEWAY_USER = "system:serviceaccount:llm-system:llm-operator-gw-gateway"
 def wait_gateway_authorized(kubectl, timeout: float = 120) -> None:
     """After an apiserver restart: until the gateway's ServiceAccount is authorized again
     (the RBAC caches filled), so that a 403 logged before then can be excused, none after."""
-    from conftest import wait_for
-
     wait_for("the gateway's ServiceAccount to be authorized again", lambda: all(
         kubectl.run("auth", "can-i", verb, what, "--all-namespaces", as_user=GATEWAY_USER, check=False).returncode == 0
         for verb, what in (("watch", "pods"), ("watch", "llmdeployments.llm-operator.io"))), timeout)
@@ -38,8 +36,6 @@ class GatewayProcess(ProcessLog):
         self.proc = None
 
     def start(self):
-        from conftest import wait_for
-
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llm_operator.cli", "gateway", f"--listen=127.0.0.1:{self.port}",

@@ -35,6 +35,17 @@ LFS_MIN_SIZE = 10 * 1024 * 1024
 # A held connection is released at close(), or after this long at the latest.
 STALL_HOLD_LIMIT_S = 120
 
+# What the session's Hub stand-ins serve (conftest.py's hub and tiny_hub fixtures).
+# The tiny Llama and its LoRA adapter (hack/tinymodel.py): what a real engine serves.
+TINY_MODEL, TINY_LORA = "test/tiny-llama", "test/tiny-llama-lora"
+# Repositories the operator's Hub serves: config.json and a safetensors header whose one
+# tensor holds the model's published parameter count (tests/data/models/).
+HUB_MODELS = {"test/llama-3-70b": "llama-3-70b", "test/qwen2.5-7b": "qwen2.5-7b", "test/mistral-7b": "mistral-7b"}
+# Names the operator's Hub answers as not existing: a repository, and a revision of any repository.
+HUB_MISSING = {"test/no-such-model"}
+HUB_MISSING_REVISIONS = {"no-such-revision"}
+HUB_UNREACHABLE = {"test/unreachable"}     # the connection drops, as when the Hub cannot be reached
+
 
 def git_blob_sha1(content: bytes) -> str:
     """The git object id of a file: what the Hub reports as blobId and as the ETag of non-LFS files."""

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.paths import DATA, ROOT
+
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def invalid_cases() -> list[dict]:
-    return yaml.safe_load((ROOT / "tests" / "data" / "invalid-manifests.yaml").read_text())
+    return yaml.safe_load((DATA / "invalid-manifests.yaml").read_text())
 
 
 def manifest_for(case: dict) -> dict:

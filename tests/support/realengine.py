@@ -46,8 +46,8 @@ from pathlib import Path
 from kubernetes import client, config
 
 from support.loopback import require_loopback
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 READY_GATE = "pod-ready.stage.kwok.x-k8s.io/gate"
 COMPLETE_GATE = "pod-complete.stage.kwok.x-k8s.io/gate"
 GATED_ENGINE = {READY_GATE: "closed"}          # spec.podAnnotations of a model the farm serves

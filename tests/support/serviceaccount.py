@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.paths import ROOT
+
 CHART = ROOT / "charts" / "llm-operator"
 RELEASE = "llm-operator"          # so the ServiceAccount and ClusterRole are named llm-operator
 RBAC_TEMPLATES = ("templates/serviceaccount.yaml", "templates/rbac.yaml")

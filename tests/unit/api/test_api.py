@@ -10,7 +10,8 @@ import yaml
 
 from llm_operator import api
 from llm_operator.api import crd
-from support.manifests import EXAMPLES, ROOT, invalid_cases, manifest_for
+from support.manifests import EXAMPLES, invalid_cases, manifest_for
+from support.paths import ROOT
 
 CASES = invalid_cases()
 

@@ -11,7 +11,7 @@ import pytest
 from llm_common import tgi_rules
 from llm_common.tgi import LauncherSettings, launcher_args, settings_problems
 from llm_common.tgi_rules import TABLE, Checkpoint, argv_problems, parse
-from support.manifests import ROOT
+from support.paths import ROOT
 
 BASE = ["--model-id", "org/m", "--num-shard", "1"]
 AWQ = Checkpoint(quantization="awq", context=32768)

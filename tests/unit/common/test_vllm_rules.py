@@ -11,7 +11,7 @@ import pytest
 from llm_common import vllm_rules
 from llm_common.vllm_rules import (DEFAULT_PORT, TABLE, VERSION, flag_name, flag_of, is_option, owned_options,
                                    positionals, repeated_options, unknown_options, value_problems)
-from support.manifests import ROOT
+from support.paths import ROOT
 
 # Every option of `vllm serve` 0.33.0, as listed by the options file the table was made from (dumped
 # from the wheel's own parser); model_tag is the positional MODEL.
