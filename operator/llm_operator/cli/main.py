@@ -85,7 +85,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     """The OpenAI-compatible front door for every LLMDeployment in its namespaces."""
     import signal
 
-    from llm_operator.gateway import server
+    from llm_operator.gateway import feed, server
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -102,7 +102,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     namespaces = [n for group in args.namespace for n in group.split(",") if n]
     if args.static:
         gateway = server.Gateway(settings)
-        server.install_static(gateway, server.load_static(args.static))
+        feed.install_static(gateway.store, feed.load_static(args.static))
     else:
         from llm_operator.gateway.kube import Kube
 

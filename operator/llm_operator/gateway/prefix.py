@@ -1,21 +1,18 @@
-"""Prefix-aware routing: consistent hashing with bounded loads (CHWBL). Pure.
+"""Prefix-aware routing's keys and ring, for consistent hashing with bounded loads (CHWBL;
+the bound and the pick are in scheduling.py). Pure.
 
 A request's key is the start of its prompt (the chat messages in order, or the completion
 prompt) up to `prefix_chars` characters, with the adapter's name in front so that a base
 model's and an adapter's caches are hashed apart. The key's hash lands on a ring of
-virtual nodes; the first replica clockwise whose load (the gateway's outstanding requests)
-is below the bound takes the request. The bound is ceil(load_factor * (L + 1) / n) for
-total load L over n replicas, so no replica goes above load_factor times the mean, and
-one always fits (the least loaded one is never above the bound). Replicas joining or
-leaving the ring move only the keys whose nearest point was theirs.
+virtual nodes, VNODES per replica; walking clockwise from it gives the key's home replica
+first, then the others in the order a request spills to them. Replicas joining or leaving
+the ring move only the keys whose nearest point was theirs.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import math
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 VNODES = 100           # points per replica: with 4 replicas the shares stay within a few percent
@@ -78,37 +75,3 @@ class Ring:
 
     def home(self, key: bytes) -> str | None:
         return next(self.walk(hash64(key)), None)
-
-
-def load_bound(loads: dict[str, int], members: Iterable[str], load_factor: float) -> int:
-    """Most outstanding requests a replica may have before it takes one more."""
-    members = list(members)
-    total = sum(loads.get(m, 0) for m in members)
-    return math.ceil(load_factor * (total + 1) / len(members))
-
-
-@dataclass(frozen=True)
-class Choice:
-    member: str
-    spilled: bool      # not the key's home: its home (or more) was over the bound or excluded
-
-
-def pick(ring: Ring, key: bytes, loads: dict[str, int], load_factor: float,
-         exclude: Iterable[str] = ()) -> Choice | None:
-    """The first member clockwise from the key's hash whose load is below the bound;
-    None when every member is excluded."""
-    exclude = set(exclude)
-    candidates = [m for m in ring.members if m not in exclude]
-    if not candidates:
-        return None
-    cap = load_bound(loads, candidates, load_factor)
-    first = True
-    for member in ring.walk(hash64(key)):
-        if member in exclude:
-            first = False
-            continue
-        if loads.get(member, 0) + 1 <= cap:
-            return Choice(member, spilled=not first)
-        first = False
-    # Unreachable with load_factor >= 1 (the least loaded member is below the bound); kept total.
-    return Choice(min(candidates, key=lambda m: (loads.get(m, 0), m)), spilled=True)

@@ -1,36 +1,10 @@
-"""The gateway's pure parts with literal inputs: LLMDeployments and pods -> the routing
-table, a request's `model` -> model and adapter, least-outstanding picks."""
+"""The endpoint store (gateway/endpoints.py) with literal inputs: LLMDeployments and pods ->
+the table, a request's `model` -> model and adapter, what the proxy records per endpoint,
+and who is told of a change."""
 
-import random
+from gatewayobjects import llmd, pod
 
-from llm_operator.gateway.routes import Endpoint, Model, Routes, endpoint_of, model_of, pick
-
-
-def llmd(name, ns="models", ready=True, engine=None, replicas=1, autoscaling=None, adapters=(), stalled=""):
-    spec = {"model": {"id": "org/m"}, "replicas": replicas}
-    if engine:
-        spec["engine"] = {"name": engine}
-    if autoscaling:
-        spec["autoscaling"] = autoscaling
-    status = {"conditions": [{"type": "Ready", "status": "True" if ready else "False", "message": "m"}]}
-    if stalled:
-        status["conditions"].append({"type": "Stalled", "status": "True", "message": stalled})
-    if adapters:
-        spec["adapters"] = [{"name": a, "id": f"org/{a}"} for a, _ in adapters]
-        status["adapters"] = [{"name": a, "served": served is not None, "servedAs": served or ""} for a, served in adapters]
-    return {"metadata": {"name": name, "namespace": ns, "uid": "u-" + name}, "spec": spec, "status": status}
-
-
-def pod(name, model, ns="models", ip="127.10.0.5", ready=True, deleting=False, role=None, port=8080):
-    labels = {"llm-operator.io/name": model, "app.kubernetes.io/component": "server"}
-    if role:
-        labels["llm-operator.io/role"] = role
-    meta = {"name": name, "namespace": ns, "labels": labels}
-    if deleting:
-        meta["deletionTimestamp"] = "2026-12-01T00:00:00Z"
-    return {"metadata": meta,
-            "spec": {"containers": [{"name": "engine", "ports": [{"name": "http", "containerPort": port}]}]},
-            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+from llm_operator.gateway.endpoints import Endpoint, EndpointStore, Model, endpoint_of, model_of
 
 
 def test_a_model_is_read_from_its_spec_and_status():
@@ -61,7 +35,7 @@ def test_only_ready_serving_pods_are_endpoints():
 
 
 def test_a_pod_turning_unready_leaves_the_table_at_once():
-    routes = Routes()
+    routes = EndpointStore()
     routes.set_pod(pod("a", "m", ip="127.10.0.5"))
     routes.set_pod(pod("b", "m", ip="127.10.0.6"))
     assert [e.pod for e in routes.endpoints(("models", "m"))] == ["a", "b"]
@@ -75,7 +49,7 @@ def test_a_pod_turning_unready_leaves_the_table_at_once():
 
 
 def test_resolve_by_name_adapter_and_namespace():
-    routes = Routes()
+    routes = EndpointStore()
     for obj in (llmd("llama"), llmd("mistral", adapters=[("support", "support")]), llmd("qwen", ns="a"),
                 llmd("qwen", ns="b"), llmd("loading", ready=False)):
         routes.set_model(model_of(obj))
@@ -93,36 +67,44 @@ def test_resolve_by_name_adapter_and_namespace():
     assert routes.resolve("loading").model.name == "loading"
 
 
-def test_least_outstanding_with_random_ties():
-    a, b, c = Endpoint("127.0.0.2", 1, "a"), Endpoint("127.0.0.3", 1, "b"), Endpoint("127.0.0.4", 1, "c")
-    load = {a.hostport: 3, b.hostport: 1, c.hostport: 1}
-    picks = {pick([a, b, c], load, random.Random(seed)).pod for seed in range(40)}
-    assert picks == {"b", "c"}                                            # never the busiest; both tied ones
-    assert pick([a, b, c], {a.hostport: 0, b.hostport: 1, c.hostport: 1}).pod == "a"
-    assert pick([a, b], load, exclude={b.hostport}).pod == "a"            # a retry goes elsewhere
-    assert pick([a], {}, exclude={a.hostport}) is None
-    assert pick([], {}) is None
+def test_a_relist_replaces_one_namespace_or_all_and_names_every_key_it_touched():
+    store = EndpointStore()
+    told = []
+    store.observe(told.append)
+    store.replace_models([model_of(llmd("x", ns="a")), model_of(llmd("y", ns="a")), model_of(llmd("x", ns="b"))])
+    assert sorted(told) == [("a", "x"), ("a", "y"), ("b", "x")]
+    told.clear()
+    store.replace_models([model_of(llmd("z", ns="a"))], "a")               # b's part stays
+    assert sorted(store.models) == [("a", "z"), ("b", "x")]
+    assert sorted(told) == [("a", "x"), ("a", "y"), ("a", "z")]             # the lost ones too: their waiters look
+    told.clear()
+    store.replace_pods([pod("p", "x", ns="b"), pod("q", "z", ns="a", ip="127.10.0.6")])
+    assert sorted(told) == [("a", "z"), ("b", "x")]
+    assert store.replace_pods([], "a") == {("a", "z")}
+    assert store.endpoints(("a", "z")) == [] and [e.pod for e in store.endpoints(("b", "x"))] == ["p"]
+    told.clear()
+    store.set_endpoints(("a", "z"), [Endpoint("127.0.0.1", 9000, "z-0")])
+    store.drop_model(("b", "x"))
+    assert told == [("a", "z"), ("b", "x")]
+    assert sorted(store.models) == [("a", "z")]
 
 
-def test_watch_events_and_per_namespace_relists_keep_the_table_whole():
-    from llm_operator.gateway.server import Gateway, Settings
-
-    gw = Gateway(Settings(), kube=object())          # a table fed by watches, never started here
-    assert gw.synced == {"models": False, "pods": False}
-    in_a, in_b = gw._merge_listed("models", "a", 2), gw._merge_listed("models", "b", 2)
-    in_a([llmd("x", ns="a"), llmd("y", ns="a")])
-    assert not gw.synced["models"]                     # b not listed yet
-    in_b([llmd("x", ns="b")])
-    assert gw.synced["models"]
-    assert sorted(gw.routes.models) == [("a", "x"), ("a", "y"), ("b", "x")]
-    in_a([llmd("y", ns="a")])                          # a relist of a drops what a lost, leaves b alone
-    assert sorted(gw.routes.models) == [("a", "y"), ("b", "x")]
-    gw.on_model_event("DELETED", llmd("y", ns="a"))
-    assert sorted(gw.routes.models) == [("b", "x")]
-    pods_a = gw._merge_listed("pods", "a", 2)
-    pods_a([pod("p", "x", ns="a", ip="127.10.0.9")])
-    gw.on_pod_event("ADDED", pod("q", "x", ns="b", ip="127.10.1.9"))
-    pods_a([])
-    assert gw.routes.endpoints(("a", "x")) == [] and [e.pod for e in gw.routes.endpoints(("b", "x"))] == ["q"]
-    gw.on_pod_event("MODIFIED", pod("q", "x", ns="b", ip="127.10.1.9", ready=False))
-    assert gw.routes.endpoints(("b", "x")) == []
+def test_in_flight_counts_and_ejections_per_endpoint():
+    store = EndpointStore()
+    a, b = Endpoint("127.0.0.2", 1, "a"), Endpoint("127.0.0.3", 1, "b")
+    store.set_model(Model(namespace="n", name="m"))
+    store.set_endpoints(("n", "m"), [b, a])
+    assert store.endpoints(("n", "m")) == [a, b]                            # by pod name
+    store.acquire(a.hostport)
+    store.acquire(a.hostport)
+    store.acquire(b.hostport)
+    assert store.outstanding == {a.hostport: 2, b.hostport: 1}
+    store.release(a.hostport)
+    store.release(b.hostport)
+    assert store.outstanding == {a.hostport: 1}                             # none left: no entry
+    assert store.next_return(100.0) is None
+    store.eject(a.hostport, 105.0)
+    assert store.usable(("n", "m"), 100.0) == [b]
+    assert store.next_return(100.0) == 105.0
+    assert store.usable(("n", "m"), 105.0) == [a, b]                        # back at its time
+    assert store.next_return(105.0) is None

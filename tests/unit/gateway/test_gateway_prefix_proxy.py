@@ -7,9 +7,11 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+from llm_operator.gateway.endpoints import Endpoint, Model, model_of
+from llm_operator.gateway.feed import install_static
 from llm_operator.gateway.prefix import Ring, prefix_key
-from llm_operator.gateway.routes import Endpoint, Model, model_of
-from llm_operator.gateway.server import Gateway, Settings, install_static
+from llm_operator.gateway.proxy import Settings
+from llm_operator.gateway.server import Gateway
 
 
 async def engine(gate: asyncio.Event | None = None):
@@ -30,7 +32,7 @@ async def engine(gate: asyncio.Event | None = None):
 
 async def start_gateway(models):
     gw = Gateway(Settings())
-    install_static(gw, models)
+    install_static(gw.store, models)
     await gw.start([])
     runner = web.AppRunner(gw.app())
     await runner.setup()
@@ -105,10 +107,10 @@ def test_a_busy_home_spills_to_the_next_replica_on_the_ring():
             # is ceil((L + 1) / 2), so they alternate home, home, other, ...: two on each.
             tasks = [asyncio.create_task(ask()) for _ in range(4)]
             for _ in range(200):
-                if sum(gw.outstanding.values()) == 4:
+                if sum(gw.store.outstanding.values()) == 4:
                     break
                 await asyncio.sleep(0.01)
-            assert sorted(gw.outstanding.values()) == [2, 2]
+            assert sorted(gw.store.outstanding.values()) == [2, 2]
             gate.set()
             ports_answered = await asyncio.gather(*tasks)
             assert sorted(ports_answered.count(p) for p in ports) == [2, 2]

@@ -10,8 +10,10 @@ import time
 import aiohttp
 from aiohttp import web
 
-from llm_operator.gateway.routes import Endpoint, Model
-from llm_operator.gateway.server import Gateway, Settings, install_static
+from llm_operator.gateway.endpoints import Endpoint, Model
+from llm_operator.gateway.feed import install_static
+from llm_operator.gateway.proxy import Settings, mid_stream_error
+from llm_operator.gateway.server import Gateway
 
 
 async def upstream(handler):
@@ -27,7 +29,7 @@ async def upstream(handler):
 
 async def gateway(settings=None, table=()):
     gw = Gateway(settings or Settings())
-    install_static(gw, list(table))
+    install_static(gw.store, list(table))
     await gw.start([])
     runner = web.AppRunner(gw.app(), handler_cancellation=True)
     await runner.setup()
@@ -139,7 +141,7 @@ def test_a_client_that_goes_away_cancels_the_upstream_request():
                 await r.content.readuntil(b"\n\n")
         # the client's connection is closed on leaving the session
         await asyncio.wait_for(cancelled.wait(), 10)
-        assert gw.outstanding == {}
+        assert gw.store.outstanding == {}
         await runner.cleanup(); await gw.close(); await u.cleanup()
     run(scenario())
 
@@ -181,7 +183,7 @@ def test_retries_go_to_another_endpoint_before_any_byte_and_never_after():
         assert calls.count("dies") == 1                                       # a started stream is not retried
         assert 'llm_gateway_upstream_errors_total{cause="connect",model="models/m"}' in text
         assert 'llm_gateway_upstream_errors_total{cause="disconnected_streaming",model="models/s"} 1.0' in text
-        assert time.monotonic() < gw.ejected[f"127.0.0.1:{closed}"]           # the refusing one is skipped a while
+        assert time.monotonic() < gw.store.ejected[f"127.0.0.1:{closed}"]           # the refusing one is skipped a while
         await runner.cleanup(); await gw.close()
         for u in (ub, ue, ud):
             await u.cleanup()
@@ -196,17 +198,16 @@ def test_requests_are_held_until_an_endpoint_is_ready_then_answered():
             tasks = [asyncio.create_task(s.post(url + "/v1/completions", json={"model": "m", "prompt": "x"}))
                      for _ in range(20)]
             deadline = time.monotonic() + 10
-            while gw.held.get(("models", "m"), 0) < 20 and time.monotonic() < deadline:
+            while gw.proxy.held.get(("models", "m"), 0) < 20 and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            assert gw.held[("models", "m")] == 20
+            assert gw.proxy.held[("models", "m")] == 20
             assert not any(t.done() for t in tasks)
-            gw.routes.pods[("models", "m")] = {"p": ep(port)}
-            gw.changed(("models", "m"))
+            gw.store.set_endpoints(("models", "m"), [ep(port)])
             responses = await asyncio.gather(*tasks)
             assert [r.status for r in responses] == [200] * 20
             for r in responses:
                 r.release()
-        assert gw.held[("models", "m")] == 0
+        assert gw.proxy.held[("models", "m")] == 0
         await runner.cleanup(); await gw.close(); await u.cleanup()
     run(scenario())
 
@@ -258,8 +259,6 @@ def test_limits_body_size_and_api_keys(tmp_path):
 
 
 def test_the_mid_stream_error_event_stands_alone_after_a_cut_event():
-    from llm_operator.gateway.server import mid_stream_error
-
     whole = mid_stream_error("ns/m", b"\n\n")
     assert whole.startswith(b"data: {") and whole.endswith(b"\n\n")
     assert json.loads(whole[len(b"data: "):])["error"]["type"] == "upstream_error"
