@@ -18,8 +18,7 @@ from localcluster import LocalCluster, tools_dir
 from support.cluster import Kubectl, install_crd
 from support.gatewayprocess import GatewayProcess
 from support.hub import (HUB_MISSING, HUB_MISSING_REVISIONS, HUB_MODELS, HUB_UNREACHABLE, TINY_LORA, TINY_MODEL,
-                         HubServer)
-from support.hubstub import FakeHub, safetensors_header_only
+                         HubServer, safetensors_header_only)
 from support.operatorprocess import OperatorProcess
 from support.paths import DATA, ROOT
 from support.podmetrics import PodMetrics
@@ -122,8 +121,9 @@ def hub(tiny_repos):
     repos.update(tiny_repos)
     # Repositories it does not hold answer as gated (the operator goes on with the spec's
     # GPUs, as for a private model), but for the ones named as missing: those do not exist.
-    server = FakeHub(repos, gated={"test/gated"}, missing=HUB_MISSING, missing_revisions=HUB_MISSING_REVISIONS,
-                     unreachable=HUB_UNREACHABLE)
+    # Any revision names the one commit (adapters pinned to v1), but for the missing ones.
+    server = HubServer(repos, gated={"test/gated"}, missing=HUB_MISSING, missing_revisions=HUB_MISSING_REVISIONS,
+                       unreachable=HUB_UNREACHABLE, any_revision=True)
     yield server
     server.close()
 

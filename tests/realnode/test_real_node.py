@@ -21,8 +21,7 @@ import pytest
 from images import BASE_NAME, OPERATOR_IMAGE, RUNTIME_IMAGE, STANDIN_IMAGE, Builder, ensure_packages
 from realnode import GATEWAY, NODE_LABEL, NODE_NAME, TAINT_KEY, RealNode, host_snapshot
 from support.cluster import Kubectl, wait_for
-from support.hub import HubServer
-from support.hubstub import safetensors_header_only
+from support.hub import HubServer, safetensors_header_only
 from support.loopback import REAL_NODE_NETWORK, real_node_url
 from support.paths import ROOT
 

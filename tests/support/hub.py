@@ -1,13 +1,24 @@
-"""A local stand-in for the Hugging Face Hub: the few endpoints huggingface_hub and
-llm-runtime call, with faults a test can inject.
+"""A local stand-in for the Hugging Face Hub: the endpoints huggingface_hub, llm-runtime and
+the operator call, with the answers and faults a test can ask for. The one Hub fake of the
+tests: the operator's model facts (tests/unit/facts, the session's `hub` fixture), llm-runtime
+download (tests/unit/runtime, the real-engine and real-node tiers) and the demo use it.
 
-Serves, for each repository it holds (one commit, also reachable as branch `main`):
+Serves, for each repository it holds (one commit, reachable by its id and as branch `main`;
+with any_revision=True, by any revision name):
   HEAD/GET /{repo}/resolve/{revision}/{file}          file bytes, honouring Range
   GET      /api/models/{repo}/revision/{revision}     model info with siblings (size, blobId, lfs)
   GET      /api/models/{repo}/tree/{revision}         the file listing, as the Hub's tree API
 Gated repositories answer 401 (X-Error-Code: GatedRepo) on /resolve/ unless the request carries
 a token the stand-in accepts, like huggingface.co. Weight files are served as LFS files: their
 ETag is the sha256 of the content, as the Hub's X-Linked-Etag is.
+
+What it answers for what it does not hold, as huggingface.co answers a reader:
+  a repository not held            401 RepoNotFound; with `missing` given, only the repositories
+                                   named there, and any other answers 401 GatedRepo (so a private
+                                   model is planned from the spec's GPUs)
+  a revision in missing_revisions  404 RevisionNotFound, in every repository
+  a repository in `unreachable`    the connection closed with no answer, as a Hub that cannot be
+                                   reached
 
 Faults (per repository and file, until cleared):
   cut_after(repo, file, n, then_fail=False)  send n bytes of a body, then close the connection;
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +59,20 @@ HUB_MISSING_REVISIONS = {"no-such-revision"}
 HUB_UNREACHABLE = {"test/unreachable"}     # the connection drops, as when the Hub cannot be reached
 
 
+def safetensors_header_only(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
+    """A safetensors file cut after its header ({name: (dtype, shape)}, 2 bytes a parameter):
+    all that get_safetensors_metadata reads, so a model's parameter count costs no weights."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = 2
+        for dimension in shape:
+            size *= dimension
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header).encode()
+    return struct.pack("<Q", len(encoded)) + encoded
+
+
 def git_blob_sha1(content: bytes) -> str:
     """The git object id of a file: what the Hub reports as blobId and as the ETag of non-LFS files."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
@@ -65,11 +91,16 @@ class Fault:
 
 
 class HubServer:
-    """Start with HubServer({repo_id: {filename: bytes}}, gated={repo_id}, tokens={"hf_x"}); close() at the end."""
+    """Start with HubServer({repo_id: {filename: bytes}}, gated={repo_id}, tokens={"hf_x"}); close() at the end.
+    `missing`, `missing_revisions`, `unreachable` and `any_revision`: see the module's docstring."""
 
-    def __init__(self, repos: dict[str, dict[str, bytes]], gated=(), tokens=(), host: str = "127.0.0.1"):
+    def __init__(self, repos: dict[str, dict[str, bytes]], gated=(), tokens=(), host: str = "127.0.0.1", *,
+                 missing=None, missing_revisions=(), unreachable=(), any_revision: bool = False):
         self.repos = {repo: dict(files) for repo, files in repos.items()}
         self.gated, self.tokens = set(gated), set(tokens)
+        self.missing = None if missing is None else set(missing)
+        self.missing_revisions, self.unreachable = set(missing_revisions), set(unreachable)
+        self.any_revision = any_revision
         self.faults: dict[tuple[str, str], Fault] = {}
         self.served: dict[tuple[str, str], int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
@@ -140,13 +171,32 @@ class HubServer:
         return self._resolve(handler, repo, parts[3], "/".join(parts[4:]), body)
 
     def _known_revision(self, repo: str, revision: str) -> bool:
-        return revision in ("main", self.commit(repo))
+        if revision in self.missing_revisions:
+            return False
+        return self.any_revision or revision in ("main", self.commit(repo))
+
+    def _refused(self, handler, repo: str) -> bool:
+        """Answers for a repository that is unreachable, gated to this request, or not held; False
+        when the repository is served."""
+        if repo in self.unreachable:
+            handler.close_connection = True     # nothing written: the client sees the connection drop
+            return True
+        if repo in self.gated and not self._authorized(handler):
+            self._error(handler, 401, "GatedRepo", "Access to this model is restricted.")
+            return True
+        if repo not in self.repos:
+            if self.missing is not None and repo not in self.missing:
+                self._error(handler, 401, "GatedRepo", "Access to this model is restricted.")
+            else:
+                self._error(handler, 401, "RepoNotFound", "Repository not found.")
+            return True
+        return False
 
     def _api(self, handler, parts: list[str]) -> None:
         # parts: org, name, "revision"|"tree", revision...
         repo, kind, revision = "/".join(parts[:2]), parts[2] if len(parts) > 2 else "", "/".join(parts[3:])
-        if repo not in self.repos:
-            return self._error(handler, 401, "RepoNotFound", "Repository not found.")
+        if (repo in self.unreachable or repo not in self.repos) and self._refused(handler, repo):
+            return None     # model info is public: a gated repository held here answers it
         if not self._known_revision(repo, revision):
             return self._error(handler, 404, "RevisionNotFound", f"Invalid rev id: {revision}")
         files = self.repos[repo]
@@ -177,10 +227,8 @@ class HubServer:
         return auth.startswith("Bearer ") and auth.removeprefix("Bearer ") in self.tokens
 
     def _resolve(self, handler, repo: str, revision: str, name: str, body: bool) -> None:
-        if repo not in self.repos:
-            return self._error(handler, 401, "RepoNotFound", "Repository not found.")
-        if repo in self.gated and not self._authorized(handler):
-            return self._error(handler, 401, "GatedRepo", "Access to this model is restricted.")
+        if self._refused(handler, repo):
+            return None
         if not self._known_revision(repo, revision):
             return self._error(handler, 404, "RevisionNotFound", f"Invalid rev id: {revision}")
         content = self.repos[repo].get(name)
@@ -217,7 +265,9 @@ class HubServer:
         if not header:
             return 200, 0, size
         first, _, last = header.removeprefix("bytes=").partition("-")
-        return 206, int(first), (int(last) + 1 if last else size)
+        # A range past the end is cut at the end, as HTTP servers do (get_safetensors_metadata
+        # asks for the first 100,000 bytes of files that may be shorter).
+        return 206, min(int(first), size), min(int(last) + 1 if last else size, size)
 
     def _send_body(self, handler, repo: str, name: str, data: bytes, fault: Fault | None) -> None:
         limit = None

@@ -13,7 +13,7 @@ import pytest
 
 from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, estimate_parameter_count, facts_from_config, facts_from_hub, facts_from_local, parameter_count_from_safetensors_index, parameter_count_from_safetensors_metadata
 
-from support.hubstub import COMMIT, FakeHub, safetensors_header_only  # noqa: E402
+from support.hub import HubServer, safetensors_header_only
 
 MODELS = Path(__file__).parents[2] / "data" / "models"
 PARAMS = json.loads((MODELS / "params.json").read_text())
@@ -177,7 +177,7 @@ def llama_3_8b_repo():
 
 @pytest.fixture
 def hub():
-    server = FakeHub(
+    server = HubServer(
         {"meta-llama/Meta-Llama-3-8B": llama_3_8b_repo(),
          "acme/bin-only": {"config.json": (MODELS / "mistral-7b" / "config.json").read_bytes()}},
         gated={"meta-llama/Llama-3.1-405B"},
@@ -193,7 +193,7 @@ def test_facts_from_hub_reads_config_and_exact_count(hub, tmp_path):
     assert (facts.num_layers, facts.num_key_value_heads, facts.vocab_size) == (32, 8, 128256)
     assert facts.parameter_count == 8030261248
     assert facts.parameter_count_estimated is False
-    assert ("HEAD", "/meta-llama/Meta-Llama-3-8B/resolve/main/config.json") in hub.requests
+    assert ("HEAD", "/meta-llama/Meta-Llama-3-8B/resolve/main/config.json", None) in hub.requests
 
 
 def test_facts_from_hub_caches_on_disk(hub, tmp_path):
@@ -228,7 +228,7 @@ def test_unknown_model(hub, tmp_path):
 
 
 def test_unknown_revision(tmp_path):
-    server = FakeHub({"meta-llama/Meta-Llama-3-8B": llama_3_8b_repo()}, missing_revisions={"v9"})
+    server = HubServer({"meta-llama/Meta-Llama-3-8B": llama_3_8b_repo()}, missing_revisions={"v9"})
     try:
         with pytest.raises(ModelMissing, match=r"^Revision 'v9' of meta-llama/Meta-Llama-3-8B does not exist") as raised:
             facts_from_hub("meta-llama/Meta-Llama-3-8B", revision="v9", cache_dir=tmp_path, endpoint=server.endpoint)
