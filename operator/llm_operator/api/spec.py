@@ -20,18 +20,8 @@ from llm_common import tgi_rules, vllm_rules
 
 from llm_operator.engines import tgi, vllm as vllm_engine
 
-GROUP = "llm-operator.io"
-VERSION = "v1alpha1"
-KIND = "LLMDeployment"
-PLURAL = "llmdeployments"
-SINGULAR = "llmdeployment"
-SHORT_NAMES = ["llmd", "llm"]
-API_VERSION = f"{GROUP}/{VERSION}"
-# The field manager of every server-side apply the operator makes.
-FIELD_MANAGER = "llm-operator"
-# Set by the gateway when a request wakes a model from zero replicas (an RFC 3339 UTC time);
-# the operator reports it in status.lastWokenByRequest and in the conditions while the model starts.
-WOKEN_ANNOTATION = f"{GROUP}/woken-by-request-at"
+from llm_operator.api.names import (API_VERSION, FIELD_MANAGER, GROUP, KIND, PLURAL, SHORT_NAMES,  # noqa: F401
+                                    SINGULAR, VERSION, WOKEN_ANNOTATION)
 
 # The pinned serving engine (engines/tgi.py says which); spec.engine.image overrides it.
 DEFAULT_TGI_IMAGE = tgi.DEFAULT_IMAGE

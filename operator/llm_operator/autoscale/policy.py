@@ -1,6 +1,6 @@
 """Operator-native autoscaling, the pure part: engine /metrics text -> load -> replica decision.
 
-The loop in handlers.py scrapes each ready pod's /metrics, turns each into a `PodSample`,
+The loop (loop.py) scrapes each ready pod's /metrics, turns each into a `PodSample`,
 calls `decide` with the state it stored in `status.autoscaler` and the current replica
 count, scales to `Decision.desired_replicas` when the action is not "hold", and stores
 `state.to_dict()` back. Nothing here does I/O or reads a clock: `now` is passed in.
@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from llm_operator.api.names import GATEWAY_HELD, GATEWAY_IN_FLIGHT, GATEWAY_REQUESTS
 from llm_operator.engines import DEFAULT_ENGINE, LoadMetrics, engine_named
 
 WINDOW_SECONDS = 60.0   # moving window the mean load is taken over
@@ -129,10 +130,6 @@ class PodSample:
     load: float | None  # None: unreachable or not the engine's metrics, so unknown (not zero)
 
 
-# The gateway's own series (gateway/metrics.py), each with a label model="namespace/name".
-GATEWAY_IN_FLIGHT = "llm_gateway_requests_in_flight"   # taken, not yet answered; held ones included
-GATEWAY_HELD = "llm_gateway_requests_held"             # waiting for a ready endpoint
-GATEWAY_REQUESTS = "llm_gateway_requests_total"        # answered, by code: moves with every request
 _MODEL_LABEL = re.compile(r'(?:^|,)\s*model="((?:[^"\\]|\\.)*)"')
 
 

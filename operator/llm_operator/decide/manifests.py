@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from llm_operator import api
-from llm_operator.autoscale.policy import GATEWAY_IN_FLIGHT
+from llm_operator.api.names import GATEWAY_IN_FLIGHT
 from llm_operator.engines import PORT_NAME, GroupRole, engine_for
 
 MANAGED_BY = "llm-operator"

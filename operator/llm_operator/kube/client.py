@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from llm_operator import api
+from llm_operator.api import names
 from llm_operator.kube import kinds
 from llm_operator.kube.errors import KubeError
 from llm_operator.kube.events import event_body
 
-FIELD_MANAGER = api.FIELD_MANAGER
+FIELD_MANAGER = names.FIELD_MANAGER
 log = logging.getLogger(__name__)
 
 def load_configuration() -> client.Configuration:
@@ -138,5 +138,5 @@ class Kube:
                      body=event_body(involved, type_, reason, message, now, FIELD_MANAGER))
 
     def patch_status(self, namespace: str, name: str, status: dict) -> dict:
-        path = self.path(api.API_VERSION, api.KIND, namespace, name, "status")
+        path = self.path(names.API_VERSION, names.KIND, namespace, name, "status")
         return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")

@@ -3,12 +3,12 @@ and the gateway's Events."""
 
 from __future__ import annotations
 
-from llm_operator import api
+from llm_operator.api import names
 
 
 def involved(namespace: str, name: str, uid: str) -> dict:
     """An LLMDeployment as an Event's involvedObject."""
-    return {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": name, "namespace": namespace, "uid": uid}
+    return {"apiVersion": names.API_VERSION, "kind": names.KIND, "name": name, "namespace": namespace, "uid": uid}
 
 
 def event_body(involved: dict, type_: str, reason: str, message: str, stamp: str, component: str) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_operator import api
+from llm_operator.api import names
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ KINDS: dict[str, Kind] = {
     "StorageClass": Kind("storage.k8s.io", "v1", "storageclasses", namespaced=False),
     # Optional: made and watched only with `run --leaderworkersets`.
     "LeaderWorkerSet": Kind("leaderworkerset.x-k8s.io", "v1", "leaderworkersets"),
-    api.KIND: Kind(api.GROUP, api.VERSION, api.PLURAL),
+    names.KIND: Kind(names.GROUP, names.VERSION, names.PLURAL),
 }
 
 
