@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from localcluster import LocalCluster, tools_dir
-from support.cluster import Kubectl, install_crd
+from support.cluster import Kubectl, bound_volume, install_crd, make_storage_class
 from support.gatewayprocess import GatewayProcess
 from support.hub import (HUB_MISSING, HUB_MISSING_REVISIONS, HUB_MODELS, HUB_UNREACHABLE, TINY_LORA, TINY_MODEL,
                          HubServer, safetensors_header_only)
+from support.manifests import CACHE_STORAGE_CLASS
 from support.operatorprocess import OperatorProcess
 from support.paths import DATA, ROOT
 from support.podmetrics import PodMetrics
@@ -67,6 +68,17 @@ def namespace(cluster) -> str:
 @pytest.fixture
 def kubectl(cluster, namespace) -> Kubectl:
     return Kubectl(cluster, namespace)
+
+
+@pytest.fixture
+def volume(cluster, kubectl):
+    """For cached weights (support.manifests.cached): the StorageClass CACHE_STORAGE_CLASS, with no
+    provisioner, and `volume(claim)` binds a volume ahead to the claim the operator will make."""
+    make_storage_class(cluster, CACHE_STORAGE_CLASS)
+
+    def make(claim: str) -> None:
+        bound_volume(cluster, kubectl.namespace, claim, CACHE_STORAGE_CLASS)
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,14 @@ import subprocess
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
 
+from support import serviceaccount
 from support.cluster import Kubectl, wait_for
+from support.paths import CHART, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "llm-operator"
 CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 NAMESPACED = ("rbac.scope=namespaced", "rbac.namespaces={models-a,models-b}")
 
@@ -70,7 +69,7 @@ def helm(cluster, helm_env):
 
 @pytest.fixture(scope="module")
 def kube_version(cluster) -> str:
-    return json.loads(Kubectl(cluster).run("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    return serviceaccount.kube_version(cluster)
 
 
 @pytest.fixture(scope="module")

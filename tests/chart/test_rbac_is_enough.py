@@ -12,16 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.cluster import Kubectl, wait_for
+from support.cluster import Kubectl, condition, wait_for
 from support.operatorprocess import OperatorProcess
 from support.paths import ROOT
 from support.serviceaccount import install_operator_rbac
 
 pytestmark = pytest.mark.usefixtures("crd_installed")
-
-
-def condition(obj: dict | None, ctype: str) -> dict:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == ctype), {})
 
 
 def assert_no_other_operator(kubectl: Kubectl, name: str) -> None:

@@ -1,15 +1,13 @@
-"""What the fault scenarios share: reading conditions, counting children and orphans,
-waiting for a quiet cluster, and bringing the operator back whatever happens."""
+"""What the fault scenarios share: whether a model is reconciled, counting children and
+orphans, and bringing the operator back whatever happens. (Reading conditions and waiting for
+a quiet cluster are support/cluster.py's.)"""
 
 from __future__ import annotations
 
 import contextlib
 import time
 
-from support.cluster import condition, wait_for_other_namespaces_to_go  # noqa: F401 - the scenarios import them from here
-
-CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "jobs", "persistentvolumeclaims",
-               "horizontalpodautoscalers")
+from support.cluster import CHILD_KINDS, condition
 
 
 def reconciled(obj: dict) -> bool:

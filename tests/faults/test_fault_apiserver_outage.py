@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from support.cluster import wait_for
-from faultkit import Stopwatch, condition, reconciled
+from faultkit import Stopwatch, reconciled
+from support.cluster import condition, wait_for
 from support.gatewayprocess import wait_gateway_authorized
 from support.manifests import llmd
 

@@ -10,17 +10,13 @@ import json
 
 import pytest
 
-from support.cluster import wait_for
 from faultkit import Stopwatch, reconciled
+from support.cluster import container, wait_for
 from support.manifests import llmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
 
 IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
-
-
-def container(kubectl, name: str) -> dict:
-    return kubectl.get("deployment", name)["spec"]["template"]["spec"]["containers"][0]
 
 
 # (what is edited, the JSON patch on the child, how to read the field back, the operator's value)

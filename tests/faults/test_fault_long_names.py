@@ -8,18 +8,13 @@ import json
 
 import pytest
 
-from support.cluster import bound_volume, make_storage_class, wait_for
 from faultkit import census, reconciled
-from support.manifests import llmd
+from support.cluster import bound_volume, make_storage_class, wait_for
+from support.manifests import CACHED_FACTS, CACHED_MODEL, llmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
 
 STORAGE_CLASS = "fault-cache"
-FACTS = {"modelId": "test/cached-only", "revision": "main", "numLayers": 28, "hiddenSize": 3584,
-         "numAttentionHeads": 28, "numKeyValueHeads": 4, "headDim": 128, "vocabSize": 152064,
-         "maxPositionEmbeddings": 131072, "torchDtype": "bfloat16", "quantizationConfig": None,
-         "numExperts": 0, "numExpertsPerTok": 0, "intermediateSize": 18944, "parameterCount": 7615616512,
-         "parameterCountEstimated": False, "tieWordEmbeddings": False, "modelType": "qwen2", "commit": "abc123"}
 PREFIX = "a-model-deployment-with-a-very-long-shared-prefix"   # 49 characters
 
 
@@ -30,8 +25,8 @@ def test_names_sharing_40_characters_get_their_own_download_job_and_both_serve(c
     for name in names:
         # A volume bound ahead to the claim the operator will make (no provisioner here).
         bound_volume(cluster, kubectl.namespace, f"{name}-weights", STORAGE_CLASS)
-        kubectl.apply(json.dumps(llmd(name, model={"id": "test/cached-only"}, gpus=1, podAnnotations={
-            "pod-complete.stage.kwok.x-k8s.io/delay": "2s", "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(FACTS)},
+        kubectl.apply(json.dumps(llmd(name, model={"id": CACHED_MODEL}, gpus=1, podAnnotations={
+            "pod-complete.stage.kwok.x-k8s.io/delay": "2s", "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(CACHED_FACTS)},
             cache={"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS})))
     wait_for("both to be Ready", lambda: all(reconciled(kubectl.get("llmd", n)) for n in names), 120, 1)
     jobs = {n: [j["metadata"]["name"] for j in kubectl.items("jobs", f"app.kubernetes.io/instance={n}")] for n in names}

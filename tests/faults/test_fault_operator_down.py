@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from support.cluster import wait_for
-from faultkit import Stopwatch, census, operator_restored, unreconciled, wait_for_other_namespaces_to_go
+from faultkit import Stopwatch, census, operator_restored, unreconciled
+from support.cluster import wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
 pytestmark = pytest.mark.integration

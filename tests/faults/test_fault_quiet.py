@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from support.cluster import apiserver_writes, settled
-from faultkit import wait_for_other_namespaces_to_go
+from support.cluster import apiserver_writes, settled, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
 pytestmark = pytest.mark.integration

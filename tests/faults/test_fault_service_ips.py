@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from support.cluster import wait_for
-from faultkit import Stopwatch, condition, reconciled, wait_for_other_namespaces_to_go
+from faultkit import Stopwatch, reconciled
+from support.cluster import condition, wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]

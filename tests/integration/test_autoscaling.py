@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cluster import condition, wait_for
+from support.cluster import condition, events, wait_for
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -23,10 +23,6 @@ BUSY = (METRICS / "busy.txt").read_text()      # tgi_queue_size 20 per pod
 
 def replicas(kubectl, name: str) -> tuple[int, int]:
     return kubectl.get("llmd", name)["spec"]["replicas"], kubectl.get("deployment", name)["spec"]["replicas"]
-
-
-def events(kubectl, name: str, reason: str) -> list[dict]:
-    return [e for e in kubectl.items("events") if e["involvedObject"]["name"] == name and e["reason"] == reason]
 
 
 def test_mode_hpa_makes_an_hpa_the_control_plane_accepts(kubectl):

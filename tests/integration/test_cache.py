@@ -7,43 +7,16 @@ import json
 
 import pytest
 
-from support.cluster import Kubectl, bound_volume, make_storage_class, wait_for
-from support.manifests import llmd
-from test_operator import condition
+from support.cluster import Kubectl, condition, wait_for
+from support.manifests import CACHED_FACTS, cached, llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-STORAGE_CLASS = "local-cache"
-FACTS = {"modelId": "test/cached-only", "revision": "main", "numLayers": 28, "hiddenSize": 3584,
-         "numAttentionHeads": 28, "numKeyValueHeads": 4, "headDim": 128, "vocabSize": 152064,
-         "maxPositionEmbeddings": 131072, "torchDtype": "bfloat16", "quantizationConfig": None,
-         "numExperts": 0, "numExpertsPerTok": 0, "intermediateSize": 18944, "parameterCount": 7615616512,
-         "parameterCountEstimated": False, "tieWordEmbeddings": False, "modelType": "qwen2", "commit": "abc123"}
-
-
-@pytest.fixture
-def volume(cluster, kubectl):
-    """A StorageClass with no provisioner and a volume bound ahead to the claim the operator will make."""
-    make_storage_class(cluster, STORAGE_CLASS)
-
-    def make(claim: str) -> None:
-        bound_volume(cluster, kubectl.namespace, claim, STORAGE_CLASS)
-    return make
-
-
-def cached(name: str, model: str = "test/cached-only", **download_annotations) -> str:
-    """Cached weights; the annotations (kwok's stages: how the download pod ends) go on the download pod."""
-    cache = {"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS}
-    if download_annotations:
-        cache["podAnnotations"] = download_annotations
-    return json.dumps(llmd(name, model={"id": model}, gpus=1, cache=cache))
-
 
 def test_claim_and_job_first_then_a_read_only_offline_deployment(kubectl, volume):
     volume("served-weights")
     # The download (simulated by kwok) takes 3 s and reports the model's facts as llm-runtime does.
     kubectl.apply(cached("served", **{"pod-complete.stage.kwok.x-k8s.io/delay": "3s",
-                                      "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(FACTS)}))
+                                      "pod-complete.stage.kwok.x-k8s.io/message": json.dumps(CACHED_FACTS)}))
 
     def downloading():
         obj = kubectl.get("llmd", "served")

@@ -8,20 +8,14 @@ import json
 
 import pytest
 
-from support.cluster import bound_volume, make_storage_class, wait_for
-from support.manifests import llmd
-from test_cache import FACTS, STORAGE_CLASS, cached, volume  # noqa: F401 - the fixture is used by name
-from test_operator import condition
+from support.cluster import bound_volume, condition, events, make_storage_class, wait_for
+from support.manifests import CACHE_STORAGE_CLASS, CACHED_FACTS, cached, llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
 def patch(kubectl, name: str, spec: dict) -> None:
     kubectl.run("patch", "llmd", name, "--type=merge", "-p", json.dumps({"spec": spec}))
-
-
-def events(kubectl, name: str, reason: str) -> list[dict]:
-    return [e for e in kubectl.items("events") if e["involvedObject"]["name"] == name and e["reason"] == reason]
 
 
 def current(kubectl, name: str) -> dict | None:
@@ -31,7 +25,7 @@ def current(kubectl, name: str) -> dict | None:
 
 def test_changes_that_do_not_touch_the_download_leave_the_done_job_and_reach_the_deployment(kubectl, volume):
     volume("calm-weights")
-    kubectl.apply(cached("calm", model=FACTS["modelId"]))
+    kubectl.apply(cached("calm", model=CACHED_FACTS["modelId"]))
     kubectl.run("wait", "--for=condition=Ready", "llmd/calm", "--timeout=60s")
     (job,) = kubectl.items("jobs", "app.kubernetes.io/instance=calm")
     patch(kubectl, "calm", {"podAnnotations": {"team": "b"}, "replicas": 2,
@@ -58,7 +52,7 @@ def test_a_refused_child_is_said_and_the_others_still_change(kubectl, volume):
     in status (Stalled, the API's message, observedGeneration behind) and an Event, and the
     replicas change made at the same time reaches the Deployment."""
     volume("grow-weights")
-    kubectl.apply(cached("grow", model=FACTS["modelId"]))
+    kubectl.apply(cached("grow", model=CACHED_FACTS["modelId"]))
     kubectl.run("wait", "--for=condition=Ready", "llmd/grow", "--timeout=60s")
     patch(kubectl, "grow", {"replicas": 2, "cache": {"size": "300Gi"}})
 
@@ -78,7 +72,7 @@ def test_a_refused_child_is_said_and_the_others_still_change(kubectl, volume):
 
 def test_a_storage_class_change_waits_while_served_and_replaces_the_claim_once_nothing_mounts_it(cluster, kubectl, volume):
     volume("move-weights")
-    kubectl.apply(cached("move", model=FACTS["modelId"]))
+    kubectl.apply(cached("move", model=CACHED_FACTS["modelId"]))
     kubectl.run("wait", "--for=condition=Ready", "llmd/move", "--timeout=60s")
     old = kubectl.get("pvc", "move-weights")
     other = f"other-{kubectl.namespace}"
@@ -92,7 +86,7 @@ def test_a_storage_class_change_waits_while_served_and_replaces_the_claim_once_n
     obj = wait_for("Ready=False, ClaimImmutable", said, 30)
     message = condition(obj, "Ready")["message"]
     assert message.startswith(f"The cache volume claim move-weights cannot change in place (spec.cache.storageClassName "
-                              f"{STORAGE_CLASS} -> {other})")
+                              f"{CACHE_STORAGE_CLASS} -> {other})")
     assert "scale to zero (spec.replicas: 0)" in message and "HTTP 422" not in message
     assert condition(obj, "Stalled")["status"] == "True" and obj["status"]["observedGeneration"] == 1
     assert kubectl.get("pvc", "move-weights")["metadata"]["uid"] == old["metadata"]["uid"]

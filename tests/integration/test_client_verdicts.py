@@ -25,9 +25,8 @@ import time
 
 import pytest
 
-from support.manifests import llmd
-from test_cache import FACTS, STORAGE_CLASS, volume  # noqa: F401  (volume is a fixture)
-from test_operator import condition
+from support.cluster import condition, pods_of, ready
+from support.manifests import CACHE_STORAGE_CLASS, CACHED_FACTS, llmd
 
 H100 = {"product": "NVIDIA-H100-80GB-HBM3"}
 NEVER_READY = {"pod-ready.stage.kwok.x-k8s.io/delay": "600s"}     # kwok leaves the pod unready this long
@@ -39,17 +38,9 @@ WORKING = ("InProgress", "Progressing")
 
 
 # ---- reading the children's facts --------------------------------------------------------
-def pods_of(kubectl, name: str) -> list[dict]:
-    return [p for p in kubectl.items("pods", f"llm-operator.io/name={name}") if not p["metadata"].get("deletionTimestamp")]
-
-
 def unschedulable(pod: dict) -> bool:
     return any(c["type"] == "PodScheduled" and c["status"] == "False" and c.get("reason") == "Unschedulable"
                for c in (pod.get("status") or {}).get("conditions") or [])
-
-
-def ready(pod: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 def deployment_status(kubectl, name: str) -> dict | None:
@@ -104,8 +95,8 @@ def state_spec_changed(kubectl, volume):
 
 def state_downloading(kubectl, volume):
     volume("fetching-weights")
-    apply(kubectl, llmd("fetching", model={"id": FACTS["modelId"]}, gpus=1,
-                        cache={"enabled": True, "size": "100Gi", "storageClassName": STORAGE_CLASS,
+    apply(kubectl, llmd("fetching", model={"id": CACHED_FACTS["modelId"]}, gpus=1,
+                        cache={"enabled": True, "size": "100Gi", "storageClassName": CACHE_STORAGE_CLASS,
                                "podAnnotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "600s"}}))
 
     def job_running():

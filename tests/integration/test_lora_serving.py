@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from support.cluster import wait_for
+from support.cluster import arg, condition, engine_args, wait_for
 from support.manifests import llmd
-from test_operator import arg, condition, engine_args
 
 pytestmark = pytest.mark.usefixtures("operator")
 

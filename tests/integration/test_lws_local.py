@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from support.cluster import Kubectl, condition, wait_for, wait_for_other_namespaces_to_go
+from support.cluster import Kubectl, condition, ready, wait_for, wait_for_other_namespaces_to_go
 
 LWS = "leaderworkerset.sigs.k8s.io"
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -38,10 +38,6 @@ def leaderworkerset(name: str, topology: str) -> str:
 
 def env_of(pod: dict) -> dict:
     return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env", [])}
-
-
-def ready(pod: dict | None) -> bool:
-    return bool(pod) and condition(pod, "Ready").get("status") == "True"
 
 
 def delete_and_wait(kubectl: Kubectl) -> None:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from support.cluster import condition, wait_for, wait_for_other_namespaces_to_go
+from support.cluster import condition, pods_of, wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -23,10 +23,6 @@ WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 def big(name: str, **spec) -> str:
     spec = {"model": {"id": LLAMA_405B}, "engine": {"name": "vllm"}, "gpus": 8, "gpu": {"product": H100}, **spec}
     return json.dumps(llmd(name, **spec))
-
-
-def pods_of(kubectl, name: str) -> list[dict]:
-    return [p for p in kubectl.items("pods", f"llm-operator.io/name={name}") if not p["metadata"].get("deletionTimestamp")]
 
 
 def wait_stalled(kubectl, name: str, what: str, timeout: float = 60) -> dict:

@@ -9,29 +9,12 @@ import re
 import pytest
 import yaml
 
-from support.cluster import condition, settled, versions_of, wait_for  # noqa: F401 - imported from here by other tests
+from support.cluster import arg, children, condition, engine_args, settled, versions_of, wait_for
 from support.manifests import EXAMPLES, llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 READY_DELAY = {"pod-ready.stage.kwok.x-k8s.io/delay": "4s"}
-
-
-def children(kubectl, name: str) -> dict[str, list[str]]:
-    out = {}
-    for kind in ("deployments", "services", "poddisruptionbudgets", "jobs", "persistentvolumeclaims", "horizontalpodautoscalers"):
-        names = [i["metadata"]["name"] for i in kubectl.items(kind, f"app.kubernetes.io/instance={name}")]
-        if names:
-            out[kind] = names
-    return out
-
-
-def engine_args(deployment: dict) -> list[str]:
-    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-
-
-def arg(args: list[str], flag: str) -> str | None:
-    return args[args.index(flag) + 1] if flag in args else None
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

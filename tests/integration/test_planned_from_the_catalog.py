@@ -10,17 +10,12 @@ import json
 import pytest
 import yaml
 
-from support.cluster import condition, wait_for
+from support.cluster import condition, wait_reason
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"     # in the shipped catalog, at revision 1605565
-
-
-def wait_reason(kubectl, name: str, reason: str) -> dict:
-    return wait_for(f"llmd/{name} Ready reason {reason}", lambda: (o := kubectl.get("llmd", name))
-                    and condition(o, "Ready").get("reason") == reason and o, 30)
 
 
 def gpu_limit(kubectl, name: str) -> str:

@@ -7,16 +7,10 @@ import json
 
 import pytest
 
-from support.cluster import wait_for
+from support.cluster import arg, condition, engine_args, wait_for, wait_reason
 from support.manifests import llmd
-from test_operator import arg, condition, engine_args
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-def wait_reason(kubectl, name: str, reason: str) -> dict:
-    return wait_for(f"Ready reason {reason}", lambda: (o := kubectl.get("llmd", name))
-                    and condition(o, "Ready").get("reason") == reason and o, 30)
 
 
 def test_a_model_that_cannot_fit_gets_no_deployment_and_says_why(kubectl):

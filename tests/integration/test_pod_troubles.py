@@ -14,9 +14,8 @@ import json
 
 import pytest
 
-from support.cluster import wait_for
+from support.cluster import condition, wait_for
 from support.manifests import llmd
-from test_operator import condition
 
 pytestmark = pytest.mark.usefixtures("operator")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from support.cluster import Kubectl, condition, make_storage_class, wait_for
+from support.cluster import Kubectl, condition, events, make_storage_class, wait_for
 from support.hub import TINY_LORA, TINY_MODEL
 from support.manifests import llmd
 from support.realengine import (FLAGS_ONLY_IN_0_33, GATED_DOWNLOAD, GATED_ENGINE, RealEngineFarm, engine_argv, map_paths,
@@ -89,10 +89,6 @@ def sample(text: str, name: str) -> float:
     """The sum of one metric's samples in Prometheus text."""
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name + "{") or line.startswith(name + " "))
-
-
-def events(kubectl, reason: str) -> list[dict]:
-    return [e for e in kubectl.items("events") if e["involvedObject"]["name"] == NAME and e["reason"] == reason]
 
 
 def test_apply_to_ready_through_the_download_job_and_a_real_engine(real):
@@ -274,7 +270,7 @@ def test_the_autoscaler_scales_on_the_real_engines_queue(real):
                        >= 4 and w, 60, interval=0.2)
     wait_for("spec.replicas 2 from the real queue", lambda: kubectl.get("llmd", NAME)["spec"]["replicas"] == 2, 60)
     # The Event follows the scale write: waited for, not read at once.
-    (scaled,) = wait_for("the ScaledUp event", lambda: events(kubectl, "ScaledUp"), 30)
+    (scaled,) = wait_for("the ScaledUp event", lambda: events(kubectl, NAME, "ScaledUp"), 30)
     print(f"\nqueue: vllm:num_requests_waiting {waiting:.0f} -> {scaled['message']}")
     assert "queue" in scaled["message"] or "waiting" in scaled["message"], scaled["message"]
     join(threads, 300)
@@ -319,7 +315,7 @@ def test_the_autoscaler_scales_on_the_gateways_counts(real):
     threads, results = load(real, 6, 150)
     wait_for("spec.replicas 3 from the gateway's in-flight count", lambda: kubectl.get("llmd", NAME)["spec"]["replicas"] == 3, 60)
     scaled = wait_for("a ScaledUp event from the gateway's counts", lambda: [
-        e for e in events(kubectl, "ScaledUp") if "gateway" in e["message"] and "to 3" in e["message"]], 30)
+        e for e in events(kubectl, NAME, "ScaledUp") if "gateway" in e["message"] and "to 3" in e["message"]], 30)
     print(f"\nconcurrency: {scaled[-1]['message']}")
     join(threads, 300)
     assert all(r == 150 for r in results), results

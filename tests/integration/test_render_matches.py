@@ -12,10 +12,9 @@ import sys
 import pytest
 import yaml
 
-from support.cluster import wait_for
+from support.cluster import children
 from support.manifests import EXAMPLES, llmd
 from support.paths import ROOT
-from test_operator import children
 
 pytestmark = pytest.mark.usefixtures("operator")
 

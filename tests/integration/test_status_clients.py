@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from support.cluster import Kubectl, wait_for
+from support.cluster import Kubectl, condition, wait_for
 from support.manifests import llmd
-from test_operator import condition
 
 pytestmark = pytest.mark.usefixtures("operator")
 

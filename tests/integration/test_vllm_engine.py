@@ -8,17 +8,13 @@ import json
 
 import pytest
 
-from support.cluster import condition, wait_for
+from support.cluster import condition, container, wait_for
 from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 # The new pods turn Ready only after this, so the overlap can be seen.
 READY_DELAY = {"pod-ready.stage.kwok.x-k8s.io/delay": "6s"}
-
-
-def container(kubectl, name: str) -> dict:
-    return kubectl.get("deployment", name)["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_a_vllm_spec_runs_vllm(kubectl):

@@ -155,3 +155,56 @@ def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[s
             key = (labels["resource"], labels.get("subresource", ""), labels["verb"])
             out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+# ---- reading what the operator made ----------------------------------------------------------
+
+# The kinds of an LLMDeployment's children (labelled app.kubernetes.io/instance=<its name>).
+CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "jobs", "persistentvolumeclaims",
+               "horizontalpodautoscalers")
+
+
+def children(kubectl, name: str) -> dict[str, list[str]]:
+    """An LLMDeployment's children by kind: their names, for each kind it has any of."""
+    out = {}
+    for kind in CHILD_KINDS:
+        names = [i["metadata"]["name"] for i in kubectl.items(kind, f"app.kubernetes.io/instance={name}")]
+        if names:
+            out[kind] = names
+    return out
+
+
+def wait_reason(kubectl, name: str, reason: str, timeout: float = 30) -> dict:
+    """LLMDeployment `name` once its Ready condition gives `reason`."""
+    return wait_for(f"llmd/{name} Ready reason {reason}", lambda: (o := kubectl.get("llmd", name))
+                    and condition(o, "Ready").get("reason") == reason and o, timeout)
+
+
+def events(kubectl, name: str, reason: str) -> list[dict]:
+    """The namespace's Events about the object named `name`, of `reason`."""
+    return [e for e in kubectl.items("events") if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+def pods_of(kubectl, name: str) -> list[dict]:
+    """An LLMDeployment's pods, but those being deleted."""
+    return [p for p in kubectl.items("pods", f"llm-operator.io/name={name}") if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict | None) -> bool:
+    """A pod (or any object) with condition Ready=True."""
+    return bool(pod) and condition(pod, "Ready").get("status") == "True"
+
+
+def container(kubectl, name: str) -> dict:
+    """The engine container of Deployment `name`'s pod template."""
+    return kubectl.get("deployment", name)["spec"]["template"]["spec"]["containers"][0]
+
+
+def engine_args(deployment: dict) -> list[str]:
+    """The engine container's args in a Deployment."""
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def arg(args: list[str], flag: str) -> str | None:
+    """The value after `flag` in an argv, or None."""
+    return args[args.index(flag) + 1] if flag in args else None

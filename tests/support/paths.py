@@ -7,3 +7,4 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
+CHART = ROOT / "charts" / "llm-operator"

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from support.paths import ROOT
+from support.paths import CHART
 
-CHART = ROOT / "charts" / "llm-operator"
 RELEASE = "llm-operator"          # so the ServiceAccount and ClusterRole are named llm-operator
 RBAC_TEMPLATES = ("templates/serviceaccount.yaml", "templates/rbac.yaml")
 GATEWAY_RBAC_TEMPLATES = ("templates/gateway-serviceaccount.yaml", "templates/gateway-rbac.yaml")

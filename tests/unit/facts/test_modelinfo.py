@@ -1,11 +1,7 @@
 """Model facts from config.json, safetensors metadata and a (local, fake) Hugging Face Hub."""
 
-import hashlib
 import json
 import socket
-import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
