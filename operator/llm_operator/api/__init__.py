@@ -1,4 +1,9 @@
-"""The LLMDeployment API: the pydantic spec and status (the one source of truth, parsed once
-per event), the CRD generated from it, and the shape of a condition's verdict."""
+"""The LLMDeployment API: the pydantic spec (spec.py, engine.py) and status (status.py), the
+one source of truth, parsed once per generation; the CRD generated from them (crd.py); its
+names (names.py) and the shape of a condition's verdict (conditions.py)."""
 
-from llm_operator.api.spec import *  # noqa: F403  (the package's face is the spec module)
+from llm_operator.api.base import *  # noqa: F403
+from llm_operator.api.engine import *  # noqa: F403
+from llm_operator.api.names import *  # noqa: F403
+from llm_operator.api.spec import *  # noqa: F403
+from llm_operator.api.status import *  # noqa: F403

@@ -1,62 +1,29 @@
-"""The LLMDeployment API: pydantic models of spec and status, the one source of truth.
+"""The LLMDeployment's spec: pydantic models, the one source of truth.
 
-crd.py turns these models into the CustomResourceDefinition; the operator parses every
-spec with them once, at the edge. Cross-field rules are declared once (`Rule`) and serve
-both as CEL in the CRD (so the apiserver rejects a bad manifest at `kubectl apply`) and
-as a pydantic validator (so `llm-operator render` rejects it without a cluster).
+crd.py turns them into the CustomResourceDefinition; the read model parses each spec with
+them once per generation (`parse_spec`), and nothing below indexes into the raw dict.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-from llm_common import tgi_rules, vllm_rules
-
-from llm_operator.engines import tgi, vllm as vllm_engine
-
+from llm_operator.api.base import (DNS_LABEL, DNS_SUBDOMAIN, ENV_NAME, HUB_REPO_ID, QUANTITY, Model,  # noqa: F401
+                                   Rule, RuledModel, RuleViolation, _cel_list, _set)
+from llm_operator.api.engine import DEFAULT_TGI_IMAGE, DEFAULT_VLLM_IMAGE, Engine, EnvVar, ResourceRequirements  # noqa: F401
+from llm_operator.engines import tgi
+from llm_operator.engines import vllm as vllm_engine
 from llm_operator.api.names import (API_VERSION, FIELD_MANAGER, GROUP, KIND, PLURAL, SHORT_NAMES,  # noqa: F401
                                     SINGULAR, VERSION, WOKEN_ANNOTATION)
 
-# The pinned serving engine (engines/tgi.py says which); spec.engine.image overrides it.
-DEFAULT_TGI_IMAGE = tgi.DEFAULT_IMAGE
-DEFAULT_VLLM_IMAGE = vllm_engine.DEFAULT_IMAGE
 # The download Job runs `llm-runtime download` from the operator's own image.
 DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/llm-operator/llm-operator:0.1.0"
 # Nodes one replica may span (pipeline stages): the planner looks no further either.
 MAX_NODES = 16
-
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-# A Hub repository id: "name" or "owner/name", as huggingface-hub validates it.
-HUB_REPO_ID = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)?$"
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
-ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A cross-field rule: CEL for the apiserver, `holds` for Python, one message for both.
-    `explain` lets Python also name the offending values (a CEL messageExpression doing the
-    same over engine.args costs more than the apiserver's estimator allows)."""
-
-    cel: str
-    message: str
-    field_path: str
-    holds: Callable[[Any], bool]
-    explain: Callable[[Any], str] | None = None
-
-    def to_cel(self) -> dict:
-        return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
-
-    def message_for(self, obj: Any) -> str:
-        return self.explain(obj) if self.explain else self.message
-
 
 # The quantizations the engine has (engines/tgi.py), as members named like the values.
 Quantization = Enum("Quantization", {q.replace("-", "_"): q for q in tgi.QUANTIZATIONS}, type=str)
@@ -104,40 +71,6 @@ class ServiceType(str, Enum):
     LoadBalancer = "LoadBalancer"
 
 
-class Model(BaseModel):
-    """Base for every API object: camelCase on the wire, unknown fields refused."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              use_enum_values=True, validate_default=True)
-
-    def wire(self) -> dict:
-        """The object as it is written in a manifest (camelCase, unset optionals left out)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-class RuledModel(Model):
-    """A model with cross-field `__rules__`, checked here and emitted as CEL by crd.py."""
-
-    __rules__: tuple = ()
-
-    @model_validator(mode="after")
-    def _check_rules(self):
-        for rule in type(self).__rules__:
-            if not rule.holds(self):
-                raise RuleViolation(rule, rule.message_for(self))
-        return self
-
-
-class RuleViolation(ValueError):
-    def __init__(self, rule: Rule, message: str | None = None):
-        super().__init__(message or rule.message)
-        self.rule = rule
-
-
-def _cel_list(items) -> str:
-    return "[" + ", ".join("'" + i + "'" for i in items) + "]"
-
-
 class SecretKeyRef(Model):
     """A key in a Secret in the LLMDeployment's namespace. The operator never reads it: the pods get it by secretKeyRef."""
 
@@ -164,10 +97,6 @@ class GPU(Model):
                           min_length=1, max_length=253, pattern=r"^([a-z0-9.-]+/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
     product: str = Field("", description="GPU product as NVIDIA GPU feature discovery labels it (nvidia.com/gpu.product), e.g. NVIDIA-H100-80GB-HBM3; pods are then only placed on such nodes. Empty: any GPU node.",
                          max_length=63, pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-
-
-def _set(model: BaseModel, field: str) -> bool:
-    return getattr(model, field, None) is not None
 
 
 class Limits(RuledModel):
@@ -248,11 +177,6 @@ class Routing(Model):
                                      "prefixes go to the next replica on the ring.", ge=100, le=1000)
 
 
-class EnvVar(Model):
-    name: str = Field(description="Environment variable name.", min_length=1, max_length=256, pattern=ENV_NAME)
-    value: str = Field("", description="Its value.", max_length=32_768)
-
-
 # The download Job's own variables: spec fields set them (resources.desired_download_job).
 DOWNLOAD_JOB_ENV = ("MODEL_ID", "REVISION", "CACHE_DIR", "STALL_TIMEOUT_S", "ADAPTERS", "HF_TOKEN")
 
@@ -289,115 +213,6 @@ class Adapter(Model):
                     min_length=1, max_length=96, pattern=HUB_REPO_ID)
     revision: str = Field("main", description="Branch, tag or commit of the adapter repository.",
                           min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-
-
-class ResourceRequirements(Model):
-    requests: dict[str, str] = Field(default_factory=dict, description="Resource requests of the serving container, e.g. cpu and memory.", max_length=16)
-    limits: dict[str, str] = Field(default_factory=dict, description="Resource limits of the serving container. The GPU limit always comes from spec.gpus.", max_length=16)
-
-
-# The option a word of engine.args names, in CEL: "--port=80" -> "--port".
-_OPTION = "{0}.split('=')[0]"
-
-
-def _engine_rules() -> tuple[Rule, ...]:
-    """engine.args and engine.env against TGI's launcher table (llm_common/data): what the
-    manifest alone decides. Values against spec fields are judged later (decide), in Python."""
-    table = tgi_rules.TABLE
-    rules = []
-    for owner, flags in table.owned_by().items():
-        options = [f.option for f in flags] + [f"-{f.short}" for f in flags if f.short and tgi_rules.flag_of(f"-{f.short}") is f]
-        names = " or ".join([", ".join(f.option for f in flags[:-1]), flags[-1].option] if len(flags) > 1 else [flags[0].option])
-        it = "it" if len(flags) == 1 else "them"
-        message = (f"engine.args must not give {names}: " + tgi.FIXED_FLAGS_REASON.replace(" it:", f" {it}:") + "."
-                   if owner == tgi_rules.OPERATOR else
-                   f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
-        rules.append(Rule(
-            f"!has(self.args) || !self.args.exists(a, {_OPTION.format('a')} in {_cel_list(options)})", message, ".args",
-            lambda s, opts=tuple(options): not any(tgi_rules.flag_name(a) in opts for a in s.args)))
-    known = [f.option for f in table.flags] + sorted({f"-{f.short}" for f in table.flags if f.short})
-    open_list = ", ".join(f.option for f in table.open_flags)
-    rules.append(Rule(
-        f"!has(self.args) || self.args.all(a, !a.startsWith('-') || {_OPTION.format('a')} in {_cel_list(known)})",
-        f"engine.args gives a flag TGI 3.3.7's launcher does not have; engine.args may use {open_list}.", ".args",
-        lambda s: not tgi_rules.unknown_options(s.args),
-        explain=lambda s: (f"engine.args: {', '.join(tgi_rules.unknown_options(s.args))} is not a flag of the TGI 3.3.7 "
-                           f"launcher; engine.args may use {open_list}.")))
-    repeatable = [f.option for f in table.flags if f.repeatable]
-    rules.append(Rule(
-        f"!has(self.args) || self.args.all(a, !a.startsWith('--') || {_OPTION.format('a')} in {_cel_list(repeatable)} || "
-        f"self.args.exists_one(b, {_OPTION.format('b')} == {_OPTION.format('a')}))",
-        f"engine.args must give each flag once: TGI's launcher refuses a repeated flag (only {', '.join(repeatable)} may repeat).",
-        ".args", lambda s: not tgi_rules.repeated_options(s.args)))
-    env_names = table.env_names
-    rules.append(Rule(
-        f"!has(self.env) || self.env.all(e, !(e.name in {_cel_list(env_names)}))",
-        "engine.env must not set TGI's launcher variables (the flags' environment names, such as NUM_SHARD, QUANTIZE "
-        "or MAX_INPUT_LENGTH): set the spec field that owns the setting, or give the flag in engine.args.",
-        ".env", lambda s: not tgi_rules.launcher_env_names(e.name for e in s.env),
-        explain=lambda s: (f"engine.env must not set {', '.join(tgi_rules.launcher_env_names(e.name for e in s.env))}: "
-                           "the TGI launcher reads it as a flag; set the spec field that owns the setting, or give the "
-                           "flag in engine.args.")))
-    return tuple(_for_engine("tgi", rule) for rule in rules)
-
-
-def _vllm_engine_rules() -> tuple[Rule, ...]:
-    """engine.args against `vllm serve`'s table (llm_common/data): a flag a spec field or the
-    operator sets is refused at admission, named as vLLM reads it (underscores for dashes,
-    aliases such as -tp). Unknown or repeated flags and bad values are judged in decide
-    (EngineWouldRefuse): the table is too long for the apiserver's CEL cost budget."""
-    rules = []
-    for owner, flags in vllm_rules.TABLE.owned_by().items():
-        options = sorted({o for f in flags if not f.positional for o in (f.option, *f.aliases)})
-        if not options:
-            continue
-        names = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
-        it = "it" if len(options) == 1 else "them"
-        message = (f"engine.args must not give {names}: the operator sets {it} (the pods' port, names and "
-                   "protocol are what the Service, the probes and clients rely on)."
-                   if owner == vllm_rules.OPERATOR else
-                   f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
-        rules.append(Rule(
-            f"!has(self.args) || !self.args.exists(a, a.split('=')[0].split('.')[0].replace('_', '-') in "
-            f"{_cel_list(options)})", message, ".args",
-            lambda s, owner=owner: not any(f.owner == owner for _, f in vllm_rules.owned_options(s.args)),
-            explain=lambda s, owner=owner: _owned_sentence(s.args, owner)))
-    return tuple(_for_engine("vllm", rule) for rule in rules)
-
-
-def _owned_sentence(args, owner: str) -> str:
-    given = ", ".join(dict.fromkeys(w for w, f in vllm_rules.owned_options(args) if f.owner == owner))
-    if owner == vllm_rules.OPERATOR:
-        return (f"engine.args must not give {given}: the operator sets it (the pods' port, names and protocol are "
-                "what the Service, the probes and clients rely on).")
-    return f"engine.args must not give {given}: the operator sets it from {owner}; set that instead."
-
-
-def _for_engine(name: str, rule: Rule) -> Rule:
-    """A rule of one engine's table: it holds for every other engine."""
-    return Rule(f"self.name != '{name}' || ({rule.cel})", rule.message, rule.field_path,
-                lambda s, holds=rule.holds: s.name != name or holds(s),
-                explain=rule.explain)
-
-
-class Engine(RuledModel):
-    """The serving engine: Text Generation Inference (the default) or vLLM."""
-
-    name: Literal["tgi", "vllm"] = Field("tgi", description="Serving engine: tgi (Hugging Face Text Generation Inference 3.3.7) or vllm (vLLM 0.33.0's OpenAI-compatible server).")
-    image: str = Field("", description=f"Container image of the engine. Empty: {DEFAULT_TGI_IMAGE} for tgi, {DEFAULT_VLLM_IMAGE} for vllm.", max_length=512)
-    image_pull_policy: Literal["", "Always", "IfNotPresent", "Never"] = Field(
-        "", description="When the kubelet pulls the engine image: Always, IfNotPresent, or Never (the image is loaded "
-                        "onto the nodes beforehand). Empty: Kubernetes' default (Always for a :latest or untagged "
-                        "image, else IfNotPresent).")
-    args: list[Annotated[str, Field(max_length=1024)]] = Field(
-        default_factory=list, max_length=64,
-        description="Extra engine arguments, appended after the ones the operator sets: only flags of the engine "
-                    "(TGI 3.3.7's launcher, or vLLM 0.33.0's `vllm serve`) that no spec field sets, each once "
-                    "(admission refuses the rest).")
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the serving container; not the launcher's own variables (NUM_SHARD, QUANTIZE, ...): use the spec fields or engine.args.", max_length=64)
-    resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="CPU and memory of the serving container.")
-
-    __rules__ = _engine_rules() + _vllm_engine_rules()
 
 
 class Toleration(Model):
@@ -494,58 +309,6 @@ NAME_RULE = Rule(
 )
 
 
-class Condition(Model):
-    type: str = Field(description="Ready, Reconciling, Stalled, ...", max_length=316)
-    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(description="One CamelCase word saying why.", max_length=1024)
-    message: str = Field("", description="A sentence a person can act on.", max_length=32_768)
-    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
-    observed_generation: int | None = Field(None, description="metadata.generation this condition was computed from.", ge=0)
-
-
-class PlanStatus(Model):
-    """What the planner concluded about fitting the model on the GPUs."""
-
-    num_shard: int | None = Field(None, description="Shards (GPUs) per replica.")
-    weights_gi_b: float | None = Field(None, alias="weightsGiB", description="Weights in GiB at the chosen quantization.")
-    kv_cache_gi_b_per_gpu: float | None = Field(None, alias="kvCacheGiBPerGpu", description="KV cache per GPU in GiB for maxTotalTokens.")
-    gpu_memory_gi_b: float | None = Field(None, alias="gpuMemoryGiB", description="Memory of one GPU in GiB.")
-    fits: bool | None = Field(None, description="Whether weights, KV cache and overhead fit.")
-    reason: str = Field("", description="The verdict as a sentence.")
-    min_gpus: int | None = Field(None, description="Fewest GPUs that fit, if any.")
-    nodes: int | None = Field(None, description="Nodes per replica the plan is for, when above 1.")
-    min_nodes: int | None = Field(None, description="Fewest nodes that fit at this GPU count per node (vLLM), when above 1.")
-    known: bool = Field(True, description="False when the model's facts could not be had and the plan is unknown.")
-    pending: bool | None = Field(None, description="True while the model's facts are being read; no plan yet.")
-    source: Literal["job", "hub", "catalog", "status", "config"] | None = Field(
-        None, description="Where the model's facts came from: job (the download Job read them from the weights), hub "
-        "(the Hugging Face Hub), catalog (the operator's catalog, when the Hub could not answer), status (an earlier "
-        "status.modelFacts), config (a local config.json).")
-
-
-class LLMDeploymentStatus(Model):
-    """Observed state, written by the operator."""
-
-    observed_generation: int | None = Field(None, description="metadata.generation the status describes.")
-    phase: str = Field("", description="One word: Ready or ScaledToZero (Ready=True); Failed (Stalled=True: only a change "
-                       "to the spec or the cluster helps); Pending, Progressing or Unschedulable (Reconciling=True: waiting).")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready (summary), Reconciling (work under way) and Stalled "
-                                        "(cannot progress without a change), as kstatus-based GitOps tools read them, and more.")
-    engine: str | None = Field(None, description="The serving engine the pods run: tgi or vllm.", max_length=16)
-    gpus: int | None = Field(None, description="GPUs per pod in use (spec.gpus or the planner's choice).")
-    nodes: int | None = Field(None, description="Nodes (pods) per replica in use (spec.nodes or the planner's choice); above 1 each replica is a LeaderWorkerSet group.")
-    replicas: int | None = Field(None, description="Serving replicas that exist (pods; groups when nodes is above 1).")
-    ready_replicas: int | None = Field(None, description="Serving replicas that are ready (a group is ready when all its pods are).")
-    ready: str = Field("", description="readyReplicas/replicas, for kubectl get.")
-    selector: str = Field("", description="Label selector of the serving pods (for the scale subresource).")
-    url: str = Field("", description="In-cluster URL of the Service.")
-    plan: PlanStatus | None = Field(None, description="The planner's verdict.")
-    adapters: list[dict[str, Any]] | None = Field(None, description="Each LoRA adapter: name, id, revision, whether it is cached, how clients name it (servedAs), and why it is not served, if it is not.")
-    last_woken_by_request: str | None = Field(None, description="When a request through the gateway last woke the model from zero replicas (RFC 3339), from the annotation " + WOKEN_ANNOTATION + ".")
-    autoscaler: dict[str, Any] | None = Field(None, description="The operator-native autoscaler's state and last decision with its inputs, kept across operator restarts.")
-    model_facts: dict[str, Any] | None = Field(None, description="The model's facts the plan was made from (layers, heads, parameters, ...), kept so they are fetched once per revision.")
-
-
 class InvalidSpec(ValueError):
     """A manifest the API refuses; str() names the field and what would be valid."""
 
@@ -577,4 +340,3 @@ def validate_manifest(obj: dict) -> LLMDeploymentSpec:
         # Worded as kubectl shows the apiserver's refusal.
         raise InvalidSpec(f"metadata.name: Invalid value: {json.dumps(name)}: {NAME_RULE.message}")
     return parse_spec(obj.get("spec") or {})
-
