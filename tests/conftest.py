@@ -26,6 +26,28 @@ from support.podmetrics import PodMetrics
 from support.serviceaccount import install_gateway_rbac, install_operator_rbac
 
 ARGOCD_HEALTH = ROOT / "charts" / "llm-operator" / "argocd-health.lua"
+TESTS = Path(__file__).resolve().parent
+# Each tier is a directory of tests/ and a marker of that name (pyproject.toml registers them):
+# `pytest -m unit` runs tests/unit, `-m "not realnode"` leaves out the real node, and so on.
+TIERS = ("unit", "integration", "chart", "faults", "realnode")
+# The real-engine tier is one file of tests/integration: it carries both markers.
+REAL_ENGINE = TESTS / "integration" / "test_real_engine.py"
+
+
+@pytest.hookimpl(tryfirst=True)     # before -m deselects by marker
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test with its tier, from its directory (tests/<tier>/...)."""
+    for item in items:
+        path = Path(item.path)
+        if not path.is_relative_to(TESTS):
+            continue
+        tier = path.relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{path}: tests live in one tier's directory, tests/{{{','.join(TIERS)}}}/; "
+                                    "a new tier needs its marker in pyproject.toml and in TIERS in tests/conftest.py")
+        item.add_marker(tier)
+        if path == REAL_ENGINE:
+            item.add_marker("realengine")
 
 
 @pytest.fixture(scope="session")

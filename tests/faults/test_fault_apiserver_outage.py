@@ -6,14 +6,10 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from faultkit import Stopwatch, reconciled
 from support.cluster import condition, wait_for
 from support.gatewayprocess import wait_gateway_authorized
 from support.manifests import llmd
-
-pytestmark = pytest.mark.integration
 
 OUTAGE_S = 60
 

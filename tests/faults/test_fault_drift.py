@@ -14,7 +14,7 @@ from faultkit import Stopwatch, reconciled
 from support.cluster import container, wait_for
 from support.manifests import llmd
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
+pytestmark = pytest.mark.usefixtures("operator")
 
 IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 

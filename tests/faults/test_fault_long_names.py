@@ -12,7 +12,7 @@ from faultkit import census, reconciled
 from support.cluster import bound_volume, make_storage_class, wait_for
 from support.manifests import CACHED_FACTS, CACHED_MODEL, llmd
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
+pytestmark = pytest.mark.usefixtures("operator")
 
 STORAGE_CLASS = "fault-cache"
 PREFIX = "a-model-deployment-with-a-very-long-shared-prefix"   # 49 characters

@@ -7,13 +7,9 @@ import json
 import os
 import signal
 
-import pytest
-
 from faultkit import Stopwatch, census, operator_restored, unreconciled
 from support.cluster import wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
-
-pytestmark = pytest.mark.integration
 
 BURST = 200
 

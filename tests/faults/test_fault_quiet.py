@@ -6,12 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from support.cluster import apiserver_writes, settled, wait_for_other_namespaces_to_go
 from support.manifests import llmd
-
-pytestmark = pytest.mark.integration
 
 # The full minute the issue asks for; the whole suite stays far below CI's 90 minutes.
 QUIET_S = 60

@@ -12,7 +12,7 @@ from faultkit import Stopwatch, reconciled
 from support.cluster import condition, wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator")]
+pytestmark = pytest.mark.usefixtures("operator")
 
 FILLERS = 260  # more than the /24 holds, so the range is surely full
 

@@ -7,12 +7,8 @@ from __future__ import annotations
 import ipaddress
 import json
 
-import pytest
-
 from support.cluster import Kubectl, wait_for
 from support.loopback import LOOPBACK, pod_url, require_loopback
-
-pytestmark = pytest.mark.integration
 
 GPU_NODES = ["gpu-h100-0", "gpu-h100-1", "gpu-l4-0", "gpu-l4-1"]
 # Where the plane's own components listen (127.0.0.1); no pod address may fall in it.
