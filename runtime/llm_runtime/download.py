@@ -35,6 +35,8 @@ from llm_common.cache import MARKER_DIR, MARKER_NAME, marker_path, repo_dir, rep
 from llm_common.cache import snapshot_dir as _snapshot_path
 from llm_common.hub_errors import http_error_sentence, refusal_sentence
 from llm_common.modelfacts import ModelFacts, facts_from_config, parameter_count_from_safetensors_metadata
+from llm_common.termination import (TERMINATION_MESSAGE_LIMIT, failure_message, termination_message,  # noqa: F401
+                                    write_termination_message)
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -56,9 +58,6 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 # "adapter" for the base model (text_generation_server/utils/hub.py, _weight_files_from_dir).
 _NOT_WEIGHTS = ("arguments", "args", "training", "adapter")
 
-# Kubernetes keeps at most 4096 bytes of a container's termination message.
-TERMINATION_MESSAGE_LIMIT = 4096
-DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 _HASH_BLOCK = 8 * MiB
 _WATCH_INTERVAL_S = 0.2
@@ -705,46 +704,10 @@ def facts_from_cache(cache_dir: str | Path, model_id: str, revision: str) -> Mod
     return facts_from_snapshot(_result_from_marker(cache_dir, marker))
 
 
-# --- the termination message: how the download Job tells the operator ------------------------
-
-
-def _fits(payload: dict) -> str | None:
-    text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    return text if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT else None
-
-
-def termination_message(facts: ModelFacts, commit: str, adapters: Mapping[str, str] | None = None) -> str:
-    """Compact JSON of the facts (ModelFacts.to_dict keys) plus "commit" and "adapters"
-    (name -> commit), at most 4096 bytes: a long quantization_config is cut down to its
-    scalar entries, then to its method."""
-    payload = {**facts.to_dict(), "commit": commit}
-    if adapters:
-        payload["adapters"] = dict(adapters)
-    quantization = payload.get("quantizationConfig") or {}
-    for attempt in (
-        quantization,
-        {k: v for k, v in quantization.items() if isinstance(v, (str, int, float, bool)) or v is None},
-        {k: v for k, v in quantization.items() if k == "quant_method"},
-    ):
-        text = _fits({**payload, "quantizationConfig": attempt or None})
-        if text is not None:
-            return text
-    text = _fits({k: v for k, v in payload.items() if k != "adapters"} | {"quantizationConfig": None})
-    if text is None:
-        raise ValueError("the model facts do not fit in a 4096-byte termination message")
-    return text
+# --- the termination message (llm_common/termination.py: the operator reads it back) ----------
 
 
 def error_message(exc: DownloadError) -> str:
     """What a failed download leaves in its termination message."""
     reason = type(exc).__name__.removeprefix("Download") or "Error"
-    text = json.dumps({"error": str(exc), "reason": reason, "permanent": exc.permanent}, separators=(",", ":"))
-    return text if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT else json.dumps(
-        {"error": str(exc)[:3500], "reason": reason, "permanent": exc.permanent}, separators=(",", ":"))
-
-
-def write_termination_message(text: str, path: str | None = None) -> Path:
-    """Write to $TERMINATION_MESSAGE_PATH, else /dev/termination-log (Kubernetes' default path)."""
-    target = Path(path or os.environ.get("TERMINATION_MESSAGE_PATH") or DEFAULT_TERMINATION_MESSAGE_PATH)
-    target.write_text(text)
-    return target
+    return failure_message(str(exc), reason, exc.permanent)

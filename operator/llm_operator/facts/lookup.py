@@ -17,12 +17,11 @@ revision change the old revision's status.modelFacts must not win over the new J
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from llm_operator.facts import hub as modelinfo
 from llm_operator.facts.catalog import UNPINNED, Catalog, short_revision
@@ -185,24 +184,3 @@ def source_phrase(answer: FactsAnswer) -> str:
     return f"Model facts from {phrase}." + (f" {answer.note}" if answer.note else "")
 
 
-def termination_reports(pods: Iterable[Mapping]) -> list[dict]:
-    """JSON termination messages of the pods' containers, newest pod first (a message that
-    is not JSON is kept as {"error": text})."""
-    out = []
-    for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""), reverse=True):
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-            if not message:
-                continue
-            try:
-                parsed = json.loads(message)
-            except json.JSONDecodeError:
-                parsed = {"error": message.strip()}
-            if isinstance(parsed, dict):
-                out.append(parsed)
-    return out
-
-
-def job_report(reports: Iterable[Mapping]) -> dict | None:
-    """The download Job's report of the facts (the first report that has them)."""
-    return next((dict(m) for m in reports if "error" not in m and "numLayers" in m), None)
