@@ -61,7 +61,7 @@ MODELS = ROOT / "tests" / "data" / "models"
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "common")]
 
 from llm_operator import api
-from llm_operator.planning import planner
+from llm_operator.planning.gpus import UnknownGpuType
 from llm_operator.cli import render  # noqa: E402
 from llm_operator.engines.tgi import DTYPE_COMPATIBLE_QUANTIZATIONS, QUANTIZATIONS  # noqa: E402
 
@@ -191,7 +191,7 @@ def render_container(doc: dict, config: str | None = None, params: int | None = 
         decision, _ = render.render_one(copy.deepcopy(doc), args, now)
     except api.InvalidSpec as problem:
         return None, f"CRD: {problem}"
-    except (planner.UnknownGpuType, OSError, ValueError) as problem:
+    except (UnknownGpuType, OSError, ValueError) as problem:
         return None, f"render: {problem}"
     deployments = [c for c in decision.desired if c.get("kind") == "Deployment"]
     if not deployments:

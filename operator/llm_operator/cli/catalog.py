@@ -22,7 +22,10 @@ import yaml
 
 from llm_operator import api
 from llm_operator.facts.catalog import Catalog, Entry, load as load_catalog, short_revision
-from llm_operator.planning.planner import ENGINES, VLLM, VLLM_MISSING_QUANTIZATIONS, Plan, PlanRequest, UnknownGpuType, effective_quantization, gpu_type_for, plan
+from llm_operator.engines import ENGINE_NAMES, vllm
+from llm_operator.planning.gpus import UnknownGpuType, gpu_type_for
+from llm_operator.planning.memory import effective_quantization
+from llm_operator.planning.planner import Plan, PlanRequest, plan
 
 EXIT_OK, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -41,7 +44,7 @@ def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="metadata.name of the printed LLMDeployment (default: from the model's name)")
     parser.add_argument("--max-total-tokens", type=int, metavar="T",
                         help="tokens per sequence, prompt plus output (default: min(context, 4096))")
-    parser.add_argument("--engine", default="tgi", choices=ENGINES,
+    parser.add_argument("--engine", default="tgi", choices=ENGINE_NAMES,
                         help="serving engine to plan for (default: tgi); an LLMDeployment printed for vllm names it")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
@@ -66,7 +69,7 @@ def fit(entry: Entry, gpu: str, quantization: str = "none", max_total_tokens: in
 
 def load_time_quantizations(engine: str = "tgi") -> tuple[str, ...]:
     """LOAD_TIME_QUANTIZATIONS the engine has (vLLM 0.33.0: fp8 only)."""
-    return tuple(q for q in LOAD_TIME_QUANTIZATIONS if engine != VLLM or q not in VLLM_MISSING_QUANTIZATIONS)
+    return tuple(q for q in LOAD_TIME_QUANTIZATIONS if engine != vllm.ENGINE.name or q not in vllm.ONLY_IN_TGI)
 
 
 def quantizations_for(entry: Entry, engine: str = "tgi") -> tuple[str, ...]:
@@ -75,7 +78,7 @@ def quantizations_for(entry: Entry, engine: str = "tgi") -> tuple[str, ...]:
     own = effective_quantization(entry.facts, "none")
     if own != "none":
         # Pre-quantized: it runs as published, if the engine has its method at all.
-        return ("none",) if engine != VLLM or own not in VLLM_MISSING_QUANTIZATIONS else ()
+        return ("none",) if engine != vllm.ENGINE.name or own not in vllm.ONLY_IN_TGI else ()
     return ("none", *load_time_quantizations(engine))
 
 

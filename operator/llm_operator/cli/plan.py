@@ -26,7 +26,10 @@ from typing import Any, TextIO
 from llm_operator.facts.catalog import load as load_catalog
 from llm_operator.facts.lookup import CATALOG, CONFIG, HUB, UNAVAILABLE, FactsAnswer, from_catalog, source_phrase
 from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, facts_from_hub, facts_from_local
-from llm_operator.planning.planner import ENGINES, GPU_TYPES, MAX_GPUS_PER_NODE, QUANTIZATIONS, TGI, VLLM, VLLM_GPU_MEMORY_UTILIZATION, Plan, PlanRequest, UnknownGpuType, gpu_type_for, plan
+from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, vllm
+from llm_operator.engines.tgi import QUANTIZATIONS
+from llm_operator.planning.gpus import GPU_TYPES, MAX_GPUS_PER_NODE, UnknownGpuType, gpu_type_for
+from llm_operator.planning.planner import Plan, PlanRequest, plan
 
 EXIT_FITS = 0
 EXIT_DOES_NOT_FIT = 1
@@ -42,7 +45,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--params", type=_positive_int, metavar="N", help="exact parameter count (with --config)")
     source.add_argument("--safetensors-index", metavar="PATH",
                         help="model.safetensors.index.json, for the parameter count (with --config)")
-    parser.add_argument("--engine", default=TGI, choices=ENGINES,
+    parser.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINE_NAMES,
                         help="serving engine whose memory use to plan for (default: tgi)")
     parser.add_argument("--quantization", default="none", choices=QUANTIZATIONS, metavar="Q",
                         help=f"one of {', '.join(QUANTIZATIONS)} (default: none; vLLM has no eetq, exl2 or bitsandbytes*)")
@@ -50,7 +53,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-memory-gib", type=_positive_float, metavar="GIB", help="GPU memory, overriding the table")
     parser.add_argument("--gpu-memory-utilization", type=_fraction, metavar="F",
                         help=("vLLM only: the share of each GPU's CUDA memory vLLM reserves "
-                              f"(default: {VLLM_GPU_MEMORY_UTILIZATION}, vLLM 0.33.0's)"))
+                              f"(default: {vllm.GPU_MEMORY_UTILIZATION}, vLLM 0.33.0's)"))
     parser.add_argument("--gpus", type=_positive_int, metavar="N",
                         help="GPUs per node of a replica (default: the fewest that fit)")
     parser.add_argument("--nodes", type=_positive_int, metavar="N",
@@ -121,9 +124,9 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
 
 
 def _check_engine_flags(args: argparse.Namespace) -> None:
-    if args.gpu_memory_utilization is not None and args.engine != VLLM:
+    if args.gpu_memory_utilization is not None and args.engine != vllm.ENGINE.name:
         raise _UsageError("argument --gpu-memory-utilization: only with --engine vllm (TGI plans with the whole GPU)")
-    if args.nodes not in (None, 1) and args.engine != VLLM:
+    if args.nodes not in (None, 1) and args.engine != vllm.ENGINE.name:
         raise _UsageError("argument --nodes: only 1 with --engine tgi (TGI serves within one node; "
                           "multi-node serving needs --engine vllm)")
 
@@ -183,7 +186,7 @@ def _request_for(args: argparse.Namespace, facts: ModelFacts) -> PlanRequest:
         engine=args.engine,
         gpu_memory_utilization=args.gpu_memory_utilization,
         # None lets the planner pick for vLLM; TGI serves within one node.
-        nodes=args.nodes if args.engine == VLLM else 1,
+        nodes=args.nodes if args.engine == vllm.ENGINE.name else 1,
     )
 
 
@@ -244,7 +247,7 @@ def _min_gpus_cell(result: Plan) -> str:
 
 
 def _engine_cell(result: Plan) -> str:
-    if result.engine == VLLM:
+    if result.engine == vllm.ENGINE.name:
         return f"vllm (reserves {result.usable_gib_per_gpu:.1f} GiB per GPU, --gpu-memory-utilization)"
     return result.engine
 

@@ -21,7 +21,7 @@ from llm_operator import api
 from llm_operator.facts import catalog as model_catalog
 from llm_operator.decide import decision as decisions
 from llm_operator.facts import lookup as model_facts
-from llm_operator.planning import planner
+from llm_operator.planning.gpus import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, MAX_GPUS_PER_NODE, UnknownGpuType, gpu_type_for
 from llm_operator.decide import manifests as resources
 from llm_operator.engines import ENGINE_NAMES
 from llm_operator.facts.hub import ModelFactsUnavailable, adapter_config_from_hub, facts_from_hub, facts_from_local
@@ -51,11 +51,11 @@ def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[d
     name = args.gpu or spec.gpu.product
     if not name:
         return ()
-    gpu = planner.gpu_type_for(name)
-    labels = {planner.GPU_PRODUCT_LABEL: gpu.products[0] if gpu.products else gpu.name,
-              planner.GPU_MEMORY_LABEL: str(gpu.memory_mib)}
+    gpu = gpu_type_for(name)
+    labels = {GPU_PRODUCT_LABEL: gpu.products[0] if gpu.products else gpu.name,
+              GPU_MEMORY_LABEL: str(gpu.memory_mib)}
     # As many nodes as a replica may span, each with the GPUs a pod may ask for.
-    allocatable = {spec.gpu.resource: str(max(spec.gpus or 0, planner.MAX_GPUS_PER_NODE))}
+    allocatable = {spec.gpu.resource: str(max(spec.gpus or 0, MAX_GPUS_PER_NODE))}
     return tuple({"metadata": {"name": f"assumed-{gpu.name}-{i}", "labels": labels}, "status": {"allocatable": allocatable}}
                  for i in range(api.MAX_NODES))
 
@@ -120,7 +120,7 @@ def render_one(doc: dict, args: argparse.Namespace, now: dt.datetime) -> tuple[d
     if not nodes:
         comments.append("assumed: no GPU node is known (give --gpu TYPE for the cluster's GPUs).")
     else:
-        comments.append(f"assumed: GPU nodes of type {nodes[0]['metadata']['labels'][planner.GPU_PRODUCT_LABEL]}"
+        comments.append(f"assumed: GPU nodes of type {nodes[0]['metadata']['labels'][GPU_PRODUCT_LABEL]}"
                         + (", and LeaderWorkerSet installed (the operator run with --leaderworkersets)."
                            if (spec.nodes or 1) > 1 or spec.nodes is None and spec.engine.name == "vllm" else "."))
     configs = _adapter_configs(args, spec)
@@ -157,7 +157,7 @@ def run_render(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
         except api.InvalidSpec as problem:
             err.write(f"llm-operator render: {name}: {problem}\n")
             return EXIT_BAD_INPUT
-        except (planner.UnknownGpuType, OSError, ValueError) as problem:
+        except (UnknownGpuType, OSError, ValueError) as problem:
             err.write(f"llm-operator render: {name}: {problem}\n")
             return EXIT_BAD_INPUT
         ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")

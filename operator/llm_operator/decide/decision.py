@@ -15,7 +15,7 @@ from typing import Mapping
 from llm_operator.decide import adapters as lora
 from llm_operator import api
 from llm_operator.facts import lookup as model_facts
-from llm_operator.planning import planner
+from llm_operator.planning.memory import default_max_total_tokens
 from llm_operator.planning import plan as planning
 from llm_operator.decide import manifests as resources
 from llm_operator.decide import status
@@ -410,7 +410,7 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         # Only when every served adapter's rank is known (an unread config leaves vLLM its default).
         lora_rank = (max(int(c.config.get("r") or 8) for c in served)
                      if served and all(c.config is not None for c in served) else None)
-        tokens = spec.limits.max_total_tokens or (planner.default_max_total_tokens(facts) if facts else None)
+        tokens = spec.limits.max_total_tokens or (default_max_total_tokens(facts) if facts else None)
         desired = resources.desired_children(owner, spec, resources.Decisions(
             gpus=planned.gpus, nodes=nodes, serve=serve, lora=lora_entries, lora_rank=lora_rank, max_total_tokens=tokens,
             checkpoint_quantization=facts.quant_method if facts else None))

@@ -1,7 +1,8 @@
 """Serving engines: the one seam between the operator and what runs in the serving pods.
 
 Each engine module is the only place that knows its engine's image, argv, environment,
-probes, port, metric names, quantizations and argument rules; the rest of the operator asks
+probes, port, metric names, quantizations, argument rules and memory model (how it spends a
+GPU and splits a model across GPUs, which the planner asks for); the rest of the operator asks
 the engine it gets from `engine_for(spec)`: Text Generation Inference (tgi.py, the default) or
 vLLM (vllm.py), by `spec.engine.name`.
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
+
+from llm_operator.engines.memory import GpuLike, MemoryModel
 
 # The container port's name: every engine's probes use it, and the Service targets it.
 PORT_NAME = "http"
@@ -93,6 +96,10 @@ class Engine(Protocol):
     termination_grace_seconds: int
     startup_seconds: int               # the longest a pod may take to load and warm up
     multi_node: bool                   # whether one replica may span nodes (pipeline stages)
+    # How the planner sizes it (engines/memory.py):
+    head_split_rule: str               # when it can split attention N ways, in words, for sentences
+    # (phrase, quantization) the plan suggests when memory is short, least lossy first
+    smaller_quantizations: tuple[tuple[str, str], ...]
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...], name: str = "",
              lora_rank: int | None = None, max_total_tokens: int | None = None,
@@ -112,6 +119,21 @@ class Engine(Protocol):
 
     def probes(self) -> dict[str, dict]:
         """startupProbe, readinessProbe and livenessProbe of the serving container."""
+
+    def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,
+                     max_batch_tokens: int | None = None) -> MemoryModel:
+        """What the engine may fill on `gpu` and what it spends there besides weights and KV
+        cache, with its share of the GPU and its batch as the pods will be told them (None:
+        its defaults); ValueError for a setting it does not take or a value out of range."""
+
+    def splits_heads(self, heads: int, kv_heads: int, num_shard: int) -> bool:
+        """Whether tensor parallelism over num_shard GPUs can split attention with these heads."""
+
+    def shard_refusal(self, quantization: str) -> str | None:
+        """Why the engine serves this quantization on one GPU only (a sentence); None: it shards it."""
+
+    def quantization_refusal(self, quantization: str) -> str | None:
+        """Why the engine cannot serve this quantization at all (a sentence); None: it can."""
 
 
 ENGINE_NAMES = ("tgi", "vllm")

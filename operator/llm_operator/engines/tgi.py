@@ -1,5 +1,5 @@
 """Hugging Face Text Generation Inference: the only module of the operator that knows its
-image, flags, environment, probes, port, metric names and argument rules.
+image, flags, environment, probes, port, metric names, argument rules and memory model.
 
 The argv itself is built by llm_common.tgi, the function `llm-runtime serve` execs the
 launcher with, so the operator's pods and the runtime's can never disagree.
@@ -13,6 +13,7 @@ from llm_common import tgi_rules
 from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems
 
 from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
+from llm_operator.engines.memory import CUDA_CONTEXT_GIB, DRIVER_RESERVED_GIB, GpuLike, MemoryModel
 
 DEFAULT_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 
@@ -47,6 +48,61 @@ TERMINATION_GRACE_S = 120
 STARTUP_PERIOD_S = 10
 STARTUP_FAILURES = 360
 HEALTH_PATH = "/health"
+
+# --- memory model ----------------------------------------------------------------------------
+
+# TGI sizes the KV cache to 90% of the memory left after weights and warmup
+# (text_generation_server/models/globals.py: TGI_WIGGLE_ROOM = 0.90, used by
+# flash_causal_lm.py's warmup as free_memory * TGI_WIGGLE_ROOM).
+KV_MEMORY_FRACTION = 0.90
+
+# Prefill activations: at warmup TGI runs one batch of max_batch_prefill_tokens (its
+# default is max_input_tokens + 50, i.e. about max_total_tokens). TGI 3 prefills long
+# prompts in chunks (chunked prefill is on by default with its CUDA attention backends), so
+# the largest prefill batch stays bounded however long the context: assume at most this
+# many tokens in one prefill.
+MAX_PREFILL_TOKENS = 8192
+
+# How the planner says when TGI can split attention across GPUs (splits_heads).
+HEAD_SPLIT_RULE = "TGI needs the GPU count to divide both"
+
+# Smaller formats the plan suggests when memory is short, least lossy first.
+SMALLER_QUANTIZATIONS = (("an 8-bit quantization (fp8 or eetq)", "fp8"), ("a 4-bit quantization (awq or gptq)", "awq"))
+
+
+def memory_model(gpu: GpuLike, gpu_memory_utilization: float | None = None,
+                 max_batch_tokens: int | None = None) -> MemoryModel:
+    """How TGI spends a GPU. Per GPU it needs
+        weights / shards + driver reserve + CUDA context
+        + prefill activations + KV cache for the requested tokens / 0.90
+    out of the whole GPU, because at warmup it gives the KV cache 90% of the memory left
+    after weights and the largest prefill (shared/reference/tgi.md, "Memory")."""
+    for value, setting in ((gpu_memory_utilization, "gpu_memory_utilization"),
+                           (max_batch_tokens, "max_batch_tokens")):
+        if value is not None:
+            raise ValueError(f"{setting} is a vLLM setting; TGI takes none.")
+    return MemoryModel(
+        engine="tgi", display_name="TGI", utilization=None,
+        # TGI sizes the KV cache from free memory it measures, so the driver's reserve counts against the GPU.
+        fixed_overhead_gib=DRIVER_RESERVED_GIB + CUDA_CONTEXT_GIB,
+        # TGI keeps 10% of what is left after weights out of the KV cache: count it here.
+        kv_headroom=1 / KV_MEMORY_FRACTION - 1,
+        max_prefill_tokens=MAX_PREFILL_TOKENS, prefill_follows_context=True,
+    )
+
+
+def splits_heads(heads: int, kv_heads: int, num_shard: int) -> bool:
+    """TGI splits the attention heads and the key-value heads evenly; a single KV head
+    (multi-query attention) is replicated on every shard."""
+    if heads % num_shard:
+        return False
+    return kv_heads == 1 or kv_heads % num_shard == 0
+
+
+def shard_refusal(quantization: str) -> str | None:
+    if quantization == "exl2":
+        return "TGI cannot shard exl2 models: use 1 GPU, or a gptq/awq build of the model to use more."
+    return None
 
 
 def launcher_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = ()) -> LauncherSettings:
@@ -109,6 +165,8 @@ class TextGenerationInference:
     termination_grace_seconds: int = TERMINATION_GRACE_S
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
     multi_node: bool = False
+    head_split_rule: str = HEAD_SPLIT_RULE
+    smaller_quantizations: tuple[tuple[str, str], ...] = SMALLER_QUANTIZATIONS
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
              lora_rank: int | None = None, max_total_tokens: int | None = None,
@@ -129,6 +187,19 @@ class TextGenerationInference:
 
     def probes(self) -> dict[str, dict]:
         return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
+
+    def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,
+                     max_batch_tokens: int | None = None) -> MemoryModel:
+        return memory_model(gpu, gpu_memory_utilization, max_batch_tokens)
+
+    def splits_heads(self, heads: int, kv_heads: int, num_shard: int) -> bool:
+        return splits_heads(heads, kv_heads, num_shard)
+
+    def shard_refusal(self, quantization: str) -> str | None:
+        return shard_refusal(quantization)
+
+    def quantization_refusal(self, quantization: str) -> str | None:
+        return None   # QUANTIZATIONS is every value the operator knows
 
 
 TGI = TextGenerationInference()

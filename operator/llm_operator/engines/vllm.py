@@ -1,5 +1,5 @@
 """vLLM's OpenAI-compatible server (0.33.0): the only module of the operator that knows its
-image, flags, environment, probes, port, metric names and argument rules.
+image, flags, environment, probes, port, metric names, argument rules and memory model.
 
 The argv itself is built by llm_common.vllm, the function `llm-runtime serve` execs vLLM
 with, so the operator's pods and the runtime's can never disagree.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from llm_common import vllm, vllm_rules
 
 from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
+from llm_operator.engines.memory import CUDA_CONTEXT_GIB, DRIVER_RESERVED_GIB, GpuLike, MemoryModel
 
 VERSION = vllm.VERSION
 DEFAULT_IMAGE = f"vllm/vllm-openai:v{VERSION}"
@@ -45,6 +46,87 @@ STARTUP_PERIOD_S = 10
 STARTUP_FAILURES = 360
 # 200 once the engine runs, 503 when it has died (vllm/entrypoints/serve/instrumentator/health.py).
 HEALTH_PATH = "/health"
+
+# --- memory model ----------------------------------------------------------------------------
+
+# vLLM pre-allocates this share of each GPU's CUDA memory and fits everything inside it
+# (vllm/config/cache.py:L215, gpu_memory_utilization default 0.92 in 0.33.0; 0.9 before;
+# vllm/v1/worker/utils.py:L716-772 request_memory: ceil(total_memory x utilization)).
+GPU_MEMORY_UTILIZATION = 0.92
+
+# How the planner says when vLLM can split attention across GPUs (splits_heads).
+HEAD_SPLIT_RULE = ("vLLM needs the GPU count to divide the attention heads, and to divide the key-value heads "
+                   "or be a multiple of them")
+
+# Smaller formats the plan suggests when memory is short, least lossy first (vLLM 0.33.0 has
+# no eetq: vllm/model_executor/layers/quantization/__init__.py:L15-48).
+SMALLER_QUANTIZATIONS = (("an 8-bit quantization (fp8)", "fp8"), ("a 4-bit quantization (awq or gptq)", "awq"))
+
+
+def default_max_num_batched_tokens(gpu: GpuLike) -> int:
+    """vLLM 0.33.0's default --max-num-batched-tokens for `vllm serve` on this GPU, which is
+    also the size of the batch its memory profile runs (vllm/engine/arg_utils.py:L2940-3040
+    get_batch_defaults, OPENAI_API_SERVER; chunked prefill on)."""
+    # It compares torch's total_memory, what CUDA hands out: the GPU less the driver's reserve.
+    cuda_gib = gpu.memory_gib - DRIVER_RESERVED_GIB
+    if cuda_gib >= 160:
+        return 16384
+    # A100s stay on the small default: a larger one lowered their throughput (vLLM PR #17885).
+    if cuda_gib >= 70 and not _is_a100(gpu):
+        return 8192
+    return 2048
+
+
+def _is_a100(gpu: GpuLike) -> bool:
+    # vLLM looks for "a100" in the CUDA device name ("NVIDIA A100-SXM4-80GB").
+    return any("a100" in name.lower() for name in (gpu.name, gpu.display_name, *gpu.products))
+
+
+def memory_model(gpu: GpuLike, gpu_memory_utilization: float | None = None,
+                 max_batch_tokens: int | None = None) -> MemoryModel:
+    """How vLLM 0.33.0 spends a GPU. Per GPU it needs
+        weights / shards + CUDA context
+        + activations of one --max-num-batched-tokens batch
+        + KV cache for one sequence of the requested tokens
+    out of --gpu-memory-utilization x the GPU's CUDA memory, because it pre-allocates that
+    share, profiles one batch, gives the KV cache what is left, and refuses to start when
+    one max-length sequence does not fit there (vllm/v1/core/kv_cache_planning.py:L50-87)."""
+    utilization = GPU_MEMORY_UTILIZATION if gpu_memory_utilization is None else gpu_memory_utilization
+    if not 0 < utilization <= 1:
+        raise ValueError(f"gpu_memory_utilization must be above 0 and at most 1, not {utilization:g}.")
+    if max_batch_tokens is not None and max_batch_tokens < 1:
+        raise ValueError(f"max_batch_tokens must be at least 1, not {max_batch_tokens}.")
+    return MemoryModel(
+        engine="vllm", display_name="vLLM", utilization=utilization,
+        # Weights, the profile run's peak and non-torch memory (CUDA context, NCCL) come out of
+        # the reservation (vllm/v1/worker/gpu_worker.py:L641-775 determine_available_memory).
+        # Its CUDA-graph estimate is measured at startup and not counted here.
+        fixed_overhead_gib=CUDA_CONTEXT_GIB,
+        # The KV cache gets all that is left; the startup check wants one max-length sequence.
+        kv_headroom=0.0,
+        # The profile run is one batch of max_num_batched_tokens, however long a sequence may be
+        # (vllm/v1/worker/gpu_model_runner.py profile_run: _dummy_run(self.max_num_tokens)).
+        max_prefill_tokens=max_batch_tokens or default_max_num_batched_tokens(gpu),
+        prefill_follows_context=False,
+        checks_kv_cache_at_startup=True,
+        utilization_flag="--gpu-memory-utilization",
+    )
+
+
+def splits_heads(heads: int, kv_heads: int, num_shard: int) -> bool:
+    """vLLM splits the attention heads evenly (vllm/config/model.py:L1557-1564); from as many
+    shards as KV heads on, each shard holds one KV head and copies are even only when the
+    count is a multiple (vllm/model_executor/layers/linear.py:L1064-1071 QKVParallelLinear)."""
+    if heads % num_shard:
+        return False
+    return kv_heads % num_shard == 0 if num_shard < kv_heads else num_shard % kv_heads == 0
+
+
+def quantization_refusal(quantization: str) -> str | None:
+    if quantization in ONLY_IN_TGI:
+        return (f"vLLM {vllm.VERSION} has no {quantization} quantization; TGI has it: use engine tgi, "
+                "or another quantization.")
+    return None
 
 
 def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
@@ -146,6 +228,8 @@ class VLLM:
     termination_grace_seconds: int = TERMINATION_GRACE_S
     startup_seconds: int = STARTUP_PERIOD_S * STARTUP_FAILURES
     multi_node: bool = True
+    head_split_rule: str = HEAD_SPLIT_RULE
+    smaller_quantizations: tuple[tuple[str, str], ...] = SMALLER_QUANTIZATIONS
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
              lora_rank: int | None = None, max_total_tokens: int | None = None,
@@ -162,6 +246,19 @@ class VLLM:
 
     def probes(self) -> dict[str, dict]:
         return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
+
+    def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,
+                     max_batch_tokens: int | None = None) -> MemoryModel:
+        return memory_model(gpu, gpu_memory_utilization, max_batch_tokens)
+
+    def splits_heads(self, heads: int, kv_heads: int, num_shard: int) -> bool:
+        return splits_heads(heads, kv_heads, num_shard)
+
+    def shard_refusal(self, quantization: str) -> str | None:
+        return None   # every quantization it has shards
+
+    def quantization_refusal(self, quantization: str) -> str | None:
+        return quantization_refusal(quantization)
 
 
 ENGINE = VLLM()

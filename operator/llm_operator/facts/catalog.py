@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from llm_operator.facts.hub import ModelFacts, facts_from_config
+from llm_common.modelfacts import ModelFacts, facts_from_config
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
-"""Model facts: the handful of numbers the planner needs, read from a model's config.json.
-
-The parsing lives in llm_common.modelfacts (shared with the runtime); this module adds the
-Hub lookup with its on-disk cache.
+"""The Hub reader: a model's facts (and an adapter's config) from the Hugging Face Hub, with
+an on-disk cache. The parsing of config.json lives in llm_common.modelfacts (shared with
+the runtime).
 
 Facts come from three places, in order of trust: the safetensors headers on the Hub
 (exact parameter count), a local config.json plus a count the caller knows, or an

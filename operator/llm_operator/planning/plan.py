@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from llm_common import vllm_rules
 
 from llm_operator import api
-from llm_operator.facts import lookup as model_facts
-from llm_operator.planning import planner
 from llm_operator.api.conditions import Verdict
+from llm_operator.engines import vllm
+from llm_operator.facts import lookup as model_facts
+from llm_operator.planning.gpus import (GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, GPU_TYPES, GpuType, UnknownGpuType,
+                                         gpu_type_for, gpu_type_from_node_labels)
+from llm_operator.planning.planner import PlanRequest, plan
 
 
 @dataclass(frozen=True)
@@ -31,29 +34,29 @@ class PlanOutcome:
     nodes: int = 1                     # per replica: above 1, a group of one pod per node
 
 
-def gpu_types_of(nodes: list[dict]) -> list[planner.GpuType]:
+def gpu_types_of(nodes: list[dict]) -> list[GpuType]:
     """Distinct GPU types among the nodes, largest memory first."""
-    labels = {(l.get(planner.GPU_PRODUCT_LABEL), l.get(planner.GPU_MEMORY_LABEL))
+    labels = {(l.get(GPU_PRODUCT_LABEL), l.get(GPU_MEMORY_LABEL))
               for l in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)}
     return list(_gpu_types(frozenset(labels)))
 
 
 @functools.lru_cache(maxsize=64)
-def _gpu_types(labels: frozenset) -> tuple[planner.GpuType, ...]:
+def _gpu_types(labels: frozenset) -> tuple[GpuType, ...]:
     """(Every reconcile asks; the nodes' GPU labels rarely change.)"""
-    seen: dict[str, planner.GpuType] = {}
+    seen: dict[str, GpuType] = {}
     for product, memory in labels:
         try:
-            gpu = planner.gpu_type_from_node_labels(
-                {k: v for k, v in ((planner.GPU_PRODUCT_LABEL, product), (planner.GPU_MEMORY_LABEL, memory)) if v})
-        except planner.UnknownGpuType:
+            gpu = gpu_type_from_node_labels(
+                {k: v for k, v in ((GPU_PRODUCT_LABEL, product), (GPU_MEMORY_LABEL, memory)) if v})
+        except UnknownGpuType:
             continue
         if gpu is not None:
             seen[gpu.name] = gpu
     return tuple(sorted(seen.values(), key=lambda g: -g.memory_mib))
 
 
-def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[planner.GpuType]) -> planner.GpuType | None:
+def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[GpuType]) -> GpuType | None:
     """The GPU to plan for: the product asked for (with the memory its nodes report), else the
     largest GPU in the cluster, so that a model is only refused when it fits nowhere."""
     if spec.gpu.product:
@@ -61,14 +64,14 @@ def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[planner.GpuType]) -
             if spec.gpu.product in gpu.products:
                 return gpu
         try:
-            return planner.gpu_type_for(spec.gpu.product)
-        except planner.UnknownGpuType:
+            return gpu_type_for(spec.gpu.product)
+        except UnknownGpuType:
             return None
     return cluster_types[0] if cluster_types else None
 
 
 def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previous: Previous,
-             cluster_types: list[planner.GpuType], adapter_bytes=None) -> PlanOutcome:
+             cluster_types: list[GpuType], adapter_bytes=None) -> PlanOutcome:
     """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
     adapters to serve, counted into the plan."""
     fallback = spec.gpus or 1
@@ -100,19 +103,19 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
         what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. {going_on}"),
                            kept, None, nodes=nodes)
-    vllm = spec.engine.name == planner.VLLM
-    result = planner.plan(planner.PlanRequest(
+    on_vllm = spec.engine.name == vllm.ENGINE.name
+    result = plan(PlanRequest(
         # A product the table lacks is planned by the memory its nodes report.
         facts=facts, quantization=spec.quantization,
-        gpu_type=gpu.name if gpu.name in planner.GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
+        gpu_type=gpu.name if gpu.name in GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
         gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens,
         # vLLM may span nodes (the planner picks how many when the spec leaves it out); TGI may not.
-        nodes=spec.nodes if vllm else 1,
+        nodes=spec.nodes if on_vllm else 1,
         adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0,
         engine=spec.engine.name,
         # vLLM's share of each GPU and its batch, as the pods will be told them.
-        gpu_memory_utilization=_utilization(spec) if vllm else None,
-        max_batch_tokens=spec.limits.max_batch_prefill_tokens if vllm else None))
+        gpu_memory_utilization=_utilization(spec) if on_vllm else None,
+        max_batch_tokens=spec.limits.max_batch_prefill_tokens if on_vllm else None))
     # The verdict names where the facts came from (the Hub, the catalog, the weights).
     reason = f"{result.reason} {model_facts.source_phrase(answer)}"
     blocked = None if result.fits else Verdict("False", result.status, reason)
@@ -178,7 +181,7 @@ def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node
     def fits(node: dict) -> bool:
         labels = (node.get("metadata") or {}).get("labels") or {}
         return (matches(node) and _allocatable(node, resource) >= gpus
-                and (not product or labels.get(planner.GPU_PRODUCT_LABEL) == product))
+                and (not product or labels.get(GPU_PRODUCT_LABEL) == product))
 
     fitting = sum(1 for n in nodes if fits(n))
     if fitting >= group:
@@ -189,7 +192,7 @@ def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node
     offers: Counter = Counter()
     for node in nodes:
         count = _allocatable(node, resource)
-        kind = (((node.get("metadata") or {}).get("labels") or {}).get(planner.GPU_PRODUCT_LABEL) or "unlabelled")
+        kind = (((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL) or "unlabelled")
         offers[f"{count} x {kind}" if count else f"no {resource}"] += 1
     have = ", ".join(f"{n} node(s) with {what}" for what, n in sorted(offers.items())) or "no nodes"
     if node_selector and nodes:

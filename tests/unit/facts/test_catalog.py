@@ -11,6 +11,7 @@ import yaml
 
 from llm_operator.facts import catalog
 from llm_operator.planning import planner
+from llm_operator.planning.gpus import GPU_TYPES
 from llm_operator.facts.hub import estimate_parameter_count, facts_from_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -60,7 +61,7 @@ def test_a_sourced_parameter_count_equals_the_count_from_the_architecture(entry)
 @pytest.mark.parametrize("entry", SHIPPED, ids=IDS)
 def test_the_planner_gives_every_entry_a_verdict_on_every_gpu_type(entry):
     facts = catalog.builtin().entry(entry["id"]).facts
-    for gpu in planner.GPU_TYPES:
+    for gpu in GPU_TYPES:
         result = planner.plan(planner.PlanRequest(facts=facts, quantization="none", gpu_type=gpu))
         assert result.status in (planner.FITS, planner.DOES_NOT_FIT), (gpu, result.reason)
         assert result.reason

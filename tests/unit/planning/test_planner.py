@@ -1,34 +1,15 @@
 """Planner: literal model facts in, literal shard counts, sizes and sentences out."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-from llm_operator.facts.hub import facts_from_config, facts_from_local
-from llm_operator.planning.planner import GIB, GPU_TYPES, MAX_NODES, VLLM_GPU_MEMORY_UTILIZATION, PlanRequest, UnknownGpuType, bits_per_weight, effective_quantization, gpu_type_for, gpu_type_from_node_labels, kv_cache_bytes_per_token, layers_per_node, pipeline_buffer_bytes, plan, sharding_problem, stage_weights_bytes, valid_shard_counts, vllm_max_num_batched_tokens, weights_bytes
-
-MODELS = Path(__file__).parents[2] / "data" / "models"
-PARAMS = json.loads((MODELS / "params.json").read_text())
-
-MODEL_IDS = {
-    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
-    "llama-2-70b": "meta-llama/Llama-2-70b-hf",
-    "llama-3-8b": "meta-llama/Meta-Llama-3-8B",
-    "llama-3-70b": "meta-llama/Meta-Llama-3-70B",
-    "llama-3.1-405b": "meta-llama/Llama-3.1-405B",
-    "mistral-7b": "mistralai/Mistral-7B-v0.1",
-    "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
-    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
-    "qwen2.5-72b": "Qwen/Qwen2.5-72B",
-    "falcon-40b": "tiiuae/falcon-40b",
-    "phi-3-mini-4k": "microsoft/Phi-3-mini-4k-instruct",
-    "gemma-2-9b": "google/gemma-2-9b",
-}
-
-
-def facts(short_name):
-    return facts_from_local(MODELS / short_name / "config.json", PARAMS[short_name], model_id=MODEL_IDS[short_name])
+from data_models import MODELS, PARAMS, facts, llama_405b
+from llm_operator.facts.hub import facts_from_config
+from llm_operator.planning.gpus import UnknownGpuType
+from llm_operator.planning.memory import GIB, valid_shard_counts, weights_bytes
+from llm_operator.planning.planner import MAX_NODES, PlanRequest, plan
+from llm_operator.planning.verdicts import sharding_problem
 
 
 # parameter count x 2 bytes / 2^30, worked out by hand from params.json.
@@ -50,10 +31,6 @@ def test_unquantized_weights_are_two_bytes_per_parameter(short_name, weights_gib
     model = facts(short_name)
     assert weights_bytes(model, "none") == PARAMS[short_name] * 2
     assert plan(PlanRequest(model, "none", "h100-80gb", gpus=1)).to_status()["weightsGiB"] == weights_gib
-
-
-def test_every_model_in_the_data_has_a_parameter_count():
-    assert sorted(PARAMS) == sorted(MODEL_IDS)
 
 
 def test_70b_at_16_bit_does_not_fit_one_h100():
@@ -85,12 +62,6 @@ def test_70b_at_4_bit_fits_one_h100(quantization):
     assert result.num_shard == 1
     # 68.45e9 decoder weights at 4 + 20/128 bits, embeddings and lm_head (2.10e9) at 16 bits.
     assert round(result.weights_gib, 2) == 37.03
-
-
-def test_four_bit_formats_keep_embeddings_and_lm_head_in_16_bit():
-    model = facts("llama-3-8b")
-    embeddings = 2 * 128256 * 4096
-    assert weights_bytes(model, "awq") == (8030261248 - embeddings) * 4.15625 / 8 + embeddings * 2
 
 
 def test_qwen_7b_cannot_shard_eight_ways():
@@ -155,31 +126,6 @@ def test_kv_cache_too_big_suggests_fewer_tokens():
     )
 
 
-@pytest.mark.parametrize("short_name, bytes_per_token", [
-    ("llama-3-70b", 80 * 2 * 8 * 128 * 2),   # 327680
-    ("llama-2-7b", 32 * 2 * 32 * 128 * 2),   # no GQA: 524288
-    ("qwen2.5-7b", 28 * 2 * 4 * 128 * 2),    # 57344
-    ("gemma-2-9b", 42 * 2 * 8 * 256 * 2),    # explicit head_dim 256
-    ("phi-3-mini-4k", 32 * 2 * 32 * 96 * 2),
-])
-def test_kv_cache_bytes_per_token(short_name, bytes_per_token):
-    assert kv_cache_bytes_per_token(facts(short_name)) == bytes_per_token
-
-
-def test_kv_cache_splits_across_shards_and_halves_at_fp8():
-    model = facts("llama-3-70b")
-    assert kv_cache_bytes_per_token(model, None, num_shard=2) == 163840
-    assert kv_cache_bytes_per_token(model, "fp8_e4m3fn", num_shard=2) == 81920
-
-
-def test_multi_query_kv_head_is_replicated_not_split():
-    falcon_7b = facts_from_config(
-        {"model_type": "falcon", "hidden_size": 4544, "num_attention_heads": 71, "num_hidden_layers": 32,
-         "multi_query": True, "vocab_size": 65024}, 7_000_000_000)
-    assert kv_cache_bytes_per_token(falcon_7b, None, num_shard=1) == 32 * 2 * 1 * 64 * 2
-    assert kv_cache_bytes_per_token(falcon_7b, None, num_shard=71) == 32 * 2 * 1 * 64 * 2
-
-
 def test_runtime_overhead_is_reserve_context_activations_and_kv_headroom():
     result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2))
     driver_and_context = 0.5 + 0.75
@@ -201,111 +147,9 @@ def test_default_tokens_are_capped_by_the_model_context():
     assert falcon.max_total_tokens == 2048
 
 
-@pytest.mark.parametrize("short_name, counts", [
-    ("qwen2.5-7b", (1, 2, 4)),
-    ("falcon-40b", (1, 2, 4, 8)),
-    ("gemma-2-9b", (1, 2, 4, 8)),
-])
-def test_valid_shard_counts_divide_heads_and_kv_heads(short_name, counts):
-    assert valid_shard_counts(facts(short_name), "none") == counts
-
-
-def test_odd_divisors_up_to_eight_are_valid_shard_counts():
-    model = facts_from_config({"hidden_size": 768, "num_attention_heads": 12, "num_hidden_layers": 12,
-                               "vocab_size": 50000}, 100_000_000)
-    assert valid_shard_counts(model, "none") == (1, 2, 3, 4, 6)
-
-
-@pytest.mark.parametrize("quantization_config, expected", [
-    ({"quant_method": "gptq", "bits": 4, "group_size": 128}, "gptq"),
-    ({"quant_method": "awq", "bits": 4, "group_size": 128}, "awq"),
-    ({"quant_method": "fp8", "activation_scheme": "dynamic"}, "fp8"),
-    ({"quant_method": "compressed-tensors"}, "compressed-tensors"),
-    ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}, "bitsandbytes-nf4"),
-    ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "bitsandbytes"),
-])
-def test_pre_quantized_checkpoint_uses_its_own_method(quantization_config, expected):
-    config = {**json.loads((MODELS / "mistral-7b" / "config.json").read_text()),
-              "quantization_config": quantization_config}
-    model = facts_from_config(config, 7241732096)
-    assert effective_quantization(model, "none") == expected
-    assert effective_quantization(model, "eetq") == "eetq"  # an explicit choice wins
-
-
-@pytest.mark.parametrize("quantization, bits", [
-    ("none", 16.0),
-    ("gptq", 4.15625),
-    ("awq", 4.15625),
-    ("marlin", 4.125),
-    ("eetq", 8.0),
-    ("fp8", 8.0),
-    ("bitsandbytes", 8.0),
-    ("bitsandbytes-nf4", 4.126953125),
-    ("bitsandbytes-fp4", 4.126953125),
-    ("exl2", 4.0),
-    ("compressed-tensors", 8.0),
-])
-def test_bits_per_weight_table(quantization, bits):
-    assert bits_per_weight(facts("mistral-7b"), quantization) == bits
-
-
-def test_bits_per_weight_read_from_quantization_config():
-    base = json.loads((MODELS / "mistral-7b" / "config.json").read_text())
-    gptq_8bit = facts_from_config({**base, "quantization_config": {"quant_method": "gptq", "bits": 8, "group_size": 32}}, 1)
-    exl2 = facts_from_config({**base, "quantization_config": {"quant_method": "exl2", "bits": 6.5}}, 1)
-    w4a16 = facts_from_config({**base, "quantization_config": {
-        "quant_method": "compressed-tensors",
-        "config_groups": {"group_0": {"weights": {"num_bits": 4, "group_size": 128}, "targets": ["Linear"]}}}}, 1)
-    assert bits_per_weight(gptq_8bit, "gptq") == 8 + 24 / 32
-    assert bits_per_weight(exl2, "exl2") == 6.5
-    assert bits_per_weight(w4a16, "compressed-tensors") == 4.125
-
-
 def test_unknown_quantization_is_refused():
     with pytest.raises(ValueError, match="Unknown quantization 'int3'"):
         plan(PlanRequest(facts("mistral-7b"), "int3", "l4"))
-
-
-@pytest.mark.parametrize("label, name", [
-    ("NVIDIA-H100-80GB-HBM3", "h100-80gb"),
-    ("NVIDIA-A100-SXM4-80GB", "a100-80gb"),
-    ("NVIDIA-A100-SXM4-40GB", "a100-40gb"),
-    ("NVIDIA-A100-PCIE-40GB", "a100-40gb"),
-    ("NVIDIA-L4", "l4"),
-    ("NVIDIA-A10G", "a10g"),
-    ("Tesla-T4", "t4"),
-    ("NVIDIA-L40S", "l40s"),
-    ("NVIDIA-H200", "h200"),
-    ("nvidia-h100-80gb-hbm3", "h100-80gb"),
-    ("NVIDIA-A100-SXM4-40GB-SHARED", "a100-40gb"),
-    ("h100-80gb", "h100-80gb"),
-])
-def test_gpu_type_for_accepts_product_labels_and_short_names(label, name):
-    assert gpu_type_for(label).name == name
-
-
-def test_gpu_memory_label_overrides_the_table():
-    assert gpu_type_for("NVIDIA-L4", memory_mib="23034").memory_mib == 23034
-    assert gpu_type_for("NVIDIA-A100-SXM4-40GB", memory_mib=40000).memory_gib == 40000 / 1024
-    assert gpu_type_for("NVIDIA-RTX-PRO-6000", memory_mib=97887).memory_mib == 97887
-
-
-def test_gpu_type_from_node_labels():
-    labels = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.memory": "81920",
-              "nvidia.com/gpu.count": "8"}
-    gpu = gpu_type_from_node_labels(labels)
-    assert (gpu.name, gpu.memory_mib) == ("a100-80gb", 81920)
-    assert gpu_type_from_node_labels({"kubernetes.io/os": "linux"}) is None
-
-
-def test_unknown_gpu_type_names_the_known_ones():
-    with pytest.raises(UnknownGpuType, match="Unknown GPU type 'h900'.*h100-80gb"):
-        gpu_type_for("h900")
-
-
-def test_h100_memory_is_what_nvidia_smi_reports():
-    assert GPU_TYPES["h100-80gb"].memory_mib == 81559
-    assert round(GPU_TYPES["h100-80gb"].memory_gib, 1) == 79.6
 
 
 def test_gpu_memory_override_without_type():
@@ -345,10 +189,6 @@ QWEN_3B = {"model_type": "qwen2", "hidden_size": 2048, "intermediate_size": 1100
            "num_key_value_heads": 2, "num_hidden_layers": 36, "vocab_size": 151936, "max_position_embeddings": 32768}
 
 
-def test_vllm_default_utilization_is_the_pinned_release():
-    assert VLLM_GPU_MEMORY_UTILIZATION == 0.92
-
-
 def test_vllm_fills_its_share_of_cuda_memory():
     result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2, engine="vllm"))
     assert (result.status, result.engine) == ("Fits", "vllm")
@@ -374,25 +214,6 @@ def test_vllm_overhead_is_context_and_one_batch_without_kv_headroom():
 def test_vllm_max_batch_tokens_sets_the_activation_batch():
     result = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2, engine="vllm", max_batch_tokens=2048))
     assert result.overhead_gib_per_gpu == pytest.approx(0.75 + 2048 * (4 * 8192 + 3 * 28672 / 2) * 2 / GIB)
-
-
-@pytest.mark.parametrize("gpu, tokens", [
-    ("b200", 16384),       # 178.6 GiB of CUDA memory: at least 160
-    ("h200", 8192),
-    ("h100-nvl", 8192),
-    ("h100-80gb", 8192),   # 79.1 GiB: at least 70
-    ("a100-80gb", 2048),   # as much memory, but A100s keep the small default
-    ("l40s", 2048),
-    ("l4", 2048),
-    ("t4", 2048),
-])
-def test_vllm_default_max_num_batched_tokens(gpu, tokens):
-    assert vllm_max_num_batched_tokens(GPU_TYPES[gpu]) == tokens
-
-
-def test_vllm_default_batch_for_an_unknown_gpu_goes_by_memory():
-    assert vllm_max_num_batched_tokens(gpu_type_for("NVIDIA-RTX-PRO-6000", memory_mib=97887)) == 8192
-    assert vllm_max_num_batched_tokens(gpu_type_for("NVIDIA-RTX-PRO-6000", memory_mib=49152)) == 2048
 
 
 def test_72b_fits_one_h200_for_tgi_but_not_vllms_reservation():
@@ -515,16 +336,6 @@ def test_engine_settings_are_checked(request_fields, message):
 
 
 # ---- multi-node: vLLM tensor parallel within a node x pipeline parallel across nodes ------
-
-def llama_405b():
-    return facts("llama-3.1-405b")  # 126 layers, 128 heads, 8 KV heads, hidden 16384, vocab 128256, untied
-
-
-# A small model with tied embeddings and an odd layer count, to see the uneven split.
-TIED_5_LAYERS = {"model_type": "qwen2", "hidden_size": 1024, "intermediate_size": 2816, "num_attention_heads": 16,
-                 "num_key_value_heads": 2, "num_hidden_layers": 5, "vocab_size": 1000, "tie_word_embeddings": True,
-                 "max_position_embeddings": 4096}
-
 
 def test_405b_on_two_nodes_of_eight_h100_fits_vllm():
     result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm"))
@@ -662,38 +473,6 @@ def test_heads_are_still_checked_for_the_gpus_of_each_node():
         "attention heads, and to divide the key-value heads or be a multiple of them, and 6 does not: "
         "use 1, 2, 4 or 8 GPUs."
     )
-
-
-@pytest.mark.parametrize("nodes, layers", [(1, 5), (2, 3), (3, 2), (4, 2), (5, 1)])
-def test_the_heaviest_stage_holds_the_rounded_up_share_of_layers(nodes, layers):
-    assert layers_per_node(facts_from_config(TIED_5_LAYERS, 100_000_000), nodes) == layers
-
-
-def test_stage_weights_hold_their_layers_and_one_embedding_matrix():
-    tied = facts_from_config(TIED_5_LAYERS, 100_000_000)
-    untied = facts_from_config({**TIED_5_LAYERS, "tie_word_embeddings": False}, 100_000_000)
-    # Tied: 1000 x 1024 embedding parameters, 98,976,000 in the decoder; 3 of its 5 layers on the
-    # heaviest stage, plus the one matrix (each end stage keeps its own copy).
-    assert stage_weights_bytes(tied, "none", 2) == 98_976_000 * 2 * 3 / 5 + 1_024_000 * 2
-    # Quantized, the decoder shrinks and the matrix stays 16-bit: 98,976,000 x 4.15625 / 8 x 3/5 + 2,048,000.
-    assert stage_weights_bytes(tied, "awq", 2) == 32_900_675
-    # Untied: embed_tokens on the first stage, lm_head on the last, one matrix on either.
-    assert stage_weights_bytes(untied, "none", 2) == 97_952_000 * 2 * 3 / 5 + 1_024_000 * 2
-    # One node holds everything, as weights_bytes counts it.
-    assert stage_weights_bytes(untied, "awq", 1) == weights_bytes(untied, "awq")
-
-
-def test_kv_cache_counts_the_stage_layers_only():
-    model = llama_405b()
-    assert kv_cache_bytes_per_token(model, None, num_shard=8) == 126 * 2 * 1 * 128 * 2
-    assert kv_cache_bytes_per_token(model, None, num_shard=8, layers=63) == 63 * 2 * 1 * 128 * 2   # 32256
-    assert kv_cache_bytes_per_token(model, "fp8_e5m2", num_shard=4, layers=42) == 42 * 2 * 2 * 128 * 1
-
-
-def test_pipeline_buffers_only_across_nodes():
-    model = llama_405b()
-    assert pipeline_buffer_bytes(model, 8192, 1) == 0
-    assert pipeline_buffer_bytes(model, 8192, 2) == 8192 * 2 * 16384 * 2   # hidden states and residual, 16-bit
 
 
 def test_status_names_nodes_only_beyond_one():

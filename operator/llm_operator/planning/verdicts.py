@@ -1,0 +1,145 @@
+"""The sentences a plan gives: why an engine cannot split a model so, what fits with how much
+to spare, and what does not fit with what would make it fit. The planner (planner.py)
+finds the numbers; here they are put in words. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_common.modelfacts import ModelFacts
+
+from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, Engine, engine_named
+from llm_operator.engines.memory import MemoryModel
+from llm_operator.planning.gpus import GpuType
+from llm_operator.planning.memory import Budget, bits_per_weight, serving_dtype_bytes, valid_shard_counts
+
+MIN_USEFUL_TOKENS = 512  # below this, suggesting a shorter context is no real remedy
+
+
+# --- sharding ----------------------------------------------------------------------------
+
+def single_node(engine: Engine) -> str:
+    """Why an engine that serves within one node cannot span more, naming those that can."""
+    spanning = " or ".join(name for name in ENGINE_NAMES if engine_named(name).multi_node)
+    return f"{engine.display_name} serves within one node; multi-node serving needs engine {spanning}."
+
+
+def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str, engine: str = DEFAULT_ENGINE,
+                     nodes: int = 1) -> str | None:
+    """Why the engine (by name) cannot split this model num_shard ways on each of `nodes`
+    nodes, or None when it can."""
+    serving = engine_named(engine)
+    if num_shard < 1:
+        return f"The GPU count must be at least 1, not {num_shard}."
+    if nodes < 1:
+        return f"The node count must be at least 1, not {nodes}."
+    if nodes > 1 and not serving.multi_node:
+        return single_node(serving)
+    if nodes > facts.num_layers:
+        return (f"{facts.short_name} has {facts.num_layers} layers: pipeline parallelism needs at least one "
+                f"layer per node, so at most {facts.num_layers} nodes.")
+    if num_shard == 1:
+        return None
+    refused = serving.shard_refusal(quantization)
+    if refused:
+        return refused
+    heads, kv_heads = facts.num_attention_heads, facts.num_key_value_heads
+    if serving.splits_heads(heads, kv_heads, num_shard):
+        return None
+    counts = _spoken_list(valid_shard_counts(facts, quantization, engine=engine))
+    return (f"{facts.short_name} has {heads} attention heads and {kv_heads} key-value heads; "
+            f"{serving.head_split_rule}, and {num_shard} does not: use {counts} GPUs.")
+
+
+def _spoken_list(numbers: tuple[int, ...]) -> str:
+    words = [str(n) for n in numbers]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+# --- fits, or does not ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Remedies:
+    """What the planner found would make a plan fit, for the sentence that suggests it."""
+
+    nodes: int | None = None              # this many nodes at the same GPU count
+    nodes_engine: str | None = None       # ... on this engine (one that spans nodes); None: the same one
+    gpus: int | None = None               # this many GPUs (per node)
+    smaller_quantization: str | None = None   # a smaller format that fits, as a phrase
+    max_total_tokens: int = 0             # the most tokens that fit at this GPU and node count (0: none)
+
+
+def _precision_phrase(facts: ModelFacts, quantization: str) -> str:
+    if quantization == "none":
+        return f"at {8 * serving_dtype_bytes(facts)}-bit"
+    return f"with {quantization} ({bits_per_weight(facts, quantization):.2f} bits per weight)"
+
+
+def _gpus_phrase(model: MemoryModel, num_shard: int, gpu: GpuType, nodes: int = 1) -> str:
+    each = " each" if num_shard > 1 or nodes > 1 else ""
+    count = f"{nodes} nodes x {num_shard}" if nodes > 1 else f"{num_shard}"
+    phrase = f"{count} x {gpu.display_name} gives {model.capacity_gib(gpu):.1f} GiB{each}"
+    if model.utilization is None:
+        return phrase
+    of = "each GPU" if num_shard > 1 or nodes > 1 else "the GPU"
+    return f"{phrase} to {model.display_name} ({model.utilization:g} of {of}, {model.utilization_flag})"
+
+
+def fits_sentence(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
+                  nodes: int, budget: Budget) -> str:
+    spare = model.capacity_gib(gpu) - budget.required_gib_per_gpu
+    return (f"{facts.short_name} {_precision_phrase(facts, quantization)} needs "
+            f"{budget.required_gib_per_gpu:.1f} GiB per GPU ({budget.weights_gib_per_gpu:.1f} weights, "
+            f"{budget.kv_cache_gib_per_gpu:.1f} KV cache, {budget.overhead_gib_per_gpu:.1f} runtime); "
+            f"{_gpus_phrase(model, num_shard, gpu, nodes)}: fits with {spare:.1f} GiB to spare.")
+
+
+def does_not_fit_sentence(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
+                          num_shard: int, nodes: int, budget: Budget, tokens: int, remedies: Remedies) -> str:
+    capacity = model.capacity_gib(gpu)
+    if budget.weights_gib_per_gpu > capacity:
+        need = f"needs {budget.weights_gib:.1f} GiB of weights"
+    else:
+        need = (f"needs {budget.required_gib_per_gpu:.1f} GiB per GPU "
+                f"({budget.weights_gib_per_gpu:.1f} weights, {budget.kv_cache_gib_per_gpu:.1f} KV cache "
+                f"for {tokens} tokens, {budget.overhead_gib_per_gpu:.1f} runtime)")
+    remedy = _remedies(remedies, nodes)
+    start = (f"{facts.short_name} {_precision_phrase(facts, quantization)} {need}; "
+             f"{_gpus_phrase(model, num_shard, gpu, nodes)}")
+    if model.checks_kv_cache_at_startup and budget.weights_gib_per_gpu <= capacity:
+        return f"{start}, so {_startup_refusal(model, budget, capacity, tokens)}. {remedy[0].upper()}{remedy[1:]}."
+    return f"{start}: {remedy}."
+
+
+def _startup_refusal(model: MemoryModel, budget: Budget, capacity_gib: float, tokens: int) -> str:
+    """Why the engine would not start, in the terms of its own startup check (vLLM:
+    vllm/v1/core/kv_cache_planning.py:L50-87 _check_enough_kv_cache_memory)."""
+    left = capacity_gib - budget.weights_gib_per_gpu - budget.overhead_gib_per_gpu
+    if left <= 0:
+        return (f"{model.display_name} would refuse to start: no memory is left for the KV cache after weights "
+                "and activations")
+    return (f"{model.display_name} would refuse to start: one sequence of {tokens} tokens needs "
+            f"{budget.kv_cache_gib_per_gpu:.1f} GiB of KV cache per GPU and {left:.1f} GiB is left "
+            "after weights and activations")
+
+
+def _remedies(remedies: Remedies, nodes: int) -> str:
+    """What would make it fit: more nodes when no GPU count fits these, more GPUs, a smaller
+    format at this GPU count, fewer tokens, or a bigger GPU."""
+    options = []
+    if remedies.nodes is not None:
+        count, engine = remedies.nodes, remedies.nodes_engine
+        options.append(f"engine {engine} on {count} nodes (spec.engine.name: {engine}, spec.nodes: {count})"
+                       if engine else f"{count} nodes (spec.nodes: {count})")
+    if remedies.gpus is not None:
+        options.append(f"{remedies.gpus} GPUs per node" if nodes > 1 else f"{remedies.gpus} GPUs")
+    if remedies.smaller_quantization:
+        options.append(remedies.smaller_quantization)
+    if remedies.max_total_tokens >= MIN_USEFUL_TOKENS:
+        options.append(f"at most {remedies.max_total_tokens} max total tokens")
+    if not options:
+        return "use a GPU type with more memory or a smaller model"
+    if len(options) <= 2:
+        return "use " + " or ".join(options)
+    return "use " + ", ".join(options[:-1]) + ", or " + options[-1]
