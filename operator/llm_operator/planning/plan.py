@@ -18,7 +18,7 @@ from llm_common import vllm_rules
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.engines import vllm
-from llm_operator.facts import lookup as model_facts
+from llm_operator.facts import answers as model_facts
 from llm_operator.planning.gpus import (GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, GPU_TYPES, GpuType, UnknownGpuType,
                                          gpu_type_for, gpu_type_from_node_labels)
 from llm_operator.planning.planner import PlanRequest, plan
