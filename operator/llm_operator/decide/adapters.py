@@ -7,12 +7,14 @@ memory of the rest goes into the plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir  # noqa: F401  (snapshot_dir: re-exported)
 
 from llm_operator import api
-from llm_operator.facts.hub import ModelFacts
+from llm_operator.api.conditions import Verdict
+from llm_common.modelfacts import ModelFacts
 
 # PEFT's short names for the projections of Llama-style blocks, as (in, out) features.
 def module_shapes(facts: ModelFacts) -> dict[str, tuple[int, int]]:
@@ -89,3 +91,63 @@ def lora_entries(checks: list[AdapterCheck], commits: dict[str, str] | None) -> 
 def adapters_env(adapters: list[api.Adapter]) -> str:
     """The download Job's ADAPTERS: name=id@revision,..."""
     return ",".join(f"{a.name}={a.id}@{a.revision}" for a in adapters)
+
+
+# --- the step: the spec's adapters judged against the model's facts ---------------------------
+
+def adapters_memory(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict | None]) -> Callable[[ModelFacts], float]:
+    """The memory of the adapters, for the plan: facts -> bytes (an unread config counts 0)."""
+    def adapter_bytes(facts: ModelFacts) -> float:
+        return sum(check_adapter(a, configs.get(a.name), spec.model.id, facts).memory_bytes for a in spec.adapters)
+    return adapter_bytes
+
+
+def adapters_verdict(checks: list[AdapterCheck]) -> Verdict:
+    problems = [c.problem for c in checks if c.problem]
+    if problems:
+        return Verdict("False", "BaseModelMismatch", " ".join(problems))
+    unknown = [c.adapter.name for c in checks if c.config is None]
+    note = f" (not checked: adapter_config.json of {', '.join(unknown)} could not be read)" if unknown else ""
+    return Verdict("True", "Served", f"Serving {len(checks)} adapter(s){note}.")
+
+
+def adapters_status(checks: list[AdapterCheck], commits: dict, cached: bool) -> list[dict]:
+    out = []
+    for c in checks:
+        a = c.adapter
+        entry = {"name": a.name, "id": a.id, "revision": a.revision, "cached": bool(cached and a.name in commits),
+                 "served": not c.problem, "servedAs": (a.name if cached and a.name in commits else a.id) if not c.problem else ""}
+        if c.problem:
+            entry["message"] = c.problem
+        if c.memory_bytes:
+            entry["memoryMiB"] = round(c.memory_bytes / 2**20, 1)
+        out.append(entry)
+    return out
+
+
+def lora_rank(checks: list[AdapterCheck]) -> int | None:
+    """The highest rank among the adapters served; None unless every one of them is known (an
+    unread config leaves vLLM its default)."""
+    served = [c for c in checks if not c.problem]
+    return (max(int((c.config or {}).get("r") or 8) for c in served)
+            if served and all(c.config is not None for c in served) else None)
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The spec's adapters as judged: what the engine serves and what status says of them."""
+
+    checks: list[AdapterCheck]
+    entries: tuple[str, ...]        # the engine's adapter entries (lora_entries)
+    condition: Verdict | None       # AdaptersReady (None: the spec has no adapters)
+    status: list[dict]              # status.adapters
+
+
+def judge_adapters(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict | None], facts: ModelFacts | None,
+                   commits: dict[str, str]) -> Adapters:
+    """Each adapter checked against the model; `commits`: those the download Job cached."""
+    checks = [check_adapter(a, configs.get(a.name), spec.model.id, facts) for a in spec.adapters]
+    return Adapters(checks=checks,
+                    entries=lora_entries(checks, commits if spec.cache.enabled else None),
+                    condition=adapters_verdict(checks) if spec.adapters else None,
+                    status=adapters_status(checks, commits, spec.cache.enabled))

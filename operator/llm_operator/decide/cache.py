@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from llm_operator.facts import lookup as model_facts
+from llm_common import termination
+from llm_operator import api
 from llm_operator.api.conditions import Verdict
+from llm_operator.decide import manifests as resources
+from llm_operator.decide.observed import Observed, live_child
 
 # A claim Pending for longer than this is reported: no provisioner or volume is coming.
 CLAIM_PENDING_REPORT_S = 60
@@ -134,10 +137,10 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
     if (job.get("metadata") or {}).get("deletionTimestamp") and not _job_condition(job, "Complete"):
         return no("Downloading", f"Re-creating the download Job {o.job_name} (its pod template changed): waiting for "
                   "the old one's pod to go; files already complete in the cache are kept.")
-    messages = model_facts.termination_reports(o.job_pods)
+    messages = termination.termination_reports(o.job_pods)
     if _job_condition(job, "Complete"):
         return CacheVerdict(Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),
-                            True, False, model_facts.job_report(messages))
+                            True, False, termination.job_report(messages))
     failed = _job_condition(job, "Failed")
     if failed:
         error = next((m["error"] for m in messages if "error" in m), "")
@@ -150,3 +153,53 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
     retry = f" after {attempts} failed attempt(s)" if attempts else ""
     return no("Downloading", f"Downloading the weights into {o.claim_name} with Job {o.job_name}{retry} "
               f"(kubectl logs job/{o.job_name}).")
+
+
+# --- the step: the cache of one LLMDeployment, judged from what was observed ----------------
+
+def job_pods(observed: Observed, job_name: str) -> tuple[dict, ...]:
+    """The pods of one Job (the Job controller labels them with its name)."""
+    return observed.pods_labelled({"job-name": job_name})
+
+
+def cache_verdict(observed: Observed, owner: resources.Owner, spec: api.LLMDeploymentSpec,
+                  now: dt.datetime) -> CacheVerdict | None:
+    """WeightsCached, from the claim, its StorageClass and this spec's download Job (None: the
+    spec has no cache)."""
+    if not spec.cache.enabled:
+        return None
+    claim_name = resources.cache_claim_name(owner)
+    job_name = resources.download_job_name(owner, spec)
+    job = observed.child("Job", job_name)
+    return judge_cache(CacheObserved(
+        claim_name=claim_name,
+        job_name=job_name,
+        storage_class=spec.cache.storage_class_name,
+        storage_class_found=storage_class_found(spec.cache.storage_class_name, observed.storage_classes),
+        storage_classes=tuple(sorted(sc["name"] for sc in observed.storage_classes)),
+        claim=live_child(observed.child("PersistentVolumeClaim", claim_name)),
+        job=live_child(job),
+        job_pods=job_pods(observed, job_name) if job else (),
+        now=now,
+    ))
+
+
+def recheck_after(cache: CacheVerdict | None) -> float | None:
+    """When to decide again though no event will come: a claim Pending is said to be stuck
+    only once CLAIM_PENDING_REPORT_S have passed."""
+    if cache is not None and cache.condition.reason == "ClaimPending" and "has been Pending" not in cache.condition.message:
+        return CLAIM_PENDING_REPORT_S + 1
+    return None
+
+
+def holds(cache: CacheVerdict | None) -> tuple[Verdict | None, Verdict | None]:
+    """What the cache holds back while it is not complete, as (blocked, waiting): a failure
+    only a change mends, or a claim or download under way."""
+    if cache is None or cache.complete:
+        return None, None
+    return (cache.condition, None) if cache.failed else (None, cache.condition)
+
+
+def adapter_commits(cache: CacheVerdict | None) -> dict[str, str]:
+    """The commit of each adapter the download Job cached, once it has succeeded."""
+    return ((cache.facts or {}).get("adapters") if cache is not None and cache.complete else None) or {}

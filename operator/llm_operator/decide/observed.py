@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, overload
 
 from llm_operator import api
 from llm_operator.api import FIELD_MANAGER
@@ -104,6 +104,22 @@ def same_but_version(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -
 
 def child_spec(child: Mapping[str, Any]) -> dict:
     return json.loads(child[SPEC_JSON]) if SPEC_JSON in child else dict(child.get("spec") or {})
+
+
+@overload
+def live_child(child: Mapping[str, Any]) -> dict: ...
+@overload
+def live_child(child: None) -> None: ...
+@overload
+def live_child(child: Mapping[str, Any] | None) -> dict | None: ...
+
+
+def live_child(child: Mapping[str, Any] | None) -> dict | None:
+    """A trimmed child as the comparisons and the status read it (its spec as a dict)."""
+    if child is None:
+        return None
+    return {"apiVersion": child.get("apiVersion"), "kind": child.get("kind"), "metadata": child["metadata"],
+            "spec": child_spec(child), "status": child.get("status") or {}}
 
 
 def trim_pod(body: Mapping[str, Any]) -> dict:
@@ -209,6 +225,11 @@ class Observed:
 
     def child(self, kind: str, name: str) -> dict | None:
         return next((c for c in self.children.get(kind, ()) if c["metadata"]["name"] == name), None)
+
+    def pods_labelled(self, labels: Mapping[str, str]) -> tuple[dict, ...]:
+        """The pods carrying every one of these labels."""
+        return tuple(p for p in self.pods
+                     if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in labels.items()))
 
 
 def parse_spec(llmd: Mapping[str, Any]) -> api.LLMDeploymentSpec | api.InvalidSpec:

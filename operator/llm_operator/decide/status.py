@@ -18,10 +18,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, TypeVar
 
+from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide.manifests import LWS_GROUP_INDEX_LABEL, ROLE_LABEL, TEMPLATE_HASH_LABEL, WORKER
+
+# Phases that are worth a Warning Event rather than a Normal one.
+WARNING_PHASES = ("Failed", "Unschedulable")
+# Reasons worth a Warning Event in any phase: a container the kubelet is failing to run, or a
+# refusal retried by itself that may still need a person (the Service IP range full, a quota).
+WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "OOMKilled",
+                   "CreateContainerConfigError", "ApplyRefused")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str        # Normal | Warning
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -318,6 +335,13 @@ def instant(text: str | None) -> dt.datetime | None:
     return when if when.tzinfo is not None else None
 
 
+def woken_at(meta: Mapping) -> str | None:
+    """When the gateway last woke this model from zero, if its annotation (in the
+    LLMDeployment's metadata) holds a time."""
+    text = (meta.get("annotations") or {}).get(api.WOKEN_ANNOTATION)
+    return text if instant(text) is not None else None
+
+
 def woken_prefix(woken_at: str) -> str:
     return f"Woken from zero by a request at {woken_at}; "
 
@@ -402,3 +426,23 @@ def status_patch(current: dict, desired: dict) -> dict | None:
         elif current.get(key) != desired[key]:
             patch[key] = desired[key]
     return patch or None
+
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
+
+
+def with_status(decision: D, current: dict, now: str, inputs: Observed) -> D:
+    """The decision (any dataclass with phase, status, status_patch and events) with the status
+    wanted, the patch to it, and one Event when the phase or Ready's reason changes."""
+    wanted = desired_status(inputs, current, now)
+    events: tuple[Event, ...] = ()
+    ready = next(c for c in wanted["conditions"] if c["type"] == "Ready")
+    was = next((c.get("reason") for c in current.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if current.get("phase") != wanted["phase"] or was != ready["reason"]:
+        warning = wanted["phase"] in WARNING_PHASES or ready["reason"] in WARNING_REASONS
+        events = (Event("Warning" if warning else "Normal", ready["reason"], ready["message"]),)
+    return replace(decision, phase=wanted["phase"], status=wanted, status_patch=status_patch(current, wanted),
+                   events=events)

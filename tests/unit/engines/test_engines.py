@@ -148,7 +148,7 @@ def test_a_dtype_with_a_quantization_is_tgis_rule_only():
 
 
 def test_the_vllm_plan_and_argv_agree_on_tokens_and_the_gpus_share():
-    from test_decide import LLAMA_70B, NOW, observed
+    from decideobjects import LLAMA_70B, NOW, observed
 
     from llm_operator.facts import lookup as facts
     from llm_operator.decide.decision import Lookups, decide

@@ -12,8 +12,9 @@ from llm_operator.facts import lookup as facts
 from llm_operator.decide.decision import Lookups, decide, facts_query
 from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing
 
-from test_decide import (CACHE, FAST, LLAMA_70B, NOW, _spec, claim, job, job_pod, live_deployment, live_service, observed,
-                         serving_pod)
+from decideobjects import (CACHE, FAST, LLAMA_70B, NOW, claim, job, job_pod, live_deployment, live_service, observed,
+                           serving_pod)
+from decideobjects import parsed_spec as _spec
 
 A = {**LLAMA_70B, "modelId": "org/llama-70b", "revision": "a"}
 B = {**LLAMA_70B, "modelId": "org/llama-70b", "revision": "b", "numLayers": 81}
