@@ -31,7 +31,11 @@ def refusal_sentence(exc: BaseException, repo_id: str, revision: str, endpoint: 
     """The sentence for an answer that retrying cannot change (gated, no such repository or
     revision), or None. `token` names the token to give (the download says "(HF_TOKEN)");
     `gated_token` the one for a gated repository, `token` when None."""
-    from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public: in utils' computed __all__
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     # Order matters: GatedRepoError is a RepositoryNotFoundError.
     if isinstance(exc, GatedRepoError):
@@ -48,7 +52,9 @@ def refusal_sentence(exc: BaseException, repo_id: str, revision: str, endpoint: 
 
 def http_error_sentence(exc: BaseException, repo_id: str, revision: str, endpoint: str) -> str | None:
     """The sentence for any other error answer of the Hub, or None."""
-    from huggingface_hub.utils import HfHubHTTPError
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public: in utils' computed __all__
+        HfHubHTTPError,
+    )
 
     if not isinstance(exc, HfHubHTTPError):
         return None
@@ -58,7 +64,9 @@ def http_error_sentence(exc: BaseException, repo_id: str, revision: str, endpoin
 
 def sentence_for_hub_error(exc: BaseException, model_id: str, revision: str, endpoint: str) -> str | None:
     """Why a model's config.json could not be read, or None for an error that is not the Hub's."""
-    from huggingface_hub.utils import EntryNotFoundError
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public: in utils' computed __all__
+        EntryNotFoundError,
+    )
 
     where = f"{model_id}@{revision}"
     refused = refusal_sentence(exc, model_id, revision, endpoint)
@@ -94,7 +102,11 @@ def hub_errors_as_unavailable(model_id: str, revision: str, endpoint: str) -> It
 def missing_reason(exc: BaseException) -> str | None:
     """ModelNotFound or RevisionNotFound when the Hub said so, else None. A gated repository
     is a RepositoryNotFoundError too, and is not missing."""
-    from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public: in utils' computed __all__
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     if isinstance(exc, GatedRepoError):
         return None
@@ -112,7 +124,9 @@ def offline_mode() -> bool:
 
 
 def is_offline_error(exc: BaseException) -> bool:
-    from huggingface_hub.utils import LocalEntryNotFoundError
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public: in utils' computed __all__
+        LocalEntryNotFoundError,
+    )
 
     # huggingface_hub raises this when the Hub is unreachable (after its own retries)
     # or offline mode is on, and the file is not cached.

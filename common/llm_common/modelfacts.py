@@ -81,7 +81,7 @@ class ModelFacts:
     tie_word_embeddings: bool = False
     model_type: str = ""
     # A dict is unhashable: keep it out of the generated __hash__.
-    quantization_config: dict | None = field(default=None, hash=False)
+    quantization_config: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def short_name(self) -> str:
@@ -254,7 +254,7 @@ def facts_from_config(
         revision=revision,
         # transformers 5 writes "dtype" where older versions wrote "torch_dtype".
         torch_dtype=str(_first(config, "torch_dtype", "dtype", default="float16")),
-        parameter_count=estimate_parameter_count(config) if estimated else int(parameter_count),
+        parameter_count=estimate_parameter_count(config) if parameter_count is None else int(parameter_count),
         parameter_count_estimated=estimated,
         quantization_config=dict(config["quantization_config"]) if config.get("quantization_config") else None,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from llm_common.modelfacts import ModelFacts
 
@@ -20,7 +20,7 @@ DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 # --- written by the download Job -------------------------------------------------------------
 
 
-def _fits(payload: dict) -> str | None:
+def _fits(payload: dict[str, Any]) -> str | None:
     text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     return text if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT else None
 
@@ -65,10 +65,10 @@ def write_termination_message(text: str, path: str | None = None) -> Path:
 # --- read by the operator ----------------------------------------------------------------------
 
 
-def termination_reports(pods: Iterable[Mapping]) -> list[dict]:
+def termination_reports(pods: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """JSON termination messages of the pods' containers, newest pod first (a message that
     is not JSON is kept as {"error": text})."""
-    out = []
+    out: list[dict[str, Any]] = []
     for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp", ""), reverse=True):
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
@@ -83,6 +83,6 @@ def termination_reports(pods: Iterable[Mapping]) -> list[dict]:
     return out
 
 
-def job_report(reports: Iterable[Mapping]) -> dict | None:
+def job_report(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The download Job's report of the facts (the first report that has them)."""
     return next((dict(m) for m in reports if "error" not in m and "numLayers" in m), None)

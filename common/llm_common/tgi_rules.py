@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .flag_table import FlagTable
 
@@ -65,8 +65,8 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Table(FlagTable):
-    source: dict
+class Table(FlagTable[Flag]):
+    source: dict[str, Any]
     flags: tuple[Flag, ...]
     rules: tuple[Rule, ...]
 
@@ -231,7 +231,8 @@ class Checkpoint:
     context: int | None = None
 
     @classmethod
-    def from_config(cls, quantization_config: Mapping | None, max_position_embeddings: int | None) -> "Checkpoint":
+    def from_config(cls, quantization_config: Mapping[str, Any] | None,
+                    max_position_embeddings: int | None) -> "Checkpoint":
         method = (quantization_config or {}).get("quant_method")
         # The launcher deserializes quant_method into its own enum: anything else reads as none.
         return cls(method if method in QUANTIZE_CHOICES else None, max_position_embeddings)
@@ -269,10 +270,13 @@ def rule_problems(values: Mapping[str, list[str | None]], checkpoint: Checkpoint
         broken = False
         n, o = _number(value), _number(other_value)
         if r.kind == "min":
+            assert r.min is not None  # a "min" rule names its bound (the table's rules)
             broken = n is not None and n < r.min
         elif r.kind == "true-needs-min":
+            assert r.min is not None
             broken = value == "true" and (o if o is not None else 0) < r.min
         elif r.kind == "value-caps-other":
+            assert r.max is not None
             broken = value in r.values and o is not None and o > r.max
         elif r.kind == "exclusive":
             broken = r.flag in values and r.other in values

@@ -6,6 +6,7 @@ The operator (llm_operator.engines.vllm) writes the serving container's argument
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 VERSION = "0.33.0"
@@ -61,7 +62,7 @@ class ServeSettings:
     master_addr: str = ""                # the leader's address, or "$(VAR)"
 
 
-def lora_modules(entries) -> tuple[str, ...]:
+def lora_modules(entries: Iterable[str]) -> tuple[str, ...]:
     """--lora-modules entries from the adapters' entries (llm_common.lora.adapter_entry):
     "name=/cache/path" stays; "org/repo@revision" (from the Hub) becomes "org/repo=org/repo",
     served under its id as TGI serves it. vLLM fetches such an adapter at its main revision
@@ -76,12 +77,12 @@ def lora_modules(entries) -> tuple[str, ...]:
     return tuple(out)
 
 
-def pinned_hub_adapters(entries) -> list[str]:
+def pinned_hub_adapters(entries: Iterable[str]) -> list[str]:
     """Adapters to fetch from the Hub at a revision other than main: vLLM cannot."""
     return [e for e in entries if "=" not in e and not e.endswith("@main")]
 
 
-def lora_rank_for(ranks) -> int | None:
+def lora_rank_for(ranks: Iterable[int]) -> int | None:
     """The smallest --max-lora-rank vLLM accepts that covers every adapter's rank."""
     highest = max((int(r) for r in ranks), default=0)
     if not highest:

@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Sequence
+from typing import Any, Sequence
 
 from .flag_table import FlagTable
 
@@ -67,8 +67,8 @@ class Flag:
 
 
 @dataclass(frozen=True)
-class Table(FlagTable):
-    source: dict
+class Table(FlagTable[Flag]):
+    source: dict[str, Any]
     flags: tuple[Flag, ...]
 
 
@@ -199,7 +199,7 @@ def _walk(args: Sequence[str]) -> tuple[list[_Given], list[str]]:
             elif dotted := next((v for v in values if v.startswith("-") and "." in v), None):
                 # FlexibleArgumentParser takes any word with a leading - and a . for an option's .key.
                 problem = (f"{_label(w)}: vLLM reads {dotted!r} as an option's .key, not as a number; "
-                           f"write {w.flag.option}={dotted}.")
+                           f"write {f.option}={dotted}.")
         given.append(_Given(w, tuple(values), problem))
     return given, loose
 
