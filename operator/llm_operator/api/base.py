@@ -6,7 +6,8 @@ apiserver rejects a bad manifest at `kubectl apply`) and as a pydantic validator
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
@@ -32,7 +33,7 @@ class Rule:
     holds: Callable[[Any], bool]
     explain: Callable[[Any], str] | None = None
 
-    def to_cel(self) -> dict:
+    def to_cel(self) -> dict[str, str]:
         return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
 
     def message_for(self, obj: Any) -> str:
@@ -45,7 +46,7 @@ class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
                               use_enum_values=True, validate_default=True)
 
-    def wire(self) -> dict:
+    def wire(self) -> dict[str, Any]:
         """The object as it is written in a manifest (camelCase, unset optionals left out)."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
@@ -53,10 +54,10 @@ class Model(BaseModel):
 class RuledModel(Model):
     """A model with cross-field `__rules__`, checked here and emitted as CEL by crd.py."""
 
-    __rules__: tuple = ()
+    __rules__: tuple[Rule, ...] = ()
 
     @model_validator(mode="after")
-    def _check_rules(self):
+    def _check_rules(self) -> Self:
         for rule in type(self).__rules__:
             if not rule.holds(self):
                 raise RuleViolation(rule, rule.message_for(self))
@@ -69,7 +70,7 @@ class RuleViolation(ValueError):
         self.rule = rule
 
 
-def _cel_list(items) -> str:
+def _cel_list(items: Iterable[str]) -> str:
     return "[" + ", ".join("'" + i + "'" for i in items) + "]"
 
 

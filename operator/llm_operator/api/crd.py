@@ -23,11 +23,11 @@ _KEEP = {
 _RULED_MODELS = {cls.__name__: cls for cls in api.RuledModel.__subclasses__()}
 
 
-def _openapi(node: dict, defs: dict) -> dict:
+def _openapi(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """One JSON Schema node -> one structural OpenAPI v3 node."""
     if "$ref" in node:
         name = node["$ref"].rsplit("/", 1)[1]
-        out = _openapi(defs[name], defs)
+        out: dict[str, Any] = _openapi(defs[name], defs)
         if name in _RULED_MODELS:
             out["x-kubernetes-validations"] = [r.to_cel() for r in _RULED_MODELS[name].__rules__]
         for key in ("description", "default"):
@@ -50,7 +50,7 @@ def _openapi(node: dict, defs: dict) -> dict:
         node = {**node, "enum": [node["const"]]}
     if "enum" in node and "type" not in node:
         node = {**node, "type": "string"}
-    out: dict[str, Any] = {k: v for k, v in node.items() if k in _KEEP}
+    out = {k: v for k, v in node.items() if k in _KEEP}
     kind = node.get("type")
     if kind == "object":
         props = node.get("properties")
@@ -71,7 +71,7 @@ def _openapi(node: dict, defs: dict) -> dict:
     return out
 
 
-def _model_schema(cls: type[api.Model]) -> dict:
+def _model_schema(cls: type[api.Model]) -> dict[str, Any]:
     schema = cls.model_json_schema(by_alias=True, mode="validation", ref_template="#/$defs/{model}")
     defs = schema.pop("$defs", {})
     out = _openapi(schema, defs)
@@ -80,7 +80,7 @@ def _model_schema(cls: type[api.Model]) -> dict:
     return out
 
 
-def _check_described(node: dict, path: str = "") -> None:
+def _check_described(node: dict[str, Any], path: str = "") -> None:
     """Every field has a description, so `kubectl explain` reads well."""
     for name, sub in (node.get("properties") or {}).items():
         if not sub.get("description") and name != "metadata":
@@ -90,7 +90,7 @@ def _check_described(node: dict, path: str = "") -> None:
         _check_described(node["items"], f"{path}[]")
 
 
-def openapi_schema() -> dict:
+def openapi_schema() -> dict[str, Any]:
     spec = _model_schema(api.LLMDeploymentSpec)
     status = _model_schema(api.LLMDeploymentStatus)
     # Conditions are a map keyed by type for server-side apply and strategic merges.
@@ -140,7 +140,7 @@ PRINTER_COLUMNS = [
 ]
 
 
-def crd() -> dict:
+def crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -4,7 +4,8 @@ each engine's own flag table (llm_common/data), named as the engine reads them."
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -42,9 +43,13 @@ def _engine_rules() -> tuple[Rule, ...]:
         message = (f"engine.args must not give {names}: " + tgi.FIXED_FLAGS_REASON.replace(" it:", f" {it}:") + "."
                    if owner == tgi_rules.OPERATOR else
                    f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
+
+        def gives_none(s: Engine, opts: tuple[str, ...] = tuple(options)) -> bool:
+            return not any(tgi_rules.flag_name(a) in opts for a in s.args)
+
         rules.append(Rule(
             f"!has(self.args) || !self.args.exists(a, {_OPTION.format('a')} in {_cel_list(options)})", message, ".args",
-            lambda s, opts=tuple(options): not any(tgi_rules.flag_name(a) in opts for a in s.args)))
+            gives_none))
     known = [f.option for f in table.flags] + sorted({f"-{f.short}" for f in table.flags if f.short})
     open_list = ", ".join(f.option for f in table.open_flags)
     rules.append(Rule(
@@ -87,15 +92,21 @@ def _vllm_engine_rules() -> tuple[Rule, ...]:
                    "protocol are what the Service, the probes and clients rely on)."
                    if owner == vllm_rules.OPERATOR else
                    f"engine.args must not give {names}: the operator sets {it} from {owner}; set that instead.")
+
+        def gives_none_of_owner(s: Engine, owner: str = owner) -> bool:
+            return not any(f.owner == owner for _, f in vllm_rules.owned_options(s.args))
+
+        def explain(s: Engine, owner: str = owner) -> str:
+            return _owned_sentence(s.args, owner)
+
         rules.append(Rule(
             f"!has(self.args) || !self.args.exists(a, a.split('=')[0].split('.')[0].replace('_', '-') in "
             f"{_cel_list(options)})", message, ".args",
-            lambda s, owner=owner: not any(f.owner == owner for _, f in vllm_rules.owned_options(s.args)),
-            explain=lambda s, owner=owner: _owned_sentence(s.args, owner)))
+            gives_none_of_owner, explain=explain))
     return tuple(_for_engine("vllm", rule) for rule in rules)
 
 
-def _owned_sentence(args, owner: str) -> str:
+def _owned_sentence(args: Sequence[str], owner: str) -> str:
     given = ", ".join(dict.fromkeys(w for w, f in vllm_rules.owned_options(args) if f.owner == owner))
     if owner == vllm_rules.OPERATOR:
         return (f"engine.args must not give {given}: the operator sets it (the pods' port, names and protocol are "
@@ -105,9 +116,10 @@ def _owned_sentence(args, owner: str) -> str:
 
 def _for_engine(name: str, rule: Rule) -> Rule:
     """A rule of one engine's table: it holds for every other engine."""
-    return Rule(f"self.name != '{name}' || ({rule.cel})", rule.message, rule.field_path,
-                lambda s, holds=rule.holds: s.name != name or holds(s),
-                explain=rule.explain)
+    def holds(s: Engine, rule_holds: Callable[[Any], bool] = rule.holds) -> bool:
+        return s.name != name or rule_holds(s)
+
+    return Rule(f"self.name != '{name}' || ({rule.cel})", rule.message, rule.field_path, holds, explain=rule.explain)
 
 
 class Engine(RuledModel):

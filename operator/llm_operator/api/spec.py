@@ -25,8 +25,23 @@ DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/llm-operator/llm-operator:0.1.0"
 # Nodes one replica may span (pipeline stages): the planner looks no further either.
 MAX_NODES = 16
 
-# The quantizations the engine has (engines/tgi.py), as members named like the values.
-Quantization = Enum("Quantization", {q.replace("-", "_"): q for q in tgi.QUANTIZATIONS}, type=str)
+
+# The quantizations the engine has (engines/tgi.py QUANTIZATIONS, in its order), as members
+# named like the values; written out so that type checkers see the members (test_engines
+# checks that they are tgi.QUANTIZATIONS).
+class Quantization(str, Enum):
+    none = "none"
+    awq = "awq"
+    gptq = "gptq"
+    marlin = "marlin"
+    eetq = "eetq"
+    fp8 = "fp8"
+    bitsandbytes = "bitsandbytes"
+    bitsandbytes_nf4 = "bitsandbytes-nf4"
+    bitsandbytes_fp4 = "bitsandbytes-fp4"
+    exl2 = "exl2"
+    compressed_tensors = "compressed-tensors"
+
 
 # The quantizations the engine accepts a --dtype with (engines/tgi.py).
 DTYPE_COMPATIBLE_QUANTIZATIONS = tgi.DTYPE_COMPATIBLE_QUANTIZATIONS
@@ -313,7 +328,7 @@ class InvalidSpec(ValueError):
     """A manifest the API refuses; str() names the field and what would be valid."""
 
 
-def parse_spec(spec: dict) -> LLMDeploymentSpec:
+def parse_spec(spec: dict[str, Any]) -> LLMDeploymentSpec:
     """The typed spec, or InvalidSpec with every problem as `field: message`."""
     from pydantic import ValidationError
 
@@ -331,7 +346,7 @@ def parse_spec(spec: dict) -> LLMDeploymentSpec:
         raise InvalidSpec("; ".join(problems)) from None
 
 
-def validate_manifest(obj: dict) -> LLMDeploymentSpec:
+def validate_manifest(obj: dict[str, Any]) -> LLMDeploymentSpec:
     """Check a whole LLMDeployment manifest as the apiserver would, without a cluster."""
     if obj.get("apiVersion") != API_VERSION or obj.get("kind") != KIND:
         raise InvalidSpec(f"apiVersion/kind: expected {API_VERSION} {KIND}, got {obj.get('apiVersion')} {obj.get('kind')}")
