@@ -15,16 +15,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
+from llm_common.modelfacts import ModelFacts
 from llm_operator.engines.memory import GpuLike, MemoryModel
 
 # The container port's name: every engine's probes use it, and the Service targets it.
 PORT_NAME = "http"
 
 
-def health_probes(path: str, startup_period_s: int, startup_failures: int) -> dict[str, dict]:
+def health_probes(path: str, startup_period_s: int, startup_failures: int) -> dict[str, dict[str, Any]]:
     """startupProbe, readinessProbe and livenessProbe on GET `path` at the named port: the
     startup one allows the engine startup_period_s x startup_failures to load the model."""
-    def probe(period: int, failures: int, timeout: int = 5) -> dict:
+    def probe(period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
         return {"httpGet": {"path": path, "port": PORT_NAME, "scheme": "HTTP"}, "periodSeconds": period,
                 "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
 
@@ -85,21 +86,35 @@ class SpecLike(Protocol):
 
 
 class Engine(Protocol):
-    name: str
-    display_name: str                  # how sentences name it: "TGI", "vLLM"
-    app_name: str                      # app.kubernetes.io/name of the children
-    default_image: str
-    port: int
-    command: tuple[str, ...]           # the serving container's command (its image's entrypoint is not used)
-    quantizations: tuple[str, ...]     # every --quantize value the engine has, "none" first
-    load_metrics: LoadMetrics
-    termination_grace_seconds: int
-    startup_seconds: int               # the longest a pod may take to load and warm up
-    multi_node: bool                   # whether one replica may span nodes (pipeline stages)
+    # Read-only: the engines are frozen dataclasses.
+    @property
+    def name(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...              # how sentences name it: "TGI", "vLLM"
+    @property
+    def app_name(self) -> str: ...                  # app.kubernetes.io/name of the children
+    @property
+    def default_image(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def command(self) -> tuple[str, ...]: ...  # the serving container's command (not its image's entrypoint)
+    @property
+    def quantizations(self) -> tuple[str, ...]: ...  # every --quantize value the engine has, "none" first
+    @property
+    def load_metrics(self) -> LoadMetrics: ...
+    @property
+    def termination_grace_seconds(self) -> int: ...
+    @property
+    def startup_seconds(self) -> int: ...           # the longest a pod may take to load and warm up
+    @property
+    def multi_node(self) -> bool: ...               # whether one replica may span nodes (pipeline stages)
     # How the planner sizes it (engines/memory.py):
-    head_split_rule: str               # when it can split attention N ways, in words, for sentences
+    @property
+    def head_split_rule(self) -> str: ...           # when it can split attention N ways, in words, for sentences
     # (phrase, quantization) the plan suggests when memory is short, least lossy first
-    smaller_quantizations: tuple[tuple[str, str], ...]
+    @property
+    def smaller_quantizations(self) -> tuple[tuple[str, str], ...]: ...
 
     def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...], name: str = "",
              lora_rank: int | None = None, max_total_tokens: int | None = None,
@@ -110,14 +125,15 @@ class Engine(Protocol):
         checkpoint quantized by `checkpoint_quantization` ("": 16-bit weights; None: unknown),
         as this pod of a multi-node `group` (None: one pod serves alone)."""
 
-    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: Any = None) -> list[str]:
+    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (),
+                 facts: ModelFacts | None = None) -> list[str]:
         """Why the engine would refuse to start with this spec (sentences naming spec fields),
         judged by its own argument rules with the model's facts when known; empty: it would start."""
 
     def env(self, spec: SpecLike) -> dict[str, str]:
         """The environment the engine needs beyond what its image sets."""
 
-    def probes(self) -> dict[str, dict]:
+    def probes(self) -> dict[str, dict[str, Any]]:
         """startupProbe, readinessProbe and livenessProbe of the serving container."""
 
     def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,

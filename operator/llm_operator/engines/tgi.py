@@ -8,8 +8,10 @@ launcher with, so the operator's pods and the runtime's can never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llm_common import tgi_rules
+from llm_common.modelfacts import ModelFacts
 from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems
 
 from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
@@ -137,14 +139,14 @@ def spec_name(flag: tgi_rules.Flag) -> str:
     return f"{flag.option} in spec.engine.args"
 
 
-def checkpoint_of(facts) -> tgi_rules.Checkpoint | None:
+def checkpoint_of(facts: ModelFacts | None) -> tgi_rules.Checkpoint | None:
     """What TGI reads from the model's config.json, from its facts (None: not known)."""
     if facts is None:
         return None
     return tgi_rules.Checkpoint.from_config(facts.quantization_config, facts.max_position_embeddings)
 
 
-def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: ModelFacts | None = None) -> list[str]:
     """Why TGI 3.3.7 would refuse to start the pods this spec makes, as sentences naming spec
     fields: what admission cannot know (flag values against spec fields, the checkpoint's own
     quantization and context)."""
@@ -178,14 +180,15 @@ class TextGenerationInference:
         # name, rank, tokens and the checkpoint's quantization are not needed.
         return launcher_args(launcher_settings(spec, gpus, lora))
 
-    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (),
+                 facts: ModelFacts | None = None) -> list[str]:
         return refusals(spec, gpus, lora, facts)
 
     def env(self, spec: SpecLike) -> dict[str, str]:
         # With the cache, the weights are on the volume already: the launcher must not go online.
         return launcher_env(launcher_settings(spec, 1), offline=spec.cache.enabled)
 
-    def probes(self) -> dict[str, dict]:
+    def probes(self) -> dict[str, dict[str, Any]]:
         return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
 
     def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,

@@ -7,9 +7,13 @@ with, so the operator's pods and the runtime's can never disagree.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from llm_common import vllm, vllm_rules
+from llm_common.modelfacts import ModelFacts
 
 from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
 from llm_operator.engines.memory import CUDA_CONTEXT_GIB, DRIVER_RESERVED_GIB, GpuLike, MemoryModel
@@ -137,7 +141,7 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
     dtype = str(getattr(spec.dtype, "value", spec.dtype))
     # Clients name the model by the LLMDeployment's name or the Hub id; /v1/models lists both.
     names = tuple(n for n in (name, spec.model.id) if n)
-    return vllm.ServeSettings(
+    settings = vllm.ServeSettings(
         model_id=spec.model.id,
         revision=spec.model.revision,
         tensor_parallel_size=gpus,
@@ -153,11 +157,13 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
         lora_modules=vllm.lora_modules(lora),
         max_lora_rank=vllm.lora_rank_for([lora_rank]) if lora and lora_rank else None,
         extra_args=tuple(spec.engine.args),
-        **({"nodes": group.nodes, "node_rank": group.rank, "master_addr": group.leader_address} if group else {}),
     )
+    if group:
+        settings = dataclasses.replace(settings, nodes=group.nodes, node_rank=group.rank, master_addr=group.leader_address)
+    return settings
 
 
-def args_problems(args) -> list[str]:
+def args_problems(args: Sequence[str]) -> list[str]:
     """What `vllm serve` 0.33.0 would refuse in engine.args, by its own table (llm_common.vllm_rules)."""
     where = "spec.engine.args"
     problems = []
@@ -175,7 +181,7 @@ def args_problems(args) -> list[str]:
     return problems
 
 
-def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: ModelFacts | None = None) -> list[str]:
     """Why vLLM 0.33.0 would refuse to start the pods this spec makes, as sentences naming
     spec fields: what admission cannot know."""
     problems = args_problems(spec.engine.args)
@@ -237,14 +243,15 @@ class VLLM:
         return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank, max_total_tokens,
                                               checkpoint_quantization, group))
 
-    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts=None) -> list[str]:
+    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (),
+                 facts: ModelFacts | None = None) -> list[str]:
         return refusals(spec, gpus, lora, facts)
 
     def env(self, spec: SpecLike) -> dict[str, str]:
         # With the cache, the weights are on the volume already: vLLM must not go online.
         return vllm.serve_env(offline=spec.cache.enabled)
 
-    def probes(self) -> dict[str, dict]:
+    def probes(self) -> dict[str, dict[str, Any]]:
         return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
 
     def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,
