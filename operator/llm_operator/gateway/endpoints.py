@@ -14,10 +14,12 @@ the Service's EndpointSlices hold, read from the pods directly (see the README f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any
 
 from llm_operator.decide import manifests as resources
+from llm_operator.engines import PORT_NAME
 from llm_operator.gateway import prefix
 
 SERVER_COMPONENT = "server"
@@ -78,14 +80,15 @@ class Model:
         return "tgi" if self.engine == "tgi" else self.name
 
 
-def _condition(status: dict, ctype: str) -> dict:
-    for c in status.get("conditions") or []:
+def _condition(status: dict[str, Any], ctype: str) -> dict[str, Any]:
+    conditions: list[dict[str, Any]] = status.get("conditions") or []
+    for c in conditions:
         if c.get("type") == ctype:
             return c
     return {}
 
 
-def model_of(obj: dict) -> Model:
+def model_of(obj: dict[str, Any]) -> Model:
     """An LLMDeployment (as the API returns it) -> Model. Tolerates a partial object."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
@@ -116,7 +119,7 @@ def model_of(obj: dict) -> Model:
     )
 
 
-def endpoint_of(pod: dict) -> tuple[Key, Endpoint | None]:
+def endpoint_of(pod: dict[str, Any]) -> tuple[Key, Endpoint | None]:
     """A serving pod -> (its model's key, its endpoint if it takes requests now, else None)."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
@@ -129,7 +132,7 @@ def endpoint_of(pod: dict) -> tuple[Key, Endpoint | None]:
     port = None
     for c in (pod.get("spec") or {}).get("containers") or []:
         for p in c.get("ports") or []:
-            if p.get("name") == resources.PORT_NAME:
+            if p.get("name") == PORT_NAME:
                 port = p.get("containerPort")
     if not port:
         return key, None
@@ -183,7 +186,7 @@ class EndpointStore:
         self._changed(before | {k for k in self.models if namespace is None or k[0] == namespace})
 
     # ---- endpoints -----------------------------------------------------------------------
-    def _put_pod(self, pod: dict, deleted: bool = False) -> Key:
+    def _put_pod(self, pod: dict[str, Any], deleted: bool = False) -> Key:
         key, endpoint = endpoint_of(pod)
         name = (pod.get("metadata") or {}).get("name", "")
         table = self.pods.setdefault(key, {})
@@ -195,13 +198,13 @@ class EndpointStore:
             self.pods.pop(key, None)
         return key
 
-    def set_pod(self, pod: dict, deleted: bool = False) -> Key:
+    def set_pod(self, pod: dict[str, Any], deleted: bool = False) -> Key:
         """A serving pod added, changed or (deleted) gone. Returns its model's key."""
         key = self._put_pod(pod, deleted)
         self._changed((key,))
         return key
 
-    def replace_pods(self, pods: list[dict], namespace: str | None = None) -> set[Key]:
+    def replace_pods(self, pods: list[dict[str, Any]], namespace: str | None = None) -> set[Key]:
         """After a (re)list: exactly these pods, in `namespace` (None: in every namespace).
         Returns every key whose endpoints may have changed."""
         before = {k for k in self.pods if namespace is None or k[0] == namespace}
@@ -244,7 +247,7 @@ class EndpointStore:
         return min((t for t in self.ejected.values() if t > now), default=None)
 
     # ---- reading ---------------------------------------------------------------------
-    def resolve(self, requested: str) -> Resolved:
+    def resolve(self, requested: object) -> Resolved:
         """The body's `model` -> a model and adapter. Accepted: an LLMDeployment's name (or
         namespace/name when the name is in several namespaces), an adapter's name or the id
         it is served as."""

@@ -6,12 +6,17 @@ of the endpoint store. Or, instead of a cluster, a static table from a file (`--
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llm_operator import api
 from llm_operator.gateway import prefix
 from llm_operator.gateway.endpoints import POD_SELECTOR, Endpoint, EndpointStore, Model, model_of
 from llm_operator.kube import kinds
+
+if TYPE_CHECKING:
+    from llm_operator.gateway.kube import Kube
 
 WHAT = ("models", "pods")
 
@@ -21,23 +26,23 @@ class Feed:
     (one of each in cluster scope). Without a client there is nothing to watch: the table
     is set some other way (install_static) and counts as synced from the start."""
 
-    def __init__(self, store: EndpointStore, kube=None):
+    def __init__(self, store: EndpointStore, kube: Kube | None = None):
         self.store = store
         self.kube = kube
         self.synced = {what: kube is None for what in WHAT}       # the first list of each has arrived
         self._listed: dict[str, set[str | None]] = {what: set() for what in WHAT}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
     # ---- lists and events -> the store ------------------------------------------------------
-    def on_listed(self, what: str, namespace: str | None, scopes: int):
+    def on_listed(self, what: str, namespace: str | None, scopes: int) -> Callable[[list[dict[str, Any]]], None]:
         """The on_list callback of one namespace's list-watch of `what` ("models" or "pods"):
         a (re)list replaces that namespace's part of the table (with one scope, all of it).
         Synced once every one of the `scopes` namespaces has listed."""
         part = namespace if scopes > 1 else None
         listed = self._listed[what]
 
-        def apply(items: list[dict]) -> None:
+        def apply(items: list[dict[str, Any]]) -> None:
             if what == "models":
                 self.store.replace_models([model_of(obj) for obj in items], part)
             else:
@@ -46,14 +51,14 @@ class Feed:
             self.synced[what] = len(listed) >= scopes
         return apply
 
-    def on_model_event(self, kind: str, obj: dict) -> None:
+    def on_model_event(self, kind: str, obj: dict[str, Any]) -> None:
         model = model_of(obj)
         if kind == "DELETED":
             self.store.drop_model(model.key)
         else:
             self.store.set_model(model)
 
-    def on_pod_event(self, kind: str, obj: dict) -> None:
+    def on_pod_event(self, kind: str, obj: dict[str, Any]) -> None:
         self.store.set_pod(obj, deleted=kind == "DELETED")
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -62,7 +67,7 @@ class Feed:
         scope when none is named). The client must be started."""
         if self.kube is None:
             return
-        scopes = namespaces or [None]
+        scopes: list[str | None] = [*namespaces] or [None]
         for ns in scopes:
             self._tasks.append(asyncio.create_task(self.kube.list_watch(
                 kinds.path(api.KIND, ns), "", self.on_listed("models", ns, len(scopes)),

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 VNODES = 100           # points per replica: with 4 replicas the shares stay within a few percent
 DEFAULT_PREFIX_CHARS = 4096
@@ -24,7 +25,7 @@ def hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def _text(content) -> str:
+def _text(content: object) -> str:
     """A message's content: a string, or OpenAI's list of parts (their text, in order)."""
     if isinstance(content, str):
         return content
@@ -33,7 +34,7 @@ def _text(content) -> str:
     return ""
 
 
-def prefix_key(body: dict, adapter: str | None, max_chars: int = DEFAULT_PREFIX_CHARS) -> bytes:
+def prefix_key(body: dict[str, Any], adapter: str | None, max_chars: int = DEFAULT_PREFIX_CHARS) -> bytes:
     """The routing key of an OpenAI request body: adapter, then the prompt's first max_chars."""
     if isinstance(body.get("messages"), list):
         parts = []
@@ -42,10 +43,10 @@ def prefix_key(body: dict, adapter: str | None, max_chars: int = DEFAULT_PREFIX_
                 parts.append(f"{m.get('role', '')}\x1f{_text(m.get('content'))}\x1e")
         prompt = "".join(parts)
     else:
-        prompt = body.get("prompt")
-        if isinstance(prompt, list):          # a batch of prompts: the first one decides
-            prompt = prompt[0] if prompt else ""
-        prompt = prompt if isinstance(prompt, str) else ""
+        given = body.get("prompt")
+        if isinstance(given, list):           # a batch of prompts: the first one decides
+            given = given[0] if given else ""
+        prompt = given if isinstance(given, str) else ""
     return (adapter or "").encode() + b"\x00" + prompt[:max_chars].encode()
 
 

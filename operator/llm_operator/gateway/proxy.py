@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +20,9 @@ from aiohttp import web
 from llm_operator.gateway.endpoints import Endpoint, EndpointStore, Key, Model
 from llm_operator.gateway.metrics import GatewayMetrics
 from llm_operator.gateway.scheduling import Scheduler
+
+if TYPE_CHECKING:
+    from llm_operator.gateway.kube import Kube
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ class HTTPFailure(Exception):
     """An answer in OpenAI's error shape."""
 
     def __init__(self, status: int, message: str, type_: str, code: str | None = None,
-                 headers: dict | None = None):
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers or {}
 
@@ -69,7 +73,7 @@ class Proxy:
     store the requests in flight per endpoint and the endpoints that refuse connections."""
 
     def __init__(self, settings: Settings, store: EndpointStore, scheduler: Scheduler, metrics: GatewayMetrics,
-                 kube=None):
+                 kube: Kube | None = None):
         self.settings = settings
         self.store = store
         self.scheduler = scheduler
@@ -78,7 +82,7 @@ class Proxy:
         self.held: dict[Key, int] = {}                  # model key -> requests waiting for an endpoint
         self._changed: dict[Key, asyncio.Event] = {}
         self._woken: dict[Key, float] = {}
-        self._wakes: set[asyncio.Task] = set()
+        self._wakes: set[asyncio.Task[None]] = set()
         self.session: aiohttp.ClientSession | None = None
         store.observe(self.changed)
 
@@ -151,7 +155,7 @@ class Proxy:
                 event = self._changed.setdefault(key, asyncio.Event())
                 try:
                     await asyncio.wait_for(event.wait(), wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             if held:
@@ -159,7 +163,8 @@ class Proxy:
                 self.metrics.held.labels(label).dec()
 
     def _wake(self, model: Model, now: float) -> None:
-        if self.kube is None or now - self._woken.get(model.key, -WAKE_AGAIN_S) < WAKE_AGAIN_S:
+        kube = self.kube
+        if kube is None or now - self._woken.get(model.key, -WAKE_AGAIN_S) < WAKE_AGAIN_S:
             return
         self._woken[model.key] = now
         self.metrics.wakes.labels(model.label).inc()
@@ -167,7 +172,7 @@ class Proxy:
 
         async def wake() -> None:
             try:
-                await self.kube.wake(model.namespace, model.name, model.uid, dt.datetime.now(dt.timezone.utc))
+                await kube.wake(model.namespace, model.name, model.uid, dt.datetime.now(dt.UTC))
             except Exception as err:   # noqa: BLE001: logged and counted; held requests wait or time out
                 log.warning("%s: waking from zero failed: %s", model.label, err)
                 self.metrics.upstream_errors.labels(model.label, "wake_failed").inc()
@@ -181,6 +186,8 @@ class Proxy:
     async def forward(self, request: web.Request, model: Model, path: str, data: bytes | None,
                       started: float, route_key: bytes | None = None) -> web.StreamResponse:
         label = model.label
+        session = self.session
+        assert session is not None, "Proxy.start() first"
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         deadline = started + self.settings.hold_timeout_s
         tried: set[str] = set()
@@ -195,7 +202,7 @@ class Proxy:
             upstream = None
             try:
                 try:
-                    upstream = await self.session.request(request.method, url, data=data, headers=headers)
+                    upstream = await session.request(request.method, url, data=data, headers=headers)
                     if upstream.status == 503 and attempt < self.settings.retries:
                         self.metrics.upstream_errors.labels(label, "status_503").inc()
                         raise _Retry()
@@ -229,7 +236,7 @@ class Proxy:
                 if upstream is not None:
                     upstream.release()
 
-    async def _stream(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: dict,
+    async def _stream(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: dict[str, str],
                       label: str, started: float) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)

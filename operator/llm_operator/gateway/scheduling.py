@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
-from typing import Container, Iterable
+from typing import Any
 
 from llm_operator.gateway import prefix
 from llm_operator.gateway.endpoints import Endpoint, Key, Model
@@ -28,7 +29,7 @@ from llm_operator.gateway.prefix import Ring, hash64
 HOME, SPILLED = "home", "spilled"       # where a prefix-routed request went
 
 
-def route_key(model: Model, body: dict, adapter: str | None) -> bytes | None:
+def route_key(model: Model, body: dict[str, Any], adapter: str | None) -> bytes | None:
     """What a request is routed by besides load: its prefix key under strategy prefix, else None."""
     return prefix.prefix_key(body, adapter, model.prefix_chars) if model.routing == "prefix" else None
 
@@ -97,8 +98,8 @@ class Scheduler:
         """(endpoint, outcome) by the model's strategy, outcome HOME or SPILLED when routed by
         prefix and "" otherwise; None when every usable endpoint was tried (or there is none)."""
         if key is None or model.routing != "prefix" or not usable:
-            choice = pick_least_outstanding(usable, outstanding, self.rng, tried)
-            return None if choice is None else (choice, "")
+            least = pick_least_outstanding(usable, outstanding, self.rng, tried)
+            return None if least is None else (least, "")
         members = frozenset(e.hostport for e in usable)
         ring = self.rings.get(model.key)
         if ring is None or ring.members != members:

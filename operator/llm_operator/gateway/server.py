@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,6 +23,9 @@ from llm_operator.gateway.feed import Feed
 from llm_operator.gateway.metrics import GatewayMetrics
 from llm_operator.gateway.proxy import HTTPFailure, Proxy, Settings
 from llm_operator.gateway.scheduling import Scheduler
+
+if TYPE_CHECKING:
+    from llm_operator.gateway.kube import Kube
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class ApiKeys:
 
     def __init__(self, path: str):
         self.path = Path(path) if path else None
-        self._mtime = None
+        self._mtime: int | None = None
         self._keys: frozenset[str] = frozenset()
         self._checked = 0.0
 
@@ -63,7 +67,7 @@ class ApiKeys:
 class Gateway:
     """The parts, wired: store <- feed; request -> scheduler -> proxy -> engine."""
 
-    def __init__(self, settings: Settings, kube=None, rng: random.Random | None = None):
+    def __init__(self, settings: Settings, kube: Kube | None = None, rng: random.Random | None = None):
         self.settings = settings
         self.kube = kube
         self.metrics = GatewayMetrics()
@@ -147,9 +151,11 @@ class Gateway:
             self._check_key(request)
             name = request.match_info["name"]
             resolved = self.store.resolve(name)
-            if resolved.model is None or resolved.adapter is not None:
-                raise HTTPFailure(404, resolved.error or f"{name!r} is an adapter; its base model's name is "
-                                                         f"{resolved.model.name!r}.", "model_not_found", "model_not_found")
+            if resolved.model is None:
+                raise HTTPFailure(404, resolved.error, "model_not_found", "model_not_found")
+            if resolved.adapter is not None:
+                raise HTTPFailure(404, f"{name!r} is an adapter; its base model's name is {resolved.model.name!r}.",
+                                  "model_not_found", "model_not_found")
             model = resolved.model
             label = model.label
             data = await self._body(request) if request.can_read_body else None
@@ -164,7 +170,7 @@ class Gateway:
                 self.metrics.requests.labels(label, str(code)).inc()
                 self.metrics.duration.labels(label).observe(time.monotonic() - started)
 
-    async def _counted(self, request, model: Model, path: str, data, started: float,
+    async def _counted(self, request: web.Request, model: Model, path: str, data: bytes | None, started: float,
                        route_key: bytes | None = None) -> web.StreamResponse:
         gauge = self.metrics.in_flight.labels(model.label, model.namespace, model.name)
         gauge.inc()

@@ -89,7 +89,10 @@ def test_routes_by_model_rewrites_the_model_for_the_engine_and_lists_models():
             # In flight carries the model's namespace and name apart, for an HPA's External metric selector.
             assert ('llm_gateway_requests_in_flight{model="models/llama",model_name="llama",model_namespace="models"} 0.0'
                     in text), text
-        await runner.cleanup(); await gw.close(); await u1.cleanup(); await u2.cleanup()
+        await runner.cleanup()
+        await gw.close()
+        await u1.cleanup()
+        await u2.cleanup()
     run(scenario())
 
 
@@ -114,7 +117,9 @@ def test_a_stream_reaches_the_client_chunk_by_chunk():
                 assert first == b'data: {"token": 1}\n\n'
                 release.set()
                 assert await r.content.read() == b"data: [DONE]\n\n"
-        await runner.cleanup(); await gw.close(); await u.cleanup()
+        await runner.cleanup()
+        await gw.close()
+        await u.cleanup()
     run(scenario())
 
 
@@ -142,7 +147,9 @@ def test_a_client_that_goes_away_cancels_the_upstream_request():
         # the client's connection is closed on leaving the session
         await asyncio.wait_for(cancelled.wait(), 10)
         assert gw.store.outstanding == {}
-        await runner.cleanup(); await gw.close(); await u.cleanup()
+        await runner.cleanup()
+        await gw.close()
+        await u.cleanup()
     run(scenario())
 
 
@@ -184,7 +191,8 @@ def test_retries_go_to_another_endpoint_before_any_byte_and_never_after():
         assert 'llm_gateway_upstream_errors_total{cause="connect",model="models/m"}' in text
         assert 'llm_gateway_upstream_errors_total{cause="disconnected_streaming",model="models/s"} 1.0' in text
         assert time.monotonic() < gw.store.ejected[f"127.0.0.1:{closed}"]           # the refusing one is skipped a while
-        await runner.cleanup(); await gw.close()
+        await runner.cleanup()
+        await gw.close()
         for u in (ub, ue, ud):
             await u.cleanup()
     run(scenario())
@@ -208,7 +216,9 @@ def test_requests_are_held_until_an_endpoint_is_ready_then_answered():
             for r in responses:
                 r.release()
         assert gw.proxy.held[("models", "m")] == 0
-        await runner.cleanup(); await gw.close(); await u.cleanup()
+        await runner.cleanup()
+        await gw.close()
+        await u.cleanup()
     run(scenario())
 
 
@@ -232,7 +242,8 @@ def test_holding_ends_in_503_with_retry_after_and_a_cap_answers_429():
             assert status == 503 and "minReplicas: 0" in error["message"]
             status, _, error = await ask("bad")
             assert status == 503 and error["message"].endswith("It needs 4 GPUs; nodes have at most 1.")
-        await runner.cleanup(); await gw.close()
+        await runner.cleanup()
+        await gw.close()
     run(scenario())
 
 
@@ -254,7 +265,9 @@ def test_limits_body_size_and_api_keys(tmp_path):
                 assert r.status == 413 and "limit is 1000" in (await r.json())["error"]["message"]
             async with s.get(url + "/healthz") as r:
                 assert r.status == 200                                          # probes need no key
-        await runner.cleanup(); await gw.close(); await u.cleanup()
+        await runner.cleanup()
+        await gw.close()
+        await u.cleanup()
     run(scenario())
 
 
@@ -264,3 +277,23 @@ def test_the_mid_stream_error_event_stands_alone_after_a_cut_event():
     assert json.loads(whole[len(b"data: "):])["error"]["type"] == "upstream_error"
     # The engine stopped inside an event: the cut one ends first, so the error is an event of its own.
     assert mid_stream_error("ns/m", b'"x') == b"\n\n" + whole
+
+
+def test_the_native_pass_through_names_a_model_not_an_adapter():
+    async def scenario():
+        u, port = await upstream(echo)
+        gw, runner, url = await gateway(table=[(model("qwen", adapters=[("sql", "org/sql-lora")]), [ep(port)])])
+        async with aiohttp.ClientSession() as s:
+            async with s.get(url + "/models/qwen/health") as r:
+                assert r.status == 200 and (await r.json())["path"] == "/health"
+            async with s.get(url + "/models/sql/health") as r:
+                error = (await r.json())["error"]
+                assert r.status == 404 and error["message"] == "'sql' is an adapter; its base model's name is 'qwen'."
+            async with s.get(url + "/models/gpt-4/health") as r:
+                error = (await r.json())["error"]
+                assert r.status == 404 and error["code"] == "model_not_found"
+                assert error["message"] == "The model 'gpt-4' does not exist. Available: qwen, sql."
+        await runner.cleanup()
+        await gw.close()
+        await u.cleanup()
+    run(scenario())

@@ -9,8 +9,16 @@ import pytest
 
 from llm_operator.gateway.endpoints import Endpoint, Model
 from llm_operator.gateway.prefix import Ring, hash64, prefix_key
-from llm_operator.gateway.scheduling import (HOME, SPILLED, Choice, Scheduler, load_bound, pick_by_prefix,
-                                             pick_least_outstanding, route_key)
+from llm_operator.gateway.scheduling import (
+    HOME,
+    SPILLED,
+    Choice,
+    Scheduler,
+    load_bound,
+    pick_by_prefix,
+    pick_least_outstanding,
+    route_key,
+)
 
 A, B, C, D = "127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003", "127.0.0.1:8004"
 
