@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from llm_common import vllm_rules
+from llm_common.modelfacts import ModelFacts
 
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
@@ -27,14 +30,14 @@ from llm_operator.planning.planner import PlanRequest, plan
 @dataclass(frozen=True)
 class PlanOutcome:
     gpus: int                          # per pod, to use
-    status: dict                       # status.plan
-    facts: dict | None                 # status.modelFacts
+    status: dict[str, Any]             # status.plan
+    facts: dict[str, Any] | None       # status.modelFacts
     blocked: Verdict | None = None     # DoesNotFit / InvalidSharding
     waiting: Verdict | None = None     # facts still being read
     nodes: int = 1                     # per replica: above 1, a group of one pod per node
 
 
-def gpu_types_of(nodes: list[dict]) -> list[GpuType]:
+def gpu_types_of(nodes: list[dict[str, Any]]) -> list[GpuType]:
     """Distinct GPU types among the nodes, largest memory first."""
     labels = {(l.get(GPU_PRODUCT_LABEL), l.get(GPU_MEMORY_LABEL))
               for l in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)}
@@ -42,7 +45,7 @@ def gpu_types_of(nodes: list[dict]) -> list[GpuType]:
 
 
 @functools.lru_cache(maxsize=64)
-def _gpu_types(labels: frozenset) -> tuple[GpuType, ...]:
+def _gpu_types(labels: frozenset[tuple[str | None, str | None]]) -> tuple[GpuType, ...]:
     """(Every reconcile asks; the nodes' GPU labels rarely change.)"""
     seen: dict[str, GpuType] = {}
     for product, memory in labels:
@@ -71,7 +74,7 @@ def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[GpuType]) -> GpuTyp
 
 
 def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previous: Previous,
-             cluster_types: list[GpuType], adapter_bytes=None) -> PlanOutcome:
+             cluster_types: list[GpuType], adapter_bytes: Callable[[ModelFacts], float] | None = None) -> PlanOutcome:
     """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
     adapters to serve, counted into the plan."""
     fallback = spec.gpus or 1
@@ -127,12 +130,12 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
 class Previous:
     """What status says was planned, when it was for this generation."""
 
-    plan: dict | None = None
+    plan: dict[str, Any] | None = None
     gpus: int | None = None
     nodes: int | None = None
 
     @classmethod
-    def from_status(cls, status: dict, generation: int) -> "Previous":
+    def from_status(cls, status: dict[str, Any], generation: int) -> Previous:
         plan = status.get("plan") or {}
         if status.get("observedGeneration") != generation or plan.get("pending"):
             return cls()
@@ -150,14 +153,14 @@ def _utilization(spec: api.LLMDeploymentSpec) -> float | None:
     return value if value is not None and 0 < value <= 1 else None
 
 
-def unknown_plan(reason: str) -> dict:
+def unknown_plan(reason: str) -> dict[str, Any]:
     return {"known": False, "reason": reason}
 
 
 # --- could any node ever hold a serving pod? ------------------------------------------------
 
 
-def _allocatable(node: dict, resource: str) -> int:
+def _allocatable(node: dict[str, Any], resource: str) -> int:
     value = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
     try:
         return int(value)
@@ -165,7 +168,7 @@ def _allocatable(node: dict, resource: str) -> int:
         return 0
 
 
-def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node_selector: dict[str, str],
+def no_node_fits(nodes: list[dict[str, Any]], resource: str, gpus: int, product: str, node_selector: dict[str, str],
                  group: int = 1) -> str | None:
     """None when enough nodes could hold a serving pod (one; of a multi-node replica, `group`
     of them, one pod each), whether or not they have room now; else a sentence naming what a
@@ -174,11 +177,11 @@ def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node
     Judged only on what load does not change: the GPU product label, the node's
     allocatable GPUs and the nodeSelector. Taints and the user's affinity are not judged
     (a node cordoned or tainted for a while must not read as 'never')."""
-    def matches(node: dict) -> bool:
+    def matches(node: dict[str, Any]) -> bool:
         labels = (node.get("metadata") or {}).get("labels") or {}
         return all(labels.get(k) == v for k, v in node_selector.items())
 
-    def fits(node: dict) -> bool:
+    def fits(node: dict[str, Any]) -> bool:
         labels = (node.get("metadata") or {}).get("labels") or {}
         return (matches(node) and _allocatable(node, resource) >= gpus
                 and (not product or labels.get(GPU_PRODUCT_LABEL) == product))
@@ -189,7 +192,7 @@ def no_node_fits(nodes: list[dict], resource: str, gpus: int, product: str, node
     asked = f"{gpus} {resource}" + (f" of product {product}" if product else "")
     if node_selector:
         asked += " on a node labelled " + ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
-    offers: Counter = Counter()
+    offers: Counter[str] = Counter()
     for node in nodes:
         count = _allocatable(node, resource)
         kind = (((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL) or "unlabelled")
