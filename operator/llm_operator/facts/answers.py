@@ -5,7 +5,7 @@ module reads nothing, so decide and planning can import it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Any, Mapping, TypeGuard
 
 from llm_common.modelfacts import ModelFacts
 from llm_operator.facts.catalog import UNPINNED, Catalog, short_revision
@@ -33,8 +33,10 @@ class FactsAnswer:
         return self.facts is not None
 
 
-def _for(data: Mapping | None, model_id: str, revision: str) -> bool:
-    return bool(data) and data.get("modelId") == model_id and data.get("revision") == revision
+def _for(data: Mapping[str, Any] | None, model_id: str, revision: str) -> TypeGuard[Mapping[str, Any]]:
+    if not data:
+        return False
+    return bool(data.get("modelId") == model_id and data.get("revision") == revision)
 
 
 def from_catalog(catalog: Catalog | None, model_id: str, revision: str, otherwise: FactsAnswer) -> FactsAnswer:
@@ -45,7 +47,7 @@ def from_catalog(catalog: Catalog | None, model_id: str, revision: str, otherwis
     return FactsAnswer(match.facts, CATALOG, note=match.note, source_revision=match.entry.revision)
 
 
-def status_facts_of(answer: FactsAnswer) -> dict | None:
+def status_facts_of(answer: FactsAnswer) -> dict[str, Any] | None:
     """What status.modelFacts keeps of an answer: the facts, where they came from, and the
     note beside them, so that after a restart the plan reads the same."""
     if answer.facts is None:

@@ -214,9 +214,10 @@ def parse_entries(items: Any, origin: str) -> Catalog:
     if not isinstance(items, list):
         return Catalog(problems=[("", f"Catalog {origin}: expected a list of models, got {type(items).__name__}; "
                                       "no entry of it was loaded.")])
-    entries, problems = [], []
+    entries: list[Entry] = []
+    problems: list[tuple[str, str]] = []
     for index, raw in enumerate(items, 1):
-        name = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else ""
+        name = given if isinstance(raw, dict) and isinstance(given := raw.get("id"), str) else ""
         try:
             entries.append(parse_entry(raw, origin))
         except CatalogEntryError as err:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 # The parsing and the Hub's error sentences live in the shared leaf (the download Job reads
 # facts the same way); re-exported here under the names the operator has always used.
@@ -28,6 +29,11 @@ from llm_common.modelfacts import (  # noqa: F401
     parameter_count_from_safetensors_index,
     parameter_count_from_safetensors_metadata,
 )
+
+__all__ = ["DTYPE_BYTES", "PROBE_TIMEOUT_S", "ModelFacts", "ModelFactsUnavailable", "ModelMissing",
+           "adapter_config_from_hub", "estimate_parameter_count", "facts_from_config", "facts_from_hub",
+           "facts_from_local", "hub_errors_as_unavailable", "parameter_count_from_safetensors_index",
+           "parameter_count_from_safetensors_metadata"]
 
 
 
@@ -85,7 +91,7 @@ def _probe(endpoint: str) -> None:
     HTTP answer, even an error, means it can. Through huggingface_hub's own session, so
     proxies and certificates are the ones its downloads use."""
     from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
+    from huggingface_hub import get_session
 
     if constants.HF_HUB_OFFLINE:
         return  # the download below says so at once
@@ -96,7 +102,7 @@ def _fetch_facts(
     model_id: str, revision: str, token: str | None, cache_dir: str | Path | None, endpoint: str | None
 ) -> ModelFacts:
     from huggingface_hub import HfApi
-    from huggingface_hub.utils import NotASafetensorsRepoError
+    from huggingface_hub.errors import NotASafetensorsRepoError
 
     api = HfApi(endpoint=endpoint, token=token)
     hub_cache = str(Path(cache_dir) / "hub") if cache_dir else None
@@ -112,7 +118,7 @@ def _fetch_facts(
     return facts_from_config(config, parameter_count, model_id=model_id, revision=revision)
 
 
-def adapter_config_from_hub(repo_id: str, revision: str) -> dict:
+def adapter_config_from_hub(repo_id: str, revision: str) -> dict[str, Any]:
     """adapter_config.json from the Hub (HF_ENDPOINT honoured); ModelFactsUnavailable if it cannot be had."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError
@@ -123,4 +129,5 @@ def adapter_config_from_hub(repo_id: str, revision: str) -> dict:
     except (HfHubHTTPError, OSError, ValueError) as err:
         raise ModelFactsUnavailable(f"adapter_config.json of {repo_id}@{revision} could not be read: {err}") from None
     with open(path) as fh:
-        return json.load(fh)
+        config: dict[str, Any] = json.load(fh)
+    return config

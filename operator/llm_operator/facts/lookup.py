@@ -20,13 +20,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Any, Callable, Generic, Mapping, TypeVar, overload
 
 from llm_operator.facts import hub as modelinfo
 from llm_operator.facts.answers import (CATALOG, CONFIG, HUB, JOB, PENDING, STATUS, UNAVAILABLE,  # noqa: F401
                                         FactsAnswer, _for, from_catalog, source_phrase, status_facts_of)
 from llm_operator.facts.catalog import Catalog
 from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing
+
+__all__ = ["CATALOG", "CONFIG", "FACTS_RETRY_S", "HUB", "JOB", "PENDING", "STATUS", "UNAVAILABLE", "FactsAnswer",
+           "FactsPending", "FactsSource", "from_catalog", "lookup", "source_phrase", "status_facts_of"]
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +40,27 @@ class FactsPending(Exception):
     """The facts are being read in the background; the caller is called back when done."""
 
 
-class FactsSource:
+T = TypeVar("T")
+
+
+class FactsSource(Generic[T]):
     """Anything by (id, revision) read from the Hub in the background, once, with failures
     remembered for `retry_s`. Used for model facts and for adapter_config.json."""
 
-    def __init__(self, fetch: Callable[[str, str], object] = modelinfo.facts_from_hub, retry_s: float = FACTS_RETRY_S):
-        self._fetch = fetch
+    @overload
+    def __init__(self: FactsSource[ModelFacts], *, retry_s: float = FACTS_RETRY_S) -> None: ...
+    @overload
+    def __init__(self, fetch: Callable[[str, str], T], retry_s: float = FACTS_RETRY_S) -> None: ...
+
+    def __init__(self, fetch: Callable[[str, str], Any] = modelinfo.facts_from_hub, retry_s: float = FACTS_RETRY_S):
+        self._fetch: Callable[[str, str], T] = fetch
         self._retry_s = retry_s
-        self._values: dict[tuple[str, str], object] = {}
+        self._values: dict[tuple[str, str], T] = {}
         self._failures: dict[tuple[str, str], tuple[float, ModelFactsUnavailable]] = {}
-        self._waiters: dict[tuple[str, str], list] = {}
+        self._waiters: dict[tuple[str, str], list[Callable[[], None]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, model_id: str, revision: str, when_ready: Callable[[], None] | None = None):
+    def get(self, model_id: str, revision: str, when_ready: Callable[[], None] | None = None) -> T:
         """The value, or ModelFactsUnavailable, or FactsPending (then `when_ready()` is
         called once the outcome is known)."""
         key = (model_id, revision)
@@ -96,9 +107,10 @@ def _fresh(err: ModelFactsUnavailable) -> ModelFactsUnavailable:
     return ModelFactsUnavailable(str(err))
 
 
-def lookup(model_id: str, revision: str, *, job_report: Mapping | None = None, status_facts: Mapping | None = None,
-           hub: FactsSource | None = None, when_ready: Callable[[], None] | None = None,
-           offline_reason: str = "", catalog: Catalog | None = None) -> FactsAnswer:
+def lookup(model_id: str, revision: str, *, job_report: Mapping[str, Any] | None = None,
+           status_facts: Mapping[str, Any] | None = None, hub: FactsSource[ModelFacts] | None = None,
+           when_ready: Callable[[], None] | None = None, offline_reason: str = "",
+           catalog: Catalog | None = None) -> FactsAnswer:
     """The facts of model_id@revision from the first source that has them (see the module's
     docstring for the order). With no `hub`, an unknown model is unavailable for
     `offline_reason`, unless the catalog has it."""
