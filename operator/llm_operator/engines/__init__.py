@@ -77,12 +77,19 @@ class GroupRole:
 class SpecLike(Protocol):
     """What an engine reads of api.LLMDeploymentSpec (duck-typed: engines do not import api)."""
 
-    model: Any
-    quantization: str
-    dtype: str
-    limits: Any
-    cache: Any
-    engine: Any
+    # Read-only, so that the spec's enums (str subclasses) are strs here.
+    @property
+    def model(self) -> Any: ...
+    @property
+    def quantization(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def limits(self) -> Any: ...
+    @property
+    def cache(self) -> Any: ...
+    @property
+    def engine(self) -> Any: ...
 
 
 class Engine(Protocol):

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import ssl
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 from kubernetes import client
@@ -25,12 +25,12 @@ WATCH_TIMEOUT_S = 300          # the server ends each watch after this; we resum
 BACKOFF_S = (0.5, 1, 2, 5, 10)
 LIST_PAGE = 500                # items per page of a first listing
 
-OnList = Callable[[list[dict]], Awaitable[None] | None]
-OnEvent = Callable[[str, dict], Awaitable[None] | None]
+OnList = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
+OnEvent = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
 class AsyncKube:
-    def __init__(self, configuration: client.Configuration, connections: int = 16):
+    def __init__(self, configuration: client.Configuration, connections: int = 16) -> None:
         """`connections`: at most this many at once (0: no limit; each watch holds one)."""
         self.configuration = configuration
         self.host = configuration.host.rstrip("/")
@@ -39,7 +39,7 @@ class AsyncKube:
         self.session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def load(cls, connections: int = 16):
+    def load(cls, connections: int = 16) -> AsyncKube:
         return cls(load_configuration(), connections)
 
     @staticmethod
@@ -54,7 +54,7 @@ class AsyncKube:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def _headers(self) -> dict:
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         # Re-read on every call: the in-cluster loader refreshes a projected token's value.
         token = self.configuration.get_api_key_with_prefix("authorization") or self.configuration.get_api_key_with_prefix("BearerToken")
@@ -69,21 +69,26 @@ class AsyncKube:
         if self.session:
             await self.session.close()
 
-    async def request(self, method: str, path: str, body=None, params: dict | None = None,
-                      content_type: str = "application/json") -> dict:
+    def _session(self) -> aiohttp.ClientSession:
+        assert self.session is not None, "AsyncKube.start() opens the session first"
+        return self.session
+
+    async def request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None,
+                      content_type: str = "application/json") -> dict[str, Any]:
         headers = {**self._headers(), "Content-Type": content_type}
         data = json.dumps(body) if body is not None else None
-        async with self.session.request(method, self.host + path, data=data, params=params, headers=headers,
+        async with self._session().request(method, self.host + path, data=data, params=params, headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=30)) as resp:
             text = await resp.text()
             if resp.status >= 400:
                 raise KubeError(resp.status, text)
-            return json.loads(text) if text else {}
+            answer: dict[str, Any] = json.loads(text) if text else {}
+            return answer
 
     # ---- list + watch ------------------------------------------------------------------
-    async def list_all(self, path: str, selector: str) -> tuple[list[dict], str]:
+    async def list_all(self, path: str, selector: str) -> tuple[list[dict[str, Any]], str]:
         """Every item of `path` (in pages) and the version the listing is consistent at."""
-        items: list[dict] = []
+        items: list[dict[str, Any]] = []
         params = {"limit": str(LIST_PAGE)}
         if selector:
             params["labelSelector"] = selector
@@ -109,9 +114,10 @@ class AsyncKube:
                 await _call(on_list, items)
                 failures, said = 0, ""
                 while not stop.is_set():
-                    version = await self._watch_once(path, selector, version, on_event)
-                    if version is None:       # 410 Gone: list afresh
+                    resumed = await self._watch_once(path, selector, version, on_event)
+                    if resumed is None:       # 410 Gone: list afresh
                         break
+                    version = resumed
             except asyncio.CancelledError:
                 raise
             except Exception as err:          # noqa: BLE001: any failure of the stream is retried after a pause
@@ -133,7 +139,8 @@ class AsyncKube:
         if selector:
             params["labelSelector"] = selector
         timeout = aiohttp.ClientTimeout(total=None, sock_read=WATCH_TIMEOUT_S + 30, sock_connect=10)
-        async with self.session.get(self.host + path, params=params, headers=self._headers(), timeout=timeout) as resp:
+        session = self._session()
+        async with session.get(self.host + path, params=params, headers=self._headers(), timeout=timeout) as resp:
             if resp.status == 410:
                 return None
             if resp.status >= 400:
@@ -158,7 +165,7 @@ class AsyncKube:
         return version
 
 
-async def _call(fn, *args):
+async def _call(fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:
     out = fn(*args)
     if asyncio.iscoroutine(out):
         await out

@@ -3,15 +3,18 @@ and the gateway's Events."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from llm_operator.api import names
 
 
-def involved(namespace: str, name: str, uid: str) -> dict:
+def involved(namespace: str, name: str, uid: str) -> dict[str, str]:
     """An LLMDeployment as an Event's involvedObject."""
     return {"apiVersion": names.API_VERSION, "kind": names.KIND, "name": name, "namespace": namespace, "uid": uid}
 
 
-def event_body(involved: dict, type_: str, reason: str, message: str, stamp: str, component: str) -> dict:
+def event_body(involved: dict[str, Any], type_: str, reason: str, message: str, stamp: str,
+               component: str) -> dict[str, Any]:
     """A new Event on `involved` (apiVersion, kind, name, namespace, uid) at `stamp` (RFC 3339)."""
     return {
         "apiVersion": "v1", "kind": "Event",
