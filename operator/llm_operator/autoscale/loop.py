@@ -16,12 +16,14 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from llm_operator import api
 from llm_operator.autoscale import policy as autoscaler
 from llm_operator.decide import manifests as resources
 from llm_operator.decide.observed import Observed, spec_of
 from llm_operator.engines import DEFAULT_ENGINE, Engine, engine_for, engine_named
+from llm_operator.kube.client import Kube
 from llm_operator.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
@@ -30,14 +32,36 @@ SCRAPE_TIMEOUT_S = 2.0
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="scrape")
 
 
-def pod_ready(pod: dict) -> bool:
+class ScrapeSettings(Protocol):
+    """What the loop reads of the operator's settings (controller/context.py Settings)."""
+
+    @property
+    def pod_metrics_url(self) -> str: ...
+    @property
+    def gateway_metrics_urls(self) -> tuple[str, ...]: ...
+    @property
+    def gateway_pods(self) -> str | None: ...
+    @property
+    def gateway_port(self) -> int: ...
+
+
+class GatewayContext(Protocol):
+    """What the loop reads of the operator's context (controller/context.py OperatorContext)."""
+
+    @property
+    def settings(self) -> ScrapeSettings: ...
+    @property
+    def kube(self) -> Kube: ...
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def scrape(pod: dict, metric: str, url_template: str, engine: Engine | None = None) -> autoscaler.PodSample:
+def scrape(pod: dict[str, Any], metric: str, url_template: str, engine: Engine | None = None) -> autoscaler.PodSample:
     engine = engine or engine_named(DEFAULT_ENGINE)
     meta = pod["metadata"]
     url = url_template.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=engine.port,
@@ -62,7 +86,7 @@ def read_gateway(url: str) -> dict[str, autoscaler.GatewayCounts] | None:
         return None
 
 
-def gateway_urls(ctx) -> list[str]:
+def gateway_urls(ctx: GatewayContext) -> list[str]:
     """The /metrics of every gateway replica: the fixed URLs, and the ready pods the
     selector finds (one LIST per tick, for every model)."""
     settings = ctx.settings
@@ -70,8 +94,8 @@ def gateway_urls(ctx) -> list[str]:
     if settings.gateway_pods:
         namespace, _, selector = settings.gateway_pods.partition("/")
         try:
-            pods = ctx.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
-                                    query={"labelSelector": selector}).get("items") or []
+            pods = (ctx.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                     query={"labelSelector": selector}) or {}).get("items") or []
         except KubeError as err:
             log.warning("listing the gateway's pods (%s) failed: %s", settings.gateway_pods, err)
             pods = []
@@ -80,7 +104,7 @@ def gateway_urls(ctx) -> list[str]:
     return urls
 
 
-def read_gateways(ctx) -> list[dict[str, autoscaler.GatewayCounts] | None] | None:
+def read_gateways(ctx: GatewayContext) -> list[dict[str, autoscaler.GatewayCounts] | None] | None:
     """Each gateway replica's counts for this tick (None for one that did not answer);
     None when the operator has no gateway to read."""
     settings = ctx.settings
@@ -89,7 +113,7 @@ def read_gateways(ctx) -> list[dict[str, autoscaler.GatewayCounts] | None] | Non
     return list(_pool.map(read_gateway, gateway_urls(ctx)))
 
 
-def _timers(state: dict | None) -> tuple:
+def _timers(state: dict[str, Any] | None) -> tuple[Any, ...]:
     s = state or {}
     last = s.get("lastDecision") or {}
     return (s.get("lowSince"), s.get("lastScaleTime"), last.get("action"), last.get("desiredReplicas"),
@@ -103,11 +127,11 @@ class Tick:
     decision: autoscaler.Decision
     state: autoscaler.ScalerState     # kept in memory until the next tick
     scale_to: int | None              # replicas to write through the scale subresource (None: unchanged)
-    report: dict | None               # status.autoscaler to write (None: no timer changed since status says)
+    report: dict[str, Any] | None     # status.autoscaler to write (None: no timer changed since status says)
 
 
-def tick(observed: Observed, settings, state: autoscaler.ScalerState | None, now: float | None = None,
-         gateways=None) -> Tick | None:
+def tick(observed: Observed, settings: ScrapeSettings, state: autoscaler.ScalerState | None, now: float | None = None,
+         gateways: list[dict[str, autoscaler.GatewayCounts] | None] | None = None) -> Tick | None:
     """One tick for one LLMDeployment in mode operator: its load (the gateway's counts or its
     pods' /metrics), the policy's decision, and what of it to write. `observed`: the read
     model's snapshot; `settings`: where pods' metrics are read (pod_metrics_url); `state`:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from llm_operator.api.names import GATEWAY_HELD, GATEWAY_IN_FLIGHT, GATEWAY_REQUESTS
 from llm_operator.engines import DEFAULT_ENGINE, LoadMetrics, engine_named
@@ -190,12 +190,19 @@ def sum_gateway_counts(readings: list[dict[str, GatewayCounts] | None],
 class AutoscalingSpecLike(Protocol):
     """What `decide` reads of api.Autoscaling."""
 
-    min_replicas: int
-    max_replicas: int
-    metric: str
-    target: int
-    scale_down_delay_seconds: int
-    scale_to_zero_after_seconds: int | None
+    # Read-only, so that api.Autoscaling's enum metric (a str) is one.
+    @property
+    def min_replicas(self) -> int: ...
+    @property
+    def max_replicas(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def target(self) -> int: ...
+    @property
+    def scale_down_delay_seconds(self) -> int: ...
+    @property
+    def scale_to_zero_after_seconds(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -211,9 +218,9 @@ class Decision:
     desired_replicas: int
     action: str      # scale-up | scale-down | hold
     reason: str
-    inputs: dict
+    inputs: dict[str, Any]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"desiredReplicas": self.desired_replicas, "action": self.action,
                 "reason": self.reason, "inputs": dict(self.inputs)}
 
@@ -224,11 +231,11 @@ class ScalerState:
     low_since: float | None = None     # when need first fell below current, unbroken since
     low_peak: int | None = None        # highest need seen since low_since
     last_scale_time: float | None = None
-    last_decision: dict | None = None
+    last_decision: dict[str, Any] | None = None
     idle_since: float | None = None      # since when the gateway has taken no request for the model
     requests_seen: float | None = None   # the gateway's requests counter at the last tick
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON for status.autoscaler. Every key is always present (None as null) so that a
         JSON merge patch of the status clears a timer instead of leaving the old value."""
         return {"window": [[o.time, o.load, o.known_pods, o.pods] for o in self.window],
@@ -237,7 +244,7 @@ class ScalerState:
                 "idleSince": self.idle_since, "requestsSeen": self.requests_seen}
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> ScalerState:
+    def from_dict(cls, data: dict[str, Any] | None) -> ScalerState:
         """Back from status.autoscaler; None or {} (first run) gives a fresh state."""
         data = data or {}
         window = tuple(Observation(float(t), float(load), int(known), int(pods))
