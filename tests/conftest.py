@@ -3,6 +3,7 @@ and the operator running against it as a real process.
 
 The control plane is never skipped: if it cannot start, every integration test errors
 with the reason (missing Go toolchain, unreachable module proxy, a component that died).
+Fixtures and hooks only: what the tests share besides lives in tests/support/.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from support.hub import (HUB_MISSING, HUB_MISSING_REVISIONS, HUB_MODELS, HUB_UNR
                          HubServer, safetensors_header_only)
 from support.manifests import CACHE_STORAGE_CLASS
 from support.operatorprocess import OperatorProcess
-from support.paths import DATA, ROOT
+from support.paths import CHART, DATA
 from support.podmetrics import PodMetrics
 from support.serviceaccount import install_gateway_rbac, install_operator_rbac
 
-ARGOCD_HEALTH = ROOT / "charts" / "llm-operator" / "argocd-health.lua"
+ARGOCD_HEALTH = CHART / "argocd-health.lua"
 TESTS = Path(__file__).resolve().parent
 # Each tier is a directory of tests/ and a marker of that name (pyproject.toml registers them):
 # `pytest -m unit` runs tests/unit, `-m "not realnode"` leaves out the real node, and so on.
