@@ -9,14 +9,16 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from llm_operator import api
 from llm_operator.controller import metrics
 from llm_operator.decide.compare import is_subset, replace_ops
 from llm_operator.kube.client import Kube
 from llm_operator.kube.errors import KubeError
-from llm_operator.decide.decision import Decision, Event, rfc3339
+from llm_operator.decide.decision import Decision, rfc3339
 from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide.status import Event
 from llm_operator.decide.observed import (CREATED_AS_UPDATE, Observed, Refusal, child_spec, created_as_update, trim_child,
                                           trim_llmdeployment)
 
@@ -35,8 +37,8 @@ def _terminating(err: KubeError) -> bool:
 
 @dataclass
 class Written:
-    applied: list[dict] = field(default_factory=list)     # the API's answers
-    pruned: list[dict] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)     # the API's answers
+    pruned: list[dict[str, Any]] = field(default_factory=list)
     refused: dict[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> why not
 
     def names(self) -> list[str]:
@@ -44,17 +46,17 @@ class Written:
                [f"-{o['kind']}/{o['metadata']['name']}" for o in self.pruned]
 
 
-def _ours(obj: dict, uid: str) -> bool:
+def _ours(obj: dict[str, Any], uid: str) -> bool:
     return any(r.get("uid") == uid and r.get("controller") for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
-def _holder(obj: dict) -> str:
+def _holder(obj: dict[str, Any]) -> str:
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     ref = next((r for r in refs if r.get("controller")), None) or (refs[0] if refs else None)
     return f"owned by {ref.get('kind')} {ref.get('name')}" if ref else "owned by no controller (made by hand or by another tool)"
 
 
-def _write(kube: Kube, observed: Observed, obj: dict) -> dict:
+def _write(kube: Kube, observed: Observed, obj: dict[str, Any]) -> dict[str, Any]:
     """Apply a child the read model holds as ours; create one it has never seen.
 
     Creating with POST, not apply: apply would take over an object of that name that someone
@@ -132,7 +134,7 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
     return out
 
 
-def status(kube: Kube, model: ReadModel, observed: Observed, patch: dict) -> None:
+def status(kube: Kube, model: ReadModel, observed: Observed, patch: dict[str, Any]) -> None:
     meta = observed.meta
     try:
         answer = kube.patch_status(meta["namespace"], meta["name"], patch)
@@ -169,7 +171,7 @@ def events(kube: Kube, observed: Observed, notes: tuple[Event, ...], now: dt.dat
             log.warning("could not post Event %s on %s/%s: %s", e.reason, meta["namespace"], meta["name"], err)
 
 
-def apply_or_replace(kube: Kube, obj: dict, current: dict | None) -> dict:
+def apply_or_replace(kube: Kube, obj: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
     """Server-side apply; where a hand edit left list entries that another field manager
     owns (apply merges lists by key, so a changed Service port is added beside ours and
     the result is invalid or still wrong), replace the differing fields outright."""

@@ -7,17 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from llm_operator import api
 from llm_operator.autoscale import loop as scaler_loop
-from llm_operator.autoscale.policy import Decision
+from llm_operator.autoscale.policy import Decision, GatewayCounts
 from llm_operator.controller import act
 from llm_operator.controller.context import OperatorContext
-from llm_operator.decide.decision import Event
+from llm_operator.decide.status import Event
 from llm_operator.decide.observed import Observed, spec_of
 
 log = logging.getLogger(__name__)
 
 
-def autoscale(ctx: OperatorContext, observed: Observed, now: float | None = None, gateways=None) -> Decision | None:
+def autoscale(ctx: OperatorContext, observed: Observed, now: float | None = None,
+              gateways: list[dict[str, GatewayCounts] | None] | None = None) -> Decision | None:
     """One tick for one LLMDeployment (in a worker thread)."""
     meta = observed.meta
     key = (meta["namespace"], meta["name"])
@@ -27,7 +29,9 @@ def autoscale(ctx: OperatorContext, observed: Observed, now: float | None = None
     ctx.scaler_states[key] = tick.state
     if tick.scale_to is not None:
         act.scale(ctx.kube, observed, tick.scale_to)
-        reason = "ScaledUp" if tick.scale_to > spec_of(observed).replicas else "ScaledDown"
+        spec = spec_of(observed)
+        assert isinstance(spec, api.LLMDeploymentSpec)   # tick() is None for an invalid spec
+        reason = "ScaledUp" if tick.scale_to > spec.replicas else "ScaledDown"
         ctx.post_events(observed, (Event("Normal", reason, tick.decision.reason),), dt.datetime.now(dt.timezone.utc))
         log.info("%s/%s: %s", key[0], key[1], tick.decision.reason)
     if tick.report is not None:

@@ -7,20 +7,27 @@ variables set at run time.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
+from llm_common.modelfacts import ModelFacts
+from llm_operator.autoscale.policy import ScalerState
 from llm_operator.controller import act
 from llm_operator.facts.hub import adapter_config_from_hub
 from llm_operator.facts import catalog as model_catalog
 from llm_operator.facts import lookup as model_facts
 from llm_operator.kube.client import Kube, load_config
 from llm_operator.controller.readmodel import ReadModel
-from llm_operator.decide.observed import Key
+from llm_operator.decide.observed import Key, Observed
+from llm_operator.decide.status import Event
 from llm_operator.controller.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from llm_operator.controller.informers import Informers
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +57,21 @@ class Settings:
 class OperatorContext:
     settings: Settings = field(default_factory=Settings)
     read_model: ReadModel = field(default_factory=ReadModel)
-    facts: model_facts.FactsSource = field(default_factory=model_facts.FactsSource)
+    facts: model_facts.FactsSource[ModelFacts] = field(default_factory=model_facts.FactsSource)
     # Model facts for when the Hub cannot answer: the shipped entries plus the chart's.
     catalog: model_catalog.Catalog = field(default_factory=model_catalog.builtin)
-    adapter_configs: model_facts.FactsSource = field(
+    adapter_configs: model_facts.FactsSource[dict[str, Any]] = field(
         default_factory=lambda: model_facts.FactsSource(fetch=adapter_config_from_hub))
     clock = staticmethod(time.monotonic)
     _kube: Kube | None = None
-    queue: WorkQueue | None = None
+    queue: WorkQueue[Key] | None = None
     pool: ThreadPoolExecutor | None = None
     event_pool: ThreadPoolExecutor | None = None
-    scaler_states: dict = field(default_factory=dict)     # owner -> the autoscaler's ScalerState between ticks
+    scaler_states: dict[Key, ScalerState] = field(default_factory=dict)   # owner -> the autoscaler's between ticks
     # owner -> status.autoscaler as the autoscaler last reported it: the reconcile writes it (one status writer).
-    scaler_reports: dict = field(default_factory=dict)
-    tasks: list = field(default_factory=list)
-    informers: Any = None               # informers.Informers: the children and pods (bound at startup)
+    scaler_reports: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    informers: Informers | None = None  # the children and pods (bound at startup)
     # Whether kopf's indexes and the informers have listed every watched kind: before both,
     # no reconcile may start (it would miss children and write them again); once both
     # have, every object is reconciled.
@@ -72,25 +79,30 @@ class OperatorContext:
     informers_listed: bool = False
 
     # Objects that changed while their owner's reconcile was running: owner -> watched bodies.
-    changed_meanwhile: dict = field(default_factory=dict)
+    changed_meanwhile: dict[Key, list[Mapping[str, Any]]] = field(default_factory=dict)
 
-    def wake(self, key: Key, body: Mapping | None = None) -> None:
+    def wake(self, key: Key, body: Mapping[str, Any] | None = None) -> None:
         """Something of `key` changed (on the event loop). With the changed object's `body`,
         the echo of our own write wakes nothing: while the owner's reconcile runs (its write
         may still be on its way back to us), the body is kept and judged when it ends."""
         if not self.ready:
             return
         if body is not None:
-            if self.queue.active(key):
+            if self._queue().active(key):
                 self.changed_meanwhile.setdefault(key, []).append(body)
                 return
             if self.read_model.is_echo(key, body):
                 return
-        self.queue.add(key)
+        self._queue().add(key)
 
     @property
     def ready(self) -> bool:
         return self.kopf_listed and self.informers_listed and self.queue is not None
+
+    def _queue(self) -> WorkQueue[Key]:
+        """The work queue, where it must have been made already (ready, or a reconcile running)."""
+        assert self.queue is not None, "OperatorContext.start() makes the work queue"
+        return self.queue
 
     def mark_ready(self, kopf: bool = False, informers: bool = False) -> None:
         """kopf's indexes (its first LLMDeployment event) or the informers have listed
@@ -100,13 +112,13 @@ class OperatorContext:
         self.informers_listed = self.informers_listed or informers
         if self.ready and not was:
             for key in self.read_model.keys():
-                self.queue.add(key)
+                self._queue().add(key)
 
     def judge_meanwhile(self, key: Key) -> None:
         """At the end of a reconcile: again, unless all that came meanwhile was our own echo."""
         bodies = self.changed_meanwhile.pop(key, ())
         if any(not self.read_model.is_echo(key, b) for b in bodies):
-            self.queue.add(key)
+            self._queue().add(key)
 
     @property
     def kube(self) -> Kube:
@@ -114,7 +126,7 @@ class OperatorContext:
             self._kube = Kube(load_config(pool_size=self.settings.workers * 2))
         return self._kube
 
-    def post_events(self, observed, events, now) -> None:
+    def post_events(self, observed: Observed, events: tuple[Event, ...], now: dt.datetime) -> None:
         """Events go out beside the reconciles, as client-go's recorder does: a reconcile
         never waits on one (the status already says the same), and losing one is logged."""
         if self.event_pool is not None and events:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import kopf
 
@@ -23,6 +25,7 @@ from llm_operator.controller.informers import Informers
 from llm_operator.controller.readmodel import ReadModel
 from llm_operator.decide import observed as observe
 from llm_operator.decide.manifests import MANAGED_BY
+from llm_operator.decide.observed import Key
 from llm_operator.kube.asyncclient import AsyncKube
 
 log = logging.getLogger(__name__)
@@ -33,13 +36,14 @@ class NoDiffBase(kopf.DiffBaseStorage):
     would otherwise deep-copy every event's whole body to build it, a tenth of the
     operator's CPU in a burst (profiled). Nothing is stored on the objects either."""
 
-    def build(self, *, body, extra_fields=None):
+    def build(  # type: ignore[override]  # kopf's base says BodyEssence, yet kopf takes None (processing.py)
+            self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None) -> kopf.BodyEssence | None:
         return None
 
-    def fetch(self, *, body):
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return None
 
-    def store(self, *, body, patch, essence) -> None:
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
 
 
@@ -52,7 +56,7 @@ def context(memo: kopf.Memo) -> OperatorContext:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes: Any) -> None:
     # Everything kopf stores on our objects lives under our own prefix.
     settings.persistence.finalizer = f"{api.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP, v1=False)
@@ -81,7 +85,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes)
 
 
 @kopf.on.cleanup()
-async def stop(memo: kopf.Memo, **_) -> None:
+async def stop(memo: kopf.Memo, **_: Any) -> None:
     await context(memo).stop()
 
 
@@ -92,17 +96,19 @@ async def stop(memo: kopf.Memo, **_) -> None:
 
 
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL, id=ReadModel.LLMD_INDEX)
-async def _llmdeployments(body: kopf.Body, namespace: str, name: str, **_) -> dict:
+async def _llmdeployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, dict[str, Any]]:
+    assert namespace is not None   # LLMDeployments are namespaced
     return {(namespace, name): observe.trim_llmdeployment(body)}
 
 
 async def _informers_synced(ctx: OperatorContext) -> None:
+    assert ctx.informers is not None   # bound by configure before this task starts
     await ctx.informers.wait_synced()
     ctx.mark_ready(informers=True)
 
 
 @kopf.index("", "v1", "nodes", id=ReadModel.NODE_INDEX)
-async def _nodes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
+async def _nodes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, dict[str, Any]]:
     # A node added or changed in labels or GPUs may decide whether a pending pod could ever
     # be placed (status says Stalled or waiting); heartbeats change nothing trimmed: no wake.
     ctx = context(memo)
@@ -115,7 +121,7 @@ async def _nodes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
 
 
 @kopf.index("storage.k8s.io", "v1", "storageclasses", id=ReadModel.STORAGE_CLASS_INDEX)
-async def _storage_classes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
+async def _storage_classes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, dict[str, Any]]:
     # A StorageClass made (or made the default) may be what a weight cache waits for.
     ctx = context(memo)
     for key in ctx.read_model.keys():
@@ -127,9 +133,10 @@ async def _storage_classes(body: kopf.Body, memo: kopf.Memo, **_) -> dict:
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def _llmdeployment_event(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
+async def _llmdeployment_event(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # kopf calls no such handler before every index of its own has listed its kind; once
     # the informers have listed theirs too, the read model is whole and reconciles begin.
+    assert namespace is not None   # LLMDeployments are namespaced
     ctx = context(memo)
     ctx.mark_ready(kopf=True)
     ctx.wake((namespace, name), body)
@@ -142,6 +149,7 @@ async def _resync(ctx: OperatorContext) -> None:
     """A safety net behind the events: every object again, reading only the read model."""
     while True:
         await asyncio.sleep(ctx.settings.resync_s)
+        assert ctx.queue is not None   # made by loop.start before this task starts
         for key in ctx.read_model.keys():
             ctx.queue.add(key)
 
@@ -171,5 +179,5 @@ async def _autoscale(ctx: OperatorContext) -> None:
                 log.exception("autoscaling %s/%s failed", *key)
 
 
-def _autoscaled(spec) -> bool:
+def _autoscaled(spec: api.LLMDeploymentSpec | api.InvalidSpec | None) -> bool:
     return isinstance(spec, api.LLMDeploymentSpec) and spec.autoscaling.mode == "operator"

@@ -30,14 +30,14 @@ log = logging.getLogger(__name__)
 Wake = Callable[[Key, Mapping[str, Any] | None], None]
 
 
-class OwnerIndex(Mapping):
+class OwnerIndex(Mapping[Key, tuple[dict[str, Any], ...]]):
     """owner -> the trimmed objects labelled with its name (what a kopf index offered)."""
 
     def __init__(self) -> None:
-        self._by_owner: dict[Key, dict[str, dict]] = {}
+        self._by_owner: dict[Key, dict[str, dict[str, Any]]] = {}
         self._owner_of: dict[tuple[str, str], Key] = {}     # (namespace, name) -> owner
 
-    def __getitem__(self, owner: Key) -> tuple[dict, ...]:
+    def __getitem__(self, owner: Key) -> tuple[dict[str, Any], ...]:
         return tuple(self._by_owner[owner].values())
 
     def __contains__(self, owner: object) -> bool:
@@ -49,10 +49,10 @@ class OwnerIndex(Mapping):
     def __len__(self) -> int:
         return len(self._by_owner)
 
-    def get_one(self, owner: Key, name: str) -> dict | None:
+    def get_one(self, owner: Key, name: str) -> dict[str, Any] | None:
         return (self._by_owner.get(owner) or {}).get(name)
 
-    def put(self, namespace: str, name: str, owner: Key, trimmed: dict) -> Key | None:
+    def put(self, namespace: str, name: str, owner: Key, trimmed: dict[str, Any]) -> Key | None:
         """Store; returns the former owner when the object moved to another one."""
         former = self._owner_of.get((namespace, name))
         if former is not None and former != owner:
@@ -83,14 +83,14 @@ class Informer:
     """One kind, in one namespace or all, label-filtered by the apiserver."""
 
     def __init__(self, kube: AsyncKube, path: str, selector: str, kind: str, api_version: str,
-                 index: OwnerIndex, trim: Callable[[Mapping[str, Any]], dict], wake: Wake,
-                 namespace: str | None):
+                 index: OwnerIndex, trim: Callable[[Mapping[str, Any]], dict[str, Any]], wake: Wake,
+                 namespace: str | None) -> None:
         self.kube, self.path, self.selector = kube, path, selector
         self.kind, self.api_version = kind, api_version
         self.index, self.trim, self.wake, self.namespace = index, trim, wake, namespace
         self.synced = asyncio.Event()
 
-    def on_list(self, items: list[dict]) -> None:
+    def on_list(self, items: list[dict[str, Any]]) -> None:
         """A (re)listing: the index's part for this scope becomes exactly these items, and
         every owner whose objects changed meanwhile is woken."""
         seen: set[tuple[str, str]] = set()
@@ -107,7 +107,7 @@ class Informer:
                     self.wake(owner, None)
         self.synced.set()
 
-    def on_event(self, kind: str, body: dict) -> None:
+    def on_event(self, kind: str, body: dict[str, Any]) -> None:
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         if kind == "DELETED":
@@ -148,7 +148,7 @@ class Informers:
     in each watched namespace (or cluster-wide), feeding the read model's indexes."""
 
     def __init__(self, kube: AsyncKube, kinds: tuple[str, ...], namespaces: list[str] | None,
-                 selector: str, wake: Wake):
+                 selector: str, wake: Wake) -> None:
         self.kube = kube
         self.indexes: dict[str, OwnerIndex] = {}
         self.informers: list[Informer] = []
@@ -163,7 +163,7 @@ class Informers:
                 self.informers.append(Informer(kube, collection_path(group, version, plural, ns), selector, kind,
                                                api_version, index, trim, wake, ns))
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.kube.start()

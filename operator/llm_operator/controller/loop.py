@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import logging
 from dataclasses import replace
+from typing import Any
 
 from llm_operator import api
 from llm_operator.controller import act, metrics
@@ -21,6 +22,7 @@ from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.workqueue import Retry
 from llm_operator.decide import decision as decisions
 from llm_operator.decide.observed import Key, Observed, spec_of
+from llm_operator.decide import writes
 from llm_operator.facts import lookup as model_facts
 from llm_operator.facts.hub import ModelFactsUnavailable
 
@@ -32,11 +34,15 @@ def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Loo
     spec = spec_of(observed)
     if isinstance(spec, api.InvalidSpec):
         return decisions.Lookups(facts=model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, "The spec is invalid."))
-    wake = lambda: ctx.queue.add_threadsafe(key)  # noqa: E731
+
+    def wake() -> None:
+        assert ctx.queue is not None   # made before the first reconcile (OperatorContext.start)
+        ctx.queue.add_threadsafe(key)
+
     q = decisions.facts_query(observed, spec)
     answer = model_facts.lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts,
                                 hub=ctx.facts, when_ready=wake, catalog=ctx.catalog)
-    configs: dict[str, dict | None] = {}
+    configs: dict[str, dict[str, Any] | None] = {}
     pending = []
     for a in spec.adapters:
         try:
@@ -92,7 +98,7 @@ def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.D
         if written:
             log.info("%s/%s: wrote %s", key[0], key[1], ", ".join(written))
         retried = [f"{k}/{n}: HTTP {r.status}: {r.message}" for (k, n), r in observed.refused.items()
-                   if decisions.retried(k, r)]
+                   if writes.retried(k, r)]
         if retried:
             # Said in status and an Event, then retried with the queue's backoff. A refusal only
             # a change can help waits for that change (or the resync), not a retry loop.
@@ -107,6 +113,7 @@ def _report(ctx: OperatorContext, key: Key, observed: Observed, decision: decisi
     if decision.status_patch is not None:
         act.status(ctx.kube, ctx.read_model, observed, decision.status_patch)
     if decision.events:
+        assert decision.status is not None   # events come with the status they report (decide/status.py)
         ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
         log.info("%s/%s: %s -> %s: %s", key[0], key[1], (observed.llmd.get("status") or {}).get("phase"),
                  decision.phase, ready["message"])

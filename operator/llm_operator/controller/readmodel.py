@@ -44,18 +44,18 @@ class ReadModel:
 
     def __init__(self) -> None:
         self._indexes: Mapping[str, Any] = {}
-        self._overlay: dict[Key, dict[tuple[str, str], dict | None]] = {}
+        self._overlay: dict[Key, dict[tuple[str, str], dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
         self._terminating: dict[str, float] = {}   # namespace -> when it refused a write as terminating
         self.multi_node = False                     # LeaderWorkerSets are watched (and may be made)
         # Each LLMDeployment's spec, parsed once per generation: owner -> ((uid, generation), spec).
-        self._specs: dict[Key, tuple[tuple, Any]] = {}
+        self._specs: dict[Key, tuple[tuple[Any, Any], api.LLMDeploymentSpec | api.InvalidSpec]] = {}
 
     def bind(self, indexes: Mapping[str, Any], multi_node: bool = False) -> None:
         self._indexes = indexes
         self.multi_node = multi_node
 
-    def _values(self, index: str, key) -> list[dict]:
+    def _values(self, index: str, key: Key | str) -> list[dict[str, Any]]:
         idx = self._indexes.get(index)
         if idx is None or key not in idx:
             return []
@@ -64,7 +64,8 @@ class ReadModel:
     def namespace_terminating(self, namespace: str, now: float) -> None:
         self._terminating[namespace] = now
 
-    def parsed_spec(self, key: Key, llmd: Mapping[str, Any] | None = None) -> Any:
+    def parsed_spec(self, key: Key,
+                    llmd: Mapping[str, Any] | None = None) -> api.LLMDeploymentSpec | api.InvalidSpec | None:
         """An LLMDeployment's spec parsed (api.LLMDeploymentSpec, or the api.InvalidSpec it
         raised; None when it is gone). A spec changes only with metadata.generation, so it
         is parsed once per generation, not once per event or per decide."""
@@ -88,7 +89,7 @@ class ReadModel:
         idx = self._indexes.get(self.LLMD_INDEX)
         return list(idx) if idx is not None else []
 
-    def remember(self, owner: Key, obj: dict | None, kind: str, name: str) -> None:
+    def remember(self, owner: Key, obj: dict[str, Any] | None, kind: str, name: str) -> None:
         """Keep the response of our own write (None: deleted) until the watch echoes it."""
         with self._lock:
             self._overlay.setdefault(owner, {})[(kind, name)] = obj
@@ -101,7 +102,7 @@ class ReadModel:
             ours = (self._overlay.get(owner) or {}).get((body.get("kind", ""), meta.get("name", "")))
         return ours is not None and _rv(ours) == _rv(body) != 0
 
-    def watched(self, index: str, owner: Key, name: str) -> dict | None:
+    def watched(self, index: str, owner: Key | str, name: str) -> dict[str, Any] | None:
         """What an index holds now for one object of an owner (on the event loop)."""
         return next((v for v in self._values(index, owner) if v["metadata"].get("name") == name), None)
 
@@ -110,7 +111,8 @@ class ReadModel:
             self._overlay.pop(owner, None)
             self._specs.pop(owner, None)
 
-    def _fresher(self, owner: Key, kind: str, name: str, watched: dict | None) -> tuple[bool, dict | None]:
+    def _fresher(self, owner: Key, kind: str, name: str,
+                 watched: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
         """(whether the overlay decides, what it says) for one object."""
         with self._lock:
             entries = self._overlay.get(owner)
@@ -139,7 +141,7 @@ class ReadModel:
             return None    # the watch is the only word on whether it exists: gone (or never seen)
         decided, ours = self._fresher(key, api.KIND, name, watched)
         llmd = ours if decided and ours is not None else watched
-        children: dict[str, tuple[dict, ...]] = {}
+        children: dict[str, tuple[dict[str, Any], ...]] = {}
         for kind in CHILD_KINDS:
             seen = {c["metadata"]["name"]: c for c in self._values(self.child_index(kind), key)}
             with self._lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Hashable
+from typing import Awaitable, Callable, Generic, Hashable, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +25,24 @@ class Retry(Exception):
     the backoff, logged in one line."""
 
 
-class WorkQueue:
-    def __init__(self, process: Callable[[Hashable], Awaitable[float | None]], workers: int, coalesce_s: float):
+K = TypeVar("K", bound=Hashable)
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, process: Callable[[K], Awaitable[float | None]], workers: int, coalesce_s: float) -> None:
         """`process(key)` reconciles one key and returns seconds after which to do it again
         (None: only when an event says so)."""
         self._process = process
         self._workers = workers
         self._coalesce_s = coalesce_s
-        self._waiting: set = set()          # added, not yet taken by a worker
-        self._active: set = set()           # being reconciled now
-        self._again: set = set()            # added while being reconciled
-        self._later: dict = {}              # key -> TimerHandle of a delayed add
-        self._failures: dict = {}           # key -> consecutive failures
-        self._queue: asyncio.Queue | None = None
+        self._waiting: set[K] = set()       # added, not yet taken by a worker
+        self._active: set[K] = set()        # being reconciled now
+        self._again: set[K] = set()         # added while being reconciled
+        self._later: dict[K, asyncio.TimerHandle] = {}   # key -> TimerHandle of a delayed add
+        self._failures: dict[K, int] = {}   # key -> consecutive failures
+        self._queue: asyncio.Queue[K] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -54,7 +57,7 @@ class WorkQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: K) -> None:
         """Reconcile `key` soon (on the event loop's thread)."""
         if key in self._active:
             self._again.add(key)
@@ -65,12 +68,12 @@ class WorkQueue:
         assert self._loop is not None and self._queue is not None
         self._loop.call_later(self._coalesce_s, self._queue.put_nowait, key)
 
-    def add_threadsafe(self, key: Hashable) -> None:
+    def add_threadsafe(self, key: K) -> None:
         """`add` from another thread (the Hub reader calls back from its own)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.add, key)
 
-    def add_after(self, key: Hashable, delay_s: float) -> None:
+    def add_after(self, key: K, delay_s: float) -> None:
         """Reconcile `key` after `delay_s`, once (an earlier pending delay wins)."""
         assert self._loop is not None
         handle = self._later.get(key)
@@ -86,7 +89,7 @@ class WorkQueue:
 
         self._later[key] = self._loop.call_later(delay_s, fire)
 
-    def active(self, key: Hashable) -> bool:
+    def active(self, key: K) -> bool:
         """Being reconciled now."""
         return key in self._active
 
@@ -99,7 +102,7 @@ class WorkQueue:
             key = await self._queue.get()
             self._waiting.discard(key)
             self._active.add(key)
-            again_after = None
+            again_after: float | None = None
             try:
                 again_after = await self._process(key)
                 self._failures.pop(key, None)
