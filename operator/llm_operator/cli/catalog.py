@@ -16,7 +16,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -102,7 +102,7 @@ def _table(rows: list[list[str]]) -> str:
     return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n" for row in rows)
 
 
-def overview(catalog: Catalog, tokens: int | None, engine: str = "tgi") -> tuple[str, list[dict]]:
+def overview(catalog: Catalog, tokens: int | None, engine: str = "tgi") -> tuple[str, list[dict[str, Any]]]:
     """Every model: fewest GPUs of each overview GPU type, as published."""
     rows = [["MODEL", "PARAMS", "WEIGHTS", "CONTEXT", *[g.upper() for g in OVERVIEW_GPUS]]]
     data = []
@@ -121,7 +121,7 @@ def overview(catalog: Catalog, tokens: int | None, engine: str = "tgi") -> tuple
     return _table(rows) + legend, data
 
 
-def on_gpu(catalog: Catalog, gpu: str, tokens: int | None, engine: str = "tgi") -> tuple[str, list[dict]]:
+def on_gpu(catalog: Catalog, gpu: str, tokens: int | None, engine: str = "tgi") -> tuple[str, list[dict[str, Any]]]:
     """Every model on one GPU type: fewest GPUs for each quantization that applies."""
     columns = ("none", *load_time_quantizations(engine))
     rows = [["MODEL", "PARAMS", "WEIGHTS", *[("AS PUBLISHED" if q == "none" else q.upper()) for q in columns]]]
@@ -157,10 +157,10 @@ def manifest(entry: Entry, gpu: str, name: str | None, tokens: int | None, engin
         return (f"# {entry.model_id} is published in a format vLLM 0.33.0 cannot load; engine tgi can.\n", False)
     fitting = [o for o in options if o.gpus is not None]
     chosen = fitting[0] if fitting else options[0]
-    fewer = min(fitting, key=lambda o: o.gpus) if fitting else None
+    fewer = min(fitting, key=lambda o: o.gpus or 0) if fitting else None   # every one's gpus is a number
     gpu_type = gpu_type_for(gpu)
     pinned = len(entry.revision) == 40
-    spec: dict = {"model": {"id": entry.model_id, "revision": entry.revision if pinned else "main"}}
+    spec: dict[str, Any] = {"model": {"id": entry.model_id, "revision": entry.revision if pinned else "main"}}
     if engine != "tgi":
         spec["engine"] = {"name": engine}
     if chosen.quantization not in ("none", effective_quantization(entry.facts, "none")):
@@ -178,7 +178,7 @@ def manifest(entry: Entry, gpu: str, name: str | None, tokens: int | None, engin
              chosen.plan.reason]
     if chosen.gpus is None:
         lines.append("Nothing fits up to 8 GPUs of this type: pick a larger GPU (see `llm-operator catalog`).")
-    elif fewer is not None and fewer.gpus < chosen.gpus:
+    elif fewer is not None and fewer.gpus is not None and fewer.gpus < chosen.gpus:
         lines.append(f"With more loss, {fewer.quantization} fits on {fewer.gpus} (see `llm-operator catalog --gpu {gpu}`).")
     comment = "".join(f"# {line}\n" for text in lines for line in _wrapped(text))
     return comment + yaml.safe_dump(doc, sort_keys=False), chosen.gpus is not None

@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces,
         namespaces=namespaces,
         standalone=True,   # one replica with a Recreate strategy; no peering objects needed
-        identity=operator_identity(),
+        identity=operator_identity(),  # type: ignore[arg-type]  # kopf wants its Identity NewType and exports none
         liveness_endpoint=args.liveness,
         memo=kopf.Memo(ctx=OperatorContext(settings=settings, catalog=catalog)),
     ))
@@ -85,7 +85,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     """The OpenAI-compatible front door for every LLMDeployment in its namespaces."""
     import signal
 
-    from llm_operator.gateway import feed, server
+    from llm_operator.gateway import feed, proxy, server
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -96,9 +96,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     if args.api_keys_file and not os.path.isfile(args.api_keys_file):
         print(f"llm-operator gateway: --api-keys-file {args.api_keys_file}: no such file", file=sys.stderr)
         return 2
-    settings = server.Settings(hold_timeout_s=args.hold_timeout, max_held_per_model=args.max_held_per_model,
-                               max_body_bytes=args.max_body_bytes, connect_timeout_s=args.connect_timeout,
-                               retries=args.retries, api_keys_file=args.api_keys_file)
+    settings = proxy.Settings(hold_timeout_s=args.hold_timeout, max_held_per_model=args.max_held_per_model,
+                              max_body_bytes=args.max_body_bytes, connect_timeout_s=args.connect_timeout,
+                              retries=args.retries, api_keys_file=args.api_keys_file)
     namespaces = [n for group in args.namespace for n in group.split(",") if n]
     if args.static:
         gateway = server.Gateway(settings)
@@ -232,7 +232,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":

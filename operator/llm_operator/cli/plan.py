@@ -142,6 +142,7 @@ def _facts_for(args: argparse.Namespace) -> tuple[ModelFacts, FactsAnswer]:
         if not args.model_id:
             raise _UsageError("the following arguments are required: MODEL_ID (or --config, or --list-gpus)")
         token = os.environ.get(args.token_env) or None
+        unavailable: ModelFactsUnavailable
         try:
             facts = facts_from_hub(args.model_id, args.revision, token=token, cache_dir=args.cache_dir)
         except ModelMissing as err:

@@ -13,7 +13,7 @@ import argparse
 import datetime as dt
 import sys
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -47,7 +47,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
                    help="render as if spec.engine.name were this (default: what the manifest says)")
 
 
-def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[dict, ...]:
+def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[dict[str, Any], ...]:
     name = args.gpu or spec.gpu.product
     if not name:
         return ()
@@ -77,8 +77,8 @@ def _facts(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> model_facts
                                         model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, str(err)))
 
 
-def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> dict[str, dict | None]:
-    configs: dict[str, dict | None] = {}
+def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> dict[str, dict[str, Any] | None]:
+    configs: dict[str, dict[str, Any] | None] = {}
     for a in spec.adapters:
         try:
             configs[a.name] = adapter_config_from_hub(a.id, a.revision) if args.hub else None
@@ -87,7 +87,10 @@ def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> d
     return configs
 
 
-def _assumed_cache(owner: resources.Owner, spec: api.LLMDeploymentSpec) -> tuple[dict, tuple[dict, ...]]:
+Children = dict[str, tuple[dict[str, Any], ...]]   # kind -> the children of that kind, as Observed holds them
+
+
+def _assumed_cache(owner: resources.Owner, spec: api.LLMDeploymentSpec) -> tuple[Children, tuple[dict[str, Any], ...]]:
     """A bound claim and a finished download Job, as the operator sees them once the weights are cached."""
     job = resources.desired_download_job(owner, spec)
     job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
@@ -97,7 +100,7 @@ def _assumed_cache(owner: resources.Owner, spec: api.LLMDeploymentSpec) -> tuple
     return {"Job": (trim_child(job),), "PersistentVolumeClaim": (trim_child(claim),)}, classes
 
 
-def render_one(doc: dict, args: argparse.Namespace, now: dt.datetime) -> tuple[decisions.Decision, list[str]]:
+def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) -> tuple[decisions.Decision, list[str]]:
     """decide() on one manifest; and the comments saying what was assumed."""
     if getattr(args, "engine", None):
         spec_doc = dict(doc.get("spec") or {})
@@ -109,8 +112,8 @@ def render_one(doc: dict, args: argparse.Namespace, now: dt.datetime) -> tuple[d
                          "uid": meta.get("uid", PLACEHOLDER_UID), "generation": 1},
             "spec": doc.get("spec") or {}, "status": {}}
     owner = resources.Owner(llmd["metadata"]["name"], llmd["metadata"]["namespace"], llmd["metadata"]["uid"])
-    children: dict = {}
-    classes: tuple = ()
+    children: Children = {}
+    classes: tuple[dict[str, Any], ...] = ()
     comments = []
     if spec.cache.enabled:
         children, classes = _assumed_cache(owner, spec)
@@ -138,7 +141,7 @@ def render_one(doc: dict, args: argparse.Namespace, now: dt.datetime) -> tuple[d
     return decision, comments
 
 
-def _commented(title: str, value) -> str:
+def _commented(title: str, value: Any) -> str:
     text = yaml.safe_dump(value, sort_keys=False, width=120).rstrip("\n")
     return f"# {title}\n" + "\n".join(f"#   {line}" for line in text.splitlines()) + "\n"
 
@@ -160,6 +163,7 @@ def run_render(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
         except (UnknownGpuType, OSError, ValueError) as problem:
             err.write(f"llm-operator render: {name}: {problem}\n")
             return EXIT_BAD_INPUT
+        assert decision.status is not None   # every decision but Terminating's has one, and render deletes nothing
         ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
         out.write(f"# LLMDeployment {name}: {decision.phase}: {ready['message']}\n")
         for comment in comments:

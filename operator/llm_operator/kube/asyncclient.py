@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import ssl
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Self
 
 import aiohttp
 from kubernetes import client
@@ -39,7 +39,7 @@ class AsyncKube:
         self.session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def load(cls, connections: int = 16) -> AsyncKube:
+    def load(cls, connections: int = 16) -> Self:
         return cls(load_configuration(), connections)
 
     @staticmethod
