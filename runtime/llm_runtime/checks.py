@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_runtime.download import human_bytes, is_complete, marker_path
+from llm_common.cache import marker_path
+from llm_runtime.download import human_bytes, is_complete
 
 GiB, MiB = 1024**3, 1024**2
 
@@ -61,6 +62,7 @@ def gpu_verdict(expected: int, gpus: list[GpuInfo] | None, error: str | None = N
         return CheckResult(False, f"No GPU is visible ({error}): the pod asked for {_plural(expected, 'GPU')} but "
                                   "NVML could not start. Check that the node has the NVIDIA driver and device plugin "
                                   "and that the container requests nvidia.com/gpu.")
+    assert gpus is not None   # NVML started (no error), so it listed them
     usable = visible_to_cuda(gpus, cuda_visible_devices)
     seen = ", ".join(f"{g.name} ({human_bytes(g.memory_bytes)})" for g in usable) or "none"
     hidden = f"; CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}" if cuda_visible_devices is not None else ""

@@ -22,19 +22,12 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence, TextIO
 
-from llm_common import vllm
+from llm_common import tgi_rules, vllm
+from llm_common.lora import AdapterRef, SettingsError, adapter_entry, parse_adapters
+from llm_common.termination import termination_message, write_termination_message
+from llm_common.tgi import LauncherSettings, launcher_args, launcher_env
 from llm_runtime import checks, download as dl, launcher
-from llm_runtime.launcher import (
-    ENV_ADAPTERS,
-    ENV_CACHE_DIR,
-    AdapterRef,
-    LauncherSettings,
-    SettingsError,
-    launcher_args,
-    launcher_env,
-    parse_adapters,
-    settings_from_env,
-)
+from llm_runtime.launcher import ENV_ADAPTERS, ENV_CACHE_DIR, settings_from_env
 
 EXIT_OK, EXIT_RETRYABLE, EXIT_USAGE, EXIT_CHECKS_FAILED, EXIT_PERMANENT = 0, 1, 2, 3, 4
 LAUNCHER = "text-generation-launcher"
@@ -86,7 +79,7 @@ def _token(env: Mapping[str, str]) -> str | None:
 
 def _report(text: str) -> None:
     try:
-        dl.write_termination_message(text)
+        write_termination_message(text)
     except OSError as err:  # outside Kubernetes there is no /dev/termination-log: say so, go on
         print(f"llm-runtime: could not write the termination message ({err})", file=sys.stderr)
 
@@ -110,7 +103,8 @@ def run_download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"llm-runtime download: {err}", file=sys.stderr)
         _report(dl.error_message(err))
         return EXIT_PERMANENT if err.permanent else EXIT_RETRYABLE
-    message = dl.termination_message(result.facts, result.commit, adapter_commits)
+    assert result.facts is not None   # download() reads them from what it fetched
+    message = termination_message(result.facts, result.commit, adapter_commits)
     _report(message)
     print(message)
     return EXIT_OK
@@ -163,7 +157,7 @@ def launch_plan(env: Mapping[str, str]) -> tuple[LauncherSettings, list[str], di
     With LLM_CACHE_DIR the model is named by its Hub id with HF_HOME=cache and HF_HUB_OFFLINE=1,
     not by its snapshot path: TGI then resolves the revision through refs/ as it does online,
     /info and the OpenAI routes report the real model id, and the argv is the same as when TGI
-    downloads by itself. Adapters are passed by snapshot path (see launcher.adapter_entry)."""
+    downloads by itself. Adapters are passed by snapshot path (see adapter_entry)."""
     cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
     adapter_dirs = {}
     if cache_dir:
@@ -228,10 +222,10 @@ def vllm_refusals(s: vllm.ServeSettings, cache_dir: str | None, lora_entries: tu
     return problems
 
 
-def _checkpoint(cache_dir: str | None, s: LauncherSettings):
+def _checkpoint(cache_dir: str | None, s: LauncherSettings) -> tgi_rules.Checkpoint | None:
     """What TGI will read from the cached model's config.json (None without the cache)."""
     facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
-    return None if facts is None else launcher.tgi_rules.Checkpoint.from_config(
+    return None if facts is None else tgi_rules.Checkpoint.from_config(
         facts.quantization_config, facts.max_position_embeddings)
 
 

@@ -29,7 +29,7 @@ import errno
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from llm_common.cache import MARKER_DIR, MARKER_NAME, marker_path, repo_dir, repo_folder  # noqa: F401
 from llm_common.cache import snapshot_dir as _snapshot_path
@@ -37,6 +37,9 @@ from llm_common.hub_errors import http_error_sentence, refusal_sentence
 from llm_common.modelfacts import ModelFacts, facts_from_config, parameter_count_from_safetensors_metadata
 from llm_common.termination import (TERMINATION_MESSAGE_LIMIT, failure_message, termination_message,  # noqa: F401
                                     write_termination_message)
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -130,7 +133,7 @@ def _matching(names: Iterable[str], patterns: Iterable[str]) -> list[str]:
     return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns))
 
 
-def select_model_files(names: Iterable[str], index: Mapping | None = None,
+def select_model_files(names: Iterable[str], index: Mapping[str, Any] | None = None,
                        allow_patterns: Iterable[str] | None = None) -> list[str]:
     """The files of a model repository TGI needs, sorted.
 
@@ -175,7 +178,7 @@ def select_adapter_files(names: Iterable[str], allow_patterns: Iterable[str] | N
 # repo_folder, repo_dir and marker_path come from llm_common.cache: the operator reads the same layout.
 
 
-def read_marker(cache_dir: str | Path, repo_id: str, revision: str) -> dict | None:
+def read_marker(cache_dir: str | Path, repo_id: str, revision: str) -> dict[str, Any] | None:
     try:
         marker = json.loads(marker_path(cache_dir, repo_id, revision).read_text())
     except (FileNotFoundError, NotADirectoryError):
@@ -208,10 +211,12 @@ def cached_snapshot_dir(cache_dir: str | Path, repo_id: str, revision: str) -> P
     """The complete snapshot of repo_id@revision in the cache, or None."""
     if not is_complete(cache_dir, repo_id, revision):
         return None
-    return _snapshot_dir(cache_dir, repo_id, read_marker(cache_dir, repo_id, revision)["commit"])
+    marker = read_marker(cache_dir, repo_id, revision)
+    assert marker is not None   # is_complete has just read it
+    return _snapshot_dir(cache_dir, repo_id, marker["commit"])
 
 
-def _result_from_marker(cache_dir: str | Path, marker: dict) -> DownloadResult:
+def _result_from_marker(cache_dir: str | Path, marker: dict[str, Any]) -> DownloadResult:
     files = tuple(RemoteFile(e["name"], e["size"], e.get("blobId"), e.get("sha256")) for e in marker["files"])
     return DownloadResult(marker["repoId"], marker["revision"], marker["commit"],
                           _snapshot_dir(cache_dir, marker["repoId"], marker["commit"]), files)
@@ -357,7 +362,7 @@ class _GuardedFile:
     """The file http_get writes into; refuses to write once the download was abandoned, so a
     worker thread that wakes up after a stall cannot touch the cache again."""
 
-    def __init__(self, raw, cancel: threading.Event):
+    def __init__(self, raw: BinaryIO, cancel: threading.Event) -> None:
         self.raw, self.cancel = raw, cancel
 
     def write(self, data: bytes) -> int:
@@ -365,7 +370,7 @@ class _GuardedFile:
             raise _Cancelled()
         return self.raw.write(data)
 
-    def __getattr__(self, name):  # seek, tell, truncate, flush
+    def __getattr__(self, name: str) -> Any:  # seek, tell, truncate, flush
         return getattr(self.raw, name)
 
 
@@ -397,13 +402,13 @@ class _Transfer:
     commit: str
     cache_dir: Path
     url_for: Callable[[str], str]
-    headers: dict
+    headers: dict[str, str]
     stall_timeout_s: float
     progress: Callable[[str], None]
     progress_interval_s: float
     max_workers: int
     cancel: threading.Event = field(default_factory=threading.Event)
-    errors: list = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
     downloaded: int = 0
     hashed: int = 0
     _counter_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -451,7 +456,7 @@ class _Transfer:
                 os.replace(partial, blob)
             _link(self.snapshot, f.name, blob)
 
-    def continue_file(self, f: RemoteFile, raw) -> None:
+    def continue_file(self, f: RemoteFile, raw: BinaryIO) -> None:
         """http_get from where the file ends, again after each transport failure. The retries
         are ours, not http_get's, so that an abandoned worker stops at the first failure."""
         from huggingface_hub.file_download import http_get
@@ -460,8 +465,10 @@ class _Transfer:
         while True:
             resume = raw.tell()
             try:
-                http_get(self.url_for(f.name), _GuardedFile(raw, self.cancel), resume_size=resume,
-                         headers=dict(self.headers), expected_size=f.size, displayed_filename=f.name, _nb_retries=0)
+                # http_get annotates BinaryIO; it only writes, seeks and tells, which _GuardedFile forwards.
+                http_get(self.url_for(f.name), _GuardedFile(raw, self.cancel),  # type: ignore[arg-type]
+                         resume_size=resume, headers=dict(self.headers), expected_size=f.size,
+                         displayed_filename=f.name, _nb_retries=0)
                 return
             except Exception as exc:
                 if self.cancel.is_set():
@@ -556,7 +563,7 @@ class _Transfer:
 
 @dataclass(frozen=True)
 class _Repo:
-    api: object
+    api: HfApi
     commit: str
     files: dict[str, RemoteFile]
 
@@ -573,6 +580,7 @@ def _describe(repo_id: str, revision: str, token: str | None, endpoint: str | No
         sha256 = (lfs.get("sha256") if isinstance(lfs, Mapping) else getattr(lfs, "sha256", None)) if lfs else None
         size = (lfs.get("size") if isinstance(lfs, Mapping) else getattr(lfs, "size", None)) if lfs else None
         files[s.rfilename] = RemoteFile(s.rfilename, int(size if size is not None else s.size or 0), s.blob_id, sha256)
+    assert info.sha is not None   # a model_info at a revision names its commit
     return _Repo(api, info.sha, files)
 
 
@@ -580,7 +588,10 @@ def _fetch(repo_id: str, revision: str, cache_dir: str | Path, select: Callable[
            token: str | None, endpoint: str | None, stall_timeout_s: float, progress: Callable[[str], None],
            progress_interval_s: float, max_workers: int) -> DownloadResult:
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, disable_progress_bars
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public: in utils' computed __all__
+        build_hf_headers,
+        disable_progress_bars,
+    )
 
     cache_dir = Path(cache_dir)
     marker = read_marker(cache_dir, repo_id, revision)
