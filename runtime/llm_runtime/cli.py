@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence, TextIO
 
 from llm_common import tgi_rules, vllm
-from llm_common.lora import AdapterRef, SettingsError, adapter_entry, parse_adapters
+from llm_common.lora import AdapterRef, SettingsError, parse_adapters
 from llm_common.termination import termination_message, write_termination_message
 from llm_common.tgi import LauncherSettings, launcher_args, launcher_env
 from llm_runtime import checks, download as dl, launcher
@@ -157,7 +157,7 @@ def launch_plan(env: Mapping[str, str]) -> tuple[LauncherSettings, list[str], di
     With LLM_CACHE_DIR the model is named by its Hub id with HF_HOME=cache and HF_HUB_OFFLINE=1,
     not by its snapshot path: TGI then resolves the revision through refs/ as it does online,
     /info and the OpenAI routes report the real model id, and the argv is the same as when TGI
-    downloads by itself. Adapters are passed by snapshot path (see adapter_entry)."""
+    downloads by itself. Adapters are passed by snapshot path (see launcher.adapter_entry)."""
     cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
     adapter_dirs = {}
     if cache_dir:

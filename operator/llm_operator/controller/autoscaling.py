@@ -12,8 +12,8 @@ from llm_operator.autoscale import loop as scaler_loop
 from llm_operator.autoscale.policy import Decision, GatewayCounts
 from llm_operator.controller import act
 from llm_operator.controller.context import OperatorContext
-from llm_operator.decide.status import Event
 from llm_operator.decide.observed import Observed, spec_of
+from llm_operator.decide.status import Event
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from llm_operator.controller import act, metrics
 from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.workqueue import Retry
 from llm_operator.decide import decision as decisions
-from llm_operator.decide.observed import Key, Observed, spec_of
 from llm_operator.decide import writes
+from llm_operator.decide.observed import Key, Observed, spec_of
 from llm_operator.facts import lookup as model_facts
 from llm_operator.facts.hub import ModelFactsUnavailable
 
