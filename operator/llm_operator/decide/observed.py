@@ -86,7 +86,7 @@ def trim_child(body: Mapping[str, Any]) -> dict:
         "kind": kind,
         "metadata": _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
                                  "deletionTimestamp", "labels", "annotations", "ownerReferences")),
-        SPEC_JSON: json.dumps(_plain(body.get("spec") or {}), separators=(",", ":")),
+        SPEC_JSON: json.dumps(body.get("spec") or {}, separators=(",", ":"), default=_json_default),
         "status": _status_of(kind, body.get("status") or {}),
     }
     if created_as_update(body):
@@ -176,13 +176,30 @@ def trim_storage_class(body: Mapping[str, Any]) -> dict:
             "default": annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"}
 
 
-def _plain(value):
-    """kopf hands out mapping views; decisions and the overlay keep plain dicts and lists."""
-    if isinstance(value, Mapping):
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> Any:
+    """kopf hands out mapping views; decisions and the overlay keep plain dicts and lists.
+    Scalars, dicts and lists are checked by type first: an isinstance against the Mapping
+    ABC for every leaf was a tenth of a reconcile's CPU (profiled)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if kind is list or isinstance(value, tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _json_default(value: Any) -> Any:
+    """For json.dumps: a kopf mapping view as the dict it shows (plain dicts need nothing)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def owner_of(body: Mapping[str, Any]) -> Key | None:
