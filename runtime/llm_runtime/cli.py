@@ -19,14 +19,16 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence, TextIO
+from typing import TextIO
 
 from llm_common import tgi_rules, vllm
 from llm_common.lora import AdapterRef, SettingsError, parse_adapters
 from llm_common.termination import termination_message, write_termination_message
 from llm_common.tgi import LauncherSettings, launcher_args, launcher_env
-from llm_runtime import checks, download as dl, launcher
+from llm_runtime import checks, launcher
+from llm_runtime import download as dl
 from llm_runtime.launcher import ENV_ADAPTERS, ENV_CACHE_DIR, settings_from_env
 
 EXIT_OK, EXIT_RETRYABLE, EXIT_USAGE, EXIT_CHECKS_FAILED, EXIT_PERMANENT = 0, 1, 2, 3, 4

@@ -7,14 +7,14 @@ operator uses too, so the two can never disagree.
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Mapping
+
+from llm_common import tgi_rules
 
 # The pure argv builder and the adapter entries live in the shared leaf, so that the
 # operator writes the same argv without importing the runtime. Re-exported for the CLI.
 from llm_common.lora import AdapterRef, SettingsError, adapter_entry, parse_adapters  # noqa: F401
-from llm_common import tgi_rules
 from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems  # noqa: F401
-
 
 # --- the serving container's environment: how the operator hands settings to `llm-runtime serve`
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from huggingface_hub import try_to_load_from_cache
 
-from support.hub import HubServer
 from llm_operator.facts.hub import facts_from_config
 from llm_runtime import cli
 from llm_runtime.download import (
@@ -33,6 +32,7 @@ from llm_runtime.download import (
     select_model_files,
     termination_message,
 )
+from support.hub import HubServer
 
 MODEL = "acme/tiny-llama"
 ADAPTER = "acme/tiny-support-lora"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from support.hub import HubServer
 from llm_runtime import checks
 from llm_runtime.checks import CheckResult, GpuInfo, cache_check, gpu_verdict, shm_verdict, visible_to_cuda
 from llm_runtime.cli import Measured, run_serve, serve_checks
 from llm_runtime.download import download, download_adapter
+from support.hub import HubServer
 
 VENV_BIN = Path(sys.executable).parent
 GiB, MiB = 1024**3, 1024**2
