@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir  # noqa: F401  (snapshot_dir: re-exported)
-
+from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir
+from llm_common.modelfacts import ModelFacts
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
-from llm_common.modelfacts import ModelFacts
+
 
 # PEFT's short names for the projections of Llama-style blocks, as (in, out) features.
 def module_shapes(facts: ModelFacts) -> dict[str, tuple[int, int]]:
@@ -28,7 +29,7 @@ def module_shapes(facts: ModelFacts) -> dict[str, tuple[int, int]]:
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def adapter_memory_bytes(facts: ModelFacts, config: dict) -> int:
+def adapter_memory_bytes(facts: ModelFacts, config: dict[str, Any]) -> int:
     """rank x (in + out features) x dtype bytes, summed over target modules and layers.
     Unknown module names count as hidden -> hidden; 'all-linear' as every projection."""
     rank = int(config.get("r") or 8)
@@ -47,7 +48,7 @@ def _repo_name(model_id: str) -> str:
     return model_id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
-def base_model_matches(config: dict, model_id: str) -> bool:
+def base_model_matches(config: dict[str, Any], model_id: str) -> bool:
     """Whether the adapter was trained on this model: the same repo, or the same repo name
     under another owner (a mirror or a re-upload of the same weights)."""
     base = str(config.get("base_model_name_or_path") or "")
@@ -59,12 +60,12 @@ def base_model_matches(config: dict, model_id: str) -> bool:
 @dataclass(frozen=True)
 class AdapterCheck:
     adapter: api.Adapter
-    config: dict | None       # adapter_config.json, None when it could not be read
+    config: dict[str, Any] | None  # adapter_config.json, None when it could not be read
     problem: str = ""         # why it is not served ("" = served)
     memory_bytes: int = 0
 
 
-def check_adapter(adapter: api.Adapter, config: dict | None, model_id: str, facts: ModelFacts | None) -> AdapterCheck:
+def check_adapter(adapter: api.Adapter, config: dict[str, Any] | None, model_id: str, facts: ModelFacts | None) -> AdapterCheck:
     if config is None:
         return AdapterCheck(adapter, None)
     if not base_model_matches(config, model_id):
@@ -95,7 +96,7 @@ def adapters_env(adapters: list[api.Adapter]) -> str:
 
 # --- the step: the spec's adapters judged against the model's facts ---------------------------
 
-def adapters_memory(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict | None]) -> Callable[[ModelFacts], float]:
+def adapters_memory(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict[str, Any] | None]) -> Callable[[ModelFacts], float]:
     """The memory of the adapters, for the plan: facts -> bytes (an unread config counts 0)."""
     def adapter_bytes(facts: ModelFacts) -> float:
         return sum(check_adapter(a, configs.get(a.name), spec.model.id, facts).memory_bytes for a in spec.adapters)
@@ -111,7 +112,7 @@ def adapters_verdict(checks: list[AdapterCheck]) -> Verdict:
     return Verdict("True", "Served", f"Serving {len(checks)} adapter(s){note}.")
 
 
-def adapters_status(checks: list[AdapterCheck], commits: dict, cached: bool) -> list[dict]:
+def adapters_status(checks: list[AdapterCheck], commits: Mapping[str, str], cached: bool) -> list[dict[str, Any]]:
     out = []
     for c in checks:
         a = c.adapter
@@ -140,10 +141,10 @@ class Adapters:
     checks: list[AdapterCheck]
     entries: tuple[str, ...]        # the engine's adapter entries (lora_entries)
     condition: Verdict | None       # AdaptersReady (None: the spec has no adapters)
-    status: list[dict]              # status.adapters
+    status: list[dict[str, Any]]    # status.adapters
 
 
-def judge_adapters(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict | None], facts: ModelFacts | None,
+def judge_adapters(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict[str, Any] | None], facts: ModelFacts | None,
                    commits: dict[str, str]) -> Adapters:
     """Each adapter checked against the model; `commits`: those the download Job cached."""
     checks = [check_adapter(a, configs.get(a.name), spec.model.id, facts) for a in spec.adapters]

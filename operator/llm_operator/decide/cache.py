@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from llm_common import termination
 from llm_operator import api
@@ -26,9 +27,9 @@ class CacheObserved:
     job_name: str
     storage_class: str            # asked for ("" = the default)
     storage_class_found: bool     # the named class exists, or a default exists when none is named
-    claim: dict | None
-    job: dict | None
-    job_pods: tuple[dict, ...]
+    claim: dict[str, Any] | None
+    job: dict[str, Any] | None
+    job_pods: tuple[dict[str, Any], ...]
     now: dt.datetime
     storage_classes: tuple[str, ...] = ()   # the names of those that exist
 
@@ -38,21 +39,21 @@ class CacheVerdict:
     condition: Verdict            # WeightsCached
     complete: bool                # the Deployment may be made
     failed: bool                  # cannot progress without a change (Stalled)
-    facts: dict | None            # the model's facts, from the Job's termination message
+    facts: dict[str, Any] | None  # the model's facts, from the Job's termination message
 
 
-def _age_s(obj: dict, now: dt.datetime) -> float:
+def _age_s(obj: dict[str, Any], now: dt.datetime) -> float:
     created = obj.get("metadata", {}).get("creationTimestamp")
     if not created:
         return 0.0
     return (now - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
 
 
-def job_complete(job: dict) -> bool:
+def job_complete(job: dict[str, Any]) -> bool:
     return _job_condition(job, "Complete") is not None
 
 
-def job_finished(job: dict) -> bool:
+def job_finished(job: dict[str, Any]) -> bool:
     """Complete or Failed: no pod of it runs any more."""
     return bool(_job_condition(job, "Complete") or _job_condition(job, "Failed"))
 
@@ -70,7 +71,13 @@ def quantity_bytes(q: str) -> float:
     return float(q)
 
 
-def claim_changes(desired: dict, live: dict) -> list[str]:
+def _storage_request(spec: dict[str, Any]) -> str | None:
+    """A claim spec's requested size, as the quantity it names."""
+    size: str | None = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+    return size
+
+
+def claim_changes(desired: dict[str, Any], live: dict[str, Any]) -> list[str]:
     """What a claim cannot change in place (storage class, access modes, a smaller size):
     each as the spec field and its values, for the condition's message."""
     want, have = desired.get("spec") or {}, live.get("spec") or {}
@@ -79,20 +86,21 @@ def claim_changes(desired: dict, live: dict) -> list[str]:
         out.append(f"spec.cache.storageClassName {have.get('storageClassName') or '(default)'} -> {want['storageClassName']}")
     if want.get("accessModes") != have.get("accessModes"):
         out.append(f"spec.cache.accessMode {','.join(have.get('accessModes') or [])} -> {','.join(want.get('accessModes') or [])}")
-    size = lambda spec: ((spec.get("resources") or {}).get("requests") or {}).get("storage")  # noqa: E731
-    if size(want) and size(have) and quantity_bytes(size(want)) < quantity_bytes(size(have)):
-        out.append(f"spec.cache.size {size(have)} -> {size(want)} (a claim can grow, never shrink)")
+    want_size, have_size = _storage_request(want), _storage_request(have)
+    if want_size and have_size and quantity_bytes(want_size) < quantity_bytes(have_size):
+        out.append(f"spec.cache.size {have_size} -> {want_size} (a claim can grow, never shrink)")
     return out
 
 
-def _job_condition(job: dict, kind: str) -> dict | None:
-    for cond in (job.get("status") or {}).get("conditions") or []:
+def _job_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    conditions: list[dict[str, Any]] = (job.get("status") or {}).get("conditions") or []
+    for cond in conditions:
         if cond.get("type") == kind and cond.get("status") == "True":
             return cond
     return None
 
 
-def storage_class_found(name: str, classes: tuple[dict, ...]) -> bool:
+def storage_class_found(name: str, classes: tuple[dict[str, Any], ...]) -> bool:
     """The named StorageClass exists; with no name, the cluster has a default one."""
     if name:
         return any(sc["name"] == name for sc in classes)
@@ -100,7 +108,9 @@ def storage_class_found(name: str, classes: tuple[dict, ...]) -> bool:
 
 
 def judge_cache(o: CacheObserved) -> CacheVerdict:
-    no = lambda reason, msg, failed=False: CacheVerdict(Verdict("False", reason, msg), False, failed, None)  # noqa: E731
+    def no(reason: str, msg: str, failed: bool = False) -> CacheVerdict:
+        return CacheVerdict(Verdict("False", reason, msg), False, failed, None)
+
     claim = o.claim
     # Judged only before the claim exists: no claim (and so no download Job) is made for a
     # class that is not there, and a claim already made goes on with the class it has.
@@ -157,7 +167,7 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
 
 # --- the step: the cache of one LLMDeployment, judged from what was observed ----------------
 
-def job_pods(observed: Observed, job_name: str) -> tuple[dict, ...]:
+def job_pods(observed: Observed, job_name: str) -> tuple[dict[str, Any], ...]:
     """The pods of one Job (the Job controller labels them with its name)."""
     return observed.pods_labelled({"job-name": job_name})
 

@@ -3,20 +3,23 @@ writes nothing; and the JSON-patch that puts back fields edited by hand."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from llm_operator.decide.manifests import HASH_ANNOTATION
 
 
-def is_subset(desired, live) -> bool:
+def is_subset(desired: object, live: object) -> bool:
     """True when every value in `desired` is in `live` (which may carry defaults and more)."""
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(
-            is_subset(d, l) for d, l in zip(desired, live))
+            is_subset(d, have) for d, have in zip(desired, live, strict=True))
     return desired == live
 
 
-def up_to_date(desired: dict, live: dict | None) -> bool:
+def up_to_date(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
     """The live child is what we want: same desired-hash (nothing changed on our side)
     and every field we set still holds (nothing changed by hand)."""
     if live is None:
@@ -27,7 +30,7 @@ def up_to_date(desired: dict, live: dict | None) -> bool:
         {k: v for k, v in desired["metadata"].items() if k in ("labels", "annotations")}, live["metadata"])
 
 
-def replace_ops(desired: dict, live: dict) -> list[dict]:
+def replace_ops(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[str, Any]]:
     """JSON-patch operations that put back each top-level spec field that differs."""
     have = live.get("spec") or {}
     return [{"op": "replace" if key in have else "add", "path": f"/spec/{key}", "value": value}

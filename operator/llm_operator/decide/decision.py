@@ -13,26 +13,25 @@ write of them (writes.py), and the status with its Event (status.py).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Any
 
 from llm_common import termination
-from llm_operator.decide import adapters as lora
-from llm_operator import api
-from llm_operator.facts import answers as model_facts
-from llm_operator.planning.memory import default_max_total_tokens
-from llm_operator.planning import plan as planning
-from llm_operator.decide import manifests as resources
-from llm_operator.decide import status
-from llm_operator.decide import cache as weights
-from llm_operator.engines import engine_for
 from llm_common.modelfacts import ModelFacts
+from llm_operator import api
 from llm_operator.api.conditions import Verdict
+from llm_operator.decide import adapters as lora
+from llm_operator.decide import cache as weights
+from llm_operator.decide import manifests as resources
+from llm_operator.decide import placement, status
 from llm_operator.decide.observed import Observed, live_child, spec_of, trim_child
-from llm_operator.decide import placement
-from llm_operator.decide.status import Event  # noqa: F401  (re-exported: controller/act.py, autoscaling.py)
+from llm_operator.decide.status import Event
 from llm_operator.decide.writes import CLAIM_MOUNTERS, Writes, writes_for
-from llm_operator.decide.writes import retried  # noqa: F401  (re-exported: controller/loop.py)
+from llm_operator.engines import engine_for
+from llm_operator.facts import answers as model_facts
+from llm_operator.planning import plan as planning
+from llm_operator.planning.memory import default_max_total_tokens
 
 
 @dataclass(frozen=True)
@@ -40,19 +39,19 @@ class Lookups:
     """What was read outside the cluster for this decision."""
 
     facts: model_facts.FactsAnswer
-    adapter_configs: Mapping[str, dict | None] = field(default_factory=dict)   # name -> config (None: unreadable)
+    adapter_configs: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> config (None: unreadable)
     adapters_pending: tuple[str, ...] = ()                                      # being read from the Hub
-    autoscaler: dict | None = None          # status.autoscaler as the autoscaler loop last reported it (None: not yet)
+    autoscaler: dict[str, Any] | None = None  # status.autoscaler as the autoscaler loop last reported it (None: not yet)
 
 
 @dataclass(frozen=True)
 class Decision:
     phase: str
-    desired: tuple[dict, ...] = ()            # every child wanted
-    apply: tuple[dict, ...] = ()              # the wanted children that differ from the live ones
-    prune: tuple[dict, ...] = ()              # owned children no longer wanted (apiVersion, kind, metadata.name)
-    status: dict | None = None                # the whole status wanted
-    status_patch: dict | None = None          # the merge patch from the current status to it (None: no change)
+    desired: tuple[dict[str, Any], ...] = ()  # every child wanted
+    apply: tuple[dict[str, Any], ...] = ()    # the wanted children that differ from the live ones
+    prune: tuple[dict[str, Any], ...] = ()    # owned children no longer wanted (apiVersion, kind, metadata.name)
+    status: dict[str, Any] | None = None      # the whole status wanted
+    status_patch: dict[str, Any] | None = None  # the merge patch from the current status to it (None: no change)
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None        # time alone changes something (a claim left Pending)
     needs_claim: tuple[str, ...] = ()         # kinds in `apply` that mount the cache claim: not made when it could not be
@@ -66,8 +65,8 @@ class FactsQuery:
 
     model_id: str
     revision: str
-    job_report: dict | None
-    status_facts: dict | None
+    job_report: dict[str, Any] | None
+    status_facts: dict[str, Any] | None
 
 
 def owner_of(observed: Observed) -> resources.Owner:
@@ -86,7 +85,7 @@ def facts_query(observed: Observed, spec: api.LLMDeploymentSpec) -> FactsQuery:
 
 
 def rfc3339(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
@@ -165,7 +164,7 @@ def _held(observed: Observed, spec: api.LLMDeploymentSpec, lookups: Lookups, pla
 
 
 def _children(owner: resources.Owner, spec: api.LLMDeploymentSpec, planned: planning.PlanOutcome,
-              facts: ModelFacts | None, adapters: lora.Adapters, serve: bool) -> list[dict]:
+              facts: ModelFacts | None, adapters: lora.Adapters, serve: bool) -> list[dict[str, Any]]:
     """Every child wanted; the serving ones only once the new spec may serve (`serve`)."""
     tokens = spec.limits.max_total_tokens or (default_max_total_tokens(facts) if facts else None)
     return resources.desired_children(owner, spec, resources.Decisions(
@@ -175,7 +174,7 @@ def _children(owner: resources.Owner, spec: api.LLMDeploymentSpec, planned: plan
 
 def _status_inputs(observed: Observed, lookups: Lookups, spec: api.LLMDeploymentSpec, owner: resources.Owner,
                    planned: planning.PlanOutcome, adapters: lora.Adapters, cache: weights.CacheVerdict | None,
-                   serving: tuple[dict, ...], workload: dict | None, blocked: Verdict | None,
+                   serving: tuple[dict[str, Any], ...], workload: dict[str, Any] | None, blocked: Verdict | None,
                    waiting: Verdict | None, writes: Writes) -> status.Observed:
     """What the status is judged from: the serving pods and workload, the plan, the verdicts."""
     current = observed.llmd.get("status") or {}
@@ -210,7 +209,7 @@ def _status_inputs(observed: Observed, lookups: Lookups, spec: api.LLMDeployment
     )
 
 
-def with_applied(observed: Observed, written: list[dict], pruned: list[dict]) -> Observed:
+def with_applied(observed: Observed, written: list[dict[str, Any]], pruned: list[dict[str, Any]]) -> Observed:
     """The observation after our own writes: the live objects the API answered with, and
     the pruned ones gone. Deciding again on it gives the status to report."""
     children = {kind: list(items) for kind, items in observed.children.items()}

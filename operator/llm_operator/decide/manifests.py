@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from llm_operator import api
 from llm_operator.api.names import GATEWAY_IN_FLIGHT
@@ -47,7 +48,7 @@ class Owner:
     namespace: str
     uid: str
 
-    def reference(self) -> dict:
+    def reference(self) -> dict[str, Any]:
         return {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": self.name, "uid": self.uid,
                 "controller": True, "blockOwnerDeletion": True}
 
@@ -87,13 +88,13 @@ def common_labels(owner: Owner, component: str, app_name: str) -> dict[str, str]
     }
 
 
-def _metadata(owner: Owner, spec: api.LLMDeploymentSpec, name: str, component: str) -> dict:
+def _metadata(owner: Owner, spec: api.LLMDeploymentSpec, name: str, component: str) -> dict[str, Any]:
     labels = common_labels(owner, component, engine_for(spec).app_name)
     return {"name": name, "namespace": owner.namespace, "labels": labels,
             "ownerReferences": [owner.reference()]}
 
 
-def with_hash(obj: dict) -> dict:
+def with_hash(obj: dict[str, Any]) -> dict[str, Any]:
     """Stamp the object with a hash of itself, so that any change to what we want is
     seen as a change even where a subset comparison with the live object would miss it
     (a field we stopped setting)."""
@@ -102,13 +103,13 @@ def with_hash(obj: dict) -> dict:
     return obj
 
 
-def template_hash(template: dict) -> str:
+def template_hash(template: dict[str, Any]) -> str:
     """A short, stable digest of a pod template (before the label carrying it is added)."""
     return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _env(spec: api.LLMDeploymentSpec) -> list[dict]:
-    env = [{"name": k, "value": v} for k, v in engine_for(spec).env(spec).items()]
+def _env(spec: api.LLMDeploymentSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in engine_for(spec).env(spec).items()]
     ref = spec.model.token_secret_ref
     if ref is not None:
         # By reference only: the operator never reads the Secret.
@@ -118,7 +119,7 @@ def _env(spec: api.LLMDeploymentSpec) -> list[dict]:
     return env
 
 
-def _tolerations(spec: api.LLMDeploymentSpec) -> list[dict]:
+def _tolerations(spec: api.LLMDeploymentSpec) -> list[dict[str, Any]]:
     # GPU nodes carry nvidia.com/gpu=present:NoSchedule on most clusters.
     tolerations = [{"key": spec.gpu.resource, "operator": "Exists", "effect": "NoSchedule"}]
     for t in spec.scheduling.tolerations:
@@ -126,7 +127,7 @@ def _tolerations(spec: api.LLMDeploymentSpec) -> list[dict]:
     return tolerations
 
 
-def _affinity(spec: api.LLMDeploymentSpec) -> dict | None:
+def _affinity(spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
     """The user's affinity, with the GPU product required in every node selector term."""
     affinity = json.loads(json.dumps(spec.scheduling.affinity))  # a copy we may change
     if spec.gpu.product:
@@ -145,7 +146,7 @@ def _quantity_gi(n: int) -> str:
     return f"{n}Gi"
 
 
-def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group: GroupRole | None = None) -> dict:
+def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group: GroupRole | None = None) -> dict[str, Any]:
     """The serving pod's template: the engine's container with its GPUs, the cache volume and
     the scheduling constraints. For a pod of a multi-node group, its role's argv (a worker
     serves no HTTP: no port and no probes)."""
@@ -171,7 +172,7 @@ def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group
         **(engine.probes() if serves_http else {}),
         "securityContext": {"allowPrivilegeEscalation": False},
     }
-    pod_spec: dict = {
+    pod_spec: dict[str, Any] = {
         "containers": [container],
         "terminationGracePeriodSeconds": engine.termination_grace_seconds,
         "tolerations": _tolerations(spec),
@@ -194,17 +195,17 @@ def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group
     pod_labels = {**spec.pod_labels, **common_labels(owner, "server", engine.app_name), **selector_labels(owner)}
     if group is not None:
         pod_labels[ROLE_LABEL] = LEADER if group.leader else WORKER
-    template_meta: dict = {"labels": pod_labels}
+    template_meta: dict[str, Any] = {"labels": pod_labels}
     if spec.pod_annotations:
         template_meta["annotations"] = dict(spec.pod_annotations)
     return {"metadata": template_meta, "spec": pod_spec}
 
 
-def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict:
+def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict[str, Any]:
     engine = engine_for(spec)
     template = _pod_template(owner, spec, d)
     template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = template_hash(template)
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(owner, spec, owner.name, "server"),
@@ -223,7 +224,7 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
     return with_hash(body)
 
 
-def desired_leaderworkerset(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict:
+def desired_leaderworkerset(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> dict[str, Any]:
     """A replica spanning `d.nodes` nodes: a LeaderWorkerSet group of one pod per node, the
     leader (rank 0) serving HTTP and each worker joining it with its rank. LWS's own webhook
     gives every pod its group labels and the LWS_* variables the ranks and address come from."""
@@ -262,7 +263,7 @@ def desired_leaderworkerset(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisi
     })
 
 
-def desired_service(owner: Owner, spec: api.LLMDeploymentSpec, nodes: int = 1) -> dict:
+def desired_service(owner: Owner, spec: api.LLMDeploymentSpec, nodes: int = 1) -> dict[str, Any]:
     return with_hash({
         "apiVersion": "v1",
         "kind": "Service",
@@ -275,7 +276,7 @@ def desired_service(owner: Owner, spec: api.LLMDeploymentSpec, nodes: int = 1) -
     })
 
 
-def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
+def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
     """Voluntary disruptions (node drains) take at most one replica at a time, when there are
     several: one pod of all of them, so with multi-node groups (where one pod lost restarts
     its whole group) one group at a time."""
@@ -290,7 +291,7 @@ def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
     })
 
 
-def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict | None:
+def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
     """An autoscaling/v2 HPA scaling the LLMDeployment itself through its scale subresource."""
     a = spec.autoscaling
     if a.mode != "hpa":
@@ -340,7 +341,7 @@ def download_job_name(owner: Owner, spec: api.LLMDeploymentSpec) -> str:
     return f"{owner.name[:40]}-download-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
 
 
-def desired_cache_claim(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
+def desired_cache_claim(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any]:
     claim = {
         "accessModes": [spec.cache.access_mode],
         "resources": {"requests": {"storage": spec.cache.size}},
@@ -351,8 +352,8 @@ def desired_cache_claim(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
                       "metadata": _metadata(owner, spec, cache_claim_name(owner), "weight-cache"), "spec": claim})
 
 
-def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
-    env = [
+def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
         {"name": "MODEL_ID", "value": spec.model.id},
         {"name": "REVISION", "value": spec.model.revision},
         {"name": "CACHE_DIR", "value": "/data"},
@@ -368,10 +369,10 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
     # Only what the download itself needs: the serving pods' spec.podAnnotations (a scraper,
     # a mesh, a log shipper) are not its business, and a Job's pod template is immutable, so
     # each such field here would force the Job to be re-created for no change in what it does.
-    template_meta: dict = {"labels": {**common_labels(owner, "weight-download", engine_for(spec).app_name)}}
+    template_meta: dict[str, Any] = {"labels": {**common_labels(owner, "weight-download", engine_for(spec).app_name)}}
     if spec.cache.pod_annotations:
         template_meta["annotations"] = dict(spec.cache.pod_annotations)
-    job = {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _metadata(owner, spec, download_job_name(owner, spec), "weight-download"),
@@ -409,7 +410,7 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict:
     return with_hash(job)
 
 
-def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> list[dict]:
+def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> list[dict[str, Any]]:
     """Everything the LLMDeployment should own, in the order to apply it."""
     children = [desired_service(owner, spec, d.nodes)]
     if spec.cache.enabled:

@@ -7,8 +7,9 @@ pods, nodes and StorageClasses that the read model (controller/readmodel.py) han
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, overload
+from typing import Any, overload
 
 from llm_operator import api
 from llm_operator.api import FIELD_MANAGER
@@ -30,12 +31,12 @@ Key = tuple[str, str]   # (namespace, name) of an LLMDeployment
 # --- trimming: a watched object -> the few fields decisions read (pure) -----------------------
 
 
-def _meta(body: Mapping[str, Any], keys: Iterable[str]) -> dict:
+def _meta(body: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     return {k: meta[k] for k in keys if meta.get(k) is not None}
 
 
-def trim_llmdeployment(body: Mapping[str, Any]) -> dict:
+def trim_llmdeployment(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp"))
     # Of the annotations only the gateway's wake-up time is read (status.lastWokenByRequest).
     woken = ((body.get("metadata") or {}).get("annotations") or {}).get(api.WOKEN_ANNOTATION)
@@ -56,7 +57,7 @@ _CHILD_STATUS = {
 }
 
 
-def _status_of(kind: str, status: Mapping[str, Any]) -> dict:
+def _status_of(kind: str, status: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: _plain(status[k]) for k in _CHILD_STATUS.get(kind, ()) if k in status}
     if kind == "Deployment" and "conditions" in out:
         # Only a rollout past its deadline is read; the controller manager rewrites the
@@ -76,7 +77,7 @@ def created_as_update(body: Mapping[str, Any]) -> bool:
                for e in (body.get("metadata") or {}).get("managedFields") or [])
 
 
-def trim_child(body: Mapping[str, Any]) -> dict:
+def trim_child(body: Mapping[str, Any]) -> dict[str, Any]:
     """A child as decisions read it: identity, our labels and annotations, owners, its spec
     (as JSON text), the status fields that say how it is doing, and whether our fields are
     still recorded as the create's update."""
@@ -98,23 +99,26 @@ def same_but_version(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -
     """Two trimmed states of one object that no decision can tell apart."""
     if a is None or b is None:
         return False
-    strip = lambda o: {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}}  # noqa: E731
-    return strip(a) == strip(b)
+    return _without_version(a) == _without_version(b)
 
 
-def child_spec(child: Mapping[str, Any]) -> dict:
+def _without_version(o: Mapping[str, Any]) -> dict[str, Any]:
+    return {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}}
+
+
+def child_spec(child: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(child[SPEC_JSON]) if SPEC_JSON in child else dict(child.get("spec") or {})
 
 
 @overload
-def live_child(child: Mapping[str, Any]) -> dict: ...
+def live_child(child: Mapping[str, Any]) -> dict[str, Any]: ...
 @overload
 def live_child(child: None) -> None: ...
 @overload
-def live_child(child: Mapping[str, Any] | None) -> dict | None: ...
+def live_child(child: Mapping[str, Any] | None) -> dict[str, Any] | None: ...
 
 
-def live_child(child: Mapping[str, Any] | None) -> dict | None:
+def live_child(child: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A trimmed child as the comparisons and the status read it (its spec as a dict)."""
     if child is None:
         return None
@@ -122,7 +126,7 @@ def live_child(child: Mapping[str, Any] | None) -> dict | None:
             "spec": child_spec(child), "status": child.get("status") or {}}
 
 
-def trim_pod(body: Mapping[str, Any]) -> dict:
+def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     """A pod: whether it is scheduled and ready, its IP (the autoscaler scrapes it) and its
     containers' waiting and terminated states (why a serving pod cannot start; the download
     Job reports the model's facts in its termination message)."""
@@ -130,7 +134,7 @@ def trim_pod(body: Mapping[str, Any]) -> dict:
     conditions = [{k: c[k] for k in ("type", "status", "reason", "message") if c.get(k) is not None}
                   for c in status.get("conditions") or [] if c.get("type") in ("PodScheduled", "Ready")]
     containers = [c for c in (_container_status(cs) for cs in status.get("containerStatuses") or []) if c]
-    out: dict = {"metadata": _meta(body, ("name", "namespace", "creationTimestamp", "deletionTimestamp", "labels"))}
+    out: dict[str, Any] = {"metadata": _meta(body, ("name", "namespace", "creationTimestamp", "deletionTimestamp", "labels"))}
     out["status"] = {"conditions": conditions}
     if status.get("podIP"):
         out["status"]["podIP"] = status["podIP"]
@@ -143,10 +147,10 @@ def trim_pod(body: Mapping[str, Any]) -> dict:
 _STATE_FIELDS = {"waiting": ("reason", "message"), "terminated": ("reason", "exitCode", "message")}
 
 
-def _container_status(cs: Mapping[str, Any]) -> dict | None:
+def _container_status(cs: Mapping[str, Any]) -> dict[str, Any] | None:
     """A container's status as decisions read it: why it is waiting or how it last ended,
     and its restarts; None for a container running without a restart (nothing to say)."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key in ("state", "lastState"):
         for phase, fields in _STATE_FIELDS.items():
             detail = (cs.get(key) or {}).get(phase) or {}
@@ -160,7 +164,7 @@ def _container_status(cs: Mapping[str, Any]) -> dict | None:
     return out or None
 
 
-def trim_node(body: Mapping[str, Any]) -> dict:
+def trim_node(body: Mapping[str, Any]) -> dict[str, Any]:
     """A node: its labels (the GPU product for planning; any label a nodeSelector may name)
     and its allocatable extended resources (GPUs), so that status can tell a pod no node
     could ever hold from one waiting for GPUs to free up."""
@@ -170,7 +174,7 @@ def trim_node(body: Mapping[str, Any]) -> dict:
             "status": {"allocatable": {k: str(v) for k, v in allocatable.items() if "/" in k}}}
 
 
-def trim_storage_class(body: Mapping[str, Any]) -> dict:
+def trim_storage_class(body: Mapping[str, Any]) -> dict[str, Any]:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return {"name": (body.get("metadata") or {}).get("name"),
             "default": annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"}
@@ -224,26 +228,27 @@ class Refusal:
 class Observed:
     """Everything a decision about one LLMDeployment may read, as plain values."""
 
-    llmd: dict                                       # trimmed LLMDeployment
-    children: dict[str, tuple[dict, ...]] = field(default_factory=dict)   # kind -> labelled with its name
-    pods: tuple[dict, ...] = ()                      # pods labelled with its name (serving and download)
-    nodes: tuple[dict, ...] = ()                     # nodes: labels and allocatable GPUs
-    storage_classes: tuple[dict, ...] = ()           # {name, default}
+    llmd: dict[str, Any]                             # trimmed LLMDeployment
+    children: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # kind -> labelled with its name
+    pods: tuple[dict[str, Any], ...] = ()            # pods labelled with its name (serving and download)
+    nodes: tuple[dict[str, Any], ...] = ()           # nodes: labels and allocatable GPUs
+    storage_classes: tuple[dict[str, Any], ...] = ()  # {name, default}
     namespace_terminating: bool = False              # a write was refused: the namespace is going away
     refused: Mapping[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> the API refused our write
     multi_node: bool = False                         # the operator makes (and watches) LeaderWorkerSets
     # The spec parsed once per generation by the read model: an api.LLMDeploymentSpec, or the
     # api.InvalidSpec it raised; None in an observation made by hand (render, tests): parsed on use.
-    spec: Any = None
+    spec: api.LLMDeploymentSpec | api.InvalidSpec | None = None
 
     @property
-    def meta(self) -> dict:
-        return self.llmd["metadata"]
+    def meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = self.llmd["metadata"]
+        return meta
 
-    def child(self, kind: str, name: str) -> dict | None:
+    def child(self, kind: str, name: str) -> dict[str, Any] | None:
         return next((c for c in self.children.get(kind, ()) if c["metadata"]["name"] == name), None)
 
-    def pods_labelled(self, labels: Mapping[str, str]) -> tuple[dict, ...]:
+    def pods_labelled(self, labels: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
         """The pods carrying every one of these labels."""
         return tuple(p for p in self.pods
                      if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in labels.items()))

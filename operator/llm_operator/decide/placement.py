@@ -8,6 +8,8 @@ could ever hold it: said in status (WaitingForGPUs, or NoNodeFits and Stalled).
 
 from __future__ import annotations
 
+from typing import Any
+
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide import manifests as resources
@@ -19,7 +21,7 @@ LWS_INSTALL = ("kubectl apply --server-side -f "
                "https://github.com/kubernetes-sigs/lws/releases/download/v0.9.0/manifests.yaml")
 
 
-def serving_pods(observed: Observed, owner: resources.Owner) -> tuple[dict, ...]:
+def serving_pods(observed: Observed, owner: resources.Owner) -> tuple[dict[str, Any], ...]:
     """The serving pods (the download Job's pods carry no selector label)."""
     return observed.pods_labelled(resources.selector_labels(owner))
 
@@ -41,7 +43,7 @@ def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: in
 
 
 def no_node_fits(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int,
-                 pods: tuple[dict, ...]) -> str | None:
+                 pods: tuple[dict[str, Any], ...]) -> str | None:
     """Of serving pods the scheduler cannot place: why no node could ever hold one. None when
     every pod is placed, or when some node could hold them once GPUs free up (they wait)."""
     if not unschedulable_pods(pods):

@@ -20,7 +20,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
@@ -50,14 +50,14 @@ class Observed:
     gpus: int
     selector: str
     url: str
-    deployment: dict | None = None      # live workload (Deployment or LeaderWorkerSet), if any
+    deployment: dict[str, Any] | None = None  # live workload (Deployment or LeaderWorkerSet), if any
     workload: str = "Deployment"        # its kind
     group_size: int = 1                 # pods per replica (a LeaderWorkerSet group: one per node)
-    pods: tuple[dict, ...] = ()         # serving pods (trimmed)
+    pods: tuple[dict[str, Any], ...] = ()  # serving pods (trimmed)
     no_node_fits: str | None = None     # why no node could ever hold a serving pod (None: some node could)
     blocked: Verdict | None = None      # a spec that cannot work (DoesNotFit, InvalidSpec, ...)
     waiting: Verdict | None = None      # a prerequisite under way (planning, downloading weights)
-    extra: dict = field(default_factory=dict)   # more status fields as they are (plan, modelFacts)
+    extra: dict[str, Any] = field(default_factory=dict)  # more status fields as they are (plan, modelFacts)
     extra_conditions: dict[str, Verdict] = field(default_factory=dict)
     # A child of this generation could not be written (refused, a name taken, an immutable
     # field): status.observedGeneration stays where it was, so no client reads the new spec as done.
@@ -66,41 +66,41 @@ class Observed:
     woken_at: str | None = None         # when the gateway last woke it from zero (its annotation)
 
 
-def _active(pods: tuple[dict, ...]) -> list[dict]:
+def _active(pods: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     return [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
 
 
-def _pod_condition(pod: dict, kind: str) -> dict:
+def _pod_condition(pod: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == kind), {})
 
 
-def unschedulable_pods(pods: tuple[dict, ...]) -> list[dict]:
+def unschedulable_pods(pods: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     """The pods the scheduler has said it cannot place (not those being deleted)."""
     return [p for p in _active(pods) if _pod_condition(p, "PodScheduled").get("status") == "False"
             and _pod_condition(p, "PodScheduled").get("reason") == "Unschedulable"]
 
 
-def unschedulable_message(pods: tuple[dict, ...]) -> str | None:
+def unschedulable_message(pods: tuple[dict[str, Any], ...]) -> str | None:
     """The scheduler's own message for the first pod it could not place."""
     for pod in unschedulable_pods(pods):
         return _pod_condition(pod, "PodScheduled").get("message") or "The scheduler could not place a pod."
     return None
 
 
-def pod_templates(workload: dict | None) -> list[dict]:
+def pod_templates(workload: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The pod templates of a live Deployment (one) or LeaderWorkerSet (leader's, worker's)."""
     spec = (workload or {}).get("spec") or {}
     group = spec.get("leaderWorkerTemplate") or {}
     return [t for t in (spec.get("template"), group.get("leaderTemplate"), group.get("workerTemplate")) if t]
 
 
-def template_revision(deployment: dict) -> str | None:
+def template_revision(deployment: dict[str, Any]) -> str | None:
     """The revision of the live workload's pod template (None: made before the label existed)."""
     templates = pod_templates(deployment)
     return ((templates[0].get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) if templates else None
 
 
-def ready_of_revision(pods: tuple[dict, ...], revision: str, group_size: int = 1) -> int:
+def ready_of_revision(pods: tuple[dict[str, Any], ...], revision: str, group_size: int = 1) -> int:
     """Ready replicas that run this revision of the pod template: pods, or groups (by LWS's
     group-index label) whose `group_size` pods are all ready."""
     ready = [p for p in _active(pods) if _labels(p).get(TEMPLATE_HASH_LABEL) == revision
@@ -115,11 +115,11 @@ def ready_of_revision(pods: tuple[dict, ...], revision: str, group_size: int = 1
     return sum(1 for n in groups.values() if n >= group_size)
 
 
-def _labels(pod: dict) -> dict:
+def _labels(pod: dict[str, Any]) -> dict[str, Any]:
     return (pod.get("metadata") or {}).get("labels") or {}
 
 
-def _group_words(pod: dict) -> str:
+def _group_words(pod: dict[str, Any]) -> str:
     """Which pod of which group, for a message about a multi-node replica."""
     role = "a worker" if _labels(pod).get(ROLE_LABEL) == WORKER else "the leader"
     index = _labels(pod).get(LWS_GROUP_INDEX_LABEL)
@@ -142,8 +142,9 @@ class ContainerTrouble:
     stalled: bool        # no wait can heal it
 
 
-def _pod_name(pod: dict) -> str:
-    return (pod.get("metadata") or {}).get("name", "a pod")
+def _pod_name(pod: dict[str, Any]) -> str:
+    name: str = (pod.get("metadata") or {}).get("name", "a pod")
+    return name
 
 
 def _missing_secret(message: str) -> str:
@@ -159,7 +160,7 @@ def _missing_secret(message: str) -> str:
     return "Fix what the kubelet names (a Secret, a ConfigMap or a key in them)."
 
 
-def _memory_limit(deployment: dict | None, container: str) -> str | None:
+def _memory_limit(deployment: dict[str, Any] | None, container: str) -> str | None:
     for template in pod_templates(deployment):
         for c in (template.get("spec") or {}).get("containers") or []:
             if c.get("name") == container:
@@ -167,14 +168,14 @@ def _memory_limit(deployment: dict | None, container: str) -> str | None:
     return None
 
 
-def _ended(terminated: dict) -> str:
+def _ended(terminated: dict[str, Any]) -> str:
     """How a container last ended: exit code and the tail of its termination message."""
     text = f"exit code {terminated.get('exitCode', '?')}"
     message = (terminated.get("message") or "").strip()
     return text + (f", saying: {message[-300:]}" if message else "")
 
 
-def container_trouble(pod: dict, deployment: dict | None = None) -> ContainerTrouble | None:
+def container_trouble(pod: dict[str, Any], deployment: dict[str, Any] | None = None) -> ContainerTrouble | None:
     """Why this pod's containers cannot start (from the kubelet's container states), or None."""
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         name = cs.get("name", "the container")
@@ -216,31 +217,37 @@ def container_trouble(pod: dict, deployment: dict | None = None) -> ContainerTro
     return None
 
 
-def _of_revision(pods: tuple[dict, ...], revision: str | None) -> list[dict]:
+def _of_revision(pods: tuple[dict[str, Any], ...], revision: str | None) -> list[dict[str, Any]]:
     """Active pods of this template revision (all active pods when it is not known)."""
     return [p for p in _active(pods)
             if revision is None or ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) == revision]
 
 
-def _deployment_condition(deployment: dict, kind: str) -> dict | None:
-    for cond in (deployment.get("status") or {}).get("conditions") or []:
+def _deployment_condition(deployment: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    conditions: list[dict[str, Any]] = (deployment.get("status") or {}).get("conditions") or []
+    for cond in conditions:
         if cond.get("type") == kind:
             return cond
     return None
 
 
-def settled(deployment: dict) -> bool:
+def settled(deployment: dict[str, Any]) -> bool:
     """Every replica updated and ready, for the current generation: no pod to ask about."""
     st = deployment.get("status") or {}
     want = (deployment.get("spec") or {}).get("replicas", 1)
-    return (st.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
-            and (st.get("readyReplicas") or 0) == want == (st.get("updatedReplicas") or 0) == (st.get("replicas") or 0))
+    return bool(st.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
+                and (st.get("readyReplicas") or 0) == want == (st.get("updatedReplicas") or 0) == (st.get("replicas") or 0))
 
 
 def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     """phase, Ready, Reconciling, Stalled."""
-    no = lambda reason, msg: Verdict("False", reason, msg)  # noqa: E731
-    yes = lambda reason, msg: Verdict("True", reason, msg)  # noqa: E731
+
+    def no(reason: str, msg: str) -> Verdict:
+        return Verdict("False", reason, msg)
+
+    def yes(reason: str, msg: str) -> Verdict:
+        return Verdict("True", reason, msg)
+
     serving = ((o.deployment or {}).get("status") or {}).get("readyReplicas") or 0
     still = f" The previous version keeps serving with {serving} ready replica(s)." if serving else ""
     if o.blocked is not None:
@@ -335,7 +342,7 @@ def instant(text: str | None) -> dt.datetime | None:
     return when if when.tzinfo is not None else None
 
 
-def woken_at(meta: Mapping) -> str | None:
+def woken_at(meta: Mapping[str, Any]) -> str | None:
     """When the gateway last woke this model from zero, if its annotation (in the
     LLMDeployment's metadata) holds a time."""
     text = (meta.get("annotations") or {}).get(api.WOKEN_ANNOTATION)
@@ -346,7 +353,7 @@ def woken_prefix(woken_at: str) -> str:
     return f"Woken from zero by a request at {woken_at}; "
 
 
-def waking(o: Observed, previous: dict, ready: Verdict) -> bool:
+def waking(o: Observed, previous: dict[str, Any], ready: Verdict) -> bool:
     """Whether the model is on its way up from a wake by a request: not ready, asked to run,
     and this wake either seen for the first time (the gateway wakes only a model at zero, and
     may write its annotation after the status already shows the pods starting) or already
@@ -355,11 +362,11 @@ def waking(o: Observed, previous: dict, ready: Verdict) -> bool:
         return False
     if previous.get("lastWokenByRequest") != o.woken_at:
         return True
-    before = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
+    before: dict[str, Any] = next((c for c in previous.get("conditions") or [] if c.get("type") == "Ready"), {})
     return (before.get("message") or "").startswith(woken_prefix(o.woken_at))
 
 
-def merge_condition(previous: list[dict], ctype: str, v: Verdict, generation: int, now: str) -> dict:
+def merge_condition(previous: list[dict[str, Any]], ctype: str, v: Verdict, generation: int, now: str) -> dict[str, Any]:
     """The condition, keeping lastTransitionTime unless its status changed."""
     old = next((c for c in previous if c.get("type") == ctype), None)
     since = old["lastTransitionTime"] if old and old.get("status") == v.status and old.get("lastTransitionTime") else now
@@ -367,10 +374,10 @@ def merge_condition(previous: list[dict], ctype: str, v: Verdict, generation: in
             "lastTransitionTime": since, "observedGeneration": generation}
 
 
-def desired_status(o: Observed, previous: dict, now: str) -> dict:
+def desired_status(o: Observed, previous: dict[str, Any], now: str) -> dict[str, Any]:
     """The full status to write (compare with the current one before writing)."""
     phase, ready, reconciling, stalled = judge(o)
-    if waking(o, previous, ready):
+    if o.woken_at is not None and waking(o, previous, ready):
         # The reason and phase stay what the pods say; the message says why they start.
         ready = replace(ready, message=woken_prefix(o.woken_at) + ready.message)
         if reconciling.status == "True":
@@ -386,7 +393,7 @@ def desired_status(o: Observed, previous: dict, now: str) -> dict:
     ready_replicas = st.get("readyReplicas", 0) or 0
     want = o.desired_replicas if o.desired_replicas is not None else replicas
     done = previous.get("observedGeneration") if o.behind else o.generation
-    out = {
+    out: dict[str, Any] = {
         "observedGeneration": done,
         "phase": phase,
         "conditions": conditions,
@@ -402,20 +409,24 @@ def desired_status(o: Observed, previous: dict, now: str) -> dict:
     return without_nulls(out)
 
 
-def without_nulls(value):
+def without_nulls(value: dict[str, Any]) -> dict[str, Any]:
     """The value as the apiserver stores it after a merge patch, where null means 'remove'."""
+    return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+
+
+def _without_nulls(value: object) -> object:
     if isinstance(value, dict):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+        return without_nulls(value)
     if isinstance(value, list):
-        return [without_nulls(v) for v in value]
+        return [_without_nulls(v) for v in value]
     return value
 
 
-def status_patch(current: dict, desired: dict) -> dict | None:
+def status_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any] | None:
     """A JSON merge patch (RFC 7386) turning `current` into `desired`, or None when nothing
     would change. Nested objects are patched key by key, so a key gone from a nested
     object is removed (null) rather than left behind by the merge."""
-    patch: dict = {}
+    patch: dict[str, Any] = {}
     for key in current.keys() | desired.keys():
         if key not in desired:
             patch[key] = None
@@ -434,7 +445,7 @@ if TYPE_CHECKING:
 D = TypeVar("D", bound="DataclassInstance")
 
 
-def with_status(decision: D, current: dict, now: str, inputs: Observed) -> D:
+def with_status(decision: D, current: dict[str, Any], now: str, inputs: Observed) -> D:
     """The decision (any dataclass with phase, status, status_patch and events) with the status
     wanted, the patch to it, and one Event when the phase or Ready's reason changes."""
     wanted = desired_status(inputs, current, now)

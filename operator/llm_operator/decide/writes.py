@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
@@ -41,23 +42,23 @@ CLAIM_MOUNTERS = ("Job", *SERVING_WORKLOADS)
 Problem = tuple[Verdict, bool]     # what to say, and whether only a change can help
 
 
-def _key(obj: dict) -> tuple[str, str]:
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
 
 
-def _ref(obj: dict) -> dict:
+def _ref(obj: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
             "metadata": {"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace", "")}}
 
 
 # --- ownership ------------------------------------------------------------------------------
 
-def owned(child: dict, uid: str) -> bool:
+def owned(child: dict[str, Any], uid: str) -> bool:
     """The child carries our controller reference."""
     return any(ref.get("uid") == uid and ref.get("controller") for ref in child["metadata"].get("ownerReferences") or [])
 
 
-def owner_words(child: dict) -> str:
+def owner_words(child: dict[str, Any]) -> str:
     """Who holds an object, for a message: its controller, else its owners, else nobody."""
     refs = child["metadata"].get("ownerReferences") or []
     ref = next((r for r in refs if r.get("controller")), None) or (refs[0] if refs else None)
@@ -105,7 +106,7 @@ class Outcome:
     """What to do with one desired child."""
 
     apply: bool = False                 # write it (it differs from the live one, or there is none)
-    replace: tuple[dict, ...] = ()      # delete these (it, and what goes with it), made again once gone
+    replace: tuple[dict[str, Any], ...] = ()  # delete these (it, and what goes with it), made again once gone
     problem: Problem | None = None      # why it is not written
     unmountable: bool = False           # (the cache claim) nothing may mount it now: not ours, going, or replaced
 
@@ -120,15 +121,15 @@ class Claimants:
 
     pods: int                       # serving pods (a workload asking for replicas counts as its pods to come)
     downloads: int                  # pods of download Jobs still running
-    jobs: tuple[dict, ...] = ()     # our Jobs not being deleted, as references: replaced with the claim
+    jobs: tuple[dict[str, Any], ...] = ()  # our Jobs not being deleted, as references: replaced with the claim
 
 
-def foreign_owner(want: dict, live: dict, owner: resources.Owner) -> Outcome:
+def foreign_owner(want: dict[str, Any], live: dict[str, Any], owner: resources.Owner) -> Outcome:
     """A live object of that name that is not ours: never written. An earlier LLMDeployment of
     this name (that uid no longer exists) is waited for: the garbage collector removes it, and
     its deletion wakes us to make ours. Anyone else's is a conflict only a change resolves."""
     kind, name = _key(want)
-    ref: dict = next((r for r in live["metadata"].get("ownerReferences") or [] if r.get("controller")), {})
+    ref: dict[str, Any] = next((r for r in live["metadata"].get("ownerReferences") or [] if r.get("controller")), {})
     if ref.get("kind") == api.KIND and ref.get("name") == owner.name:
         problem = (Verdict("False", "Creating", f"Waiting for the garbage collector to remove {kind}/{name} of an "
                            "earlier LLMDeployment of this name."), False)
@@ -137,12 +138,12 @@ def foreign_owner(want: dict, live: dict, owner: resources.Owner) -> Outcome:
     return Outcome(problem=problem, unmountable=kind == "PersistentVolumeClaim")
 
 
-def being_deleted(want: dict) -> Outcome:
+def being_deleted(want: dict[str, Any]) -> Outcome:
     """Being deleted (replaced, or by hand): made again when its deletion wakes us."""
     return Outcome(unmountable=want["kind"] == "PersistentVolumeClaim")
 
 
-def claim_changed(want: dict, changes: list[str], claimants: Claimants) -> Outcome:
+def claim_changed(want: dict[str, Any], changes: list[str], claimants: Claimants) -> Outcome:
     """The cache claim's spec changed in a way a claim cannot change in place. Mounted by a pod
     of ours: left as it is, and said. Mounted by none: deleted to be made again, with the Jobs
     whose downloads it held."""
@@ -157,7 +158,7 @@ def claim_changed(want: dict, changes: list[str], claimants: Claimants) -> Outco
     return Outcome(replace=(_ref(want), *claimants.jobs), unmountable=True)
 
 
-def download_job(want: dict, live: dict) -> Outcome:
+def download_job(want: dict[str, Any], live: dict[str, Any]) -> Outcome:
     """A download Job that exists. Done: left alone (what it downloads is in its name, so no
     other field is worth downloading again for). Its pod template changed: re-created, as a
     Job's template is immutable (the old pod gone first, so that two never write the same
@@ -170,11 +171,11 @@ def download_job(want: dict, live: dict) -> Outcome:
     return apply_if_changed(want, live)
 
 
-def apply_if_changed(want: dict, live: dict | None) -> Outcome:
+def apply_if_changed(want: dict[str, Any], live: dict[str, Any] | None) -> Outcome:
     return LEAVE if up_to_date(want, live) else APPLY
 
 
-def judge_child(want: dict, live: dict | None, owner: resources.Owner, mountable: bool,
+def judge_child(want: dict[str, Any], live: dict[str, Any] | None, owner: resources.Owner, mountable: bool,
                 claimants: Callable[[], Claimants]) -> Outcome:
     """One desired child against its live self (as `live_child` gives it, None: there is none).
     `mountable`: the cache claim is ours and stays; `claimants`: asked only of a changed claim."""
@@ -194,8 +195,8 @@ def judge_child(want: dict, live: dict | None, owner: resources.Owner, mountable
     return apply_if_changed(want, live)
 
 
-def claimants_of(observed: Observed, owner: resources.Owner, serving: tuple[dict, ...],
-                 workload: dict | None) -> Claimants:
+def claimants_of(observed: Observed, owner: resources.Owner, serving: tuple[dict[str, Any], ...],
+                 workload: dict[str, Any] | None) -> Claimants:
     """The serving pods, the running download pods and our Jobs: what mounts the claim."""
     wanted = ((workload or {}).get("spec") or {}).get("replicas", 0) if workload else 0
     running = [job for job in observed.children.get("Job", ()) if not weights.job_finished(live_child(job))]
@@ -215,9 +216,9 @@ def _joined(verdicts: list[Verdict]) -> Verdict | None:
 class Writes:
     """What to write of the desired children, what to prune, and which cannot be written."""
 
-    apply: tuple[dict, ...] = ()
-    replace: tuple[dict, ...] = ()          # deleted now, made again once gone
-    prune: tuple[dict, ...] = ()            # owned children no longer wanted, and those replaced
+    apply: tuple[dict[str, Any], ...] = ()
+    replace: tuple[dict[str, Any], ...] = ()  # deleted now, made again once gone
+    prune: tuple[dict[str, Any], ...] = ()  # owned children no longer wanted, and those replaced
     problems: tuple[Problem, ...] = ()
 
     @property
@@ -231,7 +232,7 @@ class Writes:
         return _joined([v for v, permanent in self.problems if not permanent])
 
 
-def prunable(observed: Observed, owner: resources.Owner, desired: list[dict], keep: tuple[str, ...]) -> tuple[dict, ...]:
+def prunable(observed: Observed, owner: resources.Owner, desired: list[dict[str, Any]], keep: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     """Children we own (our controller reference, not just our label) that are no longer wanted."""
     wanted = {_key(d) for d in desired}
     out = []
@@ -246,10 +247,10 @@ def prunable(observed: Observed, owner: resources.Owner, desired: list[dict], ke
     return tuple(out)
 
 
-def judge_children(observed: Observed, owner: resources.Owner, desired: list[dict], serving: tuple[dict, ...],
-                   workload: dict | None) -> list[Outcome]:
+def judge_children(observed: Observed, owner: resources.Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
+                   workload: dict[str, Any] | None) -> list[Outcome]:
     """Each desired child's outcome, in order; the cache claim's first, as the others mount it."""
-    def judge(want: dict, mountable: bool = True) -> Outcome:
+    def judge(want: dict[str, Any], mountable: bool = True) -> Outcome:
         live = live_child(observed.child(*_key(want)))
         return judge_child(want, live, owner, mountable, lambda: claimants_of(observed, owner, serving, workload))
 
@@ -258,8 +259,8 @@ def judge_children(observed: Observed, owner: resources.Owner, desired: list[dic
     return [claimed if want is claim else judge(want, not claimed.unmountable) for want in desired]
 
 
-def writes_for(observed: Observed, owner: resources.Owner, desired: list[dict], serving: tuple[dict, ...],
-               workload: dict | None, serve: bool) -> Writes:
+def writes_for(observed: Observed, owner: resources.Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
+               workload: dict[str, Any] | None, serve: bool) -> Writes:
     """The writes of the desired children: applied, replaced, pruned, and the problems with
     them (each child's, and every refusal of a write). `serve`: the new spec may serve now;
     until then, whatever serves goes on serving (nothing serving is pruned)."""
