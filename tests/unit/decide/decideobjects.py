@@ -14,7 +14,7 @@ from llm_operator.decide.observed import Observed, trim_child
 from llm_operator.facts import lookup as facts
 from llm_operator.facts.hub import ModelFacts
 
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 UID = "uid-1"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from support.hub import HubServer
-from llm_operator.decide import adapters as lora
 from llm_operator import api
+from llm_operator.decide import adapters as lora
 from llm_operator.facts.hub import facts_from_local
 from llm_operator.planning.planner import PlanRequest, plan
 from llm_runtime.launcher import LauncherSettings, launcher_args
+from support.hub import HubServer
 
 MODELS = Path(__file__).resolve().parents[2] / "data" / "models"
 MISTRAL = facts_from_local(MODELS / "mistral-7b" / "config.json", 7241732096, model_id="mistralai/Mistral-7B-v0.1")

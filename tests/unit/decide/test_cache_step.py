@@ -37,7 +37,7 @@ def test_cache_first_the_claim_and_the_job_then_the_deployment():
 
 def test_a_claim_pending_is_looked_at_again_when_only_time_would_tell():
     d = decide(observed(spec=CACHE, storage_classes=FAST, children=[claim("Pending")]), KNOWN,
-               dt.datetime(2025, 12, 31, 23, 58, 10, tzinfo=dt.timezone.utc))
+               dt.datetime(2025, 12, 31, 23, 58, 10, tzinfo=dt.UTC))
     assert cond(d, "WeightsCached")[1] == "ClaimPending" and d.requeue_after == 61
     late = decide(observed(spec=CACHE, storage_classes=FAST, children=[claim("Pending")]), KNOWN, NOW)
     assert "has been Pending for 120s" in cond(late, "WeightsCached")[2] and late.requeue_after is None

@@ -179,7 +179,7 @@ def failing_pod(waiting=None, last=None, restarts=0, revision="r2", name="m-abc"
     """A pod of `revision` whose engine container is waiting (reason, message) and last ended `last`."""
     cs = {"name": "engine", "restartCount": restarts}
     if waiting:
-        cs["state"] = {"waiting": dict(zip(("reason", "message"), waiting))}
+        cs["state"] = {"waiting": dict(zip(("reason", "message"), waiting, strict=True))}
     if last:
         cs["lastState"] = {"terminated": last}
     return {"metadata": {"name": name, "labels": {TEMPLATE_HASH_LABEL: revision}},

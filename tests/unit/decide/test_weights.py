@@ -7,7 +7,7 @@ import json
 
 from llm_operator.decide.cache import CacheObserved, judge_cache
 
-NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 BOUND = {"metadata": {"creationTimestamp": "2026-01-01T11:00:00Z"}, "status": {"phase": "Bound"}}
 
 
