@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from llm_operator import api
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import INSTANCE_LABEL, MANAGED_BY
 from llm_operator.kube.client import Kube
 
 
@@ -50,8 +50,8 @@ def cluster_clock_lags(kube: Kube, namespace: str, kinds: list[tuple[str, str]])
     owners = {o["metadata"]["name"]: ts(o) for o in kube.list(api.API_VERSION, api.KIND, namespace)}
     last_child: dict[str, float] = {}
     for av, kind in kinds:
-        for c in kube.list(av, kind, namespace, f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"):
-            owner = (c["metadata"].get("labels") or {}).get(resources.INSTANCE_LABEL)
+        for c in kube.list(av, kind, namespace, f"app.kubernetes.io/managed-by={MANAGED_BY}"):
+            owner = (c["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
             if owner in owners:
                 last_child[owner] = max(last_child.get(owner, 0.0), ts(c))
     return [last_child[n] - owners[n] for n in owners if n in last_child]

@@ -7,7 +7,7 @@ import functools
 import time
 
 from llm_operator import api
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import Decisions, Owner, desired_children
 from llm_operator.kube.client import Kube, KubeError
 
 from .config import MODEL_ID, BenchError
@@ -26,8 +26,8 @@ def desired_for(name: str, namespace: str, uid: str, spec: dict) -> list[dict]:
     """Exactly what the operator applies for this object (same pure builder, same decisions:
     offline the plan is unknown and the user's gpus are used)."""
     parsed = api.parse_spec(spec)
-    return resources.desired_children(resources.Owner(name, namespace, uid), parsed,
-                                      resources.Decisions(gpus=parsed.gpus or 1))
+    return desired_children(Owner(name, namespace, uid), parsed,
+                                      Decisions(gpus=parsed.gpus or 1))
 
 
 def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tuple]:
@@ -38,10 +38,10 @@ def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tu
 
     from llm_operator.decide import decision as decisions
     from llm_operator.decide.observed import Observed, trim_llmdeployment
-    from llm_operator.facts import lookup as model_facts
+    from llm_operator.facts.lookup import lookup
 
     spec = api.parse_spec(created["spec"])
-    answer = model_facts.lookup(spec.model.id, spec.model.revision, catalog=builtin_catalog(),
+    answer = lookup(spec.model.id, spec.model.revision, catalog=builtin_catalog(),
                                 offline_reason="Reading from the Hub failed: the Hub is offline (HF_HUB_OFFLINE=1).")
     observed = decisions.with_applied(Observed(llmd=trim_llmdeployment(created)), answers, [])
     decision = decisions.decide(observed, decisions.Lookups(facts=answer), dt.datetime.now(dt.timezone.utc))

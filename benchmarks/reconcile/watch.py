@@ -13,7 +13,7 @@ import time
 from urllib.parse import urlencode
 
 from llm_operator import api
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import INSTANCE_LABEL, MANAGED_BY
 from llm_operator.kube.client import Kube
 
 from .apiserver import Raw
@@ -64,7 +64,7 @@ def _watch_process(raw_args, namespace: str, child_paths: dict[str, str], names:
 
     def on_child(kind: str):
         def handle(t: float, typ: str, obj: dict) -> None:
-            owner = (obj["metadata"].get("labels") or {}).get(resources.INSTANCE_LABEL)
+            owner = (obj["metadata"].get("labels") or {}).get(INSTANCE_LABEL)
             if owner in wanted and typ != "DELETED":
                 rec["children"].setdefault(owner, {}).setdefault(kind, t)
                 check(owner, t)
@@ -99,7 +99,7 @@ def _watch_process(raw_args, namespace: str, child_paths: dict[str, str], names:
                     time.sleep(0.2)
 
     owner_path = Kube.path(api.API_VERSION, api.KIND, namespace)
-    selector = urlencode({"labelSelector": f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"})
+    selector = urlencode({"labelSelector": f"app.kubernetes.io/managed-by={MANAGED_BY}"})
     streams = [(owner_path, on_owner)] + [(f"{p}?{selector}", on_child(k)) for k, p in child_paths.items()]
     for path, handle in streams:
         sep = "&" if "?" in path else "?"

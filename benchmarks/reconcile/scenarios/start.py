@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from llm_operator.decide import manifests as resources
+from llm_operator.decide import manifests
 
 from .. import ROOT
 from ..baselines import burst
@@ -19,7 +19,7 @@ from ..operator_process import Operator, git_commit
 # -- operator start
 def start_operator(bench: Bench) -> None:
     bench.operator = Operator(bench.cluster, bench.work, OPERATOR_NAMESPACES, bench.code)
-    code = bench.figures["operator_code"] = {**bench.operator.code(), "benchmark_imports": resources.__file__}
+    code = bench.figures["operator_code"] = {**bench.operator.code(), "benchmark_imports": manifests.__file__}
     if bench.code != ROOT:
         # --code: the operator runs another checkout; the harness (baselines, builders) is this one.
         code["benchmark_checkout"] = str(ROOT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from llm_operator import api
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import HASH_ANNOTATION
 
 from ..config import SETTLE_S, log
 from ..figures import _ratio
@@ -56,8 +56,8 @@ def same_objects(bench: Bench, namespace: str, name: str, spec: dict) -> bool:
     owner = bench.kube.get(api.API_VERSION, api.KIND, namespace, name)
     for want in desired_for(name, namespace, owner["metadata"]["uid"], spec):
         live = bench.kube.get(want["apiVersion"], want["kind"], namespace, want["metadata"]["name"]) or {}
-        have = (live.get("metadata", {}).get("annotations") or {}).get(resources.HASH_ANNOTATION)
-        if have != want["metadata"]["annotations"][resources.HASH_ANNOTATION]:
+        have = (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
+        if have != want["metadata"]["annotations"][HASH_ANNOTATION]:
             log(f"  note: {want['kind']}/{name} differs from what the baseline applies")
             return False
     return True

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from llm_operator import api
 from llm_operator.autoscale import policy as autoscaler
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import Owner, ROLE_LABEL, WORKER, selector_labels
 from llm_operator.decide.observed import Observed, spec_of
 from llm_operator.engines import DEFAULT_ENGINE, Engine, engine_for, engine_named
 from llm_operator.kube.client import Kube
@@ -147,14 +147,14 @@ def tick(observed: Observed, settings: ScrapeSettings, state: autoscaler.ScalerS
     spec = spec_of(observed)
     if isinstance(spec, api.InvalidSpec) or spec.autoscaling.mode != "operator":
         return None
-    owner = resources.Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
+    owner = Owner(meta["name"], meta["namespace"], meta.get("uid", ""))
     now = time.time() if now is None else now
-    selector = resources.selector_labels(owner)
+    selector = selector_labels(owner)
     # The pods that serve HTTP: one a replica (of a multi-node group, its leader, whose
     # metrics are the whole group's), so the load per pod is the load per replica.
     pods = [p for p in observed.pods if pod_ready(p)
             and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
-            and (p["metadata"].get("labels") or {}).get(resources.ROLE_LABEL) != resources.WORKER]
+            and (p["metadata"].get("labels") or {}).get(ROLE_LABEL) != WORKER]
     url = settings.pod_metrics_url
     engine = engine_for(spec)
     gateway_samples, counts = (autoscaler.sum_gateway_counts(gateways, f"{owner.namespace}/{owner.name}")

@@ -18,11 +18,11 @@ from typing import Any, TextIO
 import yaml
 
 from llm_operator import api
-from llm_operator.facts import catalog as model_catalog
+from llm_operator.facts.catalog import load
 from llm_operator.decide import decision as decisions
-from llm_operator.facts import lookup as model_facts
+from llm_operator.facts.lookup import CONFIG, FactsAnswer, HUB, UNAVAILABLE, from_catalog
 from llm_operator.planning.gpus import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, MAX_GPUS_PER_NODE, UnknownGpuType, gpu_type_for
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import Owner, desired_cache_claim, desired_download_job
 from llm_operator.engines import ENGINE_NAMES
 from llm_operator.facts.hub import ModelFactsUnavailable, adapter_config_from_hub, facts_from_hub, facts_from_local
 from llm_operator.decide.observed import Observed, trim_child
@@ -60,21 +60,21 @@ def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[d
                  for i in range(api.MAX_NODES))
 
 
-def _facts(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> model_facts.FactsAnswer:
+def _facts(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> FactsAnswer:
     if args.config:
         facts = replace(facts_from_local(args.config, args.params, None, model_id=spec.model.id),
                         revision=spec.model.revision)
-        return model_facts.FactsAnswer(facts, model_facts.CONFIG)
+        return FactsAnswer(facts, CONFIG)
     # Without the Hub, the catalog answers for the models it knows, as in the operator.
-    catalog = model_catalog.load(args.catalog_file)
+    catalog = load(args.catalog_file)
     if not args.hub:
-        return model_facts.from_catalog(catalog, spec.model.id, spec.model.revision, model_facts.FactsAnswer(
-            None, model_facts.UNAVAILABLE, "render has no model facts for it (give --config and --params, or --hub)."))
+        return from_catalog(catalog, spec.model.id, spec.model.revision, FactsAnswer(
+            None, UNAVAILABLE, "render has no model facts for it (give --config and --params, or --hub)."))
     try:
-        return model_facts.FactsAnswer(facts_from_hub(spec.model.id, spec.model.revision), model_facts.HUB)
+        return FactsAnswer(facts_from_hub(spec.model.id, spec.model.revision), HUB)
     except ModelFactsUnavailable as err:
-        return model_facts.from_catalog(catalog, spec.model.id, spec.model.revision,
-                                        model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, str(err)))
+        return from_catalog(catalog, spec.model.id, spec.model.revision,
+                                        FactsAnswer(None, UNAVAILABLE, str(err)))
 
 
 def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> dict[str, dict[str, Any] | None]:
@@ -90,11 +90,11 @@ def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> d
 Children = dict[str, tuple[dict[str, Any], ...]]   # kind -> the children of that kind, as Observed holds them
 
 
-def _assumed_cache(owner: resources.Owner, spec: api.LLMDeploymentSpec) -> tuple[Children, tuple[dict[str, Any], ...]]:
+def _assumed_cache(owner: Owner, spec: api.LLMDeploymentSpec) -> tuple[Children, tuple[dict[str, Any], ...]]:
     """A bound claim and a finished download Job, as the operator sees them once the weights are cached."""
-    job = resources.desired_download_job(owner, spec)
+    job = desired_download_job(owner, spec)
     job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
-    claim = resources.desired_cache_claim(owner, spec)
+    claim = desired_cache_claim(owner, spec)
     claim["status"] = {"phase": "Bound"}
     classes = ({"name": spec.cache.storage_class_name or "default", "default": True},)
     return {"Job": (trim_child(job),), "PersistentVolumeClaim": (trim_child(claim),)}, classes
@@ -111,7 +111,7 @@ def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) 
     llmd = {"metadata": {"name": meta["name"], "namespace": meta.get("namespace") or args.namespace,
                          "uid": meta.get("uid", PLACEHOLDER_UID), "generation": 1},
             "spec": doc.get("spec") or {}, "status": {}}
-    owner = resources.Owner(llmd["metadata"]["name"], llmd["metadata"]["namespace"], llmd["metadata"]["uid"])
+    owner = Owner(llmd["metadata"]["name"], llmd["metadata"]["namespace"], llmd["metadata"]["uid"])
     children: Children = {}
     classes: tuple[dict[str, Any], ...] = ()
     comments = []

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 
 from llm_operator import api
-from llm_operator.autoscale import loop as scaler_loop
+from llm_operator.autoscale import loop
 from llm_operator.autoscale.policy import Decision, GatewayCounts
 from llm_operator.controller import act
 from llm_operator.controller.context import OperatorContext
@@ -23,7 +23,7 @@ def autoscale(ctx: OperatorContext, observed: Observed, now: float | None = None
     """One tick for one LLMDeployment (in a worker thread)."""
     meta = observed.meta
     key = (meta["namespace"], meta["name"])
-    tick = scaler_loop.tick(observed, ctx.settings, ctx.scaler_states.get(key), now, gateways)
+    tick = loop.tick(observed, ctx.settings, ctx.scaler_states.get(key), now, gateways)
     if tick is None:
         return None
     ctx.scaler_states[key] = tick.state

@@ -18,8 +18,8 @@ from llm_common.modelfacts import ModelFacts
 from llm_operator.autoscale.policy import ScalerState
 from llm_operator.controller import act
 from llm_operator.facts.hub import adapter_config_from_hub
-from llm_operator.facts import catalog as model_catalog
-from llm_operator.facts import lookup as model_facts
+from llm_operator.facts.catalog import Catalog, builtin
+from llm_operator.facts.lookup import FactsSource
 from llm_operator.kube.client import Kube, load_config
 from llm_operator.controller.readmodel import ReadModel
 from llm_operator.decide.observed import Key, Observed
@@ -57,11 +57,11 @@ class Settings:
 class OperatorContext:
     settings: Settings = field(default_factory=Settings)
     read_model: ReadModel = field(default_factory=ReadModel)
-    facts: model_facts.FactsSource[ModelFacts] = field(default_factory=model_facts.FactsSource)
+    facts: FactsSource[ModelFacts] = field(default_factory=FactsSource)
     # Model facts for when the Hub cannot answer: the shipped entries plus the chart's.
-    catalog: model_catalog.Catalog = field(default_factory=model_catalog.builtin)
-    adapter_configs: model_facts.FactsSource[dict[str, Any]] = field(
-        default_factory=lambda: model_facts.FactsSource(fetch=adapter_config_from_hub))
+    catalog: Catalog = field(default_factory=builtin)
+    adapter_configs: FactsSource[dict[str, Any]] = field(
+        default_factory=lambda: FactsSource(fetch=adapter_config_from_hub))
     clock = staticmethod(time.monotonic)
     _kube: Kube | None = None
     queue: WorkQueue[Key] | None = None

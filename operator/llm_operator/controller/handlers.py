@@ -18,12 +18,12 @@ from typing import Any
 import kopf
 
 from llm_operator import api
-from llm_operator.autoscale import loop as scaler_loop
+from llm_operator.autoscale.loop import read_gateways
 from llm_operator.controller import autoscaling, loop
 from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.informers import Informers
 from llm_operator.controller.readmodel import ReadModel
-from llm_operator.decide import observed as observe
+from llm_operator.decide.observed import SINGLE_NODE_KINDS, trim_llmdeployment, trim_node, trim_storage_class
 from llm_operator.decide.manifests import MANAGED_BY
 from llm_operator.decide.observed import Key
 from llm_operator.kube.asyncclient import AsyncKube
@@ -72,7 +72,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     ctx = context(memo)
-    kinds = (*observe.SINGLE_NODE_KINDS, "LeaderWorkerSet") if ctx.settings.multi_node else observe.SINGLE_NODE_KINDS
+    kinds = (*SINGLE_NODE_KINDS, "LeaderWorkerSet") if ctx.settings.multi_node else SINGLE_NODE_KINDS
     ctx.informers = Informers(AsyncKube.load(connections=0), kinds, list(ctx.settings.namespaces),
                               f"app.kubernetes.io/managed-by={MANAGED_BY}", ctx.wake)
     ctx.read_model.bind({**{k: v for k, v in indexes.items() if k.endswith("_index")}, **ctx.informers.indexes},
@@ -98,7 +98,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL, id=ReadModel.LLMD_INDEX)
 async def _llmdeployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, dict[str, Any]]:
     assert namespace is not None   # LLMDeployments are namespaced
-    return {(namespace, name): observe.trim_llmdeployment(body)}
+    return {(namespace, name): trim_llmdeployment(body)}
 
 
 async def _informers_synced(ctx: OperatorContext) -> None:
@@ -112,7 +112,7 @@ async def _nodes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, dict[s
     # A node added or changed in labels or GPUs may decide whether a pending pod could ever
     # be placed (status says Stalled or waiting); heartbeats change nothing trimmed: no wake.
     ctx = context(memo)
-    trimmed = observe.trim_node(body)
+    trimmed = trim_node(body)
     before = ctx.read_model.watched(ReadModel.NODE_INDEX, "nodes", trimmed["metadata"]["name"])
     if before != trimmed:
         for key in ctx.read_model.keys():
@@ -126,7 +126,7 @@ async def _storage_classes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[s
     ctx = context(memo)
     for key in ctx.read_model.keys():
         ctx.wake(key)
-    return {"storageclasses": observe.trim_storage_class(body)}
+    return {"storageclasses": trim_storage_class(body)}
 
 
 # --- events -> the work queue ------------------------------------------------------------------
@@ -164,7 +164,7 @@ async def _autoscale(ctx: OperatorContext) -> None:
             continue
         # The gateway's counts, read once for every model of this tick.
         try:
-            gateways = await running.run_in_executor(ctx.pool, scaler_loop.read_gateways, ctx)
+            gateways = await running.run_in_executor(ctx.pool, read_gateways, ctx)
         except Exception:  # noqa: BLE001 - logged; the pods are scraped instead
             log.exception("reading the gateway's counts failed")
             gateways = None

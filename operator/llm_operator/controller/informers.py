@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any, Callable, Iterator, Mapping
 
-from llm_operator.decide import observed as observe
+from llm_operator.decide.observed import owner_of, same_but_version, trim_child, trim_pod
 from llm_operator.kube.asyncclient import AsyncKube
 from llm_operator.kube.errors import KubeError
 from llm_operator.kube.kinds import KINDS, collection_path
@@ -115,7 +115,7 @@ class Informer:
             if owner is not None:
                 self.wake(owner, None)     # made again, or its pods' state re-read
             return
-        owner = observe.owner_of(body)
+        owner = owner_of(body)
         if owner is None:                  # no longer labelled for an owner
             former = self.index.drop(namespace, name)
             if former is not None:
@@ -126,7 +126,7 @@ class Informer:
         former = self.index.put(namespace, name, owner, trimmed)
         if former is not None:
             self.wake(former, None)
-        if not observe.same_but_version(before, trimmed):
+        if not same_but_version(before, trimmed):
             self.wake(owner, body)
 
     def on_failure(self, err: Exception) -> None:
@@ -153,8 +153,8 @@ class Informers:
         self.indexes: dict[str, OwnerIndex] = {}
         self.informers: list[Informer] = []
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
-        watched = [(kind, ReadModel.child_index(kind), observe.trim_child) for kind in kinds]
-        watched.append(("Pod", ReadModel.POD_INDEX, observe.trim_pod))
+        watched = [(kind, ReadModel.child_index(kind), trim_child) for kind in kinds]
+        watched.append(("Pod", ReadModel.POD_INDEX, trim_pod))
         for kind, index_name, trim in watched:
             group, version, plural = KINDS[kind].group, KINDS[kind].version, KINDS[kind].plural
             index = self.indexes[index_name] = OwnerIndex()

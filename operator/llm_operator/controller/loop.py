@@ -23,7 +23,7 @@ from llm_operator.controller.workqueue import Retry
 from llm_operator.decide import decision as decisions
 from llm_operator.decide import writes
 from llm_operator.decide.observed import Key, Observed, spec_of
-from llm_operator.facts import lookup as model_facts
+from llm_operator.facts.lookup import FactsAnswer, FactsPending, UNAVAILABLE, lookup
 from llm_operator.facts.hub import ModelFactsUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,21 @@ def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Loo
     """Model facts and adapter configs, in the order facts.lookup states."""
     spec = spec_of(observed)
     if isinstance(spec, api.InvalidSpec):
-        return decisions.Lookups(facts=model_facts.FactsAnswer(None, model_facts.UNAVAILABLE, "The spec is invalid."))
+        return decisions.Lookups(facts=FactsAnswer(None, UNAVAILABLE, "The spec is invalid."))
 
     def wake() -> None:
         assert ctx.queue is not None   # made before the first reconcile (OperatorContext.start)
         ctx.queue.add_threadsafe(key)
 
     q = decisions.facts_query(observed, spec)
-    answer = model_facts.lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts,
+    answer = lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts,
                                 hub=ctx.facts, when_ready=wake, catalog=ctx.catalog)
     configs: dict[str, dict[str, Any] | None] = {}
     pending = []
     for a in spec.adapters:
         try:
             configs[a.name] = ctx.adapter_configs.get(a.id, a.revision, wake)
-        except model_facts.FactsPending:
+        except FactsPending:
             pending.append(a.name)
         except ModelFactsUnavailable:
             configs[a.name] = None

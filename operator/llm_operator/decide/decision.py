@@ -23,14 +23,14 @@ from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide import adapters as lora
 from llm_operator.decide import cache as weights
-from llm_operator.decide import manifests as resources
+from llm_operator.decide import manifests
 from llm_operator.decide import placement, status
 from llm_operator.decide.observed import Observed, live_child, spec_of, trim_child
 from llm_operator.decide.status import Event
 from llm_operator.decide.writes import CLAIM_MOUNTERS, Writes, writes_for
 from llm_operator.engines import engine_for
-from llm_operator.facts import answers as model_facts
-from llm_operator.planning import plan as planning
+from llm_operator.facts.answers import FactsAnswer
+from llm_operator.planning.plan import PlanOutcome, Previous, gpu_types_of, plan_for
 from llm_operator.planning.memory import default_max_total_tokens
 
 
@@ -38,7 +38,7 @@ from llm_operator.planning.memory import default_max_total_tokens
 class Lookups:
     """What was read outside the cluster for this decision."""
 
-    facts: model_facts.FactsAnswer
+    facts: FactsAnswer
     adapter_configs: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> config (None: unreadable)
     adapters_pending: tuple[str, ...] = ()                                      # being read from the Hub
     autoscaler: dict[str, Any] | None = None  # status.autoscaler as the autoscaler loop last reported it (None: not yet)
@@ -69,9 +69,9 @@ class FactsQuery:
     status_facts: dict[str, Any] | None
 
 
-def owner_of(observed: Observed) -> resources.Owner:
+def owner_of(observed: Observed) -> manifests.Owner:
     meta = observed.meta
-    return resources.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta.get("uid", ""))
+    return manifests.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta.get("uid", ""))
 
 
 def facts_query(observed: Observed, spec: api.LLMDeploymentSpec) -> FactsQuery:
@@ -79,7 +79,7 @@ def facts_query(observed: Observed, spec: api.LLMDeploymentSpec) -> FactsQuery:
     (when the cache is on and the Job said), and status.modelFacts."""
     report = None
     if spec.cache.enabled:
-        job_name = resources.download_job_name(owner_of(observed), spec)
+        job_name = manifests.download_job_name(owner_of(observed), spec)
         report = termination.job_report(termination.termination_reports(weights.job_pods(observed, job_name)))
     return FactsQuery(spec.model.id, spec.model.revision, report, (observed.llmd.get("status") or {}).get("modelFacts"))
 
@@ -103,7 +103,7 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     adapters = lora.judge_adapters(spec, lookups.adapter_configs, facts, weights.adapter_commits(cache))
     blocked, waiting = _held(observed, spec, lookups, planned, facts, adapters, cache)
     serving = placement.serving_pods(observed, owner)
-    workload = live_child(observed.child(resources.workload_kind(planned.nodes), owner.name))
+    workload = live_child(observed.child(manifests.workload_kind(planned.nodes), owner.name))
     desired, writes = [], Writes()
     if blocked is None:
         desired = _children(owner, spec, planned, facts, adapters, serve=waiting is None)
@@ -118,21 +118,21 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
         observed, lookups, spec, owner, planned, adapters, cache, serving, workload, blocked, waiting, writes))
 
 
-def _invalid(observed: Observed, owner: resources.Owner, error: api.InvalidSpec, now: dt.datetime) -> Decision:
+def _invalid(observed: Observed, owner: manifests.Owner, error: api.InvalidSpec, now: dt.datetime) -> Decision:
     """An invalid spec: nothing is made or pruned, and status says why."""
     blocked = Verdict("False", "InvalidSpec", f"The spec is invalid: {error}")
     inputs = status.Observed(
         generation=observed.meta.get("generation", 1), desired_replicas=None, gpus=1,
-        selector=resources.pod_selector(owner), url="", deployment=live_child(observed.child("Deployment", owner.name)),
+        selector=manifests.pod_selector(owner), url="", deployment=live_child(observed.child("Deployment", owner.name)),
         blocked=blocked, woken_at=status.woken_at(observed.meta))
     return status.with_status(Decision(phase="", blocked=blocked), observed.llmd.get("status") or {}, rfc3339(now), inputs)
 
 
-def _plan(observed: Observed, spec: api.LLMDeploymentSpec, lookups: Lookups) -> planning.PlanOutcome:
+def _plan(observed: Observed, spec: api.LLMDeploymentSpec, lookups: Lookups) -> PlanOutcome:
     """GPUs and nodes per replica for the model's facts on the cluster's GPUs, the adapters'
     memory counted in; a plan already made for this generation stands while facts are read."""
-    previous = planning.Previous.from_status(observed.llmd.get("status") or {}, observed.meta.get("generation", 1))
-    return planning.plan_for(spec, lookups.facts, previous, planning.gpu_types_of(list(observed.nodes)),
+    previous = Previous.from_status(observed.llmd.get("status") or {}, observed.meta.get("generation", 1))
+    return plan_for(spec, lookups.facts, previous, gpu_types_of(list(observed.nodes)),
                              lora.adapters_memory(spec, lookups.adapter_configs))
 
 
@@ -147,7 +147,7 @@ def _engine_refusal(spec: api.LLMDeploymentSpec, gpus: int, adapters: lora.Adapt
                           f"{engine.display_name} would refuse to start with this spec: " + " ".join(refused))
 
 
-def _held(observed: Observed, spec: api.LLMDeploymentSpec, lookups: Lookups, planned: planning.PlanOutcome,
+def _held(observed: Observed, spec: api.LLMDeploymentSpec, lookups: Lookups, planned: PlanOutcome,
           facts: ModelFacts | None, adapters: lora.Adapters,
           cache: weights.CacheVerdict | None) -> tuple[Verdict | None, Verdict | None]:
     """What keeps this spec from serving, as (blocked: only a change helps, waiting: under way).
@@ -163,17 +163,17 @@ def _held(observed: Observed, spec: api.LLMDeploymentSpec, lookups: Lookups, pla
     return blocked or cache_blocked, planned.waiting or pending or cache_waiting
 
 
-def _children(owner: resources.Owner, spec: api.LLMDeploymentSpec, planned: planning.PlanOutcome,
+def _children(owner: manifests.Owner, spec: api.LLMDeploymentSpec, planned: PlanOutcome,
               facts: ModelFacts | None, adapters: lora.Adapters, serve: bool) -> list[dict[str, Any]]:
     """Every child wanted; the serving ones only once the new spec may serve (`serve`)."""
     tokens = spec.limits.max_total_tokens or (default_max_total_tokens(facts) if facts else None)
-    return resources.desired_children(owner, spec, resources.Decisions(
+    return manifests.desired_children(owner, spec, manifests.Decisions(
         gpus=planned.gpus, nodes=planned.nodes, serve=serve, lora=adapters.entries, lora_rank=lora.lora_rank(adapters.checks),
         max_total_tokens=tokens, checkpoint_quantization=facts.quant_method if facts else None))
 
 
-def _status_inputs(observed: Observed, lookups: Lookups, spec: api.LLMDeploymentSpec, owner: resources.Owner,
-                   planned: planning.PlanOutcome, adapters: lora.Adapters, cache: weights.CacheVerdict | None,
+def _status_inputs(observed: Observed, lookups: Lookups, spec: api.LLMDeploymentSpec, owner: manifests.Owner,
+                   planned: PlanOutcome, adapters: lora.Adapters, cache: weights.CacheVerdict | None,
                    serving: tuple[dict[str, Any], ...], workload: dict[str, Any] | None, blocked: Verdict | None,
                    waiting: Verdict | None, writes: Writes) -> status.Observed:
     """What the status is judged from: the serving pods and workload, the plan, the verdicts."""
@@ -192,10 +192,10 @@ def _status_inputs(observed: Observed, lookups: Lookups, spec: api.LLMDeployment
         generation=observed.meta.get("generation", 1),
         desired_replicas=spec.replicas,
         gpus=planned.gpus,
-        selector=resources.pod_selector(owner, nodes),
-        url=resources.service_url(owner, spec),
+        selector=manifests.pod_selector(owner, nodes),
+        url=manifests.service_url(owner, spec),
         deployment=workload,
-        workload=resources.workload_kind(nodes),
+        workload=manifests.workload_kind(nodes),
         group_size=nodes,
         pods=serving,
         no_node_fits=placement.no_node_fits(observed, spec, planned.gpus, nodes, serving),

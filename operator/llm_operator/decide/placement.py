@@ -12,18 +12,18 @@ from typing import Any
 
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import Owner, selector_labels
 from llm_operator.decide.observed import Observed
 from llm_operator.decide.status import unschedulable_pods
-from llm_operator.planning import plan as planning
+from llm_operator.planning import plan
 
 LWS_INSTALL = ("kubectl apply --server-side -f "
                "https://github.com/kubernetes-sigs/lws/releases/download/v0.9.0/manifests.yaml")
 
 
-def serving_pods(observed: Observed, owner: resources.Owner) -> tuple[dict[str, Any], ...]:
+def serving_pods(observed: Observed, owner: Owner) -> tuple[dict[str, Any], ...]:
     """The serving pods (the download Job's pods carry no selector label)."""
-    return observed.pods_labelled(resources.selector_labels(owner))
+    return observed.pods_labelled(selector_labels(owner))
 
 
 def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int) -> Verdict | None:
@@ -35,7 +35,7 @@ def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: in
             "LeaderWorkerSets: install LeaderWorkerSet in the cluster (" + LWS_INSTALL + ") and enable it in the "
             "operator (Helm value lws.enabled=true, or `llm-operator run --leaderworkersets`); or serve on one "
             "node (spec.nodes: 1, with an 8-bit quantization if the model needs it)."))
-    few = planning.no_node_fits(list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product,
+    few = plan.no_node_fits(list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product,
                                 dict(spec.scheduling.node_selector), nodes)
     if few is not None:
         return Verdict("False", "NoNodeFits", f"Cannot run a replica on {nodes} nodes: {few}")
@@ -48,5 +48,5 @@ def no_node_fits(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nod
     every pod is placed, or when some node could hold them once GPUs free up (they wait)."""
     if not unschedulable_pods(pods):
         return None
-    return planning.no_node_fits(list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product,
+    return plan.no_node_fits(list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product,
                                  dict(spec.scheduling.node_selector), nodes)

@@ -24,7 +24,7 @@ from typing import Any
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide import cache as weights
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import LWS_API_VERSION, LWS_KIND, MANAGED_KINDS, Owner, TEMPLATE_HASH_ANNOTATION
 from llm_operator.decide.compare import up_to_date
 from llm_operator.decide.observed import Observed, Refusal, live_child
 from llm_operator.decide.placement import LWS_INSTALL
@@ -34,7 +34,7 @@ PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
 
 # The kinds that run serving pods (one replica a pod, or a group of pods on several nodes),
 # and with the PDB what keeps serving while a new spec waits for its weights or its plan.
-SERVING_WORKLOADS = ("Deployment", resources.LWS_KIND)
+SERVING_WORKLOADS = ("Deployment", LWS_KIND)
 SERVING_KINDS = (*SERVING_WORKLOADS, "PodDisruptionBudget")
 # The kinds whose pods mount the cache claim.
 CLAIM_MOUNTERS = ("Job", *SERVING_WORKLOADS)
@@ -80,16 +80,16 @@ def retried(kind: str, refusal: Refusal) -> bool:
     the next try finds it). Other 4xx wait for a change or the resync."""
     if refusal.taken_by is not None:
         return False
-    return refusal.status not in PERMANENT_REFUSALS or (kind == resources.LWS_KIND and refusal.status == 404)
+    return refusal.status not in PERMANENT_REFUSALS or (kind == LWS_KIND and refusal.status == 404)
 
 
 def refusal_verdict(kind: str, name: str, refusal: Refusal) -> Problem:
     if refusal.taken_by is not None:
         return name_conflict(kind, name, refusal.taken_by), True
-    if kind == resources.LWS_KIND and refusal.status == 404:
+    if kind == LWS_KIND and refusal.status == 404:
         # The API has no such kind: LeaderWorkerSet's CRD is not installed (or was removed).
         return Verdict("False", "LeaderWorkerSetMissing", (
-            f"LeaderWorkerSet/{name} cannot be made: this cluster has no LeaderWorkerSet API ({resources.LWS_API_VERSION}; "
+            f"LeaderWorkerSet/{name} cannot be made: this cluster has no LeaderWorkerSet API ({LWS_API_VERSION}; "
             f"HTTP 404: {refusal.message.strip()}). A replica on several nodes needs it: install LeaderWorkerSet "
             f"({LWS_INSTALL}); the operator tries again every minute. Or serve on one node (spec.nodes: 1).")), True
     verdict = Verdict("False", "ApplyRefused",
@@ -124,7 +124,7 @@ class Claimants:
     jobs: tuple[dict[str, Any], ...] = ()  # our Jobs not being deleted, as references: replaced with the claim
 
 
-def foreign_owner(want: dict[str, Any], live: dict[str, Any], owner: resources.Owner) -> Outcome:
+def foreign_owner(want: dict[str, Any], live: dict[str, Any], owner: Owner) -> Outcome:
     """A live object of that name that is not ours: never written. An earlier LLMDeployment of
     this name (that uid no longer exists) is waited for: the garbage collector removes it, and
     its deletion wakes us to make ours. Anyone else's is a conflict only a change resolves."""
@@ -165,7 +165,7 @@ def download_job(want: dict[str, Any], live: dict[str, Any]) -> Outcome:
     files). Otherwise applied when it differs."""
     if weights.job_complete(live):
         return LEAVE
-    template = resources.TEMPLATE_HASH_ANNOTATION
+    template = TEMPLATE_HASH_ANNOTATION
     if (live["metadata"].get("annotations") or {}).get(template) != want["metadata"]["annotations"][template]:
         return Outcome(replace=({**_ref(want), "propagationPolicy": "Foreground"},))
     return apply_if_changed(want, live)
@@ -175,7 +175,7 @@ def apply_if_changed(want: dict[str, Any], live: dict[str, Any] | None) -> Outco
     return LEAVE if up_to_date(want, live) else APPLY
 
 
-def judge_child(want: dict[str, Any], live: dict[str, Any] | None, owner: resources.Owner, mountable: bool,
+def judge_child(want: dict[str, Any], live: dict[str, Any] | None, owner: Owner, mountable: bool,
                 claimants: Callable[[], Claimants]) -> Outcome:
     """One desired child against its live self (as `live_child` gives it, None: there is none).
     `mountable`: the cache claim is ours and stays; `claimants`: asked only of a changed claim."""
@@ -195,7 +195,7 @@ def judge_child(want: dict[str, Any], live: dict[str, Any] | None, owner: resour
     return apply_if_changed(want, live)
 
 
-def claimants_of(observed: Observed, owner: resources.Owner, serving: tuple[dict[str, Any], ...],
+def claimants_of(observed: Observed, owner: Owner, serving: tuple[dict[str, Any], ...],
                  workload: dict[str, Any] | None) -> Claimants:
     """The serving pods, the running download pods and our Jobs: what mounts the claim."""
     wanted = ((workload or {}).get("spec") or {}).get("replicas", 0) if workload else 0
@@ -232,11 +232,11 @@ class Writes:
         return _joined([v for v, permanent in self.problems if not permanent])
 
 
-def prunable(observed: Observed, owner: resources.Owner, desired: list[dict[str, Any]], keep: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+def prunable(observed: Observed, owner: Owner, desired: list[dict[str, Any]], keep: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     """Children we own (our controller reference, not just our label) that are no longer wanted."""
     wanted = {_key(d) for d in desired}
     out = []
-    for api_version, kind in resources.MANAGED_KINDS:
+    for api_version, kind in MANAGED_KINDS:
         if kind in keep:
             continue
         for child in observed.children.get(kind, ()):
@@ -247,7 +247,7 @@ def prunable(observed: Observed, owner: resources.Owner, desired: list[dict[str,
     return tuple(out)
 
 
-def judge_children(observed: Observed, owner: resources.Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
+def judge_children(observed: Observed, owner: Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
                    workload: dict[str, Any] | None) -> list[Outcome]:
     """Each desired child's outcome, in order; the cache claim's first, as the others mount it."""
     def judge(want: dict[str, Any], mountable: bool = True) -> Outcome:
@@ -259,7 +259,7 @@ def judge_children(observed: Observed, owner: resources.Owner, desired: list[dic
     return [claimed if want is claim else judge(want, not claimed.unmountable) for want in desired]
 
 
-def writes_for(observed: Observed, owner: resources.Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
+def writes_for(observed: Observed, owner: Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
                workload: dict[str, Any] | None, serve: bool) -> Writes:
     """The writes of the desired children: applied, replaced, pruned, and the problems with
     them (each child's, and every refusal of a write). `serve`: the new spec may serve now;

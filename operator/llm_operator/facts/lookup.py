@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Generic, Mapping, TypeVar, overload
 
-from llm_operator.facts import hub as modelinfo
+from llm_operator.facts.hub import facts_from_hub
 from llm_operator.facts.answers import (CATALOG, CONFIG, HUB, JOB, PENDING, STATUS, UNAVAILABLE,  # noqa: F401
                                         FactsAnswer, _for, from_catalog, source_phrase, status_facts_of)
 from llm_operator.facts.catalog import Catalog
@@ -52,7 +52,7 @@ class FactsSource(Generic[T]):
     @overload
     def __init__(self, fetch: Callable[[str, str], T], retry_s: float = FACTS_RETRY_S) -> None: ...
 
-    def __init__(self, fetch: Callable[[str, str], Any] = modelinfo.facts_from_hub, retry_s: float = FACTS_RETRY_S):
+    def __init__(self, fetch: Callable[[str, str], Any] = facts_from_hub, retry_s: float = FACTS_RETRY_S):
         self._fetch: Callable[[str, str], T] = fetch
         self._retry_s = retry_s
         self._values: dict[tuple[str, str], T] = {}

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from llm_operator.decide import manifests as resources
+from llm_operator.decide.manifests import NAME_LABEL, ROLE_LABEL, WORKER
 from llm_operator.engines import PORT_NAME
 from llm_operator.gateway import prefix
 
 SERVER_COMPONENT = "server"
 # The pods the gateway watches: the serving pods of every LLMDeployment.
-POD_SELECTOR = f"{resources.NAME_LABEL},app.kubernetes.io/component={SERVER_COMPONENT}"
+POD_SELECTOR = f"{NAME_LABEL},app.kubernetes.io/component={SERVER_COMPONENT}"
 
 Key = tuple[str, str]      # (namespace, name) of an LLMDeployment
 
@@ -123,9 +123,9 @@ def endpoint_of(pod: dict[str, Any]) -> tuple[Key, Endpoint | None]:
     """A serving pod -> (its model's key, its endpoint if it takes requests now, else None)."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
-    key = (meta.get("namespace", ""), labels.get(resources.NAME_LABEL, ""))
+    key = (meta.get("namespace", ""), labels.get(NAME_LABEL, ""))
     status = pod.get("status") or {}
-    if labels.get(resources.ROLE_LABEL) == resources.WORKER or meta.get("deletionTimestamp"):
+    if labels.get(ROLE_LABEL) == WORKER or meta.get("deletionTimestamp"):
         return key, None
     if _condition(status, "Ready").get("status") != "True" or not status.get("podIP"):
         return key, None

@@ -21,7 +21,7 @@ from llm_common.modelfacts import ModelFacts
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.engines import vllm
-from llm_operator.facts import answers as model_facts
+from llm_operator.facts.answers import FactsAnswer, PENDING, source_phrase, status_facts_of
 from llm_operator.planning.gpus import (GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, GPU_TYPES, GpuType, UnknownGpuType,
                                          gpu_type_for, gpu_type_from_node_labels)
 from llm_operator.planning.planner import PlanRequest, plan
@@ -73,13 +73,13 @@ def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[GpuType]) -> GpuTyp
     return cluster_types[0] if cluster_types else None
 
 
-def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previous: Previous,
+def plan_for(spec: api.LLMDeploymentSpec, answer: FactsAnswer, previous: Previous,
              cluster_types: list[GpuType], adapter_bytes: Callable[[ModelFacts], float] | None = None) -> PlanOutcome:
     """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
     adapters to serve, counted into the plan."""
     fallback = spec.gpus or 1
     nodes = spec.nodes or 1
-    if answer.source == model_facts.PENDING:
+    if answer.source == PENDING:
         if previous.plan is not None and previous.gpus:
             # Planned already for this very spec (the operator restarted): the plan stands
             # while the facts are read again, so a restart changes and writes nothing.
@@ -101,7 +101,7 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} {going_on}"), None, None,
                            nodes=nodes)
     gpu = gpu_for(spec, cluster_types)
-    kept = model_facts.status_facts_of(answer)
+    kept = status_facts_of(answer)
     if gpu is None:
         what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"
         return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. {going_on}"),
@@ -120,7 +120,7 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: model_facts.FactsAnswer, previ
         gpu_memory_utilization=_utilization(spec) if on_vllm else None,
         max_batch_tokens=spec.limits.max_batch_prefill_tokens if on_vllm else None))
     # The verdict names where the facts came from (the Hub, the catalog, the weights).
-    reason = f"{result.reason} {model_facts.source_phrase(answer)}"
+    reason = f"{result.reason} {source_phrase(answer)}"
     blocked = None if result.fits else Verdict("False", result.status, reason)
     return PlanOutcome(result.num_shard, {**result.to_status(), "reason": reason, "known": True, "source": answer.source},
                        kept, blocked, nodes=result.nodes)
