@@ -19,7 +19,7 @@ import yaml
 
 from llm_operator import api
 from llm_operator.facts.catalog import load
-from llm_operator.decide import decision as decisions
+from llm_operator.decide.decision import Decision, Lookups, decide, with_applied
 from llm_operator.facts.lookup import CONFIG, FactsAnswer, HUB, UNAVAILABLE, from_catalog
 from llm_operator.planning.gpus import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, MAX_GPUS_PER_NODE, UnknownGpuType, gpu_type_for
 from llm_operator.decide.manifests import Owner, desired_cache_claim, desired_download_job
@@ -100,7 +100,7 @@ def _assumed_cache(owner: Owner, spec: api.LLMDeploymentSpec) -> tuple[Children,
     return {"Job": (trim_child(job),), "PersistentVolumeClaim": (trim_child(claim),)}, classes
 
 
-def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) -> tuple[decisions.Decision, list[str]]:
+def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) -> tuple[Decision, list[str]]:
     """decide() on one manifest; and the comments saying what was assumed."""
     if getattr(args, "engine", None):
         spec_doc = dict(doc.get("spec") or {})
@@ -131,11 +131,11 @@ def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) 
     if unread:
         comments.append(f"unknown offline: adapter_config.json of {', '.join(unread)} (not checked; --hub reads them).")
     observed = Observed(llmd=llmd, children=children, nodes=nodes, storage_classes=classes, multi_node=True)
-    lookups = decisions.Lookups(facts=_facts(args, spec), adapter_configs=configs)
-    decision = decisions.decide(observed, lookups, now)
+    lookups = Lookups(facts=_facts(args, spec), adapter_configs=configs)
+    decision = decide(observed, lookups, now)
     if decision.apply or decision.prune:
         # As the operator does: the status it writes is decided again after the apply.
-        after = decisions.decide(decisions.with_applied(observed, list(decision.apply), list(decision.prune)), lookups, now)
+        after = decide(with_applied(observed, list(decision.apply), list(decision.prune)), lookups, now)
         decision = replace(decision, status=after.status, phase=after.phase)
     comments += [f"unknown offline: {note}" for note in decision.notes if note]
     return decision, comments

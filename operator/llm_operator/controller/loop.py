@@ -20,7 +20,7 @@ from llm_operator import api
 from llm_operator.controller import act, metrics
 from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.workqueue import Retry
-from llm_operator.decide import decision as decisions
+from llm_operator.decide.decision import Decision, Lookups, decide, facts_query, with_applied
 from llm_operator.decide import writes
 from llm_operator.decide.observed import Key, Observed, spec_of
 from llm_operator.facts.lookup import FactsAnswer, FactsPending, UNAVAILABLE, lookup
@@ -29,17 +29,17 @@ from llm_operator.facts.hub import ModelFactsUnavailable
 log = logging.getLogger(__name__)
 
 
-def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Lookups:
+def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> Lookups:
     """Model facts and adapter configs, in the order facts.lookup states."""
     spec = spec_of(observed)
     if isinstance(spec, api.InvalidSpec):
-        return decisions.Lookups(facts=FactsAnswer(None, UNAVAILABLE, "The spec is invalid."))
+        return Lookups(facts=FactsAnswer(None, UNAVAILABLE, "The spec is invalid."))
 
     def wake() -> None:
         assert ctx.queue is not None   # made before the first reconcile (OperatorContext.start)
         ctx.queue.add_threadsafe(key)
 
-    q = decisions.facts_query(observed, spec)
+    q = facts_query(observed, spec)
     answer = lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts,
                                 hub=ctx.facts, when_ready=wake, catalog=ctx.catalog)
     configs: dict[str, dict[str, Any] | None] = {}
@@ -51,7 +51,7 @@ def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Loo
             pending.append(a.name)
         except ModelFactsUnavailable:
             configs[a.name] = None
-    return decisions.Lookups(facts=answer, adapter_configs=configs, adapters_pending=tuple(pending),
+    return Lookups(facts=answer, adapter_configs=configs, adapters_pending=tuple(pending),
                              autoscaler=ctx.scaler_reports.get(key))
 
 
@@ -74,12 +74,12 @@ async def process(ctx: OperatorContext, key: Key) -> float | None:
     return decision.requeue_after
 
 
-def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.Decision:
+def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> Decision:
     """Runs in a worker thread; `observed` was taken on the event loop."""
     now = dt.datetime.now(dt.timezone.utc)
     with metrics.RECONCILE_SECONDS.time():
         lookups = look_up(ctx, key, observed)
-        decision = decisions.decide(observed, lookups, now)
+        decision = decide(observed, lookups, now)
         written: list[str] = []
         if decision.apply or decision.prune:
             try:
@@ -87,13 +87,13 @@ def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.D
             except act.NamespaceTerminating:
                 ctx.read_model.namespace_terminating(key[0], ctx.clock())
                 metrics.RECONCILES.labels("Terminating").inc()
-                return decisions.Decision(phase="Terminating")
+                return Decision(phase="Terminating")
             written = done.names()
             # The status reports what was just made, and what the API refused: decide again on its answers.
-            observed = decisions.with_applied(observed, done.applied, done.pruned)
+            observed = with_applied(observed, done.applied, done.pruned)
             if done.refused:
                 observed = replace(observed, refused=done.refused)
-            decision = decisions.decide(observed, lookups, now)
+            decision = decide(observed, lookups, now)
         _report(ctx, key, observed, decision, now)
         if written:
             log.info("%s/%s: wrote %s", key[0], key[1], ", ".join(written))
@@ -108,7 +108,7 @@ def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> decisions.D
     return decision
 
 
-def _report(ctx: OperatorContext, key: Key, observed: Observed, decision: decisions.Decision, now: dt.datetime) -> None:
+def _report(ctx: OperatorContext, key: Key, observed: Observed, decision: Decision, now: dt.datetime) -> None:
     """The status patch and the Event of a decision."""
     if decision.status_patch is not None:
         act.status(ctx.kube, ctx.read_model, observed, decision.status_patch)
