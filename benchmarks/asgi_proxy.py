@@ -33,8 +33,10 @@ def build_app(endpoints: list[str]):
     for e in endpoints:
         require_loopback(e.rpartition(":")[0])
     outstanding = {e: 0 for e in endpoints}
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-                               timeout=httpx.Timeout(None, connect=5.0))
+    client = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+        timeout=httpx.Timeout(None, connect=5.0),
+    )
 
     def pick() -> str:
         low = min(outstanding.values())
@@ -47,8 +49,14 @@ def build_app(endpoints: list[str]):
         outstanding[endpoint] += 1
         try:
             upstream = await client.send(
-                client.build_request("POST", f"http://{endpoint}/v1/chat/completions", content=json.dumps(body),
-                                     headers={"Content-Type": "application/json"}), stream=True)
+                client.build_request(
+                    "POST",
+                    f"http://{endpoint}/v1/chat/completions",
+                    content=json.dumps(body),
+                    headers={"Content-Type": "application/json"},
+                ),
+                stream=True,
+            )
         except BaseException:
             outstanding[endpoint] -= 1
             raise
@@ -61,8 +69,12 @@ def build_app(endpoints: list[str]):
             content = await upstream.aread()
             await done()
             return JSONResponse(json.loads(content), status_code=upstream.status_code)
-        return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                 media_type="text/event-stream", background=BackgroundTask(done))
+        return StreamingResponse(
+            upstream.aiter_raw(),
+            status_code=upstream.status_code,
+            media_type="text/event-stream",
+            background=BackgroundTask(done),
+        )
 
     async def readyz(request: Request):
         return PlainTextResponse("ok\n")
@@ -79,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     require_loopback(host)
-    uvicorn.run(build_app(args.endpoint), host=host, port=int(port), log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", backlog=4096)
+    uvicorn.run(
+        build_app(args.endpoint),
+        host=host,
+        port=int(port),
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        backlog=4096,
+    )
     return 0
 
 

@@ -21,8 +21,9 @@ FOLDER = Path(__file__).resolve().parent.parent / "operator" / "llm_operator" / 
 
 
 def facts_of(entry: dict) -> dict:
-    facts = facts_from_config(entry["config"], entry.get("parameterCount"), model_id=entry["id"],
-                              revision=entry.get("revision", "main"))
+    facts = facts_from_config(
+        entry["config"], entry.get("parameterCount"), model_id=entry["id"], revision=entry.get("revision", "main")
+    )
     return facts.to_dict()
 
 

@@ -61,9 +61,9 @@ MODELS = ROOT / "tests" / "data" / "models"
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "common")]
 
 from llm_operator import api
-from llm_operator.planning.gpus import UnknownGpuType
 from llm_operator.cli import render  # noqa: E402
 from llm_operator.engines.tgi import DTYPE_COMPATIBLE_QUANTIZATIONS, QUANTIZATIONS  # noqa: E402
+from llm_operator.planning.gpus import UnknownGpuType
 
 # Checkpoints that are quantized on disk: their config.json carries a quantization_config,
 # which the launcher reads (and then passes --quantize to the shard on its own).
@@ -83,9 +83,9 @@ UNKNOWN = "unknown (see --verbose)"
 class Case:
     name: str
     doc: dict
-    model_dir: str | None = None             # tests/data/models/<dir>; None: guessed from the model id
-    quant_method: str | None = None          # quantization_config.quant_method; None: from spec.quantization
-    known_crash: bool = False                # one of the known crash cases (listed for confirmation)
+    model_dir: str | None = None  # tests/data/models/<dir>; None: guessed from the model id
+    quant_method: str | None = None  # quantization_config.quant_method; None: from spec.quantization
+    known_crash: bool = False  # one of the known crash cases (listed for confirmation)
 
 
 @dataclasses.dataclass
@@ -93,20 +93,23 @@ class Result:
     case: Case
     outcome: str
     detail: str = ""
-    later: str = ""                          # predicted refusal after the launcher's checks
+    later: str = ""  # predicted refusal after the launcher's checks
     argv: list[str] = dataclasses.field(default_factory=list)
     log: str = ""
 
 
 # ---------------------------------------------------------------- the cases
 
+
 def manifest(name: str, **spec) -> dict:
-    base = {"model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"}, "gpus": 1,
-            "limits": {"maxInputTokens": 4096, "maxTotalTokens": 8192}}
+    base = {
+        "model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"},
+        "gpus": 1,
+        "limits": {"maxInputTokens": 4096, "maxTotalTokens": 8192},
+    }
     for key, value in spec.items():
         base[key] = value
-    return {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment",
-            "metadata": {"name": name}, "spec": base}
+    return {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": base}
 
 
 def builtin_cases() -> list[Case]:
@@ -125,36 +128,73 @@ def builtin_cases() -> list[Case]:
         cases.append(Case(f"gpus-{g}", manifest(f"gpus-{g}", gpus=g)))
     cases.append(Case("gpus-unset", manifest("gpus-unset", gpus=None)))
     cases.append(Case("limits-unset", manifest("limits-unset", limits={})))
-    cases.append(Case("limits-all", manifest("limits-all", limits={
-        "maxInputTokens": 4096, "maxTotalTokens": 8192, "maxBatchPrefillTokens": 8192,
-        "maxConcurrentRequests": 128})))
+    cases.append(
+        Case(
+            "limits-all",
+            manifest(
+                "limits-all",
+                limits={
+                    "maxInputTokens": 4096,
+                    "maxTotalTokens": 8192,
+                    "maxBatchPrefillTokens": 8192,
+                    "maxConcurrentRequests": 128,
+                },
+            ),
+        )
+    )
     cases.append(Case("limits-input-only", manifest("limits-input-only", limits={"maxInputTokens": 4096})))
     cases.append(Case("limits-total-only", manifest("limits-total-only", limits={"maxTotalTokens": 8192})))
     cases.append(Case("limits-prefill-only", manifest("limits-prefill-only", limits={"maxBatchPrefillTokens": 2048})))
-    adapters = [{"name": "support", "id": "predibase/customer_support"},
-                {"name": "code", "id": "predibase/magicoder", "revision": "main"}]
+    adapters = [
+        {"name": "support", "id": "predibase/customer_support"},
+        {"name": "code", "id": "predibase/magicoder", "revision": "main"},
+    ]
     cases.append(Case("adapters", manifest("adapters", adapters=adapters)))
     cases.append(Case("cache-on", manifest("cache-on", cache={"enabled": True})))
     cases.append(Case("cache-on-adapters", manifest("cache-on-adapters", cache={"enabled": True}, adapters=adapters)))
-    cases.append(Case("token-secret", manifest("token-secret", model={
-        "id": "mistralai/Mistral-7B-Instruct-v0.2", "tokenSecretRef": {"name": "hf-token"}})))
-    cases.append(Case("trust-remote-code", manifest("trust-remote-code", model={
-        "id": "mistralai/Mistral-7B-Instruct-v0.2", "trustRemoteCode": True})))
-    cases.append(Case("llama-3-70b-awq-4gpu", manifest("llama-3-70b-awq-4gpu", model={
-        "id": "casperhansen/llama-3-70b-instruct-awq"}, quantization="awq", gpus=4,
-        limits={"maxInputTokens": 7168, "maxTotalTokens": 8192})))
+    cases.append(
+        Case(
+            "token-secret",
+            manifest(
+                "token-secret",
+                model={"id": "mistralai/Mistral-7B-Instruct-v0.2", "tokenSecretRef": {"name": "hf-token"}},
+            ),
+        )
+    )
+    cases.append(
+        Case(
+            "trust-remote-code",
+            manifest("trust-remote-code", model={"id": "mistralai/Mistral-7B-Instruct-v0.2", "trustRemoteCode": True}),
+        )
+    )
+    cases.append(
+        Case(
+            "llama-3-70b-awq-4gpu",
+            manifest(
+                "llama-3-70b-awq-4gpu",
+                model={"id": "casperhansen/llama-3-70b-instruct-awq"},
+                quantization="awq",
+                gpus=4,
+                limits={"maxInputTokens": 7168, "maxTotalTokens": 8192},
+            ),
+        )
+    )
 
     # The known crash cases.
     def crash(name, quant_method=None, model_dir=None, **spec):
-        cases.append(Case(name, manifest(name, **spec), model_dir=model_dir, quant_method=quant_method,
-                          known_crash=True))
+        cases.append(
+            Case(name, manifest(name, **spec), model_dir=model_dir, quant_method=quant_method, known_crash=True)
+        )
 
     crash("crash-awq-ckpt-none-fp16", quant_method="awq", quantization="none", dtype="float16")
     crash("crash-args-port", engine={"args": ["--port", "9000"]})
     crash("crash-args-num-shard", engine={"args": ["--num-shard", "2"]})
     crash("crash-args-unknown-flag", engine={"args": ["--no-such-flag"]})
-    crash("crash-args-batch-total", engine={"args": ["--max-batch-total-tokens", "4096"]},
-          limits={"maxInputTokens": 4096, "maxTotalTokens": 8192})
+    crash(
+        "crash-args-batch-total",
+        engine={"args": ["--max-batch-total-tokens", "4096"]},
+        limits={"maxInputTokens": 4096, "maxTotalTokens": 8192},
+    )
     crash("crash-args-max-input-length", engine={"args": ["--max-input-length", "100"]})
     crash("crash-args-blank-in-value", engine={"args": ["--otlp-service-name", "my service"]})
     crash("crash-env-sharded-1gpu", engine={"env": [{"name": "SHARDED", "value": "true"}]})
@@ -162,8 +202,12 @@ def builtin_cases() -> list[Case]:
     crash("crash-env-max-input-length", engine={"env": [{"name": "MAX_INPUT_LENGTH", "value": "10"}]})
     # mistral-7b's max_position_embeddings is 32768.
     crash("crash-input-ge-context", limits={"maxInputTokens": 32768})
-    crash("crash-input-ge-context-phi3", model_dir="phi-3-mini-4k",
-          model={"id": "microsoft/Phi-3-mini-4k-instruct"}, limits={"maxInputTokens": 4096})
+    crash(
+        "crash-input-ge-context-phi3",
+        model_dir="phi-3-mini-4k",
+        model={"id": "microsoft/Phi-3-mini-4k-instruct"},
+        limits={"maxInputTokens": 4096},
+    )
     return cases
 
 
@@ -174,7 +218,7 @@ def file_cases(paths: list[str]) -> list[Case]:
             docs = [d for d in yaml.safe_load_all(f) if d]
         for i, doc in enumerate(docs):
             if ((doc.get("spec") or {}).get("engine") or {}).get("name", "tgi") != "tgi":
-                continue   # another engine's manifest: hack/check_vllm_args.py checks vLLM's
+                continue  # another engine's manifest: hack/check_vllm_args.py checks vLLM's
             name = Path(path).stem + (f"#{i}" if len(docs) > 1 else "")
             cases.append(Case(name, doc))
     return cases
@@ -182,11 +226,12 @@ def file_cases(paths: list[str]) -> list[Case]:
 
 # ---------------------------------------------------------------- render
 
+
 def render_container(doc: dict, config: str | None = None, params: int | None = None) -> tuple[dict | None, str]:
     """The serving container of the Deployment the operator would apply, with the model's facts
     read from `config` (the same config.json the launcher is given); or None and why."""
     args = argparse.Namespace(namespace="default", gpu=None, config=config, params=params, hub=False)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     try:
         decision, _ = render.render_one(copy.deepcopy(doc), args, now)
     except api.InvalidSpec as problem:
@@ -203,6 +248,7 @@ def render_container(doc: dict, config: str | None = None, params: int | None = 
 
 
 # ---------------------------------------------------------------- model directory
+
 
 def model_dir_for(model_id: str) -> str:
     key = model_id.split("/")[-1].lower()
@@ -271,8 +317,9 @@ def message_of(line: str) -> str:
     return line
 
 
-def run_launcher(launcher: str, case: Case, container: dict, spec: api.LLMDeploymentSpec,
-                 timeout: float, stub: bool) -> Result:
+def run_launcher(
+    launcher: str, case: Case, container: dict, spec: api.LLMDeploymentSpec, timeout: float, stub: bool
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="tgi-check-") as tmp:
         tmp_path = Path(tmp)
         model = tmp_path / "model"
@@ -289,15 +336,22 @@ def run_launcher(launcher: str, case: Case, container: dict, spec: api.LLMDeploy
             env["PATH"] = f"{bindir}:{env['PATH']}"
         command = list(container.get("command") or [])
         if command and Path(command[0]).name == "text-generation-launcher":
-            argv = command[1:] + list(container.get("args") or [])      # no shell in between
+            argv = command[1:] + list(container.get("args") or [])  # no shell in between
         elif not command or Path(command[0]).name == "tgi-entrypoint.sh":
             argv = entrypoint_words(command[1:] + list(container.get("args") or []))
         else:
             return Result(case, UNKNOWN, f"the container runs {command[0]}, not the launcher")
         argv = [str(model) if i > 0 and argv[i - 1] == "--model-id" else a for i, a in enumerate(argv)]
         try:
-            proc = subprocess.run([launcher, *argv], env=env, cwd=tmp, capture_output=True, text=True,
-                                  timeout=timeout, start_new_session=True)
+            proc = subprocess.run(
+                [launcher, *argv],
+                env=env,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                start_new_session=True,
+            )
             out, err, rc = proc.stdout, proc.stderr, proc.returncode
         except subprocess.TimeoutExpired as t:
             out = t.stdout.decode() if isinstance(t.stdout, bytes) else (t.stdout or "")
@@ -313,11 +367,15 @@ def run_launcher(launcher: str, case: Case, container: dict, spec: api.LLMDeploy
     result = Result(case, UNKNOWN, argv=argv, log=log)
     if any(PASSED_MARK in m for m in messages):
         result.outcome = PASSED
-        result.detail = f"rc={rc}" + ("; shard spawned" if serve else
-                                      "; stopped at the download step" if not stub else "; no shard spawned")
+        result.detail = f"rc={rc}" + (
+            "; shard spawned" if serve else "; stopped at the download step" if not stub else "; no shard spawned"
+        )
         if serve:
-            shown = [f"{f} {flag(serve[0]['argv'], f)}" for f in ("--quantize", "--dtype", "--max-input-tokens")
-                     if flag(serve[0]["argv"], f) is not None]
+            shown = [
+                f"{f} {flag(serve[0]['argv'], f)}"
+                for f in ("--quantize", "--dtype", "--max-input-tokens")
+                if flag(serve[0]["argv"], f) is not None
+            ]
             shown += [f for f in ("--sharded", "--trust-remote-code") if f in serve[0]["argv"]]
             if "LORA_ADAPTERS" in serve[0]["env"]:
                 shown.append(f"LORA_ADAPTERS={serve[0]['env']['LORA_ADAPTERS']}")
@@ -345,8 +403,9 @@ def flag(argv: list[str], name: str) -> str | None:
     return value
 
 
-def later_refusal(serve_argv: list[str] | None, spec: api.LLMDeploymentSpec, config: dict,
-                  launcher_argv: list[str]) -> str:
+def later_refusal(
+    serve_argv: list[str] | None, spec: api.LLMDeploymentSpec, config: dict, launcher_argv: list[str]
+) -> str:
     """What TGI 3.3.7 refuses after the launcher's checks (from its source; predicted)."""
     notes = []
     if serve_argv is None:
@@ -358,15 +417,19 @@ def later_refusal(serve_argv: list[str] | None, spec: api.LLMDeploymentSpec, con
             serve_argv += ["--quantize", method]
     quantize, dtype = flag(serve_argv, "--quantize"), flag(serve_argv, "--dtype")
     if dtype is not None and quantize not in (None, "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4"):
-        notes.append(f"server: the shard gets --quantize {quantize} --dtype {dtype}: RuntimeError 'Only 1 can be set "
-                     "between `dtype` and `quantize`'")
+        notes.append(
+            f"server: the shard gets --quantize {quantize} --dtype {dtype}: RuntimeError 'Only 1 can be set "
+            "between `dtype` and `quantize`'"
+        )
     max_input = flag(launcher_argv, "--max-input-tokens") or flag(launcher_argv, "--max-input-length")
     max_total = flag(launcher_argv, "--max-total-tokens")
     context = config.get("max_position_embeddings")
     if max_input and not max_total and context and int(max_input) >= int(context):
-        notes.append(f"router: --max-input-tokens {max_input} >= the model's context {context} and no "
-                     "--max-total-tokens: the shard caps max_total_tokens at the context, then the router "
-                     "refuses '`max_input_tokens` must be < `max_total_tokens`'")
+        notes.append(
+            f"router: --max-input-tokens {max_input} >= the model's context {context} and no "
+            "--max-total-tokens: the shard caps max_total_tokens at the context, then the router "
+            "refuses '`max_input_tokens` must be < `max_total_tokens`'"
+        )
     return "; ".join(notes)
 
 
@@ -409,8 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-builtin", action="store_true", help="only the given files (or examples/*.yaml)")
     p.add_argument("--only", help="only cases whose name contains this")
     p.add_argument("--timeout", type=float, default=8.0, help="seconds a launcher run may take (default 8)")
-    p.add_argument("--no-stub", action="store_true",
-                   help="no stand-in text-generation-server: the launcher stops at the download step")
+    p.add_argument(
+        "--no-stub",
+        action="store_true",
+        help="no stand-in text-generation-server: the launcher stops at the download step",
+    )
     p.add_argument("--strict", action="store_true", help="also exit 1 when a later refusal is predicted")
     p.add_argument("-v", "--verbose", action="store_true", help="print each launcher argv and its output")
     args = p.parse_args(argv)
@@ -434,10 +500,12 @@ def main(argv: list[str] | None = None) -> int:
     refused = [r for r in results if r.outcome == LAUNCHER_REFUSED]
     later = [r for r in results if r.outcome == PASSED and r.later]
     unknown = [r for r in results if r.outcome == UNKNOWN]
-    print(f"\n{len(results)} manifests: {sum(r.outcome == PASSED for r in results)} passed the launcher's checks "
-          f"({len(later)} with a later refusal predicted), {len(refused)} refused by the launcher, "
-          f"{sum(r.outcome == RENDER_REFUSED for r in results)} refused before the launcher, {len(unknown)} unknown. "
-          "* = a known crash case.")
+    print(
+        f"\n{len(results)} manifests: {sum(r.outcome == PASSED for r in results)} passed the launcher's checks "
+        f"({len(later)} with a later refusal predicted), {len(refused)} refused by the launcher, "
+        f"{sum(r.outcome == RENDER_REFUSED for r in results)} refused before the launcher, {len(unknown)} unknown. "
+        "* = a known crash case."
+    )
     return 1 if refused or unknown or (args.strict and later) else 0
 
 

@@ -41,18 +41,42 @@ def builtin_cases() -> list[dict]:
     qwen = {"id": "Qwen/Qwen3-8B"}
     # Pre-quantized formats on a model the catalog lacks (its facts unknown, as for a repository
     # published in that format); fp8 on the catalog's 16-bit Qwen3-8B (quantized at load).
-    cases = [manifest(f"quant-{q}", model={"id": f"acme/qwen3-8b-{q}"}, gpus=1, quantization=q)
-             for q in ("awq", "gptq", "marlin", "compressed-tensors")]
+    cases = [
+        manifest(f"quant-{q}", model={"id": f"acme/qwen3-8b-{q}"}, gpus=1, quantization=q)
+        for q in ("awq", "gptq", "marlin", "compressed-tensors")
+    ]
     cases.append(manifest("quant-fp8", model=qwen, gpus=1, quantization="fp8"))
     cases += [
         manifest("fp8-checkpoint", model={"id": "Qwen/Qwen3-32B-FP8"}, gpus=2, quantization="fp8"),
-        manifest("limits", model=qwen, gpus=1, dtype="bfloat16",
-                 limits={"maxTotalTokens": 16384, "maxBatchPrefillTokens": 8192, "maxConcurrentRequests": 256}),
-        manifest("adapters", model=qwen, gpus=1, adapters=[{"name": "sql", "id": "acme/sql-lora"},
-                                                           {"name": "chat", "id": "acme/chat-lora"}]),
-        manifest("open-args", model=qwen, gpus=1, engine={"name": "vllm", "args": [
-            "--enable-prefix-caching", "--gpu-memory-utilization=0.95", "--kv-cache-dtype", "fp8",
-            "--compilation-config", '{"cudagraph_mode": "FULL_AND_PIECEWISE"}']}),
+        manifest(
+            "limits",
+            model=qwen,
+            gpus=1,
+            dtype="bfloat16",
+            limits={"maxTotalTokens": 16384, "maxBatchPrefillTokens": 8192, "maxConcurrentRequests": 256},
+        ),
+        manifest(
+            "adapters",
+            model=qwen,
+            gpus=1,
+            adapters=[{"name": "sql", "id": "acme/sql-lora"}, {"name": "chat", "id": "acme/chat-lora"}],
+        ),
+        manifest(
+            "open-args",
+            model=qwen,
+            gpus=1,
+            engine={
+                "name": "vllm",
+                "args": [
+                    "--enable-prefix-caching",
+                    "--gpu-memory-utilization=0.95",
+                    "--kv-cache-dtype",
+                    "fp8",
+                    "--compilation-config",
+                    '{"cudagraph_mode": "FULL_AND_PIECEWISE"}',
+                ],
+            },
+        ),
         manifest("trust", model={"id": "Qwen/Qwen3-8B", "trustRemoteCode": True, "revision": "abc123"}, gpus=2),
         # A replica on two nodes: the leader's and the worker's argv (LeaderWorkerSet).
         manifest("two-nodes", model={"id": "meta-llama/Meta-Llama-3.1-405B"}, gpus=8, nodes=2),
@@ -76,9 +100,10 @@ def _expanded(args: list[str]) -> list[str]:
 def argvs_of(doc: dict) -> list[tuple[str, list[str]]]:
     """(name, argv) of each serving container the manifest becomes: the Deployment's, or a
     LeaderWorkerSet's leader and worker (variables expanded as the kubelet would)."""
-    args = argparse.Namespace(namespace="default", gpu="h100-80gb", config=None, params=None, hub=False,
-                              catalog_file=[], engine="vllm")
-    decision, _ = render.render_one(doc, args, dt.datetime.now(dt.timezone.utc))
+    args = argparse.Namespace(
+        namespace="default", gpu="h100-80gb", config=None, params=None, hub=False, catalog_file=[], engine="vllm"
+    )
+    decision, _ = render.render_one(doc, args, dt.datetime.now(dt.UTC))
     name = doc["metadata"]["name"]
     templates = []
     for obj in decision.desired:
@@ -112,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, argv_ in found:
             named.append(label)
             argvs.append(argv_)
-    proc = subprocess.run([sys.executable, str(CHECK_ARGV)], input=json.dumps(argvs), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(CHECK_ARGV)], input=json.dumps(argvs), capture_output=True, text=True, timeout=300
+    )
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     if len(results) != len(argvs):
         print(proc.stdout, proc.stderr, file=sys.stderr)

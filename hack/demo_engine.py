@@ -40,14 +40,16 @@ MODEL, LORA = "test/tiny-llama", "test/tiny-llama-lora"
 
 def tiny_repos(outdir: Path) -> dict[str, dict[str, bytes]]:
     made = tinymodel.make(outdir, base_repo=MODEL)
-    return {repo: {f.name: f.read_bytes() for f in sorted(made[kind].iterdir())}
-            for repo, kind in ((MODEL, "model"), (LORA, "lora"))}
+    return {
+        repo: {f.name: f.read_bytes() for f in sorted(made[kind].iterdir())}
+        for repo, kind in ((MODEL, "model"), (LORA, "lora"))
+    }
 
 
 def write_env(path: Path, values: dict[str, str]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    tmp.replace(path)    # atomic: demo.sh never reads half a file
+    tmp.replace(path)  # atomic: demo.sh never reads half a file
 
 
 def forget_engineless_pods(farm: RealEngineFarm, timeout: float = 30) -> None:
@@ -61,7 +63,7 @@ def forget_engineless_pods(farm: RealEngineFarm, timeout: float = 30) -> None:
             try:
                 farm.core.delete_namespaced_pod(pod.metadata.name, farm.namespace, grace_period_seconds=0)
             except ApiException as err:
-                if err.status != 404:    # gone already is what was asked
+                if err.status != 404:  # gone already is what was asked
                     raise
             names.add(pod.metadata.name)
     deadline = time.monotonic() + timeout
@@ -89,10 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with RealEngineFarm(args.dir / "kubeconfig", args.namespace, root / "engines", args.venv) as farm:
             forget_engineless_pods(farm)
-            write_env(env_file, {"HUB_ENDPOINT": hub.endpoint, "MODEL_REVISION": hub.commit(MODEL),
-                                 "LORA_REVISION": hub.commit(LORA)})
-            print(f"demo-engine: Hub stand-in at {hub.endpoint}; serving pods of namespace {args.namespace} "
-                  f"(pid {os.getpid()})", flush=True)
+            write_env(
+                env_file,
+                {"HUB_ENDPOINT": hub.endpoint, "MODEL_REVISION": hub.commit(MODEL), "LORA_REVISION": hub.commit(LORA)},
+            )
+            print(
+                f"demo-engine: Hub stand-in at {hub.endpoint}; serving pods of namespace {args.namespace} "
+                f"(pid {os.getpid()})",
+                flush=True,
+            )
             said = 0
             while not stop.wait(1):
                 for error in farm.errors[said:]:

@@ -72,7 +72,8 @@ class ImageError(RuntimeError):
 
 def cache_root() -> Path:
     base = os.environ.get("LLMOP_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "llm-operator")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "llm-operator"
+    )
     return Path(base) / "images"
 
 
@@ -88,9 +89,17 @@ def tree_hash(*paths: Path) -> str:
     """A hash of files and directory trees (names and contents; caches and build leftovers skipped)."""
     parts: list[bytes] = []
     for top in paths:
-        files = [top] if top.is_file() else sorted(
-            p for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-            and not any(part.endswith(".egg-info") for part in p.parts))
+        files = (
+            [top]
+            if top.is_file()
+            else sorted(
+                p
+                for p in top.rglob("*")
+                if p.is_file()
+                and "__pycache__" not in p.parts
+                and not any(part.endswith(".egg-info") for part in p.parts)
+            )
+        )
         for f in files:
             parts += [str(f.relative_to(ROOT)).encode(), f.read_bytes()]
     return _hash(*parts)
@@ -110,8 +119,9 @@ def run(cmd: list[str], what: str, log: Path | None = None, **kw) -> str:
 
 def missing_packages() -> list[str]:
     """The Debian packages of PACKAGES that are not installed."""
-    out = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *PACKAGES],
-                         text=True, capture_output=True).stdout
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *PACKAGES], text=True, capture_output=True
+    ).stdout
     installed = {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
     return [p for p in PACKAGES if p not in installed]
 
@@ -122,8 +132,10 @@ def ensure_packages() -> None:
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ImageError(f"the real node needs the Debian packages {' '.join(missing)}; install them "
-                         f"(apt-get install {' '.join(missing)}) as root")
+        raise ImageError(
+            f"the real node needs the Debian packages {' '.join(missing)}; install them "
+            f"(apt-get install {' '.join(missing)}) as root"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], "apt-get install", env=env)
@@ -141,8 +153,20 @@ class Builder:
             d.mkdir(parents=True, exist_ok=True)
 
     def buildah(self, *args: str, what: str) -> str:
-        return run(["buildah", "--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
-                    "--storage-driver", "vfs", *args], what, self.logs / "buildah.log")
+        return run(
+            [
+                "buildah",
+                "--root",
+                str(self.root / "storage"),
+                "--runroot",
+                str(self.root / "run"),
+                "--storage-driver",
+                "vfs",
+                *args,
+            ],
+            what,
+            self.logs / "buildah.log",
+        )
 
     def has_image(self, name: str) -> bool:
         try:
@@ -173,8 +197,13 @@ class Builder:
             binary = self.root / f"pause-{key}"
             if not binary.exists():
                 env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
-                run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."], "building pause",
-                    self.logs / "pause.log", cwd=src, env=env)
+                run(
+                    ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "."],
+                    "building pause",
+                    self.logs / "pause.log",
+                    cwd=src,
+                    env=env,
+                )
             c = self.buildah("from", "scratch", what="pause: from scratch").strip()
             self.buildah("copy", c, str(binary), "/pause", what="pause: copy")
             self.buildah("config", "--entrypoint", '["/pause"]', "--user", "65535:65535", c, what="pause: config")
@@ -191,25 +220,54 @@ class Builder:
                 tmp = rootfs.with_suffix(".tmp")
                 # Debian marks its Python externally managed (PEP 668); python:3.11-slim's pip
                 # installs into the system, and so must this one's.
-                run(["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                     "--customize-hook=rm -f \"$1\"/usr/lib/python3*/EXTERNALLY-MANAGED",
-                     "--format=tar", SUITE, str(tmp), *MIRRORS], "mmdebstrap (the local Python base)",
-                    self.logs / "mmdebstrap.log")
+                run(
+                    [
+                        "mmdebstrap",
+                        "--variant=minbase",
+                        f"--include={','.join(BASE_PACKAGES)}",
+                        '--customize-hook=rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED',
+                        "--format=tar",
+                        SUITE,
+                        str(tmp),
+                        *MIRRORS,
+                    ],
+                    "mmdebstrap (the local Python base)",
+                    self.logs / "mmdebstrap.log",
+                )
                 tmp.rename(rootfs)
             c = self.buildah("from", "scratch", what="base: from scratch").strip()
             self.buildah("add", c, str(rootfs), "/", what="base: add rootfs")
-            self.buildah("config", "--env", PATH_ENV, "--env", "LANG=C.UTF-8", "--cmd", "python3", c,
-                         what="base: config")
+            self.buildah(
+                "config", "--env", PATH_ENV, "--env", "LANG=C.UTF-8", "--cmd", "python3", c, what="base: config"
+            )
             self.buildah("commit", "--rm", c, keyed, what="base: commit")
         self.buildah("tag", keyed, BASE_NAME, what="base: tag")
         return BASE_NAME, self.export(BASE_NAME, key)
 
-    def _bud(self, image: str, key: str, containerfile: Path, target: str | None, context: Path = ROOT,
-             build_args: dict[str, str] | None = None) -> None:
+    def _bud(
+        self,
+        image: str,
+        key: str,
+        containerfile: Path,
+        target: str | None,
+        context: Path = ROOT,
+        build_args: dict[str, str] | None = None,
+    ) -> None:
         keyed = self._tag_keyed(image, key)
         if not self.has_image(keyed):
-            args = ["bud", "--pull=never", "--network", "host", "--layers=false",
-                    "--volume", f"{HOST_CA}:{HOST_CA}:ro", "-f", str(containerfile), "-t", keyed]
+            args = [
+                "bud",
+                "--pull=never",
+                "--network",
+                "host",
+                "--layers=false",
+                "--volume",
+                f"{HOST_CA}:{HOST_CA}:ro",
+                "-f",
+                str(containerfile),
+                "-t",
+                keyed,
+            ]
             for name, value in (build_args or {}).items():
                 args += ["--build-arg", f"{name}={value}"]
             if target:
@@ -219,8 +277,9 @@ class Builder:
 
     def operator(self) -> tuple[str, Path]:
         self.python()
-        key = tree_hash(ROOT / "Dockerfile", ROOT / "pyproject.toml", ROOT / "operator", ROOT / "runtime",
-                        ROOT / "common")
+        key = tree_hash(
+            ROOT / "Dockerfile", ROOT / "pyproject.toml", ROOT / "operator", ROOT / "runtime", ROOT / "common"
+        )
         self._bud(OPERATOR_IMAGE, key, ROOT / "Dockerfile", "operator")
         return OPERATOR_IMAGE, self.export(OPERATOR_IMAGE, key)
 
@@ -249,15 +308,18 @@ class Builder:
         """The Dockerfile's `runtime` target over TGI_STANDIN_IMAGE instead of TGI's image."""
         self.python()
         here = ROOT / "tests" / "realnode"
-        base_key = tree_hash(here / "tgi-standin.Containerfile", here / "standin_launcher.py",
-                             FAKE_ENGINE)
+        base_key = tree_hash(here / "tgi-standin.Containerfile", here / "standin_launcher.py", FAKE_ENGINE)
         context = self._standin_context(base_key)
         try:
             self._bud(TGI_STANDIN_IMAGE, base_key, here / "tgi-standin.Containerfile", None, context)
         finally:
             shutil.rmtree(context, ignore_errors=True)
-        key = _hash(base_key.encode(), tree_hash(ROOT / "Dockerfile", ROOT / "pyproject.toml", ROOT / "operator",
-                                                 ROOT / "runtime", ROOT / "common").encode())
+        key = _hash(
+            base_key.encode(),
+            tree_hash(
+                ROOT / "Dockerfile", ROOT / "pyproject.toml", ROOT / "operator", ROOT / "runtime", ROOT / "common"
+            ).encode(),
+        )
         self._bud(RUNTIME_IMAGE, key, ROOT / "Dockerfile", "runtime", build_args={"TGI_IMAGE": TGI_STANDIN_IMAGE})
         return RUNTIME_IMAGE, self.export(RUNTIME_IMAGE, key)
 

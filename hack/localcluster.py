@@ -34,7 +34,10 @@ from pathlib import Path
 HACK = Path(__file__).resolve().parent
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "lws-manager")
 # The resources of LWS's CRDs (its manager watches both).
-LWS_RESOURCES = ("/apis/leaderworkerset.x-k8s.io/v1/leaderworkersets", "/apis/disaggregatedset.x-k8s.io/v1/disaggregatedsets")
+LWS_RESOURCES = (
+    "/apis/leaderworkerset.x-k8s.io/v1/leaderworkersets",
+    "/apis/disaggregatedset.x-k8s.io/v1/disaggregatedsets",
+)
 START_TIMEOUT_S = 60
 
 
@@ -81,7 +84,7 @@ class Ports:
     lws_webhook: int
 
     @classmethod
-    def pick(cls) -> "Ports":
+    def pick(cls) -> Ports:
         return cls(free_port(), free_port(), free_port(), free_port(), free_port())
 
 
@@ -144,15 +147,53 @@ class LocalCluster:
                 "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
             )
             o = self._openssl
-            o("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "lws-webhook/tls.key", "-out", "lws-webhook.csr",
-              "-subj", "/CN=lws-webhook")
-            o("x509", "-req", "-in", "lws-webhook.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-              "-out", "lws-webhook/tls.crt", "-days", "3650", "-extfile", "webhook.cnf")
+            o(
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "lws-webhook/tls.key",
+                "-out",
+                "lws-webhook.csr",
+                "-subj",
+                "/CN=lws-webhook",
+            )
+            o(
+                "x509",
+                "-req",
+                "-in",
+                "lws-webhook.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "lws-webhook/tls.crt",
+                "-days",
+                "3650",
+                "-extfile",
+                "webhook.cnf",
+            )
 
     def _make_base_pki(self) -> None:
         o = self._openssl
-        o("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-          "-days", "3650", "-subj", "/CN=llm-operator-local-ca")
+        o(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=llm-operator-local-ca",
+        )
         (self.pki / "san.cnf").write_text(
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
             "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:10.251.0.1,DNS:localhost,"
@@ -167,8 +208,23 @@ class LocalCluster:
             ("admin", "/O=system:masters/CN=local-admin", "client.cnf"),
         ):
             o("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj)
-            o("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-              "-out", f"{name}.crt", "-days", "3650", "-extfile", ext)
+            o(
+                "x509",
+                "-req",
+                "-in",
+                f"{name}.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                f"{name}.crt",
+                "-days",
+                "3650",
+                "-extfile",
+                ext,
+            )
         o("genrsa", "-out", "sa.key", "2048")
         o("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
 
@@ -180,12 +236,12 @@ clusters:
 - name: local
   cluster:
     server: {server}
-    certificate-authority: {self.pki / 'ca.crt'}
+    certificate-authority: {self.pki / "ca.crt"}
 users:
 - name: admin
   user:
-    client-certificate: {self.pki / 'admin.crt'}
-    client-key: {self.pki / 'admin.key'}
+    client-certificate: {self.pki / "admin.crt"}
+    client-key: {self.pki / "admin.key"}
 contexts:
 - name: local
   context: {{cluster: local, user: admin, namespace: default}}
@@ -193,9 +249,7 @@ current-context: local
 """
         )
         os.chmod(self.kubeconfig, 0o600)
-        self.env_file.write_text(
-            f'export KUBECONFIG="{self.kubeconfig}"\nexport PATH="{self.bin_dir}:$PATH"\n'
-        )
+        self.env_file.write_text(f'export KUBECONFIG="{self.kubeconfig}"\nexport PATH="{self.bin_dir}:$PATH"\n')
 
     # ---- processes -------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -203,8 +257,12 @@ current-context: local
         # A session of its own: `up` returns while the plane keeps running, and `down`
         # can signal the whole group.
         return subprocess.Popen(
-            [self.binary(name), *args], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root,
+            [self.binary(name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.root,
         )
 
     def _save_state(self, **kw) -> None:
@@ -233,29 +291,44 @@ current-context: local
             self._save_state(server=server, pids={n: p.pid for n, p in procs.items()})
 
         try:
-            record("etcd", self._spawn("etcd", [
-                "--name=local", f"--data-dir={self.root / 'etcd-data'}",
-                f"--listen-client-urls=http://127.0.0.1:{ports.etcd_client}",
-                f"--advertise-client-urls=http://127.0.0.1:{ports.etcd_client}",
-                f"--listen-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
-                f"--initial-cluster=local=http://127.0.0.1:{ports.etcd_peer}",
-                "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=4294967296",
-            ]))
+            record(
+                "etcd",
+                self._spawn(
+                    "etcd",
+                    [
+                        "--name=local",
+                        f"--data-dir={self.root / 'etcd-data'}",
+                        f"--listen-client-urls=http://127.0.0.1:{ports.etcd_client}",
+                        f"--advertise-client-urls=http://127.0.0.1:{ports.etcd_client}",
+                        f"--listen-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+                        f"--initial-advertise-peer-urls=http://127.0.0.1:{ports.etcd_peer}",
+                        f"--initial-cluster=local=http://127.0.0.1:{ports.etcd_peer}",
+                        "--unsafe-no-fsync",
+                        "--log-level=warn",
+                        "--quota-backend-bytes=4294967296",
+                    ],
+                ),
+            )
             p = self.pki
             apiserver_args = [
                 f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-                f"--secure-port={ports.apiserver}", "--bind-address=127.0.0.1",
+                f"--secure-port={ports.apiserver}",
+                "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 # No kubelet or kube-proxy run here, so no in-cluster endpoint for the apiserver.
                 "--endpoint-reconciler-type=none",
-                f"--cert-dir={p}", f"--tls-cert-file={p / 'apiserver.crt'}",
-                f"--tls-private-key-file={p / 'apiserver.key'}", f"--client-ca-file={p / 'ca.crt'}",
-                "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.0.0.0/24",
+                f"--cert-dir={p}",
+                f"--tls-cert-file={p / 'apiserver.crt'}",
+                f"--tls-private-key-file={p / 'apiserver.key'}",
+                f"--client-ca-file={p / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={p / 'sa.pub'}",
                 f"--service-account-signing-key-file={p / 'sa.key'}",
-                "--allow-privileged=true", "--profiling=false", "--v=0",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=0",
                 # Nodes by address, never by name through the machine's DNS (kubectl logs/exec).
                 "--kubelet-preferred-address-types=InternalIP",
             ]
@@ -268,38 +341,65 @@ current-context: local
                 # owners by the discovery it reads at start (then every 30 s), and would leave an
                 # LWS's StatefulSets and pods behind it until then.
                 self.kubectl("apply", "--server-side", "-f", str(self.bin_dir / "lws-manifests" / "crd"))
-                wait_until("the LWS CRDs to be served", lambda: all(
-                    self._get(server, f"{path}?limit=1") for path in LWS_RESOURCES), timeout, procs)
+                wait_until(
+                    "the LWS CRDs to be served",
+                    lambda: all(self._get(server, f"{path}?limit=1") for path in LWS_RESOURCES),
+                    timeout,
+                    procs,
+                )
             for name, args in (
-                ("kube-controller-manager", [
-                    f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0",
-                    f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
-                    # Fake nodes have no kubelet: the node lifecycle controller would evict their pods.
-                    # Pods have loopback IPs, which the apiserver refuses in Endpoints and
-                    # EndpointSlices ("may not be in the loopback range"): their controllers would
-                    # only retry and write a Warning Event each time, so they are off too.
-                    "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,"
-                    "-endpoint,-endpointslice,-endpointslicemirroring",
-                    "--horizontal-pod-autoscaler-sync-period=5s", "--v=0",
-                ]),
-                ("kube-scheduler", [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=0"]),
-                ("kwok", [
-                    f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
-                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                    f"--server-address=127.0.0.1:{ports.kwok}",
-                    # Pod IPs on loopback, where tests may send traffic: from a node's podCIDRs
-                    # (hack/kwok/nodes.yaml), else from --cidr (nodes a test makes). A node's
-                    # address is where its kubelet API, kwok's server, listens.
-                    "--cidr=127.244.0.1/16", "--node-ip=127.0.0.1",
-                    "-c", str(HACK / "kwok" / "stages.yaml"),
-                ]),
+                (
+                    "kube-controller-manager",
+                    [
+                        f"--kubeconfig={self.kubeconfig}",
+                        "--leader-elect=false",
+                        "--secure-port=0",
+                        f"--service-account-private-key-file={p / 'sa.key'}",
+                        f"--root-ca-file={p / 'ca.crt'}",
+                        # Fake nodes have no kubelet: the node lifecycle controller would evict their pods.
+                        # Pods have loopback IPs, which the apiserver refuses in Endpoints and
+                        # EndpointSlices ("may not be in the loopback range"): their controllers would
+                        # only retry and write a Warning Event each time, so they are off too.
+                        "--controllers=*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,"
+                        "-endpoint,-endpointslice,-endpointslicemirroring",
+                        "--horizontal-pod-autoscaler-sync-period=5s",
+                        "--v=0",
+                    ],
+                ),
+                (
+                    "kube-scheduler",
+                    [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=0"],
+                ),
+                (
+                    "kwok",
+                    [
+                        f"--kubeconfig={self.kubeconfig}",
+                        "--manage-all-nodes=false",
+                        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                        f"--server-address=127.0.0.1:{ports.kwok}",
+                        # Pod IPs on loopback, where tests may send traffic: from a node's podCIDRs
+                        # (hack/kwok/nodes.yaml), else from --cidr (nodes a test makes). A node's
+                        # address is where its kubelet API, kwok's server, listens.
+                        "--cidr=127.244.0.1/16",
+                        "--node-ip=127.0.0.1",
+                        "-c",
+                        str(HACK / "kwok" / "stages.yaml"),
+                    ],
+                ),
             ):
                 record(name, self._spawn(name, args))
             if self.lws:
-                record("lws-manager", self._spawn("lws-manager", [
-                    f"--config={self._write_lws_config(ports.lws_webhook)}", f"--kubeconfig={self.kubeconfig}",
-                    "--zap-log-level=info",
-                ]))
+                record(
+                    "lws-manager",
+                    self._spawn(
+                        "lws-manager",
+                        [
+                            f"--config={self._write_lws_config(ports.lws_webhook)}",
+                            f"--kubeconfig={self.kubeconfig}",
+                            "--zap-log-level=info",
+                        ],
+                    ),
+                )
                 webhooks = self._lws_webhook_configurations(ports.lws_webhook)
                 self.kubectl("apply", "--server-side", "-f", "-", input="\n".join(map(json.dumps, webhooks)))
             self.kubectl("apply", "-f", str(HACK / "kwok" / "nodes.yaml"))
@@ -308,11 +408,16 @@ current-context: local
             # would lift it, is off (it would evict pods from nodes that have no kubelet).
             self.kubectl("taint", "nodes", "--all", "node.kubernetes.io/not-ready:NoSchedule-")
             # The controller manager is working once it has made the default ServiceAccount.
-            wait_until("the controller manager to create ServiceAccount default/default",
-                       lambda: self.kubectl_ok("get", "serviceaccount", "default", "-n", "default"), timeout, procs)
+            wait_until(
+                "the controller manager to create ServiceAccount default/default",
+                lambda: self.kubectl_ok("get", "serviceaccount", "default", "-n", "default"),
+                timeout,
+                procs,
+            )
             if self.lws:
-                self._wait_for_lws([hook["clientConfig"]["url"] for config in webhooks
-                                    for hook in config["webhooks"]], timeout, procs)
+                self._wait_for_lws(
+                    [hook["clientConfig"]["url"] for config in webhooks for hook in config["webhooks"]], timeout, procs
+                )
         except BaseException:
             self.down()
             raise
@@ -325,14 +430,20 @@ current-context: local
         webhook configurations; the local CA signs its certificate instead), no leader
         election, the webhook on loopback, metrics and health endpoints off."""
         path = self.root / "lws-config.json"
-        path.write_text(json.dumps({
-            "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
-            "leaderElection": {"leaderElect": False},
-            "internalCertManagement": {"enable": False},
-            "webhook": {"host": "127.0.0.1", "port": port, "certDir": str(self.pki / "lws-webhook")},
-            "metrics": {"bindAddress": "0"},
-            "health": {"healthProbeBindAddress": "0"},
-        }, indent=2))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "config.lws.x-k8s.io/v1alpha1",
+                    "kind": "Configuration",
+                    "leaderElection": {"leaderElect": False},
+                    "internalCertManagement": {"enable": False},
+                    "webhook": {"host": "127.0.0.1", "port": port, "certDir": str(self.pki / "lws-webhook")},
+                    "metrics": {"bindAddress": "0"},
+                    "health": {"healthProbeBindAddress": "0"},
+                },
+                indent=2,
+            )
+        )
         return path
 
     def _lws_webhook_configurations(self, port: int) -> list[dict]:
@@ -340,8 +451,9 @@ current-context: local
         kustomization in config/webhook: rules, paths, failure policies, and the pod webhooks'
         objectSelector, so they act on LWS pods only), each webhook reached at
         https://127.0.0.1:PORT/PATH instead of through a Service."""
-        rendered = self.kubectl("create", "-k", str(self.bin_dir / "lws-manifests" / "webhook"),
-                                "--dry-run=client", "-o", "json")
+        rendered = self.kubectl(
+            "create", "-k", str(self.bin_dir / "lws-manifests" / "webhook"), "--dry-run=client", "-o", "json"
+        )
         ca_bundle = base64.b64encode((self.pki / "ca.crt").read_bytes()).decode()
         configs = []
         for obj in json_stream(rendered):
@@ -359,8 +471,7 @@ current-context: local
         trusts (it registers them one by one once its certificates are read)."""
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         for url in urls:
-            req = urllib.request.Request(url, data=b"{}", method="POST",
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(req, context=ctx, timeout=2):
                     pass  # controller-runtime answers an empty review with an AdmissionReview error
@@ -374,15 +485,23 @@ current-context: local
     def _lws_admits(self) -> bool:
         """True when the apiserver admits a LeaderWorkerSet through LWS's webhooks (a
         server-side dry run: the CRD is Established and the webhooks answer)."""
-        probe = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-                 "metadata": {"name": "localcluster-probe", "namespace": "default"},
-                 "spec": {"leaderWorkerTemplate": {"size": 1, "workerTemplate": {"spec": {
-                     "containers": [{"name": "c", "image": "registry.invalid/none"}]}}}}}
+        probe = {
+            "apiVersion": "leaderworkerset.x-k8s.io/v1",
+            "kind": "LeaderWorkerSet",
+            "metadata": {"name": "localcluster-probe", "namespace": "default"},
+            "spec": {
+                "leaderWorkerTemplate": {
+                    "size": 1,
+                    "workerTemplate": {"spec": {"containers": [{"name": "c", "image": "registry.invalid/none"}]}},
+                }
+            },
+        }
         return bool(self.kubectl_ok("create", "--dry-run=server", "-o", "name", "-f", "-", input=json.dumps(probe)))
 
     def _wait_for_lws(self, urls: list[str], timeout: float, procs: dict[str, subprocess.Popen]) -> None:
-        wait_until(f"the LWS manager to serve its webhooks ({', '.join(urls)})",
-                   lambda: self._lws_serves(urls), timeout, procs)
+        wait_until(
+            f"the LWS manager to serve its webhooks ({', '.join(urls)})", lambda: self._lws_serves(urls), timeout, procs
+        )
         wait_until("the apiserver to admit a LeaderWorkerSet through LWS's webhooks", self._lws_admits, timeout, procs)
 
     # ---- faults ----------------------------------------------------------------------
@@ -411,8 +530,12 @@ current-context: local
             raise ClusterError("kube-apiserver is already running")
         proc = self._spawn("kube-apiserver", state["apiserver_args"])
         self._save_state(pids={**state["pids"], "kube-apiserver": proc.pid})
-        wait_until("kube-apiserver to answer /readyz again", lambda: self._readyz(self.server), timeout,
-                   {"kube-apiserver": proc})
+        wait_until(
+            "kube-apiserver to answer /readyz again",
+            lambda: self._readyz(self.server),
+            timeout,
+            {"kube-apiserver": proc},
+        )
         return time.monotonic() - started
 
     def _readyz(self, server: str) -> bool:
@@ -429,13 +552,22 @@ current-context: local
             return False
 
     def _nodes_ready(self) -> bool:
-        out = self.kubectl_ok("get", "nodes", "-o",
-                              "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
+        out = self.kubectl_ok(
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+        )
         return bool(out) and all(line == "True" for line in out.split())
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        proc = subprocess.run([self.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-                              input=input, text=True, capture_output=True, timeout=60)
+        proc = subprocess.run(
+            [self.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
         if proc.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
@@ -503,9 +635,15 @@ def signal_group(pid: int, sig: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["up", "down", "status", "apiserver-stop", "apiserver-start"])
-    parser.add_argument("--dir", default=".cluster", help="where state, logs and the kubeconfig live (default .cluster)")
-    parser.add_argument("--no-lws", dest="lws", action="store_false",
-                        help="up: without the LeaderWorkerSet controller, its CRDs and webhooks (a cluster without LWS)")
+    parser.add_argument(
+        "--dir", default=".cluster", help="where state, logs and the kubeconfig live (default .cluster)"
+    )
+    parser.add_argument(
+        "--no-lws",
+        dest="lws",
+        action="store_false",
+        help="up: without the LeaderWorkerSet controller, its CRDs and webhooks (a cluster without LWS)",
+    )
     args = parser.parse_args(argv)
     cluster = LocalCluster(Path(args.dir), lws=args.lws)
     try:

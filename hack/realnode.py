@@ -51,8 +51,14 @@ NODE_LABEL = "llm-operator.dev/real-node"
 CGROUP_ROOT = "llmop-realnode"
 # Host settings the kubelet (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) and the
 # bridge plugin (ip_forward) change.
-SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops", "net/ipv4/ip_forward",
-           "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding")
+SYSCTLS = (
+    "vm/overcommit_memory",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "net/ipv4/ip_forward",
+    "net/ipv4/conf/all/forwarding",
+    "net/ipv6/conf/all/forwarding",
+)
 IPTABLES = ("iptables", "ip6tables")
 NETNS_DIR = Path("/var/run/netns")
 CNI_BIN = "/usr/lib/cni"
@@ -80,11 +86,16 @@ def iptables_tables(tool: str) -> dict[str, str]:
     """Each table's rules as `TOOL-save` prints them, less comments and counters."""
     tables = {}
     names = Path(f"/proc/net/{'ip6' if tool == 'ip6tables' else 'ip'}_tables_names")
-    for table in sorted(set(names.read_text().split()) | {"filter", "nat", "mangle"}) if names.exists() else ("filter",):
+    for table in (
+        sorted(set(names.read_text().split()) | {"filter", "nat", "mangle"}) if names.exists() else ("filter",)
+    ):
         proc = subprocess.run([f"{tool}-save", "-t", table], text=True, capture_output=True)
         if proc.returncode == 0:
-            tables[table] = "\n".join(line if not line.startswith(":") else line.split(" [")[0]
-                                      for line in proc.stdout.splitlines() if not line.startswith("#"))
+            tables[table] = "\n".join(
+                line if not line.startswith(":") else line.split(" [")[0]
+                for line in proc.stdout.splitlines()
+                if not line.startswith("#")
+            )
     return tables
 
 
@@ -131,10 +142,15 @@ def host_files() -> dict[str, list[str]]:
 
 def host_snapshot() -> dict:
     """What `down` restores, as comparable data (the real-node test checks before == after)."""
-    return {"sysctls": read_sysctls(), "links": links(), "netns": netns(), "files": host_files(),
-            "iptables": {tool: iptables_tables(tool) for tool in IPTABLES},
-            "cgroups": [str(d) for d in cgroup_dirs()],
-            "processes": sorted(our_processes(["llmop-real", CNI_NETWORK, "containerd-shim"]).values())}
+    return {
+        "sysctls": read_sysctls(),
+        "links": links(),
+        "netns": netns(),
+        "files": host_files(),
+        "iptables": {tool: iptables_tables(tool) for tool in IPTABLES},
+        "cgroups": [str(d) for d in cgroup_dirs()],
+        "processes": sorted(our_processes(["llmop-real", CNI_NETWORK, "containerd-shim"]).values()),
+    }
 
 
 def mounts_under(prefixes: list[str]) -> list[str]:
@@ -215,8 +231,9 @@ class RealNode:
     def kubelet_binary(self) -> str:
         if self._kubelet is None:
             try:
-                out = subprocess.run(["bash", str(HACK / "tools.sh"), "kubelet"], check=True,
-                                     stdout=subprocess.PIPE, text=True).stdout
+                out = subprocess.run(
+                    ["bash", str(HACK / "tools.sh"), "kubelet"], check=True, stdout=subprocess.PIPE, text=True
+                ).stdout
             except subprocess.CalledProcessError as err:
                 raise ClusterError("hack/tools.sh could not build the kubelet (its message is above)") from err
             self._kubelet = Path(out.strip().splitlines()[-1])
@@ -225,16 +242,29 @@ class RealNode:
     def preflight(self) -> None:
         if os.geteuid() != 0:
             raise ClusterError("the real node needs root (containerd, runc, network links, cgroups)")
-        for tool in ("containerd", "runc", "ctr", "ip", "iptables-save", "iptables-restore", f"{CNI_BIN}/bridge",
-                     f"{CNI_BIN}/host-local", f"{CNI_BIN}/loopback"):
+        for tool in (
+            "containerd",
+            "runc",
+            "ctr",
+            "ip",
+            "iptables-save",
+            "iptables-restore",
+            f"{CNI_BIN}/bridge",
+            f"{CNI_BIN}/host-local",
+            f"{CNI_BIN}/loopback",
+        ):
             if not (Path(tool).exists() or subprocess.run(["which", tool], capture_output=True).returncode == 0):
-                raise ClusterError(f"the real node needs {tool}; `python hack/images.py build` installs the Debian "
-                                   "packages (containerd runc containernetworking-plugins iptables iproute2)")
+                raise ClusterError(
+                    f"the real node needs {tool}; `python hack/images.py build` installs the Debian "
+                    "packages (containerd runc containernetworking-plugins iptables iproute2)"
+                )
         if self.state().get("pids") and any(pid_alive(p) for p in self.state()["pids"].values()):
             raise ClusterError(f"a real node is already running from {self.dir}; run `down` first")
         if BRIDGE in links():
-            raise ClusterError(f"network link {BRIDGE} exists already: another real node runs on this machine, "
-                               f"or one was not taken down (`python hack/realnode.py down --dir DIR`)")
+            raise ClusterError(
+                f"network link {BRIDGE} exists already: another real node runs on this machine, "
+                f"or one was not taken down (`python hack/realnode.py down --dir DIR`)"
+            )
 
     # ---- up ----------------------------------------------------------------------------
     def up(self, images: list[Path], timeout: float = 120) -> float:
@@ -252,24 +282,44 @@ class RealNode:
             apiserver_port = int(self.cluster.server.rsplit(":", 1)[1])
             # In-cluster clients read KUBERNETES_SERVICE_HOST/PORT, the `kubernetes` Service's
             # ClusterIP and port (no kube-proxy here): that address is on the bridge too.
-            procs["apiserver-forward"] = self._spawn("apiserver-forward", [
-                sys.executable, str(Path(__file__).resolve()), "forward", f"127.0.0.1:{apiserver_port}",
-                f"{GATEWAY}:{apiserver_port}", f"{SERVICE_IP}:443"])
+            procs["apiserver-forward"] = self._spawn(
+                "apiserver-forward",
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "forward",
+                    f"127.0.0.1:{apiserver_port}",
+                    f"{GATEWAY}:{apiserver_port}",
+                    f"{SERVICE_IP}:443",
+                ],
+            )
             self._save(pids={n: p.pid for n, p in procs.items()}, apiserver=f"https://{GATEWAY}:{apiserver_port}")
             procs["containerd"] = self._spawn("containerd", ["containerd", "--config", str(self._containerd_config())])
             self._save(pids={n: p.pid for n, p in procs.items()})
-            wait_until("containerd to answer on its socket", lambda: subprocess.run(
-                ["ctr", "-a", str(self.sock), "version"], capture_output=True).returncode == 0, 30, procs)
+            wait_until(
+                "containerd to answer on its socket",
+                lambda: subprocess.run(["ctr", "-a", str(self.sock), "version"], capture_output=True).returncode == 0,
+                30,
+                procs,
+            )
             for archive in images:
                 sh("ctr", "-a", str(self.sock), "-n", "k8s.io", "images", "import", "--no-unpack=false", str(archive))
             self._make_cgroups()
             kubelet_port, healthz_port = free_port(), free_port()
-            procs["kubelet"] = self._spawn("kubelet", [
-                self.kubelet_binary(), f"--config={self._kubelet_config(kubelet_port, healthz_port)}",
-                f"--kubeconfig={self._kubelet_kubeconfig()}", f"--hostname-override={NODE_NAME}",
-                f"--node-ip={GATEWAY}", f"--root-dir={self.dir / 'kubelet'}",
-                f"--cert-dir={self.dir / 'kubelet-pki'}",
-                f"--node-labels={NODE_LABEL}=true,kubernetes.io/os=linux", "--v=1"])
+            procs["kubelet"] = self._spawn(
+                "kubelet",
+                [
+                    self.kubelet_binary(),
+                    f"--config={self._kubelet_config(kubelet_port, healthz_port)}",
+                    f"--kubeconfig={self._kubelet_kubeconfig()}",
+                    f"--hostname-override={NODE_NAME}",
+                    f"--node-ip={GATEWAY}",
+                    f"--root-dir={self.dir / 'kubelet'}",
+                    f"--cert-dir={self.dir / 'kubelet-pki'}",
+                    f"--node-labels={NODE_LABEL}=true,kubernetes.io/os=linux",
+                    "--v=1",
+                ],
+            )
             self._save(pids={n: p.pid for n, p in procs.items()})
             wait_until(f"node {NODE_NAME} to register and be Ready", self._ready, timeout, procs)
             # As for the kwok nodes: the controller that would lift it is off (localcluster.py).
@@ -299,8 +349,9 @@ class RealNode:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.dir / "logs" / f"{name}.log", "ab")
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=self.dir)
+        return subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir
+        )
 
     def _bridge(self) -> None:
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
@@ -310,30 +361,54 @@ class RealNode:
 
     def _containerd_config(self) -> Path:
         from images import PAUSE_IMAGE
+
         cni_conf = self.dir / "cni"
         cni_conf.mkdir(exist_ok=True)
-        (cni_conf / "10-llmop-real.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": CNI_NETWORK,
-            "plugins": [
-                {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "dataDir": str(self.dir / "ipam"),
-                          "ranges": [[{"subnet": SUBNET, "gateway": GATEWAY,
-                                       "rangeStart": "10.251.0.10", "rangeEnd": "10.251.0.250"}]],
-                          "routes": [{"dst": SUBNET}, {"dst": f"{SERVICE_IP}/32"}]}},
-                {"type": "loopback"},
-            ],
-        }, indent=2))
+        (cni_conf / "10-llmop-real.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "1.0.0",
+                    "name": CNI_NETWORK,
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": BRIDGE,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "dataDir": str(self.dir / "ipam"),
+                                "ranges": [
+                                    [
+                                        {
+                                            "subnet": SUBNET,
+                                            "gateway": GATEWAY,
+                                            "rangeStart": "10.251.0.10",
+                                            "rangeEnd": "10.251.0.250",
+                                        }
+                                    ]
+                                ],
+                                "routes": [{"dst": SUBNET}, {"dst": f"{SERVICE_IP}/32"}],
+                            },
+                        },
+                        {"type": "loopback"},
+                    ],
+                },
+                indent=2,
+            )
+        )
         path = self.dir / "containerd.toml"
         path.write_text(f"""version = 2
-root = "{self.dir / 'containerd-root'}"
-state = "{self.run_dir / 'state'}"
+root = "{self.dir / "containerd-root"}"
+state = "{self.run_dir / "state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.opt",
   "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
   address = "{self.sock}"
 [ttrpc]
-  address = "{self.run_dir / 'containerd.sock.ttrpc'}"
+  address = "{self.run_dir / "containerd.sock.ttrpc"}"
 [debug]
   level = "warn"
 [metrics]
@@ -363,28 +438,46 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _kubelet_config(self, port: int, healthz_port: int) -> Path:
         path = self.dir / "kubelet.json"
-        path.write_text(json.dumps({
-            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-            "address": GATEWAY, "port": port, "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1", "healthzPort": healthz_port,
-            # Local only: the apiserver reaches the kubelet anonymously (logs, exec, port-forward).
-            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
-            "containerRuntimeEndpoint": f"unix://{self.sock}",
-            "cgroupDriver": "cgroupfs", "cgroupRoot": f"/{CGROUP_ROOT}", "failCgroupV1": False,
-            "failSwapOn": False, "protectKernelDefaults": False,
-            "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
-            "maxPods": 30, "serializeImagePulls": False,
-            # Images are imported, never pulled: never collect them, never evict for a full disk.
-            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-            "resolvConf": str(self._resolv_conf()),
-            "nodeStatusReportFrequency": "10s", "nodeStatusUpdateFrequency": "5s",
-            "syncFrequency": "5s", "fileCheckFrequency": "5s",
-            "enableServer": True, "staticPodPath": "",
-            "containerLogMaxSize": "5Mi", "containerLogMaxFiles": 2,
-            "shutdownGracePeriod": "0s",
-        }, indent=2))
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                    "kind": "KubeletConfiguration",
+                    "address": GATEWAY,
+                    "port": port,
+                    "readOnlyPort": 0,
+                    "healthzBindAddress": "127.0.0.1",
+                    "healthzPort": healthz_port,
+                    # Local only: the apiserver reaches the kubelet anonymously (logs, exec, port-forward).
+                    "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
+                    "authorization": {"mode": "AlwaysAllow"},
+                    "containerRuntimeEndpoint": f"unix://{self.sock}",
+                    "cgroupDriver": "cgroupfs",
+                    "cgroupRoot": f"/{CGROUP_ROOT}",
+                    "failCgroupV1": False,
+                    "failSwapOn": False,
+                    "protectKernelDefaults": False,
+                    "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
+                    "maxPods": 30,
+                    "serializeImagePulls": False,
+                    # Images are imported, never pulled: never collect them, never evict for a full disk.
+                    "imageGCHighThresholdPercent": 100,
+                    "imageGCLowThresholdPercent": 99,
+                    "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+                    "resolvConf": str(self._resolv_conf()),
+                    "nodeStatusReportFrequency": "10s",
+                    "nodeStatusUpdateFrequency": "5s",
+                    "syncFrequency": "5s",
+                    "fileCheckFrequency": "5s",
+                    "enableServer": True,
+                    "staticPodPath": "",
+                    "containerLogMaxSize": "5Mi",
+                    "containerLogMaxFiles": 2,
+                    "shutdownGracePeriod": "0s",
+                },
+                indent=2,
+            )
+        )
         return path
 
     def _resolv_conf(self) -> Path:
@@ -398,16 +491,41 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         pki = self.cluster.pki
         key, csr, crt = pki / "kubelet.key", pki / "kubelet.csr", pki / "kubelet.crt"
         if not crt.exists():
-            self.cluster._openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key.name, "-out", csr.name,
-                                  "-subj", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
-            self.cluster._openssl("x509", "-req", "-in", csr.name, "-CA", "ca.crt", "-CAkey", "ca.key",
-                                  "-CAcreateserial", "-out", crt.name, "-days", "3650", "-extfile", "client.cnf")
+            self.cluster._openssl(
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                key.name,
+                "-out",
+                csr.name,
+                "-subj",
+                f"/O=system:nodes/CN=system:node:{NODE_NAME}",
+            )
+            self.cluster._openssl(
+                "x509",
+                "-req",
+                "-in",
+                csr.name,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                crt.name,
+                "-days",
+                "3650",
+                "-extfile",
+                "client.cnf",
+            )
         path = self.dir / "kubelet.kubeconfig"
         path.write_text(f"""apiVersion: v1
 kind: Config
 clusters:
 - name: local
-  cluster: {{server: "{self.cluster.server}", certificate-authority: "{pki / 'ca.crt'}"}}
+  cluster: {{server: "{self.cluster.server}", certificate-authority: "{pki / "ca.crt"}"}}
 users:
 - name: kubelet
   user: {{client-certificate: "{crt}", client-key: "{key}"}}
@@ -419,8 +537,9 @@ current-context: local
         return path
 
     def _ready(self) -> bool:
-        out = self.cluster.kubectl_ok("get", "node", NODE_NAME, "-o",
-                                      "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
+        out = self.cluster.kubectl_ok(
+            "get", "node", NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+        )
         return out == "True"
 
     # ---- down --------------------------------------------------------------------------
@@ -458,8 +577,9 @@ current-context: local
             now = iptables_tables(tool)
             for table, rules in tables.items():
                 if now.get(table) != rules:
-                    proc = subprocess.run([f"{tool}-restore", "-w", "5"], input=rules + "\n", text=True,
-                                          capture_output=True)
+                    proc = subprocess.run(
+                        [f"{tool}-restore", "-w", "5"], input=rules + "\n", text=True, capture_output=True
+                    )
                     if proc.returncode != 0:
                         problems.append(f"{tool}-restore of table {table}: {proc.stderr.strip()}")
         for name, value in (before.get("sysctls") or {}).items():
@@ -476,7 +596,13 @@ current-context: local
             elif os.path.isdir(d):
                 for name in set(os.listdir(d)) - set(entries):
                     subprocess.run(["rm", "-rf", "--one-file-system", os.path.join(d, name)], capture_output=True)
-        for d in (self.run_dir, self.dir / "containerd-root", self.dir / "kubelet", self.dir / "ipam", self.dir / "volumes"):
+        for d in (
+            self.run_dir,
+            self.dir / "containerd-root",
+            self.dir / "kubelet",
+            self.dir / "ipam",
+            self.dir / "volumes",
+        ):
             subprocess.run(["rm", "-rf", "--one-file-system", str(d)], capture_output=True)
         if before:
             after = host_snapshot()
@@ -543,14 +669,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "up":
             from images import Builder, ImageError, ensure_packages
+
             try:
                 ensure_packages()
                 built = Builder().build()
             except ImageError as err:
                 raise ClusterError(str(err)) from err
             secs = node.up([archive for _, archive in built.values()])
-            print(f"real node {NODE_NAME} Ready in {secs:.1f}s (node IP {GATEWAY}); images: "
-                  + ", ".join(image for image, _ in built.values()))
+            print(
+                f"real node {NODE_NAME} Ready in {secs:.1f}s (node IP {GATEWAY}); images: "
+                + ", ".join(image for image, _ in built.values())
+            )
         else:
             problems = node.down()
             if problems:

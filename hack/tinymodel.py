@@ -44,7 +44,7 @@ MAX_POSITION_EMBEDDINGS = 2048
 RMS_NORM_EPS = 1e-5
 ROPE_THETA = 10000.0
 
-SPECIAL_TOKENS = ("<s>", "</s>", "<pad>")     # ids 0, 1, 2: trained in first, in this order
+SPECIAL_TOKENS = ("<s>", "</s>", "<pad>")  # ids 0, 1, 2: trained in first, in this order
 BOS_TOKEN, EOS_TOKEN, PAD_TOKEN = SPECIAL_TOKENS
 BOS_TOKEN_ID, EOS_TOKEN_ID, PAD_TOKEN_ID = range(len(SPECIAL_TOKENS))
 
@@ -102,17 +102,19 @@ def model_shapes() -> dict[str, tuple[int, ...]]:
     shapes = {"model.embed_tokens.weight": (VOCAB_SIZE, HIDDEN_SIZE)}
     for n in range(NUM_HIDDEN_LAYERS):
         layer = f"model.layers.{n}"
-        shapes.update({
-            f"{layer}.self_attn.q_proj.weight": (q_out, HIDDEN_SIZE),
-            f"{layer}.self_attn.k_proj.weight": (kv_out, HIDDEN_SIZE),
-            f"{layer}.self_attn.v_proj.weight": (kv_out, HIDDEN_SIZE),
-            f"{layer}.self_attn.o_proj.weight": (HIDDEN_SIZE, q_out),
-            f"{layer}.mlp.gate_proj.weight": (INTERMEDIATE_SIZE, HIDDEN_SIZE),
-            f"{layer}.mlp.up_proj.weight": (INTERMEDIATE_SIZE, HIDDEN_SIZE),
-            f"{layer}.mlp.down_proj.weight": (HIDDEN_SIZE, INTERMEDIATE_SIZE),
-            f"{layer}.input_layernorm.weight": (HIDDEN_SIZE,),
-            f"{layer}.post_attention_layernorm.weight": (HIDDEN_SIZE,),
-        })
+        shapes.update(
+            {
+                f"{layer}.self_attn.q_proj.weight": (q_out, HIDDEN_SIZE),
+                f"{layer}.self_attn.k_proj.weight": (kv_out, HIDDEN_SIZE),
+                f"{layer}.self_attn.v_proj.weight": (kv_out, HIDDEN_SIZE),
+                f"{layer}.self_attn.o_proj.weight": (HIDDEN_SIZE, q_out),
+                f"{layer}.mlp.gate_proj.weight": (INTERMEDIATE_SIZE, HIDDEN_SIZE),
+                f"{layer}.mlp.up_proj.weight": (INTERMEDIATE_SIZE, HIDDEN_SIZE),
+                f"{layer}.mlp.down_proj.weight": (HIDDEN_SIZE, INTERMEDIATE_SIZE),
+                f"{layer}.input_layernorm.weight": (HIDDEN_SIZE,),
+                f"{layer}.post_attention_layernorm.weight": (HIDDEN_SIZE,),
+            }
+        )
     shapes["model.norm.weight"] = (HIDDEN_SIZE,)
     shapes["lm_head.weight"] = (VOCAB_SIZE, HIDDEN_SIZE)
     return shapes
@@ -147,7 +149,11 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str) ->
     blobs, offset = [], 0
     for name in sorted(tensors):
         blob = DTYPE_BYTES[dtype](tensors[name])
-        header[name] = {"dtype": dtype, "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(tensors[name].shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
@@ -177,8 +183,10 @@ def model_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def lora_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    return {name: (rng.standard_normal(shape, dtype=np.float32) * LORA_STD).astype(np.float32)
-            for name, shape in lora_shapes().items()}
+    return {
+        name: (rng.standard_normal(shape, dtype=np.float32) * LORA_STD).astype(np.float32)
+        for name, shape in lora_shapes().items()
+    }
 
 
 def train_tokenizer(path: Path) -> None:
@@ -188,19 +196,25 @@ def train_tokenizer(path: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     if not TRAINING_TEXT.is_file():
-        raise SystemExit(f"{TRAINING_TEXT} is missing: the tokenizer is trained on it "
-                         "(Debian's base-files package ships it)")
+        raise SystemExit(
+            f"{TRAINING_TEXT} is missing: the tokenizer is trained on it (Debian's base-files package ships it)"
+        )
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train([str(TRAINING_TEXT)], trainer)
     if tokenizer.get_vocab_size() != VOCAB_SIZE:
         raise SystemExit(f"the tokenizer trained to {tokenizer.get_vocab_size()} tokens, not {VOCAB_SIZE}")
     # A leading <s> on every encoding, as Llama's tokenizers add it.
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS_TOKEN} $A", pair=f"{BOS_TOKEN} $A {BOS_TOKEN} $B:1", special_tokens=[(BOS_TOKEN, BOS_TOKEN_ID)])
+        single=f"{BOS_TOKEN} $A", pair=f"{BOS_TOKEN} $A {BOS_TOKEN} $B:1", special_tokens=[(BOS_TOKEN, BOS_TOKEN_ID)]
+    )
     tokenizer.save(str(path))
 
 
@@ -219,19 +233,39 @@ def make(outdir: Path, base_repo: str = DEFAULT_BASE_REPO) -> dict[str, Path]:
     write_json(model_dir / "config.json", model_config())
     train_tokenizer(model_dir / "tokenizer.json")
     specials = {"bos_token": BOS_TOKEN, "eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN}
-    write_json(model_dir / "tokenizer_config.json", {
-        "tokenizer_class": "PreTrainedTokenizerFast", **specials, "model_max_length": MAX_POSITION_EMBEDDINGS,
-        "clean_up_tokenization_spaces": False, "chat_template": CHAT_TEMPLATE})
+    write_json(
+        model_dir / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            **specials,
+            "model_max_length": MAX_POSITION_EMBEDDINGS,
+            "clean_up_tokenization_spaces": False,
+            "chat_template": CHAT_TEMPLATE,
+        },
+    )
     write_json(model_dir / "special_tokens_map.json", specials)
-    write_json(model_dir / "generation_config.json", {
-        "bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "pad_token_id": PAD_TOKEN_ID, "do_sample": False})
+    write_json(
+        model_dir / "generation_config.json",
+        {"bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, "pad_token_id": PAD_TOKEN_ID, "do_sample": False},
+    )
 
     # F32: vLLM's LoRA loader casts adapter tensors to its LoRA dtype whatever they are stored as.
     write_safetensors(lora_dir / "adapter_model.safetensors", lora_weights(rng), "F32")
-    write_json(lora_dir / "adapter_config.json", {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": LORA_RANK, "lora_alpha": LORA_ALPHA, "lora_dropout": 0.0,
-        "target_modules": list(LORA_TARGET_MODULES), "bias": "none", "base_model_name_or_path": base_repo,
-        "fan_in_fan_out": False, "inference_mode": True})
+    write_json(
+        lora_dir / "adapter_config.json",
+        {
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "r": LORA_RANK,
+            "lora_alpha": LORA_ALPHA,
+            "lora_dropout": 0.0,
+            "target_modules": list(LORA_TARGET_MODULES),
+            "bias": "none",
+            "base_model_name_or_path": base_repo,
+            "fan_in_fan_out": False,
+            "inference_mode": True,
+        },
+    )
     return {"model": model_dir, "lora": lora_dir}
 
 

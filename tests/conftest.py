@@ -18,8 +18,16 @@ import pytest
 from localcluster import LocalCluster, tools_dir
 from support.cluster import Kubectl, bound_volume, install_crd, make_storage_class
 from support.gatewayprocess import GatewayProcess
-from support.hub import (HUB_MISSING, HUB_MISSING_REVISIONS, HUB_MODELS, HUB_UNREACHABLE, TINY_LORA, TINY_MODEL,
-                         HubServer, safetensors_header_only)
+from support.hub import (
+    HUB_MISSING,
+    HUB_MISSING_REVISIONS,
+    HUB_MODELS,
+    HUB_UNREACHABLE,
+    TINY_LORA,
+    TINY_MODEL,
+    HubServer,
+    safetensors_header_only,
+)
 from support.manifests import CACHE_STORAGE_CLASS
 from support.operatorprocess import OperatorProcess
 from support.paths import CHART, DATA
@@ -35,7 +43,7 @@ TIERS = ("unit", "integration", "chart", "faults", "realnode")
 REAL_ENGINE = TESTS / "integration" / "test_real_engine.py"
 
 
-@pytest.hookimpl(tryfirst=True)     # before -m deselects by marker
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark every test with its tier, from its directory (tests/<tier>/...)."""
     for item in items:
@@ -44,8 +52,10 @@ def pytest_collection_modifyitems(config, items) -> None:
             continue
         tier = path.relative_to(TESTS).parts[0]
         if tier not in TIERS:
-            raise pytest.UsageError(f"{path}: tests live in one tier's directory, tests/{{{','.join(TIERS)}}}/; "
-                                    "a new tier needs its marker in pyproject.toml and in TIERS in tests/conftest.py")
+            raise pytest.UsageError(
+                f"{path}: tests live in one tier's directory, tests/{{{','.join(TIERS)}}}/; "
+                "a new tier needs its marker in pyproject.toml and in TIERS in tests/conftest.py"
+            )
         item.add_marker(tier)
         if path == REAL_ENGINE:
             item.add_marker("realengine")
@@ -59,14 +69,20 @@ def client_verdicts():
     binary = tools_dir() / "statuscheck"
 
     def run(objects: list[dict], health: Path = ARGOCD_HEALTH) -> list[dict]:
-        proc = subprocess.run([str(binary), f"--argocd-health={health}"], input=json.dumps(objects),
-                              text=True, capture_output=True, timeout=30)
+        proc = subprocess.run(
+            [str(binary), f"--argocd-health={health}"],
+            input=json.dumps(objects),
+            text=True,
+            capture_output=True,
+            timeout=30,
+        )
         if proc.returncode != 0:
             raise AssertionError(f"statuscheck failed ({proc.returncode}): {proc.stderr.strip()}")
         out = [json.loads(line) for line in proc.stdout.splitlines()]
         want = sum(len(o["items"]) if o.get("kind", "").endswith("List") else 1 for o in objects)
         assert len(out) == want, f"statuscheck judged {len(out)} of {want} objects:\n{proc.stdout}"
         return out
+
     return run
 
 
@@ -101,6 +117,7 @@ def volume(cluster, kubectl):
 
     def make(claim: str) -> None:
         bound_volume(cluster, kubectl.namespace, claim, CACHE_STORAGE_CLASS)
+
     return make
 
 
@@ -116,8 +133,10 @@ def tiny_repos(tmp_path_factory) -> dict[str, dict[str, bytes]]:
     import tinymodel
 
     made = tinymodel.make(tmp_path_factory.mktemp("tiny-model"), base_repo=TINY_MODEL)
-    return {repo: {f.name: f.read_bytes() for f in sorted(made[kind].iterdir())}
-            for repo, kind in ((TINY_MODEL, "model"), (TINY_LORA, "lora"))}
+    return {
+        repo: {f.name: f.read_bytes() for f in sorted(made[kind].iterdir())}
+        for repo, kind in ((TINY_MODEL, "model"), (TINY_LORA, "lora"))
+    }
 
 
 @pytest.fixture(scope="session")
@@ -136,29 +155,56 @@ def hub(tiny_repos):
     models = DATA / "models"
     params = json.loads((models / "params.json").read_text())
     repos = {
-        repo: {"config.json": (models / short / "config.json").read_bytes(),
-               "model.safetensors": safetensors_header_only({"all": ("BF16", [params[short]])})}
+        repo: {
+            "config.json": (models / short / "config.json").read_bytes(),
+            "model.safetensors": safetensors_header_only({"all": ("BF16", [params[short]])}),
+        }
         for repo, short in HUB_MODELS.items()
     }
     # Pre-quantized checkpoints: TGI reads quantization_config from config.json and quantizes by it.
     mistral = json.loads((models / "mistral-7b" / "config.json").read_text())
-    for repo, quantization in (("test/mistral-7b-awq", {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"}),
-                               ("test/mistral-7b-exl2", {"quant_method": "exl2", "bits": 4.0})):
-        repos[repo] = {"config.json": json.dumps({**mistral, "quantization_config": quantization}).encode(),
-                       "model.safetensors": safetensors_header_only({"all": ("BF16", [params["mistral-7b"]])})}
+    for repo, quantization in (
+        ("test/mistral-7b-awq", {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm"}),
+        ("test/mistral-7b-exl2", {"quant_method": "exl2", "bits": 4.0}),
+    ):
+        repos[repo] = {
+            "config.json": json.dumps({**mistral, "quantization_config": quantization}).encode(),
+            "model.safetensors": safetensors_header_only({"all": ("BF16", [params["mistral-7b"]])}),
+        }
     # LoRA adapters as PEFT saves them: three trained on test/mistral-7b, one on another model.
-    for repo, base in (("test/support-lora", "test/mistral-7b"), ("test/sql-lora", "test/mistral-7b"),
-                       ("test/summary-lora", "mirror-org/Mistral-7B"), ("test/llama-lora", "meta-llama/Llama-2-7b-hf")):
-        repos[repo] = {"adapter_config.json": json.dumps({
-            "base_model_name_or_path": base, "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 16, "lora_alpha": 32,
-            "lora_dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "bias": "none"}).encode()}
+    for repo, base in (
+        ("test/support-lora", "test/mistral-7b"),
+        ("test/sql-lora", "test/mistral-7b"),
+        ("test/summary-lora", "mirror-org/Mistral-7B"),
+        ("test/llama-lora", "meta-llama/Llama-2-7b-hf"),
+    ):
+        repos[repo] = {
+            "adapter_config.json": json.dumps(
+                {
+                    "base_model_name_or_path": base,
+                    "peft_type": "LORA",
+                    "task_type": "CAUSAL_LM",
+                    "r": 16,
+                    "lora_alpha": 32,
+                    "lora_dropout": 0.05,
+                    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                    "bias": "none",
+                }
+            ).encode()
+        }
     # The tiny model's files as they are: the operator plans it from its own config.json.
     repos.update(tiny_repos)
     # Repositories it does not hold answer as gated (the operator goes on with the spec's
     # GPUs, as for a private model), but for the ones named as missing: those do not exist.
     # Any revision names the one commit (adapters pinned to v1), but for the missing ones.
-    server = HubServer(repos, gated={"test/gated"}, missing=HUB_MISSING, missing_revisions=HUB_MISSING_REVISIONS,
-                       unreachable=HUB_UNREACHABLE, any_revision=True)
+    server = HubServer(
+        repos,
+        gated={"test/gated"},
+        missing=HUB_MISSING,
+        missing_revisions=HUB_MISSING_REVISIONS,
+        unreachable=HUB_UNREACHABLE,
+        any_revision=True,
+    )
     yield server
     server.close()
 
@@ -190,14 +236,22 @@ def operator(cluster, crd_installed, hub, pod_metrics, gateway, tmp_path_factory
     env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")}
     # The local plane runs LeaderWorkerSet: multi-node replicas on, as the chart's lws.enabled does.
     # The session's gateway runs beside it: the autoscaler reads its counts (metric concurrency).
-    args = (f"--pod-metrics-url={pod_metrics.url}", "--autoscale-interval=1", "--leaderworkersets",
-            f"--gateway-metrics-url={gateway.url}/metrics")
+    args = (
+        f"--pod-metrics-url={pod_metrics.url}",
+        "--autoscale-interval=1",
+        "--leaderworkersets",
+        f"--gateway-metrics-url={gateway.url}/metrics",
+    )
     # The operator runs with exactly the Helm chart's RBAC, as its ServiceAccount: every
     # integration test is also a test that those rules are enough. (A release of its own:
     # tests of the default values apply theirs as release llm-operator.)
-    op = OperatorProcess(cluster, home / "operator.log", extra_env=env,
-                         kubeconfig=install_operator_rbac(cluster, set_values=("lws.enabled=true",), release="llm-operator-lws"),
-                         extra_args=args)
+    op = OperatorProcess(
+        cluster,
+        home / "operator.log",
+        extra_env=env,
+        kubeconfig=install_operator_rbac(cluster, set_values=("lws.enabled=true",), release="llm-operator-lws"),
+        extra_args=args,
+    )
     op.start()
     yield op
     op.stop()

@@ -28,14 +28,16 @@ class Raw:
         self.ctx.load_cert_chain(cert, key)
 
     @classmethod
-    def of(cls, cluster: LocalCluster) -> "Raw":
+    def of(cls, cluster: LocalCluster) -> Raw:
         p = cluster.pki
         return cls(cluster.server, str(p / "ca.crt"), str(p / "admin.crt"), str(p / "admin.key"))
 
     def args(self) -> tuple[str, str, str, str]:
         return self.server, self.ca, self.cert, self.key
 
-    def open(self, path: str, timeout: float, accept: str = "application/json") -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse]:
+    def open(
+        self, path: str, timeout: float, accept: str = "application/json"
+    ) -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse]:
         conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
         conn.request("GET", path, headers={"Accept": accept})
         resp = conn.getresponse()
@@ -58,13 +60,14 @@ def count_objects(raw: Raw, path: str) -> int:
     body = raw.get(path, timeout=120, accept="application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
     return len(json.loads(body).get("items") or [])
 
+
 def apiserver_requests(raw: Raw, verbs: set[str] | None = None) -> dict[tuple[str, str, str, str], float]:
     """apiserver_request_total (of `verbs`, or all but WATCH), by (group, resource, subresource, verb)."""
     out: dict[tuple[str, str, str, str], float] = {}
     for line in raw.get("/metrics", timeout=60).decode().splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[:line.rindex("}")]))
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
         verb = labels.get("verb", "")
         if (verbs is not None and verb not in verbs) or verb == "WATCH":
             continue
@@ -96,4 +99,3 @@ def operator_side(key: tuple[str, str, str, str]) -> bool:
     if res not in OPERATOR_RESOURCES or group == "events.k8s.io":
         return False
     return not sub or res == api.PLURAL
-

@@ -30,7 +30,7 @@ class PlainController:
     def __init__(self, raw: Raw, kube: Kube, namespace: str, names: list[str], spec: dict, report: bool = False):
         self.raw, self.kube, self.namespace, self.spec, self.report = raw, kube, namespace, spec, report
         self.wanted = set(names)
-        self.queue: "queue.Queue[tuple[str, str] | None]" = queue.Queue()
+        self.queue: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self.done = threading.Event()
         self.applied = 0
         self.last = 0.0
@@ -53,14 +53,16 @@ class PlainController:
                 if ev["type"] == "ADDED" and meta["name"] in self.wanted:
                     self.queue.put(ev["object"])
         except (OSError, ValueError, http.client.HTTPException):
-            return   # shut down by stop()
+            return  # shut down by stop()
 
     def _work(self) -> None:
         while (created := self.queue.get()) is not None:
             name, uid = created["metadata"]["name"], created["metadata"]["uid"]
             try:
-                answers = [with_retry(lambda: self.kube.apply(child), f"applying {child['kind']}/{name}")
-                           for child in desired_for(name, self.namespace, uid, self.spec)]
+                answers = [
+                    with_retry(lambda: self.kube.apply(child), f"applying {child['kind']}/{name}")
+                    for child in desired_for(name, self.namespace, uid, self.spec)
+                ]
                 if self.report:
                     write_report(self.kube, created, answers)
             except BaseException as err:  # noqa: BLE001 - handed to wait(), which raises it
@@ -90,9 +92,16 @@ class PlainController:
         return self.last
 
 
-def burst(kube: Kube, namespace: str, names: list[str], spec: dict, apply_children: bool,
-          controller: "PlainController | None" = None, timeout: float = 600,
-          report: bool = False) -> tuple[float, float]:
+def burst(
+    kube: Kube,
+    namespace: str,
+    names: list[str],
+    spec: dict,
+    apply_children: bool,
+    controller: PlainController | None = None,
+    timeout: float = 600,
+    report: bool = False,
+) -> tuple[float, float]:
     """Create every LLMDeployment from CONCURRENCY threads (and, for the baseline, apply its
     children right after; for the queued baseline, `controller` applies them as they come).
     With `report` (the same-writes baseline), each object's status patch and Event follow its
@@ -100,11 +109,15 @@ def burst(kube: Kube, namespace: str, names: list[str], spec: dict, apply_childr
     collection = Kube.path(api.API_VERSION, api.KIND, namespace)
 
     def one(name: str) -> float:
-        created = with_retry(lambda: kube.request("POST", collection, body=manifest(name, namespace, spec)),
-                             f"creating {namespace}/{name}")
+        created = with_retry(
+            lambda: kube.request("POST", collection, body=manifest(name, namespace, spec)),
+            f"creating {namespace}/{name}",
+        )
         if apply_children:
-            answers = [with_retry(lambda: kube.apply(child), f"applying {child['kind']}/{name}")
-                       for child in desired_for(name, namespace, created["metadata"]["uid"], spec)]
+            answers = [
+                with_retry(lambda: kube.apply(child), f"applying {child['kind']}/{name}")
+                for child in desired_for(name, namespace, created["metadata"]["uid"], spec)
+            ]
             if report:
                 write_report(kube, created, answers)
         return time.monotonic()
@@ -115,4 +128,3 @@ def burst(kube: Kube, namespace: str, names: list[str], spec: dict, apply_childr
     if controller is not None:
         ends.append(controller.wait(timeout))
     return start, max(ends)
-

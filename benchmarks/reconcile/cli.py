@@ -21,34 +21,57 @@ from .scenarios import SCENARIOS, profile
 
 
 def parse_args(argv: list[str] | None, description: str | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench_reconcile.py", description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes (latency 50, throughput 200, ready 20, 400 others), for a smoke run")
-    p.add_argument("--n", type=int, default=None, help="LLMDeployments in the throughput burst and the baseline (default 1000)")
+    p = argparse.ArgumentParser(
+        prog="bench_reconcile.py", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (latency 50, throughput 200, ready 20, 400 others), for a smoke run",
+    )
+    p.add_argument(
+        "--n", type=int, default=None, help="LLMDeployments in the throughput burst and the baseline (default 1000)"
+    )
     p.add_argument("--n-latency", type=int, default=None, help="LLMDeployments in the latency burst (default 200)")
     p.add_argument("--n-ready", type=int, default=None, help="LLMDeployments in the apply -> Ready burst (default 50)")
-    p.add_argument("--n-others", type=int, default=None,
-                   help="objects in the populated namespace before its burst (default 2000: half LLMDeployments, "
-                        "half ConfigMaps, Services and Deployments the operator does not manage)")
-    p.add_argument("--n-populated", type=int, default=None,
-                   help="LLMDeployments in the populated namespace's burst and its empty-namespace reference "
-                        "(default: --n-latency)")
-    p.add_argument("--replicas", type=int, default=0,
-                   help="replicas of the latency/throughput objects (default 0: the Deployment is made, no pods, "
-                        "so the scheduler and kwok do not compete for the 2 CPUs; the Ready burst always uses 1)")
+    p.add_argument(
+        "--n-others",
+        type=int,
+        default=None,
+        help="objects in the populated namespace before its burst (default 2000: half LLMDeployments, "
+        "half ConfigMaps, Services and Deployments the operator does not manage)",
+    )
+    p.add_argument(
+        "--n-populated",
+        type=int,
+        default=None,
+        help="LLMDeployments in the populated namespace's burst and its empty-namespace reference "
+        "(default: --n-latency)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="replicas of the latency/throughput objects (default 0: the Deployment is made, no pods, "
+        "so the scheduler and kwok do not compete for the 2 CPUs; the Ready burst always uses 1)",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out"), help="where results.json (and latency.png) go")
     p.add_argument("--timeout", type=float, default=600, help="seconds any one wait may take (default 600)")
     p.add_argument("--profile", action="store_true", help="run py-spy on the operator during one extra burst")
     p.add_argument("--py-spy", default="", help="path to py-spy when it is not on PATH")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (cluster logs, operator log)")
     p.add_argument("--replot", action="store_true", help="only draw OUT/latency.png again from OUT/curves.json")
-    p.add_argument("--code", action="append", default=[], metavar="DIR",
-                   help="run the operator from the checkout DIR (DIR/common, DIR/operator, DIR/runtime on its "
-                        "PYTHONPATH instead of this checkout's); the harness and its baselines stay this checkout's. "
-                        "Given more than once, the whole run is made for each DIR in turn (figures in OUT/code-1, "
-                        "OUT/code-2, ...), then printed side by side with each later run's ratio to the first, "
-                        "in OUT/comparison.json")
+    p.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="run the operator from the checkout DIR (DIR/common, DIR/operator, DIR/runtime on its "
+        "PYTHONPATH instead of this checkout's); the harness and its baselines stay this checkout's. "
+        "Given more than once, the whole run is made for each DIR in turn (figures in OUT/code-1, "
+        "OUT/code-2, ...), then printed side by side with each later run's ratio to the first, "
+        "in OUT/comparison.json",
+    )
     args = p.parse_args(argv)
     codes = []
     for d in args.code:

@@ -13,8 +13,15 @@ from localcluster import LocalCluster, tools_dir
 
 from . import ROOT
 from .apiserver import Raw, count_objects
-from .config import (BASELINE_NAMESPACES, CONTROLLER_QPS, EXTRA_H100_NODES, EXTRA_SERVICE_CIDR,
-                     OPERATOR_NAMESPACES, BenchError, log)
+from .config import (
+    BASELINE_NAMESPACES,
+    CONTROLLER_QPS,
+    EXTRA_H100_NODES,
+    EXTRA_SERVICE_CIDR,
+    OPERATOR_NAMESPACES,
+    BenchError,
+    log,
+)
 from .objects import manifest, spec_of
 
 
@@ -58,7 +65,6 @@ status:
     return "---\n".join(docs)
 
 
-
 class ClusterSetup:
     """Bench's cluster half: setup, and the waits on the control plane's controllers."""
 
@@ -84,8 +90,14 @@ class ClusterSetup:
         deadline = time.monotonic() + 60
         while True:
             nodes = self.kube.list("v1", "Node", None)
-            ready = {n["metadata"]["name"] for n in nodes if any(
-                c.get("type") == "Ready" and c.get("status") == "True" for c in (n.get("status") or {}).get("conditions") or [])}
+            ready = {
+                n["metadata"]["name"]
+                for n in nodes
+                if any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (n.get("status") or {}).get("conditions") or []
+                )
+            }
             if extra <= ready and len(ready) == len(nodes):
                 break
             if time.monotonic() > deadline:
@@ -119,26 +131,35 @@ class ClusterSetup:
         probes: list[str] = []
         while time.monotonic() - started < timeout:
             name = f"gc-probe-{len(probes)}"
-            owner = self.kube.request("POST", Kube.path(api.API_VERSION, api.KIND, ns),
-                                      body=manifest(name, ns, spec_of(1, 0)))
+            owner = self.kube.request(
+                "POST", Kube.path(api.API_VERSION, api.KIND, ns), body=manifest(name, ns, spec_of(1, 0))
+            )
             ref = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": name, "uid": owner["metadata"]["uid"]}
-            self.kube.request("POST", cms, body={"apiVersion": "v1", "kind": "ConfigMap",
-                                                 "metadata": {"name": name, "ownerReferences": [ref]}})
+            self.kube.request(
+                "POST",
+                cms,
+                body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": [ref]}},
+            )
             self.kube.delete(api.API_VERSION, api.KIND, ns, name)
             probes.append(name)
             deadline = time.monotonic() + 2
             while time.monotonic() < deadline:
-                left = [c["metadata"]["name"] for c in self.kube.request("GET", cms)["items"]
-                        if c["metadata"]["name"].startswith("gc-probe-")]
+                left = [
+                    c["metadata"]["name"]
+                    for c in self.kube.request("GET", cms)["items"]
+                    if c["metadata"]["name"].startswith("gc-probe-")
+                ]
                 if len(left) < len(probes):
                     for name in left:
                         try:
                             self.kube.request("DELETE", f"{cms}/{name}")
                         except KubeError as err:
-                            if err.status != 404:   # the collector got there first
+                            if err.status != 404:  # the collector got there first
                                 raise
-                    log(f"  the garbage collector knows LLMDeployments ({time.monotonic() - started:.0f}s after asking)")
-                    self.wait_api_quiet()   # its reads of the other probes' owners
+                    log(
+                        f"  the garbage collector knows LLMDeployments ({time.monotonic() - started:.0f}s after asking)"
+                    )
+                    self.wait_api_quiet()  # its reads of the other probes' owners
                     return
                 time.sleep(0.5)
         log(f"  note: the garbage collector did not collect a probe within {timeout:.0f}s; going on")
@@ -153,10 +174,11 @@ class ClusterSetup:
             if replicasets >= deployments:
                 break
             if time.monotonic() - started > timeout:
-                raise BenchError(f"the Deployment controller did not catch up within {timeout:.0f}s "
-                                 f"({replicasets} ReplicaSets for {deployments} Deployments)")
+                raise BenchError(
+                    f"the Deployment controller did not catch up within {timeout:.0f}s "
+                    f"({replicasets} ReplicaSets for {deployments} Deployments)"
+                )
             time.sleep(2)
         waited = time.monotonic() - started
         if waited > 1:
             log(f"  waited {waited:.0f}s for the Deployment controller to catch up")
-

@@ -12,8 +12,16 @@ CONCURRENCY = 16
 # Enough GPUs for the Ready burst (one GPU per model): the cluster's own plus 6 x 8 H100s.
 EXTRA_H100_NODES = 6
 # Resources whose writes count as the operator's (its children, its objects, its Events).
-OPERATOR_RESOURCES = {"llmdeployments", "services", "deployments", "poddisruptionbudgets", "jobs",
-                      "persistentvolumeclaims", "horizontalpodautoscalers", "events"}
+OPERATOR_RESOURCES = {
+    "llmdeployments",
+    "services",
+    "deployments",
+    "poddisruptionbudgets",
+    "jobs",
+    "persistentvolumeclaims",
+    "horizontalpodautoscalers",
+    "events",
+}
 WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
 QUIET_S = 5.0
 CONTROLLER_QPS = 500
@@ -27,10 +35,21 @@ API_QUIET_TIMEOUT_S = 120
 # How long the operator must have been quiet before its memory counts as settled.
 SETTLE_S = 10.0
 # Where the operator watches (it must not touch the baseline's namespaces).
-OPERATOR_NAMESPACES = ["bench-latency", "bench-throughput", "bench-ready", "bench-profile",
-                       "bench-reference", "bench-populated"]
-BASELINE_NAMESPACES = ["bench-base", "bench-base-latency", "bench-base-queued", "bench-base-writes",
-                       "bench-base-queued-writes"]
+OPERATOR_NAMESPACES = [
+    "bench-latency",
+    "bench-throughput",
+    "bench-ready",
+    "bench-profile",
+    "bench-reference",
+    "bench-populated",
+]
+BASELINE_NAMESPACES = [
+    "bench-base",
+    "bench-base-latency",
+    "bench-base-queued",
+    "bench-base-writes",
+    "bench-base-queued-writes",
+]
 EXTRA_SERVICE_CIDR = """apiVersion: networking.k8s.io/v1
 kind: ServiceCIDR
 metadata: {name: bench-extra}
@@ -44,4 +63,3 @@ class BenchError(RuntimeError):
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-

@@ -56,13 +56,17 @@ def cluster_clock_lags(kube: Kube, namespace: str, kinds: list[tuple[str, str]])
                 last_child[owner] = max(last_child.get(owner, 0.0), ts(c))
     return [last_child[n] - owners[n] for n in owners if n in last_child]
 
+
 def status_changes(before: dict[str, dict], after: dict[str, dict], limit: int = 5) -> dict:
     """Objects whose status differs, with each differing field before -> after (a few)."""
     changed = {}
     for key in sorted(before):
         a, b = before[key], after.get(key, {})
-        fields = {k: f"{json.dumps(a.get(k))[:300]} -> {json.dumps(b.get(k))[:300]}"
-                  for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+        fields = {
+            k: f"{json.dumps(a.get(k))[:300]} -> {json.dumps(b.get(k))[:300]}"
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)
+        }
         if fields:
             changed[key] = fields
     return {"objects": len(changed), "examples": dict(list(changed.items())[:limit])}
@@ -106,4 +110,3 @@ def summarize_profile(path: Path, top: int = 15) -> dict:
         return [f"{k}: {100 * v / samples:.1f}%" for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
 
     return {"samples": samples, "top_self": share(self_counts), "top_total_operator_kopf_client": share(total_counts)}
-

@@ -39,10 +39,18 @@ class Bench(ClusterSetup):
         self.cluster: LocalCluster | None = None
         self.operator: Operator | None = None
         self.watchers: list[Watcher] = []
-        self.figures: dict = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                              "sizes": {"latency_n": args.n_latency, "throughput_n": args.n, "ready_n": args.n_ready,
-                                        "populated_n": args.n_populated, "others_n": args.n_others,
-                                        "replicas": args.replicas, "concurrency": CONCURRENCY}}
+        self.figures: dict = {
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "sizes": {
+                "latency_n": args.n_latency,
+                "throughput_n": args.n,
+                "ready_n": args.n_ready,
+                "populated_n": args.n_populated,
+                "others_n": args.n_others,
+                "replicas": args.replicas,
+                "concurrency": CONCURRENCY,
+            },
+        }
         self.curves: dict[str, list[tuple[int, float]]] = {}
         self.objects = 0
 
@@ -103,12 +111,23 @@ class Bench(ClusterSetup):
         """The operator (when running) and then the apiserver quiet: nothing of the last
         phase is left to be counted in the next."""
         if self.operator is not None:
-            self.operator.wait_quiet(self.operator.metrics().get("llm_operator_reconciles_total", 0),
-                                     timeout or self.args.timeout)
+            self.operator.wait_quiet(
+                self.operator.metrics().get("llm_operator_reconciles_total", 0), timeout or self.args.timeout
+            )
         self.wait_api_quiet()
 
-    def run_burst(self, namespace: str, n: int, spec: dict, mode: str, apply_children: bool, label: str,
-                  prefix: str = "m-", queued: bool = False, report: bool = False) -> dict:
+    def run_burst(
+        self,
+        namespace: str,
+        n: int,
+        spec: dict,
+        mode: str,
+        apply_children: bool,
+        label: str,
+        prefix: str = "m-",
+        queued: bool = False,
+        report: bool = False,
+    ) -> dict:
         names = [f"{prefix}{i:04d}" for i in range(n)]
         self.wait_controllers()
         w = self.watch(namespace, spec, names, mode)
@@ -116,8 +135,16 @@ class Bench(ClusterSetup):
         cpu_before = self.cpu_by_process()
         uptime_before = self.operator.uptime() if self.operator is not None else None
         controller = PlainController(self.raw, self.kube, namespace, names, spec, report) if queued else None
-        start, client_end = burst(self.kube, namespace, names, spec, apply_children, controller, self.args.timeout,
-                                  report=report and not queued)
+        start, client_end = burst(
+            self.kube,
+            namespace,
+            names,
+            spec,
+            apply_children,
+            controller,
+            self.args.timeout,
+            report=report and not queued,
+        )
         timeout = self.args.timeout
         complete = w.wait_done(timeout)
         cpu_after = self.cpu_by_process()
@@ -142,10 +169,13 @@ class Bench(ClusterSetup):
         # A burst that did not finish has no wall time (a partial one would flatter it).
         wall = (max(done) - start) if complete and done else None
         out = {
-            "n": n, "completed": len(done), "complete": complete,
+            "n": n,
+            "completed": len(done),
+            "complete": complete,
             "wall_s": round(wall, 2) if wall is not None else None,
             "create_calls_s": round(client_end - start, 2),
-            "p50_ms": ms(percentile(list(lat.values()), 50)), "p99_ms": ms(percentile(list(lat.values()), 99)),
+            "p50_ms": ms(percentile(list(lat.values()), 50)),
+            "p99_ms": ms(percentile(list(lat.values()), 99)),
             "max_ms": ms(max(lat.values()) if lat else None),
             "children_p50_ms": ms(percentile(list(latencies(rec, names, "children_done").values()), 50)),
             "children_p99_ms": ms(percentile(list(latencies(rec, names, "children_done").values()), 99)),
@@ -175,11 +205,15 @@ class Bench(ClusterSetup):
     def run_baseline(self, key: str, name: str, namespace: str, n: int, how: str, mode: str, **burst_args) -> dict:
         """One baseline burst, no operator running: `how` says what the plain client does."""
         log(f"{name}: {n} LLMDeployments {how}, {CONCURRENCY} threads, no operator")
-        r = self.run_burst(namespace, n, spec_of(1, self.args.replicas), mode, label=f"{name}, {n} at once", **burst_args)
+        r = self.run_burst(
+            namespace, n, spec_of(1, self.args.replicas), mode, label=f"{name}, {n} at once", **burst_args
+        )
         self.figures[key] = r
-        log(f"  {name}: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
+        log(
+            f"  {name}: {n} in {r['wall_s']}s wall; per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
             f"{r['api_requests_total']} requests ({r['api_requests_per_object']} per object): "
-            f"{r['api_requests_per_object_by_kind']}")
+            f"{r['api_requests_per_object_by_kind']}"
+        )
         return r
 
     def operator_work(self, before: dict, n: int) -> dict:
@@ -203,35 +237,79 @@ class Bench(ClusterSetup):
         pop, base = f.get("populated", {}), f.get("baseline", {})
         # (key, what, the figure, the limit): each figure <= its limit.
         rows = [
-            ("throughput_ratio<=1.2", f"{self.args.n} at once -> all reconciled, wall time / baseline's",
-             thr.get("ratio_to_baseline"), 1.2),
-            ("throughput_ratio_same_writes<=1.2", "the same wall time / the same-writes baseline's "
-             f"({f.get('baseline_same_writes', {}).get('wall_s')} s; not a target of performance.md: see README)",
-             thr.get("ratio_to_same_writes_baseline"), 1.2),
-            ("api_requests_ratio<=1.5", f"API requests per object in that burst / baseline's "
-             f"({thr.get('api_requests_per_object')} vs {base.get('api_requests_per_object')})",
-             thr.get("api_requests_ratio_to_baseline"), 1.5),
-            ("latency_p99_ratio<=2", f"p99 latency, {self.args.n_latency} at once / baseline's "
-             f"({lat.get('p99_ms')} ms vs {f.get('baseline_latency', {}).get('p99_ms')} ms)",
-             lat.get("p99_ratio_to_baseline"), 2),
-            ("latency_p99_ratio_queued<=2", f"the same p99 / the queued baseline's "
-             f"({f.get('baseline_queued', {}).get('p99_ms')} ms; not a target of performance.md: see README)",
-             lat.get("p99_ratio_to_queued_baseline"), 2),
-            ("latency_p99_ratio_queued_same_writes<=2", "the same p99 / the queued same-writes baseline's "
-             f"({f.get('baseline_queued_same_writes', {}).get('p99_ms')} ms; not a target of performance.md: see README)",
-             lat.get("p99_ratio_to_queued_same_writes_baseline"), 2),
-            ("memory_burst_hwm_mib<=200", f"operator VmHWM, MiB, in the {self.args.n} burst "
-             f"({mem.get('objects')} objects held)", mem.get("burst_VmHWM_mib"), 200),
-            ("memory_settled_rss_mib<=150", "operator VmRSS, MiB, settled after that burst",
-             mem.get("settled_VmRSS_mib"), 150),
-            ("resync_writes_per_object==0", "writes per LLMDeployment on a resync where nothing changed",
-             f.get("resync", {}).get("writes_per_llmdeployment"), 0),
-            ("populated_requests_ratio<=1.1", f"requests per object with {self.args.n_others} others in the "
-             f"namespace / in an empty one ({pop.get('burst', {}).get('api_requests_per_object')} vs "
-             f"{pop.get('reference', {}).get('api_requests_per_object')})",
-             pop.get("api_requests_ratio_to_reference"), 1.1),
-            ("ready_p50_ms<=2000", f"apply -> Ready, {self.args.n_ready} at once, p50 ms",
-             f.get("ready", {}).get("p50_ms"), 2000),
+            (
+                "throughput_ratio<=1.2",
+                f"{self.args.n} at once -> all reconciled, wall time / baseline's",
+                thr.get("ratio_to_baseline"),
+                1.2,
+            ),
+            (
+                "throughput_ratio_same_writes<=1.2",
+                "the same wall time / the same-writes baseline's "
+                f"({f.get('baseline_same_writes', {}).get('wall_s')} s; not a target of performance.md: see README)",
+                thr.get("ratio_to_same_writes_baseline"),
+                1.2,
+            ),
+            (
+                "api_requests_ratio<=1.5",
+                f"API requests per object in that burst / baseline's "
+                f"({thr.get('api_requests_per_object')} vs {base.get('api_requests_per_object')})",
+                thr.get("api_requests_ratio_to_baseline"),
+                1.5,
+            ),
+            (
+                "latency_p99_ratio<=2",
+                f"p99 latency, {self.args.n_latency} at once / baseline's "
+                f"({lat.get('p99_ms')} ms vs {f.get('baseline_latency', {}).get('p99_ms')} ms)",
+                lat.get("p99_ratio_to_baseline"),
+                2,
+            ),
+            (
+                "latency_p99_ratio_queued<=2",
+                f"the same p99 / the queued baseline's "
+                f"({f.get('baseline_queued', {}).get('p99_ms')} ms; not a target of performance.md: see README)",
+                lat.get("p99_ratio_to_queued_baseline"),
+                2,
+            ),
+            (
+                "latency_p99_ratio_queued_same_writes<=2",
+                "the same p99 / the queued same-writes baseline's "
+                f"({f.get('baseline_queued_same_writes', {}).get('p99_ms')} ms; not a target of performance.md: see README)",
+                lat.get("p99_ratio_to_queued_same_writes_baseline"),
+                2,
+            ),
+            (
+                "memory_burst_hwm_mib<=200",
+                f"operator VmHWM, MiB, in the {self.args.n} burst ({mem.get('objects')} objects held)",
+                mem.get("burst_VmHWM_mib"),
+                200,
+            ),
+            (
+                "memory_settled_rss_mib<=150",
+                "operator VmRSS, MiB, settled after that burst",
+                mem.get("settled_VmRSS_mib"),
+                150,
+            ),
+            (
+                "resync_writes_per_object==0",
+                "writes per LLMDeployment on a resync where nothing changed",
+                f.get("resync", {}).get("writes_per_llmdeployment"),
+                0,
+            ),
+            (
+                "populated_requests_ratio<=1.1",
+                f"requests per object with {self.args.n_others} others in the "
+                f"namespace / in an empty one ({pop.get('burst', {}).get('api_requests_per_object')} vs "
+                f"{pop.get('reference', {}).get('api_requests_per_object')})",
+                pop.get("api_requests_ratio_to_reference"),
+                1.1,
+            ),
+            (
+                "ready_p50_ms<=2000",
+                f"apply -> Ready, {self.args.n_ready} at once, p50 ms",
+                f.get("ready", {}).get("p50_ms"),
+                2000,
+            ),
         ]
         targets = {key: _le(value, limit) for key, _, value, limit in rows}
         f["targets_met"] = targets
@@ -248,4 +326,3 @@ class Bench(ClusterSetup):
     def plot(self) -> None:
         (self.out / "curves.json").write_text(json.dumps(self.curves))
         plot_curves(self.curves, self.out)
-

@@ -18,16 +18,19 @@ def spec_of(gpus: int, replicas: int) -> dict:
 
 
 def manifest(name: str, namespace: str, spec: dict) -> dict:
-    return {"apiVersion": api.API_VERSION, "kind": api.KIND,
-            "metadata": {"name": name, "namespace": namespace, "labels": {"benchmark": "reconcile"}}, "spec": spec}
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": {"benchmark": "reconcile"}},
+        "spec": spec,
+    }
 
 
 def desired_for(name: str, namespace: str, uid: str, spec: dict) -> list[dict]:
     """Exactly what the operator applies for this object (same pure builder, same decisions:
     offline the plan is unknown and the user's gpus are used)."""
     parsed = api.parse_spec(spec)
-    return desired_children(Owner(name, namespace, uid), parsed,
-                                      Decisions(gpus=parsed.gpus or 1))
+    return desired_children(Owner(name, namespace, uid), parsed, Decisions(gpus=parsed.gpus or 1))
 
 
 def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tuple]:
@@ -41,10 +44,14 @@ def operator_report(created: dict, answers: list[dict]) -> tuple[dict | None, tu
     from llm_operator.facts.lookup import lookup
 
     spec = api.parse_spec(created["spec"])
-    answer = lookup(spec.model.id, spec.model.revision, catalog=builtin_catalog(),
-                                offline_reason="Reading from the Hub failed: the Hub is offline (HF_HUB_OFFLINE=1).")
+    answer = lookup(
+        spec.model.id,
+        spec.model.revision,
+        catalog=builtin_catalog(),
+        offline_reason="Reading from the Hub failed: the Hub is offline (HF_HUB_OFFLINE=1).",
+    )
     observed = decisions.with_applied(Observed(llmd=trim_llmdeployment(created)), answers, [])
-    decision = decisions.decide(observed, decisions.Lookups(facts=answer), dt.datetime.now(dt.timezone.utc))
+    decision = decisions.decide(observed, decisions.Lookups(facts=answer), dt.datetime.now(dt.UTC))
     return decision.status_patch, decision.events
 
 
@@ -63,7 +70,13 @@ def write_report(kube: Kube, created: dict, answers: list[dict]) -> None:
     namespace, name = meta["namespace"], meta["name"]
     if patch is not None:
         with_retry(lambda: kube.patch_status(namespace, name, patch), f"patching the status of {name}")
-    involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": name, "namespace": namespace, "uid": meta["uid"]}
+    involved = {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "name": name,
+        "namespace": namespace,
+        "uid": meta["uid"],
+    }
     for e in events:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with_retry(lambda: kube.post_event(involved, e.type, e.reason, e.message, stamp), f"posting an Event on {name}")
@@ -81,5 +94,4 @@ def with_retry(call, what: str, tries: int = 8):
         except KubeError as err:
             if err.status not in (429, 500, 503, 504) or attempt == tries - 1:
                 raise BenchError(f"{what}: {err}") from err
-            time.sleep(min(2.0, 0.1 * 2 ** attempt))
-
+            time.sleep(min(2.0, 0.1 * 2**attempt))

@@ -35,18 +35,32 @@ class Operator:
         the code checkout's common/, operator/ and runtime/ first on the path, ahead of any
         installed copy (an editable install of another checkout included)."""
         # No Hub: the facts read fails at once and the plan is "unknown", the user's gpus are used.
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "HF_HUB_OFFLINE": "1",
-               "HF_HOME": str(self.work / "hf"), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "HF_HUB_OFFLINE": "1",
+            "HF_HOME": str(self.work / "hf"),
+            "PYTHONUNBUFFERED": "1",
+        }
         code = self.code_root
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(code / "common"), str(code / "operator"), str(code / "runtime"),
-                                                        env.get("PYTHONPATH", "")] if p)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p
+            for p in [str(code / "common"), str(code / "operator"), str(code / "runtime"), env.get("PYTHONPATH", "")]
+            if p
+        )
         return env
 
     def code(self) -> dict:
         """Which llm_operator the operator process imports (with its environment), and the
         commit of the code checkout: what the figures are figures of."""
-        where = subprocess.run([sys.executable, "-c", "import llm_operator; print(llm_operator.__file__)"],
-                               env=self.env(), cwd=self.code_root, capture_output=True, text=True, timeout=60)
+        where = subprocess.run(
+            [sys.executable, "-c", "import llm_operator; print(llm_operator.__file__)"],
+            env=self.env(),
+            cwd=self.code_root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         module = where.stdout.strip() or f"import failed: {where.stderr.strip()[-300:]}"
 
         def git(*a: str) -> str:
@@ -54,8 +68,12 @@ class Operator:
             return r.stdout.strip()
 
         dirty = git("status", "--porcelain", "--", "common", "operator", "runtime")
-        return {"module": module, "checkout": str(self.code_root), "commit": git("rev-parse", "--short", "HEAD"),
-                "operator_code_modified": bool(dirty)}
+        return {
+            "module": module,
+            "checkout": str(self.code_root),
+            "commit": git("rev-parse", "--short", "HEAD"),
+            "operator_code_modified": bool(dirty),
+        }
 
     def uptime(self) -> float:
         return round(time.monotonic() - self.started_at, 1)
@@ -66,9 +84,21 @@ class Operator:
         self.metrics_port = free_port()
         started = self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llm_operator.cli", "run", "--namespace", ",".join(self.namespaces),
-             f"--liveness={self.liveness}", f"--metrics-port={self.metrics_port}"],
-            env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, cwd=self.code_root)
+            [
+                sys.executable,
+                "-m",
+                "llm_operator.cli",
+                "run",
+                "--namespace",
+                ",".join(self.namespaces),
+                f"--liveness={self.liveness}",
+                f"--metrics-port={self.metrics_port}",
+            ],
+            env=env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            cwd=self.code_root,
+        )
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -133,11 +163,14 @@ class Operator:
             elif n >= at_least and now - last_change >= QUIET_S:
                 return last_change - started
             time.sleep(0.5)
-        raise BenchError(f"the operator did not go quiet within {timeout:.0f}s (reconciles: {last:.0f}, wanted >= {at_least:.0f})")
-
+        raise BenchError(
+            f"the operator did not go quiet within {timeout:.0f}s (reconciles: {last:.0f}, wanted >= {at_least:.0f})"
+        )
 
 
 def git_commit(checkout: Path) -> str:
     """The short commit a checkout is at ('' when git cannot say)."""
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True, timeout=30
+    )
     return r.stdout.strip()

@@ -13,6 +13,7 @@ def plot_curves(curves: dict[str, list], out: Path) -> None:
     """OUT/latency.png: each object's latency against how many models the burst had made."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -33,7 +34,6 @@ def plot_curves(curves: dict[str, list], out: Path) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     log(f"plot: {path}")
-
 
 
 # What the side-by-side table shows: (what, section of the figures, key). Each run's ratios
@@ -65,24 +65,39 @@ COMPARED = [
 def compare(runs: list[tuple[str, dict]], out: Path) -> dict:
     """Print the runs' figures side by side (`runs`: (the run's OUT, its figures), the first
     being A), with each later run's ratio to A; write OUT/comparison.json."""
-    codes = [{**{k: f.get("operator_code", {}).get(k) for k in ("checkout", "commit", "module", "operator_code_modified")},
-              "out": o} for o, f in runs]
+    codes = [
+        {
+            **{
+                k: f.get("operator_code", {}).get(k) for k in ("checkout", "commit", "module", "operator_code_modified")
+            },
+            "out": o,
+        }
+        for o, f in runs
+    ]
     names = [f"{chr(ord('A') + i)} {c['commit'] or Path(c['checkout'] or '?').name}" for i, c in enumerate(codes)]
     rows = {}
     for what, section, key in COMPARED:
         values = [(f.get(section) or {}).get(key) for _, f in runs]
         a = values[0]
-        rows[what] = {"values": values,
-                      "ratio_to_A": [round(v / a, 2) if v is not None and a else None for v in values[1:]]}
+        rows[what] = {
+            "values": values,
+            "ratio_to_A": [round(v / a, 2) if v is not None and a else None for v in values[1:]],
+        }
     print()
     print("side by side (each ratio to a baseline is to that run's own; the ratio column is the later run / A):")
     for name, c in zip(names, codes):
-        print(f"  {name}: {c['checkout']} ({c['module']}{', modified' if c['operator_code_modified'] else ''}); "
-              f"figures in {c['out']}")
+        print(
+            f"  {name}: {c['checkout']} ({c['module']}{', modified' if c['operator_code_modified'] else ''}); "
+            f"figures in {c['out']}"
+        )
     ratio_heads = [f"{n.split()[0]}/A" for n in names[1:]]
     width = max(len(w) for w, _, _ in COMPARED)
-    print(f"  {'':<{width}}  " + "  ".join(f"{n.split()[0]:>9}" for n in names) + "  "
-          + "  ".join(f"{h:>7}" for h in ratio_heads))
+    print(
+        f"  {'':<{width}}  "
+        + "  ".join(f"{n.split()[0]:>9}" for n in names)
+        + "  "
+        + "  ".join(f"{h:>7}" for h in ratio_heads)
+    )
     for what, row in rows.items():
         cells = "  ".join(f"{'-' if v is None else v:>9}" for v in row["values"])
         ratios = "  ".join(f"{'-' if r is None else r:>7}" for r in row["ratio_to_A"])

@@ -20,8 +20,17 @@ from .apiserver import Raw
 from .config import BenchError
 
 
-def _watch_process(raw_args, namespace: str, child_paths: dict[str, str], names: list[str], mode: str,
-                   ready_evt, done_evt, stop_evt, conn) -> None:
+def _watch_process(
+    raw_args,
+    namespace: str,
+    child_paths: dict[str, str],
+    names: list[str],
+    mode: str,
+    ready_evt,
+    done_evt,
+    stop_evt,
+    conn,
+) -> None:
     """Watch the LLMDeployments and their children in `namespace`, record when (monotonic,
     comparable across processes) each of `names` was first seen, its children first seen, its
     status first current (observedGeneration == generation) and first Ready; set `done_evt`
@@ -41,9 +50,11 @@ def _watch_process(raw_args, namespace: str, child_paths: dict[str, str], names:
         have_children = kinds <= set(rec["children"].get(name, {}))
         if have_children:
             rec["children_done"].setdefault(name, t)
-        ok = {"children": have_children,
-              "reconciled": have_children and name in rec["current"],
-              "ready": name in rec["ready"]}[mode]
+        ok = {
+            "children": have_children,
+            "reconciled": have_children and name in rec["current"],
+            "ready": name in rec["ready"],
+        }[mode]
         if ok:
             rec["done"][name] = t
             if len(rec["done"]) >= expect:
@@ -68,6 +79,7 @@ def _watch_process(raw_args, namespace: str, child_paths: dict[str, str], names:
             if owner in wanted and typ != "DELETED":
                 rec["children"].setdefault(owner, {}).setdefault(kind, t)
                 check(owner, t)
+
         return handle
 
     def stream(path: str, rv: str, handle) -> None:
@@ -93,7 +105,7 @@ def _watch_process(raw_args, namespace: str, child_paths: dict[str, str], names:
                         n_events[0] += 1
                         handle(t, typ, obj)
                 c.close()
-            except (OSError, http.client.HTTPException) as err:   # a timeout or a dropped stream: go on from rv
+            except (OSError, http.client.HTTPException) as err:  # a timeout or a dropped stream: go on from rv
                 if not stop_evt.is_set():
                     print(f"watch {path}: {err!r}; reconnecting", file=sys.stderr)
                     time.sleep(0.2)
@@ -133,17 +145,22 @@ class EventLog:
                 key = f"{obj['metadata'].get('namespace')}/{obj['metadata'].get('name')}"
                 st = obj.get("status") or {}
                 old = self.last.get(key, {})
-                self.events.append({"object": key, "type": ev["type"],
-                                    "status_fields_changed": sorted(k for k in set(st) | set(old) if st.get(k) != old.get(k))})
+                self.events.append(
+                    {
+                        "object": key,
+                        "type": ev["type"],
+                        "status_fields_changed": sorted(k for k in set(st) | set(old) if st.get(k) != old.get(k)),
+                    }
+                )
                 self.last[key] = st
         except (OSError, ValueError, http.client.HTTPException):
-            return   # shut down by stop()
+            return  # shut down by stop()
         finally:
             if self.conn is not None:
                 self.conn.close()
 
     def stop(self) -> dict:
-        time.sleep(1)   # the last events are on their way
+        time.sleep(1)  # the last events are on their way
         if self.conn is not None and self.conn.sock is not None:
             # shutdown, not close: close would wait for the reading thread's buffer lock.
             try:
@@ -162,8 +179,11 @@ class Watcher:
         self.ready, self.done, self.stop_evt = ctx.Event(), ctx.Event(), ctx.Event()
         self.parent, child = ctx.Pipe(duplex=False)
         paths = {kind: Kube.path(av, kind, namespace) for av, kind in child_kinds}
-        self.proc = ctx.Process(target=_watch_process, daemon=True, args=(
-            raw.args(), namespace, paths, list(names), mode, self.ready, self.done, self.stop_evt, child))
+        self.proc = ctx.Process(
+            target=_watch_process,
+            daemon=True,
+            args=(raw.args(), namespace, paths, list(names), mode, self.ready, self.done, self.stop_evt, child),
+        )
         self.proc.start()
         if not self.ready.wait(60):
             self.close()
@@ -186,4 +206,3 @@ class Watcher:
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join(5)
-

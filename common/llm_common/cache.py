@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-DEFAULT_CACHE_DIR = "/data"   # where the serving pods mount the volume (TGI's image sets HF_HOME=/data)
+DEFAULT_CACHE_DIR = "/data"  # where the serving pods mount the volume (TGI's image sets HF_HOME=/data)
 
 MARKER_DIR = "llm-operator"
 MARKER_NAME = "COMPLETE"

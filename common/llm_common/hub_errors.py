@@ -9,8 +9,8 @@ error is to be classified.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class ModelFactsUnavailable(Exception):
@@ -26,8 +26,14 @@ class ModelMissing(ModelFactsUnavailable):
         self.reason = reason
 
 
-def refusal_sentence(exc: BaseException, repo_id: str, revision: str, endpoint: str,
-                     token: str = "a token", gated_token: str | None = None) -> str | None:
+def refusal_sentence(
+    exc: BaseException,
+    repo_id: str,
+    revision: str,
+    endpoint: str,
+    token: str = "a token",
+    gated_token: str | None = None,
+) -> str | None:
     """The sentence for an answer that retrying cannot change (gated, no such repository or
     revision), or None. `token` names the token to give (the download says "(HF_TOKEN)");
     `gated_token` the one for a gated repository, `token` when None."""
@@ -39,14 +45,20 @@ def refusal_sentence(exc: BaseException, repo_id: str, revision: str, endpoint: 
 
     # Order matters: GatedRepoError is a RepositoryNotFoundError.
     if isinstance(exc, GatedRepoError):
-        return (f"{repo_id} is gated on the Hugging Face Hub: accept its licence on the model "
-                f"page and give {gated_token or token} of an account that has access.")
+        return (
+            f"{repo_id} is gated on the Hugging Face Hub: accept its licence on the model "
+            f"page and give {gated_token or token} of an account that has access."
+        )
     if isinstance(exc, RepositoryNotFoundError):
-        return (f"{repo_id} was not found on the Hugging Face Hub ({endpoint}): check the id, "
-                f"or give {token} if the repository is private.")
+        return (
+            f"{repo_id} was not found on the Hugging Face Hub ({endpoint}): check the id, "
+            f"or give {token} if the repository is private."
+        )
     if isinstance(exc, RevisionNotFoundError):
-        return (f"Revision {revision!r} of {repo_id} does not exist on the Hugging Face Hub: "
-                "pin an existing branch, tag or commit.")
+        return (
+            f"Revision {revision!r} of {repo_id} does not exist on the Hugging Face Hub: "
+            "pin an existing branch, tag or commit."
+        )
     return None
 
 
@@ -74,11 +86,15 @@ def sentence_for_hub_error(exc: BaseException, model_id: str, revision: str, end
         return refused
     # The "offline" error is an EntryNotFoundError: test it first.
     if is_offline_error(exc) and offline_mode():
-        return (f"HF_HUB_OFFLINE is set and {where} is not in the local Hub cache: "
-                "unset HF_HUB_OFFLINE, or plan from a local config.json.")
+        return (
+            f"HF_HUB_OFFLINE is set and {where} is not in the local Hub cache: "
+            "unset HF_HUB_OFFLINE, or plan from a local config.json."
+        )
     if is_offline_error(exc) or is_connection_error(exc):
-        return (f"Could not reach the Hugging Face Hub at {endpoint} to read {where}: "
-                "check network access or HF_ENDPOINT, or plan from a local config.json.")
+        return (
+            f"Could not reach the Hugging Face Hub at {endpoint} to read {where}: "
+            "check network access or HF_ENDPOINT, or plan from a local config.json."
+        )
     if isinstance(exc, EntryNotFoundError):
         return f"{where} has no config.json, so it is not a Transformers model TGI can serve."
     return http_error_sentence(exc, model_id, revision, endpoint)

@@ -27,7 +27,7 @@ class AdapterRef:
 
 
 def parse_adapters(text: str) -> tuple[AdapterRef, ...]:
-    """"name=org/repo@revision,other=org/repo2" -> AdapterRefs (revision defaults to main)."""
+    """ "name=org/repo@revision,other=org/repo2" -> AdapterRefs (revision defaults to main)."""
     refs = []
     for item in (part.strip() for part in text.split(",")):
         if not item:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # Bytes per element of the dtypes that appear in config.json's torch_dtype, used to turn
 # a safetensors index's total_size (bytes) back into a parameter count.
@@ -34,8 +35,15 @@ _QKV_BIAS_MODEL_TYPES = {"qwen2", "qwen2_moe", "qwen2_vl"}
 
 # Model types with a plain two-matrix MLP (up, down) instead of a gated one (gate, up, down).
 _NON_GATED_MLP_MODEL_TYPES = {
-    "falcon", "RefinedWeb", "RefinedWebModel", "gpt_neox", "gpt_bigcode", "gpt2",
-    "starcoder2", "bloom", "phi",
+    "falcon",
+    "RefinedWeb",
+    "RefinedWebModel",
+    "gpt_neox",
+    "gpt_bigcode",
+    "gpt2",
+    "starcoder2",
+    "bloom",
+    "phi",
 }
 
 _FALCON_MODEL_TYPES = {"falcon", "RefinedWeb", "RefinedWebModel"}
@@ -104,7 +112,7 @@ class ModelFacts:
         return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ModelFacts":
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelFacts:
         """Inverse of to_dict; unknown keys are ignored so older readers accept newer data."""
         by_camel = {_camel(f.name): f.name for f in fields(cls)}
         kwargs = {by_camel[key]: value for key, value in data.items() if key in by_camel}
@@ -176,14 +184,21 @@ def _architecture(config: Mapping[str, Any]) -> _Architecture:
         num_key_value_heads=_key_value_heads(config, model_type, heads),
         head_dim=int(_first(config, "head_dim", default=hidden // heads)),
         vocab_size=int(_required(config, "vocab_size")),
-        max_position_embeddings=int(_first(
-            config, "max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
-            default=_DEFAULT_MAX_POSITION_EMBEDDINGS,
-        )),
+        max_position_embeddings=int(
+            _first(
+                config,
+                "max_position_embeddings",
+                "n_positions",
+                "max_sequence_length",
+                "seq_length",
+                default=_DEFAULT_MAX_POSITION_EMBEDDINGS,
+            )
+        ),
         intermediate_size=int(_first(config, "intermediate_size", "ffn_hidden_size", "n_inner", default=4 * hidden)),
         num_experts=num_experts,
         num_experts_per_tok=int(_first(config, "num_experts_per_tok", "num_experts_per_token", "moe_top_k", default=0))
-        if num_experts else 0,
+        if num_experts
+        else 0,
         tie_word_embeddings=bool(config.get("tie_word_embeddings", model_type in _TIED_BY_DEFAULT_MODEL_TYPES)),
     )
 
@@ -229,9 +244,7 @@ def estimate_parameter_count(config: Mapping[str, Any]) -> int:
     for others."""
     arch = _architecture(config)
     per_layer = (
-        _attention_parameters(config, arch)
-        + _mlp_parameters(config, arch)
-        + _norm_parameters_per_layer(config, arch)
+        _attention_parameters(config, arch) + _mlp_parameters(config, arch) + _norm_parameters_per_layer(config, arch)
     )
     final_norm = 2 * arch.hidden_size if arch.model_type in _FALCON_MODEL_TYPES else arch.hidden_size
     embeddings = arch.vocab_size * arch.hidden_size * (1 if arch.tie_word_embeddings else 2)

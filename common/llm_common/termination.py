@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from llm_common.modelfacts import ModelFacts
 
@@ -51,8 +52,11 @@ def failure_message(error: str, reason: str, permanent: bool) -> str:
     """What a failed download leaves: the sentence, a CamelCase reason, and whether only a
     change to the spec can help (the operator then stops retrying)."""
     text = json.dumps({"error": error, "reason": reason, "permanent": permanent}, separators=(",", ":"))
-    return text if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT else json.dumps(
-        {"error": error[:3500], "reason": reason, "permanent": permanent}, separators=(",", ":"))
+    return (
+        text
+        if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
+        else json.dumps({"error": error[:3500], "reason": reason, "permanent": permanent}, separators=(",", ":"))
+    )
 
 
 def write_termination_message(text: str, path: str | None = None) -> Path:

@@ -6,8 +6,8 @@ The operator (llm_operator.engines.tgi) writes the serving container's arguments
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import tgi_rules
 
@@ -20,8 +20,8 @@ class LauncherSettings:
     model_id: str
     revision: str = "main"
     num_shard: int = 1
-    quantize: str | None = None          # None or "none": weights as they are
-    dtype: str | None = None             # None or "auto": TGI chooses
+    quantize: str | None = None  # None or "none": weights as they are
+    dtype: str | None = None  # None or "auto": TGI chooses
     trust_remote_code: bool = False
     max_input_tokens: int | None = None
     max_total_tokens: int | None = None
@@ -35,9 +35,15 @@ class LauncherSettings:
 
 def launcher_args(s: LauncherSettings) -> list[str]:
     """Arguments of text-generation-launcher, in a stable order."""
-    args = ["--model-id", s.model_id, "--revision", s.revision,
-            # Explicit, or TGI counts devices from CUDA_VISIBLE_DEVICES (tgi.md).
-            "--num-shard", str(s.num_shard)]
+    args = [
+        "--model-id",
+        s.model_id,
+        "--revision",
+        s.revision,
+        # Explicit, or TGI counts devices from CUDA_VISIBLE_DEVICES (tgi.md).
+        "--num-shard",
+        str(s.num_shard),
+    ]
     if s.quantize and s.quantize != "none":
         args += ["--quantize", s.quantize]
     if s.dtype and s.dtype != "auto":
@@ -72,9 +78,13 @@ def launcher_env(s: LauncherSettings, offline: bool = False) -> dict[str, str]:
     return env
 
 
-def settings_problems(s: LauncherSettings, checkpoint: tgi_rules.Checkpoint | None = None,
-                      name: Callable[[tgi_rules.Flag], str] = tgi_rules.launcher_namer,
-                      where: str = "the extra arguments", fixed: str = "it is set for you") -> list[str]:
+def settings_problems(
+    s: LauncherSettings,
+    checkpoint: tgi_rules.Checkpoint | None = None,
+    name: Callable[[tgi_rules.Flag], str] = tgi_rules.launcher_namer,
+    where: str = "the extra arguments",
+    fixed: str = "it is set for you",
+) -> list[str]:
     """Why TGI 3.3.7 would refuse to start with these settings, as sentences naming each
     setting by `name` (empty: it would start). The extra arguments may not give a flag the
     settings own, nor one the launcher lacks; then the whole argv meets the launcher's rules."""

@@ -14,9 +14,10 @@ Callers say how a flag is named to their user (`Namer`): the operator names spec
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from .flag_table import FlagTable
 
@@ -29,13 +30,13 @@ _UNSIGNED_BITS = {"usize": 64, "u64": 64, "u32": 32, "u16": 16}
 
 @dataclass(frozen=True)
 class Flag:
-    name: str                      # long name without the dashes: "max-input-tokens"
-    env: str | None                # the variable clap reads it from when the flag is absent
-    value: str                     # flag | bool | string | enum | f32 | usize | u16 | u32 | u64 | usize-list
+    name: str  # long name without the dashes: "max-input-tokens"
+    env: str | None  # the variable clap reads it from when the flag is absent
+    value: str  # flag | bool | string | enum | f32 | usize | u16 | u32 | u64 | usize-list
     choices: tuple[str, ...] = ()
     short: str | None = None
     repeatable: bool = False
-    owner: str | None = None       # the spec field that sets it, OPERATOR, or None: engine.args may
+    owner: str | None = None  # the spec field that sets it, OPERATOR, or None: engine.args may
 
     @property
     def option(self) -> str:
@@ -76,13 +77,27 @@ class Table(FlagTable[Flag]):
 
 
 def load_table(text: str | None = None) -> Table:
-    raw = json.loads(text if text is not None else
-                     resources.files("llm_common").joinpath("data", DATA_FILE).read_text(encoding="utf-8"))
-    flags = tuple(Flag(name=f["name"], env=f.get("env"), value=f["value"], choices=tuple(f.get("choices", ())),
-                       short=f.get("short"), repeatable=bool(f.get("repeatable")), owner=f.get("owner"))
-                  for f in raw["flags"])
-    rules = tuple(Rule(**{**r, "values": tuple(r.get("values", ())), "allowed": tuple(r.get("allowed", ()))})
-                  for r in raw["rules"])
+    raw = json.loads(
+        text
+        if text is not None
+        else resources.files("llm_common").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
+    )
+    flags = tuple(
+        Flag(
+            name=f["name"],
+            env=f.get("env"),
+            value=f["value"],
+            choices=tuple(f.get("choices", ())),
+            short=f.get("short"),
+            repeatable=bool(f.get("repeatable")),
+            owner=f.get("owner"),
+        )
+        for f in raw["flags"]
+    )
+    rules = tuple(
+        Rule(**{**r, "values": tuple(r.get("values", ())), "allowed": tuple(r.get("allowed", ()))})
+        for r in raw["rules"]
+    )
     return Table(source=raw["source"], flags=flags, rules=rules)
 
 
@@ -165,13 +180,15 @@ def value_problem(flag: Flag, value: str) -> str | None:
     bits = _UNSIGNED_BITS["usize" if flag.value == "usize-list" else flag.value]
     for item in items:
         if not item.isdigit() or int(item) >= 2**bits:
-            return f"use a whole number from 0 to {2**bits - 1}" + (", or several separated by commas" if flag.value == "usize-list" else "")
+            return f"use a whole number from 0 to {2**bits - 1}" + (
+                ", or several separated by commas" if flag.value == "usize-list" else ""
+            )
     return None
 
 
 @dataclass(frozen=True)
 class Parsed:
-    values: dict[str, list[str | None]]   # flag name -> each value given (None for a plain flag)
+    values: dict[str, list[str | None]]  # flag name -> each value given (None for a plain flag)
     problems: list[str]
 
 
@@ -190,7 +207,7 @@ def parse(argv: Sequence[str], name: Namer = launcher_namer) -> Parsed:
         if flag is None:
             problems.append(f"{flag_name(word)} is not a flag of TGI's launcher: {known_list()}.")
             if "=" not in word and i < len(argv) and not is_option(argv[i]):
-                i += 1   # its value, most likely: one problem is enough
+                i += 1  # its value, most likely: one problem is enough
             continue
         inline = word.split("=", 1)[1] if word.startswith("--") and "=" in word else None
         if not flag.takes_value:
@@ -208,7 +225,7 @@ def parse(argv: Sequence[str], name: Namer = launcher_namer) -> Parsed:
             continue
         if value is not None and (why := value_problem(flag, value)):
             problems.append(f"{name(flag)}: {value!r} is not a value TGI's launcher accepts: {why}.")
-            continue   # refused already: the rules between flags judge valid values only
+            continue  # refused already: the rules between flags judge valid values only
         if flag.name in values and not flag.repeatable:
             problems.append(f"{name(flag)} is given twice: TGI's launcher takes it once.")
         values.setdefault(flag.name, []).append(value)
@@ -231,8 +248,9 @@ class Checkpoint:
     context: int | None = None
 
     @classmethod
-    def from_config(cls, quantization_config: Mapping[str, Any] | None,
-                    max_position_embeddings: int | None) -> "Checkpoint":
+    def from_config(
+        cls, quantization_config: Mapping[str, Any] | None, max_position_embeddings: int | None
+    ) -> Checkpoint:
         method = (quantization_config or {}).get("quant_method")
         # The launcher deserializes quant_method into its own enum: anything else reads as none.
         return cls(method if method in QUANTIZE_CHOICES else None, max_position_embeddings)
@@ -245,8 +263,9 @@ def _number(raw: str | None) -> float | None:
         return None
 
 
-def rule_problems(values: Mapping[str, list[str | None]], checkpoint: Checkpoint | None = None,
-                  name: Namer = launcher_namer) -> list[str]:
+def rule_problems(
+    values: Mapping[str, list[str | None]], checkpoint: Checkpoint | None = None, name: Namer = launcher_namer
+) -> list[str]:
     """The table's rules over parsed flag values (plus what the checkpoint says)."""
     cp = checkpoint or Checkpoint()
 
@@ -293,9 +312,17 @@ def rule_problems(values: Mapping[str, list[str | None]], checkpoint: Checkpoint
         if not broken:
             continue
         template = r.checkpoint_message if from_checkpoint and r.checkpoint_message else r.message
-        problems.append(template.format(
-            flag=name(flag), other=name(other) if other else "", value=value, other_value=other_value,
-            other_value_minus_one=int(o) - 1 if o is not None else "", min=r.min, max=r.max))
+        problems.append(
+            template.format(
+                flag=name(flag),
+                other=name(other) if other else "",
+                value=value,
+                other_value=other_value,
+                other_value_minus_one=int(o) - 1 if o is not None else "",
+                min=r.min,
+                max=r.max,
+            )
+        )
     return problems
 
 
@@ -312,10 +339,14 @@ def extra_args_problems(extra: Sequence[str], name: Namer, where: str, fixed: st
     problems = []
     for option, flag in owned_options(extra):
         setting = name(flag)
-        problems.append(f"{where} must not give {option}: " + (
-            f"{fixed}." if setting.startswith("-") else f"it is set from {setting}; set that instead."))
+        problems.append(
+            f"{where} must not give {option}: "
+            + (f"{fixed}." if setting.startswith("-") else f"it is set from {setting}; set that instead.")
+        )
     unknown = unknown_options(extra)
     if unknown:
-        problems.append(f"{where}: {', '.join(unknown)} {'is not a flag' if len(unknown) == 1 else 'are not flags'} "
-                        f"of TGI 3.3.7's launcher; {known_list()}.")
+        problems.append(
+            f"{where}: {', '.join(unknown)} {'is not a flag' if len(unknown) == 1 else 'are not flags'} "
+            f"of TGI 3.3.7's launcher; {known_list()}."
+        )
     return problems

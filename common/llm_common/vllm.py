@@ -41,10 +41,10 @@ class ServeSettings:
     model_id: str
     revision: str = "main"
     tensor_parallel_size: int = 1
-    quantization: str | None = None      # ours (QUANTIZATION's keys); None or "none": as the checkpoint says
+    quantization: str | None = None  # ours (QUANTIZATION's keys); None or "none": as the checkpoint says
     # The checkpoint's own quant_method ("" stored in 16 bits; None: not known).
     checkpoint_quantization: str | None = None
-    dtype: str | None = None             # None or "auto": vLLM chooses
+    dtype: str | None = None  # None or "auto": vLLM chooses
     trust_remote_code: bool = False
     max_model_len: int | None = None
     max_num_batched_tokens: int | None = None
@@ -58,8 +58,8 @@ class ServeSettings:
     # Multi-node (vLLM's own mode, no Ray): one `vllm serve` per node, pipeline stages across
     # them. The leader (rank 0) serves HTTP; the others run --headless and join it.
     nodes: int = 1
-    node_rank: str = "0"                 # a number, or "$(VAR)" for the kubelet to expand
-    master_addr: str = ""                # the leader's address, or "$(VAR)"
+    node_rank: str = "0"  # a number, or "$(VAR)" for the kubelet to expand
+    master_addr: str = ""  # the leader's address, or "$(VAR)"
 
 
 def lora_modules(entries: Iterable[str]) -> tuple[str, ...]:
@@ -95,8 +95,16 @@ def serve_args(s: ServeSettings) -> list[str]:
     is deprecated in 0.33.0), then the settings, then the extra arguments."""
     args = [s.model_id, "--revision", s.revision, "--tensor-parallel-size", str(s.tensor_parallel_size)]
     if s.nodes > 1:
-        args += ["--pipeline-parallel-size", str(s.nodes), "--nnodes", str(s.nodes), "--node-rank", s.node_rank,
-                 "--master-addr", s.master_addr]
+        args += [
+            "--pipeline-parallel-size",
+            str(s.nodes),
+            "--nnodes",
+            str(s.nodes),
+            "--node-rank",
+            s.node_rank,
+            "--master-addr",
+            s.master_addr,
+        ]
     if s.quantization and s.quantization != "none":
         method = QUANTIZATION.get(s.quantization, s.quantization)
         if method == "fp8" and s.checkpoint_quantization == "":

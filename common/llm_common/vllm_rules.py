@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 from .flag_table import FlagTable
 
 VERSION = "0.33.0"
 DATA_FILE = f"vllm-serve-{VERSION}.json"
-DEFAULT_PORT = 8000   # FrontendArgs.port (vllm/entrypoints/common/cli_args.py)
+DEFAULT_PORT = 8000  # FrontendArgs.port (vllm/entrypoints/common/cli_args.py)
 # The operator sets these itself; they have no spec field (the Service and probes target the port).
 OPERATOR = "operator"
 NO_VALUE = ("flag", "bool-optional")
@@ -42,16 +43,16 @@ _O_LEVELS = ("0", "1", "2", "3")
 
 @dataclass(frozen=True)
 class Flag:
-    name: str                      # long name without the dashes: "tensor-parallel-size"
-    value: str                     # flag | bool-optional | int | human-int | human-int-or-auto | float | string | enum | json | json-object | json-or-string
+    name: str  # long name without the dashes: "tensor-parallel-size"
+    value: str  # flag | bool-optional | int | human-int | human-int-or-auto | float | string | enum | json | json-object | json-or-string
     aliases: tuple[str, ...] = ()  # other spellings the parser takes: "-tp", "--no-enable-x", "--disable-x"
     choices: tuple[str, ...] = ()
-    nargs: str | None = None       # "+": a list, every word up to the next option; "?": the value may be left out
-    repeatable: bool = False       # each occurrence adds (action='append'); otherwise the last one wins
-    fold: str | None = None        # the value is lower-cased and - read as _ before the choices are tried
-    takes_none: bool = False       # 'None' and '' read as unset (typed `X | None`)
-    owner: str | None = None       # the spec field that sets it, OPERATOR, or None: engine.args may
-    positional: bool = False       # `vllm serve MODEL`
+    nargs: str | None = None  # "+": a list, every word up to the next option; "?": the value may be left out
+    repeatable: bool = False  # each occurrence adds (action='append'); otherwise the last one wins
+    fold: str | None = None  # the value is lower-cased and - read as _ before the choices are tried
+    takes_none: bool = False  # 'None' and '' read as unset (typed `X | None`)
+    owner: str | None = None  # the spec field that sets it, OPERATOR, or None: engine.args may
+    positional: bool = False  # `vllm serve MODEL`
 
     @property
     def option(self) -> str:
@@ -73,14 +74,26 @@ class Table(FlagTable[Flag]):
 
 
 def load_table(text: str | None = None) -> Table:
-    raw = json.loads(text if text is not None else
-                     resources.files("llm_common").joinpath("data", DATA_FILE).read_text(encoding="utf-8"))
-    flags = tuple(Flag(name=f["name"], value=f["value"], aliases=tuple(f.get("aliases", ())),
-                       choices=tuple(f.get("choices", ())), nargs=f.get("nargs"),
-                       repeatable=bool(f.get("repeatable")), fold=f.get("fold"),
-                       takes_none=bool(f.get("takes_none")), owner=f.get("owner"),
-                       positional=bool(f.get("positional")))
-                  for f in raw["flags"])
+    raw = json.loads(
+        text
+        if text is not None
+        else resources.files("llm_common").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
+    )
+    flags = tuple(
+        Flag(
+            name=f["name"],
+            value=f["value"],
+            aliases=tuple(f.get("aliases", ())),
+            choices=tuple(f.get("choices", ())),
+            nargs=f.get("nargs"),
+            repeatable=bool(f.get("repeatable")),
+            fold=f.get("fold"),
+            takes_none=bool(f.get("takes_none")),
+            owner=f.get("owner"),
+            positional=bool(f.get("positional")),
+        )
+        for f in raw["flags"]
+    )
     return Table(source=raw["source"], flags=flags)
 
 
@@ -94,7 +107,7 @@ _OPTIMIZATION = TABLE.flag("optimization-level")
 
 @dataclass(frozen=True)
 class _Word:
-    written: str             # the option as written: "--max_model_len", "-tp", "-O"
+    written: str  # the option as written: "--max_model_len", "-tp", "-O"
     flag: Flag | None
     path: str | None = None  # a JSON option's key: "mode" in --compilation-config.mode
     inline: str | None = None  # a value in the same word: --port=80, -O3, -qfp8
@@ -145,7 +158,7 @@ def is_option(word: str) -> bool:
 class _Given:
     word: _Word
     values: tuple[str, ...]
-    problem: str | None = None   # a shape problem: no value, a value for a flag that takes none
+    problem: str | None = None  # a shape problem: no value, a value for a flag that takes none
 
 
 def _label(w: _Word) -> str:
@@ -198,8 +211,10 @@ def _walk(args: Sequence[str]) -> tuple[list[_Given], list[str]]:
                 problem = f"{_label(w)} needs a value."
             elif dotted := next((v for v in values if v.startswith("-") and "." in v), None):
                 # FlexibleArgumentParser takes any word with a leading - and a . for an option's .key.
-                problem = (f"{_label(w)}: vLLM reads {dotted!r} as an option's .key, not as a number; "
-                           f"write {f.option}={dotted}.")
+                problem = (
+                    f"{_label(w)}: vLLM reads {dotted!r} as an option's .key, not as a number; "
+                    f"write {f.option}={dotted}."
+                )
         given.append(_Given(w, tuple(values), problem))
     return given, loose
 
@@ -207,8 +222,11 @@ def _walk(args: Sequence[str]) -> tuple[list[_Given], list[str]]:
 def value_of(args: Sequence[str], option: str) -> str | None:
     """The value argv gives a flag, read as vLLM reads it (aliases, underscores, "--x=v"; the
     last one when given twice), or None when it is not given with one."""
-    values = [g.values[0] for g in _walk(args)[0]
-              if g.word.flag is not None and g.word.flag.option == option and g.word.path is None and g.values]
+    values = [
+        g.values[0]
+        for g in _walk(args)[0]
+        if g.word.flag is not None and g.word.flag.option == option and g.word.path is None and g.values
+    ]
     return values[-1] if values else None
 
 
@@ -242,7 +260,7 @@ def repeated_options(args: Sequence[str]) -> list[str]:
     (--compilation-config.mode 3 --compilation-config.backend x) merge, unless the same key
     comes twice or the whole option comes too (then the last wins)."""
     plain: set[str] = set()
-    keys: dict[str, list[tuple[str, bool]]] = {}   # flag -> (key, appends) given one by one
+    keys: dict[str, list[tuple[str, bool]]] = {}  # flag -> (key, appends) given one by one
     twice: list[str] = []
 
     def note(option: str) -> None:
@@ -342,7 +360,9 @@ def value_problems(args: Sequence[str]) -> list[str]:
             problems.append(g.problem)
         elif w.path is not None:
             if not w.flag.is_json:
-                problems.append(f"{w.written}.{w.path}: only a JSON option takes .keys, and {w.flag.option} is not one.")
+                problems.append(
+                    f"{w.written}.{w.path}: only a JSON option takes .keys, and {w.flag.option} is not one."
+                )
         else:
             for value in g.values:
                 if why := value_problem(w.flag, value):

@@ -21,8 +21,32 @@ import sys
 
 import serve_parser
 
-PROBES = ["1", "0", "-1", "8192", " 8 ", "8k", "8K", "1.5k", "1.5K", "auto", "AUTO", "0.5", "1e3", "nan",
-          "x", "None", "", "true", "{}", '{"a": 1}', '{"a": 8k}', "{bad", "[1, 2]", '"s"']
+PROBES = [
+    "1",
+    "0",
+    "-1",
+    "8192",
+    " 8 ",
+    "8k",
+    "8K",
+    "1.5k",
+    "1.5K",
+    "auto",
+    "AUTO",
+    "0.5",
+    "1e3",
+    "nan",
+    "x",
+    "None",
+    "",
+    "true",
+    "{}",
+    '{"a": 1}',
+    '{"a": 8k}',
+    "{bad",
+    "[1, 2]",
+    '"s"',
+]
 
 
 def spellings(serve) -> dict[str, set[str]]:
@@ -72,29 +96,75 @@ def shape_differences(serve, table: dict) -> list[str]:
         if (f["value"] == "json-object") != config_object(a):
             diffs.append(f"{name}: value {f['value']} in the table, type {a.type!r} in the parser")
         if bool(f.get("repeatable")) != isinstance(a, argparse._AppendAction):
-            diffs.append(f"{name}: repeatable {bool(f.get('repeatable'))} in the table, action {type(a).__name__} in the parser")
+            diffs.append(
+                f"{name}: repeatable {bool(f.get('repeatable'))} in the table, action {type(a).__name__} in the parser"
+            )
     return diffs
 
 
 # Whole argv lists (the words after `vllm serve MODEL`) read word by word: aliases, = and attached
 # values, underscores, -O, dotted JSON keys, lists, negative numbers, a value left out.
 ARGVS = [
-    ["-tp", "2"], ["-tp=2"], ["-tp2"], ["-qfp8"], ["-q", "fp8"], ["--max_model_len", "8k"], ["--max_model_len=auto"],
-    ["--max-model-len", "-1"], ["--max-model-len"], ["--max-model-len", "--port", "8000"],
-    ["-O3"], ["-O", "3"], ["-O=2"], ["-Odecode"], ["-O", "decode"], ["-O"],
-    ["--compilation-config.mode", "3"], ["-cc.mode=3"], ["-cc.mode", "3", "-cc.backend", "eager"],
-    ["--compilation-config.custom_ops+", "+rms_norm,-silu"], ["--max-model-len.x", "1"], ["--compilation-config", "{bad"],
-    ["--served-model-name", "a", "b"], ["--served-model-name"], ["--served-model-name=a", "b"],
-    ["--middleware", "a", "--middleware", "b"], ["--enable-prefix-caching"], ["--no-enable-prefix-caching"],
-    ["--disable-prefix-caching"], ["--enable-prefix-caching=true"], ["--enable-prefix-caching", "true"],
-    ["--enable_prefix_caching"], ["-ep"], ["--hf-token"], ["--hf-token", "t"], ["--cudagraph-capture-sizes", "1", "2", "4"],
-    ["--cudagraph-capture-sizes", "1", "x"], ["--collect-detailed-traces", "model", "worker"],
-    ["--collect-detailed-traces", "model", "nope"], ["--moe-backend", "FLASHINFER-CUTLASS"], ["--seed", "-3"],
-    ["--gpu-memory-utilization", "-0.5"], ["--gpu-memory-utilization=-0.5"], ["--bogus"], ["--bogus=1"], ["--tensor-parallel"], ["--", "--port", "1"],
-    ["--max-lora-rank", "08"], ["--dtype", "half"], ["--kv-cache-dtype", "whatever"], ["--load-format", "whatever"],
-    ["--chat-template-content-format", "string"], ["--tool-strict-level", "None"], ["--mamba-cache-mode", "None"],
-    ["--kv-cache-memory-bytes", "1.5G"], ["--kv-cache-memory-bytes", "2G"], ["--speculative-config", '{"n": 1}'],
-    ["--hf-overrides", "plain-string"], ["--hf-overrides", "{not json}"], ["--device-ids", "0,1"],
+    ["-tp", "2"],
+    ["-tp=2"],
+    ["-tp2"],
+    ["-qfp8"],
+    ["-q", "fp8"],
+    ["--max_model_len", "8k"],
+    ["--max_model_len=auto"],
+    ["--max-model-len", "-1"],
+    ["--max-model-len"],
+    ["--max-model-len", "--port", "8000"],
+    ["-O3"],
+    ["-O", "3"],
+    ["-O=2"],
+    ["-Odecode"],
+    ["-O", "decode"],
+    ["-O"],
+    ["--compilation-config.mode", "3"],
+    ["-cc.mode=3"],
+    ["-cc.mode", "3", "-cc.backend", "eager"],
+    ["--compilation-config.custom_ops+", "+rms_norm,-silu"],
+    ["--max-model-len.x", "1"],
+    ["--compilation-config", "{bad"],
+    ["--served-model-name", "a", "b"],
+    ["--served-model-name"],
+    ["--served-model-name=a", "b"],
+    ["--middleware", "a", "--middleware", "b"],
+    ["--enable-prefix-caching"],
+    ["--no-enable-prefix-caching"],
+    ["--disable-prefix-caching"],
+    ["--enable-prefix-caching=true"],
+    ["--enable-prefix-caching", "true"],
+    ["--enable_prefix_caching"],
+    ["-ep"],
+    ["--hf-token"],
+    ["--hf-token", "t"],
+    ["--cudagraph-capture-sizes", "1", "2", "4"],
+    ["--cudagraph-capture-sizes", "1", "x"],
+    ["--collect-detailed-traces", "model", "worker"],
+    ["--collect-detailed-traces", "model", "nope"],
+    ["--moe-backend", "FLASHINFER-CUTLASS"],
+    ["--seed", "-3"],
+    ["--gpu-memory-utilization", "-0.5"],
+    ["--gpu-memory-utilization=-0.5"],
+    ["--bogus"],
+    ["--bogus=1"],
+    ["--tensor-parallel"],
+    ["--", "--port", "1"],
+    ["--max-lora-rank", "08"],
+    ["--dtype", "half"],
+    ["--kv-cache-dtype", "whatever"],
+    ["--load-format", "whatever"],
+    ["--chat-template-content-format", "string"],
+    ["--tool-strict-level", "None"],
+    ["--mamba-cache-mode", "None"],
+    ["--kv-cache-memory-bytes", "1.5G"],
+    ["--kv-cache-memory-bytes", "2G"],
+    ["--speculative-config", '{"n": 1}'],
+    ["--hf-overrides", "plain-string"],
+    ["--hf-overrides", "{not json}"],
+    ["--device-ids", "0,1"],
 ]
 
 
@@ -108,8 +178,14 @@ def argv_differences(parser, cmd, warned) -> list[str]:
         vllm_takes = theirs["ok"] or theirs["stage"] != "parse"
         ours = vllm_rules.value_problems(argv) + vllm_rules.unknown_options(argv) + vllm_rules.positionals(argv)
         if bool(ours) == vllm_takes:
-            diffs.append(f"{argv}: " + (f"we refuse ({ours[0]}), vLLM takes it" if ours else
-                                        f"we take it, vLLM refuses ({theirs['error'].splitlines()[0][:120]})"))
+            diffs.append(
+                f"{argv}: "
+                + (
+                    f"we refuse ({ours[0]}), vLLM takes it"
+                    if ours
+                    else f"we take it, vLLM refuses ({theirs['error'].splitlines()[0][:120]})"
+                )
+            )
     return diffs
 
 
@@ -125,8 +201,11 @@ def value_differences(parser, cmd, warned) -> tuple[list[str], list[str]]:
     for flag in vllm_rules.TABLE.flags:
         if flag.positional:
             continue
-        cases = [[flag.option], [f"{flag.option}=true"]] if not flag.takes_value else \
-            [[f"{flag.option}={v}"] for v in dict.fromkeys(probes_for(flag))]
+        cases = (
+            [[flag.option], [f"{flag.option}=true"]]
+            if not flag.takes_value
+            else [[f"{flag.option}={v}"] for v in dict.fromkeys(probes_for(flag))]
+        )
         for case in cases:
             # --model=X is moved to the front as the model: give no other then.
             theirs = serve_parser.check(parser, cmd, case if flag.name == "model" else ["some/model", *case], warned)
@@ -159,10 +238,12 @@ def main() -> int:
     for s in lenient if opts.v else ():
         print("LENIENT", s)
     flags = {s.split("=", 1)[0] for s in lenient}
-    print(f"{len(serve_parser.table()['flags'])} flags; {len(diffs)} shape differences; "
-          f"{len(strict)} values we refuse and vLLM takes; "
-          f"{len(lenient)} values we take and vLLM refuses (on {len(flags)} flags); "
-          f"{len(argv_diffs)} of {len(ARGVS)} argv lists read differently")
+    print(
+        f"{len(serve_parser.table()['flags'])} flags; {len(diffs)} shape differences; "
+        f"{len(strict)} values we refuse and vLLM takes; "
+        f"{len(lenient)} values we take and vLLM refuses (on {len(flags)} flags); "
+        f"{len(argv_diffs)} of {len(ARGVS)} argv lists read differently"
+    )
     return 1 if diffs or strict or argv_diffs else 0
 
 

@@ -77,8 +77,13 @@ def options(serve) -> list[dict]:
         shown = list(a.option_strings)
         longs = [s for s in shown if s.startswith("--")]
         name = longs[0][2:] if longs else a.dest
-        entry = {"name": name, "aliases": [s for s in shown if s != f"--{name}"],
-                 "value": value_of(a), "default": plain(a.default), "repeatable": isinstance(a, argparse._AppendAction)}
+        entry = {
+            "name": name,
+            "aliases": [s for s in shown if s != f"--{name}"],
+            "value": value_of(a),
+            "default": plain(a.default),
+            "repeatable": isinstance(a, argparse._AppendAction),
+        }
         hidden = [s for s in registered.get(id(a), ()) if s not in shown]
         if hidden:
             entry["hidden_aliases"] = hidden
@@ -108,14 +113,20 @@ def checked_later() -> dict:
     from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
 
     return {
-        "quantization": {"values": list(QUANTIZATION_METHODS),
-                         "validated_in": "vllm/config/model.py:ModelConfig._verify_quantization against "
-                                         "vllm/model_executor/layers/quantization/__init__.py:QUANTIZATION_METHODS"},
-        "kv-cache-dtype": {"values": list(typing.get_args(CacheDType)),
-                           "validated_in": "vllm/config/cache.py:CacheConfig._validate_cache_dtype against "
-                                           "KV_CACHE_DTYPES (CacheDType Literal)"},
-        "load-format": {"values": literal_in_source("vllm.model_executor.model_loader", "LoadFormats"),
-                        "validated_in": "vllm/model_executor/model_loader/__init__.py:get_model_loader / LoadFormats"},
+        "quantization": {
+            "values": list(QUANTIZATION_METHODS),
+            "validated_in": "vllm/config/model.py:ModelConfig._verify_quantization against "
+            "vllm/model_executor/layers/quantization/__init__.py:QUANTIZATION_METHODS",
+        },
+        "kv-cache-dtype": {
+            "values": list(typing.get_args(CacheDType)),
+            "validated_in": "vllm/config/cache.py:CacheConfig._validate_cache_dtype against "
+            "KV_CACHE_DTYPES (CacheDType Literal)",
+        },
+        "load-format": {
+            "values": literal_in_source("vllm.model_executor.model_loader", "LoadFormats"),
+            "validated_in": "vllm/model_executor/model_loader/__init__.py:get_model_loader / LoadFormats",
+        },
     }
 
 
@@ -126,11 +137,20 @@ def main() -> int:
 
     _, version, wheel, sha256 = (serve_parser.HOME / "ready").read_text().split()
     commit = vllm._version.__commit_id__.removeprefix("g")
-    json.dump({"source": {"repository": REPOSITORY, "tag": f"v{version}",
-                          "commit": f"{commit} (the short hash vllm/_version.py records)",
-                          "wheel": {"file": wheel, "sha256": sha256}},
-               "validated_value_sets": checked_later(),
-               "options": options(serve)}, sys.stdout, indent=1)
+    json.dump(
+        {
+            "source": {
+                "repository": REPOSITORY,
+                "tag": f"v{version}",
+                "commit": f"{commit} (the short hash vllm/_version.py records)",
+                "wheel": {"file": wheel, "sha256": sha256},
+            },
+            "validated_value_sets": checked_later(),
+            "options": options(serve),
+        },
+        sys.stdout,
+        indent=1,
+    )
     print()
     return 0
 

@@ -83,7 +83,7 @@ class WarningLog(logging.Handler):
     def emit(self, record):
         self.records.append(record.getMessage())
 
-    def attach(self) -> "WarningLog":
+    def attach(self) -> WarningLog:
         log = logging.getLogger("vllm")
         log.addHandler(self)
         log.setLevel(logging.WARNING)
@@ -111,9 +111,9 @@ def check(parser, cmd, argv: list[str], warned: WarningLog) -> dict:
             args = parser.parse_args(["serve", *argv])
     except ParseFailure as e:
         result = {"ok": False, "stage": "parse", "error": str(e)}
-    except SystemExit as e:   # --help, --version
+    except SystemExit as e:  # --help, --version
         result = {"ok": False, "stage": "parse", "error": f"the parser exited ({e.code})"}
-    except (ValueError, TypeError, IndexError, AssertionError) as e:   # raised by FlexibleArgumentParser's rewrites
+    except (ValueError, TypeError, IndexError, AssertionError) as e:  # raised by FlexibleArgumentParser's rewrites
         result = {"ok": False, "stage": "parse", "error": f"{type(e).__name__}: {e}"}
     else:
         from vllm.exceptions import VLLMError
@@ -121,7 +121,7 @@ def check(parser, cmd, argv: list[str], warned: WarningLog) -> dict:
         try:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 cmd.validate(args)
-        except (ValueError, TypeError, VLLMError) as e:   # validate_parsed_serve_args raises these
+        except (ValueError, TypeError, VLLMError) as e:  # validate_parsed_serve_args raises these
             result = {"ok": False, "stage": "validate", "error": f"{type(e).__name__}: {e}"}
     if warned.records:
         result["warnings"] = list(warned.records)

@@ -5,6 +5,7 @@ Any attribute of a placeholder module is a _Stub; a _Stub can be called, indexed
 used as a decorator, iterated (as empty) and joined into a type annotation. Call
 install(names) before importing vllm; USED then says which placeholders were imported.
 """
+
 import importlib.abc
 import importlib.machinery
 import sys
@@ -44,8 +45,12 @@ class _Stub(metaclass=_StubMeta):
 
     def __call__(self, *args, **kwargs):
         # Used as a decorator: @stub / @stub(...)
-        if len(args) == 1 and not kwargs and (callable(args[0]) or isinstance(args[0], type)) \
-                and not isinstance(args[0], _Stub):
+        if (
+            len(args) == 1
+            and not kwargs
+            and (callable(args[0]) or isinstance(args[0], type))
+            and not isinstance(args[0], _Stub)
+        ):
             return args[0]
         return _Stub(f"{self._name}()")
 

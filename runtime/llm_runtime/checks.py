@@ -22,8 +22,10 @@ GiB, MiB = 1024**3, 1024**2
 SHM_PER_SHARD = 1 * GiB
 SHM_MINIMUM = 256 * MiB
 
-SHM_FIX = ("mount an emptyDir with medium: Memory at /dev/shm (sizeLimit about 1Gi per GPU), "
-           "or set NCCL_SHM_DISABLE=1 (slower)")
+SHM_FIX = (
+    "mount an emptyDir with medium: Memory at /dev/shm (sizeLimit about 1Gi per GPU), "
+    "or set NCCL_SHM_DISABLE=1 (slower)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,26 +54,35 @@ def visible_to_cuda(gpus: list[GpuInfo], cuda_visible_devices: str | None) -> li
     return gpus[: len(entries)]  # UUIDs or MIG ids: count them, we cannot map them without NVML
 
 
-def gpu_verdict(expected: int, gpus: list[GpuInfo] | None, error: str | None = None,
-                cuda_visible_devices: str | None = None) -> CheckResult:
+def gpu_verdict(
+    expected: int, gpus: list[GpuInfo] | None, error: str | None = None, cuda_visible_devices: str | None = None
+) -> CheckResult:
     """expected: --num-shard. gpus: what NVML listed, or None when nvidia-ml-py is not installed.
     error: NVML's own error when it could not start."""
     if gpus is None and error is None:
         return CheckResult(True, "GPUs not checked: nvidia-ml-py (pynvml) is not installed in this image.")
     if error is not None:
-        return CheckResult(False, f"No GPU is visible ({error}): the pod asked for {_plural(expected, 'GPU')} but "
-                                  "NVML could not start. Check that the node has the NVIDIA driver and device plugin "
-                                  "and that the container requests nvidia.com/gpu.")
-    assert gpus is not None   # NVML started (no error), so it listed them
+        return CheckResult(
+            False,
+            f"No GPU is visible ({error}): the pod asked for {_plural(expected, 'GPU')} but "
+            "NVML could not start. Check that the node has the NVIDIA driver and device plugin "
+            "and that the container requests nvidia.com/gpu.",
+        )
+    assert gpus is not None  # NVML started (no error), so it listed them
     usable = visible_to_cuda(gpus, cuda_visible_devices)
     seen = ", ".join(f"{g.name} ({human_bytes(g.memory_bytes)})" for g in usable) or "none"
     hidden = f"; CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}" if cuda_visible_devices is not None else ""
     if len(usable) < expected:
-        return CheckResult(False, f"{_plural(expected, 'GPU')} needed for --num-shard {expected}, but "
-                                  f"{len(usable)} visible: {seen}{hidden}. Request nvidia.com/gpu: {expected} "
-                                  "or lower the shard count.")
-    extra = (f" ({len(usable) - expected} more visible than used)" if len(usable) > expected else "")
-    return CheckResult(True, f"{_plural(len(usable), 'GPU')} visible for --num-shard {expected}{extra}: {seen}{hidden}.")
+        return CheckResult(
+            False,
+            f"{_plural(expected, 'GPU')} needed for --num-shard {expected}, but "
+            f"{len(usable)} visible: {seen}{hidden}. Request nvidia.com/gpu: {expected} "
+            "or lower the shard count.",
+        )
+    extra = f" ({len(usable) - expected} more visible than used)" if len(usable) > expected else ""
+    return CheckResult(
+        True, f"{_plural(len(usable), 'GPU')} visible for --num-shard {expected}{extra}: {seen}{hidden}."
+    )
 
 
 def measure_gpus() -> tuple[list[GpuInfo] | None, str | None]:
@@ -109,11 +120,17 @@ def shm_verdict(num_shard: int, size_bytes: int | None, path: str = "/dev/shm") 
     if size_bytes is None:
         return CheckResult(False, f"{path} is missing, and {num_shard} shards talk through it (NCCL): {SHM_FIX}.")
     if size_bytes < SHM_MINIMUM:
-        return CheckResult(False, f"{path} is {human_bytes(size_bytes)}, too small for NCCL between {num_shard} "
-                                  f"shards (about {human_bytes(needed)} wanted): {SHM_FIX}.")
+        return CheckResult(
+            False,
+            f"{path} is {human_bytes(size_bytes)}, too small for NCCL between {num_shard} "
+            f"shards (about {human_bytes(needed)} wanted): {SHM_FIX}.",
+        )
     if size_bytes < needed:
-        return CheckResult(True, f"warning: {path} is {human_bytes(size_bytes)}, less than the {human_bytes(needed)} "
-                                 f"usually given to {num_shard} shards; if NCCL fails, {SHM_FIX}.")
+        return CheckResult(
+            True,
+            f"warning: {path} is {human_bytes(size_bytes)}, less than the {human_bytes(needed)} "
+            f"usually given to {num_shard} shards; if NCCL fails, {SHM_FIX}.",
+        )
     return CheckResult(True, f"{path} is {human_bytes(size_bytes)}, enough for {num_shard} shards.")
 
 
@@ -135,6 +152,9 @@ def cache_check(cache_dir: str | Path, model_id: str, revision: str) -> CheckRes
         return CheckResult(True, f"{model_id}@{revision} is complete in the cache at {cache_dir}.")
     where = marker_path(cache_dir, model_id, revision)
     state = "lists files that are missing" if where.exists() else "has no completion marker"
-    return CheckResult(False, f"{model_id}@{revision} is not ready in the cache at {cache_dir} ({state}, {where}): "
-                              "run `llm-runtime download` for it first (the operator's download Job does), "
-                              "or serve without the cache.")
+    return CheckResult(
+        False,
+        f"{model_id}@{revision} is not ready in the cache at {cache_dir} ({state}, {where}): "
+        "run `llm-runtime download` for it first (the operator's download Job does), "
+        "or serve without the cache.",
+    )

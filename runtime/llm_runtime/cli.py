@@ -33,7 +33,7 @@ from llm_runtime.launcher import ENV_ADAPTERS, ENV_CACHE_DIR, settings_from_env
 
 EXIT_OK, EXIT_RETRYABLE, EXIT_USAGE, EXIT_CHECKS_FAILED, EXIT_PERMANENT = 0, 1, 2, 3, 4
 LAUNCHER = "text-generation-launcher"
-DEFAULT_CACHE_DIR = "/data"   # TGI's image sets HF_HOME=/data
+DEFAULT_CACHE_DIR = "/data"  # TGI's image sets HF_HOME=/data
 
 
 def _env_default(name: str, default: str | None = None) -> str | None:
@@ -46,18 +46,38 @@ def _parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("download", help="download a model (and adapters) into the cache; report its facts")
     down.add_argument("--model-id", default=_env_default("MODEL_ID"), help="Hub repository id (env MODEL_ID)")
-    down.add_argument("--revision", default=_env_default("REVISION", "main"), help="branch, tag or commit (env REVISION)")
-    down.add_argument("--cache-dir", default=_env_default("CACHE_DIR", DEFAULT_CACHE_DIR),
-                      help="the cache volume, used as HF_HOME (env CACHE_DIR, default /data)")
+    down.add_argument(
+        "--revision", default=_env_default("REVISION", "main"), help="branch, tag or commit (env REVISION)"
+    )
+    down.add_argument(
+        "--cache-dir",
+        default=_env_default("CACHE_DIR", DEFAULT_CACHE_DIR),
+        help="the cache volume, used as HF_HOME (env CACHE_DIR, default /data)",
+    )
     down.add_argument("--endpoint", default=_env_default("HF_ENDPOINT"), help="Hub URL (env HF_ENDPOINT)")
-    down.add_argument("--stall-timeout", type=float, default=_env_default("STALL_TIMEOUT_S", "120"),
-                      help="give up when no byte arrives for this many seconds (env STALL_TIMEOUT_S, default 120)")
-    down.add_argument("--adapters", default=_env_default("ADAPTERS", ""),
-                      help='LoRA adapters, "name=org/repo@revision,..." (env ADAPTERS)')
-    down.add_argument("--allow-pattern", action="append", default=None,
-                      help="download only files matching this glob (repeatable); replaces the default selection")
-    down.add_argument("--workers", type=int, default=_env_default("DOWNLOAD_WORKERS", "4"),
-                      help="files fetched at once (env DOWNLOAD_WORKERS, default 4)")
+    down.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=_env_default("STALL_TIMEOUT_S", "120"),
+        help="give up when no byte arrives for this many seconds (env STALL_TIMEOUT_S, default 120)",
+    )
+    down.add_argument(
+        "--adapters",
+        default=_env_default("ADAPTERS", ""),
+        help='LoRA adapters, "name=org/repo@revision,..." (env ADAPTERS)',
+    )
+    down.add_argument(
+        "--allow-pattern",
+        action="append",
+        default=None,
+        help="download only files matching this glob (repeatable); replaces the default selection",
+    )
+    down.add_argument(
+        "--workers",
+        type=int,
+        default=_env_default("DOWNLOAD_WORKERS", "4"),
+        help="files fetched at once (env DOWNLOAD_WORKERS, default 4)",
+    )
     # The token is read from HF_TOKEN only: a flag would show it in the process list.
 
     inspect = sub.add_parser("inspect", help="print the facts JSON of a model in the cache")
@@ -65,8 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--revision", default=_env_default("REVISION", "main"))
     inspect.add_argument("--cache-dir", default=_env_default("CACHE_DIR", DEFAULT_CACHE_DIR))
 
-    serve = sub.add_parser("serve", help="check the pod, then exec the engine: TGI's launcher or vllm serve "
-                                         "(LLM_ENGINE; settings from LLM_* env)")
+    serve = sub.add_parser(
+        "serve",
+        help="check the pod, then exec the engine: TGI's launcher or vllm serve (LLM_ENGINE; settings from LLM_* env)",
+    )
     serve.add_argument("--dry-run", action="store_true", help="print the environment and launcher command instead")
     serve.add_argument("--skip-checks", action="store_true", help="start TGI even when a check fails")
     return parser
@@ -95,9 +117,14 @@ def run_download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except SettingsError as err:
         print(f"llm-runtime download: {err}", file=sys.stderr)
         return EXIT_USAGE
-    common = dict(cache_dir=args.cache_dir, token=_token(env), endpoint=args.endpoint,
-                  stall_timeout_s=args.stall_timeout, progress=lambda line: print(line, flush=True),
-                  max_workers=args.workers)
+    common = dict(
+        cache_dir=args.cache_dir,
+        token=_token(env),
+        endpoint=args.endpoint,
+        stall_timeout_s=args.stall_timeout,
+        progress=lambda line: print(line, flush=True),
+        max_workers=args.workers,
+    )
     try:
         result = dl.download(args.model_id, args.revision, allow_patterns=args.allow_pattern, **common)
         adapter_commits = {a.name: dl.download_adapter(a.model_id, a.revision, **common).commit for a in adapters}
@@ -105,7 +132,7 @@ def run_download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"llm-runtime download: {err}", file=sys.stderr)
         _report(dl.error_message(err))
         return EXIT_PERMANENT if err.permanent else EXIT_RETRYABLE
-    assert result.facts is not None   # download() reads them from what it fetched
+    assert result.facts is not None  # download() reads them from what it fetched
     message = termination_message(result.facts, result.commit, adapter_commits)
     _report(message)
     print(message)
@@ -118,8 +145,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     facts = dl.facts_from_cache(args.cache_dir, args.model_id, args.revision)
     if facts is None:
-        print(f"llm-runtime inspect: {checks.cache_check(args.cache_dir, args.model_id, args.revision).message}",
-              file=sys.stderr)
+        print(
+            f"llm-runtime inspect: {checks.cache_check(args.cache_dir, args.model_id, args.revision).message}",
+            file=sys.stderr,
+        )
         return EXIT_RETRYABLE
     print(json.dumps(facts.to_dict(), indent=2, sort_keys=True))
     return EXIT_OK
@@ -143,10 +172,18 @@ def measure(env: Mapping[str, str]) -> Measured:
     return Measured(gpus, error, checks.measure_shm(), env.get("CUDA_VISIBLE_DEVICES"))
 
 
-def serve_checks(num_shard: int, measured: Measured, cache_dir: str | None = None, model_id: str = "",
-                 revision: str = "main", adapters: tuple[AdapterRef, ...] = ()) -> list[checks.CheckResult]:
-    results = [checks.gpu_verdict(num_shard, measured.gpus, measured.gpu_error, measured.cuda_visible_devices),
-               checks.shm_verdict(num_shard, measured.shm_bytes)]
+def serve_checks(
+    num_shard: int,
+    measured: Measured,
+    cache_dir: str | None = None,
+    model_id: str = "",
+    revision: str = "main",
+    adapters: tuple[AdapterRef, ...] = (),
+) -> list[checks.CheckResult]:
+    results = [
+        checks.gpu_verdict(num_shard, measured.gpus, measured.gpu_error, measured.cuda_visible_devices),
+        checks.shm_verdict(num_shard, measured.shm_bytes),
+    ]
     if cache_dir:
         results.append(checks.cache_check(cache_dir, model_id, revision))
         results += [checks.cache_check(cache_dir, a.model_id, a.revision) for a in adapters]
@@ -187,15 +224,21 @@ def vllm_plan(env: Mapping[str, str]) -> tuple[vllm.ServeSettings, list[str], di
     cache_dir = env.get(ENV_CACHE_DIR, "").strip() or None
     served = env.get(launcher.ENV_SERVED_NAME, "").strip()
     s = vllm.ServeSettings(
-        model_id=tgi_settings.model_id, revision=tgi_settings.revision, tensor_parallel_size=tgi_settings.num_shard,
-        quantization=tgi_settings.quantize, checkpoint_quantization=_checkpoint_method(cache_dir, tgi_settings),
-        dtype=tgi_settings.dtype, trust_remote_code=tgi_settings.trust_remote_code,
-        max_model_len=tgi_settings.max_total_tokens, max_num_batched_tokens=tgi_settings.max_batch_prefill_tokens,
+        model_id=tgi_settings.model_id,
+        revision=tgi_settings.revision,
+        tensor_parallel_size=tgi_settings.num_shard,
+        quantization=tgi_settings.quantize,
+        checkpoint_quantization=_checkpoint_method(cache_dir, tgi_settings),
+        dtype=tgi_settings.dtype,
+        trust_remote_code=tgi_settings.trust_remote_code,
+        max_model_len=tgi_settings.max_total_tokens,
+        max_num_batched_tokens=tgi_settings.max_batch_prefill_tokens,
         max_num_seqs=tgi_settings.max_concurrent_requests,
         served_model_names=tuple(n for n in (served, tgi_settings.model_id) if n),
         lora_modules=vllm.lora_modules(tgi_settings.lora_adapters),
         port=int(env[launcher.ENV_PORT]) if env.get(launcher.ENV_PORT, "").strip() else vllm.DEFAULT_PORT,
-        extra_args=tgi_settings.extra_args)
+        extra_args=tgi_settings.extra_args,
+    )
     extra = vllm.serve_env(offline=cache_dir is not None)
     if cache_dir:
         extra["HF_HOME"] = cache_dir
@@ -215,20 +258,27 @@ def vllm_refusals(s: vllm.ServeSettings, cache_dir: str | None, lora_entries: tu
         problems.append(f"{launcher.ENV_QUANTIZE}={s.quantization} is not in vLLM {vllm.VERSION} (TGI has it).")
     facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
     if facts is not None and s.max_model_len and s.max_model_len > facts.max_position_embeddings:
-        problems.append(f"{launcher.ENV_MAX_TOTAL_TOKENS}={s.max_model_len} is above the model's context "
-                        f"({facts.max_position_embeddings}): vLLM refuses a longer --max-model-len.")
+        problems.append(
+            f"{launcher.ENV_MAX_TOTAL_TOKENS}={s.max_model_len} is above the model's context "
+            f"({facts.max_position_embeddings}): vLLM refuses a longer --max-model-len."
+        )
     pinned = vllm.pinned_hub_adapters(lora_entries)
     if pinned:
-        problems.append(f"vLLM fetches adapters from the Hub at main only: {', '.join(pinned)} in {ENV_ADAPTERS} "
-                        f"needs {ENV_CACHE_DIR}.")
+        problems.append(
+            f"vLLM fetches adapters from the Hub at main only: {', '.join(pinned)} in {ENV_ADAPTERS} "
+            f"needs {ENV_CACHE_DIR}."
+        )
     return problems
 
 
 def _checkpoint(cache_dir: str | None, s: LauncherSettings) -> tgi_rules.Checkpoint | None:
     """What TGI will read from the cached model's config.json (None without the cache)."""
     facts = dl.facts_from_cache(cache_dir, s.model_id, s.revision) if cache_dir else None
-    return None if facts is None else tgi_rules.Checkpoint.from_config(
-        facts.quantization_config, facts.max_position_embeddings)
+    return (
+        None
+        if facts is None
+        else tgi_rules.Checkpoint.from_config(facts.quantization_config, facts.max_position_embeddings)
+    )
 
 
 def shell_lines(argv: Sequence[str], extra_env: Mapping[str, str]) -> str:
@@ -237,8 +287,14 @@ def shell_lines(argv: Sequence[str], extra_env: Mapping[str, str]) -> str:
     return "\n".join([*exports, shlex.join(argv)]) + "\n"
 
 
-def run_serve(env: Mapping[str, str], dry_run: bool = False, skip_checks: bool = False,
-              measured: Measured | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run_serve(
+    env: Mapping[str, str],
+    dry_run: bool = False,
+    skip_checks: bool = False,
+    measured: Measured | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     engine = env.get(launcher.ENV_ENGINE, "").strip() or "tgi"
     if engine not in ENGINES:
@@ -263,22 +319,30 @@ def run_serve(env: Mapping[str, str], dry_run: bool = False, skip_checks: bool =
         return EXIT_USAGE
     failed = False
     if not skip_checks:
-        for result in serve_checks(settings.num_shard, measured or measure(env), cache_dir,
-                                   settings.model_id, settings.revision, adapters):
+        for result in serve_checks(
+            settings.num_shard, measured or measure(env), cache_dir, settings.model_id, settings.revision, adapters
+        ):
             print(f"check {'ok' if result.ok else 'FAILED'}: {result.message}", file=err)
             failed = failed or not result.ok
     if dry_run:
         out.write(shell_lines(argv, extra))
         return EXIT_CHECKS_FAILED if failed else EXIT_OK
     if failed:
-        print(f"llm-runtime serve: not starting {ENGINE_NAMES[engine]}; fix the failed checks above, or pass --skip-checks.", file=err)
+        print(
+            f"llm-runtime serve: not starting {ENGINE_NAMES[engine]}; fix the failed checks above, or pass --skip-checks.",
+            file=err,
+        )
         return EXIT_CHECKS_FAILED
     out.flush()
     err.flush()
     try:
         os.execvpe(argv[0], argv, {**env, **extra})
     except FileNotFoundError:
-        image = "an image built FROM vLLM's (vllm/vllm-openai)" if engine == "vllm" else "the runtime image (built FROM TGI's)"
+        image = (
+            "an image built FROM vLLM's (vllm/vllm-openai)"
+            if engine == "vllm"
+            else "the runtime image (built FROM TGI's)"
+        )
         print(f"llm-runtime serve: {argv[0]} is not on PATH: run this in {image}.", file=err)
         return 127
     return EXIT_RETRYABLE  # not reached: exec replaced this process

@@ -60,16 +60,37 @@ if TYPE_CHECKING:
 
 __all__ = [
     # which files (selection.py)
-    "ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "BIN_INDEX", "CONFIG_FILES", "SAFETENSORS_INDEX", "TOKENIZER_FILES",
-    "select_adapter_files", "select_model_files",
+    "ADAPTER_CONFIG",
+    "ADAPTER_WEIGHTS",
+    "BIN_INDEX",
+    "CONFIG_FILES",
+    "SAFETENSORS_INDEX",
+    "TOKENIZER_FILES",
+    "select_adapter_files",
+    "select_model_files",
     # the cache layout (snapshot.py, llm_common.cache)
-    "DownloadResult", "RemoteFile", "cached_snapshot_dir", "is_complete", "marker_path", "read_marker",
+    "DownloadResult",
+    "RemoteFile",
+    "cached_snapshot_dir",
+    "is_complete",
+    "marker_path",
+    "read_marker",
     # progress lines (transfer.py)
-    "human_bytes", "progress_line",
+    "human_bytes",
+    "progress_line",
     # why a download failed (errors.py, llm_common.termination)
-    "CorruptDownload", "DownloadError", "DownloadRefused", "DownloadStalled", "error_message", "termination_message",
+    "CorruptDownload",
+    "DownloadError",
+    "DownloadRefused",
+    "DownloadStalled",
+    "error_message",
+    "termination_message",
     # this module
-    "download", "download_adapter", "facts_from_cache", "facts_from_snapshot", "safetensors_parameter_counts",
+    "download",
+    "download_adapter",
+    "facts_from_cache",
+    "facts_from_snapshot",
+    "safetensors_parameter_counts",
 ]
 
 
@@ -95,13 +116,22 @@ def _describe(repo_id: str, revision: str, token: str | None, endpoint: str | No
         sha256 = (lfs.get("sha256") if isinstance(lfs, Mapping) else getattr(lfs, "sha256", None)) if lfs else None
         size = (lfs.get("size") if isinstance(lfs, Mapping) else getattr(lfs, "size", None)) if lfs else None
         files[s.rfilename] = RemoteFile(s.rfilename, int(size if size is not None else s.size or 0), s.blob_id, sha256)
-    assert info.sha is not None   # a model_info at a revision names its commit
+    assert info.sha is not None  # a model_info at a revision names its commit
     return _Repo(api, info.sha, files)
 
 
-def _fetch(repo_id: str, revision: str, cache_dir: str | Path, select: Callable[[Callable[[str], Path], list[str]], list[str]],
-           token: str | None, endpoint: str | None, stall_timeout_s: float, progress: Callable[[str], None],
-           progress_interval_s: float, max_workers: int) -> DownloadResult:
+def _fetch(
+    repo_id: str,
+    revision: str,
+    cache_dir: str | Path,
+    select: Callable[[Callable[[str], Path], list[str]], list[str]],
+    token: str | None,
+    endpoint: str | None,
+    stall_timeout_s: float,
+    progress: Callable[[str], None],
+    progress_interval_s: float,
+    max_workers: int,
+) -> DownloadResult:
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public: in utils' computed __all__
         build_hf_headers,
@@ -118,11 +148,18 @@ def _fetch(repo_id: str, revision: str, cache_dir: str | Path, select: Callable[
     described = _describe(repo_id, revision, token, endpoint, stall_timeout_s)
     endpoint = described.api.endpoint
     transfer = Transfer(
-        repo_id, revision, described.commit, cache_dir,
+        repo_id,
+        revision,
+        described.commit,
+        cache_dir,
         # By commit, not branch: every file comes from the one revision the listing described.
         url_for=lambda name: hf_hub_url(repo_id, name, revision=described.commit, endpoint=endpoint),
-        headers=build_hf_headers(token=token), stall_timeout_s=stall_timeout_s, progress=progress,
-        progress_interval_s=progress_interval_s, max_workers=max_workers)
+        headers=build_hf_headers(token=token),
+        stall_timeout_s=stall_timeout_s,
+        progress=progress,
+        progress_interval_s=progress_interval_s,
+        max_workers=max_workers,
+    )
     write_ref(transfer.repo, revision, described.commit)
 
     def fetch_now(name: str) -> Path:
@@ -132,11 +169,15 @@ def _fetch(repo_id: str, revision: str, cache_dir: str | Path, select: Callable[
 
     names = select(fetch_now, sorted(described.files))
     if not names:
-        raise DownloadRefused(f"{repo_id}@{revision} has none of the files TGI serves from "
-                              "(safetensors or .bin weights, config.json, adapter_config.json).")
+        raise DownloadRefused(
+            f"{repo_id}@{revision} has none of the files TGI serves from "
+            "(safetensors or .bin weights, config.json, adapter_config.json)."
+        )
     files = [described.files[n] for n in names]
-    progress(f"{repo_id}@{revision} (commit {described.commit[:12]}): {len(files)} files, "
-             f"{human_bytes(sum(f.size for f in files))}, into {cache_dir}")
+    progress(
+        f"{repo_id}@{revision} (commit {described.commit[:12]}): {len(files)} files, "
+        f"{human_bytes(sum(f.size for f in files))}, into {cache_dir}"
+    )
     with hub_errors(repo_id, revision, endpoint):
         transfer.run(files)
     result = DownloadResult(repo_id, revision, described.commit, transfer.snapshot, tuple(files), transfer.downloaded)
@@ -144,10 +185,18 @@ def _fetch(repo_id: str, revision: str, cache_dir: str | Path, select: Callable[
     return result
 
 
-def download(model_id: str, revision: str = "main", cache_dir: str | Path = "/data", token: str | None = None,
-             endpoint: str | None = None, stall_timeout_s: float = 120, allow_patterns: Iterable[str] | None = None,
-             progress: Callable[[str], None] = print, progress_interval_s: float = 10,
-             max_workers: int = 4) -> DownloadResult:
+def download(
+    model_id: str,
+    revision: str = "main",
+    cache_dir: str | Path = "/data",
+    token: str | None = None,
+    endpoint: str | None = None,
+    stall_timeout_s: float = 120,
+    allow_patterns: Iterable[str] | None = None,
+    progress: Callable[[str], None] = print,
+    progress_interval_s: float = 10,
+    max_workers: int = 4,
+) -> DownloadResult:
     """Download what TGI needs of model_id@revision into cache_dir (HF_HOME layout) and read
     its facts. token and endpoint default to huggingface_hub's (HF_TOKEN, HF_ENDPOINT).
 
@@ -156,34 +205,65 @@ def download(model_id: str, revision: str = "main", cache_dir: str | Path = "/da
 
     def select(fetch_now: Callable[[str], Path], names: list[str]) -> list[str]:
         if not patterns and "config.json" not in names:
-            raise DownloadRefused(f"{model_id}@{revision} has no config.json, so it is not a Transformers "
-                                  "model TGI can serve.")
+            raise DownloadRefused(
+                f"{model_id}@{revision} has no config.json, so it is not a Transformers model TGI can serve."
+            )
         index = None
         if not patterns and SAFETENSORS_INDEX in names:
             index = json.loads(fetch_now(SAFETENSORS_INDEX).read_text())
         return select_model_files(names, index, patterns)
 
-    result = _fetch(model_id, revision, cache_dir, select, token, endpoint, stall_timeout_s, progress,
-                    progress_interval_s, max_workers)
+    result = _fetch(
+        model_id,
+        revision,
+        cache_dir,
+        select,
+        token,
+        endpoint,
+        stall_timeout_s,
+        progress,
+        progress_interval_s,
+        max_workers,
+    )
     return replace(result, facts=facts_from_snapshot(result))
 
 
-def download_adapter(adapter_id: str, revision: str = "main", cache_dir: str | Path = "/data", token: str | None = None,
-                     endpoint: str | None = None, stall_timeout_s: float = 120,
-                     allow_patterns: Iterable[str] | None = None, progress: Callable[[str], None] = print,
-                     progress_interval_s: float = 10, max_workers: int = 4) -> DownloadResult:
+def download_adapter(
+    adapter_id: str,
+    revision: str = "main",
+    cache_dir: str | Path = "/data",
+    token: str | None = None,
+    endpoint: str | None = None,
+    stall_timeout_s: float = 120,
+    allow_patterns: Iterable[str] | None = None,
+    progress: Callable[[str], None] = print,
+    progress_interval_s: float = 10,
+    max_workers: int = 4,
+) -> DownloadResult:
     """Download a LoRA adapter repository into the same cache, with the same checks."""
     patterns = list(allow_patterns) if allow_patterns else None
 
     def select(fetch_now: Callable[[str], Path], names: list[str]) -> list[str]:
         chosen = select_adapter_files(names, patterns)
         if not patterns and (ADAPTER_CONFIG not in chosen or not any(n.endswith(".safetensors") for n in chosen)):
-            raise DownloadRefused(f"{adapter_id}@{revision} is not a LoRA adapter TGI can load: it needs "
-                                  f"{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS} (TGI reads adapters only as safetensors).")
+            raise DownloadRefused(
+                f"{adapter_id}@{revision} is not a LoRA adapter TGI can load: it needs "
+                f"{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS} (TGI reads adapters only as safetensors)."
+            )
         return chosen
 
-    return _fetch(adapter_id, revision, cache_dir, select, token, endpoint, stall_timeout_s, progress,
-                  progress_interval_s, max_workers)
+    return _fetch(
+        adapter_id,
+        revision,
+        cache_dir,
+        select,
+        token,
+        endpoint,
+        stall_timeout_s,
+        progress,
+        progress_interval_s,
+        max_workers,
+    )
 
 
 # --- facts ------------------------------------------------------------------------------------
@@ -210,8 +290,9 @@ def facts_from_snapshot(result: DownloadResult) -> ModelFacts:
     estimated from the architecture for .bin weights or packed quantized ones)."""
     config_path = result.snapshot_dir / "config.json"
     if not config_path.exists():
-        raise DownloadRefused(f"{result.repo_id}@{result.revision} has no config.json, so it is not a Transformers "
-                              "model TGI can serve.")
+        raise DownloadRefused(
+            f"{result.repo_id}@{result.revision} has no config.json, so it is not a Transformers model TGI can serve."
+        )
     config = json.loads(config_path.read_text())
     counts: dict[str, int] = {}
     for f in result.files:

@@ -35,19 +35,23 @@ class CorruptDownload(DownloadError):
 
 def _as_download_error(exc: BaseException, repo_id: str, revision: str, endpoint: str) -> DownloadError | None:
     # The same sentences as the operator's (llm_common.hub_errors), naming the download's token.
-    refused = refusal_sentence(exc, repo_id, revision, endpoint, token="a token (HF_TOKEN)",
-                               gated_token="the download a token (HF_TOKEN)")
+    refused = refusal_sentence(
+        exc, repo_id, revision, endpoint, token="a token (HF_TOKEN)", gated_token="the download a token (HF_TOKEN)"
+    )
     if refused is not None:
         return DownloadRefused(refused)
     answered = http_error_sentence(exc, repo_id, revision, endpoint)
     if answered is not None:
         return DownloadError(answered)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return DownloadRefused(f"The cache volume is full while downloading {repo_id}@{revision}: "
-                               "make the cache larger (spec.cache.size).")
+        return DownloadRefused(
+            f"The cache volume is full while downloading {repo_id}@{revision}: make the cache larger (spec.cache.size)."
+        )
     if isinstance(exc, PermissionError):
-        return DownloadRefused(f"The cache volume is not writable while downloading {repo_id}@{revision} ({exc}): "
-                               "give the download pod write access (securityContext.fsGroup).")
+        return DownloadRefused(
+            f"The cache volume is not writable while downloading {repo_id}@{revision} ({exc}): "
+            "give the download pod write access (securityContext.fsGroup)."
+        )
     if isinstance(exc, OSError) or is_transient(exc):
         # Transport failures (refused, reset, timeout) and short reads: the next attempt resumes.
         return DownloadError(f"Downloading {repo_id}@{revision} from {endpoint} failed: {exc}")

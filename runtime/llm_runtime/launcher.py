@@ -29,11 +29,11 @@ ENV_MAX_TOTAL_TOKENS = "LLM_MAX_TOTAL_TOKENS"
 ENV_MAX_BATCH_PREFILL_TOKENS = "LLM_MAX_BATCH_PREFILL_TOKENS"
 ENV_MAX_CONCURRENT_REQUESTS = "LLM_MAX_CONCURRENT_REQUESTS"
 ENV_PORT = "LLM_PORT"
-ENV_EXTRA_ARGS = "LLM_EXTRA_ARGS"          # a JSON list of strings
-ENV_CACHE_DIR = "LLM_CACHE_DIR"            # set when the weights come from the download Job's cache
-ENV_ADAPTERS = "LLM_ADAPTERS"              # "name=org/repo@revision,..."
-ENV_ENGINE = "LLM_ENGINE"                  # tgi (default) or vllm
-ENV_SERVED_NAME = "LLM_SERVED_NAME"        # vllm: a name clients may use besides the model id
+ENV_EXTRA_ARGS = "LLM_EXTRA_ARGS"  # a JSON list of strings
+ENV_CACHE_DIR = "LLM_CACHE_DIR"  # set when the weights come from the download Job's cache
+ENV_ADAPTERS = "LLM_ADAPTERS"  # "name=org/repo@revision,..."
+ENV_ENGINE = "LLM_ENGINE"  # tgi (default) or vllm
+ENV_SERVED_NAME = "LLM_SERVED_NAME"  # vllm: a name clients may use besides the model id
 
 _LIMIT_ENV = (
     (ENV_MAX_INPUT_TOKENS, "max_input_tokens"),
@@ -95,11 +95,15 @@ def settings_from_env(env: Mapping[str, str], adapter_dirs: Mapping[str, str] | 
         **{field_name: _int(env, name) for name, field_name in _LIMIT_ENV},
         port=_int(env, ENV_PORT) or DEFAULT_PORT,
         extra_args=_extra_args(env),
-        lora_adapters=tuple(adapter_entry(ref, dirs.get(ref.name)) for ref in parse_adapters(env.get(ENV_ADAPTERS, ""))),
+        lora_adapters=tuple(
+            adapter_entry(ref, dirs.get(ref.name)) for ref in parse_adapters(env.get(ENV_ADAPTERS, ""))
+        ),
     )
 
 
-def serving_env(s: LauncherSettings, cache_dir: str | None = None, adapters: tuple[AdapterRef, ...] = ()) -> dict[str, str]:
+def serving_env(
+    s: LauncherSettings, cache_dir: str | None = None, adapters: tuple[AdapterRef, ...] = ()
+) -> dict[str, str]:
     """The inverse of settings_from_env: the LLM_* variables the operator writes into the pod
     spec of a runtime-image container. `s.lora_adapters` is ignored; `adapters` says which."""
     env = {ENV_MODEL_ID: s.model_id, ENV_REVISION: s.revision, ENV_NUM_SHARD: str(s.num_shard)}
@@ -125,11 +129,20 @@ def serving_env(s: LauncherSettings, cache_dir: str | None = None, adapters: tup
 
 # The variable each flag `llm-runtime serve` sets comes from, to name it in a refusal.
 _ENV_OF_FLAG = {
-    "model-id": ENV_MODEL_ID, "revision": ENV_REVISION, "num-shard": ENV_NUM_SHARD, "sharded": ENV_NUM_SHARD,
-    "quantize": ENV_QUANTIZE, "dtype": ENV_DTYPE, "trust-remote-code": ENV_TRUST_REMOTE_CODE,
-    "max-input-tokens": ENV_MAX_INPUT_TOKENS, "max-input-length": ENV_MAX_INPUT_TOKENS,
-    "max-total-tokens": ENV_MAX_TOTAL_TOKENS, "max-batch-prefill-tokens": ENV_MAX_BATCH_PREFILL_TOKENS,
-    "max-concurrent-requests": ENV_MAX_CONCURRENT_REQUESTS, "port": ENV_PORT, "lora-adapters": ENV_ADAPTERS,
+    "model-id": ENV_MODEL_ID,
+    "revision": ENV_REVISION,
+    "num-shard": ENV_NUM_SHARD,
+    "sharded": ENV_NUM_SHARD,
+    "quantize": ENV_QUANTIZE,
+    "dtype": ENV_DTYPE,
+    "trust-remote-code": ENV_TRUST_REMOTE_CODE,
+    "max-input-tokens": ENV_MAX_INPUT_TOKENS,
+    "max-input-length": ENV_MAX_INPUT_TOKENS,
+    "max-total-tokens": ENV_MAX_TOTAL_TOKENS,
+    "max-batch-prefill-tokens": ENV_MAX_BATCH_PREFILL_TOKENS,
+    "max-concurrent-requests": ENV_MAX_CONCURRENT_REQUESTS,
+    "port": ENV_PORT,
+    "lora-adapters": ENV_ADAPTERS,
 }
 
 
@@ -145,5 +158,6 @@ def env_name(flag: tgi_rules.Flag) -> str:
 def refusals(s: LauncherSettings, checkpoint: tgi_rules.Checkpoint | None = None) -> list[str]:
     """Why TGI 3.3.7 would refuse these settings (the rules the operator checks too), naming
     the LLM_* variables; empty: it would start."""
-    return settings_problems(s, checkpoint, env_name, ENV_EXTRA_ARGS,
-                             fixed="llm-runtime sets it (listening on every address, logging JSON)")
+    return settings_problems(
+        s, checkpoint, env_name, ENV_EXTRA_ARGS, fixed="llm-runtime sets it (listening on every address, logging JSON)"
+    )

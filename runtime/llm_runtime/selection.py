@@ -8,12 +8,19 @@ from typing import Any
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
-    "vocab.json", "merges.txt", "added_tokens.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
     # Recent transformers keep the chat template beside the tokenizer; /v1/chat/completions needs it.
-    "chat_template.json", "chat_template.jinja",
+    "chat_template.json",
+    "chat_template.jinja",
     # Vision-language models: TGI builds their processor from these.
-    "preprocessor_config.json", "processor_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
 )
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -35,8 +42,9 @@ def _matching(names: Iterable[str], patterns: Iterable[str]) -> list[str]:
     return sorted(n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns))
 
 
-def select_model_files(names: Iterable[str], index: Mapping[str, Any] | None = None,
-                       allow_patterns: Iterable[str] | None = None) -> list[str]:
+def select_model_files(
+    names: Iterable[str], index: Mapping[str, Any] | None = None, allow_patterns: Iterable[str] | None = None
+) -> list[str]:
     """The files of a model repository TGI needs, sorted.
 
     safetensors when the repository has any (the shards its index names, when it has an

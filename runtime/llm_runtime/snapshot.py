@@ -26,8 +26,8 @@ class RemoteFile:
 
     name: str
     size: int
-    blob_id: str | None = None      # git object id (sha1 of "blob <size>\0" + content)
-    sha256: str | None = None       # LFS files only: the content's sha256, also their ETag
+    blob_id: str | None = None  # git object id (sha1 of "blob <size>\0" + content)
+    sha256: str | None = None  # LFS files only: the content's sha256, also their ETag
 
     @property
     def etag(self) -> str:
@@ -42,7 +42,7 @@ class DownloadResult:
     commit: str
     snapshot_dir: Path
     files: tuple[RemoteFile, ...]
-    downloaded_bytes: int = 0       # fetched by this run (0 when the cache was already complete)
+    downloaded_bytes: int = 0  # fetched by this run (0 when the cache was already complete)
     facts: ModelFacts | None = None
 
     @property
@@ -60,7 +60,9 @@ def read_marker(cache_dir: str | Path, repo_id: str, revision: str) -> dict[str,
         return None
     except ValueError:
         return None  # unreadable: as good as absent, the next download rewrites it
-    return marker if isinstance(marker, dict) and marker.get("commit") and isinstance(marker.get("files"), list) else None
+    return (
+        marker if isinstance(marker, dict) and marker.get("commit") and isinstance(marker.get("files"), list) else None
+    )
 
 
 def _snapshot_dir(cache_dir: str | Path, repo_id: str, commit: str) -> Path:
@@ -87,15 +89,20 @@ def cached_snapshot_dir(cache_dir: str | Path, repo_id: str, revision: str) -> P
     if not is_complete(cache_dir, repo_id, revision):
         return None
     marker = read_marker(cache_dir, repo_id, revision)
-    assert marker is not None   # is_complete has just read it
+    assert marker is not None  # is_complete has just read it
     return _snapshot_dir(cache_dir, repo_id, marker["commit"])
 
 
 def result_from_marker(cache_dir: str | Path, marker: dict[str, Any]) -> DownloadResult:
     """The DownloadResult a marker describes (no facts, nothing downloaded)."""
     files = tuple(RemoteFile(e["name"], e["size"], e.get("blobId"), e.get("sha256")) for e in marker["files"])
-    return DownloadResult(marker["repoId"], marker["revision"], marker["commit"],
-                          _snapshot_dir(cache_dir, marker["repoId"], marker["commit"]), files)
+    return DownloadResult(
+        marker["repoId"],
+        marker["revision"],
+        marker["commit"],
+        _snapshot_dir(cache_dir, marker["repoId"], marker["commit"]),
+        files,
+    )
 
 
 # --- writing: atomically, the marker last -----------------------------------------------------
@@ -113,10 +120,19 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def write_marker(cache_dir: str | Path, result: DownloadResult) -> None:
     marker = {
-        "repoId": result.repo_id, "revision": result.revision, "commit": result.commit,
+        "repoId": result.repo_id,
+        "revision": result.revision,
+        "commit": result.commit,
         "completedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "files": [{"name": f.name, "size": f.size, **({"sha256": f.sha256} if f.sha256 else {}),
-                   **({"blobId": f.blob_id} if f.blob_id else {})} for f in result.files],
+        "files": [
+            {
+                "name": f.name,
+                "size": f.size,
+                **({"sha256": f.sha256} if f.sha256 else {}),
+                **({"blobId": f.blob_id} if f.blob_id else {}),
+            }
+            for f in result.files
+        ],
     }
     _write_atomically(marker_path(cache_dir, result.repo_id, result.revision), json.dumps(marker, indent=1))
 

@@ -86,9 +86,10 @@ def _verify(path: Path, expected: RemoteFile, repo_id: str, on_bytes: Callable[[
             problem = f"its git object id is {git.hexdigest()} where the Hub says {expected.blob_id}"
     if problem:
         path.unlink(missing_ok=True)
-        raise CorruptDownload(f"{repo_id}: {expected.name} arrived corrupt ({problem}); it was removed, "
-                              "so the next attempt downloads it again.")
-
+        raise CorruptDownload(
+            f"{repo_id}: {expected.name} arrived corrupt ({problem}); it was removed, "
+            "so the next attempt downloads it again."
+        )
 
 
 # --- the transfer ---------------------------------------------------------------------------
@@ -202,9 +203,15 @@ class Transfer:
             resume = raw.tell()
             try:
                 # http_get annotates BinaryIO; it only writes, seeks and tells, which _GuardedFile forwards.
-                http_get(self.url_for(f.name), _GuardedFile(raw, self.cancel),  # type: ignore[arg-type]
-                         resume_size=resume, headers=dict(self.headers), expected_size=f.size,
-                         displayed_filename=f.name, _nb_retries=0)
+                http_get(
+                    self.url_for(f.name),
+                    _GuardedFile(raw, self.cancel),  # type: ignore[arg-type]
+                    resume_size=resume,
+                    headers=dict(self.headers),
+                    expected_size=f.size,
+                    displayed_filename=f.name,
+                    _nb_retries=0,
+                )
                 return
             except Exception as exc:
                 if self.cancel.is_set():
@@ -246,8 +253,10 @@ class Transfer:
         for f in files:
             todo.put(f)
         # Daemon threads: a worker stuck in a read must not keep the process alive after a stall.
-        workers = [threading.Thread(target=self.work, args=(todo,), daemon=True, name=f"download-{i}")
-                   for i in range(max(1, min(self.max_workers, len(files))))]
+        workers = [
+            threading.Thread(target=self.work, args=(todo,), daemon=True, name=f"download-{i}")
+            for i in range(max(1, min(self.max_workers, len(files))))
+        ]
         for worker in workers:
             worker.start()
         self.watch(files, workers, summary)
@@ -274,16 +283,19 @@ class Transfer:
                 raise DownloadStalled(
                     f"No bytes of {self.repo_id}@{self.revision} arrived for {self.stall_timeout_s:g} s "
                     f"(waiting on {', '.join(waiting[:3]) or 'the Hub'}; {human_bytes(done)} of {human_bytes(total)} "
-                    "on disk): giving up this attempt. The partial files are kept and the next attempt resumes them.")
+                    "on disk): giving up this attempt. The partial files are kept and the next attempt resumes them."
+                )
             if now - last_report >= self.progress_interval_s:
                 self.report(files, reported, now - last_report)
                 last_report = now
         if self.errors:
             raise self.errors[0]
         if summary:
-            self.progress(f"{self.repo_id}@{self.revision}: {len(files)} files, {human_bytes(total)}, "
-                          f"{human_bytes(self.downloaded)} downloaded in {_duration(time.monotonic() - started)}, "
-                          "verified")
+            self.progress(
+                f"{self.repo_id}@{self.revision}: {len(files)} files, {human_bytes(total)}, "
+                f"{human_bytes(self.downloaded)} downloaded in {_duration(time.monotonic() - started)}, "
+                "verified"
+            )
 
     def report(self, files: list[RemoteFile], reported: dict[str, int], elapsed: float) -> None:
         for f in files:
@@ -292,4 +304,3 @@ class Transfer:
                 rate = (size - reported[f.name]) / elapsed if elapsed > 0 else None
                 self.progress(progress_line(f.name, size, f.size, rate))
             reported[f.name] = size
-

@@ -52,18 +52,28 @@ KOPF_NAMESPACES_RULE = {("", "namespaces"): {"list", "watch"}}
 def helm_env(tmp_path_factory) -> dict:
     """Helm's cache and config in a temporary directory, not the user's home."""
     home = tmp_path_factory.mktemp("helm")
-    return {**os.environ, "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data")}
+    return {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
 
 
 @pytest.fixture(scope="module")
 def helm(cluster, helm_env):
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([cluster.binary("helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
-                              text=True, capture_output=True, timeout=180, env=helm_env)
+        proc = subprocess.run(
+            [cluster.binary("helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
+            text=True,
+            capture_output=True,
+            timeout=180,
+            env=helm_env,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
+
     return run
 
 
@@ -75,20 +85,24 @@ def kube_version(cluster) -> str:
 @pytest.fixture(scope="module")
 def render(helm, kube_version):
     """`helm template` of the chart with --set values, as a list of objects."""
-    def run(*values: str, release: str = "llm-operator", namespace: str = "llm-system",
-            extra: tuple[str, ...] = ()) -> list[dict]:
+
+    def run(
+        *values: str, release: str = "llm-operator", namespace: str = "llm-system", extra: tuple[str, ...] = ()
+    ) -> list[dict]:
         args = ["template", release, str(CHART), f"--namespace={namespace}", f"--kube-version={kube_version}", *extra]
         for v in values:
             args += ["--set", v]
         return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
     return run
 
 
 def only(objs: list[dict], kind: str, component: str = "operator") -> list[dict]:
     """The objects of `kind` that belong to `component` (the operator's, unless told: the
     chart also renders the gateway's Deployment, Service, ServiceAccount and RBAC)."""
-    return [o for o in objs
-            if o["kind"] == kind and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    return [
+        o for o in objs if o["kind"] == kind and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
 
 
 def rules_of(role: dict) -> dict[tuple[str, str], set[str]]:
@@ -114,8 +128,9 @@ def can_i(cluster, sa: str, *args: str) -> str:
 # ---- the chart on its own --------------------------------------------------------------
 def test_chart_crd_is_the_generated_crd():
     generated = (ROOT / "crds" / "llmdeployments.yaml").read_bytes()
-    assert (CHART / "crds" / "llmdeployments.yaml").read_bytes() == generated, \
+    assert (CHART / "crds" / "llmdeployments.yaml").read_bytes() == generated, (
         "charts/llm-operator/crds/llmdeployments.yaml differs from crds/llmdeployments.yaml: run `make crds`"
+    )
 
 
 def test_chart_metadata():
@@ -137,20 +152,23 @@ def test_lint_strict_passes(helm, values):
     assert "0 chart(s) failed" in proc.stdout
 
 
-@pytest.mark.parametrize("value, complaint", [
-    ("replicas=2", "additional properties 'replicas' not allowed"),
-    ("image.tags=x", "additional properties 'tags' not allowed"),
-    ("metrics.serviceMonitor.scrape=x", "additional properties 'scrape' not allowed"),
-    ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
-    ("rbac.scope=everywhere", "/rbac/scope"),
-    ("rbac.scope=namespaced", "/rbac/namespaces"),
-    ("rbac.namespaces={Not_A_Name}", "/rbac/namespaces/0"),
-    ("healthPort=http", "/healthPort"),
-    ("metrics.port=70000", "/metrics/port"),
-    ("runAsUser=0", "/runAsUser"),
-    ("resources.limits.memory=lots", "/resources/limits/memory"),
-    ("tolerations[0].operator=Maybe", "/tolerations/0/operator"),
-])
+@pytest.mark.parametrize(
+    "value, complaint",
+    [
+        ("replicas=2", "additional properties 'replicas' not allowed"),
+        ("image.tags=x", "additional properties 'tags' not allowed"),
+        ("metrics.serviceMonitor.scrape=x", "additional properties 'scrape' not allowed"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("rbac.scope=everywhere", "/rbac/scope"),
+        ("rbac.scope=namespaced", "/rbac/namespaces"),
+        ("rbac.namespaces={Not_A_Name}", "/rbac/namespaces/0"),
+        ("healthPort=http", "/healthPort"),
+        ("metrics.port=70000", "/metrics/port"),
+        ("runAsUser=0", "/runAsUser"),
+        ("resources.limits.memory=lots", "/resources/limits/memory"),
+        ("tolerations[0].operator=Maybe", "/tolerations/0/operator"),
+    ],
+)
 def test_schema_rejects_bad_values(helm, kube_version, value, complaint):
     proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}", "--set", value, check=False)
     assert proc.returncode != 0, f"--set {value} was accepted"
@@ -160,8 +178,13 @@ def test_schema_rejects_bad_values(helm, kube_version, value, complaint):
 def test_helm_template_renders_with_no_flags(helm_env, cluster):
     """What kustomize's helmCharts, helmfile and `helm template | kubectl apply` run: no
     --kube-version, no cluster (no kubeconfig either)."""
-    proc = subprocess.run([cluster.binary("helm"), "template", str(CHART)], text=True, capture_output=True,
-                          timeout=60, env={**helm_env, "KUBECONFIG": "/nonexistent"})
+    proc = subprocess.run(
+        [cluster.binary("helm"), "template", str(CHART)],
+        text=True,
+        capture_output=True,
+        timeout=60,
+        env={**helm_env, "KUBECONFIG": "/nonexistent"},
+    )
     assert proc.returncode == 0, proc.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(proc.stdout) if d}
     assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"} <= kinds, kinds
@@ -173,8 +196,10 @@ OLD_CLUSTER_REFUSAL = "llm-operator needs Kubernetes 1.29 or newer"
 def test_older_kubernetes_is_refused(helm):
     proc = helm("template", "x", str(CHART), "--kube-version=v1.28.9", check=False)
     assert proc.returncode != 0
-    assert f"{OLD_CLUSTER_REFUSAL} (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is v1.28.9" \
-        in proc.stderr, proc.stderr
+    assert (
+        f"{OLD_CLUSTER_REFUSAL} (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is v1.28.9"
+        in proc.stderr
+    ), proc.stderr
     assert helm("template", "x", str(CHART), "--kube-version=v1.29.0", check=False).returncode == 0
 
 
@@ -185,14 +210,43 @@ class _OldApiserver(BaseHTTPRequestHandler):
 
     answers = {
         "/version": {"major": "1", "minor": "28", "gitVersion": "v1.28.9", "platform": "linux/amd64"},
-        "/api": {"kind": "APIVersions", "versions": ["v1"],
-                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]},
+        "/api": {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+        },
         "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
-        "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-            {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace", "verbs": ["get", "list"]},
-            {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret", "verbs": ["get", "list", "create"]}]},
-        "/api/v1/namespaces/kube-system": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}},
-        "/api/v1/namespaces/llm-system/secrets": {"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []},
+        "/api/v1": {
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [
+                {
+                    "name": "namespaces",
+                    "singularName": "namespace",
+                    "namespaced": False,
+                    "kind": "Namespace",
+                    "verbs": ["get", "list"],
+                },
+                {
+                    "name": "secrets",
+                    "singularName": "secret",
+                    "namespaced": True,
+                    "kind": "Secret",
+                    "verbs": ["get", "list", "create"],
+                },
+            ],
+        },
+        "/api/v1/namespaces/kube-system": {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "kube-system"},
+        },
+        "/api/v1/namespaces/llm-system/secrets": {
+            "apiVersion": "v1",
+            "kind": "SecretList",
+            "metadata": {},
+            "items": [],
+        },
     }
     paths: list[str] = []
 
@@ -206,8 +260,11 @@ class _OldApiserver(BaseHTTPRequestHandler):
         self.send_response(200 if body else 404)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(json.dumps(body or {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                              "reason": "NotFound", "code": 404}).encode())
+        self.wfile.write(
+            json.dumps(
+                body or {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            ).encode()
+        )
 
 
 def test_install_on_an_older_cluster_is_refused(helm_env, cluster, tmp_path):
@@ -215,30 +272,65 @@ def test_install_on_an_older_cluster_is_refused(helm_env, cluster, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "old",
-            "clusters": [{"name": "old", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-            "users": [{"name": "old", "user": {}}],
-            "contexts": [{"name": "old", "context": {"cluster": "old", "user": "old"}}]}))
-        proc = subprocess.run([cluster.binary("helm"), f"--kubeconfig={kubeconfig}", "install", "x", str(CHART),
-                               "--namespace=llm-system", "--dry-run=server"],
-                              text=True, capture_output=True, timeout=60, env=helm_env)
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "old",
+                    "clusters": [
+                        {"name": "old", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}
+                    ],
+                    "users": [{"name": "old", "user": {}}],
+                    "contexts": [{"name": "old", "context": {"cluster": "old", "user": "old"}}],
+                }
+            )
+        )
+        proc = subprocess.run(
+            [
+                cluster.binary("helm"),
+                f"--kubeconfig={kubeconfig}",
+                "install",
+                "x",
+                str(CHART),
+                "--namespace=llm-system",
+                "--dry-run=server",
+            ],
+            text=True,
+            capture_output=True,
+            timeout=60,
+            env=helm_env,
+        )
     finally:
         server.shutdown()
     assert proc.returncode != 0
-    assert f"{OLD_CLUSTER_REFUSAL} (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is v1.28.9" \
-        in proc.stderr, proc.stderr
+    assert (
+        f"{OLD_CLUSTER_REFUSAL} (the LLMDeployment CRD's validation rules use CEL of 1.29), and this is v1.28.9"
+        in proc.stderr
+    ), proc.stderr
     # Refused because the chart asked the cluster: the version came from the cluster, not a flag.
     assert "/api/v1/namespaces/kube-system" in _OldApiserver.paths
 
 
 def test_every_object_carries_the_standard_labels(render):
     objs = render(*NAMESPACED, "metrics.serviceMonitor.enabled=true")
-    want = {"app.kubernetes.io/name": "llm-operator", "app.kubernetes.io/instance": "llm-operator",
-            "app.kubernetes.io/version": "0.1.0", "app.kubernetes.io/managed-by": "Helm",
-            "helm.sh/chart": "llm-operator-0.1.0"}
-    assert {o["kind"] for o in objs} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-                                         "Service", "Deployment", "ServiceMonitor"}
+    want = {
+        "app.kubernetes.io/name": "llm-operator",
+        "app.kubernetes.io/instance": "llm-operator",
+        "app.kubernetes.io/version": "0.1.0",
+        "app.kubernetes.io/managed-by": "Helm",
+        "helm.sh/chart": "llm-operator-0.1.0",
+    }
+    assert {o["kind"] for o in objs} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "ServiceMonitor",
+    }
     for o in objs:
         labels = o["metadata"]["labels"]
         assert {k: labels.get(k) for k in want} == want, f"{o['kind']}/{o['metadata']['name']}: {labels}"
@@ -247,24 +339,42 @@ def test_every_object_carries_the_standard_labels(render):
 
 def test_default_names_are_llm_operator(render):
     names = {(o["kind"], o["metadata"]["name"]) for o in render()}
-    assert names == {("ServiceAccount", "llm-operator"), ("ClusterRole", "llm-operator"),
-                     ("ClusterRoleBinding", "llm-operator"), ("Service", "llm-operator-metrics"),
-                     ("Deployment", "llm-operator"),
-                     ("ServiceAccount", "llm-operator-gateway"), ("ClusterRole", "llm-operator-gateway"),
-                     ("ClusterRoleBinding", "llm-operator-gateway"), ("Service", "llm-operator-gateway"),
-                     ("Deployment", "llm-operator-gateway")}
+    assert names == {
+        ("ServiceAccount", "llm-operator"),
+        ("ClusterRole", "llm-operator"),
+        ("ClusterRoleBinding", "llm-operator"),
+        ("Service", "llm-operator-metrics"),
+        ("Deployment", "llm-operator"),
+        ("ServiceAccount", "llm-operator-gateway"),
+        ("ClusterRole", "llm-operator-gateway"),
+        ("ClusterRoleBinding", "llm-operator-gateway"),
+        ("Service", "llm-operator-gateway"),
+        ("Deployment", "llm-operator-gateway"),
+    }
 
 
 def test_rbac_and_service_account_can_be_brought_by_the_user(render, helm, kube_version):
-    objs = render("rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=platform-operator",
-                  "gateway.serviceAccount.create=false", "gateway.serviceAccount.name=platform-gateway")
+    objs = render(
+        "rbac.create=false",
+        "serviceAccount.create=false",
+        "serviceAccount.name=platform-operator",
+        "gateway.serviceAccount.create=false",
+        "gateway.serviceAccount.name=platform-gateway",
+    )
     assert {o["kind"] for o in objs} == {"Service", "Deployment"}
     (gateway,) = only(objs, "Deployment", "gateway")
     assert gateway["spec"]["template"]["spec"]["serviceAccountName"] == "platform-gateway"
     (dep,) = only(objs, "Deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "platform-operator"
-    proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}", "--set", "serviceAccount.create=false",
-                check=False)
+    proc = helm(
+        "template",
+        "x",
+        str(CHART),
+        f"--kube-version={kube_version}",
+        "--set",
+        "serviceAccount.create=false",
+        check=False,
+    )
     assert proc.returncode != 0 and "serviceAccount.name must name an existing ServiceAccount" in proc.stderr
 
 
@@ -279,9 +389,14 @@ def test_operator_deployment(render):
     (c,) = pod["containers"]
     assert c["image"] == f"ghcr.io/llm-operator/llm-operator:{CHART_META['appVersion']}"
     # The autoscaler reads the gateway's counts from its pods (gateway.enabled, the default).
-    assert c["args"] == ["run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=8081",
-                         "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
-                         "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator"]
+    assert c["args"] == [
+        "run",
+        "--all-namespaces",
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-port=8081",
+        "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
+        "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator",
+    ]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8081}
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -296,16 +411,33 @@ def test_operator_deployment(render):
 
 
 def test_values_reach_the_deployment(render):
-    (dep,) = only(render(*NAMESPACED, "image.tag=dev", "operator.verbose=true", "operator.extraArgs={--foo}",
-                         "healthPort=9000", "metrics.port=9001", "resources.limits.memory=1Gi",
-                         "operator.env[0].name=HTTPS_PROXY", "operator.env[0].value=http://proxy:3128"), "Deployment")
+    (dep,) = only(
+        render(
+            *NAMESPACED,
+            "image.tag=dev",
+            "operator.verbose=true",
+            "operator.extraArgs={--foo}",
+            "healthPort=9000",
+            "metrics.port=9001",
+            "resources.limits.memory=1Gi",
+            "operator.env[0].name=HTTPS_PROXY",
+            "operator.env[0].value=http://proxy:3128",
+        ),
+        "Deployment",
+    )
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert c["image"].endswith(":dev")
-    assert c["args"] == ["run", "--namespace=models-a", "--namespace=models-b",
-                         "--liveness=http://0.0.0.0:9000/healthz", "--metrics-port=9001",
-                         "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
-                         "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator",
-                         "--verbose", "--foo"]
+    assert c["args"] == [
+        "run",
+        "--namespace=models-a",
+        "--namespace=models-b",
+        "--liveness=http://0.0.0.0:9000/healthz",
+        "--metrics-port=9001",
+        "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
+        "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator",
+        "--verbose",
+        "--foo",
+    ]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 9000, "metrics": 9001}
     assert c["resources"]["limits"]["memory"] == "1Gi"
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
@@ -321,8 +453,9 @@ def test_metrics_service_and_optional_service_monitor(render):
     # The gateway's pods have the same name and instance labels: the component tells them apart.
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
 
-    (mon,) = only(render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"),
-                  "ServiceMonitor")
+    (mon,) = only(
+        render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"), "ServiceMonitor"
+    )
     assert mon["apiVersion"] == "monitoring.coreos.com/v1"
     assert mon["metadata"]["labels"]["release"] == "prom"
     assert mon["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
@@ -330,10 +463,21 @@ def test_metrics_service_and_optional_service_monitor(render):
 
 
 # ---- the catalog's extra models and an offline Hub (issue 14) -------------------------
-TINY = {"id": "acme/tiny-llama", "revision": "main", "parameterCount": 1100048384,
-        "config": {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 32,
-                   "num_hidden_layers": 22, "num_key_value_heads": 4, "vocab_size": 32000,
-                   "max_position_embeddings": 2048}}
+TINY = {
+    "id": "acme/tiny-llama",
+    "revision": "main",
+    "parameterCount": 1100048384,
+    "config": {
+        "model_type": "llama",
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_attention_heads": 32,
+        "num_hidden_layers": 22,
+        "num_key_value_heads": 4,
+        "vocab_size": 32000,
+        "max_position_embeddings": 2048,
+    },
+}
 
 
 def test_extra_catalog_models_reach_the_operator_through_a_configmap(render, helm, kube_version):
@@ -362,18 +506,30 @@ def test_extra_catalog_models_reach_the_operator_through_a_configmap(render, hel
     assert only(changed, "Deployment")[0]["spec"]["template"]["metadata"]["annotations"]["checksum/catalog"] != checksum
 
 
-@pytest.mark.parametrize("entry, complaint", [
-    ({"config": TINY["config"]}, "missing property 'id'"),
-    ({"id": "acme/tiny"}, "missing property 'config'"),
-    ({"id": "no-slash", "config": TINY["config"]}, "/catalog/extraModels/0/id"),
-    ({**TINY, "parameterCount": "1.1B"}, "/catalog/extraModels/0/parameterCount"),
-    ({**TINY, "config": {**TINY["config"], "num_hidden_layers": "22 layers"}},
-     "/catalog/extraModels/0/config/num_hidden_layers"),
-    ({**TINY, "gpus": 2}, "additional properties 'gpus' not allowed"),
-])
+@pytest.mark.parametrize(
+    "entry, complaint",
+    [
+        ({"config": TINY["config"]}, "missing property 'id'"),
+        ({"id": "acme/tiny"}, "missing property 'config'"),
+        ({"id": "no-slash", "config": TINY["config"]}, "/catalog/extraModels/0/id"),
+        ({**TINY, "parameterCount": "1.1B"}, "/catalog/extraModels/0/parameterCount"),
+        (
+            {**TINY, "config": {**TINY["config"], "num_hidden_layers": "22 layers"}},
+            "/catalog/extraModels/0/config/num_hidden_layers",
+        ),
+        ({**TINY, "gpus": 2}, "additional properties 'gpus' not allowed"),
+    ],
+)
 def test_the_schema_checks_each_extra_catalog_entry(helm, kube_version, entry, complaint):
-    proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}",
-                "--set-json", f"catalog.extraModels=[{json.dumps(entry)}]", check=False)
+    proc = helm(
+        "template",
+        "x",
+        str(CHART),
+        f"--kube-version={kube_version}",
+        "--set-json",
+        f"catalog.extraModels=[{json.dumps(entry)}]",
+        check=False,
+    )
     assert proc.returncode != 0, f"{entry} was accepted"
     assert complaint in proc.stderr, proc.stderr
 
@@ -396,12 +552,16 @@ def test_leaderworkersets_are_asked_for_in_the_operator_and_granted_only_when_en
     on = render("lws.enabled=true")
     assert "--leaderworkersets" in args(on)
     assert rules_of(only(on, "ClusterRole")[0]) == NAMESPACED_RULES | CLUSTER_RULES | {
-        lws: {"get", "list", "watch", "create", "patch", "delete"}}
+        lws: {"get", "list", "watch", "create", "patch", "delete"}
+    }
     # Namespaced scope: granted in each watched namespace's Role, not cluster-wide.
     namespaced = render(*NAMESPACED, "lws.enabled=true")
     assert lws not in rules_of(only(namespaced, "ClusterRole")[0])
-    assert all(lws in rules_of(role) for role in only(namespaced, "Role")
-               if not role["metadata"]["name"].endswith("-gateway-pods"))
+    assert all(
+        lws in rules_of(role)
+        for role in only(namespaced, "Role")
+        if not role["metadata"]["name"].endswith("-gateway-pods")
+    )
 
 
 # ---- RBAC ------------------------------------------------------------------------------
@@ -467,22 +627,33 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster, helm, kube_version
     for ns in watched:
         Kubectl(cluster).run("create", "namespace", ns)
     try:
-        args = ["template", f"dry-{scope}", str(CHART), f"--namespace={namespace}", f"--kube-version={kube_version}",
-                "--include-crds"]
+        args = [
+            "template",
+            f"dry-{scope}",
+            str(CHART),
+            f"--namespace={namespace}",
+            f"--kube-version={kube_version}",
+            "--include-crds",
+        ]
         if scope == "namespaced":
             args += ["--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{','.join(watched)}}}"]
         rendered = helm(*args).stdout
         out = Kubectl(cluster).run("apply", "--server-side", "--dry-run=server", "-f", "-", input=rendered).stdout
         kinds = {line.split("/")[0] for line in out.splitlines()}
-        assert {"customresourcedefinition.apiextensions.k8s.io", "serviceaccount",
-                "clusterrole.rbac.authorization.k8s.io", "deployment.apps", "service"} <= kinds, out
+        assert {
+            "customresourcedefinition.apiextensions.k8s.io",
+            "serviceaccount",
+            "clusterrole.rbac.authorization.k8s.io",
+            "deployment.apps",
+            "service",
+        } <= kinds, out
         if scope == "namespaced":
             roles = [line.split()[0] for line in out.splitlines() if line.startswith("role.rbac.authorization.k8s.io/")]
             # The operator's and the gateway's, in each of the two watched namespaces, and
             # the operator's list of the gateway's pods in the release's.
-            assert sorted(roles) == [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator"] * 2 + \
-                [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway"] * 2 + \
-                [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway-pods"], out
+            assert sorted(roles) == [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator"] * 2 + [
+                f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway"
+            ] * 2 + [f"role.rbac.authorization.k8s.io/dry-{scope}-llm-operator-gateway-pods"], out
         # A dry run creates nothing.
         assert Kubectl(cluster, namespace).get("deployment", f"dry-{scope}-llm-operator") is None
     finally:
@@ -506,8 +677,9 @@ def test_install_upgrade_uninstall(cluster, helm):
     k = Kubectl(cluster, ns)
     try:
         # -- install, cluster scope
-        proc = helm("install", release, str(CHART), f"--namespace={ns}", "--create-namespace",
-                    "--wait", "--timeout=90s")
+        proc = helm(
+            "install", release, str(CHART), f"--namespace={ns}", "--create-namespace", "--wait", "--timeout=90s"
+        )
         assert "STATUS: deployed" in proc.stdout
         assert "kubectl get llmd" in proc.stdout and "kind: LLMDeployment" in proc.stdout, "NOTES.txt"
         dep = k.get("deployment", full)
@@ -533,10 +705,14 @@ def test_install_upgrade_uninstall(cluster, helm):
             assert can_i(cluster, gateway_sa, "get", "secrets", "-n", target) == "no"
         assert can_i(cluster, gateway_sa, "watch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
         assert can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
-        assert can_i(cluster, gateway_sa, "update", "llmdeployments.llm-operator.io", "--subresource=scale",
-                     "-n", other) == "yes"
-        assert can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "--subresource=status",
-                     "-n", other) == "no"
+        assert (
+            can_i(cluster, gateway_sa, "update", "llmdeployments.llm-operator.io", "--subresource=scale", "-n", other)
+            == "yes"
+        )
+        assert (
+            can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "--subresource=status", "-n", other)
+            == "no"
+        )
         assert can_i(cluster, gateway_sa, "delete", "llmdeployments.llm-operator.io", "-n", other) == "no"
         assert can_i(cluster, gateway_sa, "watch", "pods", "-n", other) == "yes"
         assert can_i(cluster, gateway_sa, "get", "pods", "-n", other) == "no"
@@ -549,8 +725,9 @@ def test_install_upgrade_uninstall(cluster, helm):
                 assert can_i(cluster, sa, verb, "secrets", "-n", target) == "no"
         assert can_i(cluster, sa, "get", "secrets", "--all-namespaces") == "no"
         assert can_i(cluster, sa, "watch", "llmdeployments.llm-operator.io", "-n", other) == "yes"
-        assert can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "--subresource=status",
-                     "-n", other) == "yes"
+        assert (
+            can_i(cluster, sa, "patch", "llmdeployments.llm-operator.io", "--subresource=status", "-n", other) == "yes"
+        )
         assert can_i(cluster, sa, "create", "deployments.apps", "-n", other) == "yes"
         assert can_i(cluster, sa, "delete", "llmdeployments.llm-operator.io", "-n", other) == "no"
         assert can_i(cluster, sa, "update", "deployments.apps", "-n", other) == "no"
@@ -562,25 +739,51 @@ def test_install_upgrade_uninstall(cluster, helm):
         assert can_i(cluster, sa, "list", "namespaces") == "no", "kopf with -A does not look at namespaces"
 
         # -- upgrade: other resources
-        helm("upgrade", release, str(CHART), f"--namespace={ns}", "--wait", "--timeout=90s",
-             "--set", "resources.limits.memory=768Mi", "--set", "resources.requests.cpu=200m")
+        helm(
+            "upgrade",
+            release,
+            str(CHART),
+            f"--namespace={ns}",
+            "--wait",
+            "--timeout=90s",
+            "--set",
+            "resources.limits.memory=768Mi",
+            "--set",
+            "resources.requests.cpu=200m",
+        )
         (c,) = k.get("deployment", full)["spec"]["template"]["spec"]["containers"]
         assert c["resources"] == {"limits": {"memory": "768Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}}
 
         # -- upgrade: namespaced scope
-        helm("upgrade", release, str(CHART), f"--namespace={ns}", "--wait", "--timeout=90s",
-             "--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{','.join(watched)}}}")
+        helm(
+            "upgrade",
+            release,
+            str(CHART),
+            f"--namespace={ns}",
+            "--wait",
+            "--timeout=90s",
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            f"rbac.namespaces={{{','.join(watched)}}}",
+        )
         (c,) = k.get("deployment", full)["spec"]["template"]["spec"]["containers"]
         assert c["args"][:3] == ["run", f"--namespace={watched[0]}", f"--namespace={watched[1]}"]
         assert c["resources"]["limits"]["memory"] == "512Mi", "an upgrade without --reuse-values resets values"
         (c,) = k.get("deployment", gateway)["spec"]["template"]["spec"]["containers"]
-        assert c["args"][:4] == ["gateway", "--listen=0.0.0.0:8080", f"--namespace={watched[0]}",
-                                 f"--namespace={watched[1]}"]
+        assert c["args"][:4] == [
+            "gateway",
+            "--listen=0.0.0.0:8080",
+            f"--namespace={watched[0]}",
+            f"--namespace={watched[1]}",
+        ]
         assert Kubectl(cluster).get("clusterrole", gateway) is None
         for w in watched:
             assert Kubectl(cluster, w).get("role", gateway) and Kubectl(cluster, w).get("rolebinding", gateway)
-            assert can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "--subresource=scale",
-                         "-n", w) == "yes"
+            assert (
+                can_i(cluster, gateway_sa, "patch", "llmdeployments.llm-operator.io", "--subresource=scale", "-n", w)
+                == "yes"
+            )
             assert can_i(cluster, gateway_sa, "get", "secrets", "-n", w) == "no"
         assert can_i(cluster, gateway_sa, "watch", "llmdeployments.llm-operator.io", "-n", other) == "no"
         for w in watched:
@@ -595,9 +798,19 @@ def test_install_upgrade_uninstall(cluster, helm):
 
         # -- uninstall: nothing of the operator is left
         helm("uninstall", release, f"--namespace={ns}", "--wait", "--timeout=90s")
-        leftovers = Kubectl(cluster).run(
-            "get", "serviceaccounts,deployments,services,roles,rolebindings,clusterroles,clusterrolebindings",
-            "--all-namespaces", "-l", f"app.kubernetes.io/instance={release}", "-o", "name").stdout.split()
+        leftovers = (
+            Kubectl(cluster)
+            .run(
+                "get",
+                "serviceaccounts,deployments,services,roles,rolebindings,clusterroles,clusterrolebindings",
+                "--all-namespaces",
+                "-l",
+                f"app.kubernetes.io/instance={release}",
+                "-o",
+                "name",
+            )
+            .stdout.split()
+        )
         assert leftovers == []
         assert k.get("serviceaccount", full) is None and k.get("deployment", full) is None
         assert k.get("service", f"{full}-metrics") is None
@@ -607,7 +820,11 @@ def test_install_upgrade_uninstall(cluster, helm):
         assert Kubectl(cluster).get("clusterrolebinding", full) is None
         for w in watched:
             assert Kubectl(cluster, w).get("role", full) is None
-        wait_for("the operator's and the gateway's pods to go", lambda: not k.items("pods", f"app.kubernetes.io/instance={release}"), 30)
+        wait_for(
+            "the operator's and the gateway's pods to go",
+            lambda: not k.items("pods", f"app.kubernetes.io/instance={release}"),
+            30,
+        )
         assert helm("list", f"--namespace={ns}", "-q").stdout.strip() == ""
         # Helm never deletes CRDs from a chart's crds/ directory (so uninstalling the
         # operator does not delete every model with it): the CRD stays, on purpose.
@@ -635,8 +852,12 @@ def cond(ctype: str, status: str, message: str = "") -> dict:
 
 
 def llmd_with(status: dict | None, generation: int = 2) -> dict:
-    obj = {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment",
-           "metadata": {"name": "m", "namespace": "models", "generation": generation}, "spec": {}}
+    obj = {
+        "apiVersion": "llm-operator.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "m", "namespace": "models", "generation": generation},
+        "spec": {},
+    }
     if status is not None:
         obj["status"] = status
     return obj
@@ -646,37 +867,106 @@ ARGO_CASES = [
     (None, "Progressing", "Waiting for the operator to report status"),
     # The CRD's default status: nothing judged yet.
     ({"observedGeneration": 0}, "Progressing", "Waiting for the operator to handle the latest spec"),
-    ({"observedGeneration": 1, "conditions": [cond("Ready", "True")]},
-     "Progressing", "Waiting for the operator to handle the latest spec"),
-    ({"observedGeneration": 2, "phase": "Ready",
-      "conditions": [cond("Ready", "True", "1/1 replicas are ready"), cond("Reconciling", "False"),
-                     cond("Stalled", "False")]},
-     "Healthy", "1/1 replicas are ready"),
-    ({"observedGeneration": 2, "phase": "Progressing",
-      "conditions": [cond("Ready", "False"), cond("Reconciling", "True", "Rolling out"), cond("Stalled", "False")]},
-     "Progressing", "Rolling out"),
-    ({"observedGeneration": 2, "phase": "Failed",
-      "conditions": [cond("Ready", "False"), cond("Reconciling", "False"), cond("Stalled", "True", "Does not fit")]},
-     "Degraded", "Does not fit"),
+    (
+        {"observedGeneration": 1, "conditions": [cond("Ready", "True")]},
+        "Progressing",
+        "Waiting for the operator to handle the latest spec",
+    ),
+    (
+        {
+            "observedGeneration": 2,
+            "phase": "Ready",
+            "conditions": [
+                cond("Ready", "True", "1/1 replicas are ready"),
+                cond("Reconciling", "False"),
+                cond("Stalled", "False"),
+            ],
+        },
+        "Healthy",
+        "1/1 replicas are ready",
+    ),
+    (
+        {
+            "observedGeneration": 2,
+            "phase": "Progressing",
+            "conditions": [
+                cond("Ready", "False"),
+                cond("Reconciling", "True", "Rolling out"),
+                cond("Stalled", "False"),
+            ],
+        },
+        "Progressing",
+        "Rolling out",
+    ),
+    (
+        {
+            "observedGeneration": 2,
+            "phase": "Failed",
+            "conditions": [
+                cond("Ready", "False"),
+                cond("Reconciling", "False"),
+                cond("Stalled", "True", "Does not fit"),
+            ],
+        },
+        "Degraded",
+        "Does not fit",
+    ),
     # 0 replicas is Healthy, as Argo CD's own Deployment check says; Suspended would hold later sync waves.
-    ({"observedGeneration": 2, "phase": "ScaledToZero",
-      "conditions": [cond("Ready", "True", "Scaled to zero: no pod serves"), cond("Reconciling", "False"),
-                     cond("Stalled", "False")]},
-     "Healthy", "Scaled to zero: no pod serves"),
+    (
+        {
+            "observedGeneration": 2,
+            "phase": "ScaledToZero",
+            "conditions": [
+                cond("Ready", "True", "Scaled to zero: no pod serves"),
+                cond("Reconciling", "False"),
+                cond("Stalled", "False"),
+            ],
+        },
+        "Healthy",
+        "Scaled to zero: no pod serves",
+    ),
     # 22 of 24 serve, 2 wait for GPUs a node could offer: under way, not Degraded.
-    ({"observedGeneration": 2, "phase": "Unschedulable",
-      "conditions": [cond("Ready", "False", "22 of 24 replicas serve"),
-                     cond("Reconciling", "True", "22 of 24 replicas serve; 2 wait for GPUs"), cond("Stalled", "False")]},
-     "Progressing", "22 of 24 replicas serve; 2 wait for GPUs"),
+    (
+        {
+            "observedGeneration": 2,
+            "phase": "Unschedulable",
+            "conditions": [
+                cond("Ready", "False", "22 of 24 replicas serve"),
+                cond("Reconciling", "True", "22 of 24 replicas serve; 2 wait for GPUs"),
+                cond("Stalled", "False"),
+            ],
+        },
+        "Progressing",
+        "22 of 24 replicas serve; 2 wait for GPUs",
+    ),
     # No node could ever hold the pod: Degraded.
-    ({"observedGeneration": 2, "phase": "Failed",
-      "conditions": [cond("Ready", "False"), cond("Reconciling", "False"),
-                     cond("Stalled", "True", "1 of 1 replicas cannot be scheduled, and no node could ever hold one")]},
-     "Degraded", "1 of 1 replicas cannot be scheduled, and no node could ever hold one"),
+    (
+        {
+            "observedGeneration": 2,
+            "phase": "Failed",
+            "conditions": [
+                cond("Ready", "False"),
+                cond("Reconciling", "False"),
+                cond("Stalled", "True", "1 of 1 replicas cannot be scheduled, and no node could ever hold one"),
+            ],
+        },
+        "Degraded",
+        "1 of 1 replicas cannot be scheduled, and no node could ever hold one",
+    ),
     ({"observedGeneration": 2, "conditions": []}, "Progressing", "Waiting for the operator to report Ready"),
 ]
-ARGO_CASE_IDS = ["no-status", "default-status", "old-generation", "ready", "reconciling", "stalled", "scaled-to-zero", "waiting-for-gpus",
-                 "no-node-fits", "no-conditions"]
+ARGO_CASE_IDS = [
+    "no-status",
+    "default-status",
+    "old-generation",
+    "ready",
+    "reconciling",
+    "stalled",
+    "scaled-to-zero",
+    "waiting-for-gpus",
+    "no-node-fits",
+    "no-conditions",
+]
 
 
 @pytest.mark.parametrize("status, health, message", ARGO_CASES, ids=ARGO_CASE_IDS)

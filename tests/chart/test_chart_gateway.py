@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from test_chart import (  # noqa: F401  (fixtures, used by name)
-    CHART, CHART_META, NAMESPACED, helm, helm_env, kube_version, only, render, rules_of)
+    CHART,
+    CHART_META,
+    NAMESPACED,
+    helm,
+    helm_env,
+    kube_version,
+    only,
+    render,
+    rules_of,
+)
 
 # What the gateway may do in a namespace it routes to, (apiGroup, resource) -> verbs: read
 # models and their pods, wake a model from zero (scale, one annotation), post Events.
@@ -19,8 +27,15 @@ GATEWAY_RULES = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
-DEFAULT_ARGS = ["gateway", "--listen=0.0.0.0:8080", "--hold-timeout=900", "--max-held-per-model=1000",
-                "--max-body-bytes=8388608", "--connect-timeout=5", "--retries=2"]
+DEFAULT_ARGS = [
+    "gateway",
+    "--listen=0.0.0.0:8080",
+    "--hold-timeout=900",
+    "--max-held-per-model=1000",
+    "--max-body-bytes=8388608",
+    "--connect-timeout=5",
+    "--retries=2",
+]
 
 
 def gateway_objects(objs: list[dict]) -> list[dict]:
@@ -36,9 +51,13 @@ def container(objs: list[dict]) -> dict:
 def test_the_gateway_is_rendered_by_default(render):
     objs = render()
     names = {(o["kind"], o["metadata"]["name"]) for o in gateway_objects(objs)}
-    assert names == {("Deployment", "llm-operator-gateway"), ("Service", "llm-operator-gateway"),
-                     ("ServiceAccount", "llm-operator-gateway"), ("ClusterRole", "llm-operator-gateway"),
-                     ("ClusterRoleBinding", "llm-operator-gateway")}
+    assert names == {
+        ("Deployment", "llm-operator-gateway"),
+        ("Service", "llm-operator-gateway"),
+        ("ServiceAccount", "llm-operator-gateway"),
+        ("ClusterRole", "llm-operator-gateway"),
+        ("ClusterRoleBinding", "llm-operator-gateway"),
+    }
     assert all(o["metadata"].get("namespace", "llm-system") == "llm-system" for o in gateway_objects(objs))
 
 
@@ -69,8 +88,11 @@ def test_gateway_deployment(render):
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     c = container(objs)
     # The same image as the operator, its console script, the `gateway` command.
-    assert c["image"] == operator["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        f"ghcr.io/llm-operator/llm-operator:{CHART_META['appVersion']}"
+    assert (
+        c["image"]
+        == operator["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"ghcr.io/llm-operator/llm-operator:{CHART_META['appVersion']}"
+    )
     assert c["command"] == ["llm-operator"]
     # Cluster scope: no --namespace (the gateway's default is every namespace).
     assert c["args"] == DEFAULT_ARGS
@@ -115,8 +137,15 @@ def test_gateway_service(render):
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert "annotations" not in svc["metadata"]
 
-    (svc,) = only(render("gateway.service.type=LoadBalancer", "gateway.service.port=8000",
-                         "gateway.service.annotations.example\\.com/lb=internal"), "Service", "gateway")
+    (svc,) = only(
+        render(
+            "gateway.service.type=LoadBalancer",
+            "gateway.service.port=8000",
+            "gateway.service.annotations.example\\.com/lb=internal",
+        ),
+        "Service",
+        "gateway",
+    )
     assert svc["spec"]["type"] == "LoadBalancer" and svc["spec"]["ports"][0]["port"] == 8000
     assert svc["metadata"]["annotations"] == {"example.com/lb": "internal"}
 
@@ -124,29 +153,53 @@ def test_gateway_service(render):
 def test_values_reach_the_gateway(render, tmp_path):
     values = tmp_path / "values.yaml"
     # From a file, as YAML numbers (which Helm reads as floats: 104857600 must not become 1.048576e+08).
-    values.write_text(yaml.safe_dump({"gateway": {
-        "holdTimeoutSeconds": 1800, "maxHeldRequestsPerModel": 50, "maxBodyBytes": 104857600,
-        "connectTimeoutSeconds": 10, "retries": 0, "verbose": True, "extraArgs": ["--foo=bar"],
-        "env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
-        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
-        "podAnnotations": {"example.com/team": "ml"}, "nodeSelector": {"pool": "cpu"},
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gateway", "effect": "NoSchedule"}],
-        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
-        "serviceAccount": {"name": "front-door", "annotations": {"example.com/role": "gw"}},
-    }}))
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "gateway": {
+                    "holdTimeoutSeconds": 1800,
+                    "maxHeldRequestsPerModel": 50,
+                    "maxBodyBytes": 104857600,
+                    "connectTimeoutSeconds": 10,
+                    "retries": 0,
+                    "verbose": True,
+                    "extraArgs": ["--foo=bar"],
+                    "env": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+                    "podAnnotations": {"example.com/team": "ml"},
+                    "nodeSelector": {"pool": "cpu"},
+                    "tolerations": [
+                        {"key": "dedicated", "operator": "Equal", "value": "gateway", "effect": "NoSchedule"}
+                    ],
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+                    "serviceAccount": {"name": "front-door", "annotations": {"example.com/role": "gw"}},
+                }
+            }
+        )
+    )
     objs = render("image.tag=dev", extra=("-f", str(values)))
     c = container(objs)
     assert c["image"].endswith(":dev")
-    assert c["args"] == ["gateway", "--listen=0.0.0.0:8080", "--hold-timeout=1800", "--max-held-per-model=50",
-                         "--max-body-bytes=104857600", "--connect-timeout=10", "--retries=0", "-v", "--foo=bar"]
+    assert c["args"] == [
+        "gateway",
+        "--listen=0.0.0.0:8080",
+        "--hold-timeout=1800",
+        "--max-held-per-model=50",
+        "--max-body-bytes=104857600",
+        "--connect-timeout=10",
+        "--retries=0",
+        "-v",
+        "--foo=bar",
+    ]
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
     assert c["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
     (dep,) = only(objs, "Deployment", "gateway")
     pod = dep["spec"]["template"]
     assert pod["metadata"]["annotations"] == {"example.com/team": "ml"}
     assert pod["spec"]["nodeSelector"] == {"pool": "cpu"}
-    assert pod["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "gateway",
-                                           "effect": "NoSchedule"}]
+    assert pod["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "gateway", "effect": "NoSchedule"}
+    ]
     assert pod["spec"]["affinity"] == {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
     assert pod["spec"]["serviceAccountName"] == "front-door"
     (sa,) = only(objs, "ServiceAccount", "gateway")
@@ -192,11 +245,15 @@ def test_cluster_scope_gateway_rbac_is_exactly_its_rules(render):
     assert rules_of(role) == GATEWAY_RULES
     assert only(objs, "Role", "gateway") == []
     (binding,) = only(objs, "ClusterRoleBinding", "gateway")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": "llm-operator-gateway"}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "llm-operator-gateway",
+    }
     # Its own ServiceAccount, not the operator's.
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "llm-operator-gateway",
-                                    "namespace": "llm-system"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "llm-operator-gateway", "namespace": "llm-system"}
+    ]
 
 
 def test_namespaced_scope_gives_the_gateway_a_role_in_each_namespace(render):
@@ -210,12 +267,15 @@ def test_namespaced_scope_gives_the_gateway_a_role_in_each_namespace(render):
     bindings = only(objs, "RoleBinding", "gateway")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["models-a", "models-b"]
     for b in bindings:
-        assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                "name": "llm-operator-gateway"}
-        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "llm-operator-gateway",
-                                  "namespace": "llm-system"}]
-    assert container(objs)["args"] == [DEFAULT_ARGS[0], DEFAULT_ARGS[1], "--namespace=models-a",
-                                       "--namespace=models-b", *DEFAULT_ARGS[2:]]
+        assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "llm-operator-gateway"}
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "llm-operator-gateway", "namespace": "llm-system"}]
+    assert container(objs)["args"] == [
+        DEFAULT_ARGS[0],
+        DEFAULT_ARGS[1],
+        "--namespace=models-a",
+        "--namespace=models-b",
+        *DEFAULT_ARGS[2:],
+    ]
 
 
 @pytest.mark.parametrize("values", [(), NAMESPACED], ids=["cluster", "namespaced"])
@@ -235,8 +295,15 @@ def test_no_gateway_rbac_without_rbac_create(render):
 
 
 def test_a_gateway_service_account_brought_by_the_user_must_be_named(helm, kube_version):
-    proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}",
-                "--set", "gateway.serviceAccount.create=false", check=False)
+    proc = helm(
+        "template",
+        "x",
+        str(CHART),
+        f"--kube-version={kube_version}",
+        "--set",
+        "gateway.serviceAccount.create=false",
+        check=False,
+    )
     assert proc.returncode != 0
     assert "gateway.serviceAccount.name must name an existing ServiceAccount" in proc.stderr, proc.stderr
 
@@ -250,29 +317,31 @@ def test_gateway_service_monitor_is_optional(render):
     assert mon["metadata"]["name"] == "llm-operator-gateway"
     assert mon["metadata"]["labels"]["release"] == "prom"
     assert mon["spec"]["selector"]["matchLabels"] == svc["spec"]["selector"]
-    assert mon["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s",
-                                         "scrapeTimeout": "10s"}]
+    assert mon["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
     # The operator's ServiceMonitor is its own switch.
     assert only(objs, "ServiceMonitor") == []
 
 
-@pytest.mark.parametrize("value, complaint", [
-    ("gateway.replica=2", "additional properties 'replica' not allowed"),
-    ("gateway.apiKeys.secret=x", "additional properties 'secret' not allowed"),
-    ("gateway.service.nodePort=30080", "additional properties 'nodePort' not allowed"),
-    ("gateway.serviceAccount.automount=false", "additional properties 'automount' not allowed"),
-    ("gateway.serviceMonitor.scrape=x", "additional properties 'scrape' not allowed"),
-    ("gateway.enabled=yes", "/gateway/enabled"),
-    ("gateway.replicas=-1", "/gateway/replicas"),
-    ("gateway.holdTimeoutSeconds=0", "/gateway/holdTimeoutSeconds"),
-    ("gateway.maxBodyBytes=8MiB", "/gateway/maxBodyBytes"),
-    ("gateway.retries=-1", "/gateway/retries"),
-    ("gateway.service.type=ExternalName", "/gateway/service/type"),
-    ("gateway.service.port=0", "/gateway/service/port"),
-    ("gateway.apiKeys.secretName=Not_A_Name", "/gateway/apiKeys/secretName"),
-    ("gateway.resources.limits.memory=lots", "/gateway/resources/limits/memory"),
-    ("gateway.tolerations[0].operator=Maybe", "/gateway/tolerations/0/operator"),
-])
+@pytest.mark.parametrize(
+    "value, complaint",
+    [
+        ("gateway.replica=2", "additional properties 'replica' not allowed"),
+        ("gateway.apiKeys.secret=x", "additional properties 'secret' not allowed"),
+        ("gateway.service.nodePort=30080", "additional properties 'nodePort' not allowed"),
+        ("gateway.serviceAccount.automount=false", "additional properties 'automount' not allowed"),
+        ("gateway.serviceMonitor.scrape=x", "additional properties 'scrape' not allowed"),
+        ("gateway.enabled=yes", "/gateway/enabled"),
+        ("gateway.replicas=-1", "/gateway/replicas"),
+        ("gateway.holdTimeoutSeconds=0", "/gateway/holdTimeoutSeconds"),
+        ("gateway.maxBodyBytes=8MiB", "/gateway/maxBodyBytes"),
+        ("gateway.retries=-1", "/gateway/retries"),
+        ("gateway.service.type=ExternalName", "/gateway/service/type"),
+        ("gateway.service.port=0", "/gateway/service/port"),
+        ("gateway.apiKeys.secretName=Not_A_Name", "/gateway/apiKeys/secretName"),
+        ("gateway.resources.limits.memory=lots", "/gateway/resources/limits/memory"),
+        ("gateway.tolerations[0].operator=Maybe", "/gateway/tolerations/0/operator"),
+    ],
+)
 def test_schema_rejects_bad_gateway_values(helm, kube_version, value, complaint):
     proc = helm("template", "x", str(CHART), f"--kube-version={kube_version}", "--set", value, check=False)
     assert proc.returncode != 0, f"--set {value} was accepted"
@@ -301,8 +370,15 @@ def test_every_gateway_value_is_in_the_schema():
 def test_the_gateway_command_line_the_chart_renders_is_the_one_the_cli_accepts(render):
     from llm_operator.cli import main as cli
 
-    c = container(render(*NAMESPACED, "gateway.apiKeys.secretName=keys", "gateway.verbose=true",
-                         "gateway.holdTimeoutSeconds=600", "gateway.retries=1"))
+    c = container(
+        render(
+            *NAMESPACED,
+            "gateway.apiKeys.secretName=keys",
+            "gateway.verbose=true",
+            "gateway.holdTimeoutSeconds=600",
+            "gateway.retries=1",
+        )
+    )
     assert c["command"] == ["llm-operator"]
     args = cli.parser().parse_args(c["args"])
     assert args.func is cli.cmd_gateway

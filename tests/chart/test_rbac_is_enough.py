@@ -26,8 +26,9 @@ def assert_no_other_operator(kubectl: Kubectl, name: str) -> None:
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         status = (kubectl.get("llmd", name) or {}).get("status") or {}
-        assert status.get("observedGeneration") == 0 and not status.get("conditions"), \
+        assert status.get("observedGeneration") == 0 and not status.get("conditions"), (
             "another operator is running against this control plane; this test must be the only one"
+        )
         time.sleep(0.2)
 
 
@@ -39,14 +40,23 @@ def serve_and_judge(cluster, kubeconfig: Path, scope: list[str], ns: str, hub, h
     example = yaml.safe_load((ROOT / "examples" / "mistral-7b.yaml").read_text())
     name = example["metadata"]["name"]
     # 140 GB of bf16 weights on one GPU: the planner refuses it.
-    too_big = {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "too-big"},
-               "spec": {"model": {"id": "test/llama-3-70b"}, "gpus": 1}}
+    too_big = {
+        "apiVersion": "llm-operator.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "too-big"},
+        "spec": {"model": {"id": "test/llama-3-70b"}, "gpus": 1},
+    }
     kubectl.apply(yaml.safe_dump_all([example, too_big]))
     assert_no_other_operator(kubectl, name)
 
     # The same Hub stand-in as the integration suite's operator; only the credentials differ.
-    op = OperatorProcess(cluster, home / "operator.log", kubeconfig=kubeconfig, scope=tuple(scope),
-                         extra_env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")})
+    op = OperatorProcess(
+        cluster,
+        home / "operator.log",
+        kubeconfig=kubeconfig,
+        scope=tuple(scope),
+        extra_env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(home / "hf")},
+    )
     op.start()
     seen: dict[str, object] = {}
 
@@ -75,11 +85,16 @@ def serve_and_judge(cluster, kubeconfig: Path, scope: list[str], ns: str, hub, h
 def test_kubeconfig_authenticates_as_the_chart_service_account(cluster):
     kubeconfig = install_operator_rbac(cluster)
     kubectl = [cluster.binary("kubectl"), f"--kubeconfig={kubeconfig}"]
-    who = subprocess.run([*kubectl, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
-                         capture_output=True, text=True, timeout=30)
+    who = subprocess.run(
+        [*kubectl, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert who.stdout == "system:serviceaccount:llm-system:llm-operator", who.stderr
-    secrets = subprocess.run([*kubectl, "get", "secrets", "-n", "llm-system"],
-                             capture_output=True, text=True, timeout=30)
+    secrets = subprocess.run(
+        [*kubectl, "get", "secrets", "-n", "llm-system"], capture_output=True, text=True, timeout=30
+    )
     assert secrets.returncode != 0 and "Forbidden" in secrets.stderr
 
 
@@ -97,8 +112,12 @@ def test_namespaced_scope_rbac_is_enough(cluster, hub, tmp_path):
     ns = f"rbac-ns-{uuid.uuid4().hex[:8]}"
     Kubectl(cluster).run("create", "namespace", ns)
     # Its own release name: the cluster-scope ClusterRole named llm-operator stays as it is.
-    kubeconfig = install_operator_rbac(cluster, namespace="llm-system-namespaced", release="namespaced",
-                                       set_values=("rbac.scope=namespaced", f"rbac.namespaces={{{ns}}}"))
+    kubeconfig = install_operator_rbac(
+        cluster,
+        namespace="llm-system-namespaced",
+        release="namespaced",
+        set_values=("rbac.scope=namespaced", f"rbac.namespaces={{{ns}}}"),
+    )
     try:
         serve_and_judge(cluster, kubeconfig, [f"--namespace={ns}"], ns, hub, tmp_path)
     finally:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from faultkit import Stopwatch, reconciled
+
 from support.cluster import container, wait_for
 from support.manifests import llmd
 
@@ -21,18 +21,48 @@ IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 
 # (what is edited, the JSON patch on the child, how to read the field back, the operator's value)
 EDITS = [
-    ("Deployment image", "deployment", [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "registry.invalid/other:1"}],
-     lambda k: container(k, "drift")["image"], IMAGE),
-    ("Deployment args", "deployment", [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--disable-custom-kernels"}],
-     lambda k: "--disable-custom-kernels" in container(k, "drift")["args"], False),
-    ("Deployment GPU limit", "deployment", [{"op": "replace", "path": "/spec/template/spec/containers/0/resources/limits/nvidia.com~1gpu", "value": "2"}],
-     lambda k: container(k, "drift")["resources"]["limits"]["nvidia.com/gpu"], "1"),
-    ("Deployment replicas", "deployment", [{"op": "replace", "path": "/spec/replicas", "value": 3}],
-     lambda k: k.get("deployment", "drift")["spec"]["replicas"], 1),
-    ("Service type", "service", [{"op": "replace", "path": "/spec/type", "value": "NodePort"}],
-     lambda k: k.get("service", "drift")["spec"]["type"], "ClusterIP"),
-    ("Service port", "service", [{"op": "replace", "path": "/spec/ports/0/port", "value": 8080}],
-     lambda k: k.get("service", "drift")["spec"]["ports"][0]["port"], 80),
+    (
+        "Deployment image",
+        "deployment",
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "registry.invalid/other:1"}],
+        lambda k: container(k, "drift")["image"],
+        IMAGE,
+    ),
+    (
+        "Deployment args",
+        "deployment",
+        [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--disable-custom-kernels"}],
+        lambda k: "--disable-custom-kernels" in container(k, "drift")["args"],
+        False,
+    ),
+    (
+        "Deployment GPU limit",
+        "deployment",
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/resources/limits/nvidia.com~1gpu", "value": "2"}],
+        lambda k: container(k, "drift")["resources"]["limits"]["nvidia.com/gpu"],
+        "1",
+    ),
+    (
+        "Deployment replicas",
+        "deployment",
+        [{"op": "replace", "path": "/spec/replicas", "value": 3}],
+        lambda k: k.get("deployment", "drift")["spec"]["replicas"],
+        1,
+    ),
+    (
+        "Service type",
+        "service",
+        [{"op": "replace", "path": "/spec/type", "value": "NodePort"}],
+        lambda k: k.get("service", "drift")["spec"]["type"],
+        "ClusterIP",
+    ),
+    (
+        "Service port",
+        "service",
+        [{"op": "replace", "path": "/spec/ports/0/port", "value": 8080}],
+        lambda k: k.get("service", "drift")["spec"]["ports"][0]["port"],
+        80,
+    ),
 ]
 
 
@@ -56,17 +86,33 @@ def test_fields_the_operator_never_sets_are_kept(kubectl):
     kubectl.apply(json.dumps(llmd("kept", gpus=1, replicas=1)))
     kubectl.run("wait", "--for=condition=Ready", "llmd/kept", "--timeout=90s")
     kubectl.run("set", "resources", "deployment", "kept", "--requests=cpu=2,memory=8Gi")
-    kubectl.run("patch", "deployment", "kept", "--type=merge",
-                "-p", '{"spec": {"template": {"metadata": {"labels": {"team": "search"}}}}}')
+    kubectl.run(
+        "patch",
+        "deployment",
+        "kept",
+        "--type=merge",
+        "-p",
+        '{"spec": {"template": {"metadata": {"labels": {"team": "search"}}}}}',
+    )
     # An owned field edited alongside is put back: the operator did look at this Deployment.
-    kubectl.run("patch", "deployment", "kept", "--type=json",
-                "-p", json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "registry.invalid/other:1"}]))
+    kubectl.run(
+        "patch",
+        "deployment",
+        "kept",
+        "--type=json",
+        "-p",
+        json.dumps(
+            [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "registry.invalid/other:1"}]
+        ),
+    )
     wait_for("the image to be put back", lambda: container(kubectl, "kept")["image"] == IMAGE, 60, 0.1)
     wait_for("the LLMDeployment to be Ready again", lambda: reconciled(kubectl.get("llmd", "kept")), 90, 0.5)
     deployment = kubectl.get("deployment", "kept")
     template = deployment["spec"]["template"]
-    print(f"\nkept: requests {template['spec']['containers'][0]['resources'].get('requests')}, "
-          f"label team={template['metadata']['labels'].get('team')}")
+    print(
+        f"\nkept: requests {template['spec']['containers'][0]['resources'].get('requests')}, "
+        f"label team={template['metadata']['labels'].get('team')}"
+    )
     assert template["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
     assert template["metadata"]["labels"]["team"] == "search"
     assert template["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"

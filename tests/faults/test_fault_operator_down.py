@@ -8,6 +8,7 @@ import os
 import signal
 
 from faultkit import Stopwatch, census, operator_restored, unreconciled
+
 from support.cluster import wait_for, wait_for_other_namespaces_to_go
 from support.manifests import llmd
 
@@ -23,7 +24,12 @@ def test_kill_9_mid_burst_of_200_then_restart_reconciles_all_once(kubectl, opera
     with operator_restored(operator):
         kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
         # The operator's own count answers faster than listing 200 objects: kill it early in the burst.
-        wait_for("the operator to have made 10 children", lambda: operator.metric("llm_operator_writes_total") >= 10, 120, 0.05)
+        wait_for(
+            "the operator to have made 10 children",
+            lambda: operator.metric("llm_operator_writes_total") >= 10,
+            120,
+            0.05,
+        )
         os.kill(operator.proc.pid, signal.SIGKILL)
         operator.proc.wait(timeout=10)
         at_kill = len(kubectl.items("deployments"))
@@ -37,14 +43,17 @@ def test_kill_9_mid_burst_of_200_then_restart_reconciles_all_once(kubectl, opera
         def all_reconciled() -> bool:
             left[:] = unreconciled(kubectl)
             return not left
+
         try:
             wait_for(f"all {BURST} to be Ready after the restart", all_reconciled, 300, 1)
         except AssertionError as err:
             raise AssertionError(f"{err}; {len(left)} unreconciled, e.g. {left[:5]}") from None
         took = clock()
     found = census(kubectl)
-    print(f"all {BURST} reconciled {took:.1f}s after the restart; children {found['count']}, "
-          f"{len(found['duplicates'])} duplicates, {len(found['orphans'])} orphans, 0 unreconciled")
+    print(
+        f"all {BURST} reconciled {took:.1f}s after the restart; children {found['count']}, "
+        f"{len(found['duplicates'])} duplicates, {len(found['orphans'])} orphans, 0 unreconciled"
+    )
     assert found["duplicates"] == [] and found["orphans"] == [], found
     assert found["count"]["deployments"] == BURST and found["count"]["services"] == BURST, found["count"]
     assert found["count"]["poddisruptionbudgets"] == 0, found["count"]
@@ -70,11 +79,14 @@ def test_deleted_while_the_operator_is_stopped_leaves_nothing_behind(kubectl, op
             now = census(kubectl)
             now["count"].update(pods=len(kubectl.items("pods")), replicasets=len(kubectl.items("replicasets")))
             return now if not any(now["count"].values()) else {}
+
         try:
             after = wait_for("the garbage collector to remove every child and pod", nothing_left, 60, 0.5)
         except AssertionError as err:
             raise AssertionError(f"{err}; left: {census(kubectl)['count']}") from None
         took = clock()
     kept = {k: v for k, v in before["count"].items() if v}
-    print(f"\nwith the operator stopped: {kept}, {replicasets} ReplicaSet(s) and {pods} pods before; "
-          f"{sum(after['count'].values())} objects left {took:.1f}s after the deletion")
+    print(
+        f"\nwith the operator stopped: {kept}, {replicasets} ReplicaSet(s) and {pods} pods before; "
+        f"{sum(after['count'].values())} objects left {took:.1f}s after the deletion"
+    )

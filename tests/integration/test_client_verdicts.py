@@ -29,8 +29,8 @@ from support.cluster import condition, pods_of, ready
 from support.manifests import CACHE_STORAGE_CLASS, CACHED_FACTS, llmd
 
 H100 = {"product": "NVIDIA-H100-80GB-HBM3"}
-NEVER_READY = {"pod-ready.stage.kwok.x-k8s.io/delay": "600s"}     # kwok leaves the pod unready this long
-QUIET = 3            # seconds the status must stay unchanged before it is judged
+NEVER_READY = {"pod-ready.stage.kwok.x-k8s.io/delay": "600s"}  # kwok leaves the pod unready this long
+QUIET = 3  # seconds the status must stay unchanged before it is judged
 
 SERVING = ("Current", "Healthy")
 BLOCKED = ("Failed", "Degraded")
@@ -39,15 +39,20 @@ WORKING = ("InProgress", "Progressing")
 
 # ---- reading the children's facts --------------------------------------------------------
 def unschedulable(pod: dict) -> bool:
-    return any(c["type"] == "PodScheduled" and c["status"] == "False" and c.get("reason") == "Unschedulable"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c["type"] == "PodScheduled" and c["status"] == "False" and c.get("reason") == "Unschedulable"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def deployment_status(kubectl, name: str) -> dict | None:
     d = kubectl.get("deployment", name)
     if d is None or (d["status"].get("observedGeneration") or 0) < d["metadata"]["generation"]:
         return None
-    return {"spec": d["spec"]["replicas"], **{k: d["status"].get(k) or 0 for k in ("replicas", "readyReplicas", "updatedReplicas")}}
+    return {
+        "spec": d["spec"]["replicas"],
+        **{k: d["status"].get(k) or 0 for k in ("replicas", "readyReplicas", "updatedReplicas")},
+    }
 
 
 def judged(kubectl, name: str, facts, what: str, timeout: float = 90) -> dict:
@@ -76,8 +81,12 @@ def apply(kubectl, manifest: dict) -> None:
 
 def serving(kubectl, name: str, **spec) -> dict:
     apply(kubectl, llmd(name, gpus=1, **spec))
-    return judged(kubectl, name, lambda: (d := deployment_status(kubectl, name))
-                  and d["readyReplicas"] == d["replicas"] == d["spec"] >= 1, "a ready replica")
+    return judged(
+        kubectl,
+        name,
+        lambda: (d := deployment_status(kubectl, name)) and d["readyReplicas"] == d["replicas"] == d["spec"] >= 1,
+        "a ready replica",
+    )
 
 
 def state_created(kubectl, volume):
@@ -95,13 +104,28 @@ def state_spec_changed(kubectl, volume):
 
 def state_downloading(kubectl, volume):
     volume("fetching-weights")
-    apply(kubectl, llmd("fetching", model={"id": CACHED_FACTS["modelId"]}, gpus=1,
-                        cache={"enabled": True, "size": "100Gi", "storageClassName": CACHE_STORAGE_CLASS,
-                               "podAnnotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "600s"}}))
+    apply(
+        kubectl,
+        llmd(
+            "fetching",
+            model={"id": CACHED_FACTS["modelId"]},
+            gpus=1,
+            cache={
+                "enabled": True,
+                "size": "100Gi",
+                "storageClassName": CACHE_STORAGE_CLASS,
+                "podAnnotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "600s"},
+            },
+        ),
+    )
 
     def job_running():
         jobs = kubectl.items("jobs", "app.kubernetes.io/instance=fetching")
-        return len(jobs) == 1 and (jobs[0].get("status") or {}).get("active") == 1 and kubectl.get("deployment", "fetching") is None
+        return (
+            len(jobs) == 1
+            and (jobs[0].get("status") or {}).get("active") == 1
+            and kubectl.get("deployment", "fetching") is None
+        )
 
     return judged(kubectl, "fetching", job_running, "the download Job running, no Deployment")
 
@@ -109,17 +133,35 @@ def state_downloading(kubectl, volume):
 def state_loading(kubectl, volume):
     """The first replica is scheduled and starting, not yet ready (TGI loading the weights)."""
     apply(kubectl, llmd("loading", gpus=1, podAnnotations=NEVER_READY))
-    return judged(kubectl, "loading", lambda: (pods := pods_of(kubectl, "loading")) and len(pods) == 1
-                  and pods[0]["spec"].get("nodeName") and not ready(pods[0]), "one scheduled pod, not ready")
+    return judged(
+        kubectl,
+        "loading",
+        lambda: (
+            (pods := pods_of(kubectl, "loading"))
+            and len(pods) == 1
+            and pods[0]["spec"].get("nodeName")
+            and not ready(pods[0])
+        ),
+        "one scheduled pod, not ready",
+    )
 
 
 def state_rolling_out(kubectl, volume):
     """A serving model whose spec changed: the new pod starts beside the old, which serves."""
     serving(kubectl, "rolling")
     apply(kubectl, llmd("rolling", gpus=2, podAnnotations=NEVER_READY))
-    return judged(kubectl, "rolling", lambda: (d := deployment_status(kubectl, "rolling"))
-                  and d["spec"] == 1 and d["replicas"] == 2 and d["updatedReplicas"] == 1 and d["readyReplicas"] == 1,
-                  "one old replica serving and one new one starting")
+    return judged(
+        kubectl,
+        "rolling",
+        lambda: (
+            (d := deployment_status(kubectl, "rolling"))
+            and d["spec"] == 1
+            and d["replicas"] == 2
+            and d["updatedReplicas"] == 1
+            and d["readyReplicas"] == 1
+        ),
+        "one old replica serving and one new one starting",
+    )
 
 
 def state_ready(kubectl, volume):
@@ -129,8 +171,17 @@ def state_ready(kubectl, volume):
 def state_scaled_to_zero(kubectl, volume):
     serving(kubectl, "idle")
     kubectl.run("scale", "llmd/idle", "--replicas=0")
-    return judged(kubectl, "idle", lambda: (d := deployment_status(kubectl, "idle")) and d["spec"] == 0
-                  and d["replicas"] == 0 and not pods_of(kubectl, "idle"), "the Deployment at 0 replicas, no pod")
+    return judged(
+        kubectl,
+        "idle",
+        lambda: (
+            (d := deployment_status(kubectl, "idle"))
+            and d["spec"] == 0
+            and d["replicas"] == 0
+            and not pods_of(kubectl, "idle")
+        ),
+        "the Deployment at 0 replicas, no pod",
+    )
 
 
 SLEEPS = {"mode": "operator", "minReplicas": 0, "maxReplicas": 2}
@@ -138,19 +189,45 @@ SLEEPS = {"mode": "operator", "minReplicas": 0, "maxReplicas": 2}
 
 def state_asleep_at_min_replicas_0(kubectl, volume):
     apply(kubectl, llmd("asleep", gpus=1, replicas=0, autoscaling=SLEEPS))
-    return judged(kubectl, "asleep", lambda: (d := deployment_status(kubectl, "asleep")) and d["spec"] == 0
-                  and d["replicas"] == 0 and not pods_of(kubectl, "asleep"), "the Deployment at 0 replicas, no pod")
+    return judged(
+        kubectl,
+        "asleep",
+        lambda: (
+            (d := deployment_status(kubectl, "asleep"))
+            and d["spec"] == 0
+            and d["replicas"] == 0
+            and not pods_of(kubectl, "asleep")
+        ),
+        "the Deployment at 0 replicas, no pod",
+    )
 
 
 def state_woken_by_a_request(kubectl, volume):
     """What the gateway does for a request to a model asleep at zero: replicas 1, its annotation."""
     apply(kubectl, llmd("woken", gpus=1, replicas=0, autoscaling=SLEEPS, podAnnotations=NEVER_READY))
     judged(kubectl, "woken", lambda: (d := deployment_status(kubectl, "woken")) and d["spec"] == 0, "asleep")
-    kubectl.run("patch", "llmd", "woken", "--subresource=scale", "--type=merge", "-p", '{"spec": {"replicas": 1}}',
-                "--field-manager=llm-operator-gateway")
+    kubectl.run(
+        "patch",
+        "llmd",
+        "woken",
+        "--subresource=scale",
+        "--type=merge",
+        "-p",
+        '{"spec": {"replicas": 1}}',
+        "--field-manager=llm-operator-gateway",
+    )
     kubectl.run("annotate", "llmd", "woken", "llm-operator.io/woken-by-request-at=2026-01-01T00:00:00Z")
-    return judged(kubectl, "woken", lambda: (pods := pods_of(kubectl, "woken")) and len(pods) == 1
-                  and pods[0]["spec"].get("nodeName") and not ready(pods[0]), "one scheduled pod, not ready")
+    return judged(
+        kubectl,
+        "woken",
+        lambda: (
+            (pods := pods_of(kubectl, "woken"))
+            and len(pods) == 1
+            and pods[0]["spec"].get("nodeName")
+            and not ready(pods[0])
+        ),
+        "one scheduled pod, not ready",
+    )
 
 
 def no_deployment(kubectl, name: str):
@@ -168,13 +245,17 @@ def state_invalid_sharding(kubectl, volume):
 
 
 def state_missing_storage_class(kubectl, volume):
-    apply(kubectl, llmd("nostorage", gpus=1, cache={"enabled": True, "storageClassName": f"absent-{kubectl.namespace}"}))
+    apply(
+        kubectl, llmd("nostorage", gpus=1, cache={"enabled": True, "storageClassName": f"absent-{kubectl.namespace}"})
+    )
     return judged(kubectl, "nostorage", no_deployment(kubectl, "nostorage"), "no Deployment")
 
 
 def never_placed(kubectl, name: str):
     """No Deployment, or one whose every pod the scheduler refused."""
-    return lambda: kubectl.get("deployment", name) is None or ((pods := pods_of(kubectl, name)) and all(map(unschedulable, pods)))
+    return lambda: (
+        kubectl.get("deployment", name) is None or ((pods := pods_of(kubectl, name)) and all(map(unschedulable, pods)))
+    )
 
 
 def state_more_gpus_than_any_node(kubectl, volume):
@@ -224,9 +305,11 @@ def row(state: str, obj: dict, verdict: dict, want: tuple[str, str]) -> str:
     reason = condition(obj, "Ready").get("reason", "-")
     ks, argo = verdict["kstatus"], verdict["argocd"]
     mark = "ok" if (ks["status"], argo["status"]) == want else f"WANT {want[0]}/{want[1]}"
-    return (f"{state:<24} {st.get('phase', '-'):<14} {reason:<22} {conds:<44} "
-            f"{ks['status']:<11} {argo['status']:<12} {mark}\n{'':<24} kstatus: {ks['message']!r}\n"
-            f"{'':<24} argocd:  {argo['message']!r}")
+    return (
+        f"{state:<24} {st.get('phase', '-'):<14} {reason:<22} {conds:<44} "
+        f"{ks['status']:<11} {argo['status']:<12} {mark}\n{'':<24} kstatus: {ks['message']!r}\n"
+        f"{'':<24} argocd:  {argo['message']!r}"
+    )
 
 
 HEADER = f"{'state':<24} {'phase':<14} {'Ready reason':<22} {'conditions':<44} {'kstatus':<11} {'argocd':<12} target"
@@ -250,24 +333,46 @@ def test_clients_read_each_state_as_intended(kubectl, volume, client_verdicts, t
     line = row(state, obj, verdict, want)
     table[state] = line
     print("\n" + HEADER + "\n" + line)
-    assert (verdict["kstatus"]["status"], verdict["argocd"]["status"]) == want, \
+    assert (verdict["kstatus"]["status"], verdict["argocd"]["status"]) == want, (
         f"kstatus and Argo CD on '{state}' should be {want[0]} / {want[1]}:\n{HEADER}\n{line}"
+    )
 
 
 # ---- the engines themselves: statuscheck runs them as the clients do -----------------------
 def test_kstatus_reads_generation_and_the_two_conditions(client_verdicts):
     """Not our objects: cli-utils' own rules, so a statuscheck that judged by itself would fail."""
-    base = {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": "m", "generation": 2}}
-    stalled = {**base, "status": {"observedGeneration": 2, "conditions": [
-        {"type": "Ready", "status": "False", "reason": "X", "message": "no"},
-        {"type": "Stalled", "status": "True", "reason": "X", "message": "cannot"}]}}
+    base = {
+        "apiVersion": "llm-operator.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "m", "generation": 2},
+    }
+    stalled = {
+        **base,
+        "status": {
+            "observedGeneration": 2,
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "X", "message": "no"},
+                {"type": "Stalled", "status": "True", "reason": "X", "message": "cannot"},
+            ],
+        },
+    }
     behind = {**base, "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "generation": 1},
-                  "spec": {"replicas": 2}, "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
-                                                      "readyReplicas": 1, "availableReplicas": 1}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "generation": 1},
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+        },
+    }
     got = [v["kstatus"] for v in client_verdicts([base, stalled, behind, deployment])]
     assert got == [
-        {"status": "Current", "message": "Resource is current"},     # no status at all: kstatus assumes current
+        {"status": "Current", "message": "Resource is current"},  # no status at all: kstatus assumes current
         {"status": "Failed", "message": "cannot"},
         {"status": "InProgress", "message": "LLMDeployment generation is 2, but latest observed generation is 1"},
         {"status": "InProgress", "message": "Available: 1/2"},
@@ -289,8 +394,10 @@ def test_argo_health_scripts_get_argo_cds_libraries_only(client_verdicts, tmp_pa
         (tmp_path / name).write_text(script)
         (verdict,) = client_verdicts([obj], health=tmp_path / name)
         got[name] = verdict["argocd"]
-    assert got["string.lua"]["status"] == "Unknown" and "attempt to index a non-table object(nil) with key 'upper'" \
-        in got["string.lua"]["message"], got["string.lua"]
+    assert (
+        got["string.lua"]["status"] == "Unknown"
+        and "attempt to index a non-table object(nil) with key 'upper'" in got["string.lua"]["message"]
+    ), got["string.lua"]
     assert got["number.lua"] == {"status": "Healthy", "message": "generation 3"}
     assert got["invalid.lua"] == {"status": "Unknown", "message": "Lua returned an invalid health status"}
     assert got["table.lua"] == {"status": "Degraded", "message": "1"}

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from localcluster import LocalCluster, pid_alive
 from support.cluster import Kubectl, wait_for
 from support.gatewayprocess import wait_gateway_authorized
-from localcluster import LocalCluster, pid_alive
 
 GPU_TOLERATION = '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'
 
@@ -52,7 +51,7 @@ def test_nodes_are_labelled_like_gpu_feature_discovery(cluster):
 
 def test_eight_gpu_pod_lands_on_the_h100_node_and_is_ready(kubectl):
     kubectl.apply(gpu_deployment("eight", 8))
-    wait_for("readyReplicas=1", lambda: (kubectl.get("deployment", "eight")["status"].get("readyReplicas") == 1), 30)
+    wait_for("readyReplicas=1", lambda: kubectl.get("deployment", "eight")["status"].get("readyReplicas") == 1, 30)
     (pod,) = kubectl.items("pods", "app=eight")
     node = kubectl.get("node", pod["spec"]["nodeName"])
     # Only the H100 nodes have 8 GPUs.
@@ -111,8 +110,15 @@ spec:
       restartPolicy: Never
       containers: [{name: c, image: registry.invalid/none}]
 """)
-    job = wait_for("Job Complete", lambda: (j := kubectl.get("job", "once")) and any(
-        c["type"] == "Complete" and c["status"] == "True" for c in j["status"].get("conditions", [])) and j, 30)
+    job = wait_for(
+        "Job Complete",
+        lambda: (
+            (j := kubectl.get("job", "once"))
+            and any(c["type"] == "Complete" and c["status"] == "True" for c in j["status"].get("conditions", []))
+            and j
+        ),
+        30,
+    )
     assert job["status"]["succeeded"] == 1
     (pod,) = kubectl.items("pods", "job-name=once")
     assert pod["status"]["phase"] == "Succeeded"
@@ -135,8 +141,14 @@ spec:
       restartPolicy: Never
       containers: [{name: c, image: registry.invalid/none}]
 """)
-    wait_for("Job Failed", lambda: (j := kubectl.get("job", "broken")) and any(
-        c["type"] == "Failed" and c["status"] == "True" for c in j["status"].get("conditions", [])), 30)
+    wait_for(
+        "Job Failed",
+        lambda: (
+            (j := kubectl.get("job", "broken"))
+            and any(c["type"] == "Failed" and c["status"] == "True" for c in j["status"].get("conditions", []))
+        ),
+        30,
+    )
     (pod,) = kubectl.items("pods", "job-name=broken")
     term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert term["exitCode"] == 3 and term["message"] == "download stalled"
@@ -150,7 +162,8 @@ def test_cluster_down_leaves_no_process(tmp_path, lws):
     plane.up()
     pids = plane.pids()
     assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} | (
-        {"lws-manager"} if lws else set())
+        {"lws-manager"} if lws else set()
+    )
     assert all(pid_alive(p) for p in pids.values())
     admin = Kubectl(plane)
     assert (admin.get("crd", "leaderworkersets.leaderworkerset.x-k8s.io") is not None) == lws
@@ -182,11 +195,12 @@ def test_the_apiserver_alone_stops_and_comes_back_with_the_same_port_certificate
             print(f"\nkube-apiserver back in {secs:.1f}s")
     after = cluster.pids()
     assert cluster.server == server and after["kube-apiserver"] != before["kube-apiserver"]
-    assert {n: p for n, p in after.items() if n != "kube-apiserver"} == \
-        {n: p for n, p in before.items() if n != "kube-apiserver"}
+    assert {n: p for n, p in after.items() if n != "kube-apiserver"} == {
+        n: p for n, p in before.items() if n != "kube-apiserver"
+    }
     # Same certificates (the old kubeconfig still works) and the same etcd (the data is there).
     assert Kubectl(cluster, "default").get("configmap", "survives-outage")["data"] == {"k": "v"}
     Kubectl(cluster, "default").run("delete", "configmap", "survives-outage")
     operator.excused.append((outage_from, operator.log_size()))
     wait_gateway_authorized(Kubectl(cluster))
-    gateway.excused.append((gateway_from, gateway.log_size()))    # the session's gateway, likewise
+    gateway.excused.append((gateway_from, gateway.log_size()))  # the session's gateway, likewise

@@ -19,16 +19,25 @@ LOOPBACK_SENTENCE = "may not be in the loopback range (127.0.0.0/8, ::1/128)"
 
 
 def pinned_pod(name: str, node: str, extra_tolerations: list[dict] = ()) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "loopback"}},
-            "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
-                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-                                     *extra_tolerations],
-                     "containers": [{"name": "c", "image": "registry.invalid/none"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "loopback"}},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                *extra_tolerations,
+            ],
+            "containers": [{"name": "c", "image": "registry.invalid/none"}],
+        },
+    }
 
 
 def pod_ip(kubectl, name: str) -> str:
-    return wait_for(f"pod {name} to get an IP",
-                    lambda: ((kubectl.get("pod", name) or {}).get("status") or {}).get("podIP"), 30)
+    return wait_for(
+        f"pod {name} to get an IP", lambda: ((kubectl.get("pod", name) or {}).get("status") or {}).get("podIP"), 30
+    )
 
 
 def test_a_pod_on_each_gpu_node_gets_an_ip_in_its_nodes_loopback_podcidr(cluster, kubectl):
@@ -57,21 +66,44 @@ def test_a_pod_on_each_gpu_node_gets_an_ip_in_its_nodes_loopback_podcidr(cluster
 def test_a_node_without_a_podcidr_gives_pods_kwoks_loopback_fallback(cluster, kubectl, namespace):
     admin = Kubectl(cluster)
     name = f"bare-{namespace}"
-    admin.apply(json.dumps({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                     "labels": {"kubernetes.io/hostname": name, "type": "kwok"}},
-        "spec": {"taints": [{"key": "test-pool", "value": namespace, "effect": "NoSchedule"}]},
-        "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-                   "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
+    admin.apply(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
+                },
+                "spec": {"taints": [{"key": "test-pool", "value": namespace, "effect": "NoSchedule"}]},
+                "status": {
+                    "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                    "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                },
+            }
+        )
+    )
     try:
-        wait_for("the node to be Ready", lambda: any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in (admin.get("node", name) or {}).get("status", {}).get("conditions", [])), 30)
+        wait_for(
+            "the node to be Ready",
+            lambda: any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (admin.get("node", name) or {}).get("status", {}).get("conditions", [])
+            ),
+            30,
+        )
         # The node lifecycle controller that would lift the apiserver's not-ready taint is off.
         admin.run("taint", "nodes", name, "node.kubernetes.io/not-ready:NoSchedule-")
-        kubectl.apply(json.dumps(pinned_pod("bare", name, [{"key": "test-pool", "operator": "Equal",
-                                                             "value": namespace, "effect": "NoSchedule"}])))
+        kubectl.apply(
+            json.dumps(
+                pinned_pod(
+                    "bare",
+                    name,
+                    [{"key": "test-pool", "operator": "Equal", "value": namespace, "effect": "NoSchedule"}],
+                )
+            )
+        )
         ip = pod_ip(kubectl, "bare")
         assert ipaddress.IPv4Address(ip) in KWOK_FALLBACK, ip
         assert require_loopback(ip) == ip
@@ -82,10 +114,14 @@ def test_a_node_without_a_podcidr_gives_pods_kwoks_loopback_fallback(cluster, ku
 def test_the_apiserver_refuses_a_pods_loopback_ip_in_an_endpointslice(kubectl):
     kubectl.apply(json.dumps(pinned_pod("served", "gpu-l4-0")))
     ip = pod_ip(kubectl, "served")
-    slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-              "metadata": {"name": "served-by-hand", "labels": {"kubernetes.io/service-name": "served"}},
-              "addressType": "IPv4", "endpoints": [{"addresses": [ip]}],
-              "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}]}
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "served-by-hand", "labels": {"kubernetes.io/service-name": "served"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip]}],
+        "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}],
+    }
     proc = kubectl.run("apply", "-f", "-", input=json.dumps(slice_), check=False)
     assert proc.returncode != 0
     assert f'endpoints[0].addresses[0]: Invalid value: "{ip}": {LOOPBACK_SENTENCE}' in proc.stderr, proc.stderr

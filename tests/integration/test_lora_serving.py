@@ -29,14 +29,44 @@ def test_two_adapters_ready_a_third_rolls_and_a_mismatch_is_not_served(kubectl):
     first_template = kubectl.get("deployment", "lora")["metadata"]["generation"]
 
     # A third (trained on the same weights under another owner) and a fourth for another model.
-    kubectl.run("patch", "llmd", "lora", "--type=merge", "-p", json.dumps({"spec": {"adapters": [
-        SUPPORT, SQL, {"name": "summary", "id": "test/summary-lora"}, {"name": "llama", "id": "test/llama-lora"}]}}))
-    wait_for("the Deployment to roll with the third adapter", lambda: arg(engine_args(kubectl.get("deployment", "lora")),
-             "--lora-adapters") == "test/support-lora@main,test/sql-lora@v1,test/summary-lora@main", 30)
+    kubectl.run(
+        "patch",
+        "llmd",
+        "lora",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "spec": {
+                    "adapters": [
+                        SUPPORT,
+                        SQL,
+                        {"name": "summary", "id": "test/summary-lora"},
+                        {"name": "llama", "id": "test/llama-lora"},
+                    ]
+                }
+            }
+        ),
+    )
+    wait_for(
+        "the Deployment to roll with the third adapter",
+        lambda: (
+            arg(engine_args(kubectl.get("deployment", "lora")), "--lora-adapters")
+            == "test/support-lora@main,test/sql-lora@v1,test/summary-lora@main"
+        ),
+        30,
+    )
     assert kubectl.get("deployment", "lora")["metadata"]["generation"] > first_template
     kubectl.run("rollout", "status", "deployment/lora", "--timeout=60s")
-    obj = wait_for("AdaptersReady=False naming both models", lambda: (o := kubectl.get("llmd", "lora"))
-                   and condition(o, "AdaptersReady").get("reason") == "BaseModelMismatch" and o, 30)
+    obj = wait_for(
+        "AdaptersReady=False naming both models",
+        lambda: (
+            (o := kubectl.get("llmd", "lora"))
+            and condition(o, "AdaptersReady").get("reason") == "BaseModelMismatch"
+            and o
+        ),
+        30,
+    )
     message = condition(obj, "AdaptersReady")["message"]
     assert "meta-llama/Llama-2-7b-hf" in message and "test/mistral-7b" in message
     llama = next(a for a in obj["status"]["adapters"] if a["name"] == "llama")

@@ -24,16 +24,27 @@ def leaderworkerset(name: str, topology: str) -> str:
         "spec": {
             "nodeSelector": {"nvidia.com/gpu.product": H100},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{"name": "engine", "image": "registry.invalid/none",
-                            "resources": {"limits": {"nvidia.com/gpu": "8"}}}],
+            "containers": [
+                {"name": "engine", "image": "registry.invalid/none", "resources": {"limits": {"nvidia.com/gpu": "8"}}}
+            ],
         },
     }
-    return json.dumps({
-        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-        "metadata": {"name": name, "annotations": {f"{LWS}/exclusive-topology": topology}},
-        "spec": {"replicas": 1, "leaderWorkerTemplate": {
-            "size": 2, "restartPolicy": "RecreateGroupOnPodRestart", "leaderTemplate": pod, "workerTemplate": pod}},
-    })
+    return json.dumps(
+        {
+            "apiVersion": "leaderworkerset.x-k8s.io/v1",
+            "kind": "LeaderWorkerSet",
+            "metadata": {"name": name, "annotations": {f"{LWS}/exclusive-topology": topology}},
+            "spec": {
+                "replicas": 1,
+                "leaderWorkerTemplate": {
+                    "size": 2,
+                    "restartPolicy": "RecreateGroupOnPodRestart",
+                    "leaderTemplate": pod,
+                    "workerTemplate": pod,
+                },
+            },
+        }
+    )
 
 
 def env_of(pod: dict) -> dict:
@@ -53,10 +64,16 @@ def test_a_group_gets_lws_labels_env_and_affinity_from_its_webhook_and_restarts_
     wait_for_other_namespaces_to_go(kubectl)  # their pods may still hold the H100s
     kubectl.apply(leaderworkerset("group", topology))
     try:
+
         def both_scheduled():
             leader, worker = kubectl.get("pod", "group-0"), kubectl.get("pod", "group-0-1")
-            return leader and worker and leader["spec"].get("nodeName") and worker["spec"].get("nodeName") \
+            return (
+                leader
+                and worker
+                and leader["spec"].get("nodeName")
+                and worker["spec"].get("nodeName")
                 and (leader, worker)
+            )
 
         leader, worker = wait_for("the leader and the worker pod to be scheduled", both_scheduled, 60)
         ns = kubectl.namespace
@@ -67,11 +84,18 @@ def test_a_group_gets_lws_labels_env_and_affinity_from_its_webhook_and_restarts_
         group_key = hashlib.sha1(f"{ns}/group-0".encode()).hexdigest()  # LWS's: sha1 of namespace/leader
         for pod, index in ((leader, "0"), (worker, "1")):
             labels = pod["metadata"]["labels"]
-            assert (labels[f"{LWS}/name"], labels[f"{LWS}/group-index"], labels[f"{LWS}/worker-index"],
-                    labels[f"{LWS}/group-key"]) == ("group", "0", index, group_key)
+            assert (
+                labels[f"{LWS}/name"],
+                labels[f"{LWS}/group-index"],
+                labels[f"{LWS}/worker-index"],
+                labels[f"{LWS}/group-key"],
+            ) == ("group", "0", index, group_key)
         for pod, index in ((leader, "0"), (worker, "1")):
-            assert env_of(pod) == {"LWS_LEADER_ADDRESS": f"group-0.group.{ns}", "LWS_GROUP_SIZE": "2",
-                                   "LWS_WORKER_INDEX": index}
+            assert env_of(pod) == {
+                "LWS_LEADER_ADDRESS": f"group-0.group.{ns}",
+                "LWS_GROUP_SIZE": "2",
+                "LWS_WORKER_INDEX": index,
+            }
         # The exclusive placement: the leader with the webhook's affinity to its own group
         # and against every other group in the domain; the workers pinned by the controller
         # to the domain the leader landed in.
@@ -79,7 +103,8 @@ def test_a_group_gets_lws_labels_env_and_affinity_from_its_webhook_and_restarts_
         (together,) = affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         assert together["topologyKey"] == topology
         assert together["labelSelector"]["matchExpressions"] == [
-            {"key": f"{LWS}/group-key", "operator": "In", "values": [group_key]}]
+            {"key": f"{LWS}/group-key", "operator": "In", "values": [group_key]}
+        ]
         (apart,) = affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         assert apart["topologyKey"] == topology
         assert worker["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": H100, topology: "p5.48xlarge"}
@@ -87,28 +112,47 @@ def test_a_group_gets_lws_labels_env_and_affinity_from_its_webhook_and_restarts_
         # 8 GPUs each: one H100 node per pod.
         assert {leader["spec"]["nodeName"], worker["spec"]["nodeName"]} == H100_NODES
 
-        wait_for("both pods Ready", lambda: ready(kubectl.get("pod", "group-0")) and ready(
-            kubectl.get("pod", "group-0-1")), 60)
-        wait_for("the LeaderWorkerSet's readyReplicas=1",
-                 lambda: (kubectl.get("leaderworkerset", "group").get("status") or {}).get("readyReplicas") == 1, 60)
+        wait_for(
+            "both pods Ready",
+            lambda: ready(kubectl.get("pod", "group-0")) and ready(kubectl.get("pod", "group-0-1")),
+            60,
+        )
+        wait_for(
+            "the LeaderWorkerSet's readyReplicas=1",
+            lambda: (kubectl.get("leaderworkerset", "group").get("status") or {}).get("readyReplicas") == 1,
+            60,
+        )
 
         # A worker goes: LWS recreates the whole group, the leader too.
         kubectl.run("delete", "pod", "group-0-1", "--wait=false")
-        wait_for("a new leader pod", lambda: (p := kubectl.get("pod", "group-0"))
-                 and p["metadata"]["uid"] != leader["metadata"]["uid"], 60)
+        wait_for(
+            "a new leader pod",
+            lambda: (p := kubectl.get("pod", "group-0")) and p["metadata"]["uid"] != leader["metadata"]["uid"],
+            60,
+        )
 
         def group_back():
             new_leader, new_worker = kubectl.get("pod", "group-0"), kubectl.get("pod", "group-0-1")
-            return ready(new_leader) and ready(new_worker) and new_worker["metadata"]["uid"] != worker["metadata"]["uid"] \
+            return (
+                ready(new_leader)
+                and ready(new_worker)
+                and new_worker["metadata"]["uid"] != worker["metadata"]["uid"]
                 and (new_leader, new_worker)
+            )
 
         new_leader, new_worker = wait_for("the recreated group Ready", group_back, 60)
         assert new_leader["metadata"]["uid"] != leader["metadata"]["uid"]
         assert {new_leader["spec"]["nodeName"], new_worker["spec"]["nodeName"]} == H100_NODES
-        wait_for("the LeaderWorkerSet's readyReplicas=1 again",
-                 lambda: (kubectl.get("leaderworkerset", "group").get("status") or {}).get("readyReplicas") == 1, 60)
-        assert any(e["reason"] == "RecreateGroup" for e in kubectl.items("events")
-                   if e["involvedObject"]["kind"] == "LeaderWorkerSet")
+        wait_for(
+            "the LeaderWorkerSet's readyReplicas=1 again",
+            lambda: (kubectl.get("leaderworkerset", "group").get("status") or {}).get("readyReplicas") == 1,
+            60,
+        )
+        assert any(
+            e["reason"] == "RecreateGroup"
+            for e in kubectl.items("events")
+            if e["involvedObject"]["kind"] == "LeaderWorkerSet"
+        )
     finally:
         delete_and_wait(kubectl)
 
@@ -119,8 +163,11 @@ def test_exclusive_topology_by_hostname_keeps_a_group_on_one_node(kubectl):
     wait_for_other_namespaces_to_go(kubectl)
     kubectl.apply(leaderworkerset("one-node", "kubernetes.io/hostname"))
     try:
-        leader = wait_for("the leader scheduled", lambda: (p := kubectl.get("pod", "one-node-0"))
-                          and p["spec"].get("nodeName") and p, 60)
+        leader = wait_for(
+            "the leader scheduled",
+            lambda: (p := kubectl.get("pod", "one-node-0")) and p["spec"].get("nodeName") and p,
+            60,
+        )
 
         def unschedulable():
             worker = kubectl.get("pod", "one-node-0-1")

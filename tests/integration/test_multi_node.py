@@ -90,8 +90,11 @@ def test_405b_on_two_nodes_is_one_group_placed_on_two_h100_nodes_and_ready_when_
     def ready_again():
         obj = kubectl.get("llmd", "llama-405b")
         pods = pods_of(kubectl, "llama-405b")
-        return (len(pods) == 2 and all(condition(p, "Ready").get("status") == "True" for p in pods)
-                and condition(obj, "Ready").get("status") == "True")
+        return (
+            len(pods) == 2
+            and all(condition(p, "Ready").get("status") == "True" for p in pods)
+            and condition(obj, "Ready").get("status") == "True"
+        )
 
     wait_for("the recreated group to be Ready", ready_again, 90)
 
@@ -142,17 +145,21 @@ def test_tgi_on_two_nodes_is_refused_at_admission_naming_vllm(kubectl):
 def plane_without_lws(tmp_path, hub):
     """A second control plane, with no LeaderWorkerSet installed, and an operator that has
     multi-node replicas on (as with the chart's lws.enabled where LWS was never installed)."""
+    from localcluster import LocalCluster, tools_dir
     from support.cluster import Kubectl, install_crd
     from support.operatorprocess import OperatorProcess
-    from localcluster import LocalCluster, tools_dir
 
     plane = LocalCluster(tmp_path / "plane", bin_dir=tools_dir(), lws=False)
     plane.up()
     op = None
     try:
         install_crd(plane)
-        op = OperatorProcess(plane, tmp_path / "operator.log", extra_args=("--leaderworkersets",),
-                             extra_env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf")})
+        op = OperatorProcess(
+            plane,
+            tmp_path / "operator.log",
+            extra_args=("--leaderworkersets",),
+            extra_env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf")},
+        )
         op.start()
         yield Kubectl(plane, "default"), op
     finally:
@@ -171,7 +178,9 @@ def test_without_the_lws_api_a_multi_node_model_says_how_to_install_it_and_the_r
     ready = condition(obj, "Ready")
     assert ready["reason"] == "LeaderWorkerSetMissing"
     assert ready["message"].startswith("LeaderWorkerSet/huge cannot be made: this cluster has no LeaderWorkerSet API")
-    assert "kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/download/" in ready["message"]
+    assert (
+        "kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/download/" in ready["message"]
+    )
     events = kubectl.items("events", "")
     assert any(e.get("reason") == "LeaderWorkerSetMissing" and e["involvedObject"]["name"] == "huge" for e in events)
     # The operator says it cannot list the kind, and goes on serving everything else.

@@ -77,7 +77,9 @@ def test_example_becomes_ready_on_matching_gpu_nodes(kubectl, path):
     assert service["spec"]["ports"][0]["name"] == "http"
     assert obj["status"]["url"] == f"http://{name}.{kubectl.namespace}.svc.cluster.local"
     printed = kubectl.run("get", "llmd", name).stdout
-    assert re.search(rf"{name}\s+{re.escape(spec['model']['id'])}\s+{engine}\s+\S+\s+{gpus}\s+\d+/\d+\s+Ready", printed), printed
+    assert re.search(
+        rf"{name}\s+{re.escape(spec['model']['id'])}\s+{engine}\s+\S+\s+{gpus}\s+\d+/\d+\s+Ready", printed
+    ), printed
 
 
 def test_more_gpus_than_any_node_has_is_stalled(kubectl):
@@ -127,9 +129,24 @@ def test_deleted_or_edited_children_are_repaired(kubectl):
     kubectl.run("wait", "--for=condition=Ready", "llmd/repair", "--timeout=60s")
     uid = kubectl.get("deployment", "repair")["metadata"]["uid"]
     kubectl.run("delete", "deployment", "repair")
-    wait_for("the Deployment to come back", lambda: (d := kubectl.get("deployment", "repair")) and d["metadata"]["uid"] != uid, 30)
-    kubectl.run("patch", "service", "repair", "--type=merge", "-p", '{"spec": {"ports": [{"name": "http", "port": 9999, "targetPort": "http"}]}}')
-    wait_for("the Service port to be put back", lambda: kubectl.get("service", "repair")["spec"]["ports"][0]["port"] == 80, 30)
+    wait_for(
+        "the Deployment to come back",
+        lambda: (d := kubectl.get("deployment", "repair")) and d["metadata"]["uid"] != uid,
+        30,
+    )
+    kubectl.run(
+        "patch",
+        "service",
+        "repair",
+        "--type=merge",
+        "-p",
+        '{"spec": {"ports": [{"name": "http", "port": 9999, "targetPort": "http"}]}}',
+    )
+    wait_for(
+        "the Service port to be put back",
+        lambda: kubectl.get("service", "repair")["spec"]["ports"][0]["port"] == 80,
+        30,
+    )
     kubectl.run("wait", "--for=condition=Ready", "llmd/repair", "--timeout=60s")
 
 
@@ -153,6 +170,8 @@ def test_scaling_down_to_one_prunes_the_disruption_budget(kubectl):
 def test_no_finalizer_so_deletion_never_waits_for_the_operator(kubectl):
     """Owner references let the garbage collector remove the children; a finalizer would
     only block deleting a model (or its namespace) while the operator is down."""
-    kubectl.apply(json.dumps(llmd("nofin", gpus=1, autoscaling={"mode": "operator", "minReplicas": 1, "maxReplicas": 2})))
+    kubectl.apply(
+        json.dumps(llmd("nofin", gpus=1, autoscaling={"mode": "operator", "minReplicas": 1, "maxReplicas": 2}))
+    )
     kubectl.run("wait", "--for=condition=Ready", "llmd/nofin", "--timeout=60s")
     assert not kubectl.get("llmd", "nofin")["metadata"].get("finalizers")

@@ -15,7 +15,7 @@ from support.manifests import llmd
 
 pytestmark = pytest.mark.usefixtures("operator")
 
-LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"     # in the shipped catalog, at revision 1605565
+LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"  # in the shipped catalog, at revision 1605565
 
 
 def gpu_limit(kubectl, name: str) -> str:
@@ -37,9 +37,11 @@ def test_a_model_the_catalog_says_does_not_fit_gets_no_deployment(kubectl):
     kubectl.apply(json.dumps(llmd("on-one-l4", model={"id": LLAMA_70B}, gpus=1, gpu={"product": "NVIDIA-L4"})))
     obj = wait_reason(kubectl, "on-one-l4", "DoesNotFit")
     assert condition(obj, "Stalled")["status"] == "True"
-    assert condition(obj, "Ready")["message"] == ("Llama-3.1-70B-Instruct at 16-bit needs 131.4 GiB of weights; 1 x L4 "
-                                                  "24GB gives 22.5 GiB: use 8 GPUs. Model facts from the catalog "
-                                                  "(revision 1605565).")
+    assert condition(obj, "Ready")["message"] == (
+        "Llama-3.1-70B-Instruct at 16-bit needs 131.4 GiB of weights; 1 x L4 "
+        "24GB gives 22.5 GiB: use 8 GPUs. Model facts from the catalog "
+        "(revision 1605565)."
+    )
     assert kubectl.get("deployment", "on-one-l4") is None
     # The refusal shows in `kubectl get` without `describe`.
     table = kubectl.run("get", "llmd", "on-one-l4").stdout
@@ -47,35 +49,57 @@ def test_a_model_the_catalog_says_does_not_fit_gets_no_deployment(kubectl):
 
 
 def test_a_pinned_revision_the_catalog_does_not_have_is_planned_and_says_so(kubectl):
-    kubectl.apply(json.dumps(llmd("llama-v2", model={"id": LLAMA_70B, "revision": "v2"}, gpu={"product": "NVIDIA-H100-80GB-HBM3"})))
+    kubectl.apply(
+        json.dumps(
+            llmd("llama-v2", model={"id": LLAMA_70B, "revision": "v2"}, gpu={"product": "NVIDIA-H100-80GB-HBM3"})
+        )
+    )
     obj = wait_reason(kubectl, "llama-v2", "Ready")
     assert obj["status"]["plan"]["source"] == "catalog" and obj["status"]["gpus"] == 2
     assert obj["status"]["plan"]["reason"].endswith(
         "Model facts from the catalog (revision 1605565). The catalog's facts are for revision 1605565, not v2 "
-        "(spec.model.revision); the plan uses them until the download Job reads the pinned revision's own.")
+        "(spec.model.revision); the plan uses them until the download Job reads the pinned revision's own."
+    )
 
 
-TINY = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 32,
-        "num_hidden_layers": 22, "num_key_value_heads": 4, "vocab_size": 32000, "max_position_embeddings": 2048,
-        "torch_dtype": "bfloat16"}
+TINY = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 22,
+    "num_key_value_heads": 4,
+    "vocab_size": 32000,
+    "max_position_embeddings": 2048,
+    "torch_dtype": "bfloat16",
+}
 
 
 def test_a_catalog_file_adds_models_and_a_bad_entry_is_reported_once_by_name_and_field(operator, kubectl, tmp_path):
     # What the chart's ConfigMap holds (catalog.extraModels), one entry edited to a wrong type.
     models = tmp_path / "models.yaml"
-    models.write_text(yaml.safe_dump([
-        {"id": "acme/tiny-llama", "revision": "main", "parameterCount": 1_100_048_384, "config": TINY},
-        {"id": "acme/broken", "config": {**TINY, "num_hidden_layers": "22 layers"}},
-    ]))
-    problem = (f"Catalog {models}, entry 2 (acme/broken): config.num_hidden_layers must be an integer, "
-               "got '22 layers'; the entry is left out.")
+    models.write_text(
+        yaml.safe_dump(
+            [
+                {"id": "acme/tiny-llama", "revision": "main", "parameterCount": 1_100_048_384, "config": TINY},
+                {"id": "acme/broken", "config": {**TINY, "num_hidden_layers": "22 layers"}},
+            ]
+        )
+    )
+    problem = (
+        f"Catalog {models}, entry 2 (acme/broken): config.num_hidden_layers must be an integer, "
+        "got '22 layers'; the entry is left out."
+    )
     started_at = operator.log_size()
     operator.stop()
     operator.extra_args = (*operator.extra_args, f"--catalog-file={models}")
     try:
         operator.start()
-        kubectl.apply(yaml.safe_dump_all([llmd("tiny", model={"id": "acme/tiny-llama"}),
-                                          llmd("broken", model={"id": "acme/broken"}, gpus=1)]))
+        kubectl.apply(
+            yaml.safe_dump_all(
+                [llmd("tiny", model={"id": "acme/tiny-llama"}), llmd("broken", model={"id": "acme/broken"}, gpus=1)]
+            )
+        )
         tiny = wait_reason(kubectl, "tiny", "Ready")
         assert (tiny["status"]["plan"]["source"], tiny["status"]["gpus"]) == ("catalog", 1)
         assert tiny["status"]["modelFacts"]["parameterCount"] == 1_100_048_384

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.usefixtures("operator")
 
 
 def test_a_model_that_cannot_fit_gets_no_deployment_and_says_why(kubectl):
-    kubectl.apply(json.dumps(llmd("too-big", model={"id": "test/llama-3-70b"}, gpus=1,
-                                  gpu={"product": "NVIDIA-H100-80GB-HBM3"})))
+    kubectl.apply(
+        json.dumps(llmd("too-big", model={"id": "test/llama-3-70b"}, gpus=1, gpu={"product": "NVIDIA-H100-80GB-HBM3"}))
+    )
     obj = wait_reason(kubectl, "too-big", "DoesNotFit")
     ready = condition(obj, "Ready")
     assert ready["status"] == "False"
@@ -27,7 +28,9 @@ def test_a_model_that_cannot_fit_gets_no_deployment_and_says_why(kubectl):
 
 
 def test_gpus_left_out_gets_the_planned_count(kubectl):
-    kubectl.apply(json.dumps(llmd("planned", model={"id": "test/llama-3-70b"}, gpu={"product": "NVIDIA-H100-80GB-HBM3"})))
+    kubectl.apply(
+        json.dumps(llmd("planned", model={"id": "test/llama-3-70b"}, gpu={"product": "NVIDIA-H100-80GB-HBM3"}))
+    )
     kubectl.run("wait", "--for=condition=Ready", "llmd/planned", "--timeout=60s")
     obj = kubectl.get("llmd", "planned")
     assert obj["status"]["gpus"] == 2
@@ -63,8 +66,11 @@ def test_without_facts_the_plan_is_unknown_and_the_users_gpus_are_used(kubectl):
 
 
 def warning_events(kubectl, name: str, reason: str) -> list[dict]:
-    return [e for e in kubectl.items("events") if e["involvedObject"]["name"] == name and e["reason"] == reason
-            and e["type"] == "Warning"]
+    return [
+        e
+        for e in kubectl.items("events")
+        if e["involvedObject"]["name"] == name and e["reason"] == reason and e["type"] == "Warning"
+    ]
 
 
 def test_a_dtype_with_an_awq_checkpoint_is_stalled_with_a_sentence_not_a_crashing_pod(kubectl):
@@ -73,7 +79,8 @@ def test_a_dtype_with_an_awq_checkpoint_is_stalled_with_a_sentence_not_a_crashin
     obj = wait_reason(kubectl, "awq-dtype", "EngineWouldRefuse")
     assert condition(obj, "Ready")["message"] == (
         "TGI would refuse to start with this spec: spec.dtype cannot be set: the checkpoint is awq-quantized "
-        "(quantization_config in its config.json), and TGI refuses a dtype with awq; leave spec.dtype unset (auto).")
+        "(quantization_config in its config.json), and TGI refuses a dtype with awq; leave spec.dtype unset (auto)."
+    )
     assert condition(obj, "Stalled")["status"] == "True" and obj["status"]["phase"] == "Failed"
     assert kubectl.get("deployment", "awq-dtype") is None
     wait_for("a Warning Event", lambda: warning_events(kubectl, "awq-dtype", "EngineWouldRefuse"), 30)
@@ -90,31 +97,54 @@ def test_an_exl2_checkpoint_on_two_gpus_gets_no_deployment(kubectl):
 
 
 def test_input_tokens_alone_at_the_models_context_are_stalled(kubectl):
-    kubectl.apply(json.dumps(llmd("whole-context", model={"id": "test/mistral-7b"}, gpus=1,
-                                  limits={"maxInputTokens": 32768})))
+    kubectl.apply(
+        json.dumps(llmd("whole-context", model={"id": "test/mistral-7b"}, gpus=1, limits={"maxInputTokens": 32768}))
+    )
     obj = wait_reason(kubectl, "whole-context", "EngineWouldRefuse")
-    assert ("spec.limits.maxInputTokens (32768) must be less than the model's context of 32768 tokens"
-            in condition(obj, "Ready")["message"])
+    assert (
+        "spec.limits.maxInputTokens (32768) must be less than the model's context of 32768 tokens"
+        in condition(obj, "Ready")["message"]
+    )
     assert kubectl.get("deployment", "whole-context") is None
 
 
 def test_an_engine_arg_below_a_limit_is_stalled(kubectl):
-    kubectl.apply(json.dumps(llmd("small-batch", model={"id": "test/mistral-7b"}, gpus=1, limits={"maxTotalTokens": 8192},
-                                  engine={"args": ["--max-batch-total-tokens", "4096"]})))
+    kubectl.apply(
+        json.dumps(
+            llmd(
+                "small-batch",
+                model={"id": "test/mistral-7b"},
+                gpus=1,
+                limits={"maxTotalTokens": 8192},
+                engine={"args": ["--max-batch-total-tokens", "4096"]},
+            )
+        )
+    )
     obj = wait_reason(kubectl, "small-batch", "EngineWouldRefuse")
     assert condition(obj, "Ready")["message"] == (
         "TGI would refuse to start with this spec: --max-batch-total-tokens in spec.engine.args (4096) must be at "
-        "least spec.limits.maxTotalTokens (8192): one request may use the whole total.")
+        "least spec.limits.maxTotalTokens (8192): one request may use the whole total."
+    )
     assert kubectl.get("deployment", "small-batch") is None
 
 
 def test_an_engine_arg_below_the_specs_total_is_stalled_even_without_facts(kubectl):
     # The launcher refuses max_total_tokens > max_batch_total_tokens (launcher/src/main.rs).
-    kubectl.apply(json.dumps(llmd("small-batch", model={"id": "test/not-on-the-hub"}, gpus=1,
-                                  limits={"maxTotalTokens": 8192},
-                                  engine={"args": ["--max-batch-total-tokens", "4096"]})))
+    kubectl.apply(
+        json.dumps(
+            llmd(
+                "small-batch",
+                model={"id": "test/not-on-the-hub"},
+                gpus=1,
+                limits={"maxTotalTokens": 8192},
+                engine={"args": ["--max-batch-total-tokens", "4096"]},
+            )
+        )
+    )
     obj = wait_reason(kubectl, "small-batch", "EngineWouldRefuse")
-    assert ("--max-batch-total-tokens in spec.engine.args (4096) must be at least spec.limits.maxTotalTokens (8192)"
-            in condition(obj, "Ready")["message"])
+    assert (
+        "--max-batch-total-tokens in spec.engine.args (4096) must be at least spec.limits.maxTotalTokens (8192)"
+        in condition(obj, "Ready")["message"]
+    )
     assert condition(obj, "Stalled")["status"] == "True"
     assert kubectl.get("deployment", "small-batch") is None

@@ -32,40 +32,68 @@ def container_state(reason: str, message: str = "", restarts: int = 0, last: dic
 
 def stalled_with(kubectl, name: str, reason: str, timeout: float = 40) -> dict:
     """The LLMDeployment once it is Stalled for `reason`, for its latest generation."""
+
     def check():
         obj = kubectl.get("llmd", name)
         st = (obj or {}).get("status") or {}
-        return obj if (condition(obj, "Stalled").get("reason") == reason and condition(obj, "Stalled")["status"] == "True"
-                       and st.get("observedGeneration") == obj["metadata"]["generation"]) else None
+        return (
+            obj
+            if (
+                condition(obj, "Stalled").get("reason") == reason
+                and condition(obj, "Stalled")["status"] == "True"
+                and st.get("observedGeneration") == obj["metadata"]["generation"]
+            )
+            else None
+        )
 
     return wait_for(f"{name} Stalled with reason {reason}", check, timeout)
 
 
 def warnings(kubectl, name: str) -> list[tuple[str, str]]:
-    return [(e["reason"], e["message"]) for e in kubectl.items("events")
-            if e["involvedObject"]["name"] == name and e["type"] == "Warning"]
+    return [
+        (e["reason"], e["message"])
+        for e in kubectl.items("events")
+        if e["involvedObject"]["name"] == name and e["type"] == "Warning"
+    ]
 
 
 def test_a_missing_secret_is_named(kubectl):
     """spec.model.tokenSecretRef names a Secret that does not exist. kwok does not read
     Secrets (the pod would turn ready), so the kubelet's CreateContainerConfigError is
     driven by annotation, with the message a kubelet writes."""
-    spec = dict(model={"id": "org/model", "tokenSecretRef": {"name": "missing-secret", "key": "token"}}, gpus=1,
-                podAnnotations=container_state("CreateContainerConfigError", 'secret "missing-secret" not found'))
+    spec = dict(
+        model={"id": "org/model", "tokenSecretRef": {"name": "missing-secret", "key": "token"}},
+        gpus=1,
+        podAnnotations=container_state("CreateContainerConfigError", 'secret "missing-secret" not found'),
+    )
     kubectl.apply(json.dumps(llmd("nosecret", **spec)))
     obj = stalled_with(kubectl, "nosecret", "CreateContainerConfigError")
     ready = condition(obj, "Ready")
     assert ready["status"] == "False" and ready["reason"] == "CreateContainerConfigError"
     assert "Secret missing-secret does not exist in this namespace" in ready["message"]
     assert obj["status"]["phase"] == "Failed" and condition(obj, "Reconciling")["status"] == "False"
-    wait_for("a Warning Event naming the Secret", lambda: any(
-        r == "CreateContainerConfigError" and "missing-secret" in m for r, m in warnings(kubectl, "nosecret")), 20)
+    wait_for(
+        "a Warning Event naming the Secret",
+        lambda: any(
+            r == "CreateContainerConfigError" and "missing-secret" in m for r, m in warnings(kubectl, "nosecret")
+        ),
+        20,
+    )
 
 
 def test_a_crash_loop_says_the_restarts_and_the_last_exit(kubectl):
     last = {"reason": "Error", "exit-code": 1, "message": "torch.cuda.OutOfMemoryError: CUDA out of memory"}
-    kubectl.apply(json.dumps(llmd("crashing", gpus=1, podAnnotations=container_state(
-        "CrashLoopBackOff", "back-off 5m0s restarting failed container=engine", restarts=6, last=last))))
+    kubectl.apply(
+        json.dumps(
+            llmd(
+                "crashing",
+                gpus=1,
+                podAnnotations=container_state(
+                    "CrashLoopBackOff", "back-off 5m0s restarting failed container=engine", restarts=6, last=last
+                ),
+            )
+        )
+    )
     obj = stalled_with(kubectl, "crashing", "CrashLoopBackOff")
     message = condition(obj, "Ready")["message"]
     assert "keeps crashing (CrashLoopBackOff, 6 restart(s))" in message
@@ -73,18 +101,38 @@ def test_a_crash_loop_says_the_restarts_and_the_last_exit(kubectl):
 
 
 def test_out_of_memory_names_the_memory_limit(kubectl):
-    kubectl.apply(json.dumps(llmd("oom", gpus=1, engine={"resources": {"limits": {"memory": "48Gi"}}},
-                                  podAnnotations=container_state("CrashLoopBackOff", "back-off 40s", restarts=2,
-                                                                 last={"reason": "OOMKilled", "exit-code": 137}))))
+    kubectl.apply(
+        json.dumps(
+            llmd(
+                "oom",
+                gpus=1,
+                engine={"resources": {"limits": {"memory": "48Gi"}}},
+                podAnnotations=container_state(
+                    "CrashLoopBackOff", "back-off 40s", restarts=2, last={"reason": "OOMKilled", "exit-code": 137}
+                ),
+            )
+        )
+    )
     obj = stalled_with(kubectl, "oom", "OOMKilled")
     message = condition(obj, "Ready")["message"]
-    assert "ran out of memory and was killed (OOMKilled, exit code 137; 2 restart(s)) with its memory limit of 48Gi" in message
+    assert (
+        "ran out of memory and was killed (OOMKilled, exit code 137; 2 restart(s)) with its memory limit of 48Gi"
+        in message
+    )
 
 
 def test_an_image_that_cannot_be_pulled_is_named(kubectl):
     image = "registry.invalid/tgi:nope"
-    kubectl.apply(json.dumps(llmd("nopull", gpus=1, engine={"image": image}, podAnnotations=container_state(
-        "ImagePullBackOff", f'Back-off pulling image "{image}"'))))
+    kubectl.apply(
+        json.dumps(
+            llmd(
+                "nopull",
+                gpus=1,
+                engine={"image": image},
+                podAnnotations=container_state("ImagePullBackOff", f'Back-off pulling image "{image}"'),
+            )
+        )
+    )
     obj = stalled_with(kubectl, "nopull", "ImagePullBackOff")
     assert f"cannot pull image {image} (ImagePullBackOff)" in condition(obj, "Ready")["message"]
 
@@ -93,11 +141,16 @@ def test_a_model_the_hub_does_not_have_deploys_nothing(kubectl):
     kubectl.apply(json.dumps(llmd("nomodel", model={"id": "test/no-such-model"}, gpus=1)))
     obj = stalled_with(kubectl, "nomodel", "ModelNotFound")
     ready = condition(obj, "Ready")
-    assert ready["reason"] == "ModelNotFound" and "test/no-such-model was not found on the Hugging Face Hub" in ready["message"]
+    assert (
+        ready["reason"] == "ModelNotFound"
+        and "test/no-such-model was not found on the Hugging Face Hub" in ready["message"]
+    )
     assert "Nothing is deployed for test/no-such-model@main" in ready["message"]
     # Status is written after the decision's writes: had a Deployment been made, it would be here.
     assert kubectl.get("deployment", "nomodel") is None
-    wait_for("a Warning Event ModelNotFound", lambda: any(r == "ModelNotFound" for r, _ in warnings(kubectl, "nomodel")), 20)
+    wait_for(
+        "a Warning Event ModelNotFound", lambda: any(r == "ModelNotFound" for r, _ in warnings(kubectl, "nomodel")), 20
+    )
 
 
 def test_a_revision_the_hub_does_not_have_deploys_nothing(kubectl):

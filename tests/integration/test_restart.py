@@ -25,7 +25,11 @@ def test_restart_causes_zero_writes_to_children(cluster, operator, kubectl):
     operator.stop()
     operator.start()
     # Every existing LLMDeployment is resumed (reconciled) once the operator is back.
-    wait_for("the restarted operator to reconcile all five", lambda: operator.metric("llm_operator_reconciles_total") >= len(names), 30)
+    wait_for(
+        "the restarted operator to reconcile all five",
+        lambda: operator.metric("llm_operator_reconciles_total") >= len(names),
+        30,
+    )
     after_versions = settled(kubectl, watched)
     after = apiserver_writes(cluster, CHILD_RESOURCES | {"llmdeployments"})
 

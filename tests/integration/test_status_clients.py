@@ -19,6 +19,7 @@ def reason_is(kubectl, name: str, reason: str):
         ready = condition(obj, "Ready")
         current = obj and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
         return obj if current and ready.get("reason") == reason else None
+
     return check
 
 
@@ -58,24 +59,37 @@ status:
   capacity: {{cpu: "48", memory: 192Gi, pods: "110", nvidia.com/gpu: "2"}}
   allocatable: {{cpu: "47", memory: 180Gi, pods: "110", nvidia.com/gpu: "2"}}
 """)
-    wait_for("the node to be Ready", lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
-                                                   admin.get("node", name)["status"].get("conditions", [])), 30)
+    wait_for(
+        "the node to be Ready",
+        lambda: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in admin.get("node", name)["status"].get("conditions", [])
+        ),
+        30,
+    )
     # The apiserver taints a new node not-ready; the node lifecycle controller that would lift it
     # is off on the local plane (as for the cluster's own nodes, hack/localcluster.py).
     admin.run("taint", "nodes", name, "node.kubernetes.io/not-ready:NoSchedule-")
-    yield {"nodeSelector": {"test-pool": namespace},
-           "tolerations": [{"key": "test-pool", "operator": "Equal", "value": namespace, "effect": "NoSchedule"}]}
+    yield {
+        "nodeSelector": {"test-pool": namespace},
+        "tolerations": [{"key": "test-pool", "operator": "Equal", "value": namespace, "effect": "NoSchedule"}],
+    }
     admin.run("delete", "node", name, "--wait=false", check=False)
 
 
 def test_a_temporary_shortage_of_gpus_is_reconciling_not_stalled(kubectl, small_node):
     """Three replicas of one GPU each on a node with two: two serve, one waits."""
     kubectl.apply(json.dumps(llmd("short", gpus=1, replicas=3, scheduling=small_node)))
-    obj = wait_for("Ready=False reason WaitingForGPUs with 2 serving", lambda: (o := reason_is(kubectl, "short", "WaitingForGPUs")())
-                   and o["status"].get("readyReplicas") == 2 and o, 60)
+    obj = wait_for(
+        "Ready=False reason WaitingForGPUs with 2 serving",
+        lambda: (o := reason_is(kubectl, "short", "WaitingForGPUs")()) and o["status"].get("readyReplicas") == 2 and o,
+        60,
+    )
     ready = condition(obj, "Ready")
     assert ready["status"] == "False"
-    assert ready["message"].startswith("2 of 3 replicas serve; 1 wait for GPUs that no node has free now"), ready["message"]
+    assert ready["message"].startswith("2 of 3 replicas serve; 1 wait for GPUs that no node has free now"), ready[
+        "message"
+    ]
     assert "Insufficient nvidia.com/gpu" in ready["message"]
     assert condition(obj, "Reconciling")["status"] == "True" and condition(obj, "Stalled")["status"] == "False"
     assert obj["status"]["phase"] == "Unschedulable"

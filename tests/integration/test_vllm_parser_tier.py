@@ -17,16 +17,18 @@ from support.paths import ROOT
 @pytest.fixture(scope="module")
 def parser_home() -> str:
     """Only the tests need vLLM's parser: set up here, not with the demo's tools."""
-    proc = subprocess.run(["bash", str(ROOT / "hack" / "vllm_parser" / "ensure.sh")], capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "vllm_parser" / "ensure.sh")], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
 
 def run(parser_home: str, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "VLLM_PARSER_HOME": parser_home}
-    return subprocess.run([sys.executable, *argv], input=stdin, capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, *argv], input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
 
 
 def test_vllms_parser_takes_every_argv_the_operator_renders(parser_home):
@@ -37,8 +39,11 @@ def test_vllms_parser_takes_every_argv_the_operator_renders(parser_home):
 
 
 def test_vllms_parser_refuses_what_it_should_so_the_tier_can_fail(parser_home):
-    argvs = [["Qwen/Qwen3-8B", "--tensor-parallel-size", "2"], ["Qwen/Qwen3-8B", "--no-such-flag"],
-             ["Qwen/Qwen3-8B", "--dtype", "float8"]]
+    argvs = [
+        ["Qwen/Qwen3-8B", "--tensor-parallel-size", "2"],
+        ["Qwen/Qwen3-8B", "--no-such-flag"],
+        ["Qwen/Qwen3-8B", "--dtype", "float8"],
+    ]
     proc = run(parser_home, "hack/vllm_parser/check_argv.py", stdin=json.dumps(argvs))
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 1

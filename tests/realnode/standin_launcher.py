@@ -59,12 +59,17 @@ def main() -> None:
         if not found:
             fail(2, f"engine stand-in: no snapshot of {args.model_id} under {snapshots}")
         writable = os.access(home, os.W_OK)
-        print(f"weights found: {snapshots} holds {', '.join(found)}; {home} is "
-              f"{'writable' if writable else 'read-only'}", flush=True)
+        print(
+            f"weights found: {snapshots} holds {', '.join(found)}; {home} is {'writable' if writable else 'read-only'}",
+            flush=True,
+        )
 
     argv = ["--host", args.hostname, "--port", str(args.port), "--model-id", args.model_id, "--in-container"]
-    for flag, value in (("--max-input-tokens", args.max_input_tokens), ("--max-total-tokens", args.max_total_tokens),
-                        ("--max-concurrent-requests", args.max_concurrent_requests)):
+    for flag, value in (
+        ("--max-input-tokens", args.max_input_tokens),
+        ("--max-total-tokens", args.max_total_tokens),
+        ("--max-concurrent-requests", args.max_concurrent_requests),
+    ):
         if value is not None:
             argv += [flag, str(value)]
     for entry in filter(None, args.lora_adapters.split(",")):

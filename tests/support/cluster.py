@@ -42,8 +42,9 @@ class Kubectl:
         self.cluster = cluster
         self.namespace = namespace
 
-    def run(self, *args: str, input: str | None = None, check: bool = True, as_user: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, as_user: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         cmd = [self.cluster.binary("kubectl"), f"--kubeconfig={self.cluster.kubeconfig}"]
         if self.namespace:
             cmd.append(f"--namespace={self.namespace}")
@@ -99,11 +100,20 @@ def wait_for_other_namespaces_to_go(kubectl, timeout: float = 120) -> None:
 
     def others_gone() -> bool:
         left.clear()
-        left.update({n["metadata"]["name"]: [c.get("message") for c in (n.get("status") or {}).get("conditions") or []
-                                             if c.get("status") == "True"] or (n.get("status") or {}).get("phase")
-                     for n in kubectl.items("namespaces")
-                     if n["metadata"]["name"].startswith("t-") and n["metadata"]["name"] != kubectl.namespace})
+        left.update(
+            {
+                n["metadata"]["name"]: [
+                    c.get("message")
+                    for c in (n.get("status") or {}).get("conditions") or []
+                    if c.get("status") == "True"
+                ]
+                or (n.get("status") or {}).get("phase")
+                for n in kubectl.items("namespaces")
+                if n["metadata"]["name"].startswith("t-") and n["metadata"]["name"] != kubectl.namespace
+            }
+        )
         return not left
+
     try:
         wait_for("other test namespaces to be gone", others_gone, timeout, interval=0.5)
     except AssertionError as err:
@@ -124,11 +134,23 @@ volumeBindingMode: Immediate
 def bound_volume(cluster, namespace: str, claim: str, storage_class: str, name: str | None = None) -> None:
     """A PersistentVolume of `storage_class` bound ahead to the claim the operator will make."""
     name = name or f"{namespace}-{claim}"
-    Kubectl(cluster).apply(json.dumps({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-        "spec": {"capacity": {"storage": "500Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": storage_class,
-                 "persistentVolumeReclaimPolicy": "Delete", "claimRef": {"namespace": namespace, "name": claim},
-                 "hostPath": {"path": f"/tmp/{name}"}}}))
+    Kubectl(cluster).apply(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": "500Gi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": storage_class,
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "claimRef": {"namespace": namespace, "name": claim},
+                    "hostPath": {"path": f"/tmp/{name}"},
+                },
+            }
+        )
+    )
 
 
 def install_crd(cluster) -> None:
@@ -137,9 +159,11 @@ def install_crd(cluster) -> None:
     ("accessor error: <nil> ...") instead of waiting."""
     kubectl = Kubectl(cluster)
     kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds" / "llmdeployments.yaml"))
-    wait_for("the LLMDeployment CRD to be Established",
-             lambda: condition(kubectl.get("crd", "llmdeployments.llm-operator.io"), "Established").get("status") == "True",
-             30)
+    wait_for(
+        "the LLMDeployment CRD to be Established",
+        lambda: condition(kubectl.get("crd", "llmdeployments.llm-operator.io"), "Established").get("status") == "True",
+        30,
+    )
 
 
 def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[str, str, str], float]:
@@ -149,7 +173,7 @@ def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[s
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
-        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.rindex("}")].split(","))
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1 : line.rindex("}")].split(","))
         labels = {k: v.strip('"') for k, v in labels.items()}
         if labels.get("resource") in resources and labels.get("verb") in ("POST", "PUT", "PATCH", "APPLY", "DELETE"):
             key = (labels["resource"], labels.get("subresource", ""), labels["verb"])
@@ -160,8 +184,14 @@ def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[s
 # ---- reading what the operator made ----------------------------------------------------------
 
 # The kinds of an LLMDeployment's children (labelled app.kubernetes.io/instance=<its name>).
-CHILD_KINDS = ("deployments", "services", "poddisruptionbudgets", "jobs", "persistentvolumeclaims",
-               "horizontalpodautoscalers")
+CHILD_KINDS = (
+    "deployments",
+    "services",
+    "poddisruptionbudgets",
+    "jobs",
+    "persistentvolumeclaims",
+    "horizontalpodautoscalers",
+)
 
 
 def children(kubectl, name: str) -> dict[str, list[str]]:
@@ -176,8 +206,11 @@ def children(kubectl, name: str) -> dict[str, list[str]]:
 
 def wait_reason(kubectl, name: str, reason: str, timeout: float = 30) -> dict:
     """LLMDeployment `name` once its Ready condition gives `reason`."""
-    return wait_for(f"llmd/{name} Ready reason {reason}", lambda: (o := kubectl.get("llmd", name))
-                    and condition(o, "Ready").get("reason") == reason and o, timeout)
+    return wait_for(
+        f"llmd/{name} Ready reason {reason}",
+        lambda: (o := kubectl.get("llmd", name)) and condition(o, "Ready").get("reason") == reason and o,
+        timeout,
+    )
 
 
 def events(kubectl, name: str, reason: str) -> list[dict]:
@@ -187,7 +220,9 @@ def events(kubectl, name: str, reason: str) -> list[dict]:
 
 def pods_of(kubectl, name: str) -> list[dict]:
     """An LLMDeployment's pods, but those being deleted."""
-    return [p for p in kubectl.items("pods", f"llm-operator.io/name={name}") if not p["metadata"].get("deletionTimestamp")]
+    return [
+        p for p in kubectl.items("pods", f"llm-operator.io/name={name}") if not p["metadata"].get("deletionTimestamp")
+    ]
 
 
 def ready(pod: dict | None) -> bool:

@@ -28,23 +28,22 @@ NAME_LABEL = "llm-operator.io/name"
 
 
 class EngineFarm:
-    def __init__(self, kubeconfig: str, namespace: str, options: dict[str, dict] | None = None,
-                 interval: float = 0.1):
+    def __init__(self, kubeconfig: str, namespace: str, options: dict[str, dict] | None = None, interval: float = 0.1):
         """options: LLMDeployment name -> FakeEngine keyword arguments for its pods."""
         self.namespace = namespace
         self.options = options or {}
         self.interval = interval
         api_client = config.new_client_from_config(config_file=str(kubeconfig))
         self.core = client.CoreV1Api(api_client)
-        self.engines: dict[str, FakeEngine] = {}        # pod uid -> engine
-        self.pods: dict[str, dict] = {}                 # pod uid -> pod (as last seen)
-        self.opened: set[str] = set()                   # pod uids whose gate the farm opened
+        self.engines: dict[str, FakeEngine] = {}  # pod uid -> engine
+        self.pods: dict[str, dict] = {}  # pod uid -> pod (as last seen)
+        self.opened: set[str] = set()  # pod uids whose gate the farm opened
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="engine-farm", daemon=True)
 
-    def __enter__(self) -> "EngineFarm":
+    def __enter__(self) -> EngineFarm:
         self._thread.start()
         return self
 
@@ -61,8 +60,11 @@ class EngineFarm:
 
     def engines_of(self, model: str) -> list[FakeEngine]:
         with self._lock:
-            return [e for uid, e in self.engines.items()
-                    if (self.pods[uid]["metadata"].get("labels") or {}).get(NAME_LABEL) == model]
+            return [
+                e
+                for uid, e in self.engines.items()
+                if (self.pods[uid]["metadata"].get("labels") or {}).get(NAME_LABEL) == model
+            ]
 
     def kill(self, engine: FakeEngine) -> None:
         """The engine dies: its listener closes and open connections are cut (its pod stays Ready
@@ -74,7 +76,7 @@ class EngineFarm:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception as err:   # noqa: BLE001: kept for the test to see, the loop goes on
+            except Exception as err:  # noqa: BLE001: kept for the test to see, the loop goes on
                 self.errors.append(repr(err))
             self._stop.wait(self.interval)
 
@@ -104,12 +106,13 @@ class EngineFarm:
                 with urllib.request.urlopen(url, timeout=5) as resp:
                     assert resp.status == 200
             if uid not in self.opened and (meta.get("annotations") or {}).get(GATE_ANNOTATION) == "closed":
-                self.core.patch_namespaced_pod(meta["name"], self.namespace,
-                                               {"metadata": {"annotations": {GATE_ANNOTATION: "open"}}})
+                self.core.patch_namespaced_pod(
+                    meta["name"], self.namespace, {"metadata": {"annotations": {GATE_ANNOTATION: "open"}}}
+                )
                 self.opened.add(uid)
         with self._lock:
             for uid in [u for u in self.engines if u not in seen]:
-                self.engines.pop(uid).stop()     # the pod is gone: free its address
+                self.engines.pop(uid).stop()  # the pod is gone: free its address
                 self.opened.discard(uid)
 
 
@@ -128,8 +131,10 @@ def wait_ready_engines(farm: EngineFarm, model: str, count: int, timeout: float 
         if len(engines) >= count:
             return engines
         time.sleep(0.1)
-    raise AssertionError(f"{model}: {len(farm.engines_of(model))} fake engines of {count} after {timeout} s; "
-                         f"farm errors: {farm.errors[-3:]}")
+    raise AssertionError(
+        f"{model}: {len(farm.engines_of(model))} fake engines of {count} after {timeout} s; "
+        f"farm errors: {farm.errors[-3:]}"
+    )
 
 
 __all__ = ["EngineFarm", "GATED", "GATE_ANNOTATION", "require_loopback", "wait_ready_engines"]

@@ -60,8 +60,14 @@ from aiohttp import web
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 TGI_VERSION = "3.3.7"
 # vLLM's error "type" for each status it answers with (vllm/entrypoints/openai/protocol.py ErrorResponse).
-VLLM_ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 422: "BadRequestError",
-                    429: "TooManyRequestsError", 500: "InternalServerError", 503: "ServiceUnavailableError"}
+VLLM_ERROR_TYPES = {
+    400: "BadRequestError",
+    404: "NotFoundError",
+    422: "BadRequestError",
+    429: "TooManyRequestsError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 DONE = b"data: [DONE]\n\n"
 
@@ -110,7 +116,7 @@ class PrefixCache:
         # The adapter is part of the root: an adapter's KV cache is not the base model's.
         h, out, b = hash(("root", namespace)), [], self.block_tokens
         for start in range(0, len(tokens) - b + 1, b):
-            h = hash((h, tuple(tokens[start:start + b])))
+            h = hash((h, tuple(tokens[start : start + b])))
             out.append(h)
         return out
 
@@ -178,23 +184,28 @@ class BatchSlots:
 class FakeEngine:
     """One fake engine on one loopback address. See the module docstring for what it simulates."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 model_id: str = "fake-org/fake-model",
-                 adapters=(),
-                 served_names=None,
-                 flavor: str = "tgi",
-                 metrics_flavor: str | None = None,
-                 prefill_tokens_per_s: float = 10_000.0,
-                 decode_tokens_per_s: float = 50.0,
-                 max_batch: int = 8,
-                 default_max_tokens: int = 16,
-                 block_tokens: int = 16,
-                 cache_blocks: int = 4096,
-                 max_input_tokens: int = 8192,
-                 max_total_tokens: int = 16384,
-                 max_concurrent_requests: int = 4096,
-                 model_dtype: str = "torch.float16",
-                 in_container: bool = False):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        model_id: str = "fake-org/fake-model",
+        adapters=(),
+        served_names=None,
+        flavor: str = "tgi",
+        metrics_flavor: str | None = None,
+        prefill_tokens_per_s: float = 10_000.0,
+        decode_tokens_per_s: float = 50.0,
+        max_batch: int = 8,
+        default_max_tokens: int = 16,
+        block_tokens: int = 16,
+        cache_blocks: int = 4096,
+        max_input_tokens: int = 8192,
+        max_total_tokens: int = 16384,
+        max_concurrent_requests: int = 4096,
+        model_dtype: str = "torch.float16",
+        in_container: bool = False,
+    ):
         # in_container: it runs in a container's own network namespace (the real node's engine
         # stand-in, tests/realnode), where listening on every address reaches only that pod.
         try:
@@ -212,7 +223,9 @@ class FakeEngine:
         self.model_id = model_id
         self.adapters = tuple(adapters)
         # TGI calls its base model "tgi"; vLLM answers to its --served-model-name, by default the model id.
-        self.served_names = tuple(served_names) if served_names is not None else (("tgi",) if flavor == "tgi" else (model_id,))
+        self.served_names = (
+            tuple(served_names) if served_names is not None else (("tgi",) if flavor == "tgi" else (model_id,))
+        )
         self.flavor, self.metrics_flavor = flavor, metrics_flavor or flavor
         self.prefill_s_per_token = 1 / prefill_tokens_per_s
         self.decode_s_per_token = 1 / decode_tokens_per_s
@@ -296,7 +309,7 @@ class FakeEngine:
                 handler.transport.abort()
         await runner.cleanup()
 
-    def start_in_thread(self, timeout: float = 10) -> "FakeEngine":
+    def start_in_thread(self, timeout: float = 10) -> FakeEngine:
         """Run the engine on its own event loop in a daemon thread; returns once it listens."""
         if self._thread is not None:
             raise RuntimeError(f"the fake engine on {self.address} is already running")
@@ -337,7 +350,7 @@ class FakeEngine:
         self._thread.join(timeout)
         self._thread = self._loop = None
 
-    def __enter__(self) -> "FakeEngine":
+    def __enter__(self) -> FakeEngine:
         return self.start_in_thread()
 
     def __exit__(self, *exc) -> None:
@@ -394,16 +407,25 @@ class FakeEngine:
         elif self.flavor == "vllm":
             raise BadRequest(404, f"The model `{requested}` does not exist.")
         else:
-            raise BadRequest(422, f"adapter `{requested}` is not loaded: this engine serves {self.model_id} "
-                             f"(as {', '.join(self.served_names)}) and the adapters [{', '.join(self.adapters)}]")
+            raise BadRequest(
+                422,
+                f"adapter `{requested}` is not loaded: this engine serves {self.model_id} "
+                f"(as {', '.join(self.served_names)}) and the adapters [{', '.join(self.adapters)}]",
+            )
         if not isinstance(n_out, int) or isinstance(n_out, bool) or n_out < 1:
             raise BadRequest(422, f"Input validation error: `max_new_tokens` must be a positive integer, not {n_out!r}")
         if len(tokens) > self.max_input_tokens:
-            raise BadRequest(422, f"Input validation error: `inputs` must have less than {self.max_input_tokens} "
-                             f"tokens. Given: {len(tokens)}")
+            raise BadRequest(
+                422,
+                f"Input validation error: `inputs` must have less than {self.max_input_tokens} "
+                f"tokens. Given: {len(tokens)}",
+            )
         if len(tokens) + n_out > self.max_total_tokens:
-            raise BadRequest(422, f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= "
-                             f"{self.max_total_tokens}. Given: {len(tokens)} `inputs` tokens and {n_out} `max_new_tokens`")
+            raise BadRequest(
+                422,
+                f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= "
+                f"{self.max_total_tokens}. Given: {len(tokens)} `inputs` tokens and {n_out} `max_new_tokens`",
+            )
         if self.slots.running + self.slots.waiting >= self.max_concurrent_requests:
             raise BadRequest(429, "Model is overloaded", "overloaded")
         return adapter, name
@@ -439,7 +461,7 @@ class FakeEngine:
         await self._run(adapter, tokens, n_out)
         return web.json_response(self._whole_answer(job, route), headers={"x-fake-model": name})
 
-    async def _stream(self, request: web.Request, job: "_Job", route: str) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, job: _Job, route: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={**SSE_HEADERS, "x-fake-model": job.name})
         await response.prepare(request)
         event, last = self._events(job, route)
@@ -459,7 +481,7 @@ class FakeEngine:
             pass  # the client went away between tokens: _run counted it
         return response
 
-    def _events(self, job: "_Job", route: str):
+    def _events(self, job: _Job, route: str):
         """(event(i) -> the SSE bytes of token i, the whole last event). A token's event is a bytes
         template filled with %, so a token costs no json.dumps."""
         name = json.dumps(job.name).replace("%", "%%")  # the templates below go through % once, per token
@@ -467,67 +489,122 @@ class FakeEngine:
         last_text = token_text(job.n_out - 1)
         if route == "/generate_stream":
             # TGI's event; "model" is the fake engine's own addition.
-            template = ('data: {"index":%d,"token":{"id":%d,"text":"%s","logprob":-0.1,"special":false},'
-                        '"generated_text":null,"details":null,"model":' + name + '}\n\n').encode()
-            last = {"index": job.n_out - 1, "token": {"id": job.n_out - 1, "text": last_text, "logprob": -0.1,
-                                                       "special": False},
-                    "generated_text": generated_text(job.n_out), "details": None, "model": job.name}
+            template = (
+                'data: {"index":%d,"token":{"id":%d,"text":"%s","logprob":-0.1,"special":false},'
+                '"generated_text":null,"details":null,"model":' + name + "}\n\n"
+            ).encode()
+            last = {
+                "index": job.n_out - 1,
+                "token": {"id": job.n_out - 1, "text": last_text, "logprob": -0.1, "special": False},
+                "generated_text": generated_text(job.n_out),
+                "details": None,
+                "model": job.name,
+            }
 
             def event(i: int) -> bytes:
                 return template % (i, i, token_text(i).encode())
         elif route == "/v1/chat/completions":
-            head = (f'data: {{"id":"chatcmpl-{job.id}","object":"chat.completion.chunk","created":{created},'
-                    f'"model":{name},"system_fingerprint":"fake-engine","choices":[{{"index":0,"delta":')
+            head = (
+                f'data: {{"id":"chatcmpl-{job.id}","object":"chat.completion.chunk","created":{created},'
+                f'"model":{name},"system_fingerprint":"fake-engine","choices":[{{"index":0,"delta":'
+            )
             tail = '"},"logprobs":null,"finish_reason":null}]}\n\n'
             first = (head + '{"role":"assistant","content":"%s' + tail).encode()
             template = (head + '{"content":"%s' + tail).encode()
             delta = {"role": "assistant", "content": last_text} if job.n_out == 1 else {"content": last_text}
-            last = {"id": f"chatcmpl-{job.id}", "object": "chat.completion.chunk", "created": created,
-                    "model": job.name, "system_fingerprint": "fake-engine",
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": "length"}]}
+            last = {
+                "id": f"chatcmpl-{job.id}",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": job.name,
+                "system_fingerprint": "fake-engine",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": "length"}],
+            }
 
             def event(i: int) -> bytes:
                 return (template if i else first) % token_text(i).encode()
         else:
-            template = (f'data: {{"id":"cmpl-{job.id}","object":"text_completion","created":{created},'
-                        f'"model":{name},"system_fingerprint":"fake-engine","choices":[{{"index":0,"text":"%s",'
-                        '"logprobs":null,"finish_reason":null}]}\n\n').encode()
-            last = {"id": f"cmpl-{job.id}", "object": "text_completion", "created": created, "model": job.name,
-                    "system_fingerprint": "fake-engine",
-                    "choices": [{"index": 0, "text": last_text, "logprobs": None, "finish_reason": "length"}]}
+            template = (
+                f'data: {{"id":"cmpl-{job.id}","object":"text_completion","created":{created},'
+                f'"model":{name},"system_fingerprint":"fake-engine","choices":[{{"index":0,"text":"%s",'
+                '"logprobs":null,"finish_reason":null}]}\n\n'
+            ).encode()
+            last = {
+                "id": f"cmpl-{job.id}",
+                "object": "text_completion",
+                "created": created,
+                "model": job.name,
+                "system_fingerprint": "fake-engine",
+                "choices": [{"index": 0, "text": last_text, "logprobs": None, "finish_reason": "length"}],
+            }
 
             def event(i: int) -> bytes:
                 return template % token_text(i).encode()
+
         return event, b"data: " + json.dumps(last, separators=(",", ":")).encode() + b"\n\n"
 
-    def _usage(self, job: "_Job") -> dict:
-        return {"prompt_tokens": len(job.tokens), "completion_tokens": job.n_out,
-                "total_tokens": len(job.tokens) + job.n_out}
+    def _usage(self, job: _Job) -> dict:
+        return {
+            "prompt_tokens": len(job.tokens),
+            "completion_tokens": job.n_out,
+            "total_tokens": len(job.tokens) + job.n_out,
+        }
 
-    def _usage_chunk(self, job: "_Job", route: str) -> dict:
+    def _usage_chunk(self, job: _Job, route: str) -> dict:
         kind = "chat.completion.chunk" if route == "/v1/chat/completions" else "text_completion"
         prefix = "chatcmpl" if route == "/v1/chat/completions" else "cmpl"
-        return {"id": f"{prefix}-{job.id}", "object": kind, "created": job.created, "model": job.name,
-                "system_fingerprint": "fake-engine", "choices": [], "usage": self._usage(job)}
+        return {
+            "id": f"{prefix}-{job.id}",
+            "object": kind,
+            "created": job.created,
+            "model": job.name,
+            "system_fingerprint": "fake-engine",
+            "choices": [],
+            "usage": self._usage(job),
+        }
 
-    def _whole_answer(self, job: "_Job", route: str) -> dict:
+    def _whole_answer(self, job: _Job, route: str) -> dict:
         text = generated_text(job.n_out)
         if route == "/generate":
             return {"generated_text": text, "model": job.name}
         created = int(time.time())
         if route == "/v1/chat/completions":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": "length"}
-            return {"id": f"chatcmpl-{job.id}", "object": "chat.completion", "created": created, "model": job.name,
-                    "system_fingerprint": "fake-engine", "choices": [choice], "usage": self._usage(job)}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": "length",
+            }
+            return {
+                "id": f"chatcmpl-{job.id}",
+                "object": "chat.completion",
+                "created": created,
+                "model": job.name,
+                "system_fingerprint": "fake-engine",
+                "choices": [choice],
+                "usage": self._usage(job),
+            }
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
-        return {"id": f"cmpl-{job.id}", "object": "text_completion", "created": created, "model": job.name,
-                "system_fingerprint": "fake-engine", "choices": [choice], "usage": self._usage(job)}
+        return {
+            "id": f"cmpl-{job.id}",
+            "object": "text_completion",
+            "created": created,
+            "model": job.name,
+            "system_fingerprint": "fake-engine",
+            "choices": [choice],
+            "usage": self._usage(job),
+        }
 
     def _error(self, status: int, message: str, error_type: str = "validation") -> web.Response:
         if self.flavor == "vllm":
-            body = {"error": {"message": message, "type": VLLM_ERROR_TYPES.get(status, "BadRequestError"),
-                              "param": None, "code": status}}
+            body = {
+                "error": {
+                    "message": message,
+                    "type": VLLM_ERROR_TYPES.get(status, "BadRequestError"),
+                    "param": None,
+                    "code": status,
+                }
+            }
         else:
             body = {"error": message, "error_type": error_type}
         return web.json_response(body, status=status)
@@ -544,7 +621,13 @@ class FakeEngine:
                 raise TypeError("`inputs` must be a string")
             parameters = body.get("parameters") or {}
             n_out = parameters.get("max_new_tokens")
-            return parameters.get("adapter_id"), inputs.split(), self.default_max_tokens if n_out is None else n_out, stream
+            return (
+                parameters.get("adapter_id"),
+                inputs.split(),
+                self.default_max_tokens if n_out is None else n_out,
+                stream,
+            )
+
         return parse
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
@@ -563,6 +646,7 @@ class FakeEngine:
             if not isinstance(messages, list):
                 raise TypeError("`messages` must be a list")
             return body.get("model"), chat_tokens(messages), self._openai_n_out(body), bool(body.get("stream"))
+
         return await self._answer(request, parse)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -575,6 +659,7 @@ class FakeEngine:
             if not isinstance(prompt, str):
                 raise TypeError("`prompt` must be a string")
             return body.get("model"), prompt.split(), self._openai_n_out(body), bool(body.get("stream"))
+
         return await self._answer(request, parse)
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -583,21 +668,51 @@ class FakeEngine:
         return self._error(503, "unhealthy", "healthcheck")
 
     async def _info(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "model_id": self.model_id, "model_sha": None, "model_dtype": self.model_dtype,
-            "model_device_type": "cuda", "model_pipeline_tag": "text-generation",
-            "max_concurrent_requests": self.max_concurrent_requests, "max_best_of": 2, "max_stop_sequences": 4,
-            "max_input_tokens": self.max_input_tokens, "max_total_tokens": self.max_total_tokens,
-            "validation_workers": 2, "max_client_batch_size": 4, "router": "text-generation-router",
-            "version": TGI_VERSION, "sha": None, "docker_label": None,
-        })
+        return web.json_response(
+            {
+                "model_id": self.model_id,
+                "model_sha": None,
+                "model_dtype": self.model_dtype,
+                "model_device_type": "cuda",
+                "model_pipeline_tag": "text-generation",
+                "max_concurrent_requests": self.max_concurrent_requests,
+                "max_best_of": 2,
+                "max_stop_sequences": 4,
+                "max_input_tokens": self.max_input_tokens,
+                "max_total_tokens": self.max_total_tokens,
+                "validation_workers": 2,
+                "max_client_batch_size": 4,
+                "router": "text-generation-router",
+                "version": TGI_VERSION,
+                "sha": None,
+                "docker_label": None,
+            }
+        )
 
     async def _models(self, request: web.Request) -> web.Response:
         created = int(time.time())
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "fake-engine", "root": self.model_id,
-                 "parent": None} for name in self.served_names]
-        data += [{"id": name, "object": "model", "created": created, "owned_by": "fake-engine", "root": name,
-                  "parent": self.served_names[0] if self.served_names else self.model_id} for name in self.adapters]
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "fake-engine",
+                "root": self.model_id,
+                "parent": None,
+            }
+            for name in self.served_names
+        ]
+        data += [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "fake-engine",
+                "root": name,
+                "parent": self.served_names[0] if self.served_names else self.model_id,
+            }
+            for name in self.adapters
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -606,19 +721,57 @@ class FakeEngine:
     def metrics_text(self) -> str:
         """The /metrics page: TGI's names, or vLLM's (with model_name and engine labels)."""
         if self.metrics_flavor == "vllm":
-            labels = '{engine="0",model_name=%s}' % json.dumps(self.served_names[0] if self.served_names else self.model_id)
+            labels = '{engine="0",model_name=%s}' % json.dumps(
+                self.served_names[0] if self.served_names else self.model_id
+            )
             rows = [
-                ("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", "", self.slots.running),
-                ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", "", self.slots.waiting),
-                ("vllm:prefix_cache_queries", "counter", "Prefix cache queries, in terms of number of queried tokens.", "_total", self.prefix_queries),
-                ("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.", "_total", self.prefix_hits),
+                (
+                    "vllm:num_requests_running",
+                    "gauge",
+                    "Number of requests in model execution batches.",
+                    "",
+                    self.slots.running,
+                ),
+                (
+                    "vllm:num_requests_waiting",
+                    "gauge",
+                    "Number of requests waiting to be processed.",
+                    "",
+                    self.slots.waiting,
+                ),
+                (
+                    "vllm:prefix_cache_queries",
+                    "counter",
+                    "Prefix cache queries, in terms of number of queried tokens.",
+                    "_total",
+                    self.prefix_queries,
+                ),
+                (
+                    "vllm:prefix_cache_hits",
+                    "counter",
+                    "Prefix cache hits, in terms of number of cached tokens.",
+                    "_total",
+                    self.prefix_hits,
+                ),
                 ("vllm:prompt_tokens", "counter", "Number of prefill tokens processed.", "_total", self.prompt_tokens),
-                ("vllm:generation_tokens", "counter", "Number of generation tokens processed.", "_total", self.generation_tokens),
+                (
+                    "vllm:generation_tokens",
+                    "counter",
+                    "Number of generation tokens processed.",
+                    "_total",
+                    self.generation_tokens,
+                ),
             ]
             lines = []
             for name, kind, help_text, suffix, value in rows:
-                lines += [f"# HELP {name}{suffix} {help_text}", f"# TYPE {name}{suffix} {kind}", f"{name}{suffix}{labels} {float(value)}"]
-            lines.append(f'vllm:request_success_total{{engine="0",finished_reason="length",model_name={json.dumps(self.served_names[0] if self.served_names else self.model_id)}}} {float(self.completed)}')
+                lines += [
+                    f"# HELP {name}{suffix} {help_text}",
+                    f"# TYPE {name}{suffix} {kind}",
+                    f"{name}{suffix}{labels} {float(value)}",
+                ]
+            lines.append(
+                f'vllm:request_success_total{{engine="0",finished_reason="length",model_name={json.dumps(self.served_names[0] if self.served_names else self.model_id)}}} {float(self.completed)}'
+            )
             return "\n".join(lines) + "\n"
         rows = [
             ("tgi_queue_size", "gauge", self.slots.waiting),
@@ -639,21 +792,39 @@ class _Job:
     __slots__ = ("id", "adapter", "name", "tokens", "n_out", "stream", "include_usage", "created")
 
     def __init__(self, job_id, adapter, name, tokens, n_out, stream, body):
-        self.id, self.adapter, self.name, self.tokens, self.n_out, self.stream = job_id, adapter, name, tokens, n_out, stream
+        self.id, self.adapter, self.name, self.tokens, self.n_out, self.stream = (
+            job_id,
+            adapter,
+            name,
+            tokens,
+            n_out,
+            stream,
+        )
         options = body.get("stream_options") or {}
         self.include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
         self.created = 0
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="A fake TGI/vLLM engine on a loopback address, for tests and benchmarks.")
+    parser = argparse.ArgumentParser(
+        description="A fake TGI/vLLM engine on a loopback address, for tests and benchmarks."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="a 127.0.0.0/8 address")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--model-id", default="fake-org/fake-model")
-    parser.add_argument("--adapter", dest="adapters", action="append", default=[], help="an adapter id it serves (repeatable)")
-    parser.add_argument("--served-name", dest="served_names", action="append", default=None,
-                        help="a name that means the base model (repeatable; default: tgi, or the model id for vllm)")
-    parser.add_argument("--flavor", choices=("tgi", "vllm"), default="tgi", help="error shapes and default metric names")
+    parser.add_argument(
+        "--adapter", dest="adapters", action="append", default=[], help="an adapter id it serves (repeatable)"
+    )
+    parser.add_argument(
+        "--served-name",
+        dest="served_names",
+        action="append",
+        default=None,
+        help="a name that means the base model (repeatable; default: tgi, or the model id for vllm)",
+    )
+    parser.add_argument(
+        "--flavor", choices=("tgi", "vllm"), default="tgi", help="error shapes and default metric names"
+    )
     parser.add_argument("--metrics-flavor", choices=("tgi", "vllm"), default=None)
     parser.add_argument("--prefill-tokens-per-s", type=float, default=10_000.0)
     parser.add_argument("--decode-tokens-per-s", type=float, default=50.0)
@@ -664,8 +835,9 @@ def main(argv=None) -> None:
     parser.add_argument("--max-input-tokens", type=int, default=8192)
     parser.add_argument("--max-total-tokens", type=int, default=16384)
     parser.add_argument("--max-concurrent-requests", type=int, default=4096)
-    parser.add_argument("--in-container", action="store_true",
-                        help="in a container's own network namespace: --host may be 0.0.0.0")
+    parser.add_argument(
+        "--in-container", action="store_true", help="in a container's own network namespace: --host may be 0.0.0.0"
+    )
     args = parser.parse_args(argv)
     options = vars(args)
     host, port = options.pop("host"), options.pop("port")

@@ -22,9 +22,15 @@ GATEWAY_USER = "system:serviceaccount:llm-system:llm-operator-gw-gateway"
 def wait_gateway_authorized(kubectl, timeout: float = 120) -> None:
     """After an apiserver restart: until the gateway's ServiceAccount is authorized again
     (the RBAC caches filled), so that a 403 logged before then can be excused, none after."""
-    wait_for("the gateway's ServiceAccount to be authorized again", lambda: all(
-        kubectl.run("auth", "can-i", verb, what, "--all-namespaces", as_user=GATEWAY_USER, check=False).returncode == 0
-        for verb, what in (("watch", "pods"), ("watch", "llmdeployments.llm-operator.io"))), timeout)
+    wait_for(
+        "the gateway's ServiceAccount to be authorized again",
+        lambda: all(
+            kubectl.run("auth", "can-i", verb, what, "--all-namespaces", as_user=GATEWAY_USER, check=False).returncode
+            == 0
+            for verb, what in (("watch", "pods"), ("watch", "llmdeployments.llm-operator.io"))
+        ),
+        timeout,
+    )
 
 
 class GatewayProcess(ProcessLog):
@@ -38,9 +44,20 @@ class GatewayProcess(ProcessLog):
     def start(self):
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llm_operator.cli", "gateway", f"--listen=127.0.0.1:{self.port}",
-             f"--hold-timeout={HOLD_TIMEOUT_S}", *self.extra_args],
-            env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "llm_operator.cli",
+                "gateway",
+                f"--listen=127.0.0.1:{self.port}",
+                f"--hold-timeout={HOLD_TIMEOUT_S}",
+                *self.extra_args,
+            ],
+            env=env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
         def ready():
             if self.proc.poll() is not None:
@@ -50,6 +67,7 @@ class GatewayProcess(ProcessLog):
                     return resp.status == 200
             except OSError:
                 return False
+
         wait_for("the gateway's /readyz", ready, 30)
 
     def stop(self):

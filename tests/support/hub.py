@@ -56,7 +56,7 @@ HUB_MODELS = {"test/llama-3-70b": "llama-3-70b", "test/qwen2.5-7b": "qwen2.5-7b"
 # Names the operator's Hub answers as not existing: a repository, and a revision of any repository.
 HUB_MISSING = {"test/no-such-model"}
 HUB_MISSING_REVISIONS = {"no-such-revision"}
-HUB_UNREACHABLE = {"test/unreachable"}     # the connection drops, as when the Hub cannot be reached
+HUB_UNREACHABLE = {"test/unreachable"}  # the connection drops, as when the Hub cannot be reached
 
 
 def safetensors_header_only(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
@@ -84,8 +84,8 @@ def is_lfs(name: str, content: bytes) -> bool:
 
 @dataclass
 class Fault:
-    kind: str            # "cut", "corrupt", "stall"
-    at: int = 0          # byte count (cut, stall) or offset (corrupt)
+    kind: str  # "cut", "corrupt", "stall"
+    at: int = 0  # byte count (cut, stall) or offset (corrupt)
     then_fail: bool = False
     tripped: bool = False
 
@@ -94,8 +94,18 @@ class HubServer:
     """Start with HubServer({repo_id: {filename: bytes}}, gated={repo_id}, tokens={"hf_x"}); close() at the end.
     `missing`, `missing_revisions`, `unreachable` and `any_revision`: see the module's docstring."""
 
-    def __init__(self, repos: dict[str, dict[str, bytes]], gated=(), tokens=(), host: str = "127.0.0.1", *,
-                 missing=None, missing_revisions=(), unreachable=(), any_revision: bool = False):
+    def __init__(
+        self,
+        repos: dict[str, dict[str, bytes]],
+        gated=(),
+        tokens=(),
+        host: str = "127.0.0.1",
+        *,
+        missing=None,
+        missing_revisions=(),
+        unreachable=(),
+        any_revision: bool = False,
+    ):
         self.repos = {repo: dict(files) for repo, files in repos.items()}
         self.gated, self.tokens = set(gated), set(tokens)
         self.missing = None if missing is None else set(missing)
@@ -179,7 +189,7 @@ class HubServer:
         """Answers for a repository that is unreachable, gated to this request, or not held; False
         when the repository is served."""
         if repo in self.unreachable:
-            handler.close_connection = True     # nothing written: the client sees the connection drop
+            handler.close_connection = True  # nothing written: the client sees the connection drop
             return True
         if repo in self.gated and not self._authorized(handler):
             self._error(handler, 401, "GatedRepo", "Access to this model is restricted.")
@@ -196,14 +206,23 @@ class HubServer:
         # parts: org, name, "revision"|"tree", revision...
         repo, kind, revision = "/".join(parts[:2]), parts[2] if len(parts) > 2 else "", "/".join(parts[3:])
         if (repo in self.unreachable or repo not in self.repos) and self._refused(handler, repo):
-            return None     # model info is public: a gated repository held here answers it
+            return None  # model info is public: a gated repository held here answers it
         if not self._known_revision(repo, revision):
             return self._error(handler, 404, "RevisionNotFound", f"Invalid rev id: {revision}")
         files = self.repos[repo]
         if kind == "revision":
             siblings = [self._sibling(name, content) for name, content in sorted(files.items())]
-            return self._json(handler, {"id": repo, "modelId": repo, "sha": self.commit(repo), "private": False,
-                                        "gated": "manual" if repo in self.gated else False, "siblings": siblings})
+            return self._json(
+                handler,
+                {
+                    "id": repo,
+                    "modelId": repo,
+                    "sha": self.commit(repo),
+                    "private": False,
+                    "gated": "manual" if repo in self.gated else False,
+                    "siblings": siblings,
+                },
+            )
         if kind == "tree":
             return self._json(handler, [self._tree_entry(name, content) for name, content in sorted(files.items())])
         return self._error(handler, 404, "EntryNotFound", "Unknown API path.")

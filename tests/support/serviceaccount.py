@@ -19,7 +19,7 @@ import yaml
 
 from support.paths import CHART
 
-RELEASE = "llm-operator"          # so the ServiceAccount and ClusterRole are named llm-operator
+RELEASE = "llm-operator"  # so the ServiceAccount and ClusterRole are named llm-operator
 RBAC_TEMPLATES = ("templates/serviceaccount.yaml", "templates/rbac.yaml")
 GATEWAY_RBAC_TEMPLATES = ("templates/gateway-serviceaccount.yaml", "templates/gateway-rbac.yaml")
 
@@ -31,11 +31,22 @@ def _run(cmd: list[str], input: str | None = None) -> str:
     return proc.stdout
 
 
-def render_operator_rbac(cluster, namespace: str = "llm-system", set_values: tuple[str, ...] = (),
-                         release: str = RELEASE, templates: tuple[str, ...] = RBAC_TEMPLATES) -> str:
+def render_operator_rbac(
+    cluster,
+    namespace: str = "llm-system",
+    set_values: tuple[str, ...] = (),
+    release: str = RELEASE,
+    templates: tuple[str, ...] = RBAC_TEMPLATES,
+) -> str:
     """The chart's ServiceAccount and RBAC objects as YAML (release `release` in `namespace`)."""
-    cmd = [cluster.binary("helm"), "template", release, str(CHART), f"--namespace={namespace}",
-           f"--kube-version={kube_version(cluster)}"]
+    cmd = [
+        cluster.binary("helm"),
+        "template",
+        release,
+        str(CHART),
+        f"--namespace={namespace}",
+        f"--kube-version={kube_version(cluster)}",
+    ]
     for template in templates:
         cmd += ["--show-only", template]
     for value in set_values:
@@ -49,9 +60,14 @@ def kube_version(cluster) -> str:
     return json.loads(out)["serverVersion"]["gitVersion"]
 
 
-def install_operator_rbac(cluster, namespace: str = "llm-system", set_values: tuple[str, ...] = (),
-                          release: str = RELEASE, token_duration: str = "2h",
-                          templates: tuple[str, ...] = RBAC_TEMPLATES) -> Path:
+def install_operator_rbac(
+    cluster,
+    namespace: str = "llm-system",
+    set_values: tuple[str, ...] = (),
+    release: str = RELEASE,
+    token_duration: str = "2h",
+    templates: tuple[str, ...] = RBAC_TEMPLATES,
+) -> Path:
     """Apply the chart's ServiceAccount and RBAC and return the path of a kubeconfig that
     authenticates as that ServiceAccount: same server and CA as `cluster.kubeconfig`, a
     token from the TokenRequest API, `namespace` preset.
@@ -62,13 +78,16 @@ def install_operator_rbac(cluster, namespace: str = "llm-system", set_values: tu
     so as not to rewrite the cluster-scope ClusterRole another operator may be using."""
     kubectl = [cluster.binary("kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
     # Declarative, so that a second call (another test, a rerun) changes nothing.
-    _run([*kubectl, "apply", "--server-side", "--field-manager=llm-operator-tests", "-f", "-"],
-         input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n")
+    _run(
+        [*kubectl, "apply", "--server-side", "--field-manager=llm-operator-tests", "-f", "-"],
+        input=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n",
+    )
     rendered = render_operator_rbac(cluster, namespace, set_values, release, templates)
     (account,) = [d["metadata"]["name"] for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ServiceAccount"]
     _run([*kubectl, "apply", "--server-side", "--field-manager=llm-operator-tests", "-f", "-"], input=rendered)
-    token = _run([*kubectl, "create", "token", account, f"--namespace={namespace}",
-                  f"--duration={token_duration}"]).strip()
+    token = _run(
+        [*kubectl, "create", "token", account, f"--namespace={namespace}", f"--duration={token_duration}"]
+    ).strip()
     if not token:
         raise AssertionError(f"kubectl create token {account} -n {namespace} printed no token")
     path = Path(cluster.root) / f"kubeconfig-sa-{namespace}-{account}"
@@ -79,7 +98,7 @@ clusters:
 - name: local
   cluster:
     server: {cluster.server}
-    certificate-authority: {Path(cluster.pki) / 'ca.crt'}
+    certificate-authority: {Path(cluster.pki) / "ca.crt"}
 users:
 - name: {account}
   user:

@@ -30,13 +30,23 @@ def latency(bench: Bench) -> None:
     queued_writes = bench.figures.get("baseline_queued_same_writes", {})
     r["p99_ratio_to_queued_same_writes_baseline"] = _ratio(r["p99_ms"], queued_writes.get("p99_ms"))
     bench.figures["latency"] = r
-    log(f"  p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; burst wall {r['wall_s']}s; "
-        f"cluster clock (1 s resolution) p50 {r['cluster_clock_p50_s']}s p99 {r['cluster_clock_p99_s']}s")
-    log(f"  p99 vs the baseline's {base.get('p99_ms')} ms: {r['p99_ratio_to_baseline']}x "
-        f"(children only: p99 {r['children_p99_ms']} ms, {r['children_p99_ratio_to_baseline']}x)")
-    log(f"  p99 vs the queued baseline's {queued.get('p99_ms')} ms: {r['p99_ratio_to_queued_baseline']}x "
-        f"(children only: {r['children_p99_ratio_to_queued_baseline']}x)")
-    log(f"  p99 vs the queued same-writes baseline's {queued_writes.get('p99_ms')} ms: "
-        f"{r['p99_ratio_to_queued_same_writes_baseline']}x")
-    log(f"  operator: {r['reconciles_per_object']} reconciles and {r['operator_writes_per_object']} writes per object, "
-        f"mean reconcile {r['mean_reconcile_ms']} ms")
+    log(
+        f"  p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; burst wall {r['wall_s']}s; "
+        f"cluster clock (1 s resolution) p50 {r['cluster_clock_p50_s']}s p99 {r['cluster_clock_p99_s']}s"
+    )
+    log(
+        f"  p99 vs the baseline's {base.get('p99_ms')} ms: {r['p99_ratio_to_baseline']}x "
+        f"(children only: p99 {r['children_p99_ms']} ms, {r['children_p99_ratio_to_baseline']}x)"
+    )
+    log(
+        f"  p99 vs the queued baseline's {queued.get('p99_ms')} ms: {r['p99_ratio_to_queued_baseline']}x "
+        f"(children only: {r['children_p99_ratio_to_queued_baseline']}x)"
+    )
+    log(
+        f"  p99 vs the queued same-writes baseline's {queued_writes.get('p99_ms')} ms: "
+        f"{r['p99_ratio_to_queued_same_writes_baseline']}x"
+    )
+    log(
+        f"  operator: {r['reconciles_per_object']} reconciles and {r['operator_writes_per_object']} writes per object, "
+        f"mean reconcile {r['mean_reconcile_ms']} ms"
+    )

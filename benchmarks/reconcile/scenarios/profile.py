@@ -17,7 +17,9 @@ from ..objects import spec_of
 
 # -- optional: where the operator's time goes
 def profile(bench: Bench) -> None:
-    py_spy = shutil.which("py-spy") or (bench.args.py_spy if bench.args.py_spy and Path(bench.args.py_spy).exists() else None)
+    py_spy = shutil.which("py-spy") or (
+        bench.args.py_spy if bench.args.py_spy and Path(bench.args.py_spy).exists() else None
+    )
     if not py_spy:
         log("profile: py-spy not found (pip install py-spy, or --py-spy PATH): skipped")
         return
@@ -25,9 +27,24 @@ def profile(bench: Bench) -> None:
     spec = spec_of(1, bench.args.replicas)
     dest = bench.out / "operator-profile.txt"
     log(f"profile: py-spy on the operator during a burst of {n} (not part of the figures above)")
-    prof = subprocess.Popen([py_spy, "record", "--pid", str(bench.operator.pid), "--format", "raw",
-                             "--rate", "200", "--gil", "--output", str(dest), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=open(bench.work / "py-spy.log", "ab"))
+    prof = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(bench.operator.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--gil",
+            "--output",
+            str(dest),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(bench.work / "py-spy.log", "ab"),
+    )
     try:
         time.sleep(1.0)
         bench.run_burst("bench-profile", n, spec, "reconciled", apply_children=False, label="_profile")

@@ -48,13 +48,18 @@ def resync(bench: Bench) -> None:
         # What the writes changed, for a few objects: where a no-op resync is not one.
         "status_changes": changed,
     }
-    bench.figures.setdefault("memory", {}).update({"resync_objects": bench.objects, "before_restart_mib": mem,
-                                   "after_restart_and_resync_mib": mem_after})
+    bench.figures.setdefault("memory", {}).update(
+        {"resync_objects": bench.objects, "before_restart_mib": mem, "after_restart_and_resync_mib": mem_after}
+    )
     r = bench.figures["resync"]
-    log(f"  {r['writes_total']:.0f} operator-side writes for {bench.objects} objects "
-        f"({r['writes_per_llmdeployment']} per LLMDeployment): {ours or 'none'}")
-    log(f"  {r['reconciles_after_restart']:.0f} reconciles in {resumed:.1f}s after the restart; "
-        f"memory after the resync {mem_after}")
+    log(
+        f"  {r['writes_total']:.0f} operator-side writes for {bench.objects} objects "
+        f"({r['writes_per_llmdeployment']} per LLMDeployment): {ours or 'none'}"
+    )
+    log(
+        f"  {r['reconciles_after_restart']:.0f} reconciles in {resumed:.1f}s after the restart; "
+        f"memory after the resync {mem_after}"
+    )
 
 
 def object_statuses(bench: Bench) -> dict[str, dict]:

@@ -24,8 +24,10 @@ def start_operator(bench: Bench) -> None:
         # --code: the operator runs another checkout; the harness (baselines, builders) is this one.
         code["benchmark_checkout"] = str(ROOT)
         code["benchmark_commit"] = git_commit(ROOT)
-    log(f"operator code: {code['module']} (checkout {code['checkout']} at {code['commit']}"
-        f"{', operator/ or runtime/ modified' if code['operator_code_modified'] else ''})")
+    log(
+        f"operator code: {code['module']} (checkout {code['checkout']} at {code['commit']}"
+        f"{', operator/ or runtime/ modified' if code['operator_code_modified'] else ''})"
+    )
     if bench.code != ROOT:
         log(f"  the harness (baselines, builders, same-writes decide()): {ROOT} at {code['benchmark_commit']}")
     for what, root in (("module", bench.code), ("benchmark_imports", ROOT)):

@@ -20,10 +20,9 @@ def throughput(bench: Bench) -> None:
     spec = spec_of(1, bench.args.replicas)
     log(f"throughput: {n} LLMDeployments created at once -> all reconciled")
     before = bench.operator.metrics()
-    r = bench.run_burst("bench-throughput", n, spec, "reconciled", apply_children=False,
-                        label=f"operator, {n} at once")
+    r = bench.run_burst("bench-throughput", n, spec, "reconciled", apply_children=False, label=f"operator, {n} at once")
     bench.objects += n
-    mem = bench.operator.memory_mib()   # VmHWM: the peak so far, the burst's included
+    mem = bench.operator.memory_mib()  # VmHWM: the peak so far, the burst's included
     r.update(bench.operator_work(before, n))
     r["same_objects_as_baseline"] = same_objects(bench, "bench-throughput", "m-0000", spec)
     base = bench.figures["baseline"]
@@ -35,20 +34,32 @@ def throughput(bench: Bench) -> None:
     # Settled: the operator and the apiserver quiet (run_burst waited for both), then SETTLE_S more.
     time.sleep(SETTLE_S)
     settled = bench.operator.memory_mib()
-    bench.figures["memory"] = {"objects": bench.objects, "burst_VmHWM_mib": mem["VmHWM"],
-                               "after_burst_VmRSS_mib": mem["VmRSS"], "settled_VmRSS_mib": settled["VmRSS"],
-                               "settled_VmHWM_mib": settled["VmHWM"]}
+    bench.figures["memory"] = {
+        "objects": bench.objects,
+        "burst_VmHWM_mib": mem["VmHWM"],
+        "after_burst_VmRSS_mib": mem["VmRSS"],
+        "settled_VmRSS_mib": settled["VmRSS"],
+        "settled_VmHWM_mib": settled["VmHWM"],
+    }
     bench.figures["throughput"] = r
-    log(f"  operator: {n} in {r['wall_s']}s wall vs baseline {base['wall_s']}s: ratio {r['ratio_to_baseline']}x "
+    log(
+        f"  operator: {n} in {r['wall_s']}s wall vs baseline {base['wall_s']}s: ratio {r['ratio_to_baseline']}x "
         f"(per object p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms); vs the same-writes baseline "
-        f"{same.get('wall_s')}s: {r['ratio_to_same_writes_baseline']}x")
-    log(f"  requests: {r['api_requests_total']} ({r['api_requests_per_object']} per object) vs the baseline's "
+        f"{same.get('wall_s')}s: {r['ratio_to_same_writes_baseline']}x"
+    )
+    log(
+        f"  requests: {r['api_requests_total']} ({r['api_requests_per_object']} per object) vs the baseline's "
         f"{base['api_requests_total']} ({base['api_requests_per_object']}): ratio {r['api_requests_ratio_to_baseline']}x; "
-        f"{r['api_requests_per_object_by_kind']}")
-    log(f"  operator: {r['reconciles_per_object']} reconciles and {r['operator_writes_per_object']} writes per object, "
-        f"mean reconcile {r['mean_reconcile_ms']} ms")
-    log(f"  memory with {bench.objects} LLMDeployments: VmHWM {mem['VmHWM']} MiB (the burst's peak), "
-        f"VmRSS {mem['VmRSS']} MiB right after, {settled['VmRSS']} MiB settled")
+        f"{r['api_requests_per_object_by_kind']}"
+    )
+    log(
+        f"  operator: {r['reconciles_per_object']} reconciles and {r['operator_writes_per_object']} writes per object, "
+        f"mean reconcile {r['mean_reconcile_ms']} ms"
+    )
+    log(
+        f"  memory with {bench.objects} LLMDeployments: VmHWM {mem['VmHWM']} MiB (the burst's peak), "
+        f"VmRSS {mem['VmRSS']} MiB right after, {settled['VmRSS']} MiB settled"
+    )
 
 
 def same_objects(bench: Bench, namespace: str, name: str, spec: dict) -> bool:

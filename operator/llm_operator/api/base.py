@@ -5,13 +5,12 @@ apiserver rejects a bad manifest at `kubectl apply`) and as a pydantic validator
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
-
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -43,8 +42,9 @@ class Rule:
 class Model(BaseModel):
     """Base for every API object: camelCase on the wire, unknown fields refused."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              use_enum_values=True, validate_default=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=True, validate_default=True
+    )
 
     def wire(self) -> dict[str, Any]:
         """The object as it is written in a manifest (camelCase, unset optionals left out)."""

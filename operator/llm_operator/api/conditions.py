@@ -10,6 +10,6 @@ from dataclasses import dataclass
 class Verdict:
     """One condition's worth of judgement."""
 
-    status: str         # "True" | "False" | "Unknown"
+    status: str  # "True" | "False" | "Unknown"
     reason: str
     message: str

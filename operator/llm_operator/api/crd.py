@@ -15,9 +15,22 @@ from llm_operator import api
 
 # JSON Schema keywords a structural CRD schema accepts as they are.
 _KEEP = {
-    "type", "description", "default", "enum", "minimum", "maximum", "minLength", "maxLength",
-    "pattern", "minItems", "maxItems", "minProperties", "maxProperties", "format",
-    "x-kubernetes-validations", "x-kubernetes-preserve-unknown-fields",
+    "type",
+    "description",
+    "default",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "format",
+    "x-kubernetes-validations",
+    "x-kubernetes-preserve-unknown-fields",
 }
 
 _RULED_MODELS = {cls.__name__: cls for cls in api.RuledModel.__subclasses__()}
@@ -111,11 +124,16 @@ def openapi_schema() -> dict[str, Any]:
             "kind": {"type": "string", "description": "Kind of this object."},
             # Structural schemas allow rules on metadata.name (and nothing else in metadata):
             # a rule placed there is reported as "metadata.name: Invalid value: ...".
-            "metadata": {"type": "object", "properties": {"name": {
-                "type": "string",
-                "description": "Name of the LLMDeployment; also the name of its Deployment and Service.",
-                "x-kubernetes-validations": [{"rule": api.NAME_RULE.cel, "message": api.NAME_RULE.message}],
-            }}},
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "description": "Name of the LLMDeployment; also the name of its Deployment and Service.",
+                        "x-kubernetes-validations": [{"rule": api.NAME_RULE.cel, "message": api.NAME_RULE.message}],
+                    }
+                },
+            },
             "spec": spec,
             "status": status,
         },
@@ -131,11 +149,20 @@ PRINTER_COLUMNS = [
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs per replica."},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready", "description": "Ready replicas / replicas."},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "One-word summary."},
-    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-     "description": "Why it is (not) Ready: the Ready condition's reason."},
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Why it is (not) Ready: the Ready condition's reason.",
+    },
     {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1, "description": "In-cluster URL."},
-    {"name": "Message", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].message', "priority": 1,
-     "description": "The Ready condition's message (kubectl get -o wide)."},
+    {
+        "name": "Message",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+        "priority": 1,
+        "description": "The Ready condition's message (kubectl get -o wide).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -18,6 +18,6 @@ FIELD_MANAGER = "llm-operator"
 WOKEN_ANNOTATION = f"{GROUP}/woken-by-request-at"
 
 # The gateway's own series (gateway/metrics.py exports them), each with a label model="namespace/name".
-GATEWAY_IN_FLIGHT = "llm_gateway_requests_in_flight"   # taken, not yet answered; held ones included
-GATEWAY_HELD = "llm_gateway_requests_held"             # waiting for a ready endpoint
-GATEWAY_REQUESTS = "llm_gateway_requests_total"        # answered, by code: moves with every request
+GATEWAY_IN_FLIGHT = "llm_gateway_requests_in_flight"  # taken, not yet answered; held ones included
+GATEWAY_HELD = "llm_gateway_requests_held"  # waiting for a ready endpoint
+GATEWAY_REQUESTS = "llm_gateway_requests_total"  # answered, by code: moves with every request

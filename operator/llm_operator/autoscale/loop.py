@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from llm_operator import api
 from llm_operator.autoscale import policy as autoscaler
-from llm_operator.decide.manifests import Owner, ROLE_LABEL, WORKER, selector_labels
+from llm_operator.decide.manifests import ROLE_LABEL, WORKER, Owner, selector_labels
 from llm_operator.decide.observed import Observed, spec_of
 from llm_operator.engines import DEFAULT_ENGINE, Engine, engine_for, engine_named
 from llm_operator.kube.client import Kube
@@ -57,21 +57,27 @@ class GatewayContext(Protocol):
 def pod_ready(pod: dict[str, Any]) -> bool:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def scrape(pod: dict[str, Any], metric: str, url_template: str, engine: Engine | None = None) -> autoscaler.PodSample:
     engine = engine or engine_named(DEFAULT_ENGINE)
     meta = pod["metadata"]
-    url = url_template.format(pod_ip=(pod.get("status") or {}).get("podIP", ""), port=engine.port,
-                             namespace=meta["namespace"], pod=meta["name"])
+    url = url_template.format(
+        pod_ip=(pod.get("status") or {}).get("podIP", ""),
+        port=engine.port,
+        namespace=meta["namespace"],
+        pod=meta["name"],
+    )
     try:
         with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as resp:
             text = resp.read().decode(errors="replace")
     except (urllib.error.URLError, OSError, ValueError) as err:
         log.debug("scraping %s failed: %s", url, err)
-        return autoscaler.PodSample(meta["name"], None)   # unknown, not idle
+        return autoscaler.PodSample(meta["name"], None)  # unknown, not idle
     load = autoscaler.load_of(autoscaler.parse_prometheus_text(text), metric, engine.load_metrics)
     return autoscaler.PodSample(meta["name"], load)
 
@@ -94,13 +100,17 @@ def gateway_urls(ctx: GatewayContext) -> list[str]:
     if settings.gateway_pods:
         namespace, _, selector = settings.gateway_pods.partition("/")
         try:
-            pods = (ctx.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
-                                     query={"labelSelector": selector}) or {}).get("items") or []
+            pods = (
+                ctx.kube.request("GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": selector}) or {}
+            ).get("items") or []
         except KubeError as err:
             log.warning("listing the gateway's pods (%s) failed: %s", settings.gateway_pods, err)
             pods = []
-        urls += [f"http://{p['status']['podIP']}:{settings.gateway_port}/metrics"
-                 for p in pods if pod_ready(p) and (p.get("status") or {}).get("podIP")]
+        urls += [
+            f"http://{p['status']['podIP']}:{settings.gateway_port}/metrics"
+            for p in pods
+            if pod_ready(p) and (p.get("status") or {}).get("podIP")
+        ]
     return urls
 
 
@@ -116,8 +126,13 @@ def read_gateways(ctx: GatewayContext) -> list[dict[str, autoscaler.GatewayCount
 def _timers(state: dict[str, Any] | None) -> tuple[Any, ...]:
     s = state or {}
     last = s.get("lastDecision") or {}
-    return (s.get("lowSince"), s.get("lastScaleTime"), last.get("action"), last.get("desiredReplicas"),
-            s.get("idleSince"))
+    return (
+        s.get("lowSince"),
+        s.get("lastScaleTime"),
+        last.get("action"),
+        last.get("desiredReplicas"),
+        s.get("idleSince"),
+    )
 
 
 @dataclass(frozen=True)
@@ -125,13 +140,18 @@ class Tick:
     """One tick's outcome for one LLMDeployment; the controller writes it through act."""
 
     decision: autoscaler.Decision
-    state: autoscaler.ScalerState     # kept in memory until the next tick
-    scale_to: int | None              # replicas to write through the scale subresource (None: unchanged)
-    report: dict[str, Any] | None     # status.autoscaler to write (None: no timer changed since status says)
+    state: autoscaler.ScalerState  # kept in memory until the next tick
+    scale_to: int | None  # replicas to write through the scale subresource (None: unchanged)
+    report: dict[str, Any] | None  # status.autoscaler to write (None: no timer changed since status says)
 
 
-def tick(observed: Observed, settings: ScrapeSettings, state: autoscaler.ScalerState | None, now: float | None = None,
-         gateways: list[dict[str, autoscaler.GatewayCounts] | None] | None = None) -> Tick | None:
+def tick(
+    observed: Observed,
+    settings: ScrapeSettings,
+    state: autoscaler.ScalerState | None,
+    now: float | None = None,
+    gateways: list[dict[str, autoscaler.GatewayCounts] | None] | None = None,
+) -> Tick | None:
     """One tick for one LLMDeployment in mode operator: its load (the gateway's counts or its
     pods' /metrics), the policy's decision, and what of it to write. `observed`: the read
     model's snapshot; `settings`: where pods' metrics are read (pod_metrics_url); `state`:
@@ -152,13 +172,18 @@ def tick(observed: Observed, settings: ScrapeSettings, state: autoscaler.ScalerS
     selector = selector_labels(owner)
     # The pods that serve HTTP: one a replica (of a multi-node group, its leader, whose
     # metrics are the whole group's), so the load per pod is the load per replica.
-    pods = [p for p in observed.pods if pod_ready(p)
-            and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
-            and (p["metadata"].get("labels") or {}).get(ROLE_LABEL) != WORKER]
+    pods = [
+        p
+        for p in observed.pods
+        if pod_ready(p)
+        and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+        and (p["metadata"].get("labels") or {}).get(ROLE_LABEL) != WORKER
+    ]
     url = settings.pod_metrics_url
     engine = engine_for(spec)
-    gateway_samples, counts = (autoscaler.sum_gateway_counts(gateways, f"{owner.namespace}/{owner.name}")
-                               if gateways else ([], None))
+    gateway_samples, counts = (
+        autoscaler.sum_gateway_counts(gateways, f"{owner.namespace}/{owner.name}") if gateways else ([], None)
+    )
     if counts is not None and spec.autoscaling.metric == api.ScalingMetric.concurrency.value:
         samples, source = gateway_samples, "gateway"
     else:
@@ -170,10 +195,14 @@ def tick(observed: Observed, settings: ScrapeSettings, state: autoscaler.ScalerS
         except (ValueError, TypeError, KeyError) as err:
             log.warning("%s/%s: status.autoscaler unreadable (%s): starting afresh", owner.namespace, owner.name, err)
             state = autoscaler.ScalerState()
-    decision, new_state = autoscaler.decide(state, samples, spec.replicas, spec.autoscaling, now,
-                                            source=source, gateway=counts)
+    decision, new_state = autoscaler.decide(
+        state, samples, spec.replicas, spec.autoscaling, now, source=source, gateway=counts
+    )
     new = new_state.to_dict()
     # status.autoscaler holds the state as of the last change of a timer, not every scrape.
-    return Tick(decision=decision, state=new_state,
-                scale_to=decision.desired_replicas if decision.desired_replicas != spec.replicas else None,
-                report=new if _timers(new) != _timers(stored) else None)
+    return Tick(
+        decision=decision,
+        state=new_state,
+        scale_to=decision.desired_replicas if decision.desired_replicas != spec.replicas else None,
+        report=new if _timers(new) != _timers(stored) else None,
+    )

@@ -39,13 +39,15 @@ from typing import Any, Protocol
 from llm_operator.api.names import GATEWAY_HELD, GATEWAY_IN_FLIGHT, GATEWAY_REQUESTS
 from llm_operator.engines import DEFAULT_ENGINE, LoadMetrics, engine_named
 
-WINDOW_SECONDS = 60.0   # moving window the mean load is taken over
-MAX_OBSERVATIONS = 20   # bound on the stored window, so status.autoscaler stays small
+WINDOW_SECONDS = 60.0  # moving window the mean load is taken over
+MAX_OBSERVATIONS = 20  # bound on the stored window, so status.autoscaler stays small
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_SKIPPED_TYPES = {"histogram": ("_bucket", "_sum", "_count", "_created"),
-                  "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
-                  "summary": ("_sum", "_count", "_created")}
+_SKIPPED_TYPES = {
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "summary": ("_sum", "_count", "_created"),
+}
 
 
 def parse_prometheus_text(text: str) -> dict[str, float]:
@@ -67,7 +69,7 @@ def parse_prometheus_text(text: str) -> dict[str, float]:
         match = _NAME.match(line)
         if not match:
             continue
-        rest = line[match.end():]
+        rest = line[match.end() :]
         if rest.startswith("{"):
             end = _labels_end(rest)
             if end is None:
@@ -109,8 +111,10 @@ def _labels_end(rest: str) -> int | None:
 def _in_skipped_family(name: str, types: dict[str, str]) -> bool:
     if types.get(name) in _SKIPPED_TYPES:
         return True
-    return any(name.endswith(suffix) and suffix in _SKIPPED_TYPES.get(types.get(name[:-len(suffix)], ""), ())
-               for suffix in ("_bucket", "_sum", "_count", "_created", "_gsum", "_gcount"))
+    return any(
+        name.endswith(suffix) and suffix in _SKIPPED_TYPES.get(types.get(name[: -len(suffix)], ""), ())
+        for suffix in ("_bucket", "_sum", "_count", "_created", "_gsum", "_gcount")
+    )
 
 
 def load_of(metrics: dict[str, float], metric: str, names: LoadMetrics | None = None) -> float | None:
@@ -153,7 +157,7 @@ def gateway_counts(text: str) -> dict[str, GatewayCounts]:
         end = _labels_end("{" + rest)
         if end is None:
             continue
-        labels, value = rest[:end - 2], rest[end - 1:].split()
+        labels, value = rest[: end - 2], rest[end - 1 :].split()
         match = _MODEL_LABEL.search(labels)
         if not match or not value:
             continue
@@ -169,8 +173,9 @@ def gateway_counts(text: str) -> dict[str, GatewayCounts]:
     return {model: GatewayCounts(**counts) for model, counts in out.items()}
 
 
-def sum_gateway_counts(readings: list[dict[str, GatewayCounts] | None],
-                       model: str) -> tuple[list[PodSample], GatewayCounts | None]:
+def sum_gateway_counts(
+    readings: list[dict[str, GatewayCounts] | None], model: str
+) -> tuple[list[PodSample], GatewayCounts | None]:
     """Per gateway replica (None: it did not answer) -> the model's samples, one per replica
     (its requests in flight, held included), and its counts summed over the replicas that
     answered (None when none did)."""
@@ -181,8 +186,9 @@ def sum_gateway_counts(readings: list[dict[str, GatewayCounts] | None],
             continue
         counts = reading.get(model, GatewayCounts())
         samples.append(PodSample(f"gateway-{i}", counts.in_flight))
-        total = GatewayCounts(total.in_flight + counts.in_flight, total.held + counts.held,
-                              total.requests + counts.requests)
+        total = GatewayCounts(
+            total.in_flight + counts.in_flight, total.held + counts.held, total.requests + counts.requests
+        )
         answered += 1
     return samples, (total if answered else None)
 
@@ -208,7 +214,7 @@ class AutoscalingSpecLike(Protocol):
 @dataclass(frozen=True)
 class Observation:
     time: float
-    load: float      # total over the pods, unknown pods estimated
+    load: float  # total over the pods, unknown pods estimated
     known_pods: int
     pods: int
 
@@ -216,53 +222,73 @@ class Observation:
 @dataclass(frozen=True)
 class Decision:
     desired_replicas: int
-    action: str      # scale-up | scale-down | hold
+    action: str  # scale-up | scale-down | hold
     reason: str
     inputs: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"desiredReplicas": self.desired_replicas, "action": self.action,
-                "reason": self.reason, "inputs": dict(self.inputs)}
+        return {
+            "desiredReplicas": self.desired_replicas,
+            "action": self.action,
+            "reason": self.reason,
+            "inputs": dict(self.inputs),
+        }
 
 
 @dataclass(frozen=True)
 class ScalerState:
     window: tuple[Observation, ...] = ()
-    low_since: float | None = None     # when need first fell below current, unbroken since
-    low_peak: int | None = None        # highest need seen since low_since
+    low_since: float | None = None  # when need first fell below current, unbroken since
+    low_peak: int | None = None  # highest need seen since low_since
     last_scale_time: float | None = None
     last_decision: dict[str, Any] | None = None
-    idle_since: float | None = None      # since when the gateway has taken no request for the model
-    requests_seen: float | None = None   # the gateway's requests counter at the last tick
+    idle_since: float | None = None  # since when the gateway has taken no request for the model
+    requests_seen: float | None = None  # the gateway's requests counter at the last tick
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for status.autoscaler. Every key is always present (None as null) so that a
         JSON merge patch of the status clears a timer instead of leaving the old value."""
-        return {"window": [[o.time, o.load, o.known_pods, o.pods] for o in self.window],
-                "lowSince": self.low_since, "lowPeak": self.low_peak,
-                "lastScaleTime": self.last_scale_time, "lastDecision": self.last_decision,
-                "idleSince": self.idle_since, "requestsSeen": self.requests_seen}
+        return {
+            "window": [[o.time, o.load, o.known_pods, o.pods] for o in self.window],
+            "lowSince": self.low_since,
+            "lowPeak": self.low_peak,
+            "lastScaleTime": self.last_scale_time,
+            "lastDecision": self.last_decision,
+            "idleSince": self.idle_since,
+            "requestsSeen": self.requests_seen,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ScalerState:
         """Back from status.autoscaler; None or {} (first run) gives a fresh state."""
         data = data or {}
-        window = tuple(Observation(float(t), float(load), int(known), int(pods))
-                       for t, load, known, pods in data.get("window") or ())
+        window = tuple(
+            Observation(float(t), float(load), int(known), int(pods))
+            for t, load, known, pods in data.get("window") or ()
+        )
         low_since, low_peak, last = data.get("lowSince"), data.get("lowPeak"), data.get("lastScaleTime")
         idle_since, seen = data.get("idleSince"), data.get("requestsSeen")
-        return cls(window=window[-MAX_OBSERVATIONS:],
-                   low_since=None if low_since is None else float(low_since),
-                   low_peak=None if low_peak is None else int(low_peak),
-                   last_scale_time=None if last is None else float(last),
-                   last_decision=data.get("lastDecision"),
-                   idle_since=None if idle_since is None else float(idle_since),
-                   requests_seen=None if seen is None else float(seen))
+        return cls(
+            window=window[-MAX_OBSERVATIONS:],
+            low_since=None if low_since is None else float(low_since),
+            low_peak=None if low_peak is None else int(low_peak),
+            last_scale_time=None if last is None else float(last),
+            last_decision=data.get("lastDecision"),
+            idle_since=None if idle_since is None else float(idle_since),
+            requests_seen=None if seen is None else float(seen),
+        )
 
 
-def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
-           spec: AutoscalingSpecLike, now: float, *, source: str = "pods",
-           gateway: GatewayCounts | None = None) -> tuple[Decision, ScalerState]:
+def decide(
+    state: ScalerState,
+    samples: list[PodSample],
+    current_replicas: int,
+    spec: AutoscalingSpecLike,
+    now: float,
+    *,
+    source: str = "pods",
+    gateway: GatewayCounts | None = None,
+) -> tuple[Decision, ScalerState]:
     """The replica count the load asks for now, and the state to store for the next call.
 
     source "pods": a sample per ready pod; "gateway": a sample per gateway replica, its
@@ -270,14 +296,21 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
     replicas that answered (None: none did), what scaleToZeroAfterSeconds is timed by."""
     lo, hi, target = spec.min_replicas, spec.max_replicas, spec.target
     asleep = lo == 0 and current_replicas == 0
-    floor = max(lo, 1)   # minReplicas 0 is where a model may sleep, not where it is put
+    floor = max(lo, 1)  # minReplicas 0 is where a model may sleep, not where it is put
     delay, metric = spec.scale_down_delay_seconds, str(getattr(spec.metric, "value", spec.metric))
     known = [s.load for s in samples if s.load is not None]
     unknown = len(samples) - len(known)
     window = tuple(o for o in state.window if now - WINDOW_SECONDS < o.time <= now)
-    inputs = {"metric": metric, "target": target, "pods": len(samples), "knownPods": len(known),
-              "currentReplicas": current_replicas, "minReplicas": lo, "maxReplicas": hi,
-              "scaleDownDelaySeconds": delay}
+    inputs = {
+        "metric": metric,
+        "target": target,
+        "pods": len(samples),
+        "knownPods": len(known),
+        "currentReplicas": current_replicas,
+        "minReplicas": lo,
+        "maxReplicas": hi,
+        "scaleDownDelaySeconds": delay,
+    }
     if known:
         known_load = sum(known)
         estimated = known_load / len(known) * unknown
@@ -287,8 +320,14 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
         load = max(total, mean)
         raw = math.ceil(round(load / target, 6))
         need = min(hi, max(floor, raw))
-        inputs.update(knownLoad=round(known_load, 3), estimatedLoad=round(estimated, 3), load=total,
-                      windowMean=mean, windowSamples=len(window), needed=raw)
+        inputs.update(
+            knownLoad=round(known_load, 3),
+            estimatedLoad=round(estimated, 3),
+            load=total,
+            windowMean=mean,
+            windowSamples=len(window),
+            needed=raw,
+        )
         if source == "gateway":
             seen = f"{metric} {known_load:g} through the gateway ({len(known)} of {len(samples)} gateway replicas answered)"
         else:
@@ -305,15 +344,24 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
                 seen += f" (raised to minReplicas {need})" if lo >= 1 else f" (raised to {need} while running)"
     else:
         need = None
-        seen = (f"no {metric} data: none of {len(samples)} gateway replicas answered" if source == "gateway"
-                else f"no {metric} data: none of {len(samples)} ready pods answered")
+        seen = (
+            f"no {metric} data: none of {len(samples)} gateway replicas answered"
+            if source == "gateway"
+            else f"no {metric} data: none of {len(samples)} ready pods answered"
+        )
 
     # Idle: the gateway took no request since the last tick and holds none in flight.
     after = spec.scale_to_zero_after_seconds if lo == 0 else None
     idle_since = None
     requests_seen = None if gateway is None else gateway.requests
-    if after is not None and not asleep and gateway is not None and gateway.in_flight == 0 \
-            and state.requests_seen is not None and requests_seen == state.requests_seen:
+    if (
+        after is not None
+        and not asleep
+        and gateway is not None
+        and gateway.in_flight == 0
+        and state.requests_seen is not None
+        and requests_seen == state.requests_seen
+    ):
         idle_since = state.idle_since if state.idle_since is not None else now
     idle_for = None if idle_since is None else now - idle_since
     if after is not None:
@@ -325,8 +373,10 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
         why = "holding at 0 (minReplicas 0): a request through the gateway wakes the model"
     elif after is not None and idle_for is not None and idle_for >= after and current_replicas > 0:
         desired, action = 0, "scale-down"
-        why = (f"no request through the gateway for {idle_for:g} s (scaleToZeroAfterSeconds {after}); scaling to 0, "
-               "the next request wakes the model")
+        why = (
+            f"no request through the gateway for {idle_for:g} s (scaleToZeroAfterSeconds {after}); scaling to 0, "
+            "the next request wakes the model"
+        )
         idle_since = None
     elif current_replicas < floor:
         desired, action = need or floor, "scale-up"
@@ -357,14 +407,22 @@ def decide(state: ScalerState, samples: list[PodSample], current_replicas: int,
 
     if after is not None and not asleep and action != "scale-down":
         if gateway is None:
-            why += ("; not scaling to zero: scaleToZeroAfterSeconds needs the gateway's request counts and no "
-                    "gateway answered (the operator's --gateway-pods or --gateway-metrics-url)")
+            why += (
+                "; not scaling to zero: scaleToZeroAfterSeconds needs the gateway's request counts and no "
+                "gateway answered (the operator's --gateway-pods or --gateway-metrics-url)"
+            )
         elif idle_for is not None:
             why += f"; no request for {idle_for:g} of {after} s before scaling to 0"
     inputs["lowSince"] = low_since
     decision = Decision(desired, action, f"{seen}; {why}.", inputs)
-    new_state = replace(state, window=window, low_since=low_since, low_peak=low_peak,
-                        last_scale_time=now if action != "hold" else state.last_scale_time,
-                        last_decision={"time": now, **decision.to_dict()},
-                        idle_since=idle_since, requests_seen=requests_seen)
+    new_state = replace(
+        state,
+        window=window,
+        low_since=low_since,
+        low_peak=low_peak,
+        last_scale_time=now if action != "hold" else state.last_scale_time,
+        last_decision={"time": now, **decision.to_dict()},
+        idle_since=idle_since,
+        requests_seen=requests_seen,
+    )
     return decision, new_state

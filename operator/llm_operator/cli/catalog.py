@@ -21,8 +21,9 @@ from typing import Any, TextIO
 import yaml
 
 from llm_operator import api
-from llm_operator.facts.catalog import Catalog, Entry, load as load_catalog, short_revision
 from llm_operator.engines import ENGINE_NAMES, vllm
+from llm_operator.facts.catalog import Catalog, Entry, short_revision
+from llm_operator.facts.catalog import load as load_catalog
 from llm_operator.planning.gpus import UnknownGpuType, gpu_type_for
 from llm_operator.planning.memory import effective_quantization
 from llm_operator.planning.planner import Plan, PlanRequest, plan
@@ -38,17 +39,36 @@ LOAD_TIME_QUANTIZATIONS = ("fp8", "eetq", "bitsandbytes", "bitsandbytes-nf4")
 
 
 def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_id", nargs="?", metavar="MODEL",
-                        help="a model of the catalog: print an LLMDeployment for it (needs --gpu)")
-    parser.add_argument("--gpu", metavar="TYPE", help="GPU short name (see `plan --list-gpus`) or nvidia.com/gpu.product value")
+    parser.add_argument(
+        "model_id",
+        nargs="?",
+        metavar="MODEL",
+        help="a model of the catalog: print an LLMDeployment for it (needs --gpu)",
+    )
+    parser.add_argument(
+        "--gpu", metavar="TYPE", help="GPU short name (see `plan --list-gpus`) or nvidia.com/gpu.product value"
+    )
     parser.add_argument("--name", help="metadata.name of the printed LLMDeployment (default: from the model's name)")
-    parser.add_argument("--max-total-tokens", type=int, metavar="T",
-                        help="tokens per sequence, prompt plus output (default: min(context, 4096))")
-    parser.add_argument("--engine", default="tgi", choices=ENGINE_NAMES,
-                        help="serving engine to plan for (default: tgi); an LLMDeployment printed for vllm names it")
+    parser.add_argument(
+        "--max-total-tokens",
+        type=int,
+        metavar="T",
+        help="tokens per sequence, prompt plus output (default: min(context, 4096))",
+    )
+    parser.add_argument(
+        "--engine",
+        default="tgi",
+        choices=ENGINE_NAMES,
+        help="serving engine to plan for (default: tgi); an LLMDeployment printed for vllm names it",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
-                        help="more catalog entries (a YAML list), as the operator's --catalog-file")
+    parser.add_argument(
+        "--catalog-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more catalog entries (a YAML list), as the operator's --catalog-file",
+    )
 
 
 @dataclass(frozen=True)
@@ -60,10 +80,14 @@ class Fit:
     plan: Plan
 
 
-def fit(entry: Entry, gpu: str, quantization: str = "none", max_total_tokens: int | None = None,
-        engine: str = "tgi") -> Fit:
-    result = plan(PlanRequest(facts=entry.facts, quantization=quantization, gpu_type=gpu,
-                              max_total_tokens=max_total_tokens, engine=engine))
+def fit(
+    entry: Entry, gpu: str, quantization: str = "none", max_total_tokens: int | None = None, engine: str = "tgi"
+) -> Fit:
+    result = plan(
+        PlanRequest(
+            facts=entry.facts, quantization=quantization, gpu_type=gpu, max_total_tokens=max_total_tokens, engine=engine
+        )
+    )
     return Fit(result.quantization, result.min_gpus, result)
 
 
@@ -108,16 +132,32 @@ def overview(catalog: Catalog, tokens: int | None, engine: str = "tgi") -> tuple
     data = []
     for entry in catalog.entries():
         if not quantizations_for(entry, engine):
-            continue   # a checkpoint format the engine cannot load
+            continue  # a checkpoint format the engine cannot load
         fits = {gpu: fit(entry, gpu, max_total_tokens=tokens, engine=engine).gpus for gpu in OVERVIEW_GPUS}
-        rows.append([entry.model_id, _params(entry), _precision(entry), str(entry.facts.max_position_embeddings),
-                     *[_cell(fits[g]) for g in OVERVIEW_GPUS]])
-        data.append({"model": entry.model_id, "revision": entry.revision, "parameterCount": entry.facts.parameter_count,
-                     "weights": _precision(entry), "context": entry.facts.max_position_embeddings,
-                     "fewestGpus": fits})
-    legend = ("\nEach GPU column: the fewest GPUs of that type per replica for the model as published "
-              "(-: more than 8). `--gpu TYPE` shows the quantizations that fit; `catalog MODEL --gpu TYPE` "
-              "prints an LLMDeployment.\n")
+        rows.append(
+            [
+                entry.model_id,
+                _params(entry),
+                _precision(entry),
+                str(entry.facts.max_position_embeddings),
+                *[_cell(fits[g]) for g in OVERVIEW_GPUS],
+            ]
+        )
+        data.append(
+            {
+                "model": entry.model_id,
+                "revision": entry.revision,
+                "parameterCount": entry.facts.parameter_count,
+                "weights": _precision(entry),
+                "context": entry.facts.max_position_embeddings,
+                "fewestGpus": fits,
+            }
+        )
+    legend = (
+        "\nEach GPU column: the fewest GPUs of that type per replica for the model as published "
+        "(-: more than 8). `--gpu TYPE` shows the quantizations that fit; `catalog MODEL --gpu TYPE` "
+        "prints an LLMDeployment.\n"
+    )
     return _table(rows) + legend, data
 
 
@@ -131,12 +171,20 @@ def on_gpu(catalog: Catalog, gpu: str, tokens: int | None, engine: str = "tgi") 
         if not allowed:
             continue
         fits = {q: fit(entry, gpu, q, tokens, engine).gpus for q in allowed}
-        rows.append([entry.model_id, _params(entry), _precision(entry),
-                     *[_cell(fits[q]) if q in allowed else "n/a" for q in columns]])
+        rows.append(
+            [
+                entry.model_id,
+                _params(entry),
+                _precision(entry),
+                *[_cell(fits[q]) if q in allowed else "n/a" for q in columns],
+            ]
+        )
         data.append({"model": entry.model_id, "gpu": gpu, "fewestGpus": fits})
     gpu_name = gpu_type_for(gpu).display_name
-    legend = (f"\nFewest {gpu_name} GPUs per replica for each quantization (-: more than 8; n/a: the checkpoint "
-              "is quantized already and runs as published).\n")
+    legend = (
+        f"\nFewest {gpu_name} GPUs per replica for each quantization (-: more than 8; n/a: the checkpoint "
+        "is quantized already and runs as published).\n"
+    )
     return _table(rows) + legend, data
 
 
@@ -157,7 +205,7 @@ def manifest(entry: Entry, gpu: str, name: str | None, tokens: int | None, engin
         return (f"# {entry.model_id} is published in a format vLLM 0.33.0 cannot load; engine tgi can.\n", False)
     fitting = [o for o in options if o.gpus is not None]
     chosen = fitting[0] if fitting else options[0]
-    fewer = min(fitting, key=lambda o: o.gpus or 0) if fitting else None   # every one's gpus is a number
+    fewer = min(fitting, key=lambda o: o.gpus or 0) if fitting else None  # every one's gpus is a number
     gpu_type = gpu_type_for(gpu)
     pinned = len(entry.revision) == 40
     spec: dict[str, Any] = {"model": {"id": entry.model_id, "revision": entry.revision if pinned else "main"}}
@@ -171,15 +219,23 @@ def manifest(entry: Entry, gpu: str, name: str | None, tokens: int | None, engin
         spec["gpu"] = {"product": gpu_type.products[0]}
     if tokens:
         spec["limits"] = {"maxTotalTokens": tokens}
-    doc = {"apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND, "metadata": {"name": name or _name_for(entry.model_id)},
-           "spec": spec}
+    doc = {
+        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "kind": api.KIND,
+        "metadata": {"name": name or _name_for(entry.model_id)},
+        "spec": spec,
+    }
     where = f"revision {short_revision(entry.revision)}" if pinned else "an unpinned revision (main)"
-    lines = [f"{entry.model_id} on {gpu_type.display_name}, planned from the catalog's facts for {where}:",
-             chosen.plan.reason]
+    lines = [
+        f"{entry.model_id} on {gpu_type.display_name}, planned from the catalog's facts for {where}:",
+        chosen.plan.reason,
+    ]
     if chosen.gpus is None:
         lines.append("Nothing fits up to 8 GPUs of this type: pick a larger GPU (see `llm-operator catalog`).")
     elif fewer is not None and fewer.gpus is not None and fewer.gpus < chosen.gpus:
-        lines.append(f"With more loss, {fewer.quantization} fits on {fewer.gpus} (see `llm-operator catalog --gpu {gpu}`).")
+        lines.append(
+            f"With more loss, {fewer.quantization} fits on {fewer.gpus} (see `llm-operator catalog --gpu {gpu}`)."
+        )
     comment = "".join(f"# {line}\n" for text in lines for line in _wrapped(text))
     return comment + yaml.safe_dump(doc, sort_keys=False), chosen.gpus is not None
 
@@ -207,12 +263,16 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             entry = catalog.entry(args.model_id)
             if entry is None:
                 known = ", ".join(e.model_id for e in catalog.entries())
-                err.write(f"llm-operator catalog: error: {args.model_id} is not in the catalog; it has: {known}. "
-                          "`llm-operator plan MODEL --config config.json` plans any model.\n")
+                err.write(
+                    f"llm-operator catalog: error: {args.model_id} is not in the catalog; it has: {known}. "
+                    "`llm-operator plan MODEL --config config.json` plans any model.\n"
+                )
                 return EXIT_BAD_INPUT
             if args.gpu is None:
-                err.write("llm-operator catalog: error: argument --gpu: required with MODEL "
-                          "(a GPU type such as l4; see `llm-operator plan --list-gpus`)\n")
+                err.write(
+                    "llm-operator catalog: error: argument --gpu: required with MODEL "
+                    "(a GPU type such as l4; see `llm-operator plan --list-gpus`)\n"
+                )
                 return EXIT_BAD_INPUT
             if args.name is not None and not api.NAME_RULE.holds(args.name):
                 err.write(f"llm-operator catalog: error: argument --name: {api.NAME_RULE.message}\n")
@@ -220,12 +280,13 @@ def run_catalog(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             text, fits = manifest(entry, args.gpu, args.name, args.max_total_tokens, args.engine)
             out.write(text)
             return EXIT_OK if fits else EXIT_DOES_NOT_FIT
-        text, data = (on_gpu(catalog, args.gpu, args.max_total_tokens, args.engine) if args.gpu
-                      else overview(catalog, args.max_total_tokens, args.engine))
+        text, data = (
+            on_gpu(catalog, args.gpu, args.max_total_tokens, args.engine)
+            if args.gpu
+            else overview(catalog, args.max_total_tokens, args.engine)
+        )
     except UnknownGpuType as problem:
         err.write(f"llm-operator catalog: error: argument --gpu: {problem}\n")
         return EXIT_BAD_INPUT
     out.write(json.dumps(data, indent=2) + "\n" if args.json else text)
     return EXIT_OK
-
-

@@ -23,11 +23,11 @@ import sys
 from dataclasses import replace
 from typing import Any, TextIO
 
-from llm_operator.facts.catalog import load as load_catalog
-from llm_operator.facts.lookup import CATALOG, CONFIG, HUB, UNAVAILABLE, FactsAnswer, from_catalog, source_phrase
-from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, facts_from_hub, facts_from_local
 from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, vllm
 from llm_operator.engines.tgi import QUANTIZATIONS
+from llm_operator.facts.catalog import load as load_catalog
+from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, facts_from_hub, facts_from_local
+from llm_operator.facts.lookup import CATALOG, CONFIG, HUB, UNAVAILABLE, FactsAnswer, from_catalog, source_phrase
 from llm_operator.planning.gpus import GPU_TYPES, MAX_GPUS_PER_NODE, UnknownGpuType, gpu_type_for
 from llm_operator.planning.planner import Plan, PlanRequest, plan
 
@@ -38,37 +38,84 @@ EXIT_BAD_INPUT = 2  # argparse's own status for usage errors
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `plan` options to a (sub)parser; run_plan reads them."""
-    parser.add_argument("model_id", nargs="?", metavar="MODEL_ID", help="Hugging Face model id, e.g. meta-llama/Meta-Llama-3-70B")
+    parser.add_argument(
+        "model_id", nargs="?", metavar="MODEL_ID", help="Hugging Face model id, e.g. meta-llama/Meta-Llama-3-70B"
+    )
     parser.add_argument("--revision", default="main", help="branch, tag or commit on the Hub (default: main)")
     source = parser.add_argument_group("offline model facts (skip the Hub)")
     source.add_argument("--config", metavar="PATH", help="the model's config.json")
     source.add_argument("--params", type=_positive_int, metavar="N", help="exact parameter count (with --config)")
-    source.add_argument("--safetensors-index", metavar="PATH",
-                        help="model.safetensors.index.json, for the parameter count (with --config)")
-    parser.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINE_NAMES,
-                        help="serving engine whose memory use to plan for (default: tgi)")
-    parser.add_argument("--quantization", default="none", choices=QUANTIZATIONS, metavar="Q",
-                        help=f"one of {', '.join(QUANTIZATIONS)} (default: none; vLLM has no eetq, exl2 or bitsandbytes*)")
-    parser.add_argument("--gpu", metavar="TYPE", help="GPU short name (see --list-gpus) or nvidia.com/gpu.product value")
-    parser.add_argument("--gpu-memory-gib", type=_positive_float, metavar="GIB", help="GPU memory, overriding the table")
-    parser.add_argument("--gpu-memory-utilization", type=_fraction, metavar="F",
-                        help=("vLLM only: the share of each GPU's CUDA memory vLLM reserves "
-                              f"(default: {vllm.GPU_MEMORY_UTILIZATION}, vLLM 0.33.0's)"))
-    parser.add_argument("--gpus", type=_positive_int, metavar="N",
-                        help="GPUs per node of a replica (default: the fewest that fit)")
-    parser.add_argument("--nodes", type=_positive_int, metavar="N",
-                        help=("nodes one replica spans, --gpus on each (vLLM's pipeline parallelism; "
-                              "default: the fewest that fit for vllm, 1 for tgi)"))
-    parser.add_argument("--max-total-tokens", type=_positive_int, metavar="T",
-                        help="tokens per sequence, prompt plus output (default: min(context, 4096))")
-    parser.add_argument("--kv-cache-dtype", choices=("fp8_e4m3fn", "fp8_e5m2"),
-                        help="KV cache in 8 bits (TGI's names; vLLM's fp8_e4m3/fp8_e5m2 size the same)")
+    source.add_argument(
+        "--safetensors-index",
+        metavar="PATH",
+        help="model.safetensors.index.json, for the parameter count (with --config)",
+    )
+    parser.add_argument(
+        "--engine",
+        default=DEFAULT_ENGINE,
+        choices=ENGINE_NAMES,
+        help="serving engine whose memory use to plan for (default: tgi)",
+    )
+    parser.add_argument(
+        "--quantization",
+        default="none",
+        choices=QUANTIZATIONS,
+        metavar="Q",
+        help=f"one of {', '.join(QUANTIZATIONS)} (default: none; vLLM has no eetq, exl2 or bitsandbytes*)",
+    )
+    parser.add_argument(
+        "--gpu", metavar="TYPE", help="GPU short name (see --list-gpus) or nvidia.com/gpu.product value"
+    )
+    parser.add_argument(
+        "--gpu-memory-gib", type=_positive_float, metavar="GIB", help="GPU memory, overriding the table"
+    )
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=_fraction,
+        metavar="F",
+        help=(
+            "vLLM only: the share of each GPU's CUDA memory vLLM reserves "
+            f"(default: {vllm.GPU_MEMORY_UTILIZATION}, vLLM 0.33.0's)"
+        ),
+    )
+    parser.add_argument(
+        "--gpus", type=_positive_int, metavar="N", help="GPUs per node of a replica (default: the fewest that fit)"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=_positive_int,
+        metavar="N",
+        help=(
+            "nodes one replica spans, --gpus on each (vLLM's pipeline parallelism; "
+            "default: the fewest that fit for vllm, 1 for tgi)"
+        ),
+    )
+    parser.add_argument(
+        "--max-total-tokens",
+        type=_positive_int,
+        metavar="T",
+        help="tokens per sequence, prompt plus output (default: min(context, 4096))",
+    )
+    parser.add_argument(
+        "--kv-cache-dtype",
+        choices=("fp8_e4m3fn", "fp8_e5m2"),
+        help="KV cache in 8 bits (TGI's names; vLLM's fp8_e4m3/fp8_e5m2 size the same)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--token-env", default="HF_TOKEN", metavar="NAME",
-                        help="environment variable holding a Hub token for gated models (default: HF_TOKEN)")
+    parser.add_argument(
+        "--token-env",
+        default="HF_TOKEN",
+        metavar="NAME",
+        help="environment variable holding a Hub token for gated models (default: HF_TOKEN)",
+    )
     parser.add_argument("--cache-dir", metavar="DIR", help="keep fetched model facts here between runs")
-    parser.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
-                        help="more catalog entries (a YAML list), as the operator's --catalog-file")
+    parser.add_argument(
+        "--catalog-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more catalog entries (a YAML list), as the operator's --catalog-file",
+    )
     parser.add_argument("--list-gpus", action="store_true", help="list the known GPU types and exit")
     # Remember the program name so usage errors read like argparse's own.
     parser.set_defaults(plan_prog=parser.prog)
@@ -112,7 +159,7 @@ def run_plan(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         out.write(_gpu_table())
         return EXIT_FITS
     try:
-        _check_engine_flags(args)   # before the Hub is asked anything
+        _check_engine_flags(args)  # before the Hub is asked anything
         facts, source = _facts_for(args)
         result = plan(_request_for(args, facts))
     except (_UsageError, UnknownGpuType, ModelFactsUnavailable, ValueError) as problem:
@@ -127,8 +174,10 @@ def _check_engine_flags(args: argparse.Namespace) -> None:
     if args.gpu_memory_utilization is not None and args.engine != vllm.ENGINE.name:
         raise _UsageError("argument --gpu-memory-utilization: only with --engine vllm (TGI plans with the whole GPU)")
     if args.nodes not in (None, 1) and args.engine != vllm.ENGINE.name:
-        raise _UsageError("argument --nodes: only 1 with --engine tgi (TGI serves within one node; "
-                          "multi-node serving needs --engine vllm)")
+        raise _UsageError(
+            "argument --nodes: only 1 with --engine tgi (TGI serves within one node; "
+            "multi-node serving needs --engine vllm)"
+        )
 
 
 def _facts_for(args: argparse.Namespace) -> tuple[ModelFacts, FactsAnswer]:
@@ -154,11 +203,15 @@ def _facts_for(args: argparse.Namespace) -> tuple[ModelFacts, FactsAnswer]:
         else:
             return facts, FactsAnswer(facts, HUB)
         # The Hub cannot answer: the catalog does, for the models it knows.
-        answer = from_catalog(load_catalog(args.catalog_file), args.model_id, args.revision,
-                              FactsAnswer(None, UNAVAILABLE, str(unavailable)))
+        answer = from_catalog(
+            load_catalog(args.catalog_file),
+            args.model_id,
+            args.revision,
+            FactsAnswer(None, UNAVAILABLE, str(unavailable)),
+        )
         if answer.facts is None:
             raise ModelFactsUnavailable(answer.message)
-        return answer.facts, replace(answer, message=str(unavailable))   # why not the Hub
+        return answer.facts, replace(answer, message=str(unavailable))  # why not the Hub
     try:
         facts = facts_from_local(args.config, args.params, args.safetensors_index, model_id=args.model_id)
         return facts, FactsAnswer(facts, CONFIG)
@@ -193,7 +246,9 @@ def _request_for(args: argparse.Namespace, facts: ModelFacts) -> PlanRequest:
 
 def _source_line(source: FactsAnswer) -> str:
     """Where the facts came from, and why not from the Hub when they did not."""
-    return source_phrase(source) + (f" The Hub did not answer: {source.message}" if source.source == CATALOG and source.message else "")
+    return source_phrase(source) + (
+        f" The Hub did not answer: {source.message}" if source.source == CATALOG and source.message else ""
+    )
 
 
 def _json_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
@@ -220,8 +275,13 @@ def _table_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
         ("gpus", f"{result.num_shard} x {result.gpu_name}{per_node} ({result.gpu_memory_gib:.1f} GiB{each})"),
     ]
     if result.nodes > 1:
-        rows.append(("nodes", f"{result.nodes} (pipeline parallel: up to {result.layers_per_node} of "
-                              f"{facts.num_layers} layers per node)"))
+        rows.append(
+            (
+                "nodes",
+                f"{result.nodes} (pipeline parallel: up to {result.layers_per_node} of "
+                f"{facts.num_layers} layers per node)",
+            )
+        )
     rows += [
         ("max total tokens", f"{result.max_total_tokens}"),
         ("weights", f"{result.weights_gib:.2f} GiB in all, {result.weights_gib_per_gpu:.2f} GiB per GPU"),
@@ -255,8 +315,9 @@ def _engine_cell(result: Plan) -> str:
 
 def _gpu_table() -> str:
     rows = [("NAME", "GPU", "MEMORY", "nvidia.com/gpu.product")]
-    rows += [(gpu.name, gpu.display_name, f"{gpu.memory_gib:.1f} GiB", ", ".join(gpu.products))
-             for gpu in GPU_TYPES.values()]
+    rows += [
+        (gpu.name, gpu.display_name, f"{gpu.memory_gib:.1f} GiB", ", ".join(gpu.products)) for gpu in GPU_TYPES.values()
+    ]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
     return "\n".join(lines) + "\n"

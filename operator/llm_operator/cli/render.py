@@ -18,14 +18,20 @@ from typing import Any, TextIO
 import yaml
 
 from llm_operator import api
-from llm_operator.facts.catalog import load
 from llm_operator.decide.decision import Decision, Lookups, decide, with_applied
-from llm_operator.facts.lookup import CONFIG, FactsAnswer, HUB, UNAVAILABLE, from_catalog
-from llm_operator.planning.gpus import GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, MAX_GPUS_PER_NODE, UnknownGpuType, gpu_type_for
 from llm_operator.decide.manifests import Owner, desired_cache_claim, desired_download_job
-from llm_operator.engines import ENGINE_NAMES
-from llm_operator.facts.hub import ModelFactsUnavailable, adapter_config_from_hub, facts_from_hub, facts_from_local
 from llm_operator.decide.observed import Observed, trim_child
+from llm_operator.engines import ENGINE_NAMES
+from llm_operator.facts.catalog import load
+from llm_operator.facts.hub import ModelFactsUnavailable, adapter_config_from_hub, facts_from_hub, facts_from_local
+from llm_operator.facts.lookup import CONFIG, HUB, UNAVAILABLE, FactsAnswer, from_catalog
+from llm_operator.planning.gpus import (
+    GPU_MEMORY_LABEL,
+    GPU_PRODUCT_LABEL,
+    MAX_GPUS_PER_NODE,
+    UnknownGpuType,
+    gpu_type_for,
+)
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2
@@ -34,17 +40,31 @@ EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT = 0, 1, 2
 def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--file", required=True, help="manifest file, or - for standard input")
     p.add_argument("--namespace", default="default", help="namespace for manifests that name none")
-    p.add_argument("--gpu", help="the GPU type of the cluster's nodes (e.g. h100-80gb; see `plan --list-gpus`); "
-                                 "default: the GPU product the spec asks for, else unknown")
+    p.add_argument(
+        "--gpu",
+        help="the GPU type of the cluster's nodes (e.g. h100-80gb; see `plan --list-gpus`); "
+        "default: the GPU product the spec asks for, else unknown",
+    )
     p.add_argument("--config", help="the model's config.json, for the plan (as `plan --config`)")
     p.add_argument("--params", type=int, help="the model's exact parameter count (with --config)")
-    p.add_argument("--hub", action="store_true",
-                   help="read the model's facts and the adapters' adapter_config.json from the Hub "
-                        "(HF_ENDPOINT and HF_TOKEN honoured), as the operator does")
-    p.add_argument("--catalog-file", action="append", default=[], metavar="PATH",
-                   help="more catalog entries, as the operator's --catalog-file (repeatable)")
-    p.add_argument("--engine", choices=ENGINE_NAMES,
-                   help="render as if spec.engine.name were this (default: what the manifest says)")
+    p.add_argument(
+        "--hub",
+        action="store_true",
+        help="read the model's facts and the adapters' adapter_config.json from the Hub "
+        "(HF_ENDPOINT and HF_TOKEN honoured), as the operator does",
+    )
+    p.add_argument(
+        "--catalog-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more catalog entries, as the operator's --catalog-file (repeatable)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINE_NAMES,
+        help="render as if spec.engine.name were this (default: what the manifest says)",
+    )
 
 
 def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[dict[str, Any], ...]:
@@ -52,29 +72,34 @@ def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[d
     if not name:
         return ()
     gpu = gpu_type_for(name)
-    labels = {GPU_PRODUCT_LABEL: gpu.products[0] if gpu.products else gpu.name,
-              GPU_MEMORY_LABEL: str(gpu.memory_mib)}
+    labels = {GPU_PRODUCT_LABEL: gpu.products[0] if gpu.products else gpu.name, GPU_MEMORY_LABEL: str(gpu.memory_mib)}
     # As many nodes as a replica may span, each with the GPUs a pod may ask for.
     allocatable = {spec.gpu.resource: str(max(spec.gpus or 0, MAX_GPUS_PER_NODE))}
-    return tuple({"metadata": {"name": f"assumed-{gpu.name}-{i}", "labels": labels}, "status": {"allocatable": allocatable}}
-                 for i in range(api.MAX_NODES))
+    return tuple(
+        {"metadata": {"name": f"assumed-{gpu.name}-{i}", "labels": labels}, "status": {"allocatable": allocatable}}
+        for i in range(api.MAX_NODES)
+    )
 
 
 def _facts(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> FactsAnswer:
     if args.config:
-        facts = replace(facts_from_local(args.config, args.params, None, model_id=spec.model.id),
-                        revision=spec.model.revision)
+        facts = replace(
+            facts_from_local(args.config, args.params, None, model_id=spec.model.id), revision=spec.model.revision
+        )
         return FactsAnswer(facts, CONFIG)
     # Without the Hub, the catalog answers for the models it knows, as in the operator.
     catalog = load(args.catalog_file)
     if not args.hub:
-        return from_catalog(catalog, spec.model.id, spec.model.revision, FactsAnswer(
-            None, UNAVAILABLE, "render has no model facts for it (give --config and --params, or --hub)."))
+        return from_catalog(
+            catalog,
+            spec.model.id,
+            spec.model.revision,
+            FactsAnswer(None, UNAVAILABLE, "render has no model facts for it (give --config and --params, or --hub)."),
+        )
     try:
         return FactsAnswer(facts_from_hub(spec.model.id, spec.model.revision), HUB)
     except ModelFactsUnavailable as err:
-        return from_catalog(catalog, spec.model.id, spec.model.revision,
-                                        FactsAnswer(None, UNAVAILABLE, str(err)))
+        return from_catalog(catalog, spec.model.id, spec.model.revision, FactsAnswer(None, UNAVAILABLE, str(err)))
 
 
 def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> dict[str, dict[str, Any] | None]:
@@ -87,7 +112,7 @@ def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> d
     return configs
 
 
-Children = dict[str, tuple[dict[str, Any], ...]]   # kind -> the children of that kind, as Observed holds them
+Children = dict[str, tuple[dict[str, Any], ...]]  # kind -> the children of that kind, as Observed holds them
 
 
 def _assumed_cache(owner: Owner, spec: api.LLMDeploymentSpec) -> tuple[Children, tuple[dict[str, Any], ...]]:
@@ -108,24 +133,38 @@ def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) 
         doc = {**doc, "spec": spec_doc}
     spec = api.validate_manifest(doc)
     meta = doc["metadata"]
-    llmd = {"metadata": {"name": meta["name"], "namespace": meta.get("namespace") or args.namespace,
-                         "uid": meta.get("uid", PLACEHOLDER_UID), "generation": 1},
-            "spec": doc.get("spec") or {}, "status": {}}
+    llmd = {
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace") or args.namespace,
+            "uid": meta.get("uid", PLACEHOLDER_UID),
+            "generation": 1,
+        },
+        "spec": doc.get("spec") or {},
+        "status": {},
+    }
     owner = Owner(llmd["metadata"]["name"], llmd["metadata"]["namespace"], llmd["metadata"]["uid"])
     children: Children = {}
     classes: tuple[dict[str, Any], ...] = ()
     comments = []
     if spec.cache.enabled:
         children, classes = _assumed_cache(owner, spec)
-        comments.append("assumed: the cache claim is bound and the download Job succeeded; adapters are then "
-                        "loaded from the cache by path (shown here by Hub id: the commits are known only then).")
+        comments.append(
+            "assumed: the cache claim is bound and the download Job succeeded; adapters are then "
+            "loaded from the cache by path (shown here by Hub id: the commits are known only then)."
+        )
     nodes = _gpu_nodes(args, spec)
     if not nodes:
         comments.append("assumed: no GPU node is known (give --gpu TYPE for the cluster's GPUs).")
     else:
-        comments.append(f"assumed: GPU nodes of type {nodes[0]['metadata']['labels'][GPU_PRODUCT_LABEL]}"
-                        + (", and LeaderWorkerSet installed (the operator run with --leaderworkersets)."
-                           if (spec.nodes or 1) > 1 or spec.nodes is None and spec.engine.name == "vllm" else "."))
+        comments.append(
+            f"assumed: GPU nodes of type {nodes[0]['metadata']['labels'][GPU_PRODUCT_LABEL]}"
+            + (
+                ", and LeaderWorkerSet installed (the operator run with --leaderworkersets)."
+                if (spec.nodes or 1) > 1 or spec.nodes is None and spec.engine.name == "vllm"
+                else "."
+            )
+        )
     configs = _adapter_configs(args, spec)
     unread = [name for name, c in configs.items() if c is None]
     if unread:
@@ -151,7 +190,7 @@ def run_render(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
     stream = sys.stdin if args.file == "-" else open(args.file)
     with stream:
         docs = [d for d in yaml.safe_load_all(stream) if d]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     blocked = False
     for doc in docs:
         name = (doc.get("metadata") or {}).get("name", "?")
@@ -163,13 +202,15 @@ def run_render(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
         except (UnknownGpuType, OSError, ValueError) as problem:
             err.write(f"llm-operator render: {name}: {problem}\n")
             return EXIT_BAD_INPUT
-        assert decision.status is not None   # every decision but Terminating's has one, and render deletes nothing
+        assert decision.status is not None  # every decision but Terminating's has one, and render deletes nothing
         ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
         out.write(f"# LLMDeployment {name}: {decision.phase}: {ready['message']}\n")
         for comment in comments:
             out.write(f"# {comment}\n")
         status = {k: v for k, v in decision.status.items() if k != "conditions"}
-        status["conditions"] = [{k: c[k] for k in ("type", "status", "reason", "message")} for c in decision.status["conditions"]]
+        status["conditions"] = [
+            {k: c[k] for k in ("type", "status", "reason", "message")} for c in decision.status["conditions"]
+        ]
         out.write(_commented("status the operator would write:", status))
         for child in decision.desired:
             out.write("---\n")

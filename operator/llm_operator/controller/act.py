@@ -13,14 +13,21 @@ from typing import Any
 
 from llm_operator import api
 from llm_operator.controller import metrics
+from llm_operator.controller.readmodel import ReadModel
 from llm_operator.decide.compare import is_subset, replace_ops
+from llm_operator.decide.decision import Decision, rfc3339
+from llm_operator.decide.observed import (
+    CREATED_AS_UPDATE,
+    Observed,
+    Refusal,
+    child_spec,
+    created_as_update,
+    trim_child,
+    trim_llmdeployment,
+)
+from llm_operator.decide.status import Event
 from llm_operator.kube.client import Kube
 from llm_operator.kube.errors import KubeError
-from llm_operator.decide.decision import Decision, rfc3339
-from llm_operator.controller.readmodel import ReadModel
-from llm_operator.decide.status import Event
-from llm_operator.decide.observed import (CREATED_AS_UPDATE, Observed, Refusal, child_spec, created_as_update, trim_child,
-                                          trim_llmdeployment)
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +44,30 @@ def _terminating(err: KubeError) -> bool:
 
 @dataclass
 class Written:
-    applied: list[dict[str, Any]] = field(default_factory=list)     # the API's answers
+    applied: list[dict[str, Any]] = field(default_factory=list)  # the API's answers
     pruned: list[dict[str, Any]] = field(default_factory=list)
-    refused: dict[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> why not
+    refused: dict[tuple[str, str], Refusal] = field(default_factory=dict)  # (kind, name) -> why not
 
     def names(self) -> list[str]:
-        return [f"{o['kind']}/{o['metadata']['name']}" for o in self.applied] + \
-               [f"-{o['kind']}/{o['metadata']['name']}" for o in self.pruned]
+        return [f"{o['kind']}/{o['metadata']['name']}" for o in self.applied] + [
+            f"-{o['kind']}/{o['metadata']['name']}" for o in self.pruned
+        ]
 
 
 def _ours(obj: dict[str, Any], uid: str) -> bool:
-    return any(r.get("uid") == uid and r.get("controller") for r in (obj.get("metadata") or {}).get("ownerReferences") or [])
+    return any(
+        r.get("uid") == uid and r.get("controller") for r in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
 
 
 def _holder(obj: dict[str, Any]) -> str:
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     ref = next((r for r in refs if r.get("controller")), None) or (refs[0] if refs else None)
-    return f"owned by {ref.get('kind')} {ref.get('name')}" if ref else "owned by no controller (made by hand or by another tool)"
+    return (
+        f"owned by {ref.get('kind')} {ref.get('name')}"
+        if ref
+        else "owned by no controller (made by hand or by another tool)"
+    )
 
 
 def _write(kube: Kube, observed: Observed, obj: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +91,7 @@ def _write(kube: Kube, observed: Observed, obj: dict[str, Any]) -> dict[str, Any
         if err.status != 409:
             raise
     existing = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], name)
-    if existing is None:            # gone meanwhile: made on the next event
+    if existing is None:  # gone meanwhile: made on the next event
         raise KubeError(409, json.dumps({"message": f"{obj['kind']} {name} was being deleted"}), "Conflict")
     if not _ours(existing, observed.meta.get("uid", "")):
         raise NameTaken(_holder(existing))
@@ -102,7 +116,7 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
     for obj in decision.apply:
         kind, name = obj["kind"], obj["metadata"]["name"]
         if claim_missing and kind in decision.needs_claim:
-            continue    # it would mount a claim that is not ours: nothing of ours may write into someone else's volume
+            continue  # it would mount a claim that is not ours: nothing of ours may write into someone else's volume
         try:
             answer = _write(kube, observed, obj)
         except NameTaken as taken:
@@ -139,7 +153,7 @@ def status(kube: Kube, model: ReadModel, observed: Observed, patch: dict[str, An
     try:
         answer = kube.patch_status(meta["namespace"], meta["name"], patch)
     except KubeError as err:
-        if err.status == 404:   # deleted meanwhile: nothing to report on
+        if err.status == 404:  # deleted meanwhile: nothing to report on
             return
         raise
     metrics.WRITES.labels(api.KIND, "patch-status").inc()
@@ -151,17 +165,26 @@ def scale(kube: Kube, observed: Observed, replicas: int) -> None:
     """The autoscaler's decision: spec.replicas through the scale subresource, under a field
     manager of its own, so that `kubectl get llmd -o yaml` shows who set the count."""
     meta = observed.meta
-    kube.request("PATCH", kube.path(api.API_VERSION, api.KIND, meta["namespace"], meta["name"], "scale"),
-                 body={"spec": {"replicas": replicas}}, query={"fieldManager": AUTOSCALER_FIELD_MANAGER},
-                 content_type="application/merge-patch+json")
+    kube.request(
+        "PATCH",
+        kube.path(api.API_VERSION, api.KIND, meta["namespace"], meta["name"], "scale"),
+        body={"spec": {"replicas": replicas}},
+        query={"fieldManager": AUTOSCALER_FIELD_MANAGER},
+        content_type="application/merge-patch+json",
+    )
     metrics.WRITES.labels(api.KIND, "scale").inc()
 
 
 def events(kube: Kube, observed: Observed, notes: tuple[Event, ...], now: dt.datetime) -> None:
     """Events for `kubectl describe`; losing one is not worth failing a reconcile for."""
     meta = observed.meta
-    involved = {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": meta["name"],
-                "namespace": meta["namespace"], "uid": meta.get("uid", "")}
+    involved = {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "uid": meta.get("uid", ""),
+    }
     stamp = rfc3339(now)
     for e in notes:
         try:

@@ -18,8 +18,12 @@ from llm_operator.decide.status import Event
 log = logging.getLogger(__name__)
 
 
-def autoscale(ctx: OperatorContext, observed: Observed, now: float | None = None,
-              gateways: list[dict[str, GatewayCounts] | None] | None = None) -> Decision | None:
+def autoscale(
+    ctx: OperatorContext,
+    observed: Observed,
+    now: float | None = None,
+    gateways: list[dict[str, GatewayCounts] | None] | None = None,
+) -> Decision | None:
     """One tick for one LLMDeployment (in a worker thread)."""
     meta = observed.meta
     key = (meta["namespace"], meta["name"])
@@ -30,9 +34,9 @@ def autoscale(ctx: OperatorContext, observed: Observed, now: float | None = None
     if tick.scale_to is not None:
         act.scale(ctx.kube, observed, tick.scale_to)
         spec = spec_of(observed)
-        assert isinstance(spec, api.LLMDeploymentSpec)   # tick() is None for an invalid spec
+        assert isinstance(spec, api.LLMDeploymentSpec)  # tick() is None for an invalid spec
         reason = "ScaledUp" if tick.scale_to > spec.replicas else "ScaledDown"
-        ctx.post_events(observed, (Event("Normal", reason, tick.decision.reason),), dt.datetime.now(dt.timezone.utc))
+        ctx.post_events(observed, (Event("Normal", reason, tick.decision.reason),), dt.datetime.now(dt.UTC))
         log.info("%s/%s: %s", key[0], key[1], tick.decision.reason)
     if tick.report is not None:
         ctx.scaler_reports[key] = tick.report

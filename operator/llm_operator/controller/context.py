@@ -10,36 +10,37 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from llm_common.modelfacts import ModelFacts
 from llm_operator.autoscale.policy import ScalerState
 from llm_operator.controller import act
-from llm_operator.facts.hub import adapter_config_from_hub
-from llm_operator.facts.catalog import Catalog, builtin
-from llm_operator.facts.lookup import FactsSource
-from llm_operator.kube.client import Kube, load_config
 from llm_operator.controller.readmodel import ReadModel
+from llm_operator.controller.workqueue import WorkQueue
 from llm_operator.decide.observed import Key, Observed
 from llm_operator.decide.status import Event
-from llm_operator.controller.workqueue import WorkQueue
+from llm_operator.facts.catalog import Catalog, builtin
+from llm_operator.facts.hub import adapter_config_from_hub
+from llm_operator.facts.lookup import FactsSource
+from llm_operator.kube.client import Kube, load_config
 
 if TYPE_CHECKING:
     from llm_operator.controller.informers import Informers
 
 log = logging.getLogger(__name__)
 
-EVENT_THREADS = 4   # Events posted at once, beside the reconciles
+EVENT_THREADS = 4  # Events posted at once, beside the reconciles
 
 
 @dataclass(frozen=True)
 class Settings:
-    workers: int = 16                      # reconciles at once (threads doing API requests)
-    coalesce_s: float = 0.05               # events for one owner within this become one reconcile
-    resync_s: float = 300.0                # a reconcile of every object, in case an event was missed
-    autoscale_interval_s: float = 15.0     # scrapes of the pods' /metrics, autoscaling mode operator
+    workers: int = 16  # reconciles at once (threads doing API requests)
+    coalesce_s: float = 0.05  # events for one owner within this become one reconcile
+    resync_s: float = 300.0  # a reconcile of every object, in case an event was missed
+    autoscale_interval_s: float = 15.0  # scrapes of the pods' /metrics, autoscaling mode operator
     # Where a pod's metrics are read; outside the cluster, through the apiserver's pod proxy.
     pod_metrics_url: str = "http://{pod_ip}:{port}/metrics"
     # The gateway's /metrics, read once per autoscaler tick: fixed URLs, and/or the ready pods of
@@ -61,13 +62,14 @@ class OperatorContext:
     # Model facts for when the Hub cannot answer: the shipped entries plus the chart's.
     catalog: Catalog = field(default_factory=builtin)
     adapter_configs: FactsSource[dict[str, Any]] = field(
-        default_factory=lambda: FactsSource(fetch=adapter_config_from_hub))
+        default_factory=lambda: FactsSource(fetch=adapter_config_from_hub)
+    )
     clock = staticmethod(time.monotonic)
     _kube: Kube | None = None
     queue: WorkQueue[Key] | None = None
     pool: ThreadPoolExecutor | None = None
     event_pool: ThreadPoolExecutor | None = None
-    scaler_states: dict[Key, ScalerState] = field(default_factory=dict)   # owner -> the autoscaler's between ticks
+    scaler_states: dict[Key, ScalerState] = field(default_factory=dict)  # owner -> the autoscaler's between ticks
     # owner -> status.autoscaler as the autoscaler last reported it: the reconcile writes it (one status writer).
     scaler_reports: dict[Key, dict[str, Any]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

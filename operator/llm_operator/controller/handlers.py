@@ -23,9 +23,8 @@ from llm_operator.controller import autoscaling, loop
 from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.informers import Informers
 from llm_operator.controller.readmodel import ReadModel
-from llm_operator.decide.observed import SINGLE_NODE_KINDS, trim_llmdeployment, trim_node, trim_storage_class
 from llm_operator.decide.manifests import MANAGED_BY
-from llm_operator.decide.observed import Key
+from llm_operator.decide.observed import SINGLE_NODE_KINDS, Key, trim_llmdeployment, trim_node, trim_storage_class
 from llm_operator.kube.asyncclient import AsyncKube
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,8 @@ class NoDiffBase(kopf.DiffBaseStorage):
     operator's CPU in a burst (profiled). Nothing is stored on the objects either."""
 
     def build(  # type: ignore[override]  # kopf's base says BodyEssence, yet kopf takes None (processing.py)
-            self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None) -> kopf.BodyEssence | None:
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence | None:
         return None
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
@@ -73,10 +73,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
 
     ctx = context(memo)
     kinds = (*SINGLE_NODE_KINDS, "LeaderWorkerSet") if ctx.settings.multi_node else SINGLE_NODE_KINDS
-    ctx.informers = Informers(AsyncKube.load(connections=0), kinds, list(ctx.settings.namespaces),
-                              f"app.kubernetes.io/managed-by={MANAGED_BY}", ctx.wake)
-    ctx.read_model.bind({**{k: v for k, v in indexes.items() if k.endswith("_index")}, **ctx.informers.indexes},
-                        multi_node=ctx.settings.multi_node)
+    ctx.informers = Informers(
+        AsyncKube.load(connections=0),
+        kinds,
+        list(ctx.settings.namespaces),
+        f"app.kubernetes.io/managed-by={MANAGED_BY}",
+        ctx.wake,
+    )
+    ctx.read_model.bind(
+        {**{k: v for k, v in indexes.items() if k.endswith("_index")}, **ctx.informers.indexes},
+        multi_node=ctx.settings.multi_node,
+    )
     loop.start(ctx)
     await ctx.informers.start()
     ctx.tasks.append(asyncio.create_task(_informers_synced(ctx), name="informers-synced"))
@@ -97,12 +104,12 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(api.GROUP, api.VERSION, api.PLURAL, id=ReadModel.LLMD_INDEX)
 async def _llmdeployments(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, dict[str, Any]]:
-    assert namespace is not None   # LLMDeployments are namespaced
+    assert namespace is not None  # LLMDeployments are namespaced
     return {(namespace, name): trim_llmdeployment(body)}
 
 
 async def _informers_synced(ctx: OperatorContext) -> None:
-    assert ctx.informers is not None   # bound by configure before this task starts
+    assert ctx.informers is not None  # bound by configure before this task starts
     await ctx.informers.wait_synced()
     ctx.mark_ready(informers=True)
 
@@ -136,7 +143,7 @@ async def _storage_classes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[s
 async def _llmdeployment_event(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # kopf calls no such handler before every index of its own has listed its kind; once
     # the informers have listed theirs too, the read model is whole and reconciles begin.
-    assert namespace is not None   # LLMDeployments are namespaced
+    assert namespace is not None  # LLMDeployments are namespaced
     ctx = context(memo)
     ctx.mark_ready(kopf=True)
     ctx.wake((namespace, name), body)
@@ -149,7 +156,7 @@ async def _resync(ctx: OperatorContext) -> None:
     """A safety net behind the events: every object again, reading only the read model."""
     while True:
         await asyncio.sleep(ctx.settings.resync_s)
-        assert ctx.queue is not None   # made by loop.start before this task starts
+        assert ctx.queue is not None  # made by loop.start before this task starts
         for key in ctx.read_model.keys():
             ctx.queue.add(key)
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
-from llm_operator.decide.observed import owner_of, same_but_version, trim_child, trim_pod
+from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide.observed import Key, owner_of, same_but_version, trim_child, trim_pod
 from llm_operator.kube.asyncclient import AsyncKube
 from llm_operator.kube.errors import KubeError
 from llm_operator.kube.kinds import KINDS, collection_path
-from llm_operator.controller.readmodel import ReadModel
-from llm_operator.decide.observed import Key
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class OwnerIndex(Mapping[Key, tuple[dict[str, Any], ...]]):
 
     def __init__(self) -> None:
         self._by_owner: dict[Key, dict[str, dict[str, Any]]] = {}
-        self._owner_of: dict[tuple[str, str], Key] = {}     # (namespace, name) -> owner
+        self._owner_of: dict[tuple[str, str], Key] = {}  # (namespace, name) -> owner
 
     def __getitem__(self, owner: Key) -> tuple[dict[str, Any], ...]:
         return tuple(self._by_owner[owner].values())
@@ -82,9 +82,18 @@ class OwnerIndex(Mapping[Key, tuple[dict[str, Any], ...]]):
 class Informer:
     """One kind, in one namespace or all, label-filtered by the apiserver."""
 
-    def __init__(self, kube: AsyncKube, path: str, selector: str, kind: str, api_version: str,
-                 index: OwnerIndex, trim: Callable[[Mapping[str, Any]], dict[str, Any]], wake: Wake,
-                 namespace: str | None) -> None:
+    def __init__(
+        self,
+        kube: AsyncKube,
+        path: str,
+        selector: str,
+        kind: str,
+        api_version: str,
+        index: OwnerIndex,
+        trim: Callable[[Mapping[str, Any]], dict[str, Any]],
+        wake: Wake,
+        namespace: str | None,
+    ) -> None:
         self.kube, self.path, self.selector = kube, path, selector
         self.kind, self.api_version = kind, api_version
         self.index, self.trim, self.wake, self.namespace = index, trim, wake, namespace
@@ -95,7 +104,7 @@ class Informer:
         every owner whose objects changed meanwhile is woken."""
         seen: set[tuple[str, str]] = set()
         for item in items:
-            item.setdefault("kind", self.kind)           # a list's items carry no kind
+            item.setdefault("kind", self.kind)  # a list's items carry no kind
             item.setdefault("apiVersion", self.api_version)
             self.on_event("ADDED", item)
             meta = item.get("metadata") or {}
@@ -113,10 +122,10 @@ class Informer:
         if kind == "DELETED":
             owner = self.index.drop(namespace, name)
             if owner is not None:
-                self.wake(owner, None)     # made again, or its pods' state re-read
+                self.wake(owner, None)  # made again, or its pods' state re-read
             return
         owner = owner_of(body)
-        if owner is None:                  # no longer labelled for an owner
+        if owner is None:  # no longer labelled for an owner
             former = self.index.drop(namespace, name)
             if former is not None:
                 self.wake(former, None)
@@ -134,9 +143,14 @@ class Informer:
         operator may not list (403) must not hold up every other object: it counts as listed
         and empty, and the listing is retried until it works."""
         if isinstance(err, KubeError) and err.status in (403, 404) and not self.synced.is_set():
-            log.error("cannot list %s (HTTP %d): going on without them, retrying in the background%s",
-                      self.path, err.status, "; the operator's role must allow list and watch on them"
-                      if err.status == 403 else "; is the kind installed?")
+            log.error(
+                "cannot list %s (HTTP %d): going on without them, retrying in the background%s",
+                self.path,
+                err.status,
+                "; the operator's role must allow list and watch on them"
+                if err.status == 403
+                else "; is the kind installed?",
+            )
             self.synced.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -147,8 +161,9 @@ class Informers:
     """The operator's informers: every child kind it makes and the pods of those children,
     in each watched namespace (or cluster-wide), feeding the read model's indexes."""
 
-    def __init__(self, kube: AsyncKube, kinds: tuple[str, ...], namespaces: list[str] | None,
-                 selector: str, wake: Wake) -> None:
+    def __init__(
+        self, kube: AsyncKube, kinds: tuple[str, ...], namespaces: list[str] | None, selector: str, wake: Wake
+    ) -> None:
         self.kube = kube
         self.indexes: dict[str, OwnerIndex] = {}
         self.informers: list[Informer] = []
@@ -160,8 +175,19 @@ class Informers:
             index = self.indexes[index_name] = OwnerIndex()
             api_version = f"{group}/{version}" if group else version
             for ns in scopes:
-                self.informers.append(Informer(kube, collection_path(group, version, plural, ns), selector, kind,
-                                               api_version, index, trim, wake, ns))
+                self.informers.append(
+                    Informer(
+                        kube,
+                        collection_path(group, version, plural, ns),
+                        selector,
+                        kind,
+                        api_version,
+                        index,
+                        trim,
+                        wake,
+                        ns,
+                    )
+                )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -20,11 +20,11 @@ from llm_operator import api
 from llm_operator.controller import act, metrics
 from llm_operator.controller.context import OperatorContext
 from llm_operator.controller.workqueue import Retry
-from llm_operator.decide.decision import Decision, Lookups, decide, facts_query, with_applied
 from llm_operator.decide import writes
+from llm_operator.decide.decision import Decision, Lookups, decide, facts_query, with_applied
 from llm_operator.decide.observed import Key, Observed, spec_of
-from llm_operator.facts.lookup import FactsAnswer, FactsPending, UNAVAILABLE, lookup
 from llm_operator.facts.hub import ModelFactsUnavailable
+from llm_operator.facts.lookup import UNAVAILABLE, FactsAnswer, FactsPending, lookup
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,19 @@ def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> Lookups:
         return Lookups(facts=FactsAnswer(None, UNAVAILABLE, "The spec is invalid."))
 
     def wake() -> None:
-        assert ctx.queue is not None   # made before the first reconcile (OperatorContext.start)
+        assert ctx.queue is not None  # made before the first reconcile (OperatorContext.start)
         ctx.queue.add_threadsafe(key)
 
     q = facts_query(observed, spec)
-    answer = lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts,
-                                hub=ctx.facts, when_ready=wake, catalog=ctx.catalog)
+    answer = lookup(
+        q.model_id,
+        q.revision,
+        job_report=q.job_report,
+        status_facts=q.status_facts,
+        hub=ctx.facts,
+        when_ready=wake,
+        catalog=ctx.catalog,
+    )
     configs: dict[str, dict[str, Any] | None] = {}
     pending = []
     for a in spec.adapters:
@@ -51,8 +58,9 @@ def look_up(ctx: OperatorContext, key: Key, observed: Observed) -> Lookups:
             pending.append(a.name)
         except ModelFactsUnavailable:
             configs[a.name] = None
-    return Lookups(facts=answer, adapter_configs=configs, adapters_pending=tuple(pending),
-                             autoscaler=ctx.scaler_reports.get(key))
+    return Lookups(
+        facts=answer, adapter_configs=configs, adapters_pending=tuple(pending), autoscaler=ctx.scaler_reports.get(key)
+    )
 
 
 def start(ctx: OperatorContext) -> None:
@@ -76,7 +84,7 @@ async def process(ctx: OperatorContext, key: Key) -> float | None:
 
 def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> Decision:
     """Runs in a worker thread; `observed` was taken on the event loop."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with metrics.RECONCILE_SECONDS.time():
         lookups = look_up(ctx, key, observed)
         decision = decide(observed, lookups, now)
@@ -97,8 +105,9 @@ def reconcile(ctx: OperatorContext, key: Key, observed: Observed) -> Decision:
         _report(ctx, key, observed, decision, now)
         if written:
             log.info("%s/%s: wrote %s", key[0], key[1], ", ".join(written))
-        retried = [f"{k}/{n}: HTTP {r.status}: {r.message}" for (k, n), r in observed.refused.items()
-                   if writes.retried(k, r)]
+        retried = [
+            f"{k}/{n}: HTTP {r.status}: {r.message}" for (k, n), r in observed.refused.items() if writes.retried(k, r)
+        ]
         if retried:
             # Said in status and an Event, then retried with the queue's backoff. A refusal only
             # a change can help waits for that change (or the resync), not a retry loop.
@@ -113,8 +122,14 @@ def _report(ctx: OperatorContext, key: Key, observed: Observed, decision: Decisi
     if decision.status_patch is not None:
         act.status(ctx.kube, ctx.read_model, observed, decision.status_patch)
     if decision.events:
-        assert decision.status is not None   # events come with the status they report (decide/status.py)
+        assert decision.status is not None  # events come with the status they report (decide/status.py)
         ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
-        log.info("%s/%s: %s -> %s: %s", key[0], key[1], (observed.llmd.get("status") or {}).get("phase"),
-                 decision.phase, ready["message"])
+        log.info(
+            "%s/%s: %s -> %s: %s",
+            key[0],
+            key[1],
+            (observed.llmd.get("status") or {}).get("phase"),
+            decision.phase,
+            ready["message"],
+        )
         ctx.post_events(observed, decision.events, now)

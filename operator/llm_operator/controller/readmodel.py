@@ -13,7 +13,8 @@ runs before the echo neither writes the same thing again nor reports a stale sta
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from llm_operator import api
 from llm_operator.decide.observed import CHILD_KINDS, TERMINATING_S, Key, Observed, parse_spec
@@ -23,7 +24,7 @@ from llm_operator.kube.kinds import KINDS
 def _rv(obj: Mapping[str, Any] | None) -> int:
     try:
         return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:   # opaque on some servers: then the watch is the only truth
+    except ValueError:  # opaque on some servers: then the watch is the only truth
         return 0
 
 
@@ -46,8 +47,8 @@ class ReadModel:
         self._indexes: Mapping[str, Any] = {}
         self._overlay: dict[Key, dict[tuple[str, str], dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
-        self._terminating: dict[str, float] = {}   # namespace -> when it refused a write as terminating
-        self.multi_node = False                     # LeaderWorkerSets are watched (and may be made)
+        self._terminating: dict[str, float] = {}  # namespace -> when it refused a write as terminating
+        self.multi_node = False  # LeaderWorkerSets are watched (and may be made)
         # Each LLMDeployment's spec, parsed once per generation: owner -> ((uid, generation), spec).
         self._specs: dict[Key, tuple[tuple[Any, Any], api.LLMDeploymentSpec | api.InvalidSpec]] = {}
 
@@ -64,8 +65,9 @@ class ReadModel:
     def namespace_terminating(self, namespace: str, now: float) -> None:
         self._terminating[namespace] = now
 
-    def parsed_spec(self, key: Key,
-                    llmd: Mapping[str, Any] | None = None) -> api.LLMDeploymentSpec | api.InvalidSpec | None:
+    def parsed_spec(
+        self, key: Key, llmd: Mapping[str, Any] | None = None
+    ) -> api.LLMDeploymentSpec | api.InvalidSpec | None:
         """An LLMDeployment's spec parsed (api.LLMDeploymentSpec, or the api.InvalidSpec it
         raised; None when it is gone). A spec changes only with metadata.generation, so it
         is parsed once per generation, not once per event or per decide."""
@@ -111,8 +113,9 @@ class ReadModel:
             self._overlay.pop(owner, None)
             self._specs.pop(owner, None)
 
-    def _fresher(self, owner: Key, kind: str, name: str,
-                 watched: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+    def _fresher(
+        self, owner: Key, kind: str, name: str, watched: dict[str, Any] | None
+    ) -> tuple[bool, dict[str, Any] | None]:
         """(whether the overlay decides, what it says) for one object."""
         with self._lock:
             entries = self._overlay.get(owner)
@@ -126,7 +129,7 @@ class ReadModel:
                     return False, None
                 return True, None
             if watched is not None and _rv(watched) >= _rv(ours):
-                del entries[(kind, name)]     # the watch has caught up
+                del entries[(kind, name)]  # the watch has caught up
                 return False, None
             return True, ours
 
@@ -138,7 +141,7 @@ class ReadModel:
         llmds = self._values(self.LLMD_INDEX, key)
         watched = llmds[0] if llmds else None
         if watched is None:
-            return None    # the watch is the only word on whether it exists: gone (or never seen)
+            return None  # the watch is the only word on whether it exists: gone (or never seen)
         decided, ours = self._fresher(key, api.KIND, name, watched)
         llmd = ours if decided and ours is not None else watched
         children: dict[str, tuple[dict[str, Any], ...]] = {}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Generic, Hashable, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,11 @@ class WorkQueue(Generic[K]):
         self._process = process
         self._workers = workers
         self._coalesce_s = coalesce_s
-        self._waiting: set[K] = set()       # added, not yet taken by a worker
-        self._active: set[K] = set()        # being reconciled now
-        self._again: set[K] = set()         # added while being reconciled
-        self._later: dict[K, asyncio.TimerHandle] = {}   # key -> TimerHandle of a delayed add
-        self._failures: dict[K, int] = {}   # key -> consecutive failures
+        self._waiting: set[K] = set()  # added, not yet taken by a worker
+        self._active: set[K] = set()  # being reconciled now
+        self._again: set[K] = set()  # added while being reconciled
+        self._later: dict[K, asyncio.TimerHandle] = {}  # key -> TimerHandle of a delayed add
+        self._failures: dict[K, int] = {}  # key -> consecutive failures
         self._queue: asyncio.Queue[K] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -22,8 +22,15 @@ def module_shapes(facts: ModelFacts) -> dict[str, tuple[int, int]]:
     q = facts.num_attention_heads * facts.head_dim
     kv = facts.num_key_value_heads * facts.head_dim
     h, i = facts.hidden_size, facts.intermediate_size
-    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+    return {
+        "q_proj": (h, q),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (q, h),
+        "gate_proj": (h, i),
+        "up_proj": (h, i),
+        "down_proj": (i, h),
+    }
 
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -61,17 +68,24 @@ def base_model_matches(config: dict[str, Any], model_id: str) -> bool:
 class AdapterCheck:
     adapter: api.Adapter
     config: dict[str, Any] | None  # adapter_config.json, None when it could not be read
-    problem: str = ""         # why it is not served ("" = served)
+    problem: str = ""  # why it is not served ("" = served)
     memory_bytes: int = 0
 
 
-def check_adapter(adapter: api.Adapter, config: dict[str, Any] | None, model_id: str, facts: ModelFacts | None) -> AdapterCheck:
+def check_adapter(
+    adapter: api.Adapter, config: dict[str, Any] | None, model_id: str, facts: ModelFacts | None
+) -> AdapterCheck:
     if config is None:
         return AdapterCheck(adapter, None)
     if not base_model_matches(config, model_id):
-        return AdapterCheck(adapter, config, problem=(
-            f"adapter {adapter.name} ({adapter.id}) was trained on {config.get('base_model_name_or_path')}, "
-            f"not on {model_id}: it is not served."))
+        return AdapterCheck(
+            adapter,
+            config,
+            problem=(
+                f"adapter {adapter.name} ({adapter.id}) was trained on {config.get('base_model_name_or_path')}, "
+                f"not on {model_id}: it is not served."
+            ),
+        )
     memory = adapter_memory_bytes(facts, config) if facts is not None else 0
     return AdapterCheck(adapter, config, memory_bytes=memory)
 
@@ -96,10 +110,15 @@ def adapters_env(adapters: list[api.Adapter]) -> str:
 
 # --- the step: the spec's adapters judged against the model's facts ---------------------------
 
-def adapters_memory(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict[str, Any] | None]) -> Callable[[ModelFacts], float]:
+
+def adapters_memory(
+    spec: api.LLMDeploymentSpec, configs: Mapping[str, dict[str, Any] | None]
+) -> Callable[[ModelFacts], float]:
     """The memory of the adapters, for the plan: facts -> bytes (an unread config counts 0)."""
+
     def adapter_bytes(facts: ModelFacts) -> float:
         return sum(check_adapter(a, configs.get(a.name), spec.model.id, facts).memory_bytes for a in spec.adapters)
+
     return adapter_bytes
 
 
@@ -116,8 +135,14 @@ def adapters_status(checks: list[AdapterCheck], commits: Mapping[str, str], cach
     out = []
     for c in checks:
         a = c.adapter
-        entry = {"name": a.name, "id": a.id, "revision": a.revision, "cached": bool(cached and a.name in commits),
-                 "served": not c.problem, "servedAs": (a.name if cached and a.name in commits else a.id) if not c.problem else ""}
+        entry = {
+            "name": a.name,
+            "id": a.id,
+            "revision": a.revision,
+            "cached": bool(cached and a.name in commits),
+            "served": not c.problem,
+            "servedAs": (a.name if cached and a.name in commits else a.id) if not c.problem else "",
+        }
         if c.problem:
             entry["message"] = c.problem
         if c.memory_bytes:
@@ -130,8 +155,11 @@ def lora_rank(checks: list[AdapterCheck]) -> int | None:
     """The highest rank among the adapters served; None unless every one of them is known (an
     unread config leaves vLLM its default)."""
     served = [c for c in checks if not c.problem]
-    return (max(int((c.config or {}).get("r") or 8) for c in served)
-            if served and all(c.config is not None for c in served) else None)
+    return (
+        max(int((c.config or {}).get("r") or 8) for c in served)
+        if served and all(c.config is not None for c in served)
+        else None
+    )
 
 
 @dataclass(frozen=True)
@@ -139,16 +167,22 @@ class Adapters:
     """The spec's adapters as judged: what the engine serves and what status says of them."""
 
     checks: list[AdapterCheck]
-    entries: tuple[str, ...]        # the engine's adapter entries (lora_entries)
-    condition: Verdict | None       # AdaptersReady (None: the spec has no adapters)
-    status: list[dict[str, Any]]    # status.adapters
+    entries: tuple[str, ...]  # the engine's adapter entries (lora_entries)
+    condition: Verdict | None  # AdaptersReady (None: the spec has no adapters)
+    status: list[dict[str, Any]]  # status.adapters
 
 
-def judge_adapters(spec: api.LLMDeploymentSpec, configs: Mapping[str, dict[str, Any] | None], facts: ModelFacts | None,
-                   commits: dict[str, str]) -> Adapters:
+def judge_adapters(
+    spec: api.LLMDeploymentSpec,
+    configs: Mapping[str, dict[str, Any] | None],
+    facts: ModelFacts | None,
+    commits: dict[str, str],
+) -> Adapters:
     """Each adapter checked against the model; `commits`: those the download Job cached."""
     checks = [check_adapter(a, configs.get(a.name), spec.model.id, facts) for a in spec.adapters]
-    return Adapters(checks=checks,
-                    entries=lora_entries(checks, commits if spec.cache.enabled else None),
-                    condition=adapters_verdict(checks) if spec.adapters else None,
-                    status=adapters_status(checks, commits, spec.cache.enabled))
+    return Adapters(
+        checks=checks,
+        entries=lora_entries(checks, commits if spec.cache.enabled else None),
+        condition=adapters_verdict(checks) if spec.adapters else None,
+        status=adapters_status(checks, commits, spec.cache.enabled),
+    )

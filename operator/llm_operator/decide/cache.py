@@ -25,20 +25,20 @@ CLAIM_PENDING_REPORT_S = 60
 class CacheObserved:
     claim_name: str
     job_name: str
-    storage_class: str            # asked for ("" = the default)
-    storage_class_found: bool     # the named class exists, or a default exists when none is named
+    storage_class: str  # asked for ("" = the default)
+    storage_class_found: bool  # the named class exists, or a default exists when none is named
     claim: dict[str, Any] | None
     job: dict[str, Any] | None
     job_pods: tuple[dict[str, Any], ...]
     now: dt.datetime
-    storage_classes: tuple[str, ...] = ()   # the names of those that exist
+    storage_classes: tuple[str, ...] = ()  # the names of those that exist
 
 
 @dataclass(frozen=True)
 class CacheVerdict:
-    condition: Verdict            # WeightsCached
-    complete: bool                # the Deployment may be made
-    failed: bool                  # cannot progress without a change (Stalled)
+    condition: Verdict  # WeightsCached
+    complete: bool  # the Deployment may be made
+    failed: bool  # cannot progress without a change (Stalled)
     facts: dict[str, Any] | None  # the model's facts, from the Job's termination message
 
 
@@ -58,8 +58,22 @@ def job_finished(job: dict[str, Any]) -> bool:
     return bool(_job_condition(job, "Complete") or _job_condition(job, "Failed"))
 
 
-_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_UNITS = {
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
 
 
 def quantity_bytes(q: str) -> float:
@@ -83,9 +97,13 @@ def claim_changes(desired: dict[str, Any], live: dict[str, Any]) -> list[str]:
     want, have = desired.get("spec") or {}, live.get("spec") or {}
     out = []
     if want.get("storageClassName") and want["storageClassName"] != have.get("storageClassName"):
-        out.append(f"spec.cache.storageClassName {have.get('storageClassName') or '(default)'} -> {want['storageClassName']}")
+        out.append(
+            f"spec.cache.storageClassName {have.get('storageClassName') or '(default)'} -> {want['storageClassName']}"
+        )
     if want.get("accessModes") != have.get("accessModes"):
-        out.append(f"spec.cache.accessMode {','.join(have.get('accessModes') or [])} -> {','.join(want.get('accessModes') or [])}")
+        out.append(
+            f"spec.cache.accessMode {','.join(have.get('accessModes') or [])} -> {','.join(want.get('accessModes') or [])}"
+        )
     want_size, have_size = _storage_request(want), _storage_request(have)
     if want_size and have_size and quantity_bytes(want_size) < quantity_bytes(have_size):
         out.append(f"spec.cache.size {have_size} -> {want_size} (a claim can grow, never shrink)")
@@ -117,63 +135,94 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
     if claim is None and not o.storage_class_found:
         existing = f"the cluster has {', '.join(o.storage_classes)}" if o.storage_classes else "the cluster has none"
         if o.storage_class:
-            return no("StorageClassNotFound", f"StorageClass {o.storage_class} does not exist ({existing}): create it "
-                      "or set spec.cache.storageClassName to one that does. No cache volume claim or download Job "
-                      "is made until it exists.", True)
-        return no("NoDefaultStorageClass", f"spec.cache.storageClassName is empty and the cluster has no default "
-                  f"StorageClass ({existing}): name one in spec.cache.storageClassName. No cache volume claim or "
-                  "download Job is made until one exists.", True)
+            return no(
+                "StorageClassNotFound",
+                f"StorageClass {o.storage_class} does not exist ({existing}): create it "
+                "or set spec.cache.storageClassName to one that does. No cache volume claim or download Job "
+                "is made until it exists.",
+                True,
+            )
+        return no(
+            "NoDefaultStorageClass",
+            f"spec.cache.storageClassName is empty and the cluster has no default "
+            f"StorageClass ({existing}): name one in spec.cache.storageClassName. No cache volume claim or "
+            "download Job is made until one exists.",
+            True,
+        )
     if claim is None:
         return no("Creating", f"Creating the cache volume claim {o.claim_name}.")
     if (claim.get("metadata") or {}).get("deletionTimestamp"):
-        return no("ClaimReplacing", f"The cache volume claim {o.claim_name} is being deleted, to be made again with the "
-                  "spec's storage settings; the weights are downloaded again once it is (kubectl describe pvc "
-                  f"{o.claim_name}).")
+        return no(
+            "ClaimReplacing",
+            f"The cache volume claim {o.claim_name} is being deleted, to be made again with the "
+            "spec's storage settings; the weights are downloaded again once it is (kubectl describe pvc "
+            f"{o.claim_name}).",
+        )
     phase = (claim.get("status") or {}).get("phase")
     if phase == "Lost":
-        return no("ClaimLost", f"The cache volume claim {o.claim_name} lost its volume: delete the claim to start over.", True)
+        return no(
+            "ClaimLost", f"The cache volume claim {o.claim_name} lost its volume: delete the claim to start over.", True
+        )
     if phase != "Bound":
         age = _age_s(claim, o.now)
         if age > CLAIM_PENDING_REPORT_S:
             spec = claim.get("spec") or {}
-            return no("ClaimPending", f"The cache volume claim {o.claim_name} has been Pending for {age:.0f}s: no volume "
-                      f"or provisioner offers {spec.get('resources', {}).get('requests', {}).get('storage')} "
-                      f"{', '.join(spec.get('accessModes', []))} in StorageClass "
-                      f"{spec.get('storageClassName') or '(default)'} (kubectl describe pvc {o.claim_name}).")
+            return no(
+                "ClaimPending",
+                f"The cache volume claim {o.claim_name} has been Pending for {age:.0f}s: no volume "
+                f"or provisioner offers {spec.get('resources', {}).get('requests', {}).get('storage')} "
+                f"{', '.join(spec.get('accessModes', []))} in StorageClass "
+                f"{spec.get('storageClassName') or '(default)'} (kubectl describe pvc {o.claim_name}).",
+            )
         return no("ClaimPending", f"Waiting for the cache volume claim {o.claim_name} to be bound.")
     job = o.job
     if job is None:
         return no("Downloading", f"Starting the download Job {o.job_name}.")
     if (job.get("metadata") or {}).get("deletionTimestamp") and not _job_condition(job, "Complete"):
-        return no("Downloading", f"Re-creating the download Job {o.job_name} (its pod template changed): waiting for "
-                  "the old one's pod to go; files already complete in the cache are kept.")
+        return no(
+            "Downloading",
+            f"Re-creating the download Job {o.job_name} (its pod template changed): waiting for "
+            "the old one's pod to go; files already complete in the cache are kept.",
+        )
     messages = termination.termination_reports(o.job_pods)
     if _job_condition(job, "Complete"):
-        return CacheVerdict(Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),
-                            True, False, termination.job_report(messages))
+        return CacheVerdict(
+            Verdict("True", "Cached", f"The weights are in {o.claim_name} (Job {o.job_name} succeeded)."),
+            True,
+            False,
+            termination.job_report(messages),
+        )
     failed = _job_condition(job, "Failed")
     if failed:
         error = next((m["error"] for m in messages if "error" in m), "")
         detail = f" The download said: {error}" if error else ""
-        return no("DownloadFailed", f"The download Job {o.job_name} failed ({failed.get('reason', '')}: "
-                  f"{failed.get('message', '')}).{detail} Fix the cause, then delete the Job to retry "
-                  f"(kubectl delete job {o.job_name}).", True)
+        return no(
+            "DownloadFailed",
+            f"The download Job {o.job_name} failed ({failed.get('reason', '')}: "
+            f"{failed.get('message', '')}).{detail} Fix the cause, then delete the Job to retry "
+            f"(kubectl delete job {o.job_name}).",
+            True,
+        )
     st = job.get("status") or {}
-    attempts = (st.get("failed") or 0)
+    attempts = st.get("failed") or 0
     retry = f" after {attempts} failed attempt(s)" if attempts else ""
-    return no("Downloading", f"Downloading the weights into {o.claim_name} with Job {o.job_name}{retry} "
-              f"(kubectl logs job/{o.job_name}).")
+    return no(
+        "Downloading",
+        f"Downloading the weights into {o.claim_name} with Job {o.job_name}{retry} (kubectl logs job/{o.job_name}).",
+    )
 
 
 # --- the step: the cache of one LLMDeployment, judged from what was observed ----------------
+
 
 def job_pods(observed: Observed, job_name: str) -> tuple[dict[str, Any], ...]:
     """The pods of one Job (the Job controller labels them with its name)."""
     return observed.pods_labelled({"job-name": job_name})
 
 
-def cache_verdict(observed: Observed, owner: resources.Owner, spec: api.LLMDeploymentSpec,
-                  now: dt.datetime) -> CacheVerdict | None:
+def cache_verdict(
+    observed: Observed, owner: resources.Owner, spec: api.LLMDeploymentSpec, now: dt.datetime
+) -> CacheVerdict | None:
     """WeightsCached, from the claim, its StorageClass and this spec's download Job (None: the
     spec has no cache)."""
     if not spec.cache.enabled:
@@ -181,23 +230,29 @@ def cache_verdict(observed: Observed, owner: resources.Owner, spec: api.LLMDeplo
     claim_name = resources.cache_claim_name(owner)
     job_name = resources.download_job_name(owner, spec)
     job = observed.child("Job", job_name)
-    return judge_cache(CacheObserved(
-        claim_name=claim_name,
-        job_name=job_name,
-        storage_class=spec.cache.storage_class_name,
-        storage_class_found=storage_class_found(spec.cache.storage_class_name, observed.storage_classes),
-        storage_classes=tuple(sorted(sc["name"] for sc in observed.storage_classes)),
-        claim=live_child(observed.child("PersistentVolumeClaim", claim_name)),
-        job=live_child(job),
-        job_pods=job_pods(observed, job_name) if job else (),
-        now=now,
-    ))
+    return judge_cache(
+        CacheObserved(
+            claim_name=claim_name,
+            job_name=job_name,
+            storage_class=spec.cache.storage_class_name,
+            storage_class_found=storage_class_found(spec.cache.storage_class_name, observed.storage_classes),
+            storage_classes=tuple(sorted(sc["name"] for sc in observed.storage_classes)),
+            claim=live_child(observed.child("PersistentVolumeClaim", claim_name)),
+            job=live_child(job),
+            job_pods=job_pods(observed, job_name) if job else (),
+            now=now,
+        )
+    )
 
 
 def recheck_after(cache: CacheVerdict | None) -> float | None:
     """When to decide again though no event will come: a claim Pending is said to be stuck
     only once CLAIM_PENDING_REPORT_S have passed."""
-    if cache is not None and cache.condition.reason == "ClaimPending" and "has been Pending" not in cache.condition.message:
+    if (
+        cache is not None
+        and cache.condition.reason == "ClaimPending"
+        and "has been Pending" not in cache.condition.message
+    ):
         return CLAIM_PENDING_REPORT_S + 1
     return None
 

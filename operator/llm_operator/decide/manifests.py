@@ -18,7 +18,7 @@ from llm_operator.engines import PORT_NAME, GroupRole, engine_for
 
 MANAGED_BY = "llm-operator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
-NAME_LABEL = f"{api.GROUP}/name"           # the selector label of serving pods
+NAME_LABEL = f"{api.GROUP}/name"  # the selector label of serving pods
 HASH_ANNOTATION = f"{api.GROUP}/desired-hash"
 # On the serving pod template (so on every pod): which revision of the template a pod runs.
 # Status counts ready pods of the current revision only, from the pods it already watches.
@@ -49,18 +49,24 @@ class Owner:
     uid: str
 
     def reference(self) -> dict[str, Any]:
-        return {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
+        return {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
 
 
 @dataclass(frozen=True)
 class Decisions:
     """What the reconcile decided before building children."""
 
-    gpus: int                    # per pod: spec.gpus or the planner's choice
-    nodes: int = 1               # per replica: above 1, a LeaderWorkerSet group of this many pods
-    serve: bool = True           # False while the plan or the weight cache is not ready
-    lora: tuple[str, ...] = ()   # the adapters to serve, as llm_common.lora.adapter_entry writes them
+    gpus: int  # per pod: spec.gpus or the planner's choice
+    nodes: int = 1  # per replica: above 1, a LeaderWorkerSet group of this many pods
+    serve: bool = True  # False while the plan or the weight cache is not ready
+    lora: tuple[str, ...] = ()  # the adapters to serve, as llm_common.lora.adapter_entry writes them
     lora_rank: int | None = None  # the highest rank among them (vLLM sizes its LoRA slots by it)
     # Tokens per sequence the plan was made for, when the spec leaves them out: vLLM would
     # otherwise take the model's whole context, which the plan did not count.
@@ -90,8 +96,7 @@ def common_labels(owner: Owner, component: str, app_name: str) -> dict[str, str]
 
 def _metadata(owner: Owner, spec: api.LLMDeploymentSpec, name: str, component: str) -> dict[str, Any]:
     labels = common_labels(owner, component, engine_for(spec).app_name)
-    return {"name": name, "namespace": owner.namespace, "labels": labels,
-            "ownerReferences": [owner.reference()]}
+    return {"name": name, "namespace": owner.namespace, "labels": labels, "ownerReferences": [owner.reference()]}
 
 
 def with_hash(obj: dict[str, Any]) -> dict[str, Any]:
@@ -132,8 +137,9 @@ def _affinity(spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
     affinity = json.loads(json.dumps(spec.scheduling.affinity))  # a copy we may change
     if spec.gpu.product:
         expr = {"key": "nvidia.com/gpu.product", "operator": "In", "values": [spec.gpu.product]}
-        required = (affinity.setdefault("nodeAffinity", {})
-                    .setdefault("requiredDuringSchedulingIgnoredDuringExecution", {}))
+        required = affinity.setdefault("nodeAffinity", {}).setdefault(
+            "requiredDuringSchedulingIgnoredDuringExecution", {}
+        )
         terms = required.setdefault("nodeSelectorTerms", [])
         if not terms:
             terms.append({})
@@ -146,7 +152,9 @@ def _quantity_gi(n: int) -> str:
     return f"{n}Gi"
 
 
-def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group: GroupRole | None = None) -> dict[str, Any]:
+def _pod_template(
+    owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group: GroupRole | None = None
+) -> dict[str, Any]:
     """The serving pod's template: the engine's container with its GPUs, the cache volume and
     the scheduling constraints. For a pod of a multi-node group, its role's argv (a worker
     serves no HTTP: no port and no probes)."""
@@ -161,14 +169,23 @@ def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group
         **({"imagePullPolicy": spec.engine.image_pull_policy} if spec.engine.image_pull_policy else {}),
         # The engine itself, not the image's entrypoint script (engines/tgi.py says why).
         "command": list(engine.command),
-        "args": engine.args(spec, d.gpus, d.lora, name=owner.name, lora_rank=d.lora_rank,
-                            max_total_tokens=d.max_total_tokens,
-                            checkpoint_quantization=d.checkpoint_quantization, group=group),
+        "args": engine.args(
+            spec,
+            d.gpus,
+            d.lora,
+            name=owner.name,
+            lora_rank=d.lora_rank,
+            max_total_tokens=d.max_total_tokens,
+            checkpoint_quantization=d.checkpoint_quantization,
+            group=group,
+        ),
         "env": _env(spec),
         **({"ports": [{"name": PORT_NAME, "containerPort": engine.port, "protocol": "TCP"}]} if serves_http else {}),
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},
-        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"},
-                         {"name": "data", "mountPath": "/data", **({"readOnly": True} if spec.cache.enabled else {})}],
+        "volumeMounts": [
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "data", "mountPath": "/data", **({"readOnly": True} if spec.cache.enabled else {})},
+        ],
         **(engine.probes() if serves_http else {}),
         "securityContext": {"allowPrivilegeEscalation": False},
     }
@@ -181,7 +198,8 @@ def _pod_template(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions, group
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gi(max(1, d.gpus))}},
             # The shared weight cache (read-only: the download Job filled it), or scratch space.
             {"name": "data", "persistentVolumeClaim": {"claimName": cache_claim_name(owner), "readOnly": True}}
-            if spec.cache.enabled else {"name": "data", "emptyDir": {}},
+            if spec.cache.enabled
+            else {"name": "data", "emptyDir": {}},
         ],
         "enableServiceLinks": False,
     }
@@ -235,45 +253,53 @@ def desired_leaderworkerset(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisi
         # no other group's beside them. (Not LWS's exclusive-topology annotation: it keeps a
         # whole group inside one domain of its key, so on the hostname one node.)
         template["spec"].setdefault("affinity", {})["podAntiAffinity"] = {
-            "requiredDuringSchedulingIgnoredDuringExecution": [{
-                "labelSelector": {"matchLabels": selector_labels(owner)}, "topologyKey": "kubernetes.io/hostname"}]}
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": selector_labels(owner)}, "topologyKey": "kubernetes.io/hostname"}
+            ]
+        }
     revision = template_hash({"leader": leader, "worker": worker})
     for template in (leader, worker):
         template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = revision
     metadata = _metadata(owner, spec, owner.name, "server")
-    return with_hash({
-        "apiVersion": LWS_API_VERSION,
-        "kind": LWS_KIND,
-        "metadata": metadata,
-        "spec": {
-            # Always spec.replicas (groups): autoscalers write that, never the LeaderWorkerSet.
-            "replicas": spec.replicas,
-            "startupPolicy": "LeaderCreated",
-            # A new group must be ready before an old one goes, as with a Deployment.
-            "rolloutStrategy": {"type": "RollingUpdate",
-                                "rollingUpdateConfiguration": {"maxUnavailable": 0, "maxSurge": 1}},
-            "leaderWorkerTemplate": {
-                "size": d.nodes,
-                # A stage lost is the model lost: a pod restarted alone could not rejoin.
-                "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": leader,
-                "workerTemplate": worker,
+    return with_hash(
+        {
+            "apiVersion": LWS_API_VERSION,
+            "kind": LWS_KIND,
+            "metadata": metadata,
+            "spec": {
+                # Always spec.replicas (groups): autoscalers write that, never the LeaderWorkerSet.
+                "replicas": spec.replicas,
+                "startupPolicy": "LeaderCreated",
+                # A new group must be ready before an old one goes, as with a Deployment.
+                "rolloutStrategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdateConfiguration": {"maxUnavailable": 0, "maxSurge": 1},
+                },
+                "leaderWorkerTemplate": {
+                    "size": d.nodes,
+                    # A stage lost is the model lost: a pod restarted alone could not rejoin.
+                    "restartPolicy": "RecreateGroupOnPodRestart",
+                    "leaderTemplate": leader,
+                    "workerTemplate": worker,
+                },
             },
-        },
-    })
+        }
+    )
 
 
 def desired_service(owner: Owner, spec: api.LLMDeploymentSpec, nodes: int = 1) -> dict[str, Any]:
-    return with_hash({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(owner, spec, owner.name, "server"),
-        "spec": {
-            "type": spec.service.type,
-            "selector": serving_labels(owner, nodes),
-            "ports": [{"name": "http", "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
-        },
-    })
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(owner, spec, owner.name, "server"),
+            "spec": {
+                "type": spec.service.type,
+                "selector": serving_labels(owner, nodes),
+                "ports": [{"name": "http", "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+            },
+        }
+    )
 
 
 def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
@@ -283,12 +309,14 @@ def desired_pdb(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any] | N
     replicas = spec.autoscaling.min_replicas if spec.autoscaled else spec.replicas
     if replicas <= 1:
         return None
-    return with_hash({
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _metadata(owner, spec, owner.name, "server"),
-        "spec": {"selector": {"matchLabels": selector_labels(owner)}, "maxUnavailable": 1},
-    })
+    return with_hash(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _metadata(owner, spec, owner.name, "server"),
+            "spec": {"selector": {"matchLabels": selector_labels(owner)}, "maxUnavailable": 1},
+        }
+    )
 
 
 def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
@@ -299,30 +327,42 @@ def desired_hpa(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any] | N
     if a.hpa_source == "gateway":
         # The gateway's count for this model (every replica of the gateway, summed by the adapter's
         # query); AverageValue divides it by the current replicas, so target is per replica.
-        metric = {"type": "External", "external": {
-            "metric": {"name": GATEWAY_IN_FLIGHT, "selector": {"matchLabels": {
-                "model_namespace": owner.namespace, "model_name": owner.name}}},
-            "target": {"type": "AverageValue", "averageValue": str(a.target)}}}
-    else:
-        metric = {"type": "Pods", "pods": {
-            # The engine's per-pod metric, as a custom-metrics adapter serves it.
-            "metric": {"name": engine_for(spec).load_metrics.per_pod[a.metric]},
-            "target": {"type": "AverageValue", "averageValue": str(a.target)}}}
-    return with_hash({
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(owner, spec, owner.name, "autoscaler"),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": owner.name},
-            "minReplicas": a.min_replicas,
-            "maxReplicas": a.max_replicas,
-            "metrics": [metric],
-            "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": 0},
-                "scaleDown": {"stabilizationWindowSeconds": a.scale_down_delay_seconds},
+        metric = {
+            "type": "External",
+            "external": {
+                "metric": {
+                    "name": GATEWAY_IN_FLIGHT,
+                    "selector": {"matchLabels": {"model_namespace": owner.namespace, "model_name": owner.name}},
+                },
+                "target": {"type": "AverageValue", "averageValue": str(a.target)},
             },
-        },
-    })
+        }
+    else:
+        metric = {
+            "type": "Pods",
+            "pods": {
+                # The engine's per-pod metric, as a custom-metrics adapter serves it.
+                "metric": {"name": engine_for(spec).load_metrics.per_pod[a.metric]},
+                "target": {"type": "AverageValue", "averageValue": str(a.target)},
+            },
+        }
+    return with_hash(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _metadata(owner, spec, owner.name, "autoscaler"),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": api.API_VERSION, "kind": api.KIND, "name": owner.name},
+                "minReplicas": a.min_replicas,
+                "maxReplicas": a.max_replicas,
+                "metrics": [metric],
+                "behavior": {
+                    "scaleUp": {"stabilizationWindowSeconds": 0},
+                    "scaleDown": {"stabilizationWindowSeconds": a.scale_down_delay_seconds},
+                },
+            },
+        }
+    )
 
 
 def cache_claim_name(owner: Owner) -> str:
@@ -348,8 +388,14 @@ def desired_cache_claim(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, 
     }
     if spec.cache.storage_class_name:
         claim["storageClassName"] = spec.cache.storage_class_name
-    return with_hash({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                      "metadata": _metadata(owner, spec, cache_claim_name(owner), "weight-cache"), "spec": claim})
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _metadata(owner, spec, cache_claim_name(owner), "weight-cache"),
+            "spec": claim,
+        }
+    )
 
 
 def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any]:
@@ -380,26 +426,42 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str,
             "backoffLimit": spec.cache.backoff_limit,
             "activeDeadlineSeconds": spec.cache.deadline_seconds,
             # llm-runtime exits 2 (bad settings) or 4 (gated, not found, no space): retrying cannot help.
-            "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
-                "containerName": "download", "operator": "In", "values": [2, 4]}}]},
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": "download", "operator": "In", "values": [2, 4]},
+                    }
+                ]
+            },
             "template": {
                 "metadata": template_meta,
                 "spec": {
                     "restartPolicy": "Never",
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "download",
-                        "image": spec.cache.downloader_image or api.DEFAULT_DOWNLOADER_IMAGE,
-                        "command": ["llm-runtime", "download"],
-                        "env": env,
-                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
-                        # The model's facts come back here, so the operator never needs the token.
-                        "terminationMessagePolicy": "File",
-                    }],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "download",
+                            "image": spec.cache.downloader_image or api.DEFAULT_DOWNLOADER_IMAGE,
+                            "command": ["llm-runtime", "download"],
+                            "env": env,
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            # The model's facts come back here, so the operator never needs the token.
+                            "terminationMessagePolicy": "File",
+                        }
+                    ],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": cache_claim_name(owner)}}],
                 },
             },
@@ -443,6 +505,12 @@ def workload_kind(nodes: int) -> str:
 
 
 # Kinds the operator may create, for pruning what is no longer desired: (apiVersion, kind).
-MANAGED_KINDS = (("v1", "Service"), ("apps/v1", "Deployment"), (LWS_API_VERSION, LWS_KIND),
-                 ("policy/v1", "PodDisruptionBudget"), ("batch/v1", "Job"), ("v1", "PersistentVolumeClaim"),
-                 ("autoscaling/v2", "HorizontalPodAutoscaler"))
+MANAGED_KINDS = (
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    (LWS_API_VERSION, LWS_KIND),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("batch/v1", "Job"),
+    ("v1", "PersistentVolumeClaim"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)

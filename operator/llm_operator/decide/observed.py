@@ -3,7 +3,6 @@ fields decisions read, and `Observed`, the snapshot of one LLMDeployment with it
 pods, nodes and StorageClasses that the read model (controller/readmodel.py) hands to decide().
 """
 
-
 from __future__ import annotations
 
 import json
@@ -16,16 +15,23 @@ from llm_operator.api import FIELD_MANAGER
 from llm_operator.decide.manifests import INSTANCE_LABEL
 
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
-SPEC_JSON = "specJson"      # a child's spec, kept as compact JSON: a tenth of the memory of the dict
+SPEC_JSON = "specJson"  # a child's spec, kept as compact JSON: a tenth of the memory of the dict
 
 # Child kinds the operator makes (kube/kinds.py knows their API groups and plurals).
-CHILD_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "Job", "PersistentVolumeClaim", "HorizontalPodAutoscaler",
-               # Watched only when the operator makes them (`run --leaderworkersets`): LWS is optional.
-               "LeaderWorkerSet")
+CHILD_KINDS = (
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+    "Job",
+    "PersistentVolumeClaim",
+    "HorizontalPodAutoscaler",
+    # Watched only when the operator makes them (`run --leaderworkersets`): LWS is optional.
+    "LeaderWorkerSet",
+)
 SINGLE_NODE_KINDS = tuple(k for k in CHILD_KINDS if k != "LeaderWorkerSet")
 
 TERMINATING_S = 300.0
-Key = tuple[str, str]   # (namespace, name) of an LLMDeployment
+Key = tuple[str, str]  # (namespace, name) of an LLMDeployment
 
 
 # --- trimming: a watched object -> the few fields decisions read (pure) -----------------------
@@ -50,7 +56,14 @@ def trim_llmdeployment(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _CHILD_STATUS = {
-    "Deployment": ("replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "observedGeneration", "conditions"),
+    "Deployment": (
+        "replicas",
+        "readyReplicas",
+        "updatedReplicas",
+        "availableReplicas",
+        "observedGeneration",
+        "conditions",
+    ),
     "LeaderWorkerSet": ("replicas", "readyReplicas", "updatedReplicas", "observedGeneration"),
     "Job": ("conditions", "failed", "succeeded", "active"),
     "PersistentVolumeClaim": ("phase",),
@@ -62,8 +75,11 @@ def _status_of(kind: str, status: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "Deployment" and "conditions" in out:
         # Only a rollout past its deadline is read; the controller manager rewrites the
         # other conditions' times and messages on every step, which would wake us for nothing.
-        out["conditions"] = [{k: c[k] for k in ("type", "status", "reason", "message") if k in c}
-                             for c in out["conditions"] if c.get("reason") == "ProgressDeadlineExceeded"]
+        out["conditions"] = [
+            {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+            for c in out["conditions"]
+            if c.get("reason") == "ProgressDeadlineExceeded"
+        ]
     return out
 
 
@@ -73,8 +89,10 @@ CREATED_AS_UPDATE = "createdAsUpdate"
 def created_as_update(body: Mapping[str, Any]) -> bool:
     """Whether our fields are still recorded as a create's update, not as applied: true
     from our POST until the first later write turns the entry into an apply entry."""
-    return any(e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update" and not e.get("subresource")
-               for e in (body.get("metadata") or {}).get("managedFields") or [])
+    return any(
+        e.get("manager") == FIELD_MANAGER and e.get("operation") == "Update" and not e.get("subresource")
+        for e in (body.get("metadata") or {}).get("managedFields") or []
+    )
 
 
 def trim_child(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,8 +103,21 @@ def trim_child(body: Mapping[str, Any]) -> dict[str, Any]:
     out = {
         "apiVersion": body.get("apiVersion"),
         "kind": kind,
-        "metadata": _meta(body, ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp",
-                                 "deletionTimestamp", "labels", "annotations", "ownerReferences")),
+        "metadata": _meta(
+            body,
+            (
+                "name",
+                "namespace",
+                "uid",
+                "generation",
+                "resourceVersion",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "labels",
+                "annotations",
+                "ownerReferences",
+            ),
+        ),
         SPEC_JSON: json.dumps(body.get("spec") or {}, separators=(",", ":"), default=_json_default),
         "status": _status_of(kind, body.get("status") or {}),
     }
@@ -122,8 +153,13 @@ def live_child(child: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A trimmed child as the comparisons and the status read it (its spec as a dict)."""
     if child is None:
         return None
-    return {"apiVersion": child.get("apiVersion"), "kind": child.get("kind"), "metadata": child["metadata"],
-            "spec": child_spec(child), "status": child.get("status") or {}}
+    return {
+        "apiVersion": child.get("apiVersion"),
+        "kind": child.get("kind"),
+        "metadata": child["metadata"],
+        "spec": child_spec(child),
+        "status": child.get("status") or {},
+    }
 
 
 def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,10 +167,15 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     containers' waiting and terminated states (why a serving pod cannot start; the download
     Job reports the model's facts in its termination message)."""
     status = body.get("status") or {}
-    conditions = [{k: c[k] for k in ("type", "status", "reason", "message") if c.get(k) is not None}
-                  for c in status.get("conditions") or [] if c.get("type") in ("PodScheduled", "Ready")]
+    conditions = [
+        {k: c[k] for k in ("type", "status", "reason", "message") if c.get(k) is not None}
+        for c in status.get("conditions") or []
+        if c.get("type") in ("PodScheduled", "Ready")
+    ]
     containers = [c for c in (_container_status(cs) for cs in status.get("containerStatuses") or []) if c]
-    out: dict[str, Any] = {"metadata": _meta(body, ("name", "namespace", "creationTimestamp", "deletionTimestamp", "labels"))}
+    out: dict[str, Any] = {
+        "metadata": _meta(body, ("name", "namespace", "creationTimestamp", "deletionTimestamp", "labels"))
+    }
     out["status"] = {"conditions": conditions}
     if status.get("podIP"):
         out["status"]["podIP"] = status["podIP"]
@@ -169,15 +210,21 @@ def trim_node(body: Mapping[str, Any]) -> dict[str, Any]:
     and its allocatable extended resources (GPUs), so that status can tell a pod no node
     could ever hold from one waiting for GPUs to free up."""
     allocatable = (body.get("status") or {}).get("allocatable") or {}
-    return {"metadata": {"name": (body.get("metadata") or {}).get("name"),
-                         "labels": dict((body.get("metadata") or {}).get("labels") or {})},
-            "status": {"allocatable": {k: str(v) for k, v in allocatable.items() if "/" in k}}}
+    return {
+        "metadata": {
+            "name": (body.get("metadata") or {}).get("name"),
+            "labels": dict((body.get("metadata") or {}).get("labels") or {}),
+        },
+        "status": {"allocatable": {k: str(v) for k, v in allocatable.items() if "/" in k}},
+    }
 
 
 def trim_storage_class(body: Mapping[str, Any]) -> dict[str, Any]:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    return {"name": (body.get("metadata") or {}).get("name"),
-            "default": annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"}
+    return {
+        "name": (body.get("metadata") or {}).get("name"),
+        "default": annotations.get(DEFAULT_CLASS_ANNOTATION) == "true",
+    }
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -219,8 +266,8 @@ def owner_of(body: Mapping[str, Any]) -> Key | None:
 class Refusal:
     """The API refused a write of one child."""
 
-    status: int                 # HTTP status
-    message: str                # the API's own sentence
+    status: int  # HTTP status
+    message: str  # the API's own sentence
     taken_by: str | None = None  # the name is taken by an object not ours: who owns it ("no owner", "Deployment x")
 
 
@@ -228,14 +275,16 @@ class Refusal:
 class Observed:
     """Everything a decision about one LLMDeployment may read, as plain values."""
 
-    llmd: dict[str, Any]                             # trimmed LLMDeployment
+    llmd: dict[str, Any]  # trimmed LLMDeployment
     children: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # kind -> labelled with its name
-    pods: tuple[dict[str, Any], ...] = ()            # pods labelled with its name (serving and download)
-    nodes: tuple[dict[str, Any], ...] = ()           # nodes: labels and allocatable GPUs
+    pods: tuple[dict[str, Any], ...] = ()  # pods labelled with its name (serving and download)
+    nodes: tuple[dict[str, Any], ...] = ()  # nodes: labels and allocatable GPUs
     storage_classes: tuple[dict[str, Any], ...] = ()  # {name, default}
-    namespace_terminating: bool = False              # a write was refused: the namespace is going away
-    refused: Mapping[tuple[str, str], Refusal] = field(default_factory=dict)   # (kind, name) -> the API refused our write
-    multi_node: bool = False                         # the operator makes (and watches) LeaderWorkerSets
+    namespace_terminating: bool = False  # a write was refused: the namespace is going away
+    refused: Mapping[tuple[str, str], Refusal] = field(
+        default_factory=dict
+    )  # (kind, name) -> the API refused our write
+    multi_node: bool = False  # the operator makes (and watches) LeaderWorkerSets
     # The spec parsed once per generation by the read model: an api.LLMDeploymentSpec, or the
     # api.InvalidSpec it raised; None in an observation made by hand (render, tests): parsed on use.
     spec: api.LLMDeploymentSpec | api.InvalidSpec | None = None
@@ -250,8 +299,11 @@ class Observed:
 
     def pods_labelled(self, labels: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
         """The pods carrying every one of these labels."""
-        return tuple(p for p in self.pods
-                     if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in labels.items()))
+        return tuple(
+            p
+            for p in self.pods
+            if all(((p.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in labels.items())
+        )
 
 
 def parse_spec(llmd: Mapping[str, Any]) -> api.LLMDeploymentSpec | api.InvalidSpec:

@@ -17,8 +17,9 @@ from llm_operator.decide.observed import Observed
 from llm_operator.decide.status import unschedulable_pods
 from llm_operator.planning import plan
 
-LWS_INSTALL = ("kubectl apply --server-side -f "
-               "https://github.com/kubernetes-sigs/lws/releases/download/v0.9.0/manifests.yaml")
+LWS_INSTALL = (
+    "kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/download/v0.9.0/manifests.yaml"
+)
 
 
 def serving_pods(observed: Observed, owner: Owner) -> tuple[dict[str, Any], ...]:
@@ -30,23 +31,31 @@ def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: in
     """Why a replica of `nodes` pods cannot be run here: the operator does not run them (its
     LeaderWorkerSet support is off), or too few nodes could ever hold the group."""
     if not observed.multi_node:
-        return Verdict("False", "MultiNodeOff", (
-            f"A replica on {nodes} nodes runs as a LeaderWorkerSet group, and this operator does not make "
-            "LeaderWorkerSets: install LeaderWorkerSet in the cluster (" + LWS_INSTALL + ") and enable it in the "
-            "operator (Helm value lws.enabled=true, or `llm-operator run --leaderworkersets`); or serve on one "
-            "node (spec.nodes: 1, with an 8-bit quantization if the model needs it)."))
-    few = plan.no_node_fits(list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product,
-                                dict(spec.scheduling.node_selector), nodes)
+        return Verdict(
+            "False",
+            "MultiNodeOff",
+            (
+                f"A replica on {nodes} nodes runs as a LeaderWorkerSet group, and this operator does not make "
+                "LeaderWorkerSets: install LeaderWorkerSet in the cluster (" + LWS_INSTALL + ") and enable it in the "
+                "operator (Helm value lws.enabled=true, or `llm-operator run --leaderworkersets`); or serve on one "
+                "node (spec.nodes: 1, with an 8-bit quantization if the model needs it)."
+            ),
+        )
+    few = plan.no_node_fits(
+        list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product, dict(spec.scheduling.node_selector), nodes
+    )
     if few is not None:
         return Verdict("False", "NoNodeFits", f"Cannot run a replica on {nodes} nodes: {few}")
     return None
 
 
-def no_node_fits(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int,
-                 pods: tuple[dict[str, Any], ...]) -> str | None:
+def no_node_fits(
+    observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int, pods: tuple[dict[str, Any], ...]
+) -> str | None:
     """Of serving pods the scheduler cannot place: why no node could ever hold one. None when
     every pod is placed, or when some node could hold them once GPUs free up (they wait)."""
     if not unschedulable_pods(pods):
         return None
-    return plan.no_node_fits(list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product,
-                                 dict(spec.scheduling.node_selector), nodes)
+    return plan.no_node_fits(
+        list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product, dict(spec.scheduling.node_selector), nodes
+    )

@@ -30,13 +30,20 @@ from llm_operator.decide.manifests import LWS_GROUP_INDEX_LABEL, ROLE_LABEL, TEM
 WARNING_PHASES = ("Failed", "Unschedulable")
 # Reasons worth a Warning Event in any phase: a container the kubelet is failing to run, or a
 # refusal retried by itself that may still need a person (the Service IP range full, a quota).
-WARNING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "OOMKilled",
-                   "CreateContainerConfigError", "ApplyRefused")
+WARNING_REASONS = (
+    "CrashLoopBackOff",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "OOMKilled",
+    "CreateContainerConfigError",
+    "ApplyRefused",
+)
 
 
 @dataclass(frozen=True)
 class Event:
-    type: str        # Normal | Warning
+    type: str  # Normal | Warning
     reason: str
     message: str
 
@@ -46,24 +53,24 @@ class Observed:
     """What the reconcile saw, as plain values."""
 
     generation: int
-    desired_replicas: int | None        # None while an autoscaler owns the count
+    desired_replicas: int | None  # None while an autoscaler owns the count
     gpus: int
     selector: str
     url: str
     deployment: dict[str, Any] | None = None  # live workload (Deployment or LeaderWorkerSet), if any
-    workload: str = "Deployment"        # its kind
-    group_size: int = 1                 # pods per replica (a LeaderWorkerSet group: one per node)
+    workload: str = "Deployment"  # its kind
+    group_size: int = 1  # pods per replica (a LeaderWorkerSet group: one per node)
     pods: tuple[dict[str, Any], ...] = ()  # serving pods (trimmed)
-    no_node_fits: str | None = None     # why no node could ever hold a serving pod (None: some node could)
-    blocked: Verdict | None = None      # a spec that cannot work (DoesNotFit, InvalidSpec, ...)
-    waiting: Verdict | None = None      # a prerequisite under way (planning, downloading weights)
+    no_node_fits: str | None = None  # why no node could ever hold a serving pod (None: some node could)
+    blocked: Verdict | None = None  # a spec that cannot work (DoesNotFit, InvalidSpec, ...)
+    waiting: Verdict | None = None  # a prerequisite under way (planning, downloading weights)
     extra: dict[str, Any] = field(default_factory=dict)  # more status fields as they are (plan, modelFacts)
     extra_conditions: dict[str, Verdict] = field(default_factory=dict)
     # A child of this generation could not be written (refused, a name taken, an immutable
     # field): status.observedGeneration stays where it was, so no client reads the new spec as done.
     behind: bool = False
-    sleeps_at_zero: bool = False        # autoscaling mode operator with minReplicas 0: a request wakes it
-    woken_at: str | None = None         # when the gateway last woke it from zero (its annotation)
+    sleeps_at_zero: bool = False  # autoscaling mode operator with minReplicas 0: a request wakes it
+    woken_at: str | None = None  # when the gateway last woke it from zero (its annotation)
 
 
 def _active(pods: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
@@ -76,8 +83,12 @@ def _pod_condition(pod: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def unschedulable_pods(pods: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     """The pods the scheduler has said it cannot place (not those being deleted)."""
-    return [p for p in _active(pods) if _pod_condition(p, "PodScheduled").get("status") == "False"
-            and _pod_condition(p, "PodScheduled").get("reason") == "Unschedulable"]
+    return [
+        p
+        for p in _active(pods)
+        if _pod_condition(p, "PodScheduled").get("status") == "False"
+        and _pod_condition(p, "PodScheduled").get("reason") == "Unschedulable"
+    ]
 
 
 def unschedulable_message(pods: tuple[dict[str, Any], ...]) -> str | None:
@@ -103,8 +114,11 @@ def template_revision(deployment: dict[str, Any]) -> str | None:
 def ready_of_revision(pods: tuple[dict[str, Any], ...], revision: str, group_size: int = 1) -> int:
     """Ready replicas that run this revision of the pod template: pods, or groups (by LWS's
     group-index label) whose `group_size` pods are all ready."""
-    ready = [p for p in _active(pods) if _labels(p).get(TEMPLATE_HASH_LABEL) == revision
-             and _pod_condition(p, "Ready").get("status") == "True"]
+    ready = [
+        p
+        for p in _active(pods)
+        if _labels(p).get(TEMPLATE_HASH_LABEL) == revision and _pod_condition(p, "Ready").get("status") == "True"
+    ]
     if group_size <= 1:
         return len(ready)
     groups: dict[str, int] = {}
@@ -137,9 +151,9 @@ _PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull")
 class ContainerTrouble:
     """Why a pod of the current revision cannot start, said so a person can act on it."""
 
-    reason: str          # the kubelet's word: CreateContainerConfigError, ImagePullBackOff, CrashLoopBackOff, OOMKilled
+    reason: str  # the kubelet's word: CreateContainerConfigError, ImagePullBackOff, CrashLoopBackOff, OOMKilled
     message: str
-    stalled: bool        # no wait can heal it
+    stalled: bool  # no wait can heal it
 
 
 def _pod_name(pod: dict[str, Any]) -> str:
@@ -151,12 +165,16 @@ def _missing_secret(message: str) -> str:
     """The kubelet's CreateContainerConfigError message, with what to create or fix."""
     found = re.search(r'secret "([^"]+)" not found', message)
     if found:
-        return f"Secret {found.group(1)} does not exist in this namespace: create it, or fix the reference to it " \
-               "(spec.model.tokenSecretRef, spec.engine.env)."
+        return (
+            f"Secret {found.group(1)} does not exist in this namespace: create it, or fix the reference to it "
+            "(spec.model.tokenSecretRef, spec.engine.env)."
+        )
     found = re.search(r"couldn't find key (\S+) in Secret (\S+)", message)
     if found:
-        return f"Secret {found.group(2)} has no key {found.group(1)}: add the key, or fix the reference to it " \
-               "(spec.model.tokenSecretRef.key, spec.engine.env)."
+        return (
+            f"Secret {found.group(2)} has no key {found.group(1)}: add the key, or fix the reference to it "
+            "(spec.model.tokenSecretRef.key, spec.engine.env)."
+        )
     return "Fix what the kubelet names (a Secret, a ConfigMap or a key in them)."
 
 
@@ -188,39 +206,67 @@ def container_trouble(pod: dict[str, Any], deployment: dict[str, Any] | None = N
         oom = next((t for t in (now, last) if t.get("reason") == "OOMKilled"), None)
         if oom is not None:
             limit = _memory_limit(deployment, name)
-            has = (f"its memory limit of {limit}" if limit else "no memory limit, so the node itself ran out")
-            return ContainerTrouble("OOMKilled", f"{where} ran out of memory and was killed (OOMKilled, {_ended(oom)}; "
-                                    f"{restarts} restart(s)) with {has}: raise spec.engine.resources.limits.memory, "
-                                    "or lower the batch and token limits (spec.limits).", True)
+            has = f"its memory limit of {limit}" if limit else "no memory limit, so the node itself ran out"
+            return ContainerTrouble(
+                "OOMKilled",
+                f"{where} ran out of memory and was killed (OOMKilled, {_ended(oom)}; "
+                f"{restarts} restart(s)) with {has}: raise spec.engine.resources.limits.memory, "
+                "or lower the batch and token limits (spec.limits).",
+                True,
+            )
         if reason in _CONFIG_ERRORS:
-            return ContainerTrouble(reason, f"{where} cannot be created ({reason}): {kubelet} "
-                                    + (_missing_secret(kubelet) if reason == "CreateContainerConfigError" else
-                                       "Fix the image or the container's settings (spec.engine)."), True)
+            return ContainerTrouble(
+                reason,
+                f"{where} cannot be created ({reason}): {kubelet} "
+                + (
+                    _missing_secret(kubelet)
+                    if reason == "CreateContainerConfigError"
+                    else "Fix the image or the container's settings (spec.engine)."
+                ),
+                True,
+            )
         if reason == "ErrImageNeverPull":
             image = re.search(r'image "([^"]+)"', kubelet)
             named = f"image {image.group(1)}" if image else "its image"
-            return ContainerTrouble(reason, f"{where} cannot start ({reason}): {named} is not on the node and "
-                                    "spec.engine.imagePullPolicy is Never. Load the image onto the node, or let the "
-                                    "kubelet pull it (imagePullPolicy IfNotPresent).", True)
+            return ContainerTrouble(
+                reason,
+                f"{where} cannot start ({reason}): {named} is not on the node and "
+                "spec.engine.imagePullPolicy is Never. Load the image onto the node, or let the "
+                "kubelet pull it (imagePullPolicy IfNotPresent).",
+                True,
+            )
         if reason in _PULL_ERRORS:
             image = re.search(r'image "([^"]+)"', kubelet)
             named = f"image {image.group(1)}" if image else "its image"
-            return ContainerTrouble(reason, f"{where} cannot pull {named} ({reason}): {kubelet} Check spec.engine.image, "
-                                    "the registry's reachability and the pull secret.", reason == "ImagePullBackOff")
+            return ContainerTrouble(
+                reason,
+                f"{where} cannot pull {named} ({reason}): {kubelet} Check spec.engine.image, "
+                "the registry's reachability and the pull secret.",
+                reason == "ImagePullBackOff",
+            )
         if reason == "CrashLoopBackOff":
             ended = f" It last ended with {_ended(last)}." if last else ""
             stalled = restarts >= CRASH_LOOP_STALLED_RESTARTS
-            hint = " It will not heal by itself: read its logs (kubectl logs --previous) and fix the spec." if stalled \
+            hint = (
+                " It will not heal by itself: read its logs (kubectl logs --previous) and fix the spec."
+                if stalled
                 else " The kubelet restarts it with a growing back-off."
-            return ContainerTrouble("CrashLoopBackOff", f"{where} keeps crashing (CrashLoopBackOff, {restarts} restart(s))."
-                                    f"{ended}{hint}", stalled)
+            )
+            return ContainerTrouble(
+                "CrashLoopBackOff",
+                f"{where} keeps crashing (CrashLoopBackOff, {restarts} restart(s)).{ended}{hint}",
+                stalled,
+            )
     return None
 
 
 def _of_revision(pods: tuple[dict[str, Any], ...], revision: str | None) -> list[dict[str, Any]]:
     """Active pods of this template revision (all active pods when it is not known)."""
-    return [p for p in _active(pods)
-            if revision is None or ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) == revision]
+    return [
+        p
+        for p in _active(pods)
+        if revision is None or ((p.get("metadata") or {}).get("labels") or {}).get(TEMPLATE_HASH_LABEL) == revision
+    ]
 
 
 def _deployment_condition(deployment: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -235,8 +281,10 @@ def settled(deployment: dict[str, Any]) -> bool:
     """Every replica updated and ready, for the current generation: no pod to ask about."""
     st = deployment.get("status") or {}
     want = (deployment.get("spec") or {}).get("replicas", 1)
-    return bool(st.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
-                and (st.get("readyReplicas") or 0) == want == (st.get("updatedReplicas") or 0) == (st.get("replicas") or 0))
+    return bool(
+        st.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
+        and (st.get("readyReplicas") or 0) == want == (st.get("updatedReplicas") or 0) == (st.get("replicas") or 0)
+    )
 
 
 def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
@@ -252,14 +300,23 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
     still = f" The previous version keeps serving with {serving} ready replica(s)." if serving else ""
     if o.blocked is not None:
         b = o.blocked
-        return "Failed", no(b.reason, b.message + still), no(b.reason, "Nothing to do until the spec changes."), yes(b.reason, b.message)
+        return (
+            "Failed",
+            no(b.reason, b.message + still),
+            no(b.reason, "Nothing to do until the spec changes."),
+            yes(b.reason, b.message),
+        )
     if o.waiting is not None:
         w = o.waiting
         return "Pending", no(w.reason, w.message), yes(w.reason, w.message), no(w.reason, "Making progress.")
     d = o.deployment
     if d is None:
-        return "Pending", no("DeploymentMissing", f"The serving {o.workload} does not exist yet."), \
-            yes("Creating", f"Creating the serving {o.workload}."), no("Creating", "Making progress.")
+        return (
+            "Pending",
+            no("DeploymentMissing", f"The serving {o.workload} does not exist yet."),
+            yes("Creating", f"Creating the serving {o.workload}."),
+            no("Creating", "Making progress."),
+        )
     st = d.get("status") or {}
     want = o.desired_replicas if o.desired_replicas is not None else (d.get("spec") or {}).get("replicas", 1)
     replicas = st.get("replicas", 0) or 0
@@ -269,15 +326,26 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         # No replica counted and no pod of ours left: at zero, even before the Deployment
         # controller has observed a Deployment just made with 0 replicas (it never makes a pod).
         if replicas == 0 and not _active(o.pods):
-            msg = ("Scaled to zero: spec.replicas and autoscaling.minReplicas are 0, so no pod serves the model until "
-                   "a request through the gateway wakes it (or scale up: spec.replicas, or kubectl scale --replicas=N)."
-                   if o.sleeps_at_zero else
-                   "Scaled to zero: spec.replicas is 0, so no pod serves the model; scale up to serve (spec.replicas, "
-                   "or kubectl scale --replicas=N).")
-            return "ScaledToZero", yes("ScaledToZero", msg), \
-                no("ScaledToZero", "Nothing to do."), no("ScaledToZero", "Scaled to zero on purpose.")
+            msg = (
+                "Scaled to zero: spec.replicas and autoscaling.minReplicas are 0, so no pod serves the model until "
+                "a request through the gateway wakes it (or scale up: spec.replicas, or kubectl scale --replicas=N)."
+                if o.sleeps_at_zero
+                else "Scaled to zero: spec.replicas is 0, so no pod serves the model; scale up to serve (spec.replicas, "
+                "or kubectl scale --replicas=N)."
+            )
+            return (
+                "ScaledToZero",
+                yes("ScaledToZero", msg),
+                no("ScaledToZero", "Nothing to do."),
+                no("ScaledToZero", "Scaled to zero on purpose."),
+            )
         msg = f"Scaling to zero: {replicas} replica(s) left."
-        return "Progressing", no("ScalingToZero", msg), yes("ScalingToZero", msg), no("ScalingToZero", "Making progress.")
+        return (
+            "Progressing",
+            no("ScalingToZero", msg),
+            yes("ScalingToZero", msg),
+            no("ScalingToZero", "Making progress."),
+        )
     # Ready pods of the current pod template only: an old pod still serving is not the rollout done.
     revision = template_revision(d)
     ready = ready_of_revision(o.pods, revision, o.group_size) if revision else (st.get("readyReplicas", 0) or 0)
@@ -291,36 +359,71 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         scheduler = unschedulable_message(o.pods)
         if o.no_node_fits:
             msg = f"{len(waiting)} of {want} replicas cannot be scheduled, and {o.no_node_fits} The scheduler says: {scheduler}"
-            return "Failed", no("NoNodeFits", msg + still), \
-                no("NoNodeFits", "Nothing to do until the spec or the cluster's nodes change."), yes("NoNodeFits", msg)
+            return (
+                "Failed",
+                no("NoNodeFits", msg + still),
+                no("NoNodeFits", "Nothing to do until the spec or the cluster's nodes change."),
+                yes("NoNodeFits", msg),
+            )
         if o.group_size > 1:
-            msg = (f"{serving} of {want} replicas{groups} serve; {_group_words(waiting[0])} waits"
-                   + (f" with {len(waiting) - 1} more pod(s)" if len(waiting) > 1 else "")
-                   + f" for GPUs that no node has free now (nodes could hold the group once GPUs free up or nodes "
-                   f"are added). The scheduler says: {scheduler}")
+            msg = (
+                f"{serving} of {want} replicas{groups} serve; {_group_words(waiting[0])} waits"
+                + (f" with {len(waiting) - 1} more pod(s)" if len(waiting) > 1 else "")
+                + f" for GPUs that no node has free now (nodes could hold the group once GPUs free up or nodes "
+                f"are added). The scheduler says: {scheduler}"
+            )
         else:
-            msg = (f"{serving} of {want} replicas serve; {len(waiting)} wait for GPUs that no node has free now "
-                   f"(a node could hold them once GPUs free up or nodes are added). The scheduler says: {scheduler}")
-        return "Unschedulable", no("WaitingForGPUs", msg), yes("WaitingForGPUs", msg), \
-            no("WaitingForGPUs", "Making progress: the pods are placed once GPUs are free.")
-    troubles = [t for t in (container_trouble(p, d) for p in _of_revision(o.pods, revision)
-                             if _pod_condition(p, "Ready").get("status") != "True") if t]
+            msg = (
+                f"{serving} of {want} replicas serve; {len(waiting)} wait for GPUs that no node has free now "
+                f"(a node could hold them once GPUs free up or nodes are added). The scheduler says: {scheduler}"
+            )
+        return (
+            "Unschedulable",
+            no("WaitingForGPUs", msg),
+            yes("WaitingForGPUs", msg),
+            no("WaitingForGPUs", "Making progress: the pods are placed once GPUs are free."),
+        )
+    troubles = [
+        t
+        for t in (
+            container_trouble(p, d)
+            for p in _of_revision(o.pods, revision)
+            if _pod_condition(p, "Ready").get("status") != "True"
+        )
+        if t
+    ]
     if troubles:
         # The one that needs a person comes first; others of the same kind are counted.
         trouble = next((t for t in troubles if t.stalled), troubles[0])
         others = len(troubles) - 1
         old_ready = sum(1 for p in _active(o.pods) if _pod_condition(p, "Ready").get("status") == "True") - ready
-        msg = (f"{ready}/{want} replicas are ready. {trouble.message}"
-               + (f" {others} more pod(s) of this version cannot start either." if others else "")
-               + (f" The previous version keeps serving with {old_ready} ready replica(s)." if old_ready > 0 else ""))
+        msg = (
+            f"{ready}/{want} replicas are ready. {trouble.message}"
+            + (f" {others} more pod(s) of this version cannot start either." if others else "")
+            + (f" The previous version keeps serving with {old_ready} ready replica(s)." if old_ready > 0 else "")
+        )
         if trouble.stalled:
-            return "Failed", no(trouble.reason, msg), no(trouble.reason, "Nothing to do until the spec or what it names changes."), \
-                yes(trouble.reason, msg)
-        return "Progressing", no(trouble.reason, msg), yes(trouble.reason, msg), no(trouble.reason, "The kubelet is retrying.")
+            return (
+                "Failed",
+                no(trouble.reason, msg),
+                no(trouble.reason, "Nothing to do until the spec or what it names changes."),
+                yes(trouble.reason, msg),
+            )
+        return (
+            "Progressing",
+            no(trouble.reason, msg),
+            yes(trouble.reason, msg),
+            no(trouble.reason, "The kubelet is retrying."),
+        )
     progress = _deployment_condition(d, "Progressing")
     if progress and progress.get("status") == "False" and progress.get("reason") == "ProgressDeadlineExceeded":
         msg = f"The rollout made no progress before its deadline: {progress.get('message', '')}"
-        return "Failed", no("ProgressDeadlineExceeded", msg), no("ProgressDeadlineExceeded", msg), yes("ProgressDeadlineExceeded", msg)
+        return (
+            "Failed",
+            no("ProgressDeadlineExceeded", msg),
+            no("ProgressDeadlineExceeded", msg),
+            yes("ProgressDeadlineExceeded", msg),
+        )
     if not rolled_out:
         msg = f"Rolling out: {updated}/{want} replicas{groups} updated, {ready} ready."
         reason = "RollingOut"
@@ -366,12 +469,22 @@ def waking(o: Observed, previous: dict[str, Any], ready: Verdict) -> bool:
     return (before.get("message") or "").startswith(woken_prefix(o.woken_at))
 
 
-def merge_condition(previous: list[dict[str, Any]], ctype: str, v: Verdict, generation: int, now: str) -> dict[str, Any]:
+def merge_condition(
+    previous: list[dict[str, Any]], ctype: str, v: Verdict, generation: int, now: str
+) -> dict[str, Any]:
     """The condition, keeping lastTransitionTime unless its status changed."""
     old = next((c for c in previous if c.get("type") == ctype), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == v.status and old.get("lastTransitionTime") else now
-    return {"type": ctype, "status": v.status, "reason": v.reason, "message": v.message,
-            "lastTransitionTime": since, "observedGeneration": generation}
+    since = (
+        old["lastTransitionTime"] if old and old.get("status") == v.status and old.get("lastTransitionTime") else now
+    )
+    return {
+        "type": ctype,
+        "status": v.status,
+        "reason": v.reason,
+        "message": v.message,
+        "lastTransitionTime": since,
+        "observedGeneration": generation,
+    }
 
 
 def desired_status(o: Observed, previous: dict[str, Any], now: str) -> dict[str, Any]:
@@ -455,5 +568,6 @@ def with_status(decision: D, current: dict[str, Any], now: str, inputs: Observed
     if current.get("phase") != wanted["phase"] or was != ready["reason"]:
         warning = wanted["phase"] in WARNING_PHASES or ready["reason"] in WARNING_REASONS
         events = (Event("Warning" if warning else "Normal", ready["reason"], ready["message"]),)
-    return replace(decision, phase=wanted["phase"], status=wanted, status_patch=status_patch(current, wanted),
-                   events=events)
+    return replace(
+        decision, phase=wanted["phase"], status=wanted, status_patch=status_patch(current, wanted), events=events
+    )

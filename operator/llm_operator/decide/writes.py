@@ -24,8 +24,8 @@ from typing import Any
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide import cache as weights
-from llm_operator.decide.manifests import LWS_API_VERSION, LWS_KIND, MANAGED_KINDS, Owner, TEMPLATE_HASH_ANNOTATION
 from llm_operator.decide.compare import up_to_date
+from llm_operator.decide.manifests import LWS_API_VERSION, LWS_KIND, MANAGED_KINDS, TEMPLATE_HASH_ANNOTATION, Owner
 from llm_operator.decide.observed import Observed, Refusal, live_child
 from llm_operator.decide.placement import LWS_INSTALL
 
@@ -39,7 +39,7 @@ SERVING_KINDS = (*SERVING_WORKLOADS, "PodDisruptionBudget")
 # The kinds whose pods mount the cache claim.
 CLAIM_MOUNTERS = ("Job", *SERVING_WORKLOADS)
 
-Problem = tuple[Verdict, bool]     # what to say, and whether only a change can help
+Problem = tuple[Verdict, bool]  # what to say, and whether only a change can help
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -47,31 +47,46 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def _ref(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
-            "metadata": {"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace", "")}}
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace", "")},
+    }
 
 
 # --- ownership ------------------------------------------------------------------------------
 
+
 def owned(child: dict[str, Any], uid: str) -> bool:
     """The child carries our controller reference."""
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in child["metadata"].get("ownerReferences") or [])
+    return any(
+        ref.get("uid") == uid and ref.get("controller") for ref in child["metadata"].get("ownerReferences") or []
+    )
 
 
 def owner_words(child: dict[str, Any]) -> str:
     """Who holds an object, for a message: its controller, else its owners, else nobody."""
     refs = child["metadata"].get("ownerReferences") or []
     ref = next((r for r in refs if r.get("controller")), None) or (refs[0] if refs else None)
-    return f"owned by {ref.get('kind')} {ref.get('name')}" if ref else "owned by no controller (made by hand or by another tool)"
+    return (
+        f"owned by {ref.get('kind')} {ref.get('name')}"
+        if ref
+        else "owned by no controller (made by hand or by another tool)"
+    )
 
 
 def name_conflict(kind: str, name: str, whose: str) -> Verdict:
-    return Verdict("False", "NameConflict", f"{kind}/{name} already exists and is not this LLMDeployment's "
-                   f"({whose}): the operator neither changes nor deletes it, and makes no {kind} of its own. "
-                   f"Rename or delete that {kind}, or give this LLMDeployment another name.")
+    return Verdict(
+        "False",
+        "NameConflict",
+        f"{kind}/{name} already exists and is not this LLMDeployment's "
+        f"({whose}): the operator neither changes nor deletes it, and makes no {kind} of its own. "
+        f"Rename or delete that {kind}, or give this LLMDeployment another name.",
+    )
 
 
 # --- refusals -------------------------------------------------------------------------------
+
 
 def retried(kind: str, refusal: Refusal) -> bool:
     """Whether a refused write is tried again with the queue's backoff (at most a minute
@@ -88,12 +103,18 @@ def refusal_verdict(kind: str, name: str, refusal: Refusal) -> Problem:
         return name_conflict(kind, name, refusal.taken_by), True
     if kind == LWS_KIND and refusal.status == 404:
         # The API has no such kind: LeaderWorkerSet's CRD is not installed (or was removed).
-        return Verdict("False", "LeaderWorkerSetMissing", (
-            f"LeaderWorkerSet/{name} cannot be made: this cluster has no LeaderWorkerSet API ({LWS_API_VERSION}; "
-            f"HTTP 404: {refusal.message.strip()}). A replica on several nodes needs it: install LeaderWorkerSet "
-            f"({LWS_INSTALL}); the operator tries again every minute. Or serve on one node (spec.nodes: 1).")), True
-    verdict = Verdict("False", "ApplyRefused",
-                      f"The API refused a write of {kind}/{name} (HTTP {refusal.status}): {refusal.message}")
+        return Verdict(
+            "False",
+            "LeaderWorkerSetMissing",
+            (
+                f"LeaderWorkerSet/{name} cannot be made: this cluster has no LeaderWorkerSet API ({LWS_API_VERSION}; "
+                f"HTTP 404: {refusal.message.strip()}). A replica on several nodes needs it: install LeaderWorkerSet "
+                f"({LWS_INSTALL}); the operator tries again every minute. Or serve on one node (spec.nodes: 1)."
+            ),
+        ), True
+    verdict = Verdict(
+        "False", "ApplyRefused", f"The API refused a write of {kind}/{name} (HTTP {refusal.status}): {refusal.message}"
+    )
     # The same write will be refused again (invalid, forbidden, immutable): only a change can help.
     # Conflicts, throttling, server trouble: retried with a backoff.
     return verdict, refusal.status in PERMANENT_REFUSALS
@@ -101,14 +122,15 @@ def refusal_verdict(kind: str, name: str, refusal: Refusal) -> Problem:
 
 # --- one desired child ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Outcome:
     """What to do with one desired child."""
 
-    apply: bool = False                 # write it (it differs from the live one, or there is none)
+    apply: bool = False  # write it (it differs from the live one, or there is none)
     replace: tuple[dict[str, Any], ...] = ()  # delete these (it, and what goes with it), made again once gone
-    problem: Problem | None = None      # why it is not written
-    unmountable: bool = False           # (the cache claim) nothing may mount it now: not ours, going, or replaced
+    problem: Problem | None = None  # why it is not written
+    unmountable: bool = False  # (the cache claim) nothing may mount it now: not ours, going, or replaced
 
 
 LEAVE = Outcome()
@@ -119,8 +141,8 @@ APPLY = Outcome(apply=True)
 class Claimants:
     """What of this LLMDeployment mounts its cache claim."""
 
-    pods: int                       # serving pods (a workload asking for replicas counts as its pods to come)
-    downloads: int                  # pods of download Jobs still running
+    pods: int  # serving pods (a workload asking for replicas counts as its pods to come)
+    downloads: int  # pods of download Jobs still running
     jobs: tuple[dict[str, Any], ...] = ()  # our Jobs not being deleted, as references: replaced with the claim
 
 
@@ -131,8 +153,14 @@ def foreign_owner(want: dict[str, Any], live: dict[str, Any], owner: Owner) -> O
     kind, name = _key(want)
     ref: dict[str, Any] = next((r for r in live["metadata"].get("ownerReferences") or [] if r.get("controller")), {})
     if ref.get("kind") == api.KIND and ref.get("name") == owner.name:
-        problem = (Verdict("False", "Creating", f"Waiting for the garbage collector to remove {kind}/{name} of an "
-                           "earlier LLMDeployment of this name."), False)
+        problem = (
+            Verdict(
+                "False",
+                "Creating",
+                f"Waiting for the garbage collector to remove {kind}/{name} of an earlier LLMDeployment of this name.",
+            ),
+            False,
+        )
     else:
         problem = (name_conflict(kind, name, owner_words(live)), True)
     return Outcome(problem=problem, unmountable=kind == "PersistentVolumeClaim")
@@ -149,12 +177,22 @@ def claim_changed(want: dict[str, Any], changes: list[str], claimants: Claimants
     whose downloads it held."""
     name = want["metadata"]["name"]
     if claimants.pods or claimants.downloads:
-        return Outcome(problem=(Verdict("False", "ClaimImmutable", (
-            f"The cache volume claim {name} cannot change in place ({'; '.join(changes)}): it must be "
-            f"deleted and made again, and the weights downloaded again. {claimants.pods} serving and "
-            f"{claimants.downloads} download pod(s) of this LLMDeployment mount it, so it is left as it is and they "
-            f"go on. To replace it, scale to zero (spec.replicas: 0): the operator then deletes and re-creates the "
-            f"claim and downloads again; scale back up once WeightsCached is True. Or undo the change.")), True))
+        return Outcome(
+            problem=(
+                Verdict(
+                    "False",
+                    "ClaimImmutable",
+                    (
+                        f"The cache volume claim {name} cannot change in place ({'; '.join(changes)}): it must be "
+                        f"deleted and made again, and the weights downloaded again. {claimants.pods} serving and "
+                        f"{claimants.downloads} download pod(s) of this LLMDeployment mount it, so it is left as it is and they "
+                        f"go on. To replace it, scale to zero (spec.replicas: 0): the operator then deletes and re-creates the "
+                        f"claim and downloads again; scale back up once WeightsCached is True. Or undo the change."
+                    ),
+                ),
+                True,
+            )
+        )
     return Outcome(replace=(_ref(want), *claimants.jobs), unmountable=True)
 
 
@@ -175,8 +213,9 @@ def apply_if_changed(want: dict[str, Any], live: dict[str, Any] | None) -> Outco
     return LEAVE if up_to_date(want, live) else APPLY
 
 
-def judge_child(want: dict[str, Any], live: dict[str, Any] | None, owner: Owner, mountable: bool,
-                claimants: Callable[[], Claimants]) -> Outcome:
+def judge_child(
+    want: dict[str, Any], live: dict[str, Any] | None, owner: Owner, mountable: bool, claimants: Callable[[], Claimants]
+) -> Outcome:
     """One desired child against its live self (as `live_child` gives it, None: there is none).
     `mountable`: the cache claim is ours and stays; `claimants`: asked only of a changed claim."""
     kind = want["kind"]
@@ -185,7 +224,7 @@ def judge_child(want: dict[str, Any], live: dict[str, Any] | None, owner: Owner,
     if live is not None and live["metadata"].get("deletionTimestamp"):
         return being_deleted(want)
     if kind in CLAIM_MOUNTERS and not mountable:
-        return LEAVE     # it would mount a claim that is not (or no longer) there
+        return LEAVE  # it would mount a claim that is not (or no longer) there
     if kind == "PersistentVolumeClaim" and live is not None:
         changes = weights.claim_changes(want, live)
         if changes:
@@ -195,18 +234,23 @@ def judge_child(want: dict[str, Any], live: dict[str, Any] | None, owner: Owner,
     return apply_if_changed(want, live)
 
 
-def claimants_of(observed: Observed, owner: Owner, serving: tuple[dict[str, Any], ...],
-                 workload: dict[str, Any] | None) -> Claimants:
+def claimants_of(
+    observed: Observed, owner: Owner, serving: tuple[dict[str, Any], ...], workload: dict[str, Any] | None
+) -> Claimants:
     """The serving pods, the running download pods and our Jobs: what mounts the claim."""
     wanted = ((workload or {}).get("spec") or {}).get("replicas", 0) if workload else 0
     running = [job for job in observed.children.get("Job", ()) if not weights.job_finished(live_child(job))]
     downloads = sum(len(weights.job_pods(observed, job["metadata"]["name"])) for job in running)
-    jobs = tuple(_ref(j) for j in observed.children.get("Job", ())
-                 if owned(j, owner.uid) and not j["metadata"].get("deletionTimestamp"))
+    jobs = tuple(
+        _ref(j)
+        for j in observed.children.get("Job", ())
+        if owned(j, owner.uid) and not j["metadata"].get("deletionTimestamp")
+    )
     return Claimants(max(len(serving), wanted or 0), downloads, jobs)
 
 
 # --- all of them ----------------------------------------------------------------------------
+
 
 def _joined(verdicts: list[Verdict]) -> Verdict | None:
     return Verdict("False", verdicts[0].reason, " ".join(v.message for v in verdicts)) if verdicts else None
@@ -232,7 +276,9 @@ class Writes:
         return _joined([v for v, permanent in self.problems if not permanent])
 
 
-def prunable(observed: Observed, owner: Owner, desired: list[dict[str, Any]], keep: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+def prunable(
+    observed: Observed, owner: Owner, desired: list[dict[str, Any]], keep: tuple[str, ...]
+) -> tuple[dict[str, Any], ...]:
     """Children we own (our controller reference, not just our label) that are no longer wanted."""
     wanted = {_key(d) for d in desired}
     out = []
@@ -243,13 +289,21 @@ def prunable(observed: Observed, owner: Owner, desired: list[dict[str, Any]], ke
             name = child["metadata"]["name"]
             if (kind, name) in wanted or child["metadata"].get("deletionTimestamp") or not owned(child, owner.uid):
                 continue
-            out.append({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": owner.namespace}})
+            out.append(
+                {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": owner.namespace}}
+            )
     return tuple(out)
 
 
-def judge_children(observed: Observed, owner: Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
-                   workload: dict[str, Any] | None) -> list[Outcome]:
+def judge_children(
+    observed: Observed,
+    owner: Owner,
+    desired: list[dict[str, Any]],
+    serving: tuple[dict[str, Any], ...],
+    workload: dict[str, Any] | None,
+) -> list[Outcome]:
     """Each desired child's outcome, in order; the cache claim's first, as the others mount it."""
+
     def judge(want: dict[str, Any], mountable: bool = True) -> Outcome:
         live = live_child(observed.child(*_key(want)))
         return judge_child(want, live, owner, mountable, lambda: claimants_of(observed, owner, serving, workload))
@@ -259,8 +313,14 @@ def judge_children(observed: Observed, owner: Owner, desired: list[dict[str, Any
     return [claimed if want is claim else judge(want, not claimed.unmountable) for want in desired]
 
 
-def writes_for(observed: Observed, owner: Owner, desired: list[dict[str, Any]], serving: tuple[dict[str, Any], ...],
-               workload: dict[str, Any] | None, serve: bool) -> Writes:
+def writes_for(
+    observed: Observed,
+    owner: Owner,
+    desired: list[dict[str, Any]],
+    serving: tuple[dict[str, Any], ...],
+    workload: dict[str, Any] | None,
+    serve: bool,
+) -> Writes:
     """The writes of the desired children: applied, replaced, pruned, and the problems with
     them (each child's, and every refusal of a write). `serve`: the new spec may serve now;
     until then, whatever serves goes on serving (nothing serving is pruned)."""
@@ -275,7 +335,9 @@ def writes_for(observed: Observed, owner: Owner, desired: list[dict[str, Any]], 
     replace = tuple(r for outcome in outcomes for r in outcome.replace)
     replaced = {_key(r) for r in replace}
     prune = prunable(observed, owner, desired, () if serve else SERVING_KINDS)
-    return Writes(apply=tuple(w for w, o in zip(desired, outcomes, strict=True) if o.apply and _key(w) not in replaced),
-                  replace=replace,
-                  prune=tuple(p for p in prune if _key(p) not in replaced) + replace,
-                  problems=tuple(problems))
+    return Writes(
+        apply=tuple(w for w, o in zip(desired, outcomes, strict=True) if o.apply and _key(w) not in replaced),
+        replace=replace,
+        prune=tuple(p for p in prune if _key(p) not in replaced) + replace,
+        problems=tuple(problems),
+    )

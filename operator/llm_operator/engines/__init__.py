@@ -12,8 +12,9 @@ Pure: no I/O, and no import of api (api reads the engines' data to build its enu
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from llm_common.modelfacts import ModelFacts
 from llm_operator.engines.memory import GpuLike, MemoryModel
@@ -25,9 +26,15 @@ PORT_NAME = "http"
 def health_probes(path: str, startup_period_s: int, startup_failures: int) -> dict[str, dict[str, Any]]:
     """startupProbe, readinessProbe and livenessProbe on GET `path` at the named port: the
     startup one allows the engine startup_period_s x startup_failures to load the model."""
+
     def probe(period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
-        return {"httpGet": {"path": path, "port": PORT_NAME, "scheme": "HTTP"}, "periodSeconds": period,
-                "failureThreshold": failures, "timeoutSeconds": timeout, "successThreshold": 1}
+        return {
+            "httpGet": {"path": path, "port": PORT_NAME, "scheme": "HTTP"},
+            "periodSeconds": period,
+            "failureThreshold": failures,
+            "timeoutSeconds": timeout,
+            "successThreshold": 1,
+        }
 
     return {
         "startupProbe": probe(startup_period_s, startup_failures),
@@ -40,9 +47,9 @@ def health_probes(path: str, startup_period_s: int, startup_failures: int) -> di
 class LoadMetrics:
     """Which of an engine's Prometheus metrics stand for load, for the autoscalers."""
 
-    prefix: str                        # every metric of the engine starts with it
-    queue: tuple[str, ...]             # gauges whose sum is the "queue" load of a pod
-    concurrency: tuple[str, ...]       # gauges whose sum is the "concurrency" load of a pod
+    prefix: str  # every metric of the engine starts with it
+    queue: tuple[str, ...]  # gauges whose sum is the "queue" load of a pod
+    concurrency: tuple[str, ...]  # gauges whose sum is the "concurrency" load of a pod
     # spec.autoscaling.metric -> the per-pod metric a custom-metrics adapter serves to the HPA
     per_pod: Mapping[str, str] = field(default_factory=dict)
 
@@ -97,9 +104,9 @@ class Engine(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def display_name(self) -> str: ...              # how sentences name it: "TGI", "vLLM"
+    def display_name(self) -> str: ...  # how sentences name it: "TGI", "vLLM"
     @property
-    def app_name(self) -> str: ...                  # app.kubernetes.io/name of the children
+    def app_name(self) -> str: ...  # app.kubernetes.io/name of the children
     @property
     def default_image(self) -> str: ...
     @property
@@ -113,27 +120,36 @@ class Engine(Protocol):
     @property
     def termination_grace_seconds(self) -> int: ...
     @property
-    def startup_seconds(self) -> int: ...           # the longest a pod may take to load and warm up
+    def startup_seconds(self) -> int: ...  # the longest a pod may take to load and warm up
     @property
-    def multi_node(self) -> bool: ...               # whether one replica may span nodes (pipeline stages)
+    def multi_node(self) -> bool: ...  # whether one replica may span nodes (pipeline stages)
     # How the planner sizes it (engines/memory.py):
     @property
-    def head_split_rule(self) -> str: ...           # when it can split attention N ways, in words, for sentences
+    def head_split_rule(self) -> str: ...  # when it can split attention N ways, in words, for sentences
     # (phrase, quantization) the plan suggests when memory is short, least lossy first
     @property
     def smaller_quantizations(self) -> tuple[tuple[str, str], ...]: ...
 
-    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...], name: str = "",
-             lora_rank: int | None = None, max_total_tokens: int | None = None,
-             checkpoint_quantization: str | None = None, group: GroupRole | None = None) -> list[str]:
+    def args(
+        self,
+        spec: SpecLike,
+        gpus: int,
+        lora: tuple[str, ...],
+        name: str = "",
+        lora_rank: int | None = None,
+        max_total_tokens: int | None = None,
+        checkpoint_quantization: str | None = None,
+        group: GroupRole | None = None,
+    ) -> list[str]:
         """The serving container's arguments: tensor-parallel over `gpus`, with these adapters
         (the highest rank among them: `lora_rank`), served as `name` (the LLMDeployment's),
         for sequences of `max_total_tokens` when the spec leaves them out (the plan's), for a
         checkpoint quantized by `checkpoint_quantization` ("": 16-bit weights; None: unknown),
         as this pod of a multi-node `group` (None: one pod serves alone)."""
 
-    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (),
-                 facts: ModelFacts | None = None) -> list[str]:
+    def refusals(
+        self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: ModelFacts | None = None
+    ) -> list[str]:
         """Why the engine would refuse to start with this spec (sentences naming spec fields),
         judged by its own argument rules with the model's facts when known; empty: it would start."""
 
@@ -143,8 +159,9 @@ class Engine(Protocol):
     def probes(self) -> dict[str, dict[str, Any]]:
         """startupProbe, readinessProbe and livenessProbe of the serving container."""
 
-    def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,
-                     max_batch_tokens: int | None = None) -> MemoryModel:
+    def memory_model(
+        self, gpu: GpuLike, gpu_memory_utilization: float | None = None, max_batch_tokens: int | None = None
+    ) -> MemoryModel:
         """What the engine may fill on `gpu` and what it spends there besides weights and KV
         cache, with its share of the GPU and its batch as the pods will be told them (None:
         its defaults); ValueError for a setting it does not take or a value out of range."""

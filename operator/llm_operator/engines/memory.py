@@ -37,24 +37,24 @@ class GpuLike(Protocol):
     def products(self) -> tuple[str, ...]: ...
 
     @property
-    def memory_gib(self) -> float: ...   # as nvidia-smi reports it
+    def memory_gib(self) -> float: ...  # as nvidia-smi reports it
 
 
 @dataclass(frozen=True)
 class MemoryModel:
     """What one engine may fill on a GPU and what it spends besides weights and KV cache."""
 
-    engine: str                  # the engine's name: "tgi", "vllm"
-    display_name: str            # "TGI" or "vLLM", for sentences
-    utilization: float | None    # the engine's share of the CUDA memory (vLLM); None: the whole GPU (TGI)
-    fixed_overhead_gib: float    # per GPU, whatever the model
-    kv_headroom: float           # memory kept out of the KV cache, as a fraction of it
-    max_prefill_tokens: int      # tokens in the largest batch the activation estimate assumes
-    prefill_follows_context: bool   # True: the prefill is one sequence, at most max total tokens
+    engine: str  # the engine's name: "tgi", "vllm"
+    display_name: str  # "TGI" or "vLLM", for sentences
+    utilization: float | None  # the engine's share of the CUDA memory (vLLM); None: the whole GPU (TGI)
+    fixed_overhead_gib: float  # per GPU, whatever the model
+    kv_headroom: float  # memory kept out of the KV cache, as a fraction of it
+    max_prefill_tokens: int  # tokens in the largest batch the activation estimate assumes
+    prefill_follows_context: bool  # True: the prefill is one sequence, at most max total tokens
     # True: the engine refuses to start when one sequence of max total tokens finds no room for
     # its KV cache (vLLM); False: it starts and runs out of memory later (TGI).
     checks_kv_cache_at_startup: bool = False
-    utilization_flag: str = ""   # the engine's flag that sets `utilization`, for sentences
+    utilization_flag: str = ""  # the engine's flag that sets `utilization`, for sentences
 
     def capacity_gib(self, gpu: GpuLike) -> float:
         """GiB per GPU the engine may fill."""

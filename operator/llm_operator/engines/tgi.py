@@ -13,7 +13,6 @@ from typing import Any
 from llm_common import tgi_rules
 from llm_common.modelfacts import ModelFacts
 from llm_common.tgi import DEFAULT_PORT, LauncherSettings, launcher_args, launcher_env, settings_problems
-
 from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
 from llm_operator.engines.memory import CUDA_CONTEXT_GIB, DRIVER_RESERVED_GIB, GpuLike, MemoryModel
 
@@ -21,8 +20,17 @@ DEFAULT_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 
 # Values of the launcher's --quantize (TGI 3.3.7), plus "none" for weights as they are.
 QUANTIZATIONS = (
-    "none", "awq", "gptq", "marlin", "eetq", "fp8", "bitsandbytes",
-    "bitsandbytes-nf4", "bitsandbytes-fp4", "exl2", "compressed-tensors",
+    "none",
+    "awq",
+    "gptq",
+    "marlin",
+    "eetq",
+    "fp8",
+    "bitsandbytes",
+    "bitsandbytes-nf4",
+    "bitsandbytes-fp4",
+    "exl2",
+    "compressed-tensors",
 )
 
 # TGI refuses --dtype together with --quantize, except for bitsandbytes (server cli.py; the
@@ -72,24 +80,27 @@ HEAD_SPLIT_RULE = "TGI needs the GPU count to divide both"
 SMALLER_QUANTIZATIONS = (("an 8-bit quantization (fp8 or eetq)", "fp8"), ("a 4-bit quantization (awq or gptq)", "awq"))
 
 
-def memory_model(gpu: GpuLike, gpu_memory_utilization: float | None = None,
-                 max_batch_tokens: int | None = None) -> MemoryModel:
+def memory_model(
+    gpu: GpuLike, gpu_memory_utilization: float | None = None, max_batch_tokens: int | None = None
+) -> MemoryModel:
     """How TGI spends a GPU. Per GPU it needs
         weights / shards + driver reserve + CUDA context
         + prefill activations + KV cache for the requested tokens / 0.90
     out of the whole GPU, because at warmup it gives the KV cache 90% of the memory left
     after weights and the largest prefill (shared/reference/tgi.md, "Memory")."""
-    for value, setting in ((gpu_memory_utilization, "gpu_memory_utilization"),
-                           (max_batch_tokens, "max_batch_tokens")):
+    for value, setting in ((gpu_memory_utilization, "gpu_memory_utilization"), (max_batch_tokens, "max_batch_tokens")):
         if value is not None:
             raise ValueError(f"{setting} is a vLLM setting; TGI takes none.")
     return MemoryModel(
-        engine="tgi", display_name="TGI", utilization=None,
+        engine="tgi",
+        display_name="TGI",
+        utilization=None,
         # TGI sizes the KV cache from free memory it measures, so the driver's reserve counts against the GPU.
         fixed_overhead_gib=DRIVER_RESERVED_GIB + CUDA_CONTEXT_GIB,
         # TGI keeps 10% of what is left after weights out of the KV cache: count it here.
         kv_headroom=1 / KV_MEMORY_FRACTION - 1,
-        max_prefill_tokens=MAX_PREFILL_TOKENS, prefill_follows_context=True,
+        max_prefill_tokens=MAX_PREFILL_TOKENS,
+        prefill_follows_context=True,
     )
 
 
@@ -126,8 +137,10 @@ def launcher_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = ()) -> 
 
 
 # Why --hostname, --port and --json-output are the operator's alone.
-FIXED_FLAGS_REASON = (f"the operator sets it: the pods listen on 0.0.0.0:{DEFAULT_PORT} and log JSON, "
-                      "which the Service, the probes and log readers rely on")
+FIXED_FLAGS_REASON = (
+    f"the operator sets it: the pods listen on 0.0.0.0:{DEFAULT_PORT} and log JSON, "
+    "which the Service, the probes and log readers rely on"
+)
 
 
 def spec_name(flag: tgi_rules.Flag) -> str:
@@ -150,8 +163,13 @@ def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: Model
     """Why TGI 3.3.7 would refuse to start the pods this spec makes, as sentences naming spec
     fields: what admission cannot know (flag values against spec fields, the checkpoint's own
     quantization and context)."""
-    return settings_problems(launcher_settings(spec, gpus, lora), checkpoint_of(facts), spec_name, "spec.engine.args",
-                             fixed=FIXED_FLAGS_REASON)
+    return settings_problems(
+        launcher_settings(spec, gpus, lora),
+        checkpoint_of(facts),
+        spec_name,
+        "spec.engine.args",
+        fixed=FIXED_FLAGS_REASON,
+    )
 
 
 @dataclass(frozen=True)
@@ -170,9 +188,17 @@ class TextGenerationInference:
     head_split_rule: str = HEAD_SPLIT_RULE
     smaller_quantizations: tuple[tuple[str, str], ...] = SMALLER_QUANTIZATIONS
 
-    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-             lora_rank: int | None = None, max_total_tokens: int | None = None,
-             checkpoint_quantization: str | None = None, group: GroupRole | None = None) -> list[str]:
+    def args(
+        self,
+        spec: SpecLike,
+        gpus: int,
+        lora: tuple[str, ...] = (),
+        name: str = "",
+        lora_rank: int | None = None,
+        max_total_tokens: int | None = None,
+        checkpoint_quantization: str | None = None,
+        group: GroupRole | None = None,
+    ) -> list[str]:
         if group is not None:
             raise ValueError("TGI serves within one node: a multi-node group needs engine vllm.")
         # TGI serves the model under its Hub id, sizes adapters itself, defaults the tokens as
@@ -180,8 +206,9 @@ class TextGenerationInference:
         # name, rank, tokens and the checkpoint's quantization are not needed.
         return launcher_args(launcher_settings(spec, gpus, lora))
 
-    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (),
-                 facts: ModelFacts | None = None) -> list[str]:
+    def refusals(
+        self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: ModelFacts | None = None
+    ) -> list[str]:
         return refusals(spec, gpus, lora, facts)
 
     def env(self, spec: SpecLike) -> dict[str, str]:
@@ -191,8 +218,9 @@ class TextGenerationInference:
     def probes(self) -> dict[str, dict[str, Any]]:
         return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
 
-    def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,
-                     max_batch_tokens: int | None = None) -> MemoryModel:
+    def memory_model(
+        self, gpu: GpuLike, gpu_memory_utilization: float | None = None, max_batch_tokens: int | None = None
+    ) -> MemoryModel:
         return memory_model(gpu, gpu_memory_utilization, max_batch_tokens)
 
     def splits_heads(self, heads: int, kv_heads: int, num_shard: int) -> bool:
@@ -202,7 +230,7 @@ class TextGenerationInference:
         return shard_refusal(quantization)
 
     def quantization_refusal(self, quantization: str) -> str | None:
-        return None   # QUANTIZATIONS is every value the operator knows
+        return None  # QUANTIZATIONS is every value the operator knows
 
 
 TGI = TextGenerationInference()

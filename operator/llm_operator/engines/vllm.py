@@ -14,7 +14,6 @@ from typing import Any
 
 from llm_common import vllm, vllm_rules
 from llm_common.modelfacts import ModelFacts
-
 from llm_operator.engines import GroupRole, LoadMetrics, SpecLike, health_probes
 from llm_operator.engines.memory import CUDA_CONTEXT_GIB, DRIVER_RESERVED_GIB, GpuLike, MemoryModel
 
@@ -59,8 +58,9 @@ HEALTH_PATH = "/health"
 GPU_MEMORY_UTILIZATION = 0.92
 
 # How the planner says when vLLM can split attention across GPUs (splits_heads).
-HEAD_SPLIT_RULE = ("vLLM needs the GPU count to divide the attention heads, and to divide the key-value heads "
-                   "or be a multiple of them")
+HEAD_SPLIT_RULE = (
+    "vLLM needs the GPU count to divide the attention heads, and to divide the key-value heads or be a multiple of them"
+)
 
 # Smaller formats the plan suggests when memory is short, least lossy first (vLLM 0.33.0 has
 # no eetq: vllm/model_executor/layers/quantization/__init__.py:L15-48).
@@ -86,8 +86,9 @@ def _is_a100(gpu: GpuLike) -> bool:
     return any("a100" in name.lower() for name in (gpu.name, gpu.display_name, *gpu.products))
 
 
-def memory_model(gpu: GpuLike, gpu_memory_utilization: float | None = None,
-                 max_batch_tokens: int | None = None) -> MemoryModel:
+def memory_model(
+    gpu: GpuLike, gpu_memory_utilization: float | None = None, max_batch_tokens: int | None = None
+) -> MemoryModel:
     """How vLLM 0.33.0 spends a GPU. Per GPU it needs
         weights / shards + CUDA context
         + activations of one --max-num-batched-tokens batch
@@ -101,7 +102,9 @@ def memory_model(gpu: GpuLike, gpu_memory_utilization: float | None = None,
     if max_batch_tokens is not None and max_batch_tokens < 1:
         raise ValueError(f"max_batch_tokens must be at least 1, not {max_batch_tokens}.")
     return MemoryModel(
-        engine="vllm", display_name="vLLM", utilization=utilization,
+        engine="vllm",
+        display_name="vLLM",
+        utilization=utilization,
         # Weights, the profile run's peak and non-torch memory (CUDA context, NCCL) come out of
         # the reservation (vllm/v1/worker/gpu_worker.py:L641-775 determine_available_memory).
         # Its CUDA-graph estimate is measured at startup and not counted here.
@@ -128,14 +131,23 @@ def splits_heads(heads: int, kv_heads: int, num_shard: int) -> bool:
 
 def quantization_refusal(quantization: str) -> str | None:
     if quantization in ONLY_IN_TGI:
-        return (f"vLLM {vllm.VERSION} has no {quantization} quantization; TGI has it: use engine tgi, "
-                "or another quantization.")
+        return (
+            f"vLLM {vllm.VERSION} has no {quantization} quantization; TGI has it: use engine tgi, "
+            "or another quantization."
+        )
     return None
 
 
-def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-                   lora_rank: int | None = None, max_total_tokens: int | None = None,
-                   checkpoint_quantization: str | None = None, group: "GroupRole | None" = None) -> vllm.ServeSettings:
+def serve_settings(
+    spec: SpecLike,
+    gpus: int,
+    lora: tuple[str, ...] = (),
+    name: str = "",
+    lora_rank: int | None = None,
+    max_total_tokens: int | None = None,
+    checkpoint_quantization: str | None = None,
+    group: GroupRole | None = None,
+) -> vllm.ServeSettings:
     limits = spec.limits
     quantization = str(getattr(spec.quantization, "value", spec.quantization))
     dtype = str(getattr(spec.dtype, "value", spec.dtype))
@@ -159,7 +171,9 @@ def serve_settings(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: 
         extra_args=tuple(spec.engine.args),
     )
     if group:
-        settings = dataclasses.replace(settings, nodes=group.nodes, node_rank=group.rank, master_addr=group.leader_address)
+        settings = dataclasses.replace(
+            settings, nodes=group.nodes, node_rank=group.rank, master_addr=group.leader_address
+        )
     return settings
 
 
@@ -172,11 +186,15 @@ def args_problems(args: Sequence[str]) -> list[str]:
         problems.append(f"{where}: {', '.join(unknown)} is not an option of `vllm serve` {vllm.VERSION}.")
     stray = vllm_rules.positionals(args)
     if stray:
-        problems.append(f"{where}: {', '.join(stray)} is no option's value (vLLM takes one positional word, the "
-                        "model, which spec.model.id sets).")
+        problems.append(
+            f"{where}: {', '.join(stray)} is no option's value (vLLM takes one positional word, the "
+            "model, which spec.model.id sets)."
+        )
     repeated = vllm_rules.repeated_options(args)
     if repeated:
-        problems.append(f"{where} gives {', '.join(repeated)} more than once: vLLM would keep the last; give each once.")
+        problems.append(
+            f"{where} gives {', '.join(repeated)} more than once: vLLM would keep the last; give each once."
+        )
     problems += [f"{where}: {p}" for p in vllm_rules.value_problems(args)]
     return problems
 
@@ -192,32 +210,45 @@ def refusals(spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: Model
     if facts is not None and limits.max_total_tokens and limits.max_total_tokens > facts.max_position_embeddings:
         # vllm/config/model.py: max_model_len above the model's context is refused unless
         # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1.
-        problems.append(f"spec.limits.maxTotalTokens ({limits.max_total_tokens}) is above {facts.short_name}'s context "
-                        f"({facts.max_position_embeddings} tokens): vLLM refuses a longer --max-model-len.")
-    if (limits.max_batch_prefill_tokens is not None and limits.max_concurrent_requests is not None
-            and limits.max_batch_prefill_tokens < limits.max_concurrent_requests):
+        problems.append(
+            f"spec.limits.maxTotalTokens ({limits.max_total_tokens}) is above {facts.short_name}'s context "
+            f"({facts.max_position_embeddings} tokens): vLLM refuses a longer --max-model-len."
+        )
+    if (
+        limits.max_batch_prefill_tokens is not None
+        and limits.max_concurrent_requests is not None
+        and limits.max_batch_prefill_tokens < limits.max_concurrent_requests
+    ):
         # vllm/config/scheduler.py: max_num_batched_tokens must be >= max_num_seqs.
-        problems.append(f"spec.limits.maxBatchPrefillTokens ({limits.max_batch_prefill_tokens}) is below "
-                        f"spec.limits.maxConcurrentRequests ({limits.max_concurrent_requests}): vLLM needs at least "
-                        "one token per sequence in a batch.")
+        problems.append(
+            f"spec.limits.maxBatchPrefillTokens ({limits.max_batch_prefill_tokens}) is below "
+            f"spec.limits.maxConcurrentRequests ({limits.max_concurrent_requests}): vLLM needs at least "
+            "one token per sequence in a batch."
+        )
     if facts is not None and not facts.quantization_config and quantization in PRE_QUANTIZED:
         # vLLM quantizes at load with fp8 only; these formats are a checkpoint's own.
-        problems.append(f"spec.quantization {quantization} needs a checkpoint published in that format, and "
-                        f"{facts.short_name}'s weights are stored unquantized: use fp8 (quantized at load), or a "
-                        f"build of the model published in {quantization}.")
+        problems.append(
+            f"spec.quantization {quantization} needs a checkpoint published in that format, and "
+            f"{facts.short_name}'s weights are stored unquantized: use fp8 (quantized at load), or a "
+            f"build of the model published in {quantization}."
+        )
     if facts is not None and facts.quantization_config and quantization not in ("none", ""):
         method = facts.quant_method
         wanted = vllm.QUANTIZATION.get(quantization, quantization)
         if method and method != wanted and not (method == "gptq" and wanted == "gptq_marlin"):
             # vllm/config/model.py refuses a --quantization other than the checkpoint's own.
-            problems.append(f"spec.quantization {quantization} differs from the checkpoint's own ({method}): vLLM "
-                            "refuses the mismatch; set spec.quantization to none or to the checkpoint's method.")
+            problems.append(
+                f"spec.quantization {quantization} differs from the checkpoint's own ({method}): vLLM "
+                "refuses the mismatch; set spec.quantization to none or to the checkpoint's method."
+            )
     # With the cache on, the download Job fetches the pinned revision and the pods load it by
     # path; until the Job is done the entries still name the Hub, and that is no refusal.
     pinned = [] if spec.cache.enabled else vllm.pinned_hub_adapters(lora)
     if pinned:
-        problems.append(f"vLLM fetches an adapter from the Hub at its main revision only: {', '.join(pinned)} pins "
-                        "another; turn spec.cache on (the download Job fetches the pinned revision) or pin main.")
+        problems.append(
+            f"vLLM fetches an adapter from the Hub at its main revision only: {', '.join(pinned)} pins "
+            "another; turn spec.cache on (the download Job fetches the pinned revision) or pin main."
+        )
     return problems
 
 
@@ -237,14 +268,24 @@ class VLLM:
     head_split_rule: str = HEAD_SPLIT_RULE
     smaller_quantizations: tuple[tuple[str, str], ...] = SMALLER_QUANTIZATIONS
 
-    def args(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), name: str = "",
-             lora_rank: int | None = None, max_total_tokens: int | None = None,
-             checkpoint_quantization: str | None = None, group: GroupRole | None = None) -> list[str]:
-        return vllm.serve_args(serve_settings(spec, gpus, lora, name, lora_rank, max_total_tokens,
-                                              checkpoint_quantization, group))
+    def args(
+        self,
+        spec: SpecLike,
+        gpus: int,
+        lora: tuple[str, ...] = (),
+        name: str = "",
+        lora_rank: int | None = None,
+        max_total_tokens: int | None = None,
+        checkpoint_quantization: str | None = None,
+        group: GroupRole | None = None,
+    ) -> list[str]:
+        return vllm.serve_args(
+            serve_settings(spec, gpus, lora, name, lora_rank, max_total_tokens, checkpoint_quantization, group)
+        )
 
-    def refusals(self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (),
-                 facts: ModelFacts | None = None) -> list[str]:
+    def refusals(
+        self, spec: SpecLike, gpus: int, lora: tuple[str, ...] = (), facts: ModelFacts | None = None
+    ) -> list[str]:
         return refusals(spec, gpus, lora, facts)
 
     def env(self, spec: SpecLike) -> dict[str, str]:
@@ -254,15 +295,16 @@ class VLLM:
     def probes(self) -> dict[str, dict[str, Any]]:
         return health_probes(HEALTH_PATH, STARTUP_PERIOD_S, STARTUP_FAILURES)
 
-    def memory_model(self, gpu: GpuLike, gpu_memory_utilization: float | None = None,
-                     max_batch_tokens: int | None = None) -> MemoryModel:
+    def memory_model(
+        self, gpu: GpuLike, gpu_memory_utilization: float | None = None, max_batch_tokens: int | None = None
+    ) -> MemoryModel:
         return memory_model(gpu, gpu_memory_utilization, max_batch_tokens)
 
     def splits_heads(self, heads: int, kv_heads: int, num_shard: int) -> bool:
         return splits_heads(heads, kv_heads, num_shard)
 
     def shard_refusal(self, quantization: str) -> str | None:
-        return None   # every quantization it has shards
+        return None  # every quantization it has shards
 
     def quantization_refusal(self, quantization: str) -> str | None:
         return quantization_refusal(quantization)

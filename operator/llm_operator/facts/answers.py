@@ -4,8 +4,9 @@ module reads nothing, so decide and planning can import it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, TypeGuard
+from typing import Any, TypeGuard
 
 from llm_common.modelfacts import ModelFacts
 from llm_operator.facts.catalog import UNPINNED, Catalog, short_revision
@@ -14,19 +15,19 @@ JOB = "job"
 STATUS = "status"
 HUB = "hub"
 CATALOG = "catalog"
-CONFIG = "config"          # a local config.json and parameter count (`render`, `plan`)
-PENDING = "pending"        # being read from the Hub; the reconcile is woken when done
+CONFIG = "config"  # a local config.json and parameter count (`render`, `plan`)
+PENDING = "pending"  # being read from the Hub; the reconcile is woken when done
 UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
 class FactsAnswer:
     facts: ModelFacts | None
-    source: str                   # one of the names above
-    message: str = ""             # why there are none (pending or unavailable)
-    missing: str = ""             # ModelNotFound | RevisionNotFound: the Hub said it does not exist
-    note: str = ""                # said beside a plan made from these facts (a catalog for another revision)
-    source_revision: str = ""     # the revision the catalog's facts were read from
+    source: str  # one of the names above
+    message: str = ""  # why there are none (pending or unavailable)
+    missing: str = ""  # ModelNotFound | RevisionNotFound: the Hub said it does not exist
+    note: str = ""  # said beside a plan made from these facts (a catalog for another revision)
+    source_revision: str = ""  # the revision the catalog's facts were read from
 
     @property
     def known(self) -> bool:
@@ -70,5 +71,3 @@ def source_phrase(answer: FactsAnswer) -> str:
     if answer.source_revision and answer.source_revision != UNPINNED:
         phrase += f" (revision {short_revision(answer.source_revision)})"
     return f"Model facts from {phrase}." + (f" {answer.note}" if answer.note else "")
-
-

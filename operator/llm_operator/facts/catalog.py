@@ -17,10 +17,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -34,11 +35,35 @@ UNPINNED = "main"
 # config.json keys the parser reads, by the JSON type they must have (null is allowed: it
 # means "not set", as transformers writes it).
 _INTEGER_KEYS = (
-    "hidden_size", "n_embd", "n_embed", "d_model", "num_attention_heads", "n_head", "num_heads",
-    "num_hidden_layers", "n_layer", "num_layers", "num_key_value_heads", "num_kv_heads", "n_head_kv",
-    "head_dim", "vocab_size", "max_position_embeddings", "n_positions", "max_sequence_length", "seq_length",
-    "intermediate_size", "ffn_hidden_size", "n_inner", "num_local_experts", "num_experts", "n_routed_experts",
-    "num_experts_per_tok", "num_experts_per_token", "moe_top_k", "moe_intermediate_size",
+    "hidden_size",
+    "n_embd",
+    "n_embed",
+    "d_model",
+    "num_attention_heads",
+    "n_head",
+    "num_heads",
+    "num_hidden_layers",
+    "n_layer",
+    "num_layers",
+    "num_key_value_heads",
+    "num_kv_heads",
+    "n_head_kv",
+    "head_dim",
+    "vocab_size",
+    "max_position_embeddings",
+    "n_positions",
+    "max_sequence_length",
+    "seq_length",
+    "intermediate_size",
+    "ffn_hidden_size",
+    "n_inner",
+    "num_local_experts",
+    "num_experts",
+    "n_routed_experts",
+    "num_experts_per_tok",
+    "num_experts_per_token",
+    "moe_top_k",
+    "moe_intermediate_size",
     "shared_expert_intermediate_size",
 )
 _BOOLEAN_KEYS = ("tie_word_embeddings", "attention_bias", "bias", "new_decoder_architecture", "multi_query")
@@ -56,7 +81,7 @@ class Entry:
     """One model of the catalog: its facts (for `revision`) and where they came from."""
 
     facts: ModelFacts
-    origin: str                                  # "built in" or the file the entry came from
+    origin: str  # "built in" or the file the entry came from
     sources: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @property
@@ -115,15 +140,17 @@ class Catalog:
             return None
         note = ""
         if revision != UNPINNED and not _same_revision(revision, entry.revision):
-            note = (f"The catalog's facts are for revision {short_revision(entry.revision)}, not {revision} "
-                    "(spec.model.revision); the plan uses them until the download Job reads the pinned revision's own.")
+            note = (
+                f"The catalog's facts are for revision {short_revision(entry.revision)}, not {revision} "
+                "(spec.model.revision); the plan uses them until the download Job reads the pinned revision's own."
+            )
         return Match(replace(entry.facts, model_id=model_id, revision=revision), entry, note)
 
     def problem_for(self, model_id: str) -> str:
         """Why an entry for model_id was left out, if one was."""
         return next((p for i, p in self.problems if i and i.lower() == model_id.lower()), "")
 
-    def extended(self, other: "Catalog") -> "Catalog":
+    def extended(self, other: Catalog) -> Catalog:
         """This catalog with `other`'s entries added (replacing same ids) and its problems."""
         return Catalog([*self.entries(), *other.entries()], (*self.problems, *other.problems))
 
@@ -212,8 +239,15 @@ def parse_entries(items: Any, origin: str) -> Catalog:
     if items is None:
         items = []
     if not isinstance(items, list):
-        return Catalog(problems=[("", f"Catalog {origin}: expected a list of models, got {type(items).__name__}; "
-                                      "no entry of it was loaded.")])
+        return Catalog(
+            problems=[
+                (
+                    "",
+                    f"Catalog {origin}: expected a list of models, got {type(items).__name__}; "
+                    "no entry of it was loaded.",
+                )
+            ]
+        )
     entries: list[Entry] = []
     problems: list[tuple[str, str]] = []
     for index, raw in enumerate(items, 1):

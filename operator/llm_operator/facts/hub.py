@@ -30,11 +30,21 @@ from llm_common.modelfacts import (  # noqa: F401
     parameter_count_from_safetensors_metadata,
 )
 
-__all__ = ["DTYPE_BYTES", "PROBE_TIMEOUT_S", "ModelFacts", "ModelFactsUnavailable", "ModelMissing",
-           "adapter_config_from_hub", "estimate_parameter_count", "facts_from_config", "facts_from_hub",
-           "facts_from_local", "hub_errors_as_unavailable", "parameter_count_from_safetensors_index",
-           "parameter_count_from_safetensors_metadata"]
-
+__all__ = [
+    "DTYPE_BYTES",
+    "PROBE_TIMEOUT_S",
+    "ModelFacts",
+    "ModelFactsUnavailable",
+    "ModelMissing",
+    "adapter_config_from_hub",
+    "estimate_parameter_count",
+    "facts_from_config",
+    "facts_from_hub",
+    "facts_from_local",
+    "hub_errors_as_unavailable",
+    "parameter_count_from_safetensors_index",
+    "parameter_count_from_safetensors_metadata",
+]
 
 
 def _disk_cache_path(cache_dir: str | Path, model_id: str, revision: str) -> Path:
@@ -90,8 +100,7 @@ def _probe(endpoint: str) -> None:
     """Raises the HTTP client's transport error when `endpoint` cannot be reached; any
     HTTP answer, even an error, means it can. Through huggingface_hub's own session, so
     proxies and certificates are the ones its downloads use."""
-    from huggingface_hub import constants
-    from huggingface_hub import get_session
+    from huggingface_hub import constants, get_session
 
     if constants.HF_HUB_OFFLINE:
         return  # the download below says so at once

@@ -20,21 +20,49 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Generic, Mapping, TypeVar, overload
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar, overload
 
-from llm_operator.facts.hub import facts_from_hub
-from llm_operator.facts.answers import (CATALOG, CONFIG, HUB, JOB, PENDING, STATUS, UNAVAILABLE,  # noqa: F401
-                                        FactsAnswer, _for, from_catalog, source_phrase, status_facts_of)
+from llm_operator.facts.answers import (
+    CATALOG,
+    CONFIG,
+    HUB,
+    JOB,
+    PENDING,
+    STATUS,
+    UNAVAILABLE,  # noqa: F401
+    FactsAnswer,
+    _for,
+    from_catalog,
+    source_phrase,
+    status_facts_of,
+)
 from llm_operator.facts.catalog import Catalog
-from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing
+from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, facts_from_hub
 
-__all__ = ["CATALOG", "CONFIG", "FACTS_RETRY_S", "HUB", "JOB", "PENDING", "STATUS", "UNAVAILABLE", "FactsAnswer",
-           "FactsPending", "FactsSource", "from_catalog", "lookup", "source_phrase", "status_facts_of"]
+__all__ = [
+    "CATALOG",
+    "CONFIG",
+    "FACTS_RETRY_S",
+    "HUB",
+    "JOB",
+    "PENDING",
+    "STATUS",
+    "UNAVAILABLE",
+    "FactsAnswer",
+    "FactsPending",
+    "FactsSource",
+    "from_catalog",
+    "lookup",
+    "source_phrase",
+    "status_facts_of",
+]
 
 log = logging.getLogger(__name__)
 
 # A failed fetch is not retried for this long: a reconcile must not wait on the Hub each time.
 FACTS_RETRY_S = 600
+
 
 class FactsPending(Exception):
     """The facts are being read in the background; the caller is called back when done."""
@@ -107,10 +135,17 @@ def _fresh(err: ModelFactsUnavailable) -> ModelFactsUnavailable:
     return ModelFactsUnavailable(str(err))
 
 
-def lookup(model_id: str, revision: str, *, job_report: Mapping[str, Any] | None = None,
-           status_facts: Mapping[str, Any] | None = None, hub: FactsSource[ModelFacts] | None = None,
-           when_ready: Callable[[], None] | None = None, offline_reason: str = "",
-           catalog: Catalog | None = None) -> FactsAnswer:
+def lookup(
+    model_id: str,
+    revision: str,
+    *,
+    job_report: Mapping[str, Any] | None = None,
+    status_facts: Mapping[str, Any] | None = None,
+    hub: FactsSource[ModelFacts] | None = None,
+    when_ready: Callable[[], None] | None = None,
+    offline_reason: str = "",
+    catalog: Catalog | None = None,
+) -> FactsAnswer:
     """The facts of model_id@revision from the first source that has them (see the module's
     docstring for the order). With no `hub`, an unknown model is unavailable for
     `offline_reason`, unless the catalog has it."""
@@ -118,15 +153,25 @@ def lookup(model_id: str, revision: str, *, job_report: Mapping[str, Any] | None
         return FactsAnswer(ModelFacts.from_dict(job_report), JOB)
     if _for(status_facts, model_id, revision):
         # Kept with the source they were first read from, so a restart says the same.
-        return FactsAnswer(ModelFacts.from_dict(status_facts), status_facts.get("source") or STATUS,
-                           note=status_facts.get("note") or "", source_revision=status_facts.get("sourceRevision") or "")
+        return FactsAnswer(
+            ModelFacts.from_dict(status_facts),
+            status_facts.get("source") or STATUS,
+            note=status_facts.get("note") or "",
+            source_revision=status_facts.get("sourceRevision") or "",
+        )
     if hub is None:
-        return from_catalog(catalog, model_id, revision,
-                             FactsAnswer(None, UNAVAILABLE, offline_reason or "The model's facts are not known offline."))
+        return from_catalog(
+            catalog,
+            model_id,
+            revision,
+            FactsAnswer(None, UNAVAILABLE, offline_reason or "The model's facts are not known offline."),
+        )
     try:
         return FactsAnswer(hub.get(model_id, revision, when_ready), HUB)
     except FactsPending:
-        return FactsAnswer(None, PENDING, f"Reading the facts of {model_id}@{revision} from the Hub to plan GPU memory.")
+        return FactsAnswer(
+            None, PENDING, f"Reading the facts of {model_id}@{revision} from the Hub to plan GPU memory."
+        )
     except ModelMissing as err:
         # A model the catalog knows is hidden, not missing (the Hub answers a gated or private
         # repository so to a reader without a token); a revision it does not know is missing.

@@ -26,7 +26,7 @@ SERVER_COMPONENT = "server"
 # The pods the gateway watches: the serving pods of every LLMDeployment.
 POD_SELECTOR = f"{NAME_LABEL},app.kubernetes.io/component={SERVER_COMPONENT}"
 
-Key = tuple[str, str]      # (namespace, name) of an LLMDeployment
+Key = tuple[str, str]  # (namespace, name) of an LLMDeployment
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,11 @@ class Model:
     min_replicas: int = 1
     autoscaling_mode: str = "none"
     ready: bool = False
-    stalled: str = ""            # the Stalled condition's message, when Stalled is True
-    message: str = ""            # the Ready condition's message
-    adapters: tuple[tuple[str, str], ...] = ()   # (name clients use, id the engine serves it as)
+    stalled: str = ""  # the Stalled condition's message, when Stalled is True
+    message: str = ""  # the Ready condition's message
+    adapters: tuple[tuple[str, str], ...] = ()  # (name clients use, id the engine serves it as)
     uid: str = ""
-    routing: str = "leastLoad"   # spec.routing.strategy
+    routing: str = "leastLoad"  # spec.routing.strategy
     prefix_chars: int = prefix.DEFAULT_PREFIX_CHARS
     load_factor: float = prefix.DEFAULT_LOAD_FACTOR_PERCENT / 100
 
@@ -104,7 +104,9 @@ def model_of(obj: dict[str, Any]) -> Model:
         if entry.get("served") and entry.get("servedAs"):
             adapters.append((a["name"], entry["servedAs"]))
     return Model(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
         engine=((spec.get("engine") or {}).get("name") or "tgi"),
         replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
         min_replicas=int(autoscaling.get("minReplicas", 1)),
@@ -142,8 +144,8 @@ def endpoint_of(pod: dict[str, Any]) -> tuple[Key, Endpoint | None]:
 @dataclass
 class Resolved:
     model: Model | None = None
-    adapter: str | None = None     # the id the engine serves the adapter as
-    error: str = ""                # why not, when model is None
+    adapter: str | None = None  # the id the engine serves the adapter as
+    error: str = ""  # why not, when model is None
     status: int = 200
 
 
@@ -153,9 +155,9 @@ class EndpointStore:
 
     def __init__(self) -> None:
         self.models: dict[Key, Model] = {}
-        self.pods: dict[Key, dict[str, Endpoint]] = {}     # key -> pod name -> endpoint
-        self.outstanding: dict[str, int] = {}              # host:port -> requests sent there and not finished
-        self.ejected: dict[str, float] = {}                # host:port -> monotonic time it may be used again
+        self.pods: dict[Key, dict[str, Endpoint]] = {}  # key -> pod name -> endpoint
+        self.outstanding: dict[str, int] = {}  # host:port -> requests sent there and not finished
+        self.ejected: dict[str, float] = {}  # host:port -> monotonic time it may be used again
         self._observers: list[Callable[[Key], None]] = []
 
     def observe(self, observer: Callable[[Key], None]) -> None:
@@ -252,8 +254,10 @@ class EndpointStore:
         namespace/name when the name is in several namespaces), an adapter's name or the id
         it is served as."""
         if not requested or not isinstance(requested, str):
-            return Resolved(error="The request names no model: set the body's \"model\" to one of "
-                                  f"{self.names_sentence()}.", status=400)
+            return Resolved(
+                error=f'The request names no model: set the body\'s "model" to one of {self.names_sentence()}.',
+                status=400,
+            )
         if "/" in requested:
             ns, _, name = requested.partition("/")
             model = self.models.get((ns, name))
@@ -264,18 +268,20 @@ class EndpointStore:
             return Resolved(by_name[0])
         if len(by_name) > 1:
             options = ", ".join(sorted(m.label for m in by_name))
-            return Resolved(error=f"Model {requested!r} is served in several namespaces: name one of {options}.",
-                            status=400)
-        hits = [(m, served) for m in self.models.values() for name, served in m.adapters
-                if requested in (name, served)]
+            return Resolved(
+                error=f"Model {requested!r} is served in several namespaces: name one of {options}.", status=400
+            )
+        hits = [(m, served) for m in self.models.values() for name, served in m.adapters if requested in (name, served)]
         if len(hits) == 1:
             return Resolved(hits[0][0], hits[0][1])
         if len(hits) > 1:
             options = ", ".join(sorted(f"{m.label} (as {served})" for m, served in hits))
-            return Resolved(error=f"Adapter {requested!r} is served by several models: name one of {options}.",
-                            status=400)
-        return Resolved(error=f"The model {requested!r} does not exist. Available: {self.names_sentence()}.",
-                        status=404)
+            return Resolved(
+                error=f"Adapter {requested!r} is served by several models: name one of {options}.", status=400
+            )
+        return Resolved(
+            error=f"The model {requested!r} does not exist. Available: {self.names_sentence()}.", status=404
+        )
 
     def listed(self) -> list[Model]:
         """Models a client can ask for: Ready (which includes scaled to zero, woken on request)."""

@@ -29,7 +29,7 @@ class Feed:
     def __init__(self, store: EndpointStore, kube: Kube | None = None):
         self.store = store
         self.kube = kube
-        self.synced = {what: kube is None for what in WHAT}       # the first list of each has arrived
+        self.synced = {what: kube is None for what in WHAT}  # the first list of each has arrived
         self._listed: dict[str, set[str | None]] = {what: set() for what in WHAT}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -49,6 +49,7 @@ class Feed:
                 self.store.replace_pods(items, part)
             listed.add(namespace)
             self.synced[what] = len(listed) >= scopes
+
         return apply
 
     def on_model_event(self, kind: str, obj: dict[str, Any]) -> None:
@@ -69,12 +70,28 @@ class Feed:
             return
         scopes: list[str | None] = [*namespaces] or [None]
         for ns in scopes:
-            self._tasks.append(asyncio.create_task(self.kube.list_watch(
-                kinds.path(api.KIND, ns), "", self.on_listed("models", ns, len(scopes)),
-                self.on_model_event, self._stop)))
-            self._tasks.append(asyncio.create_task(self.kube.list_watch(
-                kinds.path("Pod", ns), POD_SELECTOR, self.on_listed("pods", ns, len(scopes)),
-                self.on_pod_event, self._stop)))
+            self._tasks.append(
+                asyncio.create_task(
+                    self.kube.list_watch(
+                        kinds.path(api.KIND, ns),
+                        "",
+                        self.on_listed("models", ns, len(scopes)),
+                        self.on_model_event,
+                        self._stop,
+                    )
+                )
+            )
+            self._tasks.append(
+                asyncio.create_task(
+                    self.kube.list_watch(
+                        kinds.path("Pod", ns),
+                        POD_SELECTOR,
+                        self.on_listed("pods", ns, len(scopes)),
+                        self.on_pod_event,
+                        self._stop,
+                    )
+                )
+            )
 
     async def stop(self) -> None:
         self._stop.set()
@@ -85,6 +102,7 @@ class Feed:
 
 # ---- a static table ---------------------------------------------------------------------------
 
+
 def load_static(path: str) -> list[tuple[Model, list[Endpoint]]]:
     """A fixed table instead of a cluster: a YAML/JSON list of
     {name, namespace, engine, adapters: {name: servedAs}, endpoints: ["host:port", ...],
@@ -93,13 +111,18 @@ def load_static(path: str) -> list[tuple[Model, list[Endpoint]]]:
 
     out = []
     for item in yaml.safe_load(Path(path).read_text()) or []:
-        model = Model(namespace=item.get("namespace", "default"), name=item["name"],
-                      engine=item.get("engine", "tgi"), ready=True, replicas=len(item.get("endpoints") or []),
-                      adapters=tuple((item.get("adapters") or {}).items()),
-                      routing=(item.get("routing") or {}).get("strategy", "leastLoad"),
-                      prefix_chars=int((item.get("routing") or {}).get("prefixChars", prefix.DEFAULT_PREFIX_CHARS)),
-                      load_factor=int((item.get("routing") or {}).get("loadFactorPercent",
-                                                                       prefix.DEFAULT_LOAD_FACTOR_PERCENT)) / 100)
+        model = Model(
+            namespace=item.get("namespace", "default"),
+            name=item["name"],
+            engine=item.get("engine", "tgi"),
+            ready=True,
+            replicas=len(item.get("endpoints") or []),
+            adapters=tuple((item.get("adapters") or {}).items()),
+            routing=(item.get("routing") or {}).get("strategy", "leastLoad"),
+            prefix_chars=int((item.get("routing") or {}).get("prefixChars", prefix.DEFAULT_PREFIX_CHARS)),
+            load_factor=int((item.get("routing") or {}).get("loadFactorPercent", prefix.DEFAULT_LOAD_FACTOR_PERCENT))
+            / 100,
+        )
         endpoints = []
         for i, hostport in enumerate(item.get("endpoints") or []):
             host, _, port = hostport.rpartition(":")

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-VNODES = 100           # points per replica: with 4 replicas the shares stay within a few percent
+VNODES = 100  # points per replica: with 4 replicas the shares stay within a few percent
 DEFAULT_PREFIX_CHARS = 4096
 DEFAULT_LOAD_FACTOR_PERCENT = 125
 
@@ -44,7 +44,7 @@ def prefix_key(body: dict[str, Any], adapter: str | None, max_chars: int = DEFAU
         prompt = "".join(parts)
     else:
         given = body.get("prompt")
-        if isinstance(given, list):           # a batch of prompts: the first one decides
+        if isinstance(given, list):  # a batch of prompts: the first one decides
             given = given[0] if given else ""
         prompt = given if isinstance(given, str) else ""
     return (adapter or "").encode() + b"\x00" + prompt[:max_chars].encode()

@@ -26,14 +26,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EJECT_S = 5.0             # an endpoint that refused a connection is skipped this long
-WAKE_AGAIN_S = 30.0       # a wake not yet seen in the watch is not repeated before this
+EJECT_S = 5.0  # an endpoint that refused a connection is skipped this long
+WAKE_AGAIN_S = 30.0  # a wake not yet seen in the watch is not repeated before this
 RETRY_AFTER_S = 30
 # Not passed on: hop-by-hop headers, the client's credentials for the gateway, and what
 # aiohttp recomputes.
-_DROP = frozenset(h.lower() for h in (
-    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer", "Trailers",
-    "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "Authorization"))
+_DROP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Trailers",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+        "Authorization",
+    )
+)
 _UPSTREAM_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)
 
 
@@ -50,8 +64,9 @@ class Settings:
 class HTTPFailure(Exception):
     """An answer in OpenAI's error shape."""
 
-    def __init__(self, status: int, message: str, type_: str, code: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, type_: str, code: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers or {}
 
@@ -63,8 +78,14 @@ class HTTPFailure(Exception):
 def mid_stream_error(label: str, tail: bytes) -> bytes:
     """The SSE event that ends a stream whose engine failed after bytes reached the client: OpenAI's
     error shape; blank lines first when the engine stopped inside an event, so this one stands alone."""
-    body = {"error": {"message": f"The endpoint serving {label} failed mid-stream: the answer is incomplete.",
-                      "type": "upstream_error", "param": None, "code": "endpoint_failed_mid_stream"}}
+    body = {
+        "error": {
+            "message": f"The endpoint serving {label} failed mid-stream: the answer is incomplete.",
+            "type": "upstream_error",
+            "param": None,
+            "code": "endpoint_failed_mid_stream",
+        }
+    }
     return (b"" if tail.endswith(b"\n\n") else b"\n\n") + b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
@@ -72,14 +93,20 @@ class Proxy:
     """Sends requests to the endpoints the scheduler picks from the store, recording in the
     store the requests in flight per endpoint and the endpoints that refuse connections."""
 
-    def __init__(self, settings: Settings, store: EndpointStore, scheduler: Scheduler, metrics: GatewayMetrics,
-                 kube: Kube | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: EndpointStore,
+        scheduler: Scheduler,
+        metrics: GatewayMetrics,
+        kube: Kube | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.scheduler = scheduler
         self.metrics = metrics
-        self.kube = kube                                # for waking a model from zero; None: never woken
-        self.held: dict[Key, int] = {}                  # model key -> requests waiting for an endpoint
+        self.kube = kube  # for waking a model from zero; None: never woken
+        self.held: dict[Key, int] = {}  # model key -> requests waiting for an endpoint
         self._changed: dict[Key, asyncio.Event] = {}
         self._woken: dict[Key, float] = {}
         self._wakes: set[asyncio.Task[None]] = set()
@@ -88,8 +115,9 @@ class Proxy:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout_s)
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False),
-                                             timeout=timeout, auto_decompress=False)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=False), timeout=timeout, auto_decompress=False
+        )
 
     async def close(self) -> None:
         for task in self._wakes:
@@ -105,8 +133,9 @@ class Proxy:
             event.set()
 
     # ---- choosing an endpoint, holding -------------------------------------------------
-    async def endpoint_for(self, model: Model, tried: set[str], deadline: float,
-                           route_key: bytes | None = None) -> Endpoint:
+    async def endpoint_for(
+        self, model: Model, tried: set[str], deadline: float, route_key: bytes | None = None
+    ) -> Endpoint:
         key, label = model.key, model.label
         held = False
         try:
@@ -114,8 +143,12 @@ class Proxy:
                 now = time.monotonic()
                 current = self.store.models.get(key)
                 if current is None:
-                    raise HTTPFailure(404, f"The model {model.name!r} no longer exists. Available: "
-                                           f"{self.store.names_sentence()}.", "model_not_found", "model_not_found")
+                    raise HTTPFailure(
+                        404,
+                        f"The model {model.name!r} no longer exists. Available: {self.store.names_sentence()}.",
+                        "model_not_found",
+                        "model_not_found",
+                    )
                 usable = self.store.usable(key, now)
                 picked = self.scheduler.pick(current, usable, self.store.outstanding, tried, route_key)
                 if picked is not None:
@@ -124,32 +157,55 @@ class Proxy:
                         self.metrics.prefix_routed.labels(current.label, outcome).inc()
                     return endpoint
                 if usable:
-                    raise HTTPFailure(502, f"Every ready endpoint of the model {current.name!r} failed this request "
-                                           f"({', '.join(sorted(tried))}).", "service_unavailable", "upstream_error")
+                    raise HTTPFailure(
+                        502,
+                        f"Every ready endpoint of the model {current.name!r} failed this request "
+                        f"({', '.join(sorted(tried))}).",
+                        "service_unavailable",
+                        "upstream_error",
+                    )
                 if current.stalled and not self.store.endpoints(key):
-                    raise HTTPFailure(503, f"The model {current.name!r} cannot be served: {current.stalled}",
-                                      "service_unavailable", "model_stalled")
+                    raise HTTPFailure(
+                        503,
+                        f"The model {current.name!r} cannot be served: {current.stalled}",
+                        "service_unavailable",
+                        "model_stalled",
+                    )
                 if current.replicas == 0:
                     if not current.wakes:
-                        raise HTTPFailure(503, f"The model {current.name!r} is scaled to zero (spec.replicas: 0) "
-                                               "and not set to wake on request: scale it up, or set "
-                                               "spec.autoscaling mode: operator with minReplicas: 0.",
-                                          "service_unavailable", "model_scaled_to_zero")
+                        raise HTTPFailure(
+                            503,
+                            f"The model {current.name!r} is scaled to zero (spec.replicas: 0) "
+                            "and not set to wake on request: scale it up, or set "
+                            "spec.autoscaling mode: operator with minReplicas: 0.",
+                            "service_unavailable",
+                            "model_scaled_to_zero",
+                        )
                     self._wake(current, now)
                 if not held:
                     if self.held.get(key, 0) >= self.settings.max_held_per_model:
-                        raise HTTPFailure(429, f"The model {current.name!r} already has "
-                                               f"{self.settings.max_held_per_model} requests waiting for it to be "
-                                               "ready; retry later.", "rate_limit_error", "too_many_held_requests",
-                                          {"Retry-After": str(RETRY_AFTER_S)})
+                        raise HTTPFailure(
+                            429,
+                            f"The model {current.name!r} already has "
+                            f"{self.settings.max_held_per_model} requests waiting for it to be "
+                            "ready; retry later.",
+                            "rate_limit_error",
+                            "too_many_held_requests",
+                            {"Retry-After": str(RETRY_AFTER_S)},
+                        )
                     held = True
                     self.held[key] = self.held.get(key, 0) + 1
                     self.metrics.held.labels(label).inc()
                 remaining = deadline - now
                 if remaining <= 0:
-                    raise HTTPFailure(503, f"The model {current.name!r} is still loading: no replica became ready "
-                                           f"within {self.settings.hold_timeout_s:g} s. Retry later.",
-                                      "service_unavailable", "model_loading", {"Retry-After": str(RETRY_AFTER_S)})
+                    raise HTTPFailure(
+                        503,
+                        f"The model {current.name!r} is still loading: no replica became ready "
+                        f"within {self.settings.hold_timeout_s:g} s. Retry later.",
+                        "service_unavailable",
+                        "model_loading",
+                        {"Retry-After": str(RETRY_AFTER_S)},
+                    )
                 wake_at = self.store.next_return(now)
                 wait = remaining if wake_at is None else min(remaining, wake_at - now + 0.01)
                 event = self._changed.setdefault(key, asyncio.Event())
@@ -173,7 +229,7 @@ class Proxy:
         async def wake() -> None:
             try:
                 await kube.wake(model.namespace, model.name, model.uid, dt.datetime.now(dt.UTC))
-            except Exception as err:   # noqa: BLE001: logged and counted; held requests wait or time out
+            except Exception as err:  # noqa: BLE001: logged and counted; held requests wait or time out
                 log.warning("%s: waking from zero failed: %s", model.label, err)
                 self.metrics.upstream_errors.labels(model.label, "wake_failed").inc()
                 self._woken.pop(model.key, None)
@@ -183,8 +239,15 @@ class Proxy:
         task.add_done_callback(self._wakes.discard)
 
     # ---- forwarding --------------------------------------------------------------------
-    async def forward(self, request: web.Request, model: Model, path: str, data: bytes | None,
-                      started: float, route_key: bytes | None = None) -> web.StreamResponse:
+    async def forward(
+        self,
+        request: web.Request,
+        model: Model,
+        path: str,
+        data: bytes | None,
+        started: float,
+        route_key: bytes | None = None,
+    ) -> web.StreamResponse:
         label = model.label
         session = self.session
         assert session is not None, "Proxy.start() first"
@@ -208,7 +271,7 @@ class Proxy:
                         raise _Retry()
                     streaming = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
                     if not streaming:
-                        body = await upstream.read()      # whole, before any byte goes out: still retryable
+                        body = await upstream.read()  # whole, before any byte goes out: still retryable
                 except _Retry:
                     log.info("%s: %s answered 503; trying another endpoint", label, hp)
                     tried.add(hp)
@@ -220,9 +283,13 @@ class Proxy:
                         self.store.eject(hp, time.monotonic() + EJECT_S)
                     tried.add(hp)
                     if attempt >= self.settings.retries:
-                        raise HTTPFailure(502, f"The model {model.name!r} did not answer: {cause} error at {hp} "
-                                               f"after {attempt + 1} attempt(s).", "service_unavailable",
-                                          "upstream_error") from None
+                        raise HTTPFailure(
+                            502,
+                            f"The model {model.name!r} did not answer: {cause} error at {hp} "
+                            f"after {attempt + 1} attempt(s).",
+                            "service_unavailable",
+                            "upstream_error",
+                        ) from None
                 else:
                     out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP}
                     if not streaming:
@@ -236,8 +303,14 @@ class Proxy:
                 if upstream is not None:
                     upstream.release()
 
-    async def _stream(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: dict[str, str],
-                      label: str, started: float) -> web.StreamResponse:
+    async def _stream(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        headers: dict[str, str],
+        label: str,
+        started: float,
+    ) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
         first, tail = True, b"\n\n"
@@ -246,7 +319,7 @@ class Proxy:
                 if first:
                     self.metrics.ttfb.labels(label).observe(time.monotonic() - started)
                     first = False
-                await response.write(chunk)            # waits while the client is slow: backpressure
+                await response.write(chunk)  # waits while the client is slow: backpressure
                 tail = (tail + chunk)[-2:]
         except _UPSTREAM_ERRORS as err:
             # Bytes have reached the client: never retried. A clean end would read as a finished
@@ -260,7 +333,7 @@ class Proxy:
             await response.write_eof()
             return response
         except (ConnectionResetError, asyncio.CancelledError):
-            upstream.close()                           # the client went away: cancel the upstream request
+            upstream.close()  # the client went away: cancel the upstream request
             raise
         await response.write_eof()
         return response

@@ -26,7 +26,7 @@ from llm_operator.gateway import prefix
 from llm_operator.gateway.endpoints import Endpoint, Key, Model
 from llm_operator.gateway.prefix import Ring, hash64
 
-HOME, SPILLED = "home", "spilled"       # where a prefix-routed request went
+HOME, SPILLED = "home", "spilled"  # where a prefix-routed request went
 
 
 def route_key(model: Model, body: dict[str, Any], adapter: str | None) -> bytes | None:
@@ -36,8 +36,13 @@ def route_key(model: Model, body: dict[str, Any], adapter: str | None) -> bytes 
 
 # ---- least outstanding requests ------------------------------------------------------------
 
-def pick_least_outstanding(endpoints: list[Endpoint], outstanding: dict[str, int],
-                           rng: random.Random | None = None, exclude: Container[str] = frozenset()) -> Endpoint | None:
+
+def pick_least_outstanding(
+    endpoints: list[Endpoint],
+    outstanding: dict[str, int],
+    rng: random.Random | None = None,
+    exclude: Container[str] = frozenset(),
+) -> Endpoint | None:
     """Least outstanding requests (the gateway's own count per endpoint), ties at random."""
     candidates = [e for e in endpoints if e.hostport not in exclude]
     if not candidates:
@@ -49,6 +54,7 @@ def pick_least_outstanding(endpoints: list[Endpoint], outstanding: dict[str, int
 
 # ---- prefix: the ring with bounded loads -------------------------------------------------------
 
+
 def load_bound(loads: dict[str, int], members: Iterable[str], load_factor: float) -> int:
     """Most outstanding requests a replica may have before it takes one more."""
     members = list(members)
@@ -59,11 +65,12 @@ def load_bound(loads: dict[str, int], members: Iterable[str], load_factor: float
 @dataclass(frozen=True)
 class Choice:
     member: str
-    spilled: bool      # not the key's home: its home (or more) was over the bound or excluded
+    spilled: bool  # not the key's home: its home (or more) was over the bound or excluded
 
 
-def pick_by_prefix(ring: Ring, key: bytes, loads: dict[str, int], load_factor: float,
-                   exclude: Iterable[str] = ()) -> Choice | None:
+def pick_by_prefix(
+    ring: Ring, key: bytes, loads: dict[str, int], load_factor: float, exclude: Iterable[str] = ()
+) -> Choice | None:
     """The first member clockwise from the key's hash whose load is below the bound;
     None when every member is excluded."""
     exclude = set(exclude)
@@ -85,6 +92,7 @@ def pick_by_prefix(ring: Ring, key: bytes, loads: dict[str, int], load_factor: f
 
 # ---- by the model's strategy ------------------------------------------------------------------
 
+
 class Scheduler:
     """Picks an endpoint by the model's spec.routing; keeps each prefix-routed model's ring
     (rebuilt when its usable endpoints change) and the random source for ties."""
@@ -93,8 +101,9 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.rings: dict[Key, Ring] = {}
 
-    def pick(self, model: Model, usable: list[Endpoint], outstanding: dict[str, int], tried: set[str],
-             key: bytes | None) -> tuple[Endpoint, str] | None:
+    def pick(
+        self, model: Model, usable: list[Endpoint], outstanding: dict[str, int], tried: set[str], key: bytes | None
+    ) -> tuple[Endpoint, str] | None:
         """(endpoint, outcome) by the model's strategy, outcome HOME or SPILLED when routed by
         prefix and "" otherwise; None when every usable endpoint was tried (or there is none)."""
         if key is None or model.routing != "prefix" or not usable:

@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def _error_type(status: int) -> str:
-    return {400: "invalid_request_error", 401: "authentication_error", 404: "model_not_found",
-            413: "invalid_request_error", 429: "rate_limit_error"}.get(status, "service_unavailable")
+    return {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "model_not_found",
+        413: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(status, "service_unavailable")
 
 
 class ApiKeys:
@@ -61,7 +66,7 @@ class ApiKeys:
                 self._keys = frozenset()
         if not header or not header.startswith("Bearer "):
             return False
-        return header[len("Bearer "):].strip() in self._keys
+        return header[len("Bearer ") :].strip() in self._keys
 
 
 class Gateway:
@@ -96,19 +101,31 @@ class Gateway:
     # ---- HTTP handlers -----------------------------------------------------------------
     def _check_key(self, request: web.Request) -> None:
         if not self.keys.allows(request.headers.get("Authorization")):
-            raise HTTPFailure(401, "A valid API key is required: send it as 'Authorization: Bearer KEY'.",
-                              "authentication_error", "invalid_api_key")
+            raise HTTPFailure(
+                401,
+                "A valid API key is required: send it as 'Authorization: Bearer KEY'.",
+                "authentication_error",
+                "invalid_api_key",
+            )
 
     async def _body(self, request: web.Request) -> bytes:
         limit = self.settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise HTTPFailure(413, f"The request body is {request.content_length} bytes; the limit is {limit}.",
-                              "invalid_request_error", "request_too_large")
+            raise HTTPFailure(
+                413,
+                f"The request body is {request.content_length} bytes; the limit is {limit}.",
+                "invalid_request_error",
+                "request_too_large",
+            )
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise HTTPFailure(413, f"The request body is over the limit of {limit} bytes.",
-                              "invalid_request_error", "request_too_large") from None
+            raise HTTPFailure(
+                413,
+                f"The request body is over the limit of {limit} bytes.",
+                "invalid_request_error",
+                "request_too_large",
+            ) from None
 
     async def openai(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -121,18 +138,22 @@ class Gateway:
                 if not isinstance(body, dict):
                     raise ValueError("not an object")
             except ValueError as err:
-                raise HTTPFailure(400, f"The request body is not a JSON object: {err}.", "invalid_request_error",
-                                  "invalid_json") from None
+                raise HTTPFailure(
+                    400, f"The request body is not a JSON object: {err}.", "invalid_request_error", "invalid_json"
+                ) from None
             resolved = self.store.resolve(body.get("model"))
             if resolved.model is None:
-                raise HTTPFailure(resolved.status, resolved.error, _error_type(resolved.status),
-                                  "model_not_found" if resolved.status == 404 else "invalid_model")
+                raise HTTPFailure(
+                    resolved.status,
+                    resolved.error,
+                    _error_type(resolved.status),
+                    "model_not_found" if resolved.status == 404 else "invalid_model",
+                )
             model = resolved.model
             label = model.label
             route_key = scheduling.route_key(model, body, resolved.adapter)
             body["model"] = model.upstream_model(resolved.adapter)
-            response = await self._counted(request, model, request.path, json.dumps(body).encode(), started,
-                                           route_key)
+            response = await self._counted(request, model, request.path, json.dumps(body).encode(), started, route_key)
             code = response.status
             return response
         except HTTPFailure as failure:
@@ -154,8 +175,12 @@ class Gateway:
             if resolved.model is None:
                 raise HTTPFailure(404, resolved.error, "model_not_found", "model_not_found")
             if resolved.adapter is not None:
-                raise HTTPFailure(404, f"{name!r} is an adapter; its base model's name is {resolved.model.name!r}.",
-                                  "model_not_found", "model_not_found")
+                raise HTTPFailure(
+                    404,
+                    f"{name!r} is an adapter; its base model's name is {resolved.model.name!r}.",
+                    "model_not_found",
+                    "model_not_found",
+                )
             model = resolved.model
             label = model.label
             data = await self._body(request) if request.can_read_body else None
@@ -170,8 +195,15 @@ class Gateway:
                 self.metrics.requests.labels(label, str(code)).inc()
                 self.metrics.duration.labels(label).observe(time.monotonic() - started)
 
-    async def _counted(self, request: web.Request, model: Model, path: str, data: bytes | None, started: float,
-                       route_key: bytes | None = None) -> web.StreamResponse:
+    async def _counted(
+        self,
+        request: web.Request,
+        model: Model,
+        path: str,
+        data: bytes | None,
+        started: float,
+        route_key: bytes | None = None,
+    ) -> web.StreamResponse:
         gauge = self.metrics.in_flight.labels(model.label, model.namespace, model.name)
         gauge.inc()
         try:
@@ -187,11 +219,27 @@ class Gateway:
         data = []
         names = self.store.names()
         for m in self.store.listed():
-            data.append({"id": m.name if m.name in names else m.label, "object": "model", "owned_by": m.namespace,
-                         "created": 0, "root": m.label, "parent": None})
+            data.append(
+                {
+                    "id": m.name if m.name in names else m.label,
+                    "object": "model",
+                    "owned_by": m.namespace,
+                    "created": 0,
+                    "root": m.label,
+                    "parent": None,
+                }
+            )
             for name, served in m.adapters:
-                data.append({"id": name, "object": "model", "owned_by": m.namespace, "created": 0,
-                             "root": served, "parent": m.name})
+                data.append(
+                    {
+                        "id": name,
+                        "object": "model",
+                        "owned_by": m.namespace,
+                        "created": 0,
+                        "root": served,
+                        "parent": m.name,
+                    }
+                )
         return web.json_response({"object": "list", "data": data})
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -204,8 +252,7 @@ class Gateway:
         return web.Response(text="ok\n")
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes)

@@ -11,7 +11,8 @@ import asyncio
 import json
 import logging
 import ssl
-from typing import Any, Awaitable, Callable, Self
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
 
 import aiohttp
 from kubernetes import client
@@ -21,9 +22,9 @@ from llm_operator.kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 
-WATCH_TIMEOUT_S = 300          # the server ends each watch after this; we resume from the last version
+WATCH_TIMEOUT_S = 300  # the server ends each watch after this; we resume from the last version
 BACKOFF_S = (0.5, 1, 2, 5, 10)
-LIST_PAGE = 500                # items per page of a first listing
+LIST_PAGE = 500  # items per page of a first listing
 
 OnList = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None] | None]
@@ -57,7 +58,9 @@ class AsyncKube:
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         # Re-read on every call: the in-cluster loader refreshes a projected token's value.
-        token = self.configuration.get_api_key_with_prefix("authorization") or self.configuration.get_api_key_with_prefix("BearerToken")
+        token = self.configuration.get_api_key_with_prefix(
+            "authorization"
+        ) or self.configuration.get_api_key_with_prefix("BearerToken")
         if token:
             headers["Authorization"] = token
         return headers
@@ -73,12 +76,19 @@ class AsyncKube:
         assert self.session is not None, "AsyncKube.start() opens the session first"
         return self.session
 
-    async def request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None,
-                      content_type: str = "application/json") -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
         headers = {**self._headers(), "Content-Type": content_type}
         data = json.dumps(body) if body is not None else None
-        async with self._session().request(method, self.host + path, data=data, params=params, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        async with self._session().request(
+            method, self.host + path, data=data, params=params, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+        ) as resp:
             text = await resp.text()
             if resp.status >= 400:
                 raise KubeError(resp.status, text)
@@ -100,8 +110,15 @@ class AsyncKube:
                 return items, meta["resourceVersion"]
             params = {**params, "continue": meta["continue"]}
 
-    async def list_watch(self, path: str, selector: str, on_list: OnList, on_event: OnEvent,
-                         stop: asyncio.Event, on_failure: Callable[[Exception], None] | None = None) -> None:
+    async def list_watch(
+        self,
+        path: str,
+        selector: str,
+        on_list: OnList,
+        on_event: OnEvent,
+        stop: asyncio.Event,
+        on_failure: Callable[[Exception], None] | None = None,
+    ) -> None:
         """List `path`, hand the items to on_list, then watch from that version and hand each
         event to on_event; on 410 Gone or a broken stream, list again. Runs until `stop`.
         A listing's items carry no kind: on_list gets them as the API lists them. Each
@@ -115,12 +132,12 @@ class AsyncKube:
                 failures, said = 0, ""
                 while not stop.is_set():
                     resumed = await self._watch_once(path, selector, version, on_event)
-                    if resumed is None:       # 410 Gone: list afresh
+                    if resumed is None:  # 410 Gone: list afresh
                         break
                     version = resumed
             except asyncio.CancelledError:
                 raise
-            except Exception as err:          # noqa: BLE001: any failure of the stream is retried after a pause
+            except Exception as err:  # noqa: BLE001: any failure of the stream is retried after a pause
                 delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
                 failures += 1
                 if on_failure is not None:
@@ -130,12 +147,16 @@ class AsyncKube:
                 log.log(level, "watching %s failed (%s); again in %.1f s", path, err, delay)
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _watch_once(self, path: str, selector: str, version: str, on_event: OnEvent) -> str | None:
-        params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(WATCH_TIMEOUT_S)}
+        params = {
+            "watch": "1",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_TIMEOUT_S),
+        }
         if selector:
             params["labelSelector"] = selector
         timeout = aiohttp.ClientTimeout(total=None, sock_read=WATCH_TIMEOUT_S + 30, sock_connect=10)

@@ -10,7 +10,7 @@ from llm_operator.api import names
 
 @dataclass(frozen=True)
 class Kind:
-    group: str          # "" for the core group
+    group: str  # "" for the core group
     version: str
     plural: str
     namespaced: bool = True

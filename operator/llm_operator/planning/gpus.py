@@ -3,8 +3,8 @@ has. Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # TGI shards with NCCL inside one node only (vLLM's tensor parallelism too): at most this
 # many GPUs one node holds.
@@ -28,23 +28,26 @@ class GpuType:
 
 # Memory is the total nvidia-smi reports (also GFD's nvidia.com/gpu.memory label, MiB),
 # which is a little under the marketing size: an "80GB" H100 has 81559 MiB = 79.6 GiB.
-GPU_TYPES: dict[str, GpuType] = {gpu.name: gpu for gpu in (
-    GpuType("b200", "B200", 183359, ("NVIDIA-B200",)),
-    GpuType("h200", "H200 141GB", 143771, ("NVIDIA-H200", "NVIDIA-H200-141GB-HBM3e")),
-    GpuType("h100-nvl", "H100 NVL 94GB", 95830, ("NVIDIA-H100-NVL",)),
-    GpuType("h100-80gb", "H100 80GB", 81559, ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")),
-    GpuType("a100-80gb", "A100 80GB", 81920, ("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe")),
-    GpuType("a100-40gb", "A100 40GB", 40960, ("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB")),
-    GpuType("l40s", "L40S 48GB", 46068, ("NVIDIA-L40S",)),
-    GpuType("l40", "L40 48GB", 46068, ("NVIDIA-L40",)),
-    GpuType("rtx-a6000", "RTX A6000 48GB", 49140, ("NVIDIA-RTX-A6000",)),
-    GpuType("a10g", "A10G 24GB", 23028, ("NVIDIA-A10G",)),
-    GpuType("a10", "A10 24GB", 23028, ("NVIDIA-A10",)),
-    GpuType("l4", "L4 24GB", 23034, ("NVIDIA-L4",)),
-    GpuType("v100-32gb", "V100 32GB", 32768, ("Tesla-V100-SXM2-32GB", "Tesla-V100-PCIE-32GB")),
-    GpuType("v100-16gb", "V100 16GB", 16384, ("Tesla-V100-SXM2-16GB", "Tesla-V100-PCIE-16GB")),
-    GpuType("t4", "T4 16GB", 15360, ("Tesla-T4",)),
-)}
+GPU_TYPES: dict[str, GpuType] = {
+    gpu.name: gpu
+    for gpu in (
+        GpuType("b200", "B200", 183359, ("NVIDIA-B200",)),
+        GpuType("h200", "H200 141GB", 143771, ("NVIDIA-H200", "NVIDIA-H200-141GB-HBM3e")),
+        GpuType("h100-nvl", "H100 NVL 94GB", 95830, ("NVIDIA-H100-NVL",)),
+        GpuType("h100-80gb", "H100 80GB", 81559, ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")),
+        GpuType("a100-80gb", "A100 80GB", 81920, ("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe")),
+        GpuType("a100-40gb", "A100 40GB", 40960, ("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB")),
+        GpuType("l40s", "L40S 48GB", 46068, ("NVIDIA-L40S",)),
+        GpuType("l40", "L40 48GB", 46068, ("NVIDIA-L40",)),
+        GpuType("rtx-a6000", "RTX A6000 48GB", 49140, ("NVIDIA-RTX-A6000",)),
+        GpuType("a10g", "A10G 24GB", 23028, ("NVIDIA-A10G",)),
+        GpuType("a10", "A10 24GB", 23028, ("NVIDIA-A10",)),
+        GpuType("l4", "L4 24GB", 23034, ("NVIDIA-L4",)),
+        GpuType("v100-32gb", "V100 32GB", 32768, ("Tesla-V100-SXM2-32GB", "Tesla-V100-PCIE-32GB")),
+        GpuType("v100-16gb", "V100 16GB", 16384, ("Tesla-V100-SXM2-16GB", "Tesla-V100-PCIE-16GB")),
+        GpuType("t4", "T4 16GB", 15360, ("Tesla-T4",)),
+    )
+}
 
 
 # Node labels NVIDIA GPU feature discovery sets (the product name, and memory in MiB).

@@ -11,13 +11,14 @@ cache, plus buffers for the hidden states the stages pass on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from llm_common.modelfacts import ModelFacts
-
 from llm_operator.engines import DEFAULT_ENGINE, engine_named
 from llm_operator.engines.memory import MemoryModel
+
 # Every --quantize value TGI has, which is every quantization the operator knows (vLLM's are a subset).
 from llm_operator.engines.tgi import QUANTIZATIONS
 from llm_operator.planning.gpus import MAX_GPUS_PER_NODE
@@ -64,8 +65,14 @@ _SERVING_DTYPE_BYTES = {"float32": 2, "float": 2, "bfloat16": 2, "float16": 2, "
 
 # quantization_config.quant_method (pre-quantized checkpoints) -> TGI --quantize value.
 _QUANT_METHOD_TO_QUANTIZATION = {
-    "gptq": "gptq", "awq": "awq", "fp8": "fp8", "fbgemm_fp8": "fp8", "exl2": "exl2",
-    "compressed-tensors": "compressed-tensors", "eetq": "eetq", "marlin": "marlin",
+    "gptq": "gptq",
+    "awq": "awq",
+    "fp8": "fp8",
+    "fbgemm_fp8": "fp8",
+    "exl2": "exl2",
+    "compressed-tensors": "compressed-tensors",
+    "eetq": "eetq",
+    "marlin": "marlin",
 }
 
 
@@ -127,8 +134,8 @@ def _compressed_tensors_bits(config: Mapping[str, Any]) -> float:
 class _Weights:
     """A model's weights in bytes, split where pipeline stages split them."""
 
-    decoder: float          # the decoder layers, at the quantized bits
-    embeddings: float       # embed_tokens and lm_head (once when tied), at 16 bits
+    decoder: float  # the decoder layers, at the quantized bits
+    embeddings: float  # embed_tokens and lm_head (once when tied), at 16 bits
     embedding_matrices: int  # 1 tied, 2 untied
 
     @property
@@ -201,8 +208,9 @@ _MLP_TENSORS = 3
 _PIPELINE_TENSORS = 2
 
 
-def kv_cache_bytes_per_token(facts: ModelFacts, kv_cache_dtype: str | None = None, num_shard: int = 1,
-                             layers: int | None = None) -> int:
+def kv_cache_bytes_per_token(
+    facts: ModelFacts, kv_cache_dtype: str | None = None, num_shard: int = 1, layers: int | None = None
+) -> int:
     """layers x 2 (K and V) x kv heads x head_dim x dtype bytes, for one GPU of num_shard.
     KV heads split across shards; with fewer KV heads than shards (multi-query) each
     shard keeps a replica. `layers`: those on this GPU's pipeline stage (default: all)."""
@@ -220,8 +228,9 @@ def default_max_total_tokens(facts: ModelFacts) -> int:
 def prefill_activation_bytes(facts: ModelFacts, prefill_tokens: int, num_shard: int) -> float:
     """Rough peak of live activations during the warmup prefill, on one GPU."""
     experts_factor = max(1, facts.num_experts_per_tok) if facts.num_experts else 1
-    per_token = (_RESIDUAL_TENSORS * facts.hidden_size
-                 + _MLP_TENSORS * facts.intermediate_size * experts_factor / num_shard)
+    per_token = (
+        _RESIDUAL_TENSORS * facts.hidden_size + _MLP_TENSORS * facts.intermediate_size * experts_factor / num_shard
+    )
     return prefill_tokens * per_token * _ACTIVATION_BYTES
 
 
@@ -234,8 +243,10 @@ def pipeline_buffer_bytes(facts: ModelFacts, prefill_tokens: int, nodes: int) ->
 
 # --- shard counts ------------------------------------------------------------------------
 
-def valid_shard_counts(facts: ModelFacts, quantization: str, limit: int = MAX_GPUS_PER_NODE,
-                       engine: str = DEFAULT_ENGINE) -> tuple[int, ...]:
+
+def valid_shard_counts(
+    facts: ModelFacts, quantization: str, limit: int = MAX_GPUS_PER_NODE, engine: str = DEFAULT_ENGINE
+) -> tuple[int, ...]:
     """Every GPU count up to `limit` the engine (by name) can shard this model across."""
     serving = engine_named(engine)
     if serving.shard_refusal(quantization):
@@ -245,6 +256,7 @@ def valid_shard_counts(facts: ModelFacts, quantization: str, limit: int = MAX_GP
 
 
 # --- one GPU's budget --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -260,8 +272,16 @@ class Budget:
         return self.weights_gib_per_gpu + self.overhead_gib_per_gpu + self.kv_cache_gib_per_gpu
 
 
-def budget(model: MemoryModel, facts: ModelFacts, quantization: str, num_shard: int, tokens: int,
-           kv_dtype: str | None, adapter_bytes: float = 0.0, nodes: int = 1) -> Budget:
+def budget(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    num_shard: int,
+    tokens: int,
+    kv_dtype: str | None,
+    adapter_bytes: float = 0.0,
+    nodes: int = 1,
+) -> Budget:
     """One GPU's needs with tensor parallelism across num_shard GPUs of a node and pipeline
     parallelism across `nodes` nodes: a GPU of the heaviest stage holds its share of that
     stage's weights and of its layers' KV cache."""
@@ -271,8 +291,9 @@ def budget(model: MemoryModel, facts: ModelFacts, quantization: str, num_shard: 
     kv_headroom = kv * model.kv_headroom
     fixed = model.fixed_overhead_gib * GIB
     prefill_tokens = model.prefill_tokens(tokens)
-    activations = (prefill_activation_bytes(facts, prefill_tokens, num_shard)
-                   + pipeline_buffer_bytes(facts, prefill_tokens, nodes))
+    activations = prefill_activation_bytes(facts, prefill_tokens, num_shard) + pipeline_buffer_bytes(
+        facts, prefill_tokens, nodes
+    )
     # LoRA adapters are counted whole on every GPU: they are small, and this errs on the safe side.
     overhead = fixed + activations + kv_headroom + adapter_bytes
     return Budget(

@@ -17,30 +17,38 @@ from typing import Any
 
 from llm_common import vllm_rules
 from llm_common.modelfacts import ModelFacts
-
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.engines import vllm
-from llm_operator.facts.answers import FactsAnswer, PENDING, source_phrase, status_facts_of
-from llm_operator.planning.gpus import (GPU_MEMORY_LABEL, GPU_PRODUCT_LABEL, GPU_TYPES, GpuType, UnknownGpuType,
-                                         gpu_type_for, gpu_type_from_node_labels)
+from llm_operator.facts.answers import PENDING, FactsAnswer, source_phrase, status_facts_of
+from llm_operator.planning.gpus import (
+    GPU_MEMORY_LABEL,
+    GPU_PRODUCT_LABEL,
+    GPU_TYPES,
+    GpuType,
+    UnknownGpuType,
+    gpu_type_for,
+    gpu_type_from_node_labels,
+)
 from llm_operator.planning.planner import PlanRequest, plan
 
 
 @dataclass(frozen=True)
 class PlanOutcome:
-    gpus: int                          # per pod, to use
-    status: dict[str, Any]             # status.plan
-    facts: dict[str, Any] | None       # status.modelFacts
-    blocked: Verdict | None = None     # DoesNotFit / InvalidSharding
-    waiting: Verdict | None = None     # facts still being read
-    nodes: int = 1                     # per replica: above 1, a group of one pod per node
+    gpus: int  # per pod, to use
+    status: dict[str, Any]  # status.plan
+    facts: dict[str, Any] | None  # status.modelFacts
+    blocked: Verdict | None = None  # DoesNotFit / InvalidSharding
+    waiting: Verdict | None = None  # facts still being read
+    nodes: int = 1  # per replica: above 1, a group of one pod per node
 
 
 def gpu_types_of(nodes: list[dict[str, Any]]) -> list[GpuType]:
     """Distinct GPU types among the nodes, largest memory first."""
-    labels = {(l.get(GPU_PRODUCT_LABEL), l.get(GPU_MEMORY_LABEL))
-              for l in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)}
+    labels = {
+        (l.get(GPU_PRODUCT_LABEL), l.get(GPU_MEMORY_LABEL))
+        for l in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)
+    }
     return list(_gpu_types(frozenset(labels)))
 
 
@@ -51,7 +59,8 @@ def _gpu_types(labels: frozenset[tuple[str | None, str | None]]) -> tuple[GpuTyp
     for product, memory in labels:
         try:
             gpu = gpu_type_from_node_labels(
-                {k: v for k, v in ((GPU_PRODUCT_LABEL, product), (GPU_MEMORY_LABEL, memory)) if v})
+                {k: v for k, v in ((GPU_PRODUCT_LABEL, product), (GPU_MEMORY_LABEL, memory)) if v}
+            )
         except UnknownGpuType:
             continue
         if gpu is not None:
@@ -73,8 +82,13 @@ def gpu_for(spec: api.LLMDeploymentSpec, cluster_types: list[GpuType]) -> GpuTyp
     return cluster_types[0] if cluster_types else None
 
 
-def plan_for(spec: api.LLMDeploymentSpec, answer: FactsAnswer, previous: Previous,
-             cluster_types: list[GpuType], adapter_bytes: Callable[[ModelFacts], float] | None = None) -> PlanOutcome:
+def plan_for(
+    spec: api.LLMDeploymentSpec,
+    answer: FactsAnswer,
+    previous: Previous,
+    cluster_types: list[GpuType],
+    adapter_bytes: Callable[[ModelFacts], float] | None = None,
+) -> PlanOutcome:
     """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
     adapters to serve, counted into the plan."""
     fallback = spec.gpus or 1
@@ -84,46 +98,74 @@ def plan_for(spec: api.LLMDeploymentSpec, answer: FactsAnswer, previous: Previou
             # Planned already for this very spec (the operator restarted): the plan stands
             # while the facts are read again, so a restart changes and writes nothing.
             return PlanOutcome(previous.gpus, previous.plan, None, nodes=previous.nodes or nodes)
-        return PlanOutcome(fallback, {**unknown_plan(answer.message), "pending": True}, None,
-                           waiting=Verdict("False", "Planning", answer.message), nodes=nodes)
+        return PlanOutcome(
+            fallback,
+            {**unknown_plan(answer.message), "pending": True},
+            None,
+            waiting=Verdict("False", "Planning", answer.message),
+            nodes=nodes,
+        )
     facts = answer.facts
     if facts is None and answer.missing and spec.model.token_secret_ref is None:
         # The Hub says no such model (or revision): GPUs for it would be spent for nothing.
         # With a token the operator never reads, a private repository answers the same, so
         # then the pods (which have the token) are the judge.
-        message = (f"{answer.message} Nothing is deployed for {spec.model.id}@{spec.model.revision} "
-                   "until spec.model names a model and revision the Hub has.")
-        return PlanOutcome(fallback, unknown_plan(answer.message), None, blocked=Verdict("False", answer.missing, message),
-                           nodes=nodes)
-    going_on = (f"Going on with {fallback} GPU(s) per pod on {nodes} nodes per replica." if nodes > 1
-                else f"Going on with {fallback} GPU(s) per replica.")
+        message = (
+            f"{answer.message} Nothing is deployed for {spec.model.id}@{spec.model.revision} "
+            "until spec.model names a model and revision the Hub has."
+        )
+        return PlanOutcome(
+            fallback, unknown_plan(answer.message), None, blocked=Verdict("False", answer.missing, message), nodes=nodes
+        )
+    going_on = (
+        f"Going on with {fallback} GPU(s) per pod on {nodes} nodes per replica."
+        if nodes > 1
+        else f"Going on with {fallback} GPU(s) per replica."
+    )
     if facts is None:
-        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: {answer.message} {going_on}"), None, None,
-                           nodes=nodes)
+        return PlanOutcome(
+            fallback, unknown_plan(f"The plan is unknown: {answer.message} {going_on}"), None, None, nodes=nodes
+        )
     gpu = gpu_for(spec, cluster_types)
     kept = status_facts_of(answer)
     if gpu is None:
         what = f"GPU product {spec.gpu.product}" if spec.gpu.product else "any GPU node in the cluster"
-        return PlanOutcome(fallback, unknown_plan(f"The plan is unknown: the memory of {what} is not known. {going_on}"),
-                           kept, None, nodes=nodes)
+        return PlanOutcome(
+            fallback,
+            unknown_plan(f"The plan is unknown: the memory of {what} is not known. {going_on}"),
+            kept,
+            None,
+            nodes=nodes,
+        )
     on_vllm = spec.engine.name == vllm.ENGINE.name
-    result = plan(PlanRequest(
-        # A product the table lacks is planned by the memory its nodes report.
-        facts=facts, quantization=spec.quantization,
-        gpu_type=gpu.name if gpu.name in GPU_TYPES else None, gpu_memory_gib=gpu.memory_gib,
-        gpus=spec.gpus, max_total_tokens=spec.limits.max_total_tokens,
-        # vLLM may span nodes (the planner picks how many when the spec leaves it out); TGI may not.
-        nodes=spec.nodes if on_vllm else 1,
-        adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0,
-        engine=spec.engine.name,
-        # vLLM's share of each GPU and its batch, as the pods will be told them.
-        gpu_memory_utilization=_utilization(spec) if on_vllm else None,
-        max_batch_tokens=spec.limits.max_batch_prefill_tokens if on_vllm else None))
+    result = plan(
+        PlanRequest(
+            # A product the table lacks is planned by the memory its nodes report.
+            facts=facts,
+            quantization=spec.quantization,
+            gpu_type=gpu.name if gpu.name in GPU_TYPES else None,
+            gpu_memory_gib=gpu.memory_gib,
+            gpus=spec.gpus,
+            max_total_tokens=spec.limits.max_total_tokens,
+            # vLLM may span nodes (the planner picks how many when the spec leaves it out); TGI may not.
+            nodes=spec.nodes if on_vllm else 1,
+            adapter_bytes=adapter_bytes(facts) if adapter_bytes else 0.0,
+            engine=spec.engine.name,
+            # vLLM's share of each GPU and its batch, as the pods will be told them.
+            gpu_memory_utilization=_utilization(spec) if on_vllm else None,
+            max_batch_tokens=spec.limits.max_batch_prefill_tokens if on_vllm else None,
+        )
+    )
     # The verdict names where the facts came from (the Hub, the catalog, the weights).
     reason = f"{result.reason} {source_phrase(answer)}"
     blocked = None if result.fits else Verdict("False", result.status, reason)
-    return PlanOutcome(result.num_shard, {**result.to_status(), "reason": reason, "known": True, "source": answer.source},
-                       kept, blocked, nodes=result.nodes)
+    return PlanOutcome(
+        result.num_shard,
+        {**result.to_status(), "reason": reason, "known": True, "source": answer.source},
+        kept,
+        blocked,
+        nodes=result.nodes,
+    )
 
 
 @dataclass(frozen=True)
@@ -164,12 +206,13 @@ def _allocatable(node: dict[str, Any], resource: str) -> int:
     value = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
     try:
         return int(value)
-    except ValueError:   # GPUs are whole numbers; anything else offers none
+    except ValueError:  # GPUs are whole numbers; anything else offers none
         return 0
 
 
-def no_node_fits(nodes: list[dict[str, Any]], resource: str, gpus: int, product: str, node_selector: dict[str, str],
-                 group: int = 1) -> str | None:
+def no_node_fits(
+    nodes: list[dict[str, Any]], resource: str, gpus: int, product: str, node_selector: dict[str, str], group: int = 1
+) -> str | None:
     """None when enough nodes could hold a serving pod (one; of a multi-node replica, `group`
     of them, one pod each), whether or not they have room now; else a sentence naming what a
     pod asks for and what the nodes offer.
@@ -177,14 +220,18 @@ def no_node_fits(nodes: list[dict[str, Any]], resource: str, gpus: int, product:
     Judged only on what load does not change: the GPU product label, the node's
     allocatable GPUs and the nodeSelector. Taints and the user's affinity are not judged
     (a node cordoned or tainted for a while must not read as 'never')."""
+
     def matches(node: dict[str, Any]) -> bool:
         labels = (node.get("metadata") or {}).get("labels") or {}
         return all(labels.get(k) == v for k, v in node_selector.items())
 
     def fits(node: dict[str, Any]) -> bool:
         labels = (node.get("metadata") or {}).get("labels") or {}
-        return (matches(node) and _allocatable(node, resource) >= gpus
-                and (not product or labels.get(GPU_PRODUCT_LABEL) == product))
+        return (
+            matches(node)
+            and _allocatable(node, resource) >= gpus
+            and (not product or labels.get(GPU_PRODUCT_LABEL) == product)
+        )
 
     fitting = sum(1 for n in nodes if fits(n))
     if fitting >= group:
@@ -195,12 +242,14 @@ def no_node_fits(nodes: list[dict[str, Any]], resource: str, gpus: int, product:
     offers: Counter[str] = Counter()
     for node in nodes:
         count = _allocatable(node, resource)
-        kind = (((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL) or "unlabelled")
+        kind = ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL) or "unlabelled"
         offers[f"{count} x {kind}" if count else f"no {resource}"] += 1
     have = ", ".join(f"{n} node(s) with {what}" for what, n in sorted(offers.items())) or "no nodes"
     if node_selector and nodes:
         have += f" ({sum(1 for n in nodes if matches(n))} of them match the nodeSelector)"
     if group > 1:
-        return (f"too few nodes could ever hold the group: a replica is {group} pods on {group} different nodes, each "
-                f"asking for {asked}; {fitting} node(s) could hold one, and the cluster has {have}.")
+        return (
+            f"too few nodes could ever hold the group: a replica is {group} pods on {group} different nodes, each "
+            f"asking for {asked}; {fitting} node(s) could hold one, and the cluster has {have}."
+        )
     return f"no node could ever hold one: each pod asks for {asked}; the cluster has {have}."

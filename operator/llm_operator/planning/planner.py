@@ -18,12 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_common.modelfacts import ModelFacts
-
 from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, Engine, engine_named
 from llm_operator.engines.memory import MemoryModel
 from llm_operator.planning.gpus import GpuType, gpu_to_plan_for
-from llm_operator.planning.memory import (bits_per_weight, budget, default_max_total_tokens, effective_quantization,
-                                          layers_per_node, valid_shard_counts)
+from llm_operator.planning.memory import (
+    bits_per_weight,
+    budget,
+    default_max_total_tokens,
+    effective_quantization,
+    layers_per_node,
+    valid_shard_counts,
+)
 from llm_operator.planning.verdicts import Remedies, does_not_fit_sentence, fits_sentence, sharding_problem, single_node
 
 # The most nodes the planner tries when it picks (a spec may ask for more): 16 nodes of
@@ -43,11 +48,11 @@ class PlanRequest:
     gpus: int | None = None
     max_total_tokens: int | None = None
     kv_cache_dtype: str | None = None
-    adapter_bytes: float = 0.0          # LoRA adapters served beside the model (see adapters.py)
-    engine: str = DEFAULT_ENGINE        # an engine's name: "tgi" or "vllm"
-    gpu_memory_utilization: float | None = None   # vLLM only; None: its default (engines/vllm.py)
-    max_batch_tokens: int | None = None           # vLLM only (--max-num-batched-tokens); None: its default for the GPU
-    nodes: int | None = 1               # nodes one replica spans (vLLM's pipeline parallel size)
+    adapter_bytes: float = 0.0  # LoRA adapters served beside the model (see adapters.py)
+    engine: str = DEFAULT_ENGINE  # an engine's name: "tgi" or "vllm"
+    gpu_memory_utilization: float | None = None  # vLLM only; None: its default (engines/vllm.py)
+    max_batch_tokens: int | None = None  # vLLM only (--max-num-batched-tokens); None: its default for the GPU
+    nodes: int | None = 1  # nodes one replica spans (vLLM's pipeline parallel size)
 
 
 FITS = "Fits"
@@ -75,11 +80,11 @@ class Plan:
     bits_per_weight: float
     max_total_tokens: int
     engine: str
-    usable_gib_per_gpu: float   # what the engine may fill: TGI the whole GPU, vLLM its reservation
+    usable_gib_per_gpu: float  # what the engine may fill: TGI the whole GPU, vLLM its reservation
     valid_shard_counts: tuple[int, ...] = field(default=())
-    nodes: int = 1                  # num_shard GPUs on each of these nodes
-    min_nodes: int | None = None    # the fewest nodes that fit at num_shard GPUs each (vLLM only)
-    layers_per_node: int = 0        # decoder layers on the heaviest pipeline stage
+    nodes: int = 1  # num_shard GPUs on each of these nodes
+    min_nodes: int | None = None  # the fewest nodes that fit at num_shard GPUs each (vLLM only)
+    layers_per_node: int = 0  # decoder layers on the heaviest pipeline stage
 
     def to_status(self) -> dict[str, Any]:
         """The LLMDeployment status.plan block (camelCase, floats to 2 decimals). The node
@@ -129,6 +134,7 @@ def _engine(name: str) -> Engine:
 
 # --- the plan ----------------------------------------------------------------------------
 
+
 def plan(request: PlanRequest) -> Plan:
     """Decide the shard count and node count and whether the model fits; the reason says what to change."""
     facts = request.facts
@@ -149,12 +155,16 @@ def plan(request: PlanRequest) -> Plan:
     nodes, min_gpus = _nodes_and_min_gpus(model, request, quantization, gpu, tokens)
     valid = valid_shard_counts(facts, quantization, engine=model.engine)
     num_shard = request.gpus if request.gpus is not None else (min_gpus or valid[-1])
-    min_nodes = (_fewest_nodes(model, facts, quantization, gpu, num_shard, tokens, kv_dtype, request.adapter_bytes)
-                 if engine.multi_node else None)
+    min_nodes = (
+        _fewest_nodes(model, facts, quantization, gpu, num_shard, tokens, kv_dtype, request.adapter_bytes)
+        if engine.multi_node
+        else None
+    )
 
     problem = sharding_problem(facts, num_shard, quantization, model.engine, nodes)
-    needs = budget(model, facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes,
-                   max(nodes, 1))
+    needs = budget(
+        model, facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes, max(nodes, 1)
+    )
     fits = problem is None and needs.required_gib_per_gpu <= capacity
     if problem is not None:
         status, reason = INVALID_SHARDING, problem
@@ -191,16 +201,34 @@ def plan(request: PlanRequest) -> Plan:
 
 # --- the search: the fewest GPUs and nodes that fit ----------------------------------------
 
-def _fits(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int, tokens: int,
-          kv_dtype: str | None, adapter_bytes: float, nodes: int) -> bool:
+
+def _fits(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    tokens: int,
+    kv_dtype: str | None,
+    adapter_bytes: float,
+    nodes: int,
+) -> bool:
     if sharding_problem(facts, num_shard, quantization, model.engine, nodes) is not None:
         return False
     needs = budget(model, facts, quantization, num_shard, tokens, kv_dtype, adapter_bytes, nodes)
     return needs.required_gib_per_gpu <= model.capacity_gib(gpu)
 
 
-def _smallest_fitting(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, tokens: int,
-                      kv_dtype: str | None, adapter_bytes: float = 0.0, nodes: int = 1) -> int | None:
+def _smallest_fitting(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    gpu: GpuType,
+    tokens: int,
+    kv_dtype: str | None,
+    adapter_bytes: float = 0.0,
+    nodes: int = 1,
+) -> int | None:
     """The fewest GPUs per node that fit on `nodes` nodes, or None."""
     for count in valid_shard_counts(facts, quantization, engine=model.engine):
         if _fits(model, facts, quantization, gpu, count, tokens, kv_dtype, adapter_bytes, nodes):
@@ -208,8 +236,16 @@ def _smallest_fitting(model: MemoryModel, facts: ModelFacts, quantization: str, 
     return None
 
 
-def _fewest_nodes(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
-                  tokens: int, kv_dtype: str | None, adapter_bytes: float = 0.0) -> int | None:
+def _fewest_nodes(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    tokens: int,
+    kv_dtype: str | None,
+    adapter_bytes: float = 0.0,
+) -> int | None:
     """The fewest nodes (up to MAX_NODES) that fit at num_shard GPUs each, or None."""
     for nodes in range(1, MAX_NODES + 1):
         if _fits(model, facts, quantization, gpu, num_shard, tokens, kv_dtype, adapter_bytes, nodes):
@@ -217,8 +253,9 @@ def _fewest_nodes(model: MemoryModel, facts: ModelFacts, quantization: str, gpu:
     return None
 
 
-def _nodes_and_min_gpus(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType,
-                        tokens: int) -> tuple[int, int | None]:
+def _nodes_and_min_gpus(
+    model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType, tokens: int
+) -> tuple[int, int | None]:
     """The node count to plan for, and the fewest GPUs per node that fit on it."""
     facts, kv_dtype, adapter_bytes = request.facts, request.kv_cache_dtype, request.adapter_bytes
 
@@ -247,8 +284,18 @@ def _nodes_and_min_gpus(model: MemoryModel, request: PlanRequest, quantization: 
 
 # --- what would make it fit ------------------------------------------------------------------
 
-def _remedies(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType, num_shard: int,
-              nodes: int, min_gpus: int | None, min_nodes: int | None, tokens: int) -> Remedies:
+
+def _remedies(
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    nodes: int,
+    min_gpus: int | None,
+    min_nodes: int | None,
+    tokens: int,
+) -> Remedies:
     """What would make it fit: more nodes when no GPU count fits these, more GPUs, a smaller
     format at this GPU count, fewer tokens (verdicts.py says which of these it names)."""
     more_nodes, nodes_engine = None, None
@@ -261,14 +308,24 @@ def _remedies(model: MemoryModel, request: PlanRequest, quantization: str, gpu: 
         nodes_engine=nodes_engine,
         gpus=min_gpus if min_gpus is not None and min_gpus > num_shard else None,
         smaller_quantization=_smaller_quantization_that_fits(
-            model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes),
+            model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes
+        ),
         max_total_tokens=_max_tokens_that_fit(
-            model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes),
+            model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes
+        ),
     )
 
 
-def _more_nodes(model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType, num_shard: int,
-                nodes: int, min_nodes: int | None, tokens: int) -> tuple[int | None, str | None]:
+def _more_nodes(
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    nodes: int,
+    min_nodes: int | None,
+    tokens: int,
+) -> tuple[int | None, str | None]:
     """The node count that fits at this GPU count, if more than these: on this engine when
     it spans nodes, else on one that does (with its defaults), since switching is what it
     takes; and that other engine's name."""
@@ -279,15 +336,24 @@ def _more_nodes(model: MemoryModel, request: PlanRequest, quantization: str, gpu
         if not other.multi_node or other.quantization_refusal(quantization):
             continue
         spanning = other.memory_model(gpu)
-        other_nodes = _fewest_nodes(spanning, request.facts, quantization, gpu, num_shard, tokens,
-                                    request.kv_cache_dtype, request.adapter_bytes)
+        other_nodes = _fewest_nodes(
+            spanning, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, request.adapter_bytes
+        )
         if other_nodes is not None and other_nodes > 1:
             return other_nodes, name
     return None, None
 
 
-def _max_tokens_that_fit(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
-                         num_shard: int, requested_tokens: int, kv_dtype: str | None, nodes: int = 1) -> int:
+def _max_tokens_that_fit(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    requested_tokens: int,
+    kv_dtype: str | None,
+    nodes: int = 1,
+) -> int:
     """The largest max total tokens below the requested one that fits at this GPU and node
     count (0 if none): the need grows with tokens, so bisect."""
     capacity = model.capacity_gib(gpu)
@@ -303,9 +369,16 @@ def _max_tokens_that_fit(model: MemoryModel, facts: ModelFacts, quantization: st
     return low
 
 
-def _smaller_quantization_that_fits(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
-                                    num_shard: int, tokens: int, kv_dtype: str | None,
-                                    nodes: int = 1) -> str | None:
+def _smaller_quantization_that_fits(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    tokens: int,
+    kv_dtype: str | None,
+    nodes: int = 1,
+) -> str | None:
     """The least lossy smaller format the engine has that fits at this GPU and node count, as a phrase."""
     current_bits = bits_per_weight(facts, quantization)
     for phrase, candidate in engine_named(model.engine).smaller_quantizations:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_common.modelfacts import ModelFacts
-
 from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, Engine, engine_named
 from llm_operator.engines.memory import MemoryModel
 from llm_operator.planning.gpus import GpuType
@@ -19,14 +18,16 @@ MIN_USEFUL_TOKENS = 512  # below this, suggesting a shorter context is no real r
 
 # --- sharding ----------------------------------------------------------------------------
 
+
 def single_node(engine: Engine) -> str:
     """Why an engine that serves within one node cannot span more, naming those that can."""
     spanning = " or ".join(name for name in ENGINE_NAMES if engine_named(name).multi_node)
     return f"{engine.display_name} serves within one node; multi-node serving needs engine {spanning}."
 
 
-def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str, engine: str = DEFAULT_ENGINE,
-                     nodes: int = 1) -> str | None:
+def sharding_problem(
+    facts: ModelFacts, num_shard: int, quantization: str, engine: str = DEFAULT_ENGINE, nodes: int = 1
+) -> str | None:
     """Why the engine (by name) cannot split this model num_shard ways on each of `nodes`
     nodes, or None when it can."""
     serving = engine_named(engine)
@@ -37,8 +38,10 @@ def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str, engin
     if nodes > 1 and not serving.multi_node:
         return single_node(serving)
     if nodes > facts.num_layers:
-        return (f"{facts.short_name} has {facts.num_layers} layers: pipeline parallelism needs at least one "
-                f"layer per node, so at most {facts.num_layers} nodes.")
+        return (
+            f"{facts.short_name} has {facts.num_layers} layers: pipeline parallelism needs at least one "
+            f"layer per node, so at most {facts.num_layers} nodes."
+        )
     if num_shard == 1:
         return None
     refused = serving.shard_refusal(quantization)
@@ -48,8 +51,10 @@ def sharding_problem(facts: ModelFacts, num_shard: int, quantization: str, engin
     if serving.splits_heads(heads, kv_heads, num_shard):
         return None
     counts = _spoken_list(valid_shard_counts(facts, quantization, engine=engine))
-    return (f"{facts.short_name} has {heads} attention heads and {kv_heads} key-value heads; "
-            f"{serving.head_split_rule}, and {num_shard} does not: use {counts} GPUs.")
+    return (
+        f"{facts.short_name} has {heads} attention heads and {kv_heads} key-value heads; "
+        f"{serving.head_split_rule}, and {num_shard} does not: use {counts} GPUs."
+    )
 
 
 def _spoken_list(numbers: tuple[int, ...]) -> str:
@@ -59,15 +64,16 @@ def _spoken_list(numbers: tuple[int, ...]) -> str:
 
 # --- fits, or does not ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Remedies:
     """What the planner found would make a plan fit, for the sentence that suggests it."""
 
-    nodes: int | None = None              # this many nodes at the same GPU count
-    nodes_engine: str | None = None       # ... on this engine (one that spans nodes); None: the same one
-    gpus: int | None = None               # this many GPUs (per node)
-    smaller_quantization: str | None = None   # a smaller format that fits, as a phrase
-    max_total_tokens: int = 0             # the most tokens that fit at this GPU and node count (0: none)
+    nodes: int | None = None  # this many nodes at the same GPU count
+    nodes_engine: str | None = None  # ... on this engine (one that spans nodes); None: the same one
+    gpus: int | None = None  # this many GPUs (per node)
+    smaller_quantization: str | None = None  # a smaller format that fits, as a phrase
+    max_total_tokens: int = 0  # the most tokens that fit at this GPU and node count (0: none)
 
 
 def _precision_phrase(facts: ModelFacts, quantization: str) -> str:
@@ -86,27 +92,43 @@ def _gpus_phrase(model: MemoryModel, num_shard: int, gpu: GpuType, nodes: int = 
     return f"{phrase} to {model.display_name} ({model.utilization:g} of {of}, {model.utilization_flag})"
 
 
-def fits_sentence(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int,
-                  nodes: int, budget: Budget) -> str:
+def fits_sentence(
+    model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType, num_shard: int, nodes: int, budget: Budget
+) -> str:
     spare = model.capacity_gib(gpu) - budget.required_gib_per_gpu
-    return (f"{facts.short_name} {_precision_phrase(facts, quantization)} needs "
-            f"{budget.required_gib_per_gpu:.1f} GiB per GPU ({budget.weights_gib_per_gpu:.1f} weights, "
-            f"{budget.kv_cache_gib_per_gpu:.1f} KV cache, {budget.overhead_gib_per_gpu:.1f} runtime); "
-            f"{_gpus_phrase(model, num_shard, gpu, nodes)}: fits with {spare:.1f} GiB to spare.")
+    return (
+        f"{facts.short_name} {_precision_phrase(facts, quantization)} needs "
+        f"{budget.required_gib_per_gpu:.1f} GiB per GPU ({budget.weights_gib_per_gpu:.1f} weights, "
+        f"{budget.kv_cache_gib_per_gpu:.1f} KV cache, {budget.overhead_gib_per_gpu:.1f} runtime); "
+        f"{_gpus_phrase(model, num_shard, gpu, nodes)}: fits with {spare:.1f} GiB to spare."
+    )
 
 
-def does_not_fit_sentence(model: MemoryModel, facts: ModelFacts, quantization: str, gpu: GpuType,
-                          num_shard: int, nodes: int, budget: Budget, tokens: int, remedies: Remedies) -> str:
+def does_not_fit_sentence(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    nodes: int,
+    budget: Budget,
+    tokens: int,
+    remedies: Remedies,
+) -> str:
     capacity = model.capacity_gib(gpu)
     if budget.weights_gib_per_gpu > capacity:
         need = f"needs {budget.weights_gib:.1f} GiB of weights"
     else:
-        need = (f"needs {budget.required_gib_per_gpu:.1f} GiB per GPU "
-                f"({budget.weights_gib_per_gpu:.1f} weights, {budget.kv_cache_gib_per_gpu:.1f} KV cache "
-                f"for {tokens} tokens, {budget.overhead_gib_per_gpu:.1f} runtime)")
+        need = (
+            f"needs {budget.required_gib_per_gpu:.1f} GiB per GPU "
+            f"({budget.weights_gib_per_gpu:.1f} weights, {budget.kv_cache_gib_per_gpu:.1f} KV cache "
+            f"for {tokens} tokens, {budget.overhead_gib_per_gpu:.1f} runtime)"
+        )
     remedy = _remedies(remedies, nodes)
-    start = (f"{facts.short_name} {_precision_phrase(facts, quantization)} {need}; "
-             f"{_gpus_phrase(model, num_shard, gpu, nodes)}")
+    start = (
+        f"{facts.short_name} {_precision_phrase(facts, quantization)} {need}; "
+        f"{_gpus_phrase(model, num_shard, gpu, nodes)}"
+    )
     if model.checks_kv_cache_at_startup and budget.weights_gib_per_gpu <= capacity:
         return f"{start}, so {_startup_refusal(model, budget, capacity, tokens)}. {remedy[0].upper()}{remedy[1:]}."
     return f"{start}: {remedy}."
@@ -117,11 +139,15 @@ def _startup_refusal(model: MemoryModel, budget: Budget, capacity_gib: float, to
     vllm/v1/core/kv_cache_planning.py:L50-87 _check_enough_kv_cache_memory)."""
     left = capacity_gib - budget.weights_gib_per_gpu - budget.overhead_gib_per_gpu
     if left <= 0:
-        return (f"{model.display_name} would refuse to start: no memory is left for the KV cache after weights "
-                "and activations")
-    return (f"{model.display_name} would refuse to start: one sequence of {tokens} tokens needs "
-            f"{budget.kv_cache_gib_per_gpu:.1f} GiB of KV cache per GPU and {left:.1f} GiB is left "
-            "after weights and activations")
+        return (
+            f"{model.display_name} would refuse to start: no memory is left for the KV cache after weights "
+            "and activations"
+        )
+    return (
+        f"{model.display_name} would refuse to start: one sequence of {tokens} tokens needs "
+        f"{budget.kv_cache_gib_per_gpu:.1f} GiB of KV cache per GPU and {left:.1f} GiB is left "
+        "after weights and activations"
+    )
 
 
 def _remedies(remedies: Remedies, nodes: int) -> str:
@@ -130,8 +156,11 @@ def _remedies(remedies: Remedies, nodes: int) -> str:
     options = []
     if remedies.nodes is not None:
         count, engine = remedies.nodes, remedies.nodes_engine
-        options.append(f"engine {engine} on {count} nodes (spec.engine.name: {engine}, spec.nodes: {count})"
-                       if engine else f"{count} nodes (spec.nodes: {count})")
+        options.append(
+            f"engine {engine} on {count} nodes (spec.engine.name: {engine}, spec.nodes: {count})"
+            if engine
+            else f"{count} nodes (spec.nodes: {count})"
+        )
     if remedies.gpus is not None:
         options.append(f"{remedies.gpus} GPUs per node" if nodes > 1 else f"{remedies.gpus} GPUs")
     if remedies.smaller_quantization:

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
-    "bench_gateway", Path(__file__).resolve().parents[3] / "benchmarks" / "bench_gateway.py")
+    "bench_gateway", Path(__file__).resolve().parents[3] / "benchmarks" / "bench_gateway.py"
+)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
 
 def test_nearest_rank_percentiles():
-    values = [float(v) for v in range(1, 101)]          # 1..100
+    values = [float(v) for v in range(1, 101)]  # 1..100
     assert bench.percentile(values, 50) == 50.0
     assert bench.percentile(values, 99) == 99.0
     assert bench.percentile(values, 100) == 100.0
@@ -27,7 +28,7 @@ def test_nearest_rank_percentiles():
 def test_rounds_pool_their_answers_errors_and_seconds():
     merged = bench.merge_rounds([([0.001, 0.002], 1, 2.0), ([0.003, 0.004], 0, 2.0)])
     assert merged["requests"] == 4 and merged["errors"] == 1
-    assert merged["rps"] == 1.0                          # 4 answers in 4 s
+    assert merged["rps"] == 1.0  # 4 answers in 4 s
     assert merged["ttfb_p50_ms"] == pytest.approx(2.0)
     assert merged["ttfb_p99_ms"] == pytest.approx(4.0)
 
@@ -46,8 +47,10 @@ def test_noise_is_the_spread_of_the_direct_rounds():
 
 
 def test_verdicts_say_met_and_not_met_against_the_targets():
-    results = {"1": {"compare": {"added_p99_ms": 9.0, "rps_ratio": 0.95}},
-               "64": {"compare": {"added_p99_ms": 6.0, "rps_ratio": 0.79}}}
+    results = {
+        "1": {"compare": {"added_p99_ms": 9.0, "rps_ratio": 0.95}},
+        "64": {"compare": {"added_p99_ms": 6.0, "rps_ratio": 0.79}},
+    }
     lines = bench.verdicts(results)
     assert lines[0].startswith("added p99 TTFB at 64 streams: 6.00 ms") and lines[0].endswith("not met")
     assert lines[1].startswith("throughput through the gateway at 1 streams: 0.95x") and lines[1].endswith(": met")
@@ -58,6 +61,7 @@ def test_verdicts_say_met_and_not_met_against_the_targets():
 
 # -- the routing scenario ------------------------------------------------------------------
 
+
 def test_prefixes_are_long_distinct_from_the_first_word_and_the_same_every_run():
     prompts = bench.routing_prompts(3, 800)
     assert [len(p.split()) for p in prompts] == [800, 800, 800]
@@ -67,7 +71,7 @@ def test_prefixes_are_long_distinct_from_the_first_word_and_the_same_every_run()
 
 def test_arrivals_are_poisson_at_the_rate_with_each_user_bound_to_one_prefix():
     plan = bench.arrivals(rate=100.0, seconds=50.0, users=2000, prefixes=32)
-    assert 4700 < len(plan) < 5300                       # 5000 expected; sd ~71
+    assert 4700 < len(plan) < 5300  # 5000 expected; sd ~71
     assert all(0 <= t < 50.0 for t, _, _ in plan) and plan == sorted(plan)
     assert all(prefix == user % 32 for _, user, prefix in plan)
     assert plan == bench.arrivals(rate=100.0, seconds=50.0, users=2000, prefixes=32)
@@ -81,7 +85,7 @@ def test_round_robin_capacity_counts_a_miss_share_of_prefill():
 
 def test_load_spread_counts_a_replica_that_got_nothing():
     assert bench.load_spread({"a": 10, "b": 10, "c": 10, "d": 10}, 4) == 1.0
-    assert bench.load_spread({"a": 20, "b": 10, "c": 10}, 4) == 2.0      # mean 10, d got 0
+    assert bench.load_spread({"a": 20, "b": 10, "c": 10}, 4) == 2.0  # mean 10, d got 0
     assert math.isnan(bench.load_spread({}, 4))
 
 
@@ -99,8 +103,11 @@ def test_routing_verdicts_against_the_issue_targets():
     assert [line.rsplit(": ", 1)[1] for line in lines] == ["met", "met", "met"]
     assert "6.0x (target >= 5x)" in lines[1]
     bad = {"hit_rate": 0.75, "ttft_mean_ms": 50.0, "load_max_over_mean": 1.3}
-    assert [line.rsplit(": ", 1)[1] for line in bench.routing_verdicts({"round-robin": rr, "prefix": bad})] \
-        == ["not met", "not met", "not met"]
+    assert [line.rsplit(": ", 1)[1] for line in bench.routing_verdicts({"round-robin": rr, "prefix": bad})] == [
+        "not met",
+        "not met",
+        "not met",
+    ]
 
 
 # -- real engines (--real-engines) ---------------------------------------------------------
@@ -119,17 +126,21 @@ fake_engine_prefix_cache_hits_tokens 12
 
 def test_prometheus_sums_every_label_set_of_one_metric_and_no_other():
     assert bench.prometheus_sum(VLLM_METRICS, "vllm:prefix_cache_hits_total") == 5632.0
-    assert bench.prometheus_sum(VLLM_METRICS, "vllm:request_success_total") == 9.0   # stop + length
+    assert bench.prometheus_sum(VLLM_METRICS, "vllm:request_success_total") == 9.0  # stop + length
     assert bench.prometheus_sum(VLLM_METRICS, "fake_engine_prefix_cache_hits_tokens") == 12.0
-    assert bench.prometheus_sum(VLLM_METRICS, "vllm:prefix_cache_hits") == 0.0       # a prefix of a name is not it
+    assert bench.prometheus_sum(VLLM_METRICS, "vllm:prefix_cache_hits") == 0.0  # a prefix of a name is not it
     assert bench.prometheus_labels(VLLM_METRICS, "vllm:cache_config_info") == {
-        "block_size": "128", "enable_prefix_caching": "True", "num_gpu_blocks": "208"}
+        "block_size": "128",
+        "enable_prefix_caching": "True",
+        "num_gpu_blocks": "208",
+    }
     assert bench.prometheus_labels(VLLM_METRICS, "vllm:missing_info") == {}
 
 
 def test_sized_prompts_are_the_longest_run_of_words_within_the_token_count():
-    def count(text):                       # a tokenizer of 2 tokens a word
+    def count(text):  # a tokenizer of 2 tokens a word
         return 2 * len(text.split())
+
     prompts = bench.sized_prompts(3, 101, count, ["alpha", "beta", "gamma"])
     assert [count(p) for p in prompts] == [100, 100, 100]
     assert [p.split()[0] for p in prompts] == ["doc0", "doc1", "doc2"]
@@ -140,7 +151,7 @@ def test_sized_prompts_are_the_longest_run_of_words_within_the_token_count():
 def test_engine_cache_blocks_hold_a_share_of_the_prefixes_and_the_running_tails():
     # 32 prefixes of 12 full 128-token blocks: half of them is 192 blocks, + 16 running requests' tails
     assert bench.engine_cache_blocks(32, 1536, 128, 0.5, 16, 2048) == 208
-    assert bench.engine_cache_blocks(1, 200, 128, 0.5, 1, 2048) == 16          # one full-length request fits
+    assert bench.engine_cache_blocks(1, 200, 128, 0.5, 1, 2048) == 16  # one full-length request fits
 
 
 def test_a_vllm_bench_result_is_a_round_of_successful_ttfts_failures_and_duration():

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def llm_operator(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llm_operator.cli", *args], input=input,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "llm_operator.cli", *args], input=input, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_render_prints_the_children_of_each_example():
@@ -24,11 +25,19 @@ def test_render_prints_the_children_of_each_example():
     assert proc.returncode == 0, proc.stderr
     docs = list(yaml.safe_load_all(proc.stdout))
     assert [(d["kind"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in docs] == [
-        ("Service", "llama-3-3-70b", "models"), ("Deployment", "llama-3-3-70b", "models"),
-        ("PodDisruptionBudget", "llama-3-3-70b", "models")]
+        ("Service", "llama-3-3-70b", "models"),
+        ("Deployment", "llama-3-3-70b", "models"),
+        ("PodDisruptionBudget", "llama-3-3-70b", "models"),
+    ]
     container = docs[1]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][:6] == ["--model-id", "meta-llama/Llama-3.3-70B-Instruct", "--revision",
-                                      "6f6073b423013f6a7d4d9f39144961bfbfbc386b", "--num-shard", "2"]
+    assert container["args"][:6] == [
+        "--model-id",
+        "meta-llama/Llama-3.3-70B-Instruct",
+        "--revision",
+        "6f6073b423013f6a7d4d9f39144961bfbfbc386b",
+        "--num-shard",
+        "2",
+    ]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     # Offline, the plan comes from the catalog, as in the operator.
     assert "source: catalog" in proc.stdout and "unknown offline" not in proc.stdout
@@ -66,6 +75,11 @@ def test_render_with_another_engine_renders_what_the_operator_would_run_for_it()
     deployment = [d for d in yaml.safe_load_all(proc.stdout) if d["kind"] == "Deployment"][0]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert (container["image"], container["command"]) == ("vllm/vllm-openai:v0.33.0", ["vllm", "serve"])
-    assert container["args"][:5] == ["mistralai/Mistral-7B-Instruct-v0.3", "--revision",
-                                     "e0bc86c23ce5aae1db576c8cca6f06f1f73af2db", "--tensor-parallel-size", "1"]
+    assert container["args"][:5] == [
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "--revision",
+        "e0bc86c23ce5aae1db576c8cca6f06f1f73af2db",
+        "--tensor-parallel-size",
+        "1",
+    ]
     assert "to vLLM (0.92 of the GPU" in proc.stdout

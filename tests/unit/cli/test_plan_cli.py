@@ -15,8 +15,13 @@ import pytest
 from llm_operator.cli.plan import add_plan_arguments, run_plan
 
 REPO = Path(__file__).parents[3]
-LLAMA_3_70B = ["meta-llama/Meta-Llama-3-70B", "--config", str(REPO / "tests/data/models/llama-3-70b/config.json"),
-               "--params", "70553706496"]
+LLAMA_3_70B = [
+    "meta-llama/Meta-Llama-3-70B",
+    "--config",
+    str(REPO / "tests/data/models/llama-3-70b/config.json"),
+    "--params",
+    "70553706496",
+]
 
 
 def plan_main(argv):
@@ -72,8 +77,9 @@ def test_table_for_llama_3_70b_on_h100_with_vllm():
 
 
 def test_vllm_json_gives_the_engine_and_its_reservation():
-    status, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpu-memory-utilization",
-                                              "0.95", "--json"])
+    status, out, _ = plan_main(
+        LLAMA_3_70B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpu-memory-utilization", "0.95", "--json"]
+    )
     report = json.loads(out)
     assert status == 0
     assert (report["engine"], report["usableGiBPerGpu"], report["gpuMemoryGiB"]) == ("vllm", 75.19, 79.65)
@@ -85,8 +91,13 @@ def test_tgi_json_gives_the_engine_and_the_whole_gpu():
     assert (json.loads(out)["engine"], json.loads(out)["usableGiBPerGpu"]) == ("tgi", 79.65)
 
 
-LLAMA_31_405B = ["meta-llama/Llama-3.1-405B", "--config", str(REPO / "tests/data/models/llama-3.1-405b/config.json"),
-                 "--params", "405853388800"]
+LLAMA_31_405B = [
+    "meta-llama/Llama-3.1-405B",
+    "--config",
+    str(REPO / "tests/data/models/llama-3.1-405b/config.json"),
+    "--params",
+    "405853388800",
+]
 
 
 def test_vllm_picks_two_nodes_for_405b_and_prints_them():
@@ -114,13 +125,17 @@ def test_vllm_picks_two_nodes_for_405b_and_prints_them():
 
 
 def test_vllm_on_one_node_names_the_nodes_it_would_need():
-    status, out, _ = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpus", "8",
-                                                "--nodes", "1"])
+    status, out, _ = plan_main(
+        LLAMA_31_405B + ["--gpu", "h100-80gb", "--engine", "vllm", "--gpus", "8", "--nodes", "1"]
+    )
     assert status == 1
     rows = dict(re.split(r"  +", line, maxsplit=1) for line in out.splitlines())  # key, then the aligned value
     assert "nodes" not in rows
     assert (rows["gpus"], rows["min gpus"], rows["min nodes"]) == (
-        "8 x H100 80GB (79.6 GiB each)", "none up to 8", "2 at 8 GPUs per node")
+        "8 x H100 80GB (79.6 GiB each)",
+        "none up to 8",
+        "2 at 8 GPUs per node",
+    )
     assert rows["reason"].endswith("use 2 nodes (spec.nodes: 2) or an 8-bit quantization (fp8).")
 
 
@@ -142,8 +157,10 @@ def test_tgi_stays_on_one_node_and_json_says_so():
 def test_nodes_beyond_one_without_vllm_exits_two_naming_the_flag():
     status, out, err = plan_main(LLAMA_31_405B + ["--gpu", "h100-80gb", "--nodes", "2"])
     assert (status, out) == (2, "")
-    assert err == ("llm-operator plan: error: argument --nodes: only 1 with --engine tgi (TGI serves within one node; "
-                   "multi-node serving needs --engine vllm)\n")
+    assert err == (
+        "llm-operator plan: error: argument --nodes: only 1 with --engine tgi (TGI serves within one node; "
+        "multi-node serving needs --engine vllm)\n"
+    )
 
 
 def test_nodes_one_is_accepted_for_tgi():
@@ -154,8 +171,10 @@ def test_nodes_one_is_accepted_for_tgi():
 def test_gpu_memory_utilization_without_vllm_exits_two_naming_the_flag():
     status, out, err = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--gpu-memory-utilization", "0.95"])
     assert (status, out) == (2, "")
-    assert err == ("llm-operator plan: error: argument --gpu-memory-utilization: only with --engine vllm "
-                   "(TGI plans with the whole GPU)\n")
+    assert err == (
+        "llm-operator plan: error: argument --gpu-memory-utilization: only with --engine vllm "
+        "(TGI plans with the whole GPU)\n"
+    )
 
 
 def test_vllm_with_a_quantization_only_tgi_has_exits_two():
@@ -168,16 +187,31 @@ def test_json_output_keys_and_values():
     status, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "h100-80gb", "--gpus", "1", "--json"])
     report = json.loads(out)
     assert status == 1
-    assert {"numShard", "weightsGiB", "kvCacheGiBPerGpu", "gpuMemoryGiB", "fits", "reason", "minGpus",
-            "model", "gpu", "status"} <= set(report)
+    assert {
+        "numShard",
+        "weightsGiB",
+        "kvCacheGiBPerGpu",
+        "gpuMemoryGiB",
+        "fits",
+        "reason",
+        "minGpus",
+        "model",
+        "gpu",
+        "status",
+    } <= set(report)
     assert (report["numShard"], report["weightsGiB"], report["fits"], report["minGpus"]) == (1, 131.42, False, 2)
-    assert (report["model"], report["gpu"], report["status"]) == ("meta-llama/Meta-Llama-3-70B", "H100 80GB", "DoesNotFit")
+    assert (report["model"], report["gpu"], report["status"]) == (
+        "meta-llama/Meta-Llama-3-70B",
+        "H100 80GB",
+        "DoesNotFit",
+    )
     assert out.count("\n") == 1  # one JSON object on one line
 
 
 def test_four_bit_fits_one_gpu_and_exits_zero():
-    status, out, _ = plan_main(LLAMA_3_70B + ["--gpu", "NVIDIA-H100-80GB-HBM3", "--gpus", "1", "--quantization", "awq",
-                                              "--json"])
+    status, out, _ = plan_main(
+        LLAMA_3_70B + ["--gpu", "NVIDIA-H100-80GB-HBM3", "--gpus", "1", "--quantization", "awq", "--json"]
+    )
     assert status == 0
     assert json.loads(out)["numShard"] == 1
 
@@ -198,15 +232,28 @@ def test_list_gpus_lists_h100():
     assert h100.split() == ["h100-80gb", "H100", "80GB", "79.6", "GiB", "NVIDIA-H100-80GB-HBM3,", "NVIDIA-H100-PCIe"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["acme/x", "--params", "5", "--gpu", "l4"], "llm-operator plan: error: argument --params: needs --config\n"),
-    (LLAMA_3_70B + ["--safetensors-index", "index.json", "--gpu", "l4"],
-     "llm-operator plan: error: argument --params: not allowed with --safetensors-index (give one parameter source)\n"),
-    (LLAMA_3_70B, "llm-operator plan: error: argument --gpu: required (a GPU type such as h100-80gb; see --list-gpus)\n"),
-    (["acme/x", "--config", "/nonexistent/config.json", "--gpu", "l4"],
-     "llm-operator plan: error: argument --config: cannot read /nonexistent/config.json: No such file or directory\n"),
-    ([], "llm-operator plan: error: the following arguments are required: MODEL_ID (or --config, or --list-gpus)\n"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["acme/x", "--params", "5", "--gpu", "l4"], "llm-operator plan: error: argument --params: needs --config\n"),
+        (
+            LLAMA_3_70B + ["--safetensors-index", "index.json", "--gpu", "l4"],
+            "llm-operator plan: error: argument --params: not allowed with --safetensors-index (give one parameter source)\n",
+        ),
+        (
+            LLAMA_3_70B,
+            "llm-operator plan: error: argument --gpu: required (a GPU type such as h100-80gb; see --list-gpus)\n",
+        ),
+        (
+            ["acme/x", "--config", "/nonexistent/config.json", "--gpu", "l4"],
+            "llm-operator plan: error: argument --config: cannot read /nonexistent/config.json: No such file or directory\n",
+        ),
+        (
+            [],
+            "llm-operator plan: error: the following arguments are required: MODEL_ID (or --config, or --list-gpus)\n",
+        ),
+    ],
+)
 def test_bad_input_exits_two_naming_the_flag(argv, message):
     status, out, err = plan_main(argv)
     assert (status, out, err) == (2, "", message)
@@ -219,10 +266,13 @@ def test_unknown_gpu_exits_two():
 
 
 def test_argparse_rejects_bad_numbers_and_quantizations(capsys):
-    for argv in (LLAMA_3_70B + ["--gpu", "l4", "--gpus", "0"], LLAMA_3_70B + ["--gpu", "l4", "--quantization", "int3"],
-                 LLAMA_3_70B + ["--gpu", "l4", "--engine", "sglang"],
-                 LLAMA_3_70B + ["--gpu", "l4", "--engine", "vllm", "--nodes", "0"],
-                 LLAMA_3_70B + ["--gpu", "l4", "--engine", "vllm", "--gpu-memory-utilization", "1.5"]):
+    for argv in (
+        LLAMA_3_70B + ["--gpu", "l4", "--gpus", "0"],
+        LLAMA_3_70B + ["--gpu", "l4", "--quantization", "int3"],
+        LLAMA_3_70B + ["--gpu", "l4", "--engine", "sglang"],
+        LLAMA_3_70B + ["--gpu", "l4", "--engine", "vllm", "--nodes", "0"],
+        LLAMA_3_70B + ["--gpu", "l4", "--engine", "vllm", "--gpu-memory-utilization", "1.5"],
+    ):
         with pytest.raises(SystemExit) as exited:
             plan_main(argv)
         assert exited.value.code == 2
@@ -243,8 +293,12 @@ def test_answers_offline_without_importing_the_hub_or_kubernetes():
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('huggingface_hub', 'kubernetes', 'kopf'))\n"
         "print(status, loaded, file=sys.stderr)\n"
     )
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'common'}:{REPO / 'operator'}", "HF_HUB_OFFLINE": "1",
-           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'common'}:{REPO / 'operator'}",
+        "HF_HUB_OFFLINE": "1",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }
     started = time.perf_counter()
     finished = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
     print(f"offline plan took {time.perf_counter() - started:.3f} s including interpreter start")
@@ -254,37 +308,54 @@ def test_answers_offline_without_importing_the_hub_or_kubernetes():
 
 # ---- the catalog when the Hub cannot answer (issue 14) -------------------------------------
 
+
 def _closed_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]   # closed again on return: a connection is refused at once
+        return s.getsockname()[1]  # closed again on return: a connection is refused at once
 
 
 def _plan_process(args, **env):
     program = "import sys\nfrom llm_operator.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", program, "plan", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": f"{REPO / 'common'}:{REPO / 'operator'}", **env})
+    return subprocess.run(
+        [sys.executable, "-c", program, "plan", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": f"{REPO / 'common'}:{REPO / 'operator'}", **env},
+    )
 
 
-LLAMA_31_70B_CONFIG = ["--config", str(REPO / "tests/data/models/llama-3.1-70b-instruct/config.json"), "--params", "70553706496"]
+LLAMA_31_70B_CONFIG = [
+    "--config",
+    str(REPO / "tests/data/models/llama-3.1-70b-instruct/config.json"),
+    "--params",
+    "70553706496",
+]
 
 
 def test_with_the_hub_unreachable_plan_answers_from_the_catalog_as_from_the_config():
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     started = time.perf_counter()
-    from_catalog = _plan_process(["meta-llama/Llama-3.1-70B-Instruct", "--gpu", "h100-80gb", "--json"], HF_ENDPOINT=endpoint)
+    from_catalog = _plan_process(
+        ["meta-llama/Llama-3.1-70B-Instruct", "--gpu", "h100-80gb", "--json"], HF_ENDPOINT=endpoint
+    )
     print(f"plan from the catalog, Hub refused: {time.perf_counter() - started:.2f} s including interpreter start")
     assert from_catalog.returncode == 0, from_catalog.stderr
     got = json.loads(from_catalog.stdout)
     assert got["factsSource"] == "catalog"
-    assert got["factsFrom"].startswith("Model facts from the catalog (revision 1605565). The Hub did not answer: "
-                                       "Could not reach the "
-                                       f"Hugging Face Hub at {endpoint}")
+    assert got["factsFrom"].startswith(
+        "Model facts from the catalog (revision 1605565). The Hub did not answer: "
+        "Could not reach the "
+        f"Hugging Face Hub at {endpoint}"
+    )
     # The Hub's client retries a refused connection for about 23 s; one probe answers at once.
     assert "Retrying" not in from_catalog.stderr
-    from_config = _plan_process(["meta-llama/Llama-3.1-70B-Instruct", *LLAMA_31_70B_CONFIG, "--gpu", "h100-80gb", "--json"])
+    from_config = _plan_process(
+        ["meta-llama/Llama-3.1-70B-Instruct", *LLAMA_31_70B_CONFIG, "--gpu", "h100-80gb", "--json"]
+    )
     want = json.loads(from_config.stdout)
     assert want["factsSource"] == "config"
     differ = {"factsSource", "factsFrom", "revision"}
@@ -299,7 +370,9 @@ def test_the_table_says_the_facts_came_from_the_catalog_and_why(monkeypatch):
     status, out, err = plan_main(["Qwen/Qwen3-8B", "--gpu", "l4"])
     assert (status, err) == (0, "")
     facts_line = next(line for line in out.splitlines() if line.startswith("facts"))
-    assert facts_line.startswith("facts             Model facts from the catalog. The Hub did not answer: Could not reach")
+    assert facts_line.startswith(
+        "facts             Model facts from the catalog. The Hub did not answer: Could not reach"
+    )
     assert "8,190,735,360 parameters, estimated" in out
 
 

@@ -14,12 +14,14 @@ from llm_operator.kube.errors import KubeError
 
 class FakeKube:
     def __init__(self, objects: dict | None = None):
-        self.objects: dict[tuple[str, str, str], dict] = dict(objects or {})   # (kind, namespace, name) -> object
+        self.objects: dict[tuple[str, str, str], dict] = dict(objects or {})  # (kind, namespace, name) -> object
         self.calls: list[tuple] = []
-        self.refuse: dict[tuple[str, str], KubeError] = {}                     # (verb, kind) -> what to raise
+        self.refuse: dict[tuple[str, str], KubeError] = {}  # (verb, kind) -> what to raise
         self._rv = itertools.count(100)
 
-    path = staticmethod(lambda api_version, kind, namespace, name=None, sub=None: kinds.path(kind, namespace, name, sub))
+    path = staticmethod(
+        lambda api_version, kind, namespace, name=None, sub=None: kinds.path(kind, namespace, name, sub)
+    )
 
     def _refused(self, verb: str, kind: str) -> None:
         err = self.refuse.get((verb, kind))
@@ -55,7 +57,9 @@ class FakeKube:
         self.calls.append(("json_patch", obj["kind"], obj["metadata"]["name"]))
         return self._stored(obj)
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background") -> None:
+    def delete(
+        self, api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"
+    ) -> None:
         self.calls.append(("delete", kind, name))
         self._refused("delete", kind)
         self.objects.pop((kind, namespace or "", name), None)
@@ -72,8 +76,9 @@ class FakeKube:
     def post_event(self, involved: dict, type_: str, reason: str, message: str, now: str) -> None:
         self.calls.append(("event", reason, message))
 
-    def request(self, method: str, path: str, body=None, query: dict | None = None,
-                content_type: str = "application/json") -> dict | None:
+    def request(
+        self, method: str, path: str, body=None, query: dict | None = None, content_type: str = "application/json"
+    ) -> dict | None:
         self.calls.append(("request", method, path, body, query))
         return {}
 

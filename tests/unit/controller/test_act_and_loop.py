@@ -22,7 +22,7 @@ from llm_operator.facts.hub import ModelFactsUnavailable
 from llm_operator.kube.errors import KubeError
 
 KEY = ("ns", "m")
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 class NoHub:
@@ -33,17 +33,26 @@ class NoHub:
 
 
 def llmd(spec: dict | None = None, generation: int = 1) -> dict:
-    return {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment",
-            "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": generation, "resourceVersion": "1"},
-            "spec": spec or {"model": {"id": "acme/tiny"}, "gpus": 1, "cache": {"enabled": False}},
-            "status": {}}
+    return {
+        "apiVersion": "llm-operator.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": generation, "resourceVersion": "1"},
+        "spec": spec or {"model": {"id": "acme/tiny"}, "gpus": 1, "cache": {"enabled": False}},
+        "status": {},
+    }
 
 
 def context(body: dict) -> tuple[OperatorContext, FakeKube]:
     model = ReadModel()
     trimmed = {"metadata": body["metadata"], "spec": body["spec"], "status": body["status"]}
-    model.bind({ReadModel.LLMD_INDEX: {KEY: [trimmed]}, ReadModel.POD_INDEX: {},
-                ReadModel.NODE_INDEX: {}, ReadModel.STORAGE_CLASS_INDEX: {}})
+    model.bind(
+        {
+            ReadModel.LLMD_INDEX: {KEY: [trimmed]},
+            ReadModel.POD_INDEX: {},
+            ReadModel.NODE_INDEX: {},
+            ReadModel.STORAGE_CLASS_INDEX: {},
+        }
+    )
     ctx = OperatorContext(read_model=model, facts=NoHub(), adapter_configs=NoHub(), catalog=Catalog([]))
     kube = FakeKube({("LLMDeployment", "ns", "m"): json.loads(json.dumps(body))})
     ctx._kube = kube
@@ -82,8 +91,11 @@ def test_an_invalid_spec_is_stalled_in_status_and_writes_no_child():
 
 def test_a_child_of_that_name_made_by_someone_else_is_refused_not_taken_over():
     ctx, kube = context(llmd())
-    kube.objects[("Service", "ns", "m")] = {"apiVersion": "v1", "kind": "Service",
-                                             "metadata": {"name": "m", "namespace": "ns", "resourceVersion": "7"}}
+    kube.objects[("Service", "ns", "m")] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "m", "namespace": "ns", "resourceVersion": "7"},
+    }
     decision = loop.reconcile(ctx, KEY, ctx.read_model.snapshot(KEY))
     assert ("apply", "Service", "m") not in kube.calls
     assert decision.blocked is not None and decision.blocked.reason == "NameConflict"
@@ -123,12 +135,17 @@ def test_prune_deletes_and_the_read_model_forgets_at_once():
 def test_a_status_patch_of_an_object_deleted_meanwhile_is_not_an_error():
     ctx, kube = context(llmd())
     del kube.objects[("LLMDeployment", "ns", "m")]
-    act.status(kube, ctx.read_model, ctx.read_model.snapshot(KEY), {"phase": "Ready"})   # no exception
+    act.status(kube, ctx.read_model, ctx.read_model.snapshot(KEY), {"phase": "Ready"})  # no exception
 
 
 def autoscaled() -> dict:
-    return {"model": {"id": "acme/tiny"}, "gpus": 1, "cache": {"enabled": False}, "replicas": 1,
-            "autoscaling": {"mode": "operator", "minReplicas": 2, "maxReplicas": 3}}
+    return {
+        "model": {"id": "acme/tiny"},
+        "gpus": 1,
+        "cache": {"enabled": False},
+        "replicas": 1,
+        "autoscaling": {"mode": "operator", "minReplicas": 2, "maxReplicas": 3},
+    }
 
 
 def test_the_autoscaler_scales_through_act_and_hands_its_state_to_the_reconcile():
@@ -136,8 +153,15 @@ def test_the_autoscaler_scales_through_act_and_hands_its_state_to_the_reconcile(
     decision = autoscaling.autoscale(ctx, ctx.read_model.snapshot(KEY), now=1000.0)
     assert decision.desired_replicas == 2
     scales = [c for c in kube.calls if c[0] == "request"]
-    assert scales == [("request", "PATCH", "/apis/llm-operator.io/v1alpha1/namespaces/ns/llmdeployments/m/scale",
-                       {"spec": {"replicas": 2}}, {"fieldManager": "llm-operator-autoscaler"})]
+    assert scales == [
+        (
+            "request",
+            "PATCH",
+            "/apis/llm-operator.io/v1alpha1/namespaces/ns/llmdeployments/m/scale",
+            {"spec": {"replicas": 2}},
+            {"fieldManager": "llm-operator-autoscaler"},
+        )
+    ]
     # The autoscaler writes no status itself: the reconcile writes its report.
     assert not [c for c in kube.calls if c[0] == "patch_status"]
     report = ctx.scaler_reports[KEY]
@@ -146,7 +170,10 @@ def test_the_autoscaler_scales_through_act_and_hands_its_state_to_the_reconcile(
     (status,) = [c[3] for c in kube.calls if c[0] == "patch_status"]
     written = status["autoscaler"]["lastDecision"]
     assert (written["desiredReplicas"], written["time"], written["reason"]) == (
-        2, 1000.0, report["lastDecision"]["reason"])
+        2,
+        1000.0,
+        report["lastDecision"]["reason"],
+    )
 
 
 def test_without_a_report_the_reconcile_keeps_the_autoscaler_state_in_status():
@@ -155,7 +182,7 @@ def test_without_a_report_the_reconcile_keeps_the_autoscaler_state_in_status():
     ctx, kube = context(body)
     loop.reconcile(ctx, KEY, ctx.read_model.snapshot(KEY))
     (status,) = [c[3] for c in kube.calls if c[0] == "patch_status"]
-    assert "autoscaler" not in status    # kept as it is: a merge patch that leaves it alone
+    assert "autoscaler" not in status  # kept as it is: a merge patch that leaves it alone
 
 
 def test_a_gone_owner_is_forgotten_with_its_autoscaler_state():
@@ -173,11 +200,21 @@ def test_a_gone_owner_is_forgotten_with_its_autoscaler_state():
 def test_an_unexpected_api_failure_is_recorded_as_a_refusal(verb):
     ctx, kube = context(llmd())
     observed = ctx.read_model.snapshot(KEY)
-    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m", "namespace": "ns", "annotations": {}},
-           "spec": {}}
-    if verb == "apply":   # the read model holds it as ours: applied, not created
-        mine = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "3",
-                                    "ownerReferences": [{"uid": "u-1", "controller": True}]}}
+    obj = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "m", "namespace": "ns", "annotations": {}},
+        "spec": {},
+    }
+    if verb == "apply":  # the read model holds it as ours: applied, not created
+        mine = {
+            **obj,
+            "metadata": {
+                **obj["metadata"],
+                "resourceVersion": "3",
+                "ownerReferences": [{"uid": "u-1", "controller": True}],
+            },
+        }
         ctx.read_model.remember(KEY, mine, "Service", "m")
         observed = ctx.read_model.snapshot(KEY)
     kube.refuse[(verb, "Service")] = KubeError(500, "etcdserver: request timed out")

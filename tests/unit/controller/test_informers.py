@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 
-from llm_operator.decide import observed as observe
 from llm_operator.controller.informers import Informer, Informers, OwnerIndex
-from llm_operator.kube.asyncclient import KubeError
 from llm_operator.controller.readmodel import ReadModel
+from llm_operator.decide import observed as observe
 from llm_operator.decide.manifests import INSTANCE_LABEL, MANAGED_BY
+from llm_operator.kube.asyncclient import KubeError
 
 
 def service(name="m", owner="m", ns="ns", rv="1", port=8080, kind=True) -> dict:
-    body = {"metadata": {"name": name, "namespace": ns, "resourceVersion": rv,
-                         "labels": {INSTANCE_LABEL: owner, "app.kubernetes.io/managed-by": MANAGED_BY}},
-            "spec": {"ports": [{"port": port}]}}
+    body = {
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "resourceVersion": rv,
+            "labels": {INSTANCE_LABEL: owner, "app.kubernetes.io/managed-by": MANAGED_BY},
+        },
+        "spec": {"ports": [{"port": port}]},
+    }
     if kind:
         body.update(kind="Service", apiVersion="v1")
     return body
@@ -23,8 +29,17 @@ def service(name="m", owner="m", ns="ns", rv="1", port=8080, kind=True) -> dict:
 
 def informer(namespace="ns", index=None):
     woken: list = []
-    inf = Informer(None, "/api/v1/namespaces/ns/services", "", "Service", "v1", index if index is not None else OwnerIndex(),
-                   observe.trim_child, lambda key, body: woken.append((key, body is not None)), namespace)
+    inf = Informer(
+        None,
+        "/api/v1/namespaces/ns/services",
+        "",
+        "Service",
+        "v1",
+        index if index is not None else OwnerIndex(),
+        observe.trim_child,
+        lambda key, body: woken.append((key, body is not None)),
+        namespace,
+    )
     return inf, woken
 
 
@@ -39,7 +54,7 @@ def test_an_added_child_is_held_by_its_owner_and_wakes_it():
 def test_a_change_no_decision_can_see_wakes_nobody():
     inf, woken = informer()
     inf.on_event("ADDED", service(rv="1"))
-    inf.on_event("MODIFIED", service(rv="2"))          # only the version moved
+    inf.on_event("MODIFIED", service(rv="2"))  # only the version moved
     assert woken == [(("ns", "m"), True)]
     inf.on_event("MODIFIED", service(rv="3", port=9090))
     assert woken[-1] == (("ns", "m"), True) and len(woken) == 2
@@ -85,7 +100,7 @@ def test_a_relisting_replaces_its_namespace_only_and_wakes_what_changed():
     # After a 410, the new listing: "gone" went meanwhile, "kept" is unchanged, "new" is new.
     inf.on_list([service(name="kept", owner="kept", rv="5", kind=False), service(name="new", owner="new", kind=False)])
     assert sorted(key[1] for key, _ in woken) == ["gone", "new"]
-    assert sorted(k[1] for k in index) == ["kept", "new", "x"]     # the other namespace's object stays
+    assert sorted(k[1] for k in index) == ["kept", "new", "x"]  # the other namespace's object stays
 
 
 def test_a_kind_the_cluster_does_not_serve_counts_as_listed_so_the_rest_go_on():
@@ -99,11 +114,17 @@ def test_a_kind_the_cluster_does_not_serve_counts_as_listed_so_the_rest_go_on():
 def test_one_informer_per_kind_and_namespace_and_one_index_per_kind():
     infs = Informers(None, ("Service", "Deployment"), ["a", "b"], "sel", lambda key, body: None)
     paths = sorted(i.path for i in infs.informers)
-    assert paths == ["/api/v1/namespaces/a/pods", "/api/v1/namespaces/a/services",
-                     "/api/v1/namespaces/b/pods", "/api/v1/namespaces/b/services",
-                     "/apis/apps/v1/namespaces/a/deployments", "/apis/apps/v1/namespaces/b/deployments"]
-    assert sorted(infs.indexes) == sorted([ReadModel.child_index("Service"), ReadModel.child_index("Deployment"),
-                                           ReadModel.POD_INDEX])
+    assert paths == [
+        "/api/v1/namespaces/a/pods",
+        "/api/v1/namespaces/a/services",
+        "/api/v1/namespaces/b/pods",
+        "/api/v1/namespaces/b/services",
+        "/apis/apps/v1/namespaces/a/deployments",
+        "/apis/apps/v1/namespaces/b/deployments",
+    ]
+    assert sorted(infs.indexes) == sorted(
+        [ReadModel.child_index("Service"), ReadModel.child_index("Deployment"), ReadModel.POD_INDEX]
+    )
     assert not infs.synced()
     cluster = Informers(None, ("Service",), None, "sel", lambda key, body: None)
     assert sorted(i.path for i in cluster.informers) == ["/api/v1/pods", "/api/v1/services"]

@@ -46,7 +46,7 @@ def test_an_event_during_a_reconcile_means_one_more_afterwards():
         q.add("a")
         await started.wait()
         for _ in range(10):
-            q.add("a")      # never two reconciles of one key at once
+            q.add("a")  # never two reconciles of one key at once
         await asyncio.sleep(0.1)
         assert done == ["a"]
         release.set()
@@ -67,7 +67,7 @@ def test_a_failure_is_retried_with_backoff_and_a_requeue_after_is_honoured():
             if len(times) == 1:
                 raise RuntimeError("apiserver said no")
             if len(times) == 2:
-                return 0.1      # time alone will change something
+                return 0.1  # time alone will change something
             return None
 
         q = WorkQueue(process, workers=1, coalesce_s=0.0)

@@ -36,8 +36,11 @@ def test_cache_first_the_claim_and_the_job_then_the_deployment():
 
 
 def test_a_claim_pending_is_looked_at_again_when_only_time_would_tell():
-    d = decide(observed(spec=CACHE, storage_classes=FAST, children=[claim("Pending")]), KNOWN,
-               dt.datetime(2025, 12, 31, 23, 58, 10, tzinfo=dt.UTC))
+    d = decide(
+        observed(spec=CACHE, storage_classes=FAST, children=[claim("Pending")]),
+        KNOWN,
+        dt.datetime(2025, 12, 31, 23, 58, 10, tzinfo=dt.UTC),
+    )
     assert cond(d, "WeightsCached")[1] == "ClaimPending" and d.requeue_after == 61
     late = decide(observed(spec=CACHE, storage_classes=FAST, children=[claim("Pending")]), KNOWN, NOW)
     assert "has been Pending for 120s" in cond(late, "WeightsCached")[2] and late.requeue_after is None
@@ -80,16 +83,29 @@ def test_a_failed_download_is_stalled_with_the_jobs_own_message():
 def test_the_old_deployment_keeps_serving_while_a_new_revision_downloads():
     new = {**CACHE, "model": {"id": "org/mistral", "revision": "v2"}}
     old = live_deployment(CACHE)
-    d = decide(observed(spec=new, storage_classes=FAST, children=[live_service(), claim(), old, job(spec=new)],
-                        meta={"generation": 2}), KNOWN, NOW)
+    d = decide(
+        observed(
+            spec=new,
+            storage_classes=FAST,
+            children=[live_service(), claim(), old, job(spec=new)],
+            meta={"generation": 2},
+        ),
+        KNOWN,
+        NOW,
+    )
     assert ("Deployment", "m") not in kinds(d.desired) and d.prune == ()
     assert cond(d, "WeightsCached")[1] == "Downloading" and d.phase == "Pending"
 
 
 def test_the_old_revisions_job_is_pruned_and_the_new_one_made():
     new = {**CACHE, "model": {"id": "org/mistral", "revision": "v2"}}
-    d = decide(observed(spec=new, storage_classes=FAST, children=[live_service(), claim(), job("Complete")],
-                        meta={"generation": 2}), KNOWN, NOW)
+    d = decide(
+        observed(
+            spec=new, storage_classes=FAST, children=[live_service(), claim(), job("Complete")], meta={"generation": 2}
+        ),
+        KNOWN,
+        NOW,
+    )
     assert kinds(d.prune) == [("Job", job()["metadata"]["name"])]
     assert ("Job", job(spec=new)["metadata"]["name"]) in kinds(d.apply)
 
@@ -97,7 +113,9 @@ def test_the_old_revisions_job_is_pruned_and_the_new_one_made():
 def test_the_serving_pod_annotations_are_not_in_the_download_pod():
     j = resources.desired_download_job(OWNER, parsed_spec({**CACHE, "podAnnotations": {"team": "b"}}))
     assert "annotations" not in j["spec"]["template"]["metadata"]
-    j = resources.desired_download_job(OWNER, parsed_spec({**CACHE, "cache": {**CACHE["cache"], "podAnnotations": {"p": "x"}}}))
+    j = resources.desired_download_job(
+        OWNER, parsed_spec({**CACHE, "cache": {**CACHE["cache"], "podAnnotations": {"p": "x"}}})
+    )
     assert j["spec"]["template"]["metadata"]["annotations"] == {"p": "x"}
 
 
@@ -109,9 +127,17 @@ def test_what_the_cache_holds_back_when_to_look_again_and_the_adapters_it_cached
     done = cache("Cached", complete=True, facts={"adapters": {"support": "c1"}})
     assert weights.holds(None) == weights.holds(done) == (None, None)
     failed, downloading = cache("DownloadFailed", failed=True), cache("Downloading")
-    assert weights.holds(failed) == (failed.condition, None) and weights.holds(downloading) == (None, downloading.condition)
-    assert weights.recheck_after(cache("ClaimPending", "Waiting for the cache volume claim m-weights to be bound.")) == 61
-    assert weights.recheck_after(cache("ClaimPending", "The cache volume claim m-weights has been Pending for 120s")) is None
+    assert weights.holds(failed) == (failed.condition, None) and weights.holds(downloading) == (
+        None,
+        downloading.condition,
+    )
+    assert (
+        weights.recheck_after(cache("ClaimPending", "Waiting for the cache volume claim m-weights to be bound.")) == 61
+    )
+    assert (
+        weights.recheck_after(cache("ClaimPending", "The cache volume claim m-weights has been Pending for 120s"))
+        is None
+    )
     assert weights.recheck_after(None) is None and weights.recheck_after(downloading) is None
     assert weights.adapter_commits(done) == {"support": "c1"}
     assert weights.adapter_commits(downloading) == weights.adapter_commits(None) == {}

@@ -98,8 +98,10 @@ def test_waiting_for_facts_serves_nothing_new_and_keeps_what_serves():
 
 def test_unknown_facts_go_on_with_the_users_gpus_and_say_so():
     d = decide(observed(spec={"gpus": 3}), UNKNOWN, NOW)
-    assert d.status["plan"] == {"known": False, "reason": "The plan is unknown: The Hub cannot be reached. "
-                                "Going on with 3 GPU(s) per replica."}
+    assert d.status["plan"] == {
+        "known": False,
+        "reason": "The plan is unknown: The Hub cannot be reached. Going on with 3 GPU(s) per replica.",
+    }
     assert ("Deployment", "m") in kinds(d.apply)
 
 
@@ -139,17 +141,30 @@ SLEEPY = {"replicas": 0, "autoscaling": {"mode": "operator", "minReplicas": 0, "
 WOKEN = {"annotations": {"llm-operator.io/woken-by-request-at": "2026-01-01T00:00:00Z"}}
 
 
-AT_ZERO = {"conditions": [{"type": "Ready", "status": "True", "reason": "ScaledToZero", "message": "Scaled to zero.",
-                           "lastTransitionTime": "2025-12-31T23:00:00Z"}]}
+AT_ZERO = {
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "ScaledToZero",
+            "message": "Scaled to zero.",
+            "lastTransitionTime": "2025-12-31T23:00:00Z",
+        }
+    ]
+}
 
 
 def test_min_replicas_0_at_zero_is_ready_and_says_a_request_wakes_it():
     live = live_deployment(SLEEPY, ready=0, replicas=0)
     d = decide(observed(spec=SLEEPY, children=[live_service(SLEEPY), live]), KNOWN, NOW)
     assert d.phase == "ScaledToZero" and d.apply == ()
-    assert cond(d) == ("True", "ScaledToZero", "Scaled to zero: spec.replicas and autoscaling.minReplicas are 0, so no "
-                       "pod serves the model until a request through the gateway wakes it (or scale up: spec.replicas, "
-                       "or kubectl scale --replicas=N).")
+    assert cond(d) == (
+        "True",
+        "ScaledToZero",
+        "Scaled to zero: spec.replicas and autoscaling.minReplicas are 0, so no "
+        "pod serves the model until a request through the gateway wakes it (or scale up: spec.replicas, "
+        "or kubectl scale --replicas=N).",
+    )
     assert cond(d, "Reconciling")[0] == cond(d, "Stalled")[0] == "False"
     assert "lastWokenByRequest" not in d.status
 
@@ -157,15 +172,28 @@ def test_min_replicas_0_at_zero_is_ready_and_says_a_request_wakes_it():
 def _woken(status, ready=0):
     spec = {**SLEEPY, "replicas": 1}
     live = live_deployment(spec, ready=ready, replicas=1)
-    return decide(observed(spec=spec, status=status, children=[live_service(spec), live],
-                           pods=[serving_pod(live, ready=bool(ready))], meta=WOKEN), KNOWN, NOW)
+    return decide(
+        observed(
+            spec=spec,
+            status=status,
+            children=[live_service(spec), live],
+            pods=[serving_pod(live, ready=bool(ready))],
+            meta=WOKEN,
+        ),
+        KNOWN,
+        NOW,
+    )
 
 
 def test_a_model_woken_by_a_request_says_so_while_it_starts():
     d = _woken(AT_ZERO)
     assert d.phase == "Progressing"
-    assert cond(d) == ("False", "PodsNotReady", "Woken from zero by a request at 2026-01-01T00:00:00Z; 0/1 replicas "
-                       "are ready; waiting for the model to load and answer /health.")
+    assert cond(d) == (
+        "False",
+        "PodsNotReady",
+        "Woken from zero by a request at 2026-01-01T00:00:00Z; 0/1 replicas "
+        "are ready; waiting for the model to load and answer /health.",
+    )
     assert cond(d, "Reconciling") == ("True", "PodsNotReady", cond(d)[2])
     assert d.status["lastWokenByRequest"] == "2026-01-01T00:00:00Z"
     assert [(e.reason, e.message) for e in d.events] == [("PodsNotReady", cond(d)[2])]
@@ -182,16 +210,33 @@ def test_once_ready_the_wake_is_in_status_only():
 
 def test_a_wake_first_seen_after_the_pods_started_is_said_all_the_same():
     # the operator saw the scale to 1 before the annotation: Ready is already PodsNotReady
-    starting = {"conditions": [{"type": "Ready", "status": "False", "reason": "PodsNotReady",
-                                "message": "0/1 replicas are ready; waiting for the model to load and answer /health.",
-                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    starting = {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "PodsNotReady",
+                "message": "0/1 replicas are ready; waiting for the model to load and answer /health.",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ]
+    }
     assert cond(_woken(starting))[2].startswith("Woken from zero by a request at 2026-01-01T00:00:00Z; 0/1 replicas")
 
 
 def test_an_old_wake_is_not_blamed_for_a_later_start():
-    serving = {"lastWokenByRequest": "2026-01-01T00:00:00Z",
-               "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "1/1 replicas are ready.",
-                               "lastTransitionTime": "2026-01-01T00:05:00Z"}]}
+    serving = {
+        "lastWokenByRequest": "2026-01-01T00:00:00Z",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Ready",
+                "message": "1/1 replicas are ready.",
+                "lastTransitionTime": "2026-01-01T00:05:00Z",
+            }
+        ],
+    }
     d = _woken(serving)
     assert cond(d)[2] == "0/1 replicas are ready; waiting for the model to load and answer /health."
     assert not cond(_woken(d.status))[2].startswith("Woken")
@@ -200,8 +245,17 @@ def test_an_old_wake_is_not_blamed_for_a_later_start():
 def test_an_annotation_that_is_not_a_time_is_ignored():
     spec = {**SLEEPY, "replicas": 1}
     live = live_deployment(spec, ready=0, replicas=1)
-    d = decide(observed(spec=spec, status=AT_ZERO, children=[live_service(spec), live], pods=[serving_pod(live, ready=False)],
-                        meta={"annotations": {"llm-operator.io/woken-by-request-at": "just now"}}), KNOWN, NOW)
+    d = decide(
+        observed(
+            spec=spec,
+            status=AT_ZERO,
+            children=[live_service(spec), live],
+            pods=[serving_pod(live, ready=False)],
+            meta={"annotations": {"llm-operator.io/woken-by-request-at": "just now"}},
+        ),
+        KNOWN,
+        NOW,
+    )
     assert "lastWokenByRequest" not in d.status and not cond(d)[2].startswith("Woken")
 
 
@@ -209,13 +263,23 @@ def test_the_facts_query_takes_the_report_of_this_revisions_job():
     new = {**CACHE, "model": {"id": "org/mistral", "revision": "v2"}}
     report = {**MISTRAL, "revision": "v2", "commit": "abc"}
     old_status = {"modelFacts": {**MISTRAL, "revision": "main"}}
-    q = facts_query(observed(spec=new, status=old_status, pods=[job_pod(spec=new, message=json.dumps(report)),
-                                                                 job_pod(message=json.dumps(MISTRAL))]), parsed_spec(new))
+    q = facts_query(
+        observed(
+            spec=new,
+            status=old_status,
+            pods=[job_pod(spec=new, message=json.dumps(report)), job_pod(message=json.dumps(MISTRAL))],
+        ),
+        parsed_spec(new),
+    )
     assert q.job_report["revision"] == "v2" and q.status_facts["revision"] == "main"
 
 
-MISTRAL_AWQ = {**MISTRAL, "modelId": "org/mistral-awq", "parameterCount": 7241732096,
-               "quantizationConfig": {"quant_method": "awq", "bits": 4, "group_size": 128}}
+MISTRAL_AWQ = {
+    **MISTRAL,
+    "modelId": "org/mistral-awq",
+    "parameterCount": 7241732096,
+    "quantizationConfig": {"quant_method": "awq", "bits": 4, "group_size": 128},
+}
 
 
 def test_a_dtype_with_an_awq_checkpoint_is_blocked_naming_the_field():
@@ -223,9 +287,11 @@ def test_a_dtype_with_an_awq_checkpoint_is_blocked_naming_the_field():
     d = decide(observed(spec={"model": {"id": "org/mistral-awq"}, "dtype": "float16"}), awq, NOW)
     assert d.apply == () and d.desired == ()
     assert d.phase == "Failed" and cond(d)[:2] == ("False", "EngineWouldRefuse")
-    assert cond(d)[2] == ("TGI would refuse to start with this spec: spec.dtype cannot be set: the checkpoint is "
-                          "awq-quantized (quantization_config in its config.json), and TGI refuses a dtype with awq; "
-                          "leave spec.dtype unset (auto).")
+    assert cond(d)[2] == (
+        "TGI would refuse to start with this spec: spec.dtype cannot be set: the checkpoint is "
+        "awq-quantized (quantization_config in its config.json), and TGI refuses a dtype with awq; "
+        "leave spec.dtype unset (auto)."
+    )
     assert cond(d, "Stalled")[0] == "True"
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "EngineWouldRefuse")]
     # The nearest good spec: the same checkpoint with dtype auto serves.
@@ -234,8 +300,11 @@ def test_a_dtype_with_an_awq_checkpoint_is_blocked_naming_the_field():
 
 
 def test_an_exl2_checkpoint_on_two_gpus_is_blocked():
-    exl2 = Lookups(facts=facts.FactsAnswer(ModelFacts.from_dict(
-        {**MISTRAL, "quantizationConfig": {"quant_method": "exl2", "bits": 4.0}}), facts.HUB))
+    exl2 = Lookups(
+        facts=facts.FactsAnswer(
+            ModelFacts.from_dict({**MISTRAL, "quantizationConfig": {"quant_method": "exl2", "bits": 4.0}}), facts.HUB
+        )
+    )
     d = decide(observed(spec={"gpus": 2}), exl2, NOW)
     assert d.desired == () and cond(d)[1] == "InvalidSharding" and "TGI cannot shard exl2" in cond(d)[2]
     assert decide(observed(spec={"gpus": 1}), exl2, NOW).blocked is None
@@ -253,8 +322,10 @@ def test_an_engine_arg_contradicting_a_limit_is_blocked():
     spec = {"limits": {"maxTotalTokens": 8192}, "engine": {"args": ["--max-batch-total-tokens", "4096"]}}
     d = decide(observed(spec=spec), KNOWN, NOW)
     assert d.desired == () and cond(d)[1] == "EngineWouldRefuse"
-    assert cond(d)[2] == ("TGI would refuse to start with this spec: --max-batch-total-tokens in spec.engine.args (4096) "
-                          "must be at least spec.limits.maxTotalTokens (8192): one request may use the whole total.")
+    assert cond(d)[2] == (
+        "TGI would refuse to start with this spec: --max-batch-total-tokens in spec.engine.args (4096) "
+        "must be at least spec.limits.maxTotalTokens (8192): one request may use the whole total."
+    )
     spec["engine"]["args"][1] = "8192"
     assert decide(observed(spec=spec), KNOWN, NOW).blocked is None
 
@@ -271,8 +342,13 @@ def test_a_new_reason_in_the_same_phase_posts_an_event():
     pod = serving_pod(live, ready=False)
     before = decide(observed(children=[live_service(), live], pods=[pod]), KNOWN, NOW)
     assert before.phase == "Progressing" and cond(before)[1] == "PodsNotReady"
-    pod["status"]["containerStatuses"] = [{"name": "engine", "restartCount": 1,
-                                           "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]
+    pod["status"]["containerStatuses"] = [
+        {
+            "name": "engine",
+            "restartCount": 1,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}},
+        }
+    ]
     after = decide(observed(status=before.status, children=[live_service(), live], pods=[pod]), KNOWN, NOW)
     assert after.phase == "Progressing" and cond(after)[1] == "CrashLoopBackOff"
     assert [(e.type, e.reason) for e in after.events] == [("Warning", "CrashLoopBackOff")]

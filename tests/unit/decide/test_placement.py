@@ -39,25 +39,38 @@ def test_pods_waiting_for_gpus_a_node_could_offer_are_reconciling():
 
 
 def test_a_pod_no_node_could_ever_hold_is_stalled_naming_what_is_asked_and_what_exists():
-    l4 = {"metadata": {"name": "l4-1", "labels": {"nvidia.com/gpu.product": "NVIDIA-L4"}},
-          "status": {"allocatable": {"nvidia.com/gpu": "4"}}}
+    l4 = {
+        "metadata": {"name": "l4-1", "labels": {"nvidia.com/gpu.product": "NVIDIA-L4"}},
+        "status": {"allocatable": {"nvidia.com/gpu": "4"}},
+    }
     cpu = {"metadata": {"name": "cpu-1", "labels": {}}, "status": {"allocatable": {}}}
     big = {"gpus": 16}
-    d = decide(replace(observed(spec=big, children=[live_service(big), live_deployment(big, ready=0)],
-                                pods=[unschedulable_pod()]), nodes=(H100, l4, cpu)), UNKNOWN, NOW)
+    d = decide(
+        replace(
+            observed(spec=big, children=[live_service(big), live_deployment(big, ready=0)], pods=[unschedulable_pod()]),
+            nodes=(H100, l4, cpu),
+        ),
+        UNKNOWN,
+        NOW,
+    )
     assert d.phase == "Failed" and cond(d)[:2] == ("False", "NoNodeFits")
-    assert cond(d)[2] == ("1 of 1 replicas cannot be scheduled, and no node could ever hold one: each pod asks for "
-                          "16 nvidia.com/gpu; the cluster has 1 node(s) with 4 x NVIDIA-L4, 1 node(s) with "
-                          "8 x NVIDIA-H100-80GB-HBM3, 1 node(s) with no nvidia.com/gpu. The scheduler says: "
-                          "0/5 nodes are available: 5 Insufficient nvidia.com/gpu.")
+    assert cond(d)[2] == (
+        "1 of 1 replicas cannot be scheduled, and no node could ever hold one: each pod asks for "
+        "16 nvidia.com/gpu; the cluster has 1 node(s) with 4 x NVIDIA-L4, 1 node(s) with "
+        "8 x NVIDIA-H100-80GB-HBM3, 1 node(s) with no nvidia.com/gpu. The scheduler says: "
+        "0/5 nodes are available: 5 Insufficient nvidia.com/gpu."
+    )
     assert cond(d, "Stalled")[:2] == ("True", "NoNodeFits") and cond(d, "Reconciling")[0] == "False"
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "NoNodeFits")]
 
 
 def test_a_gpu_product_no_node_has_is_stalled():
     spec = {"gpu": {"product": "NVIDIA-A100-SXM4-80GB"}}
-    d = decide(observed(spec=spec, children=[live_service(spec), live_deployment(spec, ready=0)],
-                        pods=[unschedulable_pod()]), KNOWN, NOW)
+    d = decide(
+        observed(spec=spec, children=[live_service(spec), live_deployment(spec, ready=0)], pods=[unschedulable_pod()]),
+        KNOWN,
+        NOW,
+    )
     assert cond(d)[1] == "NoNodeFits" and "asks for 1 nvidia.com/gpu of product NVIDIA-A100-SXM4-80GB" in cond(d)[2]
 
 
@@ -66,8 +79,10 @@ def test_a_node_selector_no_node_matches_is_stalled_one_that_matches_waits():
     args = dict(spec=spec, children=[live_service(spec), live_deployment(spec, ready=0)], pods=[unschedulable_pod()])
     d = decide(observed(**args), KNOWN, NOW)
     assert cond(d)[1] == "NoNodeFits"
-    assert ("on a node labelled pool=inference; the cluster has 1 node(s) with 8 x NVIDIA-H100-80GB-HBM3 "
-            "(0 of them match the nodeSelector)") in cond(d)[2]
+    assert (
+        "on a node labelled pool=inference; the cluster has 1 node(s) with 8 x NVIDIA-H100-80GB-HBM3 "
+        "(0 of them match the nodeSelector)"
+    ) in cond(d)[2]
     pooled = {**H100, "metadata": {**H100["metadata"], "labels": {**H100["metadata"]["labels"], "pool": "inference"}}}
     assert cond(decide(replace(observed(**args), nodes=(pooled,)), KNOWN, NOW))[1] == "WaitingForGPUs"
 
@@ -92,9 +107,11 @@ def test_an_operator_without_leaderworkersets_says_how_to_turn_them_on():
 def test_too_few_nodes_for_a_group_is_stalled_before_anything_is_made():
     d = decide(multi(nodes=(H100,)), UNKNOWN, NOW)
     assert d.apply == () and cond(d, "Stalled")[:2] == ("True", "NoNodeFits")
-    assert cond(d)[2].startswith("Cannot run a replica on 2 nodes: too few nodes could ever hold the group: a replica "
-                                 "is 2 pods on 2 different nodes, each asking for 8 nvidia.com/gpu; 1 node(s) could "
-                                 "hold one")
+    assert cond(d)[2].startswith(
+        "Cannot run a replica on 2 nodes: too few nodes could ever hold the group: a replica "
+        "is 2 pods on 2 different nodes, each asking for 8 nvidia.com/gpu; 1 node(s) could "
+        "hold one"
+    )
 
 
 def test_a_group_is_ready_when_every_pod_of_it_is():
@@ -107,8 +124,10 @@ def test_a_group_is_ready_when_every_pod_of_it_is():
     waiting = [group_pod(lws, 0, 0), group_pod(lws, 0, 1, ready=False)]
     d = decide(multi(children=[live_service(MULTI, nodes=2), lws], pods=waiting), UNKNOWN, NOW)
     assert d.phase == "Progressing" and cond(d)[1] == "PodsNotReady"
-    assert cond(d)[2] == ("0/1 replicas (each a group of 2 pods on 2 nodes) are ready; waiting for the model to load "
-                          "and answer /health. Not ready yet: pod m-0-1 (a worker of group 0).")
+    assert cond(d)[2] == (
+        "0/1 replicas (each a group of 2 pods on 2 nodes) are ready; waiting for the model to load "
+        "and answer /health. Not ready yet: pod m-0-1 (a worker of group 0)."
+    )
 
 
 def test_a_second_group_that_waits_for_gpus_names_its_pod_and_the_schedulers_message():
@@ -116,9 +135,11 @@ def test_a_second_group_that_waits_for_gpus_names_its_pod_and_the_schedulers_mes
     pods = [group_pod(lws, 0, 0), group_pod(lws, 0, 1), group_pod(lws, 1, 0, ready=False, scheduled=False)]
     d = decide(multi({"replicas": 2}, children=[live_service(MULTI, nodes=2), lws], pods=pods), UNKNOWN, NOW)
     assert d.phase == "Unschedulable" and cond(d, "Stalled")[0] == "False"
-    assert cond(d)[2] == ("1 of 2 replicas (each a group of 2 pods on 2 nodes) serve; pod m-1 (the leader of group 1) "
-                          "waits for GPUs that no node has free now (nodes could hold the group once GPUs free up or "
-                          "nodes are added). The scheduler says: 0/5 nodes are available: 2 Insufficient nvidia.com/gpu.")
+    assert cond(d)[2] == (
+        "1 of 2 replicas (each a group of 2 pods on 2 nodes) serve; pod m-1 (the leader of group 1) "
+        "waits for GPUs that no node has free now (nodes could hold the group once GPUs free up or "
+        "nodes are added). The scheduler says: 0/5 nodes are available: 2 Insufficient nvidia.com/gpu."
+    )
 
 
 def test_a_cluster_without_the_leaderworkerset_api_is_stalled_with_the_install_line():
@@ -126,8 +147,10 @@ def test_a_cluster_without_the_leaderworkerset_api_is_stalled_with_the_install_l
     d = decide(replace(multi(children=[live_service(MULTI, nodes=2)]), refused=refused), UNKNOWN, NOW)
     status, reason, message = cond(d, "Stalled")
     assert (status, reason) == ("True", "LeaderWorkerSetMissing")
-    assert message.startswith("LeaderWorkerSet/m cannot be made: this cluster has no LeaderWorkerSet API "
-                              "(leaderworkerset.x-k8s.io/v1; HTTP 404: the server could not find the requested resource).")
+    assert message.startswith(
+        "LeaderWorkerSet/m cannot be made: this cluster has no LeaderWorkerSet API "
+        "(leaderworkerset.x-k8s.io/v1; HTTP 404: the server could not find the requested resource)."
+    )
 
 
 def test_moving_from_one_node_to_two_replaces_the_deployment_with_a_leaderworkerset():
@@ -153,9 +176,10 @@ def test_the_autoscaler_reads_the_leaders_of_groups_only(monkeypatch):
 
     monkeypatch.setattr(scaling, "scrape", scrape)
     spec = {"replicas": 2, "autoscaling": {"mode": "operator", "minReplicas": 2, "maxReplicas": 2}}
-    tick = scaling.tick(multi(spec, children=[lws], pods=pods), SimpleNamespace(pod_metrics_url="http://x/{pod}"),
-                        None, now=1000.0)
-    assert sorted(scraped) == ["m-0", "m-1"]        # not m-0-1, m-1-1
+    tick = scaling.tick(
+        multi(spec, children=[lws], pods=pods), SimpleNamespace(pod_metrics_url="http://x/{pod}"), None, now=1000.0
+    )
+    assert sorted(scraped) == ["m-0", "m-1"]  # not m-0-1, m-1-1
     assert tick.scale_to is None and tick.report["lastDecision"]["desiredReplicas"] == 2
 
 
@@ -164,8 +188,11 @@ def test_the_lws_install_line_names_the_version_the_local_plane_runs():
 
     from llm_operator.decide.placement import LWS_INSTALL
 
-    pinned = dict(line.split("=", 1) for line in (Path(__file__).parents[3] / "hack" / "versions.env").read_text().split()
-                  if "=" in line and not line.startswith("#"))["LWS_VERSION"]
+    pinned = dict(
+        line.split("=", 1)
+        for line in (Path(__file__).parents[3] / "hack" / "versions.env").read_text().split()
+        if "=" in line and not line.startswith("#")
+    )["LWS_VERSION"]
     assert f"/download/{pinned}/manifests.yaml" in LWS_INSTALL
     for doc in ("README.md", "docs/install.md", "docs/multi-node.md", "charts/llm-operator/values.yaml"):
         assert LWS_INSTALL in (Path(__file__).parents[3] / doc).read_text(), doc

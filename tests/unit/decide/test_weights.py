@@ -12,25 +12,39 @@ BOUND = {"metadata": {"creationTimestamp": "2026-01-01T11:00:00Z"}, "status": {"
 
 
 def observed(**kw) -> CacheObserved:
-    base = dict(claim_name="m-weights", job_name="m-download-1", storage_class="fast", storage_class_found=True,
-                claim=BOUND, job=None, job_pods=(), now=NOW)
+    base = dict(
+        claim_name="m-weights",
+        job_name="m-download-1",
+        storage_class="fast",
+        storage_class_found=True,
+        claim=BOUND,
+        job=None,
+        job_pods=(),
+        now=NOW,
+    )
     return CacheObserved(**{**base, **kw})
 
 
 def job(kind=None, message="", failed=0):
-    conditions = [{"type": kind, "status": "True", "reason": "BackoffLimitExceeded", "message": message}] if kind else []
+    conditions = (
+        [{"type": kind, "status": "True", "reason": "BackoffLimitExceeded", "message": message}] if kind else []
+    )
     return {"status": {"conditions": conditions, "failed": failed}}
 
 
 def pod(message: str, created="2026-01-01T11:30:00Z"):
-    return {"metadata": {"creationTimestamp": created},
-            "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": message}}}]}}
+    return {
+        "metadata": {"creationTimestamp": created},
+        "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": message}}}]},
+    }
 
 
 def test_missing_storage_class_is_stalled_with_the_fix():
     v = judge_cache(observed(claim=None, storage_class_found=False, storage_classes=("slow", "standard")))
     assert (v.condition.reason, v.failed, v.complete) == ("StorageClassNotFound", True, False)
-    assert v.condition.message.startswith("StorageClass fast does not exist (the cluster has slow, standard): create it")
+    assert v.condition.message.startswith(
+        "StorageClass fast does not exist (the cluster has slow, standard): create it"
+    )
     none = judge_cache(observed(claim=None, storage_class="", storage_class_found=False))
     assert (none.condition.reason, none.failed) == ("NoDefaultStorageClass", True)
     assert "(the cluster has none)" in none.condition.message
@@ -43,18 +57,31 @@ def test_a_claim_already_made_goes_on_without_its_storage_class():
 
 
 def test_claim_pending_is_reported_after_a_minute():
-    young = {"metadata": {"creationTimestamp": "2026-01-01T11:59:30Z"}, "status": {"phase": "Pending"},
-             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}, "storageClassName": "fast"}}
-    assert judge_cache(observed(claim=young)).condition.message == "Waiting for the cache volume claim m-weights to be bound."
+    young = {
+        "metadata": {"creationTimestamp": "2026-01-01T11:59:30Z"},
+        "status": {"phase": "Pending"},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": "100Gi"}},
+            "storageClassName": "fast",
+        },
+    }
+    assert (
+        judge_cache(observed(claim=young)).condition.message
+        == "Waiting for the cache volume claim m-weights to be bound."
+    )
     old = {**young, "metadata": {"creationTimestamp": "2026-01-01T11:50:00Z"}}
     assert judge_cache(observed(claim=old)).condition.message == (
         "The cache volume claim m-weights has been Pending for 600s: no volume or provisioner offers 100Gi "
-        "ReadWriteMany in StorageClass fast (kubectl describe pvc m-weights).")
+        "ReadWriteMany in StorageClass fast (kubectl describe pvc m-weights)."
+    )
 
 
 def test_complete_job_gives_the_facts_from_the_newest_pod():
     facts = {"modelId": "org/m", "numLayers": 32}
-    v = judge_cache(observed(job=job("Complete"), job_pods=(pod("not json", "2026-01-01T11:00:00Z"), pod(json.dumps(facts)))))
+    v = judge_cache(
+        observed(job=job("Complete"), job_pods=(pod("not json", "2026-01-01T11:00:00Z"), pod(json.dumps(facts))))
+    )
     assert v.complete and v.condition.status == "True" and v.facts == facts
 
 
@@ -62,9 +89,11 @@ def test_failed_job_says_why_and_how_to_retry():
     error = json.dumps({"error": "org/m is gated", "permanent": True})
     v = judge_cache(observed(job=job("Failed", "Job has reached the specified backoff limit"), job_pods=(pod(error),)))
     assert v.failed and v.condition.reason == "DownloadFailed"
-    assert v.condition.message == ("The download Job m-download-1 failed (BackoffLimitExceeded: Job has reached the "
-                                   "specified backoff limit). The download said: org/m is gated Fix the cause, then "
-                                   "delete the Job to retry (kubectl delete job m-download-1).")
+    assert v.condition.message == (
+        "The download Job m-download-1 failed (BackoffLimitExceeded: Job has reached the "
+        "specified backoff limit). The download said: org/m is gated Fix the cause, then "
+        "delete the Job to retry (kubectl delete job m-download-1)."
+    )
 
 
 def test_running_job_is_downloading_with_retries_counted():

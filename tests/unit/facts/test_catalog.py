@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from llm_operator.facts import catalog
+from llm_operator.facts.hub import estimate_parameter_count, facts_from_config
 from llm_operator.planning import planner
 from llm_operator.planning.gpus import GPU_TYPES
-from llm_operator.facts.hub import estimate_parameter_count, facts_from_config
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "operator" / "llm_operator" / "facts" / "data" / "catalog"
@@ -20,9 +20,17 @@ SHIPPED = [entry for path in sorted(DATA.glob("*.json")) for entry in json.loads
 IDS = [entry["id"] for entry in SHIPPED]
 
 LLAMA_8B_CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
-    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256,
-    "max_position_embeddings": 131072, "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "torch_dtype": "bfloat16",
+    "tie_word_embeddings": False,
 }
 
 
@@ -36,7 +44,9 @@ def test_the_catalog_ships_at_least_twenty_models_and_loads_without_a_problem():
 @pytest.mark.parametrize("entry", SHIPPED, ids=IDS)
 def test_every_entry_states_what_the_hub_parser_reads_from_its_config(entry):
     # The same function the Hub path and the download Job use.
-    parsed = facts_from_config(entry["config"], entry["parameterCount"], model_id=entry["id"], revision=entry["revision"])
+    parsed = facts_from_config(
+        entry["config"], entry["parameterCount"], model_id=entry["id"], revision=entry["revision"]
+    )
     assert entry["facts"] == parsed.to_dict()
     assert catalog.builtin().entry(entry["id"]).facts == parsed
 
@@ -79,7 +89,10 @@ def test_an_unpinned_spec_takes_the_entry_and_a_pinned_one_is_told_when_it_diffe
     assert exact.note == "" and exact.facts.revision == "0e9e39f249a16976918f6564b8830bc894c89659"
     assert built_in.match("meta-llama/Llama-3.1-8B-Instruct", "0e9e39f").note == ""
     unpinned = built_in.match("META-LLAMA/llama-3.1-8b-instruct", "main")
-    assert unpinned.note == "" and (unpinned.facts.model_id, unpinned.facts.revision) == ("META-LLAMA/llama-3.1-8b-instruct", "main")
+    assert unpinned.note == "" and (unpinned.facts.model_id, unpinned.facts.revision) == (
+        "META-LLAMA/llama-3.1-8b-instruct",
+        "main",
+    )
     other = built_in.match("meta-llama/Llama-3.1-8B-Instruct", "v2")
     assert other.facts.num_layers == 32
     assert other.note.startswith("The catalog's facts are for revision 0e9e39f, not v2 (spec.model.revision)")
@@ -93,12 +106,15 @@ def _extra(tmp_path, items) -> Path:
 
 
 def test_a_bad_extra_entry_is_reported_with_its_name_and_field_and_the_others_load(tmp_path, caplog):
-    path = _extra(tmp_path, [
-        {"id": "acme/good-8b", "revision": "main", "config": LLAMA_8B_CONFIG},
-        {"id": "acme/bad-8b", "config": {**LLAMA_8B_CONFIG, "num_hidden_layers": "thirty-two"}},
-        {"id": "acme/no-config"},
-        "just a string",
-    ])
+    path = _extra(
+        tmp_path,
+        [
+            {"id": "acme/good-8b", "revision": "main", "config": LLAMA_8B_CONFIG},
+            {"id": "acme/bad-8b", "config": {**LLAMA_8B_CONFIG, "num_hidden_layers": "thirty-two"}},
+            {"id": "acme/no-config"},
+            "just a string",
+        ],
+    )
     with caplog.at_level("WARNING"):
         loaded = catalog.load([path])
     assert loaded.entry("acme/good-8b").facts.num_layers == 32
@@ -116,22 +132,37 @@ def test_a_bad_extra_entry_is_reported_with_its_name_and_field_and_the_others_lo
     assert "config.num_hidden_layers must be an integer" in loaded.problem_for("ACME/bad-8b")
 
 
-@pytest.mark.parametrize("raw, problem", [
-    ({"id": "no-slash", "config": LLAMA_8B_CONFIG}, "id must be a Hugging Face model id such as org/name, got 'no-slash'"),
-    ({"id": "a/b", "revision": 3, "config": LLAMA_8B_CONFIG}, "revision must be a branch, tag or commit, got 3"),
-    ({"id": "a/b", "parameterCount": 0, "config": LLAMA_8B_CONFIG}, "parameterCount must be a positive integer"),
-    ({"id": "a/b", "parameterCount": True, "config": LLAMA_8B_CONFIG}, "parameterCount must be a positive integer"),
-    ({"id": "a/b", "config": {**LLAMA_8B_CONFIG, "tie_word_embeddings": "no"}},
-     "config.tie_word_embeddings must be true or false, got 'no'"),
-    ({"id": "a/b", "config": {**LLAMA_8B_CONFIG, "hidden_size": -1}}, "config.hidden_size must not be negative, got -1"),
-    ({"id": "a/b", "config": {"model_type": "gemma3", "text_config": {"hidden_size": 2.5}}},
-     "config.text_config.hidden_size must be an integer, got 2.5"),
-    ({"id": "a/b", "config": {"model_type": "llama"}}, "config: config.json has none of hidden_size"),
-    ({"id": "a/b", "config": LLAMA_8B_CONFIG, "facts": {"numLayers": 31}},
-     "facts.numLayers says 31, but config gives 32"),
-    ({"id": "a/b", "config": LLAMA_8B_CONFIG, "facts": {"layers": 32}}, "facts.layers is not a fact"),
-    ({"id": "a/b", "config": LLAMA_8B_CONFIG, "gpus": 2}, "unknown field gpus"),
-])
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        (
+            {"id": "no-slash", "config": LLAMA_8B_CONFIG},
+            "id must be a Hugging Face model id such as org/name, got 'no-slash'",
+        ),
+        ({"id": "a/b", "revision": 3, "config": LLAMA_8B_CONFIG}, "revision must be a branch, tag or commit, got 3"),
+        ({"id": "a/b", "parameterCount": 0, "config": LLAMA_8B_CONFIG}, "parameterCount must be a positive integer"),
+        ({"id": "a/b", "parameterCount": True, "config": LLAMA_8B_CONFIG}, "parameterCount must be a positive integer"),
+        (
+            {"id": "a/b", "config": {**LLAMA_8B_CONFIG, "tie_word_embeddings": "no"}},
+            "config.tie_word_embeddings must be true or false, got 'no'",
+        ),
+        (
+            {"id": "a/b", "config": {**LLAMA_8B_CONFIG, "hidden_size": -1}},
+            "config.hidden_size must not be negative, got -1",
+        ),
+        (
+            {"id": "a/b", "config": {"model_type": "gemma3", "text_config": {"hidden_size": 2.5}}},
+            "config.text_config.hidden_size must be an integer, got 2.5",
+        ),
+        ({"id": "a/b", "config": {"model_type": "llama"}}, "config: config.json has none of hidden_size"),
+        (
+            {"id": "a/b", "config": LLAMA_8B_CONFIG, "facts": {"numLayers": 31}},
+            "facts.numLayers says 31, but config gives 32",
+        ),
+        ({"id": "a/b", "config": LLAMA_8B_CONFIG, "facts": {"layers": 32}}, "facts.layers is not a fact"),
+        ({"id": "a/b", "config": LLAMA_8B_CONFIG, "gpus": 2}, "unknown field gpus"),
+    ],
+)
 def test_each_bad_field_is_named(raw, problem):
     with pytest.raises(catalog.CatalogEntryError) as err:
         catalog.parse_entry(raw, "test")
@@ -139,18 +170,37 @@ def test_each_bad_field_is_named(raw, problem):
 
 
 def test_an_extra_entry_replaces_a_shipped_one_of_the_same_id(tmp_path):
-    path = _extra(tmp_path, {"models": [{"id": "meta-llama/Llama-3.1-8B-Instruct", "revision": "mine",
-                                         "config": {**LLAMA_8B_CONFIG, "num_hidden_layers": 40}, "parameterCount": 9_000_000_000}]})
+    path = _extra(
+        tmp_path,
+        {
+            "models": [
+                {
+                    "id": "meta-llama/Llama-3.1-8B-Instruct",
+                    "revision": "mine",
+                    "config": {**LLAMA_8B_CONFIG, "num_hidden_layers": 40},
+                    "parameterCount": 9_000_000_000,
+                }
+            ]
+        },
+    )
     loaded = catalog.load([path])
     entry = loaded.entry("meta-llama/Llama-3.1-8B-Instruct")
-    assert (entry.revision, entry.facts.num_layers, entry.facts.parameter_count, entry.origin) == ("mine", 40, 9_000_000_000, str(path))
+    assert (entry.revision, entry.facts.num_layers, entry.facts.parameter_count, entry.origin) == (
+        "mine",
+        40,
+        9_000_000_000,
+        str(path),
+    )
     assert loaded.problems == ()
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("models: [", "not valid YAML"),
-    ("42", "expected a list of models, got int"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("models: [", "not valid YAML"),
+        ("42", "expected a list of models, got int"),
+    ],
+)
 def test_a_file_that_is_not_a_list_of_entries_is_one_problem(tmp_path, text, problem):
     path = tmp_path / "models.yaml"
     path.write_text(text)
@@ -161,5 +211,10 @@ def test_a_file_that_is_not_a_list_of_entries_is_one_problem(tmp_path, text, pro
 
 def test_a_missing_file_is_one_problem_not_a_crash(tmp_path):
     loaded = catalog.load([tmp_path / "absent.yaml"])
-    assert loaded.problems == (("", f"Catalog {tmp_path / 'absent.yaml'}: cannot be read (No such file or directory); "
-                                    "no entry of it was loaded."),)
+    assert loaded.problems == (
+        (
+            "",
+            f"Catalog {tmp_path / 'absent.yaml'}: cannot be read (No such file or directory); "
+            "no entry of it was loaded.",
+        ),
+    )

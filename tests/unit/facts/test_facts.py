@@ -7,14 +7,24 @@ import json
 import threading
 
 import pytest
-
-from llm_operator.facts import lookup as facts
-from llm_operator.decide.decision import Lookups, decide, facts_query
-from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing
-
-from decideobjects import (CACHE, FAST, LLAMA_70B, NOW, claim, job, job_pod, live_deployment, live_service, observed,
-                           serving_pod)
+from decideobjects import (
+    CACHE,
+    FAST,
+    LLAMA_70B,
+    NOW,
+    claim,
+    job,
+    job_pod,
+    live_deployment,
+    live_service,
+    observed,
+    serving_pod,
+)
 from decideobjects import parsed_spec as _spec
+
+from llm_operator.decide.decision import Lookups, decide, facts_query
+from llm_operator.facts import lookup as facts
+from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing
 
 A = {**LLAMA_70B, "modelId": "org/llama-70b", "revision": "a"}
 B = {**LLAMA_70B, "modelId": "org/llama-70b", "revision": "b", "numLayers": 81}
@@ -62,11 +72,20 @@ def test_a_revision_change_plans_from_the_new_jobs_report_not_the_old_status():
     """Regression: the old revision's status.modelFacts won over the new Job's facts, the Hub
     being unreachable the plan became unknown and a 70B model fell back to 1 GPU."""
     spec = {**CACHE, "model": {"id": "org/llama-70b", "revision": "b"}, "gpus": None}
-    old_status = {"observedGeneration": 1, "gpus": 2, "modelFacts": A,
-                  "plan": {"known": True, "numShard": 2, "fits": True}}
-    obs = observed(spec=spec, status=old_status, storage_classes=FAST, meta={"generation": 2},
-                   children=[live_service(), claim(), job("Complete", spec=spec)],
-                   pods=[job_pod(spec=spec, message=json.dumps({**B, "commit": "c0ffee"}))])
+    old_status = {
+        "observedGeneration": 1,
+        "gpus": 2,
+        "modelFacts": A,
+        "plan": {"known": True, "numShard": 2, "fits": True},
+    }
+    obs = observed(
+        spec=spec,
+        status=old_status,
+        storage_classes=FAST,
+        meta={"generation": 2},
+        children=[live_service(), claim(), job("Complete", spec=spec)],
+        pods=[job_pod(spec=spec, message=json.dumps({**B, "commit": "c0ffee"}))],
+    )
     q = facts_query(obs, _spec(spec))
     answer = facts.lookup(q.model_id, q.revision, job_report=q.job_report, status_facts=q.status_facts, hub=Hub())
     assert answer.source == "job" and answer.facts.revision == "b"
@@ -79,8 +98,10 @@ def test_a_revision_change_plans_from_the_new_jobs_report_not_the_old_status():
 
 # ---- a model or revision the Hub says does not exist (issue 11) ---------------------------
 
-NOT_FOUND = ("org/mistral was not found on the Hugging Face Hub (https://huggingface.co): check the id, "
-             "or give a token if the repository is private.")
+NOT_FOUND = (
+    "org/mistral was not found on the Hugging Face Hub (https://huggingface.co): check the id, "
+    "or give a token if the repository is private."
+)
 
 
 class MissingHub(Hub):
@@ -108,8 +129,9 @@ def test_a_model_the_hub_does_not_have_deploys_nothing_and_is_stalled():
     assert d.desired == () and d.apply == () and d.phase == "Failed"
     ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ModelNotFound")
-    assert ready["message"] == NOT_FOUND + (" Nothing is deployed for org/mistral@main until spec.model names a "
-                                            "model and revision the Hub has.")
+    assert ready["message"] == NOT_FOUND + (
+        " Nothing is deployed for org/mistral@main until spec.model names a model and revision the Hub has."
+    )
     stalled = next(c for c in d.status["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "ModelNotFound")
     assert [(e.type, e.reason) for e in d.events] == [("Warning", "ModelNotFound")]
@@ -117,14 +139,18 @@ def test_a_model_the_hub_does_not_have_deploys_nothing_and_is_stalled():
 
 
 def test_a_revision_the_hub_does_not_have_is_stalled_too():
-    message = "Revision 'v9' of org/mistral does not exist on the Hugging Face Hub: pin an existing branch, tag or commit."
+    message = (
+        "Revision 'v9' of org/mistral does not exist on the Hugging Face Hub: pin an existing branch, tag or commit."
+    )
     d = decide(observed(), Lookups(facts=missing_answer("RevisionNotFound", message)), NOW)
     assert d.desired == () and d.phase == "Failed" and d.blocked.reason == "RevisionNotFound"
 
 
 def test_a_changed_model_that_does_not_exist_keeps_the_old_deployment_serving():
     live = live_deployment()
-    d = decide(observed(children=[live_service(), live], pods=[serving_pod(live)]), Lookups(facts=missing_answer()), NOW)
+    d = decide(
+        observed(children=[live_service(), live], pods=[serving_pod(live)]), Lookups(facts=missing_answer()), NOW
+    )
     assert d.prune == () and d.apply == () and d.blocked.reason == "ModelNotFound"
     ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
     assert ready["message"].endswith("The previous version keeps serving with 1 ready replica(s).")
@@ -162,6 +188,7 @@ def test_a_remembered_failure_keeps_its_kind():
 def test_a_remembered_failure_raised_again_and_again_holds_no_callers_frames():
     """Each caller gets a new exception: re-raising the remembered one would chain every
     caller's frames onto its traceback (memory growing with each reconcile)."""
+
     def fetch(model_id, revision):
         raise ModelFactsUnavailable("the Hub cannot be reached")
 
@@ -189,12 +216,27 @@ def test_a_remembered_failure_raised_again_and_again_holds_no_callers_frames():
 
 from llm_operator.facts import catalog as model_catalog  # noqa: E402
 
-CATALOG = model_catalog.parse_entries([{
-    "id": "org/llama-70b", "revision": "c" * 40, "parameterCount": 70_553_706_496,
-    "config": {"model_type": "llama", "hidden_size": 8192, "intermediate_size": 28672, "num_attention_heads": 64,
-               "num_hidden_layers": 80, "num_key_value_heads": 8, "vocab_size": 128256,
-               "max_position_embeddings": 131072, "torch_dtype": "bfloat16"},
-}], "test")
+CATALOG = model_catalog.parse_entries(
+    [
+        {
+            "id": "org/llama-70b",
+            "revision": "c" * 40,
+            "parameterCount": 70_553_706_496,
+            "config": {
+                "model_type": "llama",
+                "hidden_size": 8192,
+                "intermediate_size": 28672,
+                "num_attention_heads": 64,
+                "num_hidden_layers": 80,
+                "num_key_value_heads": 8,
+                "vocab_size": 128256,
+                "max_position_embeddings": 131072,
+                "torch_dtype": "bfloat16",
+            },
+        }
+    ],
+    "test",
+)
 
 
 class PendingHub(Hub):
@@ -241,18 +283,26 @@ def test_a_pinned_revision_the_catalog_has_not_is_planned_and_told_so():
 
 
 def test_a_catalog_plan_names_its_source_and_survives_a_restart_unchanged():
-    spec = {"model": {"id": "org/llama-70b", "revision": "v2"}, "gpus": None, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
+    spec = {
+        "model": {"id": "org/llama-70b", "revision": "v2"},
+        "gpus": None,
+        "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+    }
     answer = facts.lookup("org/llama-70b", "v2", hub=Hub(), catalog=CATALOG)
     d = decide(observed(spec=spec), Lookups(facts=answer), NOW)
     plan = d.status["plan"]
     assert (plan["known"], plan["source"], plan["numShard"], d.status["gpus"]) == (True, "catalog", 2, 2)
-    assert plan["reason"].endswith("Model facts from the catalog (revision ccccccc). The catalog's facts are for "
-                                   "revision ccccccc, not v2 (spec.model.revision); the plan uses them until the "
-                                   "download Job reads the pinned revision's own.")
+    assert plan["reason"].endswith(
+        "Model facts from the catalog (revision ccccccc). The catalog's facts are for "
+        "revision ccccccc, not v2 (spec.model.revision); the plan uses them until the "
+        "download Job reads the pinned revision's own."
+    )
     kept = d.status["modelFacts"]
     assert (kept["source"], kept["sourceRevision"], kept["revision"]) == ("catalog", "c" * 40, "v2")
     # After a restart the facts come from status.modelFacts, and say the same.
-    again = facts.lookup("org/llama-70b", "v2", status_facts=kept, hub=Hub(answer=ModelFacts.from_dict(B)), catalog=CATALOG)
+    again = facts.lookup(
+        "org/llama-70b", "v2", status_facts=kept, hub=Hub(answer=ModelFacts.from_dict(B)), catalog=CATALOG
+    )
     assert (again.source, again.note, again.source_revision) == (answer.source, answer.note, answer.source_revision)
     d2 = decide(observed(spec=spec, status=d.status), Lookups(facts=again), NOW)
     assert d2.status["plan"] == plan and d2.status["modelFacts"] == kept
@@ -260,7 +310,11 @@ def test_a_catalog_plan_names_its_source_and_survives_a_restart_unchanged():
 
 def test_a_hub_plan_says_so():
     spec = {"model": {"id": "org/llama-70b", "revision": "b"}, "gpus": 2, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}
-    d = decide(observed(spec=spec), Lookups(facts=facts.lookup("org/llama-70b", "b", hub=Hub(answer=ModelFacts.from_dict(B)))), NOW)
+    d = decide(
+        observed(spec=spec),
+        Lookups(facts=facts.lookup("org/llama-70b", "b", hub=Hub(answer=ModelFacts.from_dict(B)))),
+        NOW,
+    )
     assert d.status["plan"]["source"] == "hub"
     assert d.status["plan"]["reason"].endswith("Model facts from the Hugging Face Hub.")
 
@@ -269,5 +323,6 @@ def test_a_rejected_extra_entry_is_named_when_its_model_is_planned():
     rejected = model_catalog.parse_entries([{"id": "org/m", "config": {"hidden_size": "big"}}], "extra.yaml")
     got = facts.lookup("org/m", "main", hub=Hub(), catalog=rejected)
     assert got.source == "unavailable"
-    assert got.message.endswith("Catalog extra.yaml, entry 1 (org/m): config.hidden_size must be an integer, "
-                                "got 'big'; the entry is left out.")
+    assert got.message.endswith(
+        "Catalog extra.yaml, entry 1 (org/m): config.hidden_size must be an integer, got 'big'; the entry is left out."
+    )

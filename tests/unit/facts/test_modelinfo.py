@@ -7,8 +7,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_operator.facts.hub import ModelFacts, ModelFactsUnavailable, ModelMissing, estimate_parameter_count, facts_from_config, facts_from_hub, facts_from_local, parameter_count_from_safetensors_index, parameter_count_from_safetensors_metadata
-
+from llm_operator.facts.hub import (
+    ModelFacts,
+    ModelFactsUnavailable,
+    ModelMissing,
+    estimate_parameter_count,
+    facts_from_config,
+    facts_from_hub,
+    facts_from_local,
+    parameter_count_from_safetensors_index,
+    parameter_count_from_safetensors_metadata,
+)
 from support.hub import HubServer, safetensors_header_only
 
 MODELS = Path(__file__).parents[2] / "data" / "models"
@@ -40,9 +49,18 @@ EXPECTED_FACTS = {
 def test_facts_from_config(short_name):
     facts = facts_from_config(config_of(short_name), PARAMS[short_name])
     assert (
-        facts.num_layers, facts.hidden_size, facts.num_attention_heads, facts.num_key_value_heads,
-        facts.head_dim, facts.vocab_size, facts.max_position_embeddings, facts.torch_dtype,
-        facts.intermediate_size, facts.num_experts, facts.num_experts_per_tok, facts.tie_word_embeddings,
+        facts.num_layers,
+        facts.hidden_size,
+        facts.num_attention_heads,
+        facts.num_key_value_heads,
+        facts.head_dim,
+        facts.vocab_size,
+        facts.max_position_embeddings,
+        facts.torch_dtype,
+        facts.intermediate_size,
+        facts.num_experts,
+        facts.num_experts_per_tok,
+        facts.tie_word_embeddings,
     ) == EXPECTED_FACTS[short_name]
     assert facts.parameter_count == PARAMS[short_name]
     assert facts.parameter_count_estimated is False
@@ -65,11 +83,25 @@ def test_missing_count_is_estimated_and_says_so():
 def test_old_falcon_names_give_the_same_facts():
     # tiiuae/falcon-40b's config.json before the in-library Falcon port (RefinedWeb names).
     refined_web = {
-        "alibi": False, "apply_residual_connection_post_layernorm": False, "architectures": ["RWForCausalLM"],
-        "bias": False, "bos_token_id": 1, "eos_token_id": 2, "hidden_dropout": 0.0, "hidden_size": 8192,
-        "initializer_range": 0.02, "layer_norm_epsilon": 1e-05, "model_type": "RefinedWeb", "n_head": 128,
-        "n_head_kv": 8, "n_layer": 60, "parallel_attn": True, "torch_dtype": "bfloat16",
-        "transformers_version": "4.27.4", "use_cache": True, "vocab_size": 65024,
+        "alibi": False,
+        "apply_residual_connection_post_layernorm": False,
+        "architectures": ["RWForCausalLM"],
+        "bias": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "hidden_dropout": 0.0,
+        "hidden_size": 8192,
+        "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-05,
+        "model_type": "RefinedWeb",
+        "n_head": 128,
+        "n_head_kv": 8,
+        "n_layer": 60,
+        "parallel_attn": True,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.27.4",
+        "use_cache": True,
+        "vocab_size": 65024,
     }
     # RefinedWeb always used the new decoder for 40B; the later config says so explicitly.
     old = facts_from_config({**refined_web, "new_decoder_architecture": True}, None)
@@ -79,8 +111,16 @@ def test_old_falcon_names_give_the_same_facts():
 
 
 def test_falcon_7b_multi_query_has_one_kv_head():
-    falcon_7b = {"model_type": "falcon", "hidden_size": 4544, "num_attention_heads": 71, "num_hidden_layers": 32,
-                 "multi_query": True, "new_decoder_architecture": False, "vocab_size": 65024, "parallel_attn": True}
+    falcon_7b = {
+        "model_type": "falcon",
+        "hidden_size": 4544,
+        "num_attention_heads": 71,
+        "num_hidden_layers": 32,
+        "multi_query": True,
+        "new_decoder_architecture": False,
+        "vocab_size": 65024,
+        "parallel_attn": True,
+    }
     facts = facts_from_config(falcon_7b, None)
     assert (facts.num_key_value_heads, facts.head_dim, facts.intermediate_size) == (1, 64, 18176)
     # tiiuae/falcon-7b's checkpoint count (7.22B, lm_head stored separately).
@@ -102,11 +142,24 @@ def test_to_dict_is_camel_case_and_round_trips():
     facts = facts_from_config(config_of("llama-3-8b"), 8030261248, model_id="meta-llama/Meta-Llama-3-8B")
     data = facts.to_dict()
     assert data == {
-        "modelId": "meta-llama/Meta-Llama-3-8B", "revision": "main", "numLayers": 32, "hiddenSize": 4096,
-        "numAttentionHeads": 32, "numKeyValueHeads": 8, "headDim": 128, "vocabSize": 128256,
-        "maxPositionEmbeddings": 8192, "torchDtype": "bfloat16", "intermediateSize": 14336, "numExperts": 0,
-        "numExpertsPerTok": 0, "parameterCount": 8030261248, "parameterCountEstimated": False,
-        "tieWordEmbeddings": False, "modelType": "llama", "quantizationConfig": None,
+        "modelId": "meta-llama/Meta-Llama-3-8B",
+        "revision": "main",
+        "numLayers": 32,
+        "hiddenSize": 4096,
+        "numAttentionHeads": 32,
+        "numKeyValueHeads": 8,
+        "headDim": 128,
+        "vocabSize": 128256,
+        "maxPositionEmbeddings": 8192,
+        "torchDtype": "bfloat16",
+        "intermediateSize": 14336,
+        "numExperts": 0,
+        "numExpertsPerTok": 0,
+        "parameterCount": 8030261248,
+        "parameterCountEstimated": False,
+        "tieWordEmbeddings": False,
+        "modelType": "llama",
+        "quantizationConfig": None,
     }
     assert ModelFacts.from_dict(json.loads(json.dumps(data))) == facts
     assert ModelFacts.from_dict({**data, "someFutureField": 1}) == facts
@@ -152,30 +205,41 @@ def test_facts_from_local_given_params_and_id():
 
 # --- the Hub path, against a local server that speaks the Hub's file protocol ----------------
 
+
 def llama_3_8b_repo():
     """Meta-Llama-3-8B as two shards whose tensor shapes add up to its 8,030,261,248 parameters."""
     shard_1 = "model-00001-of-00002.safetensors"
     shard_2 = "model-00002-of-00002.safetensors"
-    index = {"metadata": {"total_size": 16060522496},
-             "weight_map": {"model.embed_tokens.weight": shard_1, "lm_head.weight": shard_2,
-                            "model.layers.all": shard_2, "model.norm.weight": shard_2}}
+    index = {
+        "metadata": {"total_size": 16060522496},
+        "weight_map": {
+            "model.embed_tokens.weight": shard_1,
+            "lm_head.weight": shard_2,
+            "model.layers.all": shard_2,
+            "model.norm.weight": shard_2,
+        },
+    }
     return {
         "config.json": (MODELS / "llama-3-8b" / "config.json").read_bytes(),
         "model.safetensors.index.json": json.dumps(index).encode(),
         shard_1: safetensors_header_only({"model.embed_tokens.weight": ("BF16", [128256, 4096])}),
-        shard_2: safetensors_header_only({
-            "lm_head.weight": ("BF16", [128256, 4096]),
-            "model.layers.all": ("BF16", [32, 218112000]),  # 32 layers of 218,112,000 parameters
-            "model.norm.weight": ("BF16", [4096]),
-        }),
+        shard_2: safetensors_header_only(
+            {
+                "lm_head.weight": ("BF16", [128256, 4096]),
+                "model.layers.all": ("BF16", [32, 218112000]),  # 32 layers of 218,112,000 parameters
+                "model.norm.weight": ("BF16", [4096]),
+            }
+        ),
     }
 
 
 @pytest.fixture
 def hub():
     server = HubServer(
-        {"meta-llama/Meta-Llama-3-8B": llama_3_8b_repo(),
-         "acme/bin-only": {"config.json": (MODELS / "mistral-7b" / "config.json").read_bytes()}},
+        {
+            "meta-llama/Meta-Llama-3-8B": llama_3_8b_repo(),
+            "acme/bin-only": {"config.json": (MODELS / "mistral-7b" / "config.json").read_bytes()},
+        },
         gated={"meta-llama/Llama-3.1-405B"},
     )
     yield server
@@ -226,7 +290,9 @@ def test_unknown_model(hub, tmp_path):
 def test_unknown_revision(tmp_path):
     server = HubServer({"meta-llama/Meta-Llama-3-8B": llama_3_8b_repo()}, missing_revisions={"v9"})
     try:
-        with pytest.raises(ModelMissing, match=r"^Revision 'v9' of meta-llama/Meta-Llama-3-8B does not exist") as raised:
+        with pytest.raises(
+            ModelMissing, match=r"^Revision 'v9' of meta-llama/Meta-Llama-3-8B does not exist"
+        ) as raised:
             facts_from_hub("meta-llama/Meta-Llama-3-8B", revision="v9", cache_dir=tmp_path, endpoint=server.endpoint)
     finally:
         server.close()

@@ -11,15 +11,15 @@ from llm_operator.gateway.feed import Feed, install_static, load_static
 
 def test_watch_events_and_per_namespace_relists_keep_the_table_whole():
     store = EndpointStore()
-    feed = Feed(store, kube=object())                # a table fed by watches, never started here
+    feed = Feed(store, kube=object())  # a table fed by watches, never started here
     assert feed.synced == {"models": False, "pods": False}
     in_a, in_b = feed.on_listed("models", "a", 2), feed.on_listed("models", "b", 2)
     in_a([llmd("x", ns="a"), llmd("y", ns="a")])
-    assert not feed.synced["models"]                   # b not listed yet
+    assert not feed.synced["models"]  # b not listed yet
     in_b([llmd("x", ns="b")])
     assert feed.synced["models"]
     assert sorted(store.models) == [("a", "x"), ("a", "y"), ("b", "x")]
-    in_a([llmd("y", ns="a")])                          # a relist of a drops what a lost, leaves b alone
+    in_a([llmd("y", ns="a")])  # a relist of a drops what a lost, leaves b alone
     assert sorted(store.models) == [("a", "y"), ("b", "x")]
     feed.on_model_event("DELETED", llmd("y", ns="a"))
     assert sorted(store.models) == [("b", "x")]
@@ -69,16 +69,19 @@ def test_one_list_watch_of_models_and_of_serving_pods_per_namespace():
         await feed.stop()
         return store, feed, kube.watched
 
-    store, feed, watched = asyncio.run(scenario([], {
-        "/apis/llm-operator.io/v1alpha1/llmdeployments": [llmd("m")],
-        "/api/v1/pods": [pod("p", "m")]}))
+    store, feed, watched = asyncio.run(
+        scenario([], {"/apis/llm-operator.io/v1alpha1/llmdeployments": [llmd("m")], "/api/v1/pods": [pod("p", "m")]})
+    )
     assert watched == [("/apis/llm-operator.io/v1alpha1/llmdeployments", ""), ("/api/v1/pods", POD_SELECTOR)]
     assert feed.synced == {"models": True, "pods": True}
     assert list(store.models) == [("models", "m")] and [e.pod for e in store.endpoints(("models", "m"))] == ["p"]
     _, feed, watched = asyncio.run(scenario(["a", "b"], {}))
     assert [w[0] for w in watched] == [
-        "/apis/llm-operator.io/v1alpha1/namespaces/a/llmdeployments", "/api/v1/namespaces/a/pods",
-        "/apis/llm-operator.io/v1alpha1/namespaces/b/llmdeployments", "/api/v1/namespaces/b/pods"]
+        "/apis/llm-operator.io/v1alpha1/namespaces/a/llmdeployments",
+        "/api/v1/namespaces/a/pods",
+        "/apis/llm-operator.io/v1alpha1/namespaces/b/llmdeployments",
+        "/api/v1/namespaces/b/pods",
+    ]
     assert feed.synced == {"models": True, "pods": True}
     assert POD_SELECTOR == "llm-operator.io/name,app.kubernetes.io/component=server"
 
@@ -86,22 +89,37 @@ def test_one_list_watch_of_models_and_of_serving_pods_per_namespace():
 def test_without_a_client_there_is_nothing_to_wait_for():
     feed = Feed(EndpointStore())
     assert feed.synced == {"models": True, "pods": True}
-    feed.start(["a"])                                  # watches nothing
+    feed.start(["a"])  # watches nothing
 
 
 def test_a_static_table_from_a_file(tmp_path):
     path = tmp_path / "static.yaml"
-    path.write_text("- name: m\n  engine: vllm\n  endpoints: ['127.0.0.1:9000', '127.0.0.1:9001']\n"
-                    "  adapters: {sql: org/sql}\n  routing: {strategy: prefix, prefixChars: 300, loadFactorPercent: 150}\n"
-                    "- {name: n, namespace: other}\n")
+    path.write_text(
+        "- name: m\n  engine: vllm\n  endpoints: ['127.0.0.1:9000', '127.0.0.1:9001']\n"
+        "  adapters: {sql: org/sql}\n  routing: {strategy: prefix, prefixChars: 300, loadFactorPercent: 150}\n"
+        "- {name: n, namespace: other}\n"
+    )
     table = load_static(str(path))
     (m, m_endpoints), (n, n_endpoints) = table
     assert (m.namespace, m.name, m.engine, m.ready, m.replicas, m.adapters) == (
-        "default", "m", "vllm", True, 2, (("sql", "org/sql"),))
+        "default",
+        "m",
+        "vllm",
+        True,
+        2,
+        (("sql", "org/sql"),),
+    )
     assert (m.routing, m.prefix_chars, m.load_factor) == ("prefix", 300, 1.5)
     assert m_endpoints == [Endpoint("127.0.0.1", 9000, "m-0"), Endpoint("127.0.0.1", 9001, "m-1")]
     assert (n.key, n.engine, n.replicas, n.routing, n.prefix_chars, n.load_factor, n_endpoints) == (
-        ("other", "n"), "tgi", 0, "leastLoad", 4096, 1.25, [])
+        ("other", "n"),
+        "tgi",
+        0,
+        "leastLoad",
+        4096,
+        1.25,
+        [],
+    )
     store = EndpointStore()
     told = []
     store.observe(told.append)

@@ -10,9 +10,12 @@ A, B, C, D = "127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003", "127.0.0.1:80
 
 # ---- keys ------------------------------------------------------------------------------
 
+
 def test_chat_key_is_the_messages_in_order_up_to_the_limit():
-    body = {"model": "m", "messages": [{"role": "system", "content": "You are terse."},
-                                       {"role": "user", "content": "hello"}]}
+    body = {
+        "model": "m",
+        "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "hello"}],
+    }
     assert prefix_key(body, None) == b"\x00system\x1fYou are terse.\x1euser\x1fhello\x1e"
     assert prefix_key(body, None, max_chars=10) == b"\x00system\x1fYou"
     # Only the start counts: the same system prompt with another question shares a 20-char key.
@@ -22,8 +25,14 @@ def test_chat_key_is_the_messages_in_order_up_to_the_limit():
 
 
 def test_content_parts_and_completion_prompts():
-    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"},
-                                                         {"type": "text", "text": "b"}]}]}
+    parts = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text", "text": "b"}],
+            }
+        ]
+    }
     assert prefix_key(parts, None) == b"\x00user\x1fab\x1e"
     assert prefix_key({"prompt": "Once upon a time"}, None, 9) == b"\x00Once upon"
     assert prefix_key({"prompt": ["first", "second"]}, None) == b"\x00first"
@@ -37,6 +46,7 @@ def test_an_adapter_is_hashed_apart_from_its_base_model():
 
 
 # ---- the ring ----------------------------------------------------------------------------
+
 
 def test_walk_gives_every_member_once_home_first():
     ring = Ring([A, B, C, D])
@@ -59,7 +69,7 @@ def test_a_joining_replica_takes_only_keys_and_a_leaving_one_gives_only_its_own(
     before = {k: three.home(k) for k in keys}
     after = {k: four.home(k) for k in keys}
     moved = [k for k in keys if before[k] != after[k]]
-    assert moved and all(after[k] == D for k in moved)           # only to the newcomer
-    assert 0.15 < len(moved) / len(keys) < 0.35                  # about its quarter
+    assert moved and all(after[k] == D for k in moved)  # only to the newcomer
+    assert 0.15 < len(moved) / len(keys) < 0.35  # about its quarter
     # D leaves again: exactly its keys move, back where they were.
     assert {k: Ring([A, B, C]).home(k) for k in keys} == before

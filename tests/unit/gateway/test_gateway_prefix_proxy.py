@@ -16,11 +16,13 @@ from llm_operator.gateway.server import Gateway
 
 async def engine(gate: asyncio.Event | None = None):
     """Answers with its port; with a gate, holds each answer until the gate opens."""
+
     async def handler(request):
         await request.read()
         if gate is not None:
             await gate.wait()
         return web.json_response({"port": request.url.port})
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
     runner = web.AppRunner(app)
@@ -50,8 +52,12 @@ def run(coro):
 
 
 def test_model_of_reads_spec_routing_with_defaults():
-    m = model_of({"metadata": {"name": "a", "namespace": "n"},
-                  "spec": {"routing": {"strategy": "prefix", "prefixChars": 300, "loadFactorPercent": 150}}})
+    m = model_of(
+        {
+            "metadata": {"name": "a", "namespace": "n"},
+            "spec": {"routing": {"strategy": "prefix", "prefixChars": 300, "loadFactorPercent": 150}},
+        }
+    )
     assert (m.routing, m.prefix_chars, m.load_factor) == ("prefix", 300, 1.5)
     d = model_of({"metadata": {"name": "a", "namespace": "n"}, "spec": {}})
     assert (d.routing, d.prefix_chars, d.load_factor) == ("leastLoad", 4096, 1.25)
@@ -65,10 +71,12 @@ def test_one_prefix_stays_on_its_replica_and_prefixes_spread():
         gw, runner, url = await start_gateway([(m, [Endpoint("127.0.0.1", p, f"pod{i}") for i, p in enumerate(ports)])])
         ring = Ring(f"127.0.0.1:{p}" for p in ports)
         async with aiohttp.ClientSession() as s:
+
             async def ask(body):
                 async with s.post(url + "/v1/chat/completions", json=body) as r:
                     assert r.status == 200
                     return (await r.json())["port"]
+
             # One system prompt, many users' questions (past prefixChars): one replica, its home.
             system = "You answer questions about the fleet's GPUs. " * 3
             landed = {await ask(chat(system, f"question {i}")) for i in range(20)}
@@ -89,6 +97,7 @@ def test_one_prefix_stays_on_its_replica_and_prefixes_spread():
         await gw.close()
         for r, _ in engines:
             await r.cleanup()
+
     run(scenario())
 
 
@@ -100,9 +109,11 @@ def test_a_busy_home_spills_to_the_next_replica_on_the_ring():
         m = Model(namespace="n", name="m", ready=True, replicas=2, routing="prefix", load_factor=1.0)
         gw, runner, url = await start_gateway([(m, [Endpoint("127.0.0.1", p, f"pod{i}") for i, p in enumerate(ports)])])
         async with aiohttp.ClientSession() as s:
+
             async def ask():
                 async with s.post(url + "/v1/chat/completions", json=chat("same prefix")) as r:
                     return (await r.json())["port"]
+
             # Four requests for one prefix at once, load factor 1.0 over 2 replicas: the bound
             # is ceil((L + 1) / 2), so they alternate home, home, other, ...: two on each.
             tasks = [asyncio.create_task(ask()) for _ in range(4)]
@@ -121,6 +132,7 @@ def test_a_busy_home_spills_to_the_next_replica_on_the_ring():
         await gw.close()
         for r, _ in engines:
             await r.cleanup()
+
     run(scenario())
 
 
@@ -128,7 +140,9 @@ def test_least_load_is_still_the_default():
     async def scenario():
         engines = [await engine() for _ in range(2)]
         m = Model(namespace="n", name="m", ready=True, replicas=2)
-        gw, runner, url = await start_gateway([(m, [Endpoint("127.0.0.1", p, f"pod{i}") for i, (_, p) in enumerate(engines)])])
+        gw, runner, url = await start_gateway(
+            [(m, [Endpoint("127.0.0.1", p, f"pod{i}") for i, (_, p) in enumerate(engines)])]
+        )
         async with aiohttp.ClientSession() as s:
             for _ in range(5):
                 async with s.post(url + "/v1/chat/completions", json=chat("same prefix")) as r:
@@ -139,4 +153,5 @@ def test_least_load_is_still_the_default():
         await gw.close()
         for r, _ in engines:
             await r.cleanup()
+
     run(scenario())

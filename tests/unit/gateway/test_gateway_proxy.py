@@ -39,8 +39,9 @@ async def gateway(settings=None, table=()):
 
 
 def model(name, engine="tgi", replicas=1, adapters=(), **kw):
-    return Model(namespace="models", name=name, engine=engine, replicas=replicas, ready=True,
-                 adapters=tuple(adapters), **kw)
+    return Model(
+        namespace="models", name=name, engine=engine, replicas=replicas, ready=True, adapters=tuple(adapters), **kw
+    )
 
 
 def ep(port, pod="p"):
@@ -49,8 +50,14 @@ def ep(port, pod="p"):
 
 async def echo(request):
     body = await request.json() if request.can_read_body else {}
-    return web.json_response({"path": request.path, "model": body.get("model"), "port": request.url.port,
-                              "auth": request.headers.get("Authorization")})
+    return web.json_response(
+        {
+            "path": request.path,
+            "model": body.get("model"),
+            "port": request.url.port,
+            "auth": request.headers.get("Authorization"),
+        }
+    )
 
 
 def run(coro):
@@ -60,17 +67,31 @@ def run(coro):
 def test_routes_by_model_rewrites_the_model_for_the_engine_and_lists_models():
     async def scenario():
         (u1, p1), (u2, p2) = await upstream(echo), await upstream(echo)
-        gw, runner, url = await gateway(table=[
-            (model("llama"), [ep(p1)]),
-            (model("qwen", engine="vllm", adapters=[("sql", "org/sql-lora")]), [ep(p2)])])
+        gw, runner, url = await gateway(
+            table=[
+                (model("llama"), [ep(p1)]),
+                (model("qwen", engine="vllm", adapters=[("sql", "org/sql-lora")]), [ep(p2)]),
+            ]
+        )
         async with aiohttp.ClientSession() as s:
+
             async def ask(name, path="/v1/chat/completions"):
-                async with s.post(url + path, json={"model": name, "messages": []},
-                                  headers={"Authorization": "Bearer client-key"}) as r:
+                async with s.post(
+                    url + path, json={"model": name, "messages": []}, headers={"Authorization": "Bearer client-key"}
+                ) as r:
                     return r.status, await r.json()
-            assert await ask("llama") == (200, {"path": "/v1/chat/completions", "model": "tgi", "port": p1, "auth": None})
+
+            assert await ask("llama") == (
+                200,
+                {"path": "/v1/chat/completions", "model": "tgi", "port": p1, "auth": None},
+            )
             assert (await ask("qwen", "/v1/completions"))[1]["model"] == "qwen"
-            assert (await ask("sql"))[1] == {"path": "/v1/chat/completions", "model": "org/sql-lora", "port": p2, "auth": None}
+            assert (await ask("sql"))[1] == {
+                "path": "/v1/chat/completions",
+                "model": "org/sql-lora",
+                "port": p2,
+                "auth": None,
+            }
             status, body = await ask("gpt-4")
             assert status == 404
             assert body["error"]["code"] == "model_not_found"
@@ -87,12 +108,15 @@ def test_routes_by_model_rewrites_the_model_for_the_engine_and_lists_models():
             assert 'llm_gateway_requests_total{code="200",model="models/llama"} 2.0' in text
             assert 'llm_gateway_requests_total{code="200",model="models/qwen"} 2.0' in text
             # In flight carries the model's namespace and name apart, for an HPA's External metric selector.
-            assert ('llm_gateway_requests_in_flight{model="models/llama",model_name="llama",model_namespace="models"} 0.0'
-                    in text), text
+            assert (
+                'llm_gateway_requests_in_flight{model="models/llama",model_name="llama",model_namespace="models"} 0.0'
+                in text
+            ), text
         await runner.cleanup()
         await gw.close()
         await u1.cleanup()
         await u2.cleanup()
+
     run(scenario())
 
 
@@ -103,7 +127,7 @@ def test_a_stream_reaches_the_client_chunk_by_chunk():
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(b'data: {"token": 1}\n\n')
-        await asyncio.wait_for(release.wait(), 10)       # the last token only after the client saw the first
+        await asyncio.wait_for(release.wait(), 10)  # the last token only after the client saw the first
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
@@ -120,6 +144,7 @@ def test_a_stream_reaches_the_client_chunk_by_chunk():
         await runner.cleanup()
         await gw.close()
         await u.cleanup()
+
     run(scenario())
 
 
@@ -150,6 +175,7 @@ def test_a_client_that_goes_away_cancels_the_upstream_request():
         await runner.cleanup()
         await gw.close()
         await u.cleanup()
+
     run(scenario())
 
 
@@ -170,10 +196,13 @@ def test_retries_go_to_another_endpoint_before_any_byte_and_never_after():
 
     async def scenario():
         (ub, pb), (ue, pe), (ud, pd) = await upstream(busy), await upstream(echo), await upstream(dies_mid_stream)
-        closed = pe + 1000 if pe < 60000 else pe - 1000                    # nothing listens there
-        gw, runner, url = await gateway(table=[
-            (model("m"), [ep(closed, "a-refuses"), ep(pb, "b-busy"), ep(pe, "c-fine")]),
-            (model("s"), [ep(pd, "d")])])
+        closed = pe + 1000 if pe < 60000 else pe - 1000  # nothing listens there
+        gw, runner, url = await gateway(
+            table=[
+                (model("m"), [ep(closed, "a-refuses"), ep(pb, "b-busy"), ep(pe, "c-fine")]),
+                (model("s"), [ep(pd, "d")]),
+            ]
+        )
         async with aiohttp.ClientSession() as s:
             for _ in range(6):
                 async with s.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
@@ -187,14 +216,15 @@ def test_retries_go_to_another_endpoint_before_any_byte_and_never_after():
             assert json.loads(error.removeprefix(b"data: "))["error"]["code"] == "endpoint_failed_mid_stream"
             async with s.get(url + "/metrics") as r:
                 text = await r.text()
-        assert calls.count("dies") == 1                                       # a started stream is not retried
+        assert calls.count("dies") == 1  # a started stream is not retried
         assert 'llm_gateway_upstream_errors_total{cause="connect",model="models/m"}' in text
         assert 'llm_gateway_upstream_errors_total{cause="disconnected_streaming",model="models/s"} 1.0' in text
-        assert time.monotonic() < gw.store.ejected[f"127.0.0.1:{closed}"]           # the refusing one is skipped a while
+        assert time.monotonic() < gw.store.ejected[f"127.0.0.1:{closed}"]  # the refusing one is skipped a while
         await runner.cleanup()
         await gw.close()
         for u in (ub, ue, ud):
             await u.cleanup()
+
     run(scenario())
 
 
@@ -203,8 +233,10 @@ def test_requests_are_held_until_an_endpoint_is_ready_then_answered():
         u, port = await upstream(echo)
         gw, runner, url = await gateway(Settings(hold_timeout_s=20), table=[(model("m"), [])])
         async with aiohttp.ClientSession() as s:
-            tasks = [asyncio.create_task(s.post(url + "/v1/completions", json={"model": "m", "prompt": "x"}))
-                     for _ in range(20)]
+            tasks = [
+                asyncio.create_task(s.post(url + "/v1/completions", json={"model": "m", "prompt": "x"}))
+                for _ in range(20)
+            ]
             deadline = time.monotonic() + 10
             while gw.proxy.held.get(("models", "m"), 0) < 20 and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
@@ -219,18 +251,26 @@ def test_requests_are_held_until_an_endpoint_is_ready_then_answered():
         await runner.cleanup()
         await gw.close()
         await u.cleanup()
+
     run(scenario())
 
 
 def test_holding_ends_in_503_with_retry_after_and_a_cap_answers_429():
     async def scenario():
-        gw, runner, url = await gateway(Settings(hold_timeout_s=0.5, max_held_per_model=2), table=[
-            (model("m"), []), (model("off", replicas=0), []),
-            (model("bad", stalled="It needs 4 GPUs; nodes have at most 1."), [])])
+        gw, runner, url = await gateway(
+            Settings(hold_timeout_s=0.5, max_held_per_model=2),
+            table=[
+                (model("m"), []),
+                (model("off", replicas=0), []),
+                (model("bad", stalled="It needs 4 GPUs; nodes have at most 1."), []),
+            ],
+        )
         async with aiohttp.ClientSession() as s:
+
             async def ask(name):
                 async with s.post(url + "/v1/completions", json={"model": name}) as r:
                     return r.status, r.headers.get("Retry-After"), (await r.json())["error"]
+
             started = time.monotonic()
             results = await asyncio.gather(*(ask("m") for _ in range(3)))
             assert time.monotonic() - started < 5
@@ -238,12 +278,13 @@ def test_holding_ends_in_503_with_retry_after_and_a_cap_answers_429():
             timeout = next(r for r in results if r[0] == 503)
             assert timeout[1] == "30" and timeout[2]["code"] == "model_loading"
             assert "still loading" in timeout[2]["message"]
-            status, _, error = await ask("off")       # at zero without minReplicas 0: answered at once
+            status, _, error = await ask("off")  # at zero without minReplicas 0: answered at once
             assert status == 503 and "minReplicas: 0" in error["message"]
             status, _, error = await ask("bad")
             assert status == 503 and error["message"].endswith("It needs 4 GPUs; nodes have at most 1.")
         await runner.cleanup()
         await gw.close()
+
     run(scenario())
 
 
@@ -253,28 +294,30 @@ def test_limits_body_size_and_api_keys(tmp_path):
 
     async def scenario():
         u, port = await upstream(echo)
-        gw, runner, url = await gateway(Settings(max_body_bytes=1000, api_keys_file=str(keys)),
-                                        table=[(model("m"), [ep(port)])])
+        gw, runner, url = await gateway(
+            Settings(max_body_bytes=1000, api_keys_file=str(keys)), table=[(model("m"), [ep(port)])]
+        )
         async with aiohttp.ClientSession() as s:
             async with s.post(url + "/v1/completions", json={"model": "m"}) as r:
                 assert r.status == 401 and (await r.json())["error"]["type"] == "authentication_error"
             auth = {"Authorization": "Bearer secret-1"}
             async with s.post(url + "/v1/completions", json={"model": "m"}, headers=auth) as r:
-                assert r.status == 200 and (await r.json())["auth"] is None     # the key stays at the gateway
+                assert r.status == 200 and (await r.json())["auth"] is None  # the key stays at the gateway
             async with s.post(url + "/v1/completions", json={"model": "m", "prompt": "x" * 2000}, headers=auth) as r:
                 assert r.status == 413 and "limit is 1000" in (await r.json())["error"]["message"]
             async with s.get(url + "/healthz") as r:
-                assert r.status == 200                                          # probes need no key
+                assert r.status == 200  # probes need no key
         await runner.cleanup()
         await gw.close()
         await u.cleanup()
+
     run(scenario())
 
 
 def test_the_mid_stream_error_event_stands_alone_after_a_cut_event():
     whole = mid_stream_error("ns/m", b"\n\n")
     assert whole.startswith(b"data: {") and whole.endswith(b"\n\n")
-    assert json.loads(whole[len(b"data: "):])["error"]["type"] == "upstream_error"
+    assert json.loads(whole[len(b"data: ") :])["error"]["type"] == "upstream_error"
     # The engine stopped inside an event: the cut one ends first, so the error is an event of its own.
     assert mid_stream_error("ns/m", b'"x') == b"\n\n" + whole
 
@@ -296,4 +339,5 @@ def test_the_native_pass_through_names_a_model_not_an_adapter():
         await runner.cleanup()
         await gw.close()
         await u.cleanup()
+
     run(scenario())

@@ -33,26 +33,28 @@ def key_homed_at(ring: Ring, member: str, start: int = 0) -> bytes:
 
 # ---- least outstanding ---------------------------------------------------------------------
 
+
 def test_least_outstanding_with_random_ties():
     pick = pick_least_outstanding
     a, b, c = Endpoint("127.0.0.2", 1, "a"), Endpoint("127.0.0.3", 1, "b"), Endpoint("127.0.0.4", 1, "c")
     load = {a.hostport: 3, b.hostport: 1, c.hostport: 1}
     picks = {pick([a, b, c], load, random.Random(seed)).pod for seed in range(40)}
-    assert picks == {"b", "c"}                                            # never the busiest; both tied ones
+    assert picks == {"b", "c"}  # never the busiest; both tied ones
     assert pick([a, b, c], {a.hostport: 0, b.hostport: 1, c.hostport: 1}).pod == "a"
-    assert pick([a, b], load, exclude={b.hostport}).pod == "a"            # a retry goes elsewhere
+    assert pick([a, b], load, exclude={b.hostport}).pod == "a"  # a retry goes elsewhere
     assert pick([a], {}, exclude={a.hostport}) is None
     assert pick([], {}) is None
 
 
 # ---- the bound and the pick by prefix --------------------------------------------------------
 
+
 def test_the_load_bound_in_literals():
     # 4 outstanding over 4 replicas, factor 1.25: ceil(1.25 * 5 / 4) = 2.
     assert load_bound({A: 3, B: 1, C: 0, D: 0}, [A, B, C, D], 1.25) == 2
-    assert load_bound({}, [A, B, C, D], 1.25) == 1                # idle: one each before spilling
-    assert load_bound({A: 10, B: 10}, [A, B], 1.0) == 11           # ceil(21 / 2)
-    assert load_bound({A: 7, B: 1}, [A, B], 1.5) == 7              # ceil(1.5 * 9 / 2) = ceil(6.75)
+    assert load_bound({}, [A, B, C, D], 1.25) == 1  # idle: one each before spilling
+    assert load_bound({A: 10, B: 10}, [A, B], 1.0) == 11  # ceil(21 / 2)
+    assert load_bound({A: 7, B: 1}, [A, B], 1.5) == 7  # ceil(1.5 * 9 / 2) = ceil(6.75)
 
 
 def test_home_takes_the_request_while_under_the_bound():
@@ -66,7 +68,7 @@ def test_a_home_over_the_bound_spills_to_the_next_on_the_ring():
     ring = Ring([A, B, C, D])
     key = key_homed_at(ring, A)
     second = list(ring.walk(hash64(key)))[1]
-    loads = {A: 3, B: 1, C: 0, D: 0}                                # cap 2: A (3) is over it, the rest under
+    loads = {A: 3, B: 1, C: 0, D: 0}  # cap 2: A (3) is over it, the rest under
     choice = pick_by_prefix(ring, key, loads, 1.25)
     assert choice == Choice(second, spilled=True)
 
@@ -84,7 +86,7 @@ def test_no_assignment_ever_exceeds_the_bound(factor):
     rng = random.Random(7)
     ring = Ring([A, B, C, D])
     loads = {A: 0, B: 0, C: 0, D: 0}
-    hot = [f"prefix-{i}".encode() for i in range(3)]                # three hot keys: homes overflow
+    hot = [f"prefix-{i}".encode() for i in range(3)]  # three hot keys: homes overflow
     for _ in range(5_000):
         if rng.random() < 0.55:
             cap = load_bound(loads, loads, factor)
@@ -99,6 +101,7 @@ def test_no_assignment_ever_exceeds_the_bound(factor):
 
 
 # ---- by the model's strategy -------------------------------------------------------------------
+
 
 def endpoints(*hostports: str) -> list[Endpoint]:
     return [Endpoint("127.0.0.1", int(hp.rpartition(":")[2]), f"pod{i}") for i, hp in enumerate(hostports)]
@@ -119,9 +122,9 @@ def test_least_load_is_picked_without_a_key_or_under_strategy_least_load():
     scheduler = Scheduler(random.Random(1))
     assert scheduler.pick(LEAST, usable, {A: 2, B: 0, C: 1}, set(), b"ignored") == (usable[1], "")
     assert scheduler.pick(PREFIX, usable, {A: 2, B: 0, C: 1}, set(), None) == (usable[1], "")
-    assert scheduler.pick(LEAST, usable, {}, {A, B, C}, None) is None         # every one tried
-    assert scheduler.pick(PREFIX, [], {}, set(), b"k") is None                # none usable
-    assert scheduler.rings == {}                                             # no ring for least load
+    assert scheduler.pick(LEAST, usable, {}, {A, B, C}, None) is None  # every one tried
+    assert scheduler.pick(PREFIX, [], {}, set(), b"k") is None  # none usable
+    assert scheduler.rings == {}  # no ring for least load
 
 
 def test_by_prefix_a_key_goes_home_then_spills_and_the_ring_follows_the_usable_set():
@@ -133,11 +136,11 @@ def test_by_prefix_a_key_goes_home_then_spills_and_the_ring_follows_the_usable_s
     assert scheduler.pick(PREFIX, usable, {}, set(), key) == (usable[0], HOME)
     by_hostport = {e.hostport: e for e in usable}
     assert scheduler.pick(PREFIX, usable, {A: 3, B: 1}, set(), key) == (by_hostport[second], SPILLED)  # over cap 2
-    assert scheduler.pick(PREFIX, usable, {}, {A}, key) == (by_hostport[second], SPILLED)              # A failed it
+    assert scheduler.pick(PREFIX, usable, {}, {A}, key) == (by_hostport[second], SPILLED)  # A failed it
     assert scheduler.pick(PREFIX, usable, {}, {A, B, C, D}, key) is None
     assert scheduler.rings[PREFIX.key].members == frozenset([A, B, C, D])
     cached = scheduler.rings[PREFIX.key]
     scheduler.pick(PREFIX, usable, {}, set(), key)
-    assert scheduler.rings[PREFIX.key] is cached                             # same endpoints: same ring
-    scheduler.pick(PREFIX, usable[1:], {}, set(), key)                       # A left: a ring without it
+    assert scheduler.rings[PREFIX.key] is cached  # same endpoints: same ring
+    scheduler.pick(PREFIX, usable[1:], {}, set(), key)  # A left: a ring without it
     assert scheduler.rings[PREFIX.key].members == frozenset([B, C, D])

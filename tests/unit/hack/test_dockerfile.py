@@ -12,7 +12,9 @@ HADOLINT = Path(sys.executable).parent / "hadolint"
 
 def hadolint(path: Path) -> subprocess.CompletedProcess:
     # Run from the repository root so that .hadolint.yaml applies.
-    return subprocess.run([str(HADOLINT), "--no-color", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(HADOLINT), "--no-color", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_hadolint_passes():
@@ -68,6 +70,11 @@ def test_the_vllm_cpu_target_installs_with_the_real_engine_tiers_own_script_and_
 
 def test_dockerignore_keeps_secrets_and_virtualenvs_out():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
-    assert lines[lines.index("*") + 1:lines.index("*") + 6] == ["!pyproject.toml", "!operator/", "!runtime/", "!common/",
-                                                                "!hack/vllm_cpu/"]
+    assert lines[lines.index("*") + 1 : lines.index("*") + 6] == [
+        "!pyproject.toml",
+        "!operator/",
+        "!runtime/",
+        "!common/",
+        "!hack/vllm_cpu/",
+    ]
     assert not any(line.startswith("!") and (".venv" in line or ".cluster" in line) for line in lines)

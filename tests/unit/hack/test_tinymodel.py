@@ -20,17 +20,20 @@ def made(tmp_path_factory) -> dict[str, Path]:
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def tensors(path: Path) -> tuple[dict, bytes]:
     """The header (less __metadata__) and the data section of a safetensors file."""
     raw = path.read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + length])
+    header = json.loads(raw[8 : 8 + length])
     header.pop("__metadata__", None)
-    return header, raw[8 + length:]
+    return header, raw[8 + length :]
 
 
 def bf16_values(data: bytes, entry: dict) -> np.ndarray:
@@ -43,10 +46,16 @@ def test_two_runs_write_identical_bytes(tmp_path):
     first, second = tinymodel.make(tmp_path / "a"), tinymodel.make(tmp_path / "b")
     a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
     assert a == b
-    assert {"tiny-llama/model.safetensors", "tiny-llama/tokenizer.json", "tiny-llama/config.json",
-            "tiny-llama/tokenizer_config.json", "tiny-llama/special_tokens_map.json",
-            "tiny-llama/generation_config.json", "tiny-llama-lora/adapter_config.json",
-            "tiny-llama-lora/adapter_model.safetensors"} == set(a)
+    assert {
+        "tiny-llama/model.safetensors",
+        "tiny-llama/tokenizer.json",
+        "tiny-llama/config.json",
+        "tiny-llama/tokenizer_config.json",
+        "tiny-llama/special_tokens_map.json",
+        "tiny-llama/generation_config.json",
+        "tiny-llama-lora/adapter_config.json",
+        "tiny-llama-lora/adapter_model.safetensors",
+    } == set(a)
     assert first == {"model": tmp_path / "a" / "tiny-llama", "lora": tmp_path / "a" / "tiny-llama-lora"}
     assert second["model"] == tmp_path / "b" / "tiny-llama"
 
@@ -67,32 +76,39 @@ def test_weights_match_the_config(made):
     hidden, inter, vocab = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
     q_out = config["num_attention_heads"] * config["head_dim"]
     kv_out = config["num_key_value_heads"] * config["head_dim"]
-    want = {"model.embed_tokens.weight": [vocab, hidden], "model.norm.weight": [hidden], "lm_head.weight": [vocab, hidden]}
+    want = {
+        "model.embed_tokens.weight": [vocab, hidden],
+        "model.norm.weight": [hidden],
+        "lm_head.weight": [vocab, hidden],
+    }
     for n in range(config["num_hidden_layers"]):
-        want |= {f"model.layers.{n}.self_attn.q_proj.weight": [q_out, hidden],
-                 f"model.layers.{n}.self_attn.k_proj.weight": [kv_out, hidden],
-                 f"model.layers.{n}.self_attn.v_proj.weight": [kv_out, hidden],
-                 f"model.layers.{n}.self_attn.o_proj.weight": [hidden, q_out],
-                 f"model.layers.{n}.mlp.gate_proj.weight": [inter, hidden],
-                 f"model.layers.{n}.mlp.up_proj.weight": [inter, hidden],
-                 f"model.layers.{n}.mlp.down_proj.weight": [hidden, inter],
-                 f"model.layers.{n}.input_layernorm.weight": [hidden],
-                 f"model.layers.{n}.post_attention_layernorm.weight": [hidden]}
+        want |= {
+            f"model.layers.{n}.self_attn.q_proj.weight": [q_out, hidden],
+            f"model.layers.{n}.self_attn.k_proj.weight": [kv_out, hidden],
+            f"model.layers.{n}.self_attn.v_proj.weight": [kv_out, hidden],
+            f"model.layers.{n}.self_attn.o_proj.weight": [hidden, q_out],
+            f"model.layers.{n}.mlp.gate_proj.weight": [inter, hidden],
+            f"model.layers.{n}.mlp.up_proj.weight": [inter, hidden],
+            f"model.layers.{n}.mlp.down_proj.weight": [hidden, inter],
+            f"model.layers.{n}.input_layernorm.weight": [hidden],
+            f"model.layers.{n}.post_attention_layernorm.weight": [hidden],
+        }
     assert {name: entry["shape"] for name, entry in header.items()} == want
     assert {entry["dtype"] for entry in header.values()} == {"BF16"}
     # Offsets tile the data section in name order, with nothing left over.
     spans = [header[name]["data_offsets"] for name in sorted(header)]
     assert spans[0][0] == 0 and spans[-1][1] == len(data)
     assert all(prev[1] == nxt[0] for prev, nxt in zip(spans, spans[1:]))
-    assert all(end - start == 2 * int(np.prod(header[name]["shape"]))
-               for name, (start, end) in zip(sorted(header), spans))
+    assert all(
+        end - start == 2 * int(np.prod(header[name]["shape"])) for name, (start, end) in zip(sorted(header), spans)
+    )
     assert (bf16_values(data, header["model.norm.weight"]) == 1.0).all()
     q = bf16_values(data, header["model.layers.0.self_attn.q_proj.weight"])
     assert 0.015 < float(q.std()) < 0.025 and abs(float(q.mean())) < 0.002
 
 
 def test_bf16_rounds_to_nearest_even():
-    values = np.array([1.0, -2.0, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20], dtype=np.float32)
+    values = np.array([1.0, -2.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-8 + 2**-20], dtype=np.float32)
     halves = np.frombuffer(tinymodel.to_bf16_bytes(values), dtype="<u2")
     # Ties go to the even neighbour (0x3F80 down, 0x3F82 up); past a tie rounds up.
     assert halves.tolist() == [0x3F80, 0xC000, 0x3F80, 0x3F82, 0x3F81]
@@ -119,6 +135,7 @@ def test_tokenizer_config_names_the_special_tokens(made):
 def test_chat_template_renders_roles_and_generation_prompt(made):
     # The engines render it with jinja2, which the operator's own environment does not carry.
     import jinja2
+
     config = json.loads((made["model"] / "tokenizer_config.json").read_text())
     template = jinja2.Environment().from_string(config["chat_template"])
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
@@ -130,7 +147,12 @@ def test_chat_template_renders_roles_and_generation_prompt(made):
 def test_adapter_is_a_nonzero_peft_lora(made, tmp_path):
     adapter = json.loads((made["lora"] / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "test/tiny-llama"
-    assert (adapter["peft_type"], adapter["task_type"], adapter["r"], adapter["lora_alpha"]) == ("LORA", "CAUSAL_LM", 8, 16)
+    assert (adapter["peft_type"], adapter["task_type"], adapter["r"], adapter["lora_alpha"]) == (
+        "LORA",
+        "CAUSAL_LM",
+        8,
+        16,
+    )
     assert adapter["target_modules"] == ["q_proj", "v_proj"]
     header, data = tensors(made["lora"] / "adapter_model.safetensors")
     want = {}
@@ -151,4 +173,7 @@ def test_adapter_is_a_nonzero_peft_lora(made, tmp_path):
 def test_cli_writes_both_directories(tmp_path, capsys):
     assert tinymodel.main([str(tmp_path), "--base", "acme/base"]) == 0
     assert f"model: {tmp_path / 'tiny-llama'}" in capsys.readouterr().out
-    assert json.loads((tmp_path / "tiny-llama-lora" / "adapter_config.json").read_text())["base_model_name_or_path"] == "acme/base"
+    assert (
+        json.loads((tmp_path / "tiny-llama-lora" / "adapter_config.json").read_text())["base_model_name_or_path"]
+        == "acme/base"
+    )

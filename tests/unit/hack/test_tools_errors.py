@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def run_tools(tmp_path: Path, **env) -> subprocess.CompletedProcess:
     base = {"HOME": str(tmp_path), "LLMOP_CACHE_DIR": str(tmp_path / "cache"), "PATH": os.environ["PATH"]}
-    return subprocess.run(["bash", str(ROOT / "hack" / "tools.sh")], env={**base, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", str(ROOT / "hack" / "tools.sh")], env={**base, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_missing_go_toolchain_is_named(tmp_path):
@@ -34,8 +35,10 @@ def test_unreachable_module_proxy_is_named(tmp_path):
 def test_binaries_the_user_already_has_are_used_instead_of_building(tmp_path):
     """LLMOP_BIN_DIR (ours) and KUBEBUILDER_ASSETS (envtest's) name directories of binaries."""
     mine, envtest = tmp_path / "mine", tmp_path / "envtest"
-    for d, names in ((mine, ("kube-controller-manager", "kube-scheduler", "kwok", "helm", "statuscheck")),
-                     (envtest, ("etcd", "kube-apiserver", "kubectl"))):
+    for d, names in (
+        (mine, ("kube-controller-manager", "kube-scheduler", "kwok", "helm", "statuscheck")),
+        (envtest, ("etcd", "kube-apiserver", "kubectl")),
+    ):
         d.mkdir()
         for name in names:
             (d / name).write_text("#!/bin/sh\n")

@@ -17,8 +17,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from support.fakeengine import BatchSlots, FakeEngine, PrefixCache, chat_tokens
 from llm_operator.autoscale.policy import parse_prometheus_text
+from support.fakeengine import BatchSlots, FakeEngine, PrefixCache, chat_tokens
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -89,6 +89,7 @@ def wait_until(what: str, check, timeout: float = 5):
 
 # --- pure parts --------------------------------------------------------------------------
 
+
 def test_prefix_cache_hashes_chain_over_the_whole_prefix_and_evict_the_least_recent():
     cache = PrefixCache(block_tokens=2, capacity_blocks=3)
     a = cache.block_hashes(None, ["a", "b", "c", "d", "e"])  # 2 full blocks; "e" is never cached
@@ -146,12 +147,13 @@ def test_a_waiter_cancelled_just_before_a_release_leaves_cleanly():
 
 
 def test_chat_tokens_are_role_markers_and_words():
-    assert chat_tokens([{"role": "system", "content": "be brief"},
-                        {"role": "user", "content": [{"type": "text", "text": "hi there"}]}]) == [
-        "<|system|>", "be", "brief", "<|user|>", "hi", "there", "<|assistant|>"]
+    assert chat_tokens(
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hi there"}]}]
+    ) == ["<|system|>", "be", "brief", "<|user|>", "hi", "there", "<|assistant|>"]
 
 
 # --- the server --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("host", ["10.0.0.1", "0.0.0.0", "::1", "localhost", "192.168.1.5"])
 def test_a_host_outside_loopback_is_refused(host):
@@ -165,8 +167,9 @@ def test_tokens_stream_as_they_are_generated(engines):
     async def scenario():
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
             t0 = time.monotonic()
-            async with session.post(engine.url + "/generate_stream",
-                                    json={"inputs": "a b c", "parameters": {"max_new_tokens": 10}}) as response:
+            async with session.post(
+                engine.url + "/generate_stream", json={"inputs": "a b c", "parameters": {"max_new_tokens": 10}}
+            ) as response:
                 assert response.status == 200
                 assert response.headers["x-fake-engine"] == engine.address
                 assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -192,9 +195,13 @@ def test_openai_streams_end_with_done_and_name_the_model(engines):
     async def scenario():
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
             out = {}
-            for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
-                                                          "stream_options": {"include_usage": True}}),
-                               ("/v1/completions", {"prompt": "once upon"})):
+            for path, body in (
+                (
+                    "/v1/chat/completions",
+                    {"messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}},
+                ),
+                ("/v1/completions", {"prompt": "once upon"}),
+            ):
                 async with session.post(engine.url + path, json={**body, "stream": True, "max_tokens": 3}) as response:
                     assert response.headers["x-fake-engine"] == engine.address
                     out[path] = [data for _, data in await read_events(response, 0)]
@@ -209,7 +216,11 @@ def test_openai_streams_end_with_done_and_name_the_model(engines):
     assert "".join(c["choices"][0]["delta"]["content"] for c in chunks[:3]) == "tok0 tok1 tok2"
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert [c["choices"][0]["finish_reason"] for c in chunks[:3]] == [None, None, "length"]
-    assert chunks[3]["choices"] == [] and chunks[3]["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert chunks[3]["choices"] == [] and chunks[3]["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 3,
+        "total_tokens": 6,
+    }
     text = out["/v1/completions"]
     assert text[-1] == "[DONE]"
     assert "".join(json.loads(c)["choices"][0]["text"] for c in text[:-1]) == "tok0 tok1 tok2"
@@ -220,10 +231,16 @@ def test_whole_answers_have_each_apis_shape(engines):
 
     async def scenario():
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
-            return [await post(session, engine, "/generate", {"inputs": "a b", "parameters": {"max_new_tokens": 2}}),
-                    await post(session, engine, "/v1/chat/completions",
-                               {"model": "tgi", "messages": [{"role": "user", "content": "a b"}], "max_tokens": 4}),
-                    await post(session, engine, "/v1/completions", {"prompt": "a b c"})]
+            return [
+                await post(session, engine, "/generate", {"inputs": "a b", "parameters": {"max_new_tokens": 2}}),
+                await post(
+                    session,
+                    engine,
+                    "/v1/chat/completions",
+                    {"model": "tgi", "messages": [{"role": "user", "content": "a b"}], "max_tokens": 4},
+                ),
+                await post(session, engine, "/v1/completions", {"prompt": "a b c"}),
+            ]
 
     (s1, h1, generate), (s2, h2, chat), (s3, _, completion) = run(scenario())
     assert (s1, s2, s3) == (200, 200, 200)
@@ -242,12 +259,22 @@ def test_an_adapter_is_served_by_its_id_and_an_unknown_one_is_refused(engines):
 
     async def scenario():
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
-            return [await post(session, engine, "/v1/chat/completions",
-                               {"model": "org/sql-lora", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}),
-                    await post(session, engine, "/generate",
-                               {"inputs": "x", "parameters": {"max_new_tokens": 1, "adapter_id": "org/sql-lora"}}),
-                    await post(session, engine, "/v1/completions", {"model": "org/other", "prompt": "x"}),
-                    await post(session, engine, "/generate", {"inputs": "x", "parameters": {"adapter_id": "org/other"}})]
+            return [
+                await post(
+                    session,
+                    engine,
+                    "/v1/chat/completions",
+                    {"model": "org/sql-lora", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1},
+                ),
+                await post(
+                    session,
+                    engine,
+                    "/generate",
+                    {"inputs": "x", "parameters": {"max_new_tokens": 1, "adapter_id": "org/sql-lora"}},
+                ),
+                await post(session, engine, "/v1/completions", {"model": "org/other", "prompt": "x"}),
+                await post(session, engine, "/generate", {"inputs": "x", "parameters": {"adapter_id": "org/other"}}),
+            ]
 
     (s1, h1, chat), (s2, _, generate), (s3, h3, unknown), (s4, _, unknown_tgi) = run(scenario())
     assert (s1, chat["model"], h1["x-fake-model"]) == (200, "org/sql-lora", "org/sql-lora")
@@ -256,25 +283,37 @@ def test_an_adapter_is_served_by_its_id_and_an_unknown_one_is_refused(engines):
     assert h3["x-fake-engine"] == engine.address
     assert unknown["error_type"] == "validation" and "org/other" in unknown["error"]
     assert unknown_tgi["error_type"] == "validation"
-    assert engine.request_log == [("org/sql-lora", "/v1/chat/completions"), ("org/sql-lora", "/generate"),
-                                  ("org/other", "/v1/completions"), ("org/other", "/generate")]
+    assert engine.request_log == [
+        ("org/sql-lora", "/v1/chat/completions"),
+        ("org/sql-lora", "/generate"),
+        ("org/other", "/v1/completions"),
+        ("org/other", "/generate"),
+    ]
     assert (engine.started, engine.rejected) == (2, 2)
 
 
 def test_as_vllm_the_served_names_mean_the_base_model_and_an_unknown_one_is_not_found(engines):
-    engine = engines("127.0.0.9", flavor="vllm", served_names=("llama", "meta-llama/Llama-3.1-8B"),
-                     model_id="meta-llama/Llama-3.1-8B", decode_tokens_per_s=1000)
+    engine = engines(
+        "127.0.0.9",
+        flavor="vllm",
+        served_names=("llama", "meta-llama/Llama-3.1-8B"),
+        model_id="meta-llama/Llama-3.1-8B",
+        decode_tokens_per_s=1000,
+    )
 
     async def scenario():
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
-            return [await post(session, engine, "/v1/completions", {"model": "llama", "prompt": "x", "max_tokens": 1}),
-                    await post(session, engine, "/v1/completions", {"model": "tgi", "prompt": "x", "max_tokens": 1})]
+            return [
+                await post(session, engine, "/v1/completions", {"model": "llama", "prompt": "x", "max_tokens": 1}),
+                await post(session, engine, "/v1/completions", {"model": "tgi", "prompt": "x", "max_tokens": 1}),
+            ]
 
     (s1, _, served), (s2, _, unknown) = run(scenario())
     assert (s1, served["model"]) == (200, "meta-llama/Llama-3.1-8B")
     assert s2 == 404
-    assert unknown == {"error": {"message": "The model `tgi` does not exist.", "type": "NotFoundError",
-                                 "param": None, "code": 404}}
+    assert unknown == {
+        "error": {"message": "The model `tgi` does not exist.", "type": "NotFoundError", "param": None, "code": 404}
+    }
 
 
 def test_requests_past_the_batch_wait_in_a_queue_the_metrics_show(engines):
@@ -282,10 +321,12 @@ def test_requests_past_the_batch_wait_in_a_queue_the_metrics_show(engines):
 
     async def scenario():
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
+
             async def one(i):
                 t0 = time.monotonic()
-                status, _, body = await post(session, engine, "/generate",
-                                             {"inputs": f"request {i}", "parameters": {"max_new_tokens": 4}})
+                status, _, body = await post(
+                    session, engine, "/generate", {"inputs": f"request {i}", "parameters": {"max_new_tokens": 4}}
+                )
                 return status, time.monotonic() - t0
 
             tasks = [asyncio.create_task(one(i)) for i in range(5)]
@@ -315,8 +356,14 @@ def test_a_cached_prefix_skips_its_prefill(engines):
         async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
             times = []
             for tail in ("first question", "second question"):
-                times.append(await first_event_after(session, engine, "/v1/completions",
-                                                     {"prompt": f"{prefix} {tail}", "max_tokens": 2, "stream": True}))
+                times.append(
+                    await first_event_after(
+                        session,
+                        engine,
+                        "/v1/completions",
+                        {"prompt": f"{prefix} {tail}", "max_tokens": 2, "stream": True},
+                    )
+                )
             return times
 
     cold, warm = run(scenario())
@@ -339,8 +386,12 @@ def test_vllm_metric_names_carry_the_model_name(engines):
                 return await response.text()
 
     text = run(scenario())
-    for name in ("vllm:num_requests_waiting", "vllm:num_requests_running",
-                 "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"):
+    for name in (
+        "vllm:num_requests_waiting",
+        "vllm:num_requests_running",
+        "vllm:prefix_cache_queries_total",
+        "vllm:prefix_cache_hits_total",
+    ):
         assert f'{name}{{engine="0",model_name="tgi"}} ' in text, name
     assert "tgi_queue_size" not in text
     seen = parse_prometheus_text(text)
@@ -385,7 +436,9 @@ def test_a_client_that_goes_away_cancels_its_generation(engines):
             await asyncio.to_thread(wait_until, "both requests cancelled", lambda: engine.cancelled == 2)
             # The slot is free again: a new request starts at once.
             t0 = time.monotonic()
-            status, _, _ = await post(session, engine, "/generate", {"inputs": "y", "parameters": {"max_new_tokens": 1}})
+            status, _, _ = await post(
+                session, engine, "/generate", {"inputs": "y", "parameters": {"max_new_tokens": 1}}
+            )
             return status, time.monotonic() - t0
 
     status, took = run(scenario())
@@ -439,9 +492,24 @@ def test_a_stopped_engine_comes_back_on_its_port(engines):
 
 
 def test_the_cli_listens_until_sigterm():
-    process = subprocess.Popen([sys.executable, str(TESTS / "support" / "fakeengine.py"), "--host", "127.0.0.16", "--port", "0",
-                                "--adapter", "org/a", "--metrics-flavor", "vllm"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(TESTS / "support" / "fakeengine.py"),
+            "--host",
+            "127.0.0.16",
+            "--port",
+            "0",
+            "--adapter",
+            "org/a",
+            "--metrics-flavor",
+            "vllm",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
     try:
         line = process.stdout.readline()
         assert line.startswith("listening on http://127.0.0.16:"), line + process.stderr.read()
@@ -456,6 +524,10 @@ def test_the_cli_listens_until_sigterm():
 
 
 def test_the_cli_refuses_a_host_outside_loopback():
-    done = subprocess.run([sys.executable, str(TESTS / "support" / "fakeengine.py"), "--host", "10.1.2.3"],
-                          capture_output=True, text=True, timeout=20)
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "support" / "fakeengine.py"), "--host", "10.1.2.3"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert done.returncode == 2 and "127.0.0.0/8" in done.stderr and "10.1.2.3" in done.stderr

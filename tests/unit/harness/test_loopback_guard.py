@@ -16,8 +16,10 @@ def test_loopback_addresses_pass_unchanged(address):
 def test_other_ipv4_addresses_are_refused_by_name(address):
     with pytest.raises(ValueError) as err:
         require_loopback(address)
-    assert str(err.value) == (f"{address} is not in 127.0.0.0/8: "
-                              "tests and benchmarks send traffic only to loopback IPv4 addresses, 127.0.0.0/8")
+    assert str(err.value) == (
+        f"{address} is not in 127.0.0.0/8: "
+        "tests and benchmarks send traffic only to loopback IPv4 addresses, 127.0.0.0/8"
+    )
 
 
 @pytest.mark.parametrize("address", ["::1", "::ffff:127.0.0.1"])
@@ -30,8 +32,10 @@ def test_ipv6_even_loopback_is_refused(address):
 def test_what_is_not_an_ip_address_is_refused(address):
     with pytest.raises(ValueError) as err:
         require_loopback(address)
-    assert str(err.value) == (f"{address!r} is not an IP address: "
-                              "tests and benchmarks send traffic only to loopback IPv4 addresses, 127.0.0.0/8")
+    assert str(err.value) == (
+        f"{address!r} is not an IP address: "
+        "tests and benchmarks send traffic only to loopback IPv4 addresses, 127.0.0.0/8"
+    )
 
 
 def test_a_number_is_not_an_address():

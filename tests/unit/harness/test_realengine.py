@@ -12,21 +12,42 @@ VENV = Path("/venv")
 
 
 def test_only_the_host_changes_and_enforce_eager_is_added():
-    container = {"name": "engine", "command": ["vllm", "serve"],
-                 "args": ["org/m", "--revision", "abc", "--host", "0.0.0.0", "--port", "8000", "--max-num-seqs", "2"]}
+    container = {
+        "name": "engine",
+        "command": ["vllm", "serve"],
+        "args": ["org/m", "--revision", "abc", "--host", "0.0.0.0", "--port", "8000", "--max-num-seqs", "2"],
+    }
     assert engine_argv(container, VENV, "127.0.1.5") == [
-        "/venv/bin/vllm", "serve", "org/m", "--revision", "abc", "--host", "127.0.1.5", "--port", "8000",
-        "--max-num-seqs", "2", "--enforce-eager"]
+        "/venv/bin/vllm",
+        "serve",
+        "org/m",
+        "--revision",
+        "abc",
+        "--host",
+        "127.0.1.5",
+        "--port",
+        "8000",
+        "--max-num-seqs",
+        "2",
+        "--enforce-eager",
+    ]
     container["args"] = ["org/m", "--host=0.0.0.0", "--enforce-eager"]
-    assert engine_argv(container, VENV, "127.0.1.5") == ["/venv/bin/vllm", "serve", "org/m", "--host=127.0.1.5",
-                                                          "--enforce-eager"]
+    assert engine_argv(container, VENV, "127.0.1.5") == [
+        "/venv/bin/vllm",
+        "serve",
+        "org/m",
+        "--host=127.0.1.5",
+        "--enforce-eager",
+    ]
 
 
 def test_a_container_that_is_not_vllm_serve_or_names_a_newer_flag_is_refused():
     with pytest.raises(ValueError, match="not `vllm serve`"):
         engine_argv({"name": "engine", "command": ["text-generation-launcher"], "args": []}, VENV, "127.0.0.2")
     with pytest.raises(ValueError, match="--monokernel is a vLLM 0.33.0 flag"):
-        engine_argv({"name": "engine", "command": ["vllm", "serve"], "args": ["m", "--monokernel=x"]}, VENV, "127.0.0.2")
+        engine_argv(
+            {"name": "engine", "command": ["vllm", "serve"], "args": ["m", "--monokernel=x"]}, VENV, "127.0.0.2"
+        )
     assert "--monokernel" in FLAGS_ONLY_IN_0_33
 
 
@@ -34,8 +55,8 @@ def test_paths_under_a_mount_map_to_its_directory_and_nothing_else_does():
     mounts = {"/data": Path("/tmp/cache"), "/data/extra": Path("/tmp/extra")}
     assert map_paths("/data", mounts) == "/tmp/cache"
     assert map_paths("/data/hub/models--a", mounts) == "/tmp/cache/hub/models--a"
-    assert map_paths("/data/extra/x", mounts) == "/tmp/extra/x"                 # the longest mount wins
-    assert map_paths("name=/data/hub/x", mounts) == "name=/tmp/cache/hub/x"     # --lora-modules name=path
+    assert map_paths("/data/extra/x", mounts) == "/tmp/extra/x"  # the longest mount wins
+    assert map_paths("name=/data/hub/x", mounts) == "name=/tmp/cache/hub/x"  # --lora-modules name=path
     assert map_paths("/database", mounts) == "/database"
     assert map_paths("org/data", mounts) == "org/data"
 

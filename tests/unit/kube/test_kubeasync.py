@@ -31,21 +31,25 @@ class FakeAPI:
             self.lists += 1
             if request.query.get("continue") == "page2":
                 return web.json_response({"metadata": {"resourceVersion": "10"}, "items": [obj("b", "9")]})
-            return web.json_response({"metadata": {"resourceVersion": "10", "continue": "page2"}, "items": [obj("a", "8")]})
+            return web.json_response(
+                {"metadata": {"resourceVersion": "10", "continue": "page2"}, "items": [obj("a", "8")]}
+            )
         self.watches += 1
-        if self.watches == 2:      # the second watch: the version is too old
+        if self.watches == 2:  # the second watch: the version is too old
             resp = web.StreamResponse()
             await resp.prepare(request)
             await resp.write(json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410}}).encode() + b"\n")
             return resp
         resp = web.StreamResponse()
         await resp.prepare(request)
-        lines = [json.dumps({"type": "ADDED", "object": obj("c", "11")}),
-                 json.dumps({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}}),
-                 json.dumps({"type": "MODIFIED", "object": obj("big", "13", pad=300_000)})]
+        lines = [
+            json.dumps({"type": "ADDED", "object": obj("c", "11")}),
+            json.dumps({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}}),
+            json.dumps({"type": "MODIFIED", "object": obj("big", "13", pad=300_000)}),
+        ]
         data = ("\n".join(lines) + "\n").encode()
-        for i in range(0, len(data), 777):      # chunks that cut lines anywhere
-            await resp.write(data[i:i + 777])
+        for i in range(0, len(data), 777):  # chunks that cut lines anywhere
+            await resp.write(data[i : i + 777])
         return resp
 
 
@@ -90,9 +94,11 @@ def test_list_watch_pages_splits_lines_of_any_length_and_lists_again_after_410()
         return fake, listed, events, failures
 
     fake, listed, events, failures = asyncio.run(main())
-    assert listed == [["a", "b"], ["a", "b"]]                 # both pages, then again after the 410
-    assert events == [("ADDED", "c", 0), ("MODIFIED", "big", 300_000)]   # no BOOKMARK; a 300 KB line whole
+    assert listed == [["a", "b"], ["a", "b"]]  # both pages, then again after the 410
+    assert events == [("ADDED", "c", 0), ("MODIFIED", "big", 300_000)]  # no BOOKMARK; a 300 KB line whole
     watch = next(p for p in fake.params if "watch" in p)
-    assert watch["resourceVersion"] == "10" and watch["labelSelector"] == "a=b" and watch["allowWatchBookmarks"] == "true"
+    assert (
+        watch["resourceVersion"] == "10" and watch["labelSelector"] == "a=b" and watch["allowWatchBookmarks"] == "true"
+    )
     assert fake.params[0] == {"limit": "500", "labelSelector": "a=b"}
     assert isinstance(failures[0], KubeError) and failures[0].status == 404

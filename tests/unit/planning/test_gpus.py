@@ -5,20 +5,23 @@ import pytest
 from llm_operator.planning.gpus import GPU_TYPES, UnknownGpuType, gpu_type_for, gpu_type_from_node_labels
 
 
-@pytest.mark.parametrize("label, name", [
-    ("NVIDIA-H100-80GB-HBM3", "h100-80gb"),
-    ("NVIDIA-A100-SXM4-80GB", "a100-80gb"),
-    ("NVIDIA-A100-SXM4-40GB", "a100-40gb"),
-    ("NVIDIA-A100-PCIE-40GB", "a100-40gb"),
-    ("NVIDIA-L4", "l4"),
-    ("NVIDIA-A10G", "a10g"),
-    ("Tesla-T4", "t4"),
-    ("NVIDIA-L40S", "l40s"),
-    ("NVIDIA-H200", "h200"),
-    ("nvidia-h100-80gb-hbm3", "h100-80gb"),
-    ("NVIDIA-A100-SXM4-40GB-SHARED", "a100-40gb"),
-    ("h100-80gb", "h100-80gb"),
-])
+@pytest.mark.parametrize(
+    "label, name",
+    [
+        ("NVIDIA-H100-80GB-HBM3", "h100-80gb"),
+        ("NVIDIA-A100-SXM4-80GB", "a100-80gb"),
+        ("NVIDIA-A100-SXM4-40GB", "a100-40gb"),
+        ("NVIDIA-A100-PCIE-40GB", "a100-40gb"),
+        ("NVIDIA-L4", "l4"),
+        ("NVIDIA-A10G", "a10g"),
+        ("Tesla-T4", "t4"),
+        ("NVIDIA-L40S", "l40s"),
+        ("NVIDIA-H200", "h200"),
+        ("nvidia-h100-80gb-hbm3", "h100-80gb"),
+        ("NVIDIA-A100-SXM4-40GB-SHARED", "a100-40gb"),
+        ("h100-80gb", "h100-80gb"),
+    ],
+)
 def test_gpu_type_for_accepts_product_labels_and_short_names(label, name):
     assert gpu_type_for(label).name == name
 
@@ -30,8 +33,11 @@ def test_gpu_memory_label_overrides_the_table():
 
 
 def test_gpu_type_from_node_labels():
-    labels = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.memory": "81920",
-              "nvidia.com/gpu.count": "8"}
+    labels = {
+        "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
+        "nvidia.com/gpu.memory": "81920",
+        "nvidia.com/gpu.count": "8",
+    }
     gpu = gpu_type_from_node_labels(labels)
     assert (gpu.name, gpu.memory_mib) == ("a100-80gb", 81920)
     assert gpu_type_from_node_labels({"kubernetes.io/os": "linux"}) is None

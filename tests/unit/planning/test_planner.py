@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from data_models import MODELS, PARAMS, facts, llama_405b
+
 from llm_operator.facts.hub import facts_from_config
 from llm_operator.planning.gpus import UnknownGpuType
 from llm_operator.planning.memory import GIB, valid_shard_counts, weights_bytes
@@ -13,20 +13,23 @@ from llm_operator.planning.verdicts import sharding_problem
 
 
 # parameter count x 2 bytes / 2^30, worked out by hand from params.json.
-@pytest.mark.parametrize("short_name, weights_gib", [
-    ("llama-2-7b", 12.55),
-    ("llama-2-70b", 128.48),
-    ("llama-3-8b", 14.96),
-    ("llama-3-70b", 131.42),
-    ("llama-3.1-405b", 755.96),
-    ("mistral-7b", 13.49),
-    ("mixtral-8x7b", 86.99),
-    ("qwen2.5-7b", 14.19),
-    ("qwen2.5-72b", 135.43),
-    ("falcon-40b", 77.93),
-    ("phi-3-mini-4k", 7.12),
-    ("gemma-2-9b", 17.21),  # stored as float32, served in 16 bits
-])
+@pytest.mark.parametrize(
+    "short_name, weights_gib",
+    [
+        ("llama-2-7b", 12.55),
+        ("llama-2-70b", 128.48),
+        ("llama-3-8b", 14.96),
+        ("llama-3-70b", 131.42),
+        ("llama-3.1-405b", 755.96),
+        ("mistral-7b", 13.49),
+        ("mixtral-8x7b", 86.99),
+        ("qwen2.5-7b", 14.19),
+        ("qwen2.5-72b", 135.43),
+        ("falcon-40b", 77.93),
+        ("phi-3-mini-4k", 7.12),
+        ("gemma-2-9b", 17.21),  # stored as float32, served in 16 bits
+    ],
+)
 def test_unquantized_weights_are_two_bytes_per_parameter(short_name, weights_gib):
     model = facts(short_name)
     assert weights_bytes(model, "none") == PARAMS[short_name] * 2
@@ -94,14 +97,17 @@ def test_exl2_cannot_shard():
     assert valid_shard_counts(facts("mistral-7b"), "exl2") == (1,)
 
 
-@pytest.mark.parametrize("short_name, gpu, expected_gpus", [
-    ("llama-3-70b", "h100-80gb", 2),
-    ("llama-3-8b", "l4", 1),
-    ("llama-3-8b", "t4", 2),
-    ("mixtral-8x7b", "a100-40gb", 4),
-    ("mixtral-8x7b", "l4", 8),
-    ("qwen2.5-72b", "h200", 1),
-])
+@pytest.mark.parametrize(
+    "short_name, gpu, expected_gpus",
+    [
+        ("llama-3-70b", "h100-80gb", 2),
+        ("llama-3-8b", "l4", 1),
+        ("llama-3-8b", "t4", 2),
+        ("mixtral-8x7b", "a100-40gb", 4),
+        ("mixtral-8x7b", "l4", 8),
+        ("qwen2.5-72b", "h200", 1),
+    ],
+)
 def test_auto_pick_uses_the_smallest_gpu_count_that_fits(short_name, gpu, expected_gpus):
     result = plan(PlanRequest(facts(short_name), "none", gpu, gpus=None))
     assert result.num_shard == expected_gpus
@@ -172,7 +178,7 @@ def test_to_status_is_camel_case_and_rounded():
         "gpuMemoryGiB": 79.65,
         "fits": False,
         "reason": "Meta-Llama-3-70B at 16-bit needs 131.4 GiB of weights; 1 x H100 80GB gives 79.6 GiB: "
-                  "use 2 GPUs or an 8-bit quantization (fp8 or eetq).",
+        "use 2 GPUs or an 8-bit quantization (fp8 or eetq).",
         "minGpus": 2,
     }
 
@@ -185,8 +191,16 @@ def test_to_dict_names_the_engine_and_what_it_may_fill():
 # ---- vLLM 0.33.0 ---------------------------------------------------------------------------
 
 # A Qwen2.5-3B-shaped model: 16 attention heads, 2 key-value heads.
-QWEN_3B = {"model_type": "qwen2", "hidden_size": 2048, "intermediate_size": 11008, "num_attention_heads": 16,
-           "num_key_value_heads": 2, "num_hidden_layers": 36, "vocab_size": 151936, "max_position_embeddings": 32768}
+QWEN_3B = {
+    "model_type": "qwen2",
+    "hidden_size": 2048,
+    "intermediate_size": 11008,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 36,
+    "vocab_size": 151936,
+    "max_position_embeddings": 32768,
+}
 
 
 def test_vllm_fills_its_share_of_cuda_memory():
@@ -240,8 +254,17 @@ def test_long_context_fits_tgi_but_vllm_would_refuse_to_start():
 
 
 def test_higher_gpu_memory_utilization_tips_the_margin():
-    result = plan(PlanRequest(facts("qwen2.5-7b"), "none", "l4", gpus=1, max_total_tokens=98304, engine="vllm",
-                              gpu_memory_utilization=0.95))
+    result = plan(
+        PlanRequest(
+            facts("qwen2.5-7b"),
+            "none",
+            "l4",
+            gpus=1,
+            max_total_tokens=98304,
+            engine="vllm",
+            gpu_memory_utilization=0.95,
+        )
+    )
     assert result.status == "Fits"
     assert result.reason == (
         "Qwen2.5-7B at 16-bit needs 20.5 GiB per GPU (14.2 weights, 5.2 KV cache, 1.0 runtime); "
@@ -317,18 +340,26 @@ def test_vllm_refuses_quantizations_only_tgi_has(quantization):
 
 
 def test_vllm_refuses_a_bitsandbytes_checkpoint():
-    config = {**json.loads((MODELS / "mistral-7b" / "config.json").read_text()),
-              "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}
+    config = {
+        **json.loads((MODELS / "mistral-7b" / "config.json").read_text()),
+        "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True},
+    }
     with pytest.raises(ValueError, match="vLLM 0.33.0 has no bitsandbytes-nf4 quantization; TGI has it"):
         plan(PlanRequest(facts_from_config(config, 7241732096), "none", "l4", engine="vllm"))
 
 
-@pytest.mark.parametrize("request_fields, message", [
-    ({"gpu_memory_utilization": 0.95}, "gpu_memory_utilization is a vLLM setting; TGI takes none."),
-    ({"max_batch_tokens": 4096}, "max_batch_tokens is a vLLM setting; TGI takes none."),
-    ({"engine": "vllm", "gpu_memory_utilization": 1.5}, "gpu_memory_utilization must be above 0 and at most 1, not 1.5."),
-    ({"engine": "sglang"}, "Unknown engine 'sglang': use one of tgi, vllm."),
-])
+@pytest.mark.parametrize(
+    "request_fields, message",
+    [
+        ({"gpu_memory_utilization": 0.95}, "gpu_memory_utilization is a vLLM setting; TGI takes none."),
+        ({"max_batch_tokens": 4096}, "max_batch_tokens is a vLLM setting; TGI takes none."),
+        (
+            {"engine": "vllm", "gpu_memory_utilization": 1.5},
+            "gpu_memory_utilization must be above 0 and at most 1, not 1.5.",
+        ),
+        ({"engine": "sglang"}, "Unknown engine 'sglang': use one of tgi, vllm."),
+    ],
+)
 def test_engine_settings_are_checked(request_fields, message):
     with pytest.raises(ValueError) as refused:
         plan(PlanRequest(facts("mistral-7b"), "none", "l4", **request_fields))
@@ -336,6 +367,7 @@ def test_engine_settings_are_checked(request_fields, message):
 
 
 # ---- multi-node: vLLM tensor parallel within a node x pipeline parallel across nodes ------
+
 
 def test_405b_on_two_nodes_of_eight_h100_fits_vllm():
     result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm"))
@@ -373,7 +405,8 @@ def test_tgi_405b_on_eight_h100_suggests_vllm_on_two_nodes():
     result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=1))
     assert (result.status, result.nodes, result.min_nodes) == ("DoesNotFit", 1, None)
     assert result.reason.endswith(
-        ": use engine vllm on 2 nodes (spec.engine.name: vllm, spec.nodes: 2) or an 8-bit quantization (fp8 or eetq).")
+        ": use engine vllm on 2 nodes (spec.engine.name: vllm, spec.nodes: 2) or an 8-bit quantization (fp8 or eetq)."
+    )
 
 
 def test_tgi_suggests_no_vllm_nodes_for_a_quantization_vllm_lacks():
@@ -384,12 +417,15 @@ def test_tgi_suggests_no_vllm_nodes_for_a_quantization_vllm_lacks():
     )
 
 
-@pytest.mark.parametrize("gpus, nodes, expected_nodes, expected_gpus", [
-    (8, None, 2, 8),      # the fewest nodes for 8 GPUs each
-    (4, None, 3, 4),      # 4 GPUs each: 42 layers a node is the first to fit
-    (None, None, 2, 8),   # one node of any count is too small; two nodes need 8 GPUs each
-    (None, 3, 3, 4),      # three nodes given: the fewest GPUs each
-])
+@pytest.mark.parametrize(
+    "gpus, nodes, expected_nodes, expected_gpus",
+    [
+        (8, None, 2, 8),  # the fewest nodes for 8 GPUs each
+        (4, None, 3, 4),  # 4 GPUs each: 42 layers a node is the first to fit
+        (None, None, 2, 8),  # one node of any count is too small; two nodes need 8 GPUs each
+        (None, 3, 3, 4),  # three nodes given: the fewest GPUs each
+    ],
+)
 def test_vllm_picks_the_fewest_nodes_then_the_fewest_gpus(gpus, nodes, expected_nodes, expected_gpus):
     result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=gpus, nodes=nodes, engine="vllm"))
     assert (result.status, result.nodes, result.num_shard) == ("Fits", expected_nodes, expected_gpus)
@@ -415,7 +451,12 @@ def test_vllm_tries_at_most_max_nodes_when_it_picks():
 def test_when_nothing_fits_any_node_count_the_plan_stays_on_one_node():
     result = plan(PlanRequest(llama_405b(), "none", gpu_memory_gib=1.0, gpus=None, nodes=None, engine="vllm"))
     assert (result.status, result.nodes, result.num_shard, result.min_gpus, result.min_nodes) == (
-        "DoesNotFit", 1, 8, None, None)
+        "DoesNotFit",
+        1,
+        8,
+        None,
+        None,
+    )
 
 
 def test_more_gpus_per_node_before_more_nodes():
@@ -432,8 +473,9 @@ def test_one_gpu_short_of_a_node_suggests_more_gpus_not_more_nodes():
 
 
 def test_kv_cache_too_big_for_two_nodes_suggests_a_third_and_fewer_tokens_on_two():
-    result = plan(PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm",
-                              max_total_tokens=1_000_000))
+    result = plan(
+        PlanRequest(llama_405b(), "none", "h100-80gb", gpus=8, nodes=2, engine="vllm", max_total_tokens=1_000_000)
+    )
     assert result.reason == (
         "Llama-3.1-405B at 16-bit needs 79.8 GiB per GPU (47.2 weights, 30.0 KV cache for 1000000 tokens, "
         "2.6 runtime); 2 nodes x 8 x H100 80GB gives 72.8 GiB each to vLLM (0.92 of each GPU, "
@@ -449,14 +491,16 @@ def test_tgi_cannot_span_nodes():
     assert str(refused.value) == "TGI serves within one node; multi-node serving needs engine vllm."
     assert plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", nodes=None)).nodes == 1
     assert sharding_problem(llama_405b(), 8, "none", "tgi", nodes=2) == (
-        "TGI serves within one node; multi-node serving needs engine vllm.")
+        "TGI serves within one node; multi-node serving needs engine vllm."
+    )
 
 
 def test_more_nodes_than_layers_is_invalid_sharding():
     model = llama_405b()
     assert sharding_problem(model, 8, "none", "vllm", nodes=126) is None
     assert sharding_problem(model, 8, "none", "vllm", nodes=127) == (
-        "Llama-3.1-405B has 126 layers: pipeline parallelism needs at least one layer per node, so at most 126 nodes.")
+        "Llama-3.1-405B has 126 layers: pipeline parallelism needs at least one layer per node, so at most 126 nodes."
+    )
     result = plan(PlanRequest(model, "none", "h100-80gb", gpus=8, nodes=127, engine="vllm"))
     assert (result.status, result.fits) == ("InvalidSharding", False)
     assert result.reason.startswith("Llama-3.1-405B has 126 layers")

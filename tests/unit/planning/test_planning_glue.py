@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from llm_operator import api
-from llm_operator.facts import lookup as facts
 from llm_operator.facts import hub as modelinfo
+from llm_operator.facts import lookup as facts
 from llm_operator.planning import plan as planning
 
 SPEC = api.parse_spec({"model": {"id": "org/m"}, "gpus": 2})
@@ -35,14 +35,19 @@ def test_facts_are_read_in_the_background_once_and_failures_remembered():
     answer = facts.lookup("org/m", "main", hub=source)
     outcome = planning.plan_for(SPEC, answer, planning.Previous(), [])
     assert outcome.waiting is None and outcome.blocked is None and outcome.gpus == 2
-    assert outcome.status == {"known": False, "reason": "The plan is unknown: offline. Going on with 2 GPU(s) per replica."}
+    assert outcome.status == {
+        "known": False,
+        "reason": "The plan is unknown: offline. Going on with 2 GPU(s) per replica.",
+    }
     assert calls == [("org/m", "main")]
 
 
 def test_gpu_types_from_node_labels_largest_first():
-    nodes = [{"metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}}},
-             {"metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.memory": "81559"}}},
-             {"metadata": {"labels": {}}}]
+    nodes = [
+        {"metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}}},
+        {"metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.memory": "81559"}}},
+        {"metadata": {"labels": {}}},
+    ]
     assert [g.name for g in planning.gpu_types_of(nodes)] == ["h100-80gb", "l4"]
     spec = api.parse_spec({"model": {"id": "org/m"}, "gpu": {"product": "NVIDIA-L4"}})
     assert planning.gpu_for(spec, planning.gpu_types_of(nodes)).name == "l4"

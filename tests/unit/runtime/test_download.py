@@ -41,9 +41,17 @@ SHARD_2 = "model-00002-of-00002.safetensors"
 CHUNK = 10 * 1024 * 1024  # huggingface_hub's http_get writes in chunks of this size
 
 CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "intermediate_size": 512,
-    "num_attention_heads": 8, "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 4096,
-    "max_position_embeddings": 2048, "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "num_hidden_layers": 2,
+    "vocab_size": 4096,
+    "max_position_embeddings": 2048,
+    "torch_dtype": "bfloat16",
+    "tie_word_embeddings": False,
 }
 
 
@@ -61,12 +69,19 @@ def safetensors_file(tensors: dict[str, tuple[str, list[int]]], seed: int) -> by
 
 
 def tiny_model_repo() -> dict[str, bytes]:
-    shard_1 = safetensors_file({"model.embed_tokens.weight": ("BF16", [4096, 256]),
-                                "model.layers.all": ("BF16", [2, 3_000_000])}, seed=1)  # 13.4 MiB
+    shard_1 = safetensors_file(
+        {"model.embed_tokens.weight": ("BF16", [4096, 256]), "model.layers.all": ("BF16", [2, 3_000_000])}, seed=1
+    )  # 13.4 MiB
     shard_2 = safetensors_file({"lm_head.weight": ("BF16", [4096, 256]), "model.norm.weight": ("F32", [256])}, seed=2)
-    index = {"metadata": {"total_size": 16_195_328},
-             "weight_map": {"model.embed_tokens.weight": SHARD_1, "model.layers.all": SHARD_1,
-                            "lm_head.weight": SHARD_2, "model.norm.weight": SHARD_2}}
+    index = {
+        "metadata": {"total_size": 16_195_328},
+        "weight_map": {
+            "model.embed_tokens.weight": SHARD_1,
+            "model.layers.all": SHARD_1,
+            "lm_head.weight": SHARD_2,
+            "model.norm.weight": SHARD_2,
+        },
+    }
     return {
         "config.json": json.dumps(CONFIG).encode(),
         "generation_config.json": b'{"bos_token_id": 1, "eos_token_id": 2}',
@@ -86,28 +101,45 @@ def tiny_model_repo() -> dict[str, bytes]:
 def tiny_adapter_repo() -> dict[str, bytes]:
     return {
         "adapter_config.json": json.dumps({"base_model_name_or_path": MODEL, "peft_type": "LORA", "r": 8}).encode(),
-        "adapter_model.safetensors": safetensors_file({"lora_A": ("BF16", [8, 256]), "lora_B": ("BF16", [256, 8])}, seed=4),
+        "adapter_model.safetensors": safetensors_file(
+            {"lora_A": ("BF16", [8, 256]), "lora_B": ("BF16", [256, 8])}, seed=4
+        ),
         "README.md": b"# a LoRA\n",
     }
 
 
 # 4096*256 (embeddings) + 2*3,000,000 (layers) + 4096*256 (lm_head) + 256 (norm)
 PARAMETERS = 8_097_408
-SELECTED = sorted(["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "model.safetensors.index.json", SHARD_1, SHARD_2])
+SELECTED = sorted(
+    [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "model.safetensors.index.json",
+        SHARD_1,
+        SHARD_2,
+    ]
+)
 
 
 @pytest.fixture
 def hub():
-    server = HubServer({MODEL: tiny_model_repo(), ADAPTER: tiny_adapter_repo(), "acme/gated": tiny_model_repo()},
-                       gated={"acme/gated"}, tokens={"hf_good"})
+    server = HubServer(
+        {MODEL: tiny_model_repo(), ADAPTER: tiny_adapter_repo(), "acme/gated": tiny_model_repo()},
+        gated={"acme/gated"},
+        tokens={"hf_good"},
+    )
     yield server
     server.close()
 
 
 def fetched(hub: HubServer, repo: str = MODEL) -> list[str]:
     prefix = f"/{repo}/resolve/"
-    return sorted(path.split("/", 5)[5] for method, path, _ in hub.requests if path.startswith(prefix) and method == "GET")
+    return sorted(
+        path.split("/", 5)[5] for method, path, _ in hub.requests if path.startswith(prefix) and method == "GET"
+    )
 
 
 def blobs(cache: Path, repo: str = MODEL) -> Path:
@@ -212,7 +244,10 @@ def test_a_missing_file_makes_the_cache_incomplete(hub, tmp_path):
 
 
 def test_a_revision_with_a_slash_gets_one_directory(tmp_path):
-    assert marker_path(tmp_path, MODEL, "refs/pr/1") == tmp_path / "llm-operator" / "acme--tiny-llama" / "refs%2Fpr%2F1" / "COMPLETE"
+    assert (
+        marker_path(tmp_path, MODEL, "refs/pr/1")
+        == tmp_path / "llm-operator" / "acme--tiny-llama" / "refs%2Fpr%2F1" / "COMPLETE"
+    )
 
 
 # --- interrupted, corrupt, stalled ---------------------------------------------------------
@@ -298,8 +333,10 @@ def test_gated_repository_without_a_token(hub, tmp_path):
     with pytest.raises(DownloadRefused) as raised:
         download("acme/gated", "main", tmp_path, endpoint=hub.endpoint, progress=quiet)
     assert raised.value.permanent is True
-    assert str(raised.value) == ("acme/gated is gated on the Hugging Face Hub: accept its licence on the model page "
-                                 "and give the download a token (HF_TOKEN) of an account that has access.")
+    assert str(raised.value) == (
+        "acme/gated is gated on the Hugging Face Hub: accept its licence on the model page "
+        "and give the download a token (HF_TOKEN) of an account that has access."
+    )
 
 
 def test_gated_repository_with_a_token(hub, tmp_path):
@@ -312,8 +349,10 @@ def test_unknown_repository_and_revision(hub, tmp_path):
         download("acme/nothing", "main", tmp_path, endpoint=hub.endpoint, progress=quiet)
     with pytest.raises(DownloadRefused) as raised:
         download(MODEL, "v9", tmp_path, endpoint=hub.endpoint, progress=quiet)
-    assert str(raised.value) == ("Revision 'v9' of acme/tiny-llama does not exist on the Hugging Face Hub: "
-                                 "pin an existing branch, tag or commit.")
+    assert str(raised.value) == (
+        "Revision 'v9' of acme/tiny-llama does not exist on the Hugging Face Hub: "
+        "pin an existing branch, tag or commit."
+    )
 
 
 # --- adapters ------------------------------------------------------------------------------
@@ -322,7 +361,9 @@ def test_unknown_repository_and_revision(hub, tmp_path):
 def test_adapter_into_the_same_cache(hub, tmp_path):
     result = download_adapter(ADAPTER, "main", tmp_path, endpoint=hub.endpoint, progress=quiet)
     assert [f.name for f in result.files] == ["adapter_config.json", "adapter_model.safetensors"]
-    assert result.snapshot_dir == tmp_path / "hub" / "models--acme--tiny-support-lora" / "snapshots" / hub.commit(ADAPTER)
+    assert result.snapshot_dir == tmp_path / "hub" / "models--acme--tiny-support-lora" / "snapshots" / hub.commit(
+        ADAPTER
+    )
     assert is_complete(tmp_path, ADAPTER, "main")
 
 
@@ -343,12 +384,26 @@ def test_cli_download_writes_the_facts_to_the_termination_message(hub, tmp_path,
     assert code == 0
     message = json.loads(message_file.read_text())
     assert message == {
-        "modelId": MODEL, "revision": "main", "numLayers": 2, "hiddenSize": 256, "numAttentionHeads": 8,
-        "numKeyValueHeads": 4, "headDim": 32, "vocabSize": 4096, "maxPositionEmbeddings": 2048,
-        "torchDtype": "bfloat16", "intermediateSize": 512, "numExperts": 0, "numExpertsPerTok": 0,
-        "parameterCount": PARAMETERS, "parameterCountEstimated": False, "tieWordEmbeddings": False,
-        "modelType": "llama", "quantizationConfig": None,
-        "commit": hub.commit(MODEL), "adapters": {"support": hub.commit(ADAPTER)},
+        "modelId": MODEL,
+        "revision": "main",
+        "numLayers": 2,
+        "hiddenSize": 256,
+        "numAttentionHeads": 8,
+        "numKeyValueHeads": 4,
+        "headDim": 32,
+        "vocabSize": 4096,
+        "maxPositionEmbeddings": 2048,
+        "torchDtype": "bfloat16",
+        "intermediateSize": 512,
+        "numExperts": 0,
+        "numExpertsPerTok": 0,
+        "parameterCount": PARAMETERS,
+        "parameterCountEstimated": False,
+        "tieWordEmbeddings": False,
+        "modelType": "llama",
+        "quantizationConfig": None,
+        "commit": hub.commit(MODEL),
+        "adapters": {"support": hub.commit(ADAPTER)},
     }
     assert len(message_file.read_bytes()) <= 4096
     assert capsys.readouterr().out.splitlines()[-1] == message_file.read_text()
@@ -362,15 +417,28 @@ def test_cli_download_failure_reports_why(hub, tmp_path, monkeypatch):
     assert code == 4  # permanent: the Job's podFailurePolicy can stop retrying
     assert json.loads(message_file.read_text()) == {
         "error": "acme/gated is gated on the Hugging Face Hub: accept its licence on the model page and give the "
-                 "download a token (HF_TOKEN) of an account that has access.",
-        "reason": "Refused", "permanent": True}
+        "download a token (HF_TOKEN) of an account that has access.",
+        "reason": "Refused",
+        "permanent": True,
+    }
 
 
 def test_cli_download_stall_exits_for_a_retry(hub, tmp_path, monkeypatch):
     monkeypatch.setenv("TERMINATION_MESSAGE_PATH", str(tmp_path / "termination-log"))
     hub.stall(MODEL, SHARD_1)
-    code = cli.main(["download", "--model-id", MODEL, "--cache-dir", str(tmp_path), "--endpoint", hub.endpoint,
-                     "--stall-timeout", "1"])
+    code = cli.main(
+        [
+            "download",
+            "--model-id",
+            MODEL,
+            "--cache-dir",
+            str(tmp_path),
+            "--endpoint",
+            hub.endpoint,
+            "--stall-timeout",
+            "1",
+        ]
+    )
     assert code == 1
     assert json.loads((tmp_path / "termination-log").read_text())["reason"] == "Stalled"
     assert abandoned_workers_finish(hub)
@@ -385,12 +453,19 @@ def test_cli_inspect(hub, tmp_path, capsys):
 
 
 def test_termination_message_stays_under_4096_bytes():
-    big = {"quant_method": "compressed-tensors", "format": "float-quantized",
-           "ignore": [f"model.layers.{i}.mlp.gate" for i in range(200)], "config_groups": {"group_0": {"targets": ["Linear"]}}}
+    big = {
+        "quant_method": "compressed-tensors",
+        "format": "float-quantized",
+        "ignore": [f"model.layers.{i}.mlp.gate" for i in range(200)],
+        "config_groups": {"group_0": {"targets": ["Linear"]}},
+    }
     facts = facts_from_config({**CONFIG, "quantization_config": big}, PARAMETERS, model_id=MODEL)
     message = termination_message(facts, "c" * 40)
     assert len(message.encode()) <= 4096
-    assert json.loads(message)["quantizationConfig"] == {"quant_method": "compressed-tensors", "format": "float-quantized"}
+    assert json.loads(message)["quantizationConfig"] == {
+        "quant_method": "compressed-tensors",
+        "format": "float-quantized",
+    }
     small = facts_from_config({**CONFIG, "quantization_config": {"quant_method": "awq", "bits": 4}}, PARAMETERS)
     assert json.loads(termination_message(small, "c" * 40))["quantizationConfig"] == {"quant_method": "awq", "bits": 4}
 
@@ -399,8 +474,10 @@ def test_termination_message_stays_under_4096_bytes():
 
 
 def test_progress_lines():
-    assert progress_line("model.safetensors", 1_288_490_189, 5_261_334_938, 89_128_960) == \
-        "model.safetensors: 1.2 GiB of 4.9 GiB (24%), 85 MiB/s"
+    assert (
+        progress_line("model.safetensors", 1_288_490_189, 5_261_334_938, 89_128_960)
+        == "model.safetensors: 1.2 GiB of 4.9 GiB (24%), 85 MiB/s"
+    )
     assert progress_line("config.json", 512, 2048, None) == "config.json: 512 B of 2 KiB (25%)"
     assert human_bytes(15 * 1024**3) == "15 GiB"
 
@@ -415,33 +492,80 @@ def test_progress_is_rate_limited(hub, tmp_path):
 
 
 def test_select_model_files_prefers_the_indexed_safetensors():
-    names = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-             "model.safetensors.index.json", "consolidated.safetensors", "params.json", "tokenizer.model",
-             "tokenizer.json", "tokenizer_config.json", "pytorch_model.bin", "original/consolidated.00.pth", "README.md"]
+    names = [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "consolidated.safetensors",
+        "params.json",
+        "tokenizer.model",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "pytorch_model.bin",
+        "original/consolidated.00.pth",
+        "README.md",
+    ]
     index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
     assert select_model_files(names, index) == [
-        "config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-        "model.safetensors.index.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json"]
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+    ]
     # Without the index: the model* shards, not consolidated.safetensors.
     assert select_model_files([n for n in names if n != "model.safetensors.index.json"]) == [
-        "config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-        "tokenizer.json", "tokenizer.model", "tokenizer_config.json"]
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+    ]
 
 
 def test_select_model_files_falls_back_to_bin_without_training_files():
-    names = ["config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
-             "pytorch_model.bin.index.json", "training_args.bin", "vocab.json", "merges.txt", "adapter_config.json"]
+    names = [
+        "config.json",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "training_args.bin",
+        "vocab.json",
+        "merges.txt",
+        "adapter_config.json",
+    ]
     assert select_model_files(names) == [
-        "adapter_config.json", "config.json", "merges.txt", "pytorch_model-00001-of-00002.bin",
-        "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json", "vocab.json"]
+        "adapter_config.json",
+        "config.json",
+        "merges.txt",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "vocab.json",
+    ]
     assert select_model_files(names, allow_patterns=["*.json"]) == [
-        "adapter_config.json", "config.json", "pytorch_model.bin.index.json", "vocab.json"]
+        "adapter_config.json",
+        "config.json",
+        "pytorch_model.bin.index.json",
+        "vocab.json",
+    ]
 
 
 def test_select_adapter_files():
-    assert select_adapter_files(["adapter_config.json", "adapter_model.safetensors", "adapter_model.bin",
-                                 "tokenizer.json", "README.md", "checkpoint-100/adapter_model.safetensors"]) == [
-        "adapter_config.json", "adapter_model.safetensors", "tokenizer.json"]
+    assert select_adapter_files(
+        [
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "adapter_model.bin",
+            "tokenizer.json",
+            "README.md",
+            "checkpoint-100/adapter_model.safetensors",
+        ]
+    ) == ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json"]
 
 
 def test_safetensors_parameter_counts(tmp_path):

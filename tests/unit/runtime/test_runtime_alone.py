@@ -43,17 +43,27 @@ def import_all(package_name):
 """
 
 
-def run_isolated(program: str, refused: tuple[str, ...], allowed: tuple[str, ...] | None = None,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_isolated(
+    program: str, refused: tuple[str, ...], allowed: tuple[str, ...] | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     source_roots = ":".join(str(ROOT / root) for root in ("common", "operator", "runtime"))
     return subprocess.run(
         [sys.executable, "-c", BLOCKER + program, json.dumps(refused), json.dumps(allowed)],
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": source_roots, "HOME": "/nonexistent", **(env or {})},
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
-SERVE_ENV = {"LLM_MODEL_ID": "acme/tiny", "LLM_REVISION": "main", "LLM_NUM_SHARD": "1",
-             "LLM_MAX_TOTAL_TOKENS": "2048", "LLM_ADAPTERS": "support=acme/support-lora@main"}
+SERVE_ENV = {
+    "LLM_MODEL_ID": "acme/tiny",
+    "LLM_REVISION": "main",
+    "LLM_NUM_SHARD": "1",
+    "LLM_MAX_TOTAL_TOKENS": "2048",
+    "LLM_ADAPTERS": "support=acme/support-lora@main",
+}
 
 
 def test_the_runtime_works_without_the_operator_or_its_dependencies():
@@ -69,9 +79,11 @@ print("status", status)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1] == "status 0", proc.stdout + proc.stderr
-    assert lines[-2] == ("text-generation-launcher --model-id acme/tiny --revision main --num-shard 1 "
-                         "--max-total-tokens 2048 --lora-adapters acme/support-lora@main "
-                         "--hostname 0.0.0.0 --port 8080 --json-output")
+    assert lines[-2] == (
+        "text-generation-launcher --model-id acme/tiny --revision main --num-shard 1 "
+        "--max-total-tokens 2048 --lora-adapters acme/support-lora@main "
+        "--hostname 0.0.0.0 --port 8080 --json-output"
+    )
 
 
 def test_the_operator_never_imports_the_runtime():
@@ -82,17 +94,21 @@ def test_the_operator_never_imports_the_runtime():
 
 def test_the_leaf_needs_the_standard_library_only():
     # huggingface_hub is imported inside the functions that classify Hub errors, never at import.
-    proc = run_isolated('import_all("llm_common")\nprint("imported")', ("llm_operator", "llm_runtime"),
-                        allowed=("llm_common",))
+    proc = run_isolated(
+        'import_all("llm_common")\nprint("imported")', ("llm_operator", "llm_runtime"), allowed=("llm_common",)
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "imported\n"
 
 
-@pytest.mark.parametrize("program, refused, allowed", [
-    ('import yaml', OPERATOR_ONLY, None),
-    ('import llm_runtime.download', ("llm_runtime",), None),
-    ('import llm_common, json, huggingface_hub', (), ("llm_common",)),
-])
+@pytest.mark.parametrize(
+    "program, refused, allowed",
+    [
+        ("import yaml", OPERATOR_ONLY, None),
+        ("import llm_runtime.download", ("llm_runtime",), None),
+        ("import llm_common, json, huggingface_hub", (), ("llm_common",)),
+    ],
+)
 def test_the_blocker_refuses(program, refused, allowed):
     # Proves the checks above can fail: the same interpreter set-up refuses these imports.
     proc = run_isolated(program, refused, allowed)

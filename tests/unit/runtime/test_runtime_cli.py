@@ -51,8 +51,13 @@ def serve(env, measured=GOOD, dry_run=True, skip_checks=False):
 
 
 def test_console_script_dry_run_prints_a_launcher_command():
-    proc = subprocess.run([str(VENV_BIN / "llm-runtime"), "serve", "--dry-run", "--skip-checks"],
-                          env={"PATH": os.environ["PATH"], **OPERATOR_ENV}, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(VENV_BIN / "llm-runtime"), "serve", "--dry-run", "--skip-checks"],
+        env={"PATH": os.environ["PATH"], **OPERATOR_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"export HF_HOME=/data\nexport USAGE_STATS=off\n{EXPECTED_COMMAND}\n"
 
@@ -94,12 +99,17 @@ def fake_launcher(tmp_path: Path) -> Path:
 
 def test_serve_execs_the_launcher(tmp_path):
     bin_dir = fake_launcher(tmp_path)
-    proc = subprocess.run([str(VENV_BIN / "llm-runtime"), "serve", "--skip-checks"],
-                          env={"PATH": f"{bin_dir}:{os.environ['PATH']}", **OPERATOR_ENV},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(VENV_BIN / "llm-runtime"), "serve", "--skip-checks"],
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", **OPERATOR_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == (f"argv: {EXPECTED_COMMAND.removeprefix('text-generation-launcher ')}\n"
-                           "offline= home=/data stats=off\n")
+    assert proc.stdout == (
+        f"argv: {EXPECTED_COMMAND.removeprefix('text-generation-launcher ')}\noffline= home=/data stats=off\n"
+    )
 
 
 def test_failed_checks_do_not_start_tgi(tmp_path):
@@ -125,8 +135,10 @@ def test_dry_run_with_failing_checks_still_prints_but_fails():
 def test_missing_launcher_exits_127(tmp_path):
     code, _, err = serve({"PATH": str(tmp_path), **OPERATOR_ENV}, dry_run=False, skip_checks=True)
     assert code == 127
-    assert err == ("llm-runtime serve: text-generation-launcher is not on PATH: run this in the runtime image "
-                   "(built FROM TGI's).\n")
+    assert err == (
+        "llm-runtime serve: text-generation-launcher is not on PATH: run this in the runtime image "
+        "(built FROM TGI's).\n"
+    )
 
 
 # --- serving from the cache ----------------------------------------------------------------
@@ -135,13 +147,26 @@ def test_missing_launcher_exits_127(tmp_path):
 @pytest.fixture
 def cache(tmp_path):
     """A cache holding a tiny model and a LoRA adapter, as the download Job leaves it."""
-    hub = HubServer({
-        "acme/tiny": {"config.json": json.dumps({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4,
-                                                 "num_hidden_layers": 2, "vocab_size": 100}).encode(),
-                      "model.safetensors": b"\x02\x00\x00\x00\x00\x00\x00\x00{}"},
-        "acme/lora": {"adapter_config.json": b'{"peft_type": "LORA"}',
-                      "adapter_model.safetensors": b"\x02\x00\x00\x00\x00\x00\x00\x00{}"},
-    })
+    hub = HubServer(
+        {
+            "acme/tiny": {
+                "config.json": json.dumps(
+                    {
+                        "model_type": "llama",
+                        "hidden_size": 64,
+                        "num_attention_heads": 4,
+                        "num_hidden_layers": 2,
+                        "vocab_size": 100,
+                    }
+                ).encode(),
+                "model.safetensors": b"\x02\x00\x00\x00\x00\x00\x00\x00{}",
+            },
+            "acme/lora": {
+                "adapter_config.json": b'{"peft_type": "LORA"}',
+                "adapter_model.safetensors": b"\x02\x00\x00\x00\x00\x00\x00\x00{}",
+            },
+        }
+    )
     cache_dir = tmp_path / "cache"
     download("acme/tiny", "main", cache_dir, endpoint=hub.endpoint, progress=lambda _: None)
     download_adapter("acme/lora", "main", cache_dir, endpoint=hub.endpoint, progress=lambda _: None)
@@ -151,16 +176,24 @@ def cache(tmp_path):
 
 def test_serving_from_the_cache_goes_offline_and_passes_adapters_by_path(cache):
     cache_dir, lora_commit = cache
-    env = {"LLM_MODEL_ID": "acme/tiny", "LLM_NUM_SHARD": "1", "LLM_CACHE_DIR": str(cache_dir),
-           "LLM_ADAPTERS": "support=acme/lora@main"}
+    env = {
+        "LLM_MODEL_ID": "acme/tiny",
+        "LLM_NUM_SHARD": "1",
+        "LLM_CACHE_DIR": str(cache_dir),
+        "LLM_ADAPTERS": "support=acme/lora@main",
+    }
     code, out, err = serve(env, Measured(gpus=[H100], gpu_error=None, shm_bytes=64 * MiB))
     assert code == 0, err
     snapshot = cache_dir / "hub" / "models--acme--lora" / "snapshots" / lora_commit
-    assert out == (f"export HF_HOME={cache_dir}\nexport HF_HUB_OFFLINE=1\nexport USAGE_STATS=off\n"
-                   "text-generation-launcher --model-id acme/tiny --revision main --num-shard 1 "
-                   f"--lora-adapters support={snapshot} --hostname 0.0.0.0 --port 8080 --json-output\n")
-    assert err.splitlines()[2:] == [f"check ok: acme/tiny@main is complete in the cache at {cache_dir}.",
-                                    f"check ok: acme/lora@main is complete in the cache at {cache_dir}."]
+    assert out == (
+        f"export HF_HOME={cache_dir}\nexport HF_HUB_OFFLINE=1\nexport USAGE_STATS=off\n"
+        "text-generation-launcher --model-id acme/tiny --revision main --num-shard 1 "
+        f"--lora-adapters support={snapshot} --hostname 0.0.0.0 --port 8080 --json-output\n"
+    )
+    assert err.splitlines()[2:] == [
+        f"check ok: acme/tiny@main is complete in the cache at {cache_dir}.",
+        f"check ok: acme/lora@main is complete in the cache at {cache_dir}.",
+    ]
 
 
 def test_an_incomplete_cache_fails_the_check(tmp_path):
@@ -170,7 +203,8 @@ def test_an_incomplete_cache_fails_the_check(tmp_path):
     assert err.splitlines()[2] == (
         f"check FAILED: acme/tiny@main is not ready in the cache at {tmp_path} (has no completion marker, "
         f"{tmp_path}/llm-operator/acme--tiny/main/COMPLETE): run `llm-runtime download` for it first "
-        "(the operator's download Job does), or serve without the cache.")
+        "(the operator's download Job does), or serve without the cache."
+    )
 
 
 def test_serve_checks_without_a_cache_are_gpus_and_shm():
@@ -184,15 +218,24 @@ def test_serve_checks_without_a_cache_are_gpus_and_shm():
 
 
 def test_gpu_verdicts():
-    assert gpu_verdict(2, None) == CheckResult(True, "GPUs not checked: nvidia-ml-py (pynvml) is not installed in this image.")
-    assert gpu_verdict(1, [H100]) == CheckResult(True, "1 GPU visible for --num-shard 1: NVIDIA H100 80GB HBM3 (80 GiB).")
+    assert gpu_verdict(2, None) == CheckResult(
+        True, "GPUs not checked: nvidia-ml-py (pynvml) is not installed in this image."
+    )
+    assert gpu_verdict(1, [H100]) == CheckResult(
+        True, "1 GPU visible for --num-shard 1: NVIDIA H100 80GB HBM3 (80 GiB)."
+    )
     assert gpu_verdict(1, [H100, H100]).message == (
         "2 GPUs visible for --num-shard 1 (1 more visible than used): NVIDIA H100 80GB HBM3 (80 GiB), "
-        "NVIDIA H100 80GB HBM3 (80 GiB).")
+        "NVIDIA H100 80GB HBM3 (80 GiB)."
+    )
     assert gpu_verdict(4, [H100, H100]).ok is False
-    assert gpu_verdict(2, None, "NVML Shared Library Not Found") == CheckResult(False, (
-        "No GPU is visible (NVML Shared Library Not Found): the pod asked for 2 GPUs but NVML could not start. "
-        "Check that the node has the NVIDIA driver and device plugin and that the container requests nvidia.com/gpu."))
+    assert gpu_verdict(2, None, "NVML Shared Library Not Found") == CheckResult(
+        False,
+        (
+            "No GPU is visible (NVML Shared Library Not Found): the pod asked for 2 GPUs but NVML could not start. "
+            "Check that the node has the NVIDIA driver and device plugin and that the container requests nvidia.com/gpu."
+        ),
+    )
 
 
 def test_cuda_visible_devices_hides_gpus():
@@ -203,21 +246,40 @@ def test_cuda_visible_devices_hides_gpus():
     assert visible_to_cuda([H100, a100], None) == [H100, a100]
     assert gpu_verdict(2, [H100, a100], cuda_visible_devices="0").message == (
         "2 GPUs needed for --num-shard 2, but 1 visible: NVIDIA H100 80GB HBM3 (80 GiB); CUDA_VISIBLE_DEVICES='0'. "
-        "Request nvidia.com/gpu: 2 or lower the shard count.")
+        "Request nvidia.com/gpu: 2 or lower the shard count."
+    )
 
 
-@pytest.mark.parametrize("num_shard,size,ok,message", [
-    (1, 64 * MiB, True, "/dev/shm not needed: one shard uses no NCCL."),
-    (2, 2 * GiB, True, "/dev/shm is 2.0 GiB, enough for 2 shards."),
-    (4, 1 * GiB, True, "warning: /dev/shm is 1.0 GiB, less than the 4.0 GiB usually given to 4 shards; if NCCL fails, "
-                       "mount an emptyDir with medium: Memory at /dev/shm (sizeLimit about 1Gi per GPU), or set "
-                       "NCCL_SHM_DISABLE=1 (slower)."),
-    (2, 64 * MiB, False, "/dev/shm is 64 MiB, too small for NCCL between 2 shards (about 2.0 GiB wanted): mount an "
-                         "emptyDir with medium: Memory at /dev/shm (sizeLimit about 1Gi per GPU), or set "
-                         "NCCL_SHM_DISABLE=1 (slower)."),
-    (8, None, False, "/dev/shm is missing, and 8 shards talk through it (NCCL): mount an emptyDir with medium: Memory "
-                     "at /dev/shm (sizeLimit about 1Gi per GPU), or set NCCL_SHM_DISABLE=1 (slower)."),
-])
+@pytest.mark.parametrize(
+    "num_shard,size,ok,message",
+    [
+        (1, 64 * MiB, True, "/dev/shm not needed: one shard uses no NCCL."),
+        (2, 2 * GiB, True, "/dev/shm is 2.0 GiB, enough for 2 shards."),
+        (
+            4,
+            1 * GiB,
+            True,
+            "warning: /dev/shm is 1.0 GiB, less than the 4.0 GiB usually given to 4 shards; if NCCL fails, "
+            "mount an emptyDir with medium: Memory at /dev/shm (sizeLimit about 1Gi per GPU), or set "
+            "NCCL_SHM_DISABLE=1 (slower).",
+        ),
+        (
+            2,
+            64 * MiB,
+            False,
+            "/dev/shm is 64 MiB, too small for NCCL between 2 shards (about 2.0 GiB wanted): mount an "
+            "emptyDir with medium: Memory at /dev/shm (sizeLimit about 1Gi per GPU), or set "
+            "NCCL_SHM_DISABLE=1 (slower).",
+        ),
+        (
+            8,
+            None,
+            False,
+            "/dev/shm is missing, and 8 shards talk through it (NCCL): mount an emptyDir with medium: Memory "
+            "at /dev/shm (sizeLimit about 1Gi per GPU), or set NCCL_SHM_DISABLE=1 (slower).",
+        ),
+    ],
+)
 def test_shm_verdicts(num_shard, size, ok, message):
     assert shm_verdict(num_shard, size) == CheckResult(ok, message)
 
@@ -270,24 +332,40 @@ def test_measure_gpus_without_nvidia_ml_py(monkeypatch):
     assert checks.gpu_check(8).ok is True
 
 
-@pytest.mark.parametrize("env, sentence", [
-    ({"LLM_QUANTIZE": "int8"}, "LLM_QUANTIZE: 'int8' is not a value TGI's launcher accepts: use one of awq, "
-                               "compressed-tensors, eetq, exl2, gptq, marlin, bitsandbytes, bitsandbytes-nf4, "
-                               "bitsandbytes-fp4, fp8."),
-    ({"LLM_QUANTIZE": "", "LLM_DTYPE": "float32"},
-     "LLM_DTYPE: 'float32' is not a value TGI's launcher accepts: use one of float16, bfloat16."),
-    ({"LLM_QUANTIZE": "exl2"}, "LLM_QUANTIZE is exl2, which TGI cannot shard: LLM_NUM_SHARD must be 1, not 2."),
-    ({"LLM_MAX_INPUT_TOKENS": "8192"},
-     "LLM_MAX_INPUT_TOKENS (8192) must be less than LLM_MAX_TOTAL_TOKENS (8192): the total counts the prompt and "
-     "the generated tokens."),
-    ({"LLM_EXTRA_ARGS": '["--cuda-graphs", "1", "--cuda-graphs", "2"]'},
-     "--cuda-graphs in LLM_EXTRA_ARGS is given twice: TGI's launcher takes it once."),
-    ({"LLM_EXTRA_ARGS": '["--num-shard", "4"]'},
-     "LLM_EXTRA_ARGS must not give --num-shard: it is set from LLM_NUM_SHARD; set that instead."),
-    ({"LLM_DTYPE": "float16"},
-     "LLM_DTYPE cannot be set with LLM_QUANTIZE awq: TGI takes a dtype only with bitsandbytes, bitsandbytes-nf4 or "
-     "bitsandbytes-fp4; leave LLM_DTYPE unset (auto)."),
-])
+@pytest.mark.parametrize(
+    "env, sentence",
+    [
+        (
+            {"LLM_QUANTIZE": "int8"},
+            "LLM_QUANTIZE: 'int8' is not a value TGI's launcher accepts: use one of awq, "
+            "compressed-tensors, eetq, exl2, gptq, marlin, bitsandbytes, bitsandbytes-nf4, "
+            "bitsandbytes-fp4, fp8.",
+        ),
+        (
+            {"LLM_QUANTIZE": "", "LLM_DTYPE": "float32"},
+            "LLM_DTYPE: 'float32' is not a value TGI's launcher accepts: use one of float16, bfloat16.",
+        ),
+        ({"LLM_QUANTIZE": "exl2"}, "LLM_QUANTIZE is exl2, which TGI cannot shard: LLM_NUM_SHARD must be 1, not 2."),
+        (
+            {"LLM_MAX_INPUT_TOKENS": "8192"},
+            "LLM_MAX_INPUT_TOKENS (8192) must be less than LLM_MAX_TOTAL_TOKENS (8192): the total counts the prompt and "
+            "the generated tokens.",
+        ),
+        (
+            {"LLM_EXTRA_ARGS": '["--cuda-graphs", "1", "--cuda-graphs", "2"]'},
+            "--cuda-graphs in LLM_EXTRA_ARGS is given twice: TGI's launcher takes it once.",
+        ),
+        (
+            {"LLM_EXTRA_ARGS": '["--num-shard", "4"]'},
+            "LLM_EXTRA_ARGS must not give --num-shard: it is set from LLM_NUM_SHARD; set that instead.",
+        ),
+        (
+            {"LLM_DTYPE": "float16"},
+            "LLM_DTYPE cannot be set with LLM_QUANTIZE awq: TGI takes a dtype only with bitsandbytes, bitsandbytes-nf4 or "
+            "bitsandbytes-fp4; leave LLM_DTYPE unset (auto).",
+        ),
+    ],
+)
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_settings_tgi_would_refuse_exit_2_with_a_sentence(env, sentence, dry_run):
     code, out, err = serve({**OPERATOR_ENV, **env}, dry_run=dry_run)
@@ -296,9 +374,13 @@ def test_settings_tgi_would_refuse_exit_2_with_a_sentence(env, sentence, dry_run
 
 
 def test_console_script_dry_run_refuses_int8():
-    proc = subprocess.run([str(VENV_BIN / "llm-runtime"), "serve", "--dry-run", "--skip-checks"],
-                          env={"PATH": os.environ["PATH"], **OPERATOR_ENV, "LLM_QUANTIZE": "int8"},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(VENV_BIN / "llm-runtime"), "serve", "--dry-run", "--skip-checks"],
+        env={"PATH": os.environ["PATH"], **OPERATOR_ENV, "LLM_QUANTIZE": "int8"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (proc.returncode, proc.stdout) == (2, "")
     assert "LLM_QUANTIZE: 'int8' is not a value TGI's launcher accepts" in proc.stderr
 
@@ -308,15 +390,22 @@ def test_from_the_cache_input_tokens_alone_are_judged_against_the_cached_models_
     env = {"LLM_MODEL_ID": "acme/tiny", "LLM_NUM_SHARD": "1", "LLM_CACHE_DIR": str(cache_dir)}
     code, out, err = serve({**env, "LLM_MAX_INPUT_TOKENS": "2048"}, skip_checks=True)
     assert (code, out) == (2, "")
-    assert err == ("llm-runtime serve: TGI would refuse these settings: LLM_MAX_INPUT_TOKENS (2048) must be less than "
-                   "the model's context of 2048 tokens, which TGI takes as the total when LLM_MAX_TOTAL_TOKENS is unset: "
-                   "set LLM_MAX_INPUT_TOKENS to at most 2047, or set LLM_MAX_TOTAL_TOKENS above it.\n")
+    assert err == (
+        "llm-runtime serve: TGI would refuse these settings: LLM_MAX_INPUT_TOKENS (2048) must be less than "
+        "the model's context of 2048 tokens, which TGI takes as the total when LLM_MAX_TOTAL_TOKENS is unset: "
+        "set LLM_MAX_INPUT_TOKENS to at most 2047, or set LLM_MAX_TOTAL_TOKENS above it.\n"
+    )
     assert serve({**env, "LLM_MAX_INPUT_TOKENS": "2047"}, skip_checks=True)[0] == 0
 
 
 # --- vLLM (issue 15): the same variables, the same checks, another engine ---------------------
 
-VLLM_ENV = {**OPERATOR_ENV, "LLM_ENGINE": "vllm", "LLM_SERVED_NAME": "mistral", "LLM_EXTRA_ARGS": '["--enable-prefix-caching"]'}
+VLLM_ENV = {
+    **OPERATOR_ENV,
+    "LLM_ENGINE": "vllm",
+    "LLM_SERVED_NAME": "mistral",
+    "LLM_EXTRA_ARGS": '["--enable-prefix-caching"]',
+}
 
 
 def test_vllm_dry_run_prints_a_vllm_command_after_the_same_checks():
@@ -325,7 +414,8 @@ def test_vllm_dry_run_prints_a_vllm_command_after_the_same_checks():
     assert out.splitlines()[-1] == (
         "vllm serve TheBloke/Mistral-7B-Instruct-v0.2-AWQ --revision main --tensor-parallel-size 2 --quantization awq "
         "--max-model-len 8192 --max-num-seqs 64 --served-model-name mistral TheBloke/Mistral-7B-Instruct-v0.2-AWQ "
-        "--host 0.0.0.0 --port 8000 --enable-prefix-caching")
+        "--host 0.0.0.0 --port 8000 --enable-prefix-caching"
+    )
     assert "export VLLM_NO_USAGE_STATS=1" in out and "export DO_NOT_TRACK=1" in out
     assert err.splitlines() == [
         "check ok: 2 GPUs visible for --num-shard 2: NVIDIA H100 80GB HBM3 (80 GiB), NVIDIA H100 80GB HBM3 (80 GiB).",
@@ -336,13 +426,21 @@ def test_vllm_dry_run_prints_a_vllm_command_after_the_same_checks():
 def test_vllm_is_not_started_with_what_it_lacks_or_a_failed_check(tmp_path):
     code, out, err = serve({**VLLM_ENV, "LLM_QUANTIZE": "eetq"})
     assert (code, out) == (2, "")
-    assert err == "llm-runtime serve: vLLM would refuse these settings: LLM_QUANTIZE=eetq is not in vLLM 0.33.0 (TGI has it).\n"
+    assert (
+        err
+        == "llm-runtime serve: vLLM would refuse these settings: LLM_QUANTIZE=eetq is not in vLLM 0.33.0 (TGI has it).\n"
+    )
     code, out, err = serve(VLLM_ENV, Measured(gpus=[H100], gpu_error=None, shm_bytes=2 * GiB), dry_run=False)
     assert (code, out) == (3, "")
-    assert err.splitlines()[-1] == "llm-runtime serve: not starting vLLM; fix the failed checks above, or pass --skip-checks."
+    assert (
+        err.splitlines()[-1]
+        == "llm-runtime serve: not starting vLLM; fix the failed checks above, or pass --skip-checks."
+    )
     code, _, err = serve({"PATH": str(tmp_path), **VLLM_ENV}, dry_run=False, skip_checks=True)
     assert code == 127
-    assert err == ("llm-runtime serve: vllm is not on PATH: run this in an image built FROM vLLM's (vllm/vllm-openai).\n")
+    assert err == (
+        "llm-runtime serve: vllm is not on PATH: run this in an image built FROM vLLM's (vllm/vllm-openai).\n"
+    )
 
 
 def test_an_unknown_engine_is_named():
