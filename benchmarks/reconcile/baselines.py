@@ -60,7 +60,7 @@ class PlainController:
             name, uid = created["metadata"]["name"], created["metadata"]["uid"]
             try:
                 answers = [
-                    with_retry(lambda: self.kube.apply(child), f"applying {child['kind']}/{name}")
+                    with_retry(lambda child=child: self.kube.apply(child), f"applying {child['kind']}/{name}")
                     for child in desired_for(name, self.namespace, uid, self.spec)
                 ]
                 if self.report:
@@ -115,7 +115,7 @@ def burst(
         )
         if apply_children:
             answers = [
-                with_retry(lambda: kube.apply(child), f"applying {child['kind']}/{name}")
+                with_retry(lambda child=child: kube.apply(child), f"applying {child['kind']}/{name}")
                 for child in desired_for(name, namespace, created["metadata"]["uid"], spec)
             ]
             if report:

@@ -79,7 +79,10 @@ def write_report(kube: Kube, created: dict, answers: list[dict]) -> None:
     }
     for e in events:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with_retry(lambda: kube.post_event(involved, e.type, e.reason, e.message, stamp), f"posting an Event on {name}")
+        with_retry(
+            lambda e=e, stamp=stamp: kube.post_event(involved, e.type, e.reason, e.message, stamp),
+            f"posting an Event on {name}",
+        )
 
 
 def child_kinds(spec: dict) -> list[tuple[str, str]]:

@@ -6,17 +6,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from test_chart import (  # noqa: F401  (fixtures, used by name)
-    CHART,
-    CHART_META,
-    NAMESPACED,
-    helm,
-    helm_env,
-    kube_version,
-    only,
-    render,
-    rules_of,
-)
+from test_chart import CHART_META, NAMESPACED, only, rules_of
+
+from support.paths import CHART
 
 # What the gateway may do in a namespace it routes to, (apiGroup, resource) -> verbs: read
 # models and their pods, wake a model from zero (scale, one annotation), post Events.

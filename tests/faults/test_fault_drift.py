@@ -74,7 +74,7 @@ def test_every_field_the_operator_sets_is_put_back_after_a_hand_edit(kubectl):
         assert read(kubectl) == want, f"{what} before the edit: {read(kubectl)!r}"
         kubectl.run("patch", kind, "drift", "--type=json", "-p", json.dumps(patch))
         clock = Stopwatch()
-        wait_for(f"{what} to be put back to {want!r}", lambda: read(kubectl) == want, 60, 0.1)
+        wait_for(f"{what} to be put back to {want!r}", lambda read=read, want=want: read(kubectl) == want, 60, 0.1)
         times[what] = clock()
     print("\nrepair times: " + ", ".join(f"{what} {secs:.1f}s" for what, secs in times.items()))
     kubectl.run("wait", "--for=condition=Ready", "llmd/drift", "--timeout=90s")

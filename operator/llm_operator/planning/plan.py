@@ -46,8 +46,8 @@ class PlanOutcome:
 def gpu_types_of(nodes: list[dict[str, Any]]) -> list[GpuType]:
     """Distinct GPU types among the nodes, largest memory first."""
     labels = {
-        (l.get(GPU_PRODUCT_LABEL), l.get(GPU_MEMORY_LABEL))
-        for l in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)
+        (labels_of.get(GPU_PRODUCT_LABEL), labels_of.get(GPU_MEMORY_LABEL))
+        for labels_of in (((n.get("metadata") or {}).get("labels") or {}) for n in nodes)
     }
     return list(_gpu_types(frozenset(labels)))
 

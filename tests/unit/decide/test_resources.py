@@ -183,17 +183,21 @@ def test_service_and_url():
 
 
 def test_desired_hash_changes_with_the_spec_and_only_then():
-    h = lambda s: resources.desired_deployment(OWNER, s, resources.Decisions(gpus=1))["metadata"]["annotations"][
-        resources.HASH_ANNOTATION
-    ]  # noqa: E731
+    def h(s):
+        return resources.desired_deployment(OWNER, s, resources.Decisions(gpus=1))["metadata"]["annotations"][
+            resources.HASH_ANNOTATION
+        ]
+
     assert h(spec()) == h(spec())
     assert h(spec()) != h(spec(replicas=2))
 
 
 def test_pods_carry_the_revision_of_their_template_which_replicas_do_not_change():
-    rev = lambda s: resources.desired_deployment(OWNER, s, resources.Decisions(gpus=1))["spec"]["template"]["metadata"][
-        "labels"
-    ][resources.TEMPLATE_HASH_LABEL]  # noqa: E731
+    def rev(s):
+        return resources.desired_deployment(OWNER, s, resources.Decisions(gpus=1))["spec"]["template"]["metadata"][
+            "labels"
+        ][resources.TEMPLATE_HASH_LABEL]
+
     assert rev(spec()) == rev(spec(replicas=3))
     assert rev(spec()) != rev(spec(model={"id": "org/other"})) and rev(spec()) != rev(spec(podAnnotations={"a": "b"}))
     assert len(rev(spec())) == 10

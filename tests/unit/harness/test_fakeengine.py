@@ -177,7 +177,7 @@ def test_tokens_stream_as_they_are_generated(engines):
 
     events = run(scenario())
     assert len(events) == 10
-    (first_at, _), (last_at, last) = events[0], events[-1]
+    (first_at, _), (last_at, _) = events[0], events[-1]
     assert first_at < 0.15, f"the first token came {first_at:.3f}s after the request"
     assert last_at - first_at > 0.35, f"the stream took {last_at - first_at:.3f}s, not ~0.45s"
     tokens = [json.loads(data) for _, data in events]
