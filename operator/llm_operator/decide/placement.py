@@ -14,7 +14,7 @@ from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide.manifests import Owner, selector_labels
 from llm_operator.decide.observed import Observed
-from llm_operator.decide.status import unschedulable_pods
+from llm_operator.decide.pods import unschedulable_pods
 from llm_operator.planning import plan
 
 LWS_INSTALL = (
