@@ -38,7 +38,7 @@ QUANTIZATIONS = (
 DTYPE_COMPATIBLE_QUANTIZATIONS = ("none", *tgi_rules.DTYPE_WITH_QUANTIZE)
 
 # Queue and running batch as TGI's router exports them. "concurrency" on the HPA is batch +
-# queue, which an adapter serves as one metric (a recording rule): see the README.
+# queue, which an adapter serves as one metric (a recording rule): see docs/autoscaling.md.
 LOAD_METRICS = LoadMetrics(
     prefix="tgi_",
     queue=("tgi_queue_size",),

@@ -34,7 +34,7 @@ COMMAND = ("vllm", "serve")
 
 # Waiting and running requests as vLLM 0.33.0 exports them (vllm/v1/metrics/loggers.py,
 # labels engine and model_name). "concurrency" on the HPA is running + waiting, which an
-# adapter serves as one metric (a recording rule): see the README.
+# adapter serves as one metric (a recording rule): see docs/autoscaling.md.
 LOAD_METRICS = LoadMetrics(
     prefix="vllm:",
     queue=("vllm:num_requests_waiting",),

@@ -9,7 +9,7 @@ for a model, the ready-endpoints gauge) observes it: each change names the model
 
 Endpoints come from the pods the model's Service selects, with the readiness rule the
 EndpointSlice controller applies (Ready condition true, not terminating): the same set
-the Service's EndpointSlices hold, read from the pods directly (see the README for why).
+the Service's EndpointSlices hold, read from the pods directly (see docs/gateway.md for why).
 """
 
 from __future__ import annotations
