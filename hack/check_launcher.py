@@ -37,194 +37,77 @@ later refusal, shown as LATER in the table, is predicted), else 0. A manifest th
 "refused before the launcher".
 """
 
+# The parts live in hack/launchcheck/ (cases, launcher); their names are importable from here.
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import datetime as dt
 import glob
 import json
 import os
-import re
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "tests" / "data" / "models"
-# The operator of this tree, whatever the venv has installed.
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "common")]
-
+# launchcheck first (the sort order keeps it so): importing it puts this tree's operator on sys.path.
+from launchcheck import MODELS, ROOT
+from launchcheck.cases import Case, builtin_cases, file_cases, manifest
+from launchcheck.launcher import (
+    IMAGE_ENV,
+    LAUNCHER_REFUSED,
+    PASSED,
+    PASSED_MARK,
+    PREQUANTIZED,
+    RENDER_REFUSED,
+    STUB,
+    UNKNOWN,
+    Result,
+    entrypoint_words,
+    flag,
+    gpu_count,
+    later_refusal,
+    message_of,
+    model_dir_for,
+    pod_env,
+    run_launcher,
+    write_model,
+)
 from llm_operator import api
-from llm_operator.cli import render  # noqa: E402
-from llm_operator.engines.tgi import DTYPE_COMPATIBLE_QUANTIZATIONS, QUANTIZATIONS  # noqa: E402
+from llm_operator.cli import render
 from llm_operator.planning.gpus import UnknownGpuType
 
-# Checkpoints that are quantized on disk: their config.json carries a quantization_config,
-# which the launcher reads (and then passes --quantize to the shard on its own).
-PREQUANTIZED = ("awq", "gptq", "marlin", "exl2", "compressed-tensors")
-# What the image's Dockerfile sets (TGI 3.3.7, final stage).
-IMAGE_ENV = {"PORT": "80", "HF_HUB_ENABLE_HF_TRANSFER": "1", "HF_HOME": "/data"}
-PASSED_MARK = "Starting check and download process"
-
-# Outcomes.
-RENDER_REFUSED = "refused before the launcher"
-LAUNCHER_REFUSED = "refused by the launcher"
-PASSED = "passed the launcher's checks"
-UNKNOWN = "unknown (see --verbose)"
-
-
-@dataclasses.dataclass
-class Case:
-    name: str
-    doc: dict
-    model_dir: str | None = None  # tests/data/models/<dir>; None: guessed from the model id
-    quant_method: str | None = None  # quantization_config.quant_method; None: from spec.quantization
-    known_crash: bool = False  # one of the known crash cases (listed for confirmation)
-
-
-@dataclasses.dataclass
-class Result:
-    case: Case
-    outcome: str
-    detail: str = ""
-    later: str = ""  # predicted refusal after the launcher's checks
-    argv: list[str] = dataclasses.field(default_factory=list)
-    log: str = ""
-
-
-# ---------------------------------------------------------------- the cases
-
-
-def manifest(name: str, **spec) -> dict:
-    base = {
-        "model": {"id": "mistralai/Mistral-7B-Instruct-v0.2"},
-        "gpus": 1,
-        "limits": {"maxInputTokens": 4096, "maxTotalTokens": 8192},
-    }
-    for key, value in spec.items():
-        base[key] = value
-    return {"apiVersion": "llm-operator.io/v1alpha1", "kind": "LLMDeployment", "metadata": {"name": name}, "spec": base}
-
-
-def builtin_cases() -> list[Case]:
-    cases: list[Case] = []
-    for q in QUANTIZATIONS:
-        cases.append(Case(f"quant-{q}", manifest(f"quant-{q}", quantization=q)))
-    for d in ("auto", "float16", "bfloat16"):
-        cases.append(Case(f"dtype-{d}", manifest(f"dtype-{d}", dtype=d)))
-    for q in QUANTIZATIONS:
-        if q != "none" and q in DTYPE_COMPATIBLE_QUANTIZATIONS:
-            cases.append(Case(f"dtype-float16-{q}", manifest(f"dtype-float16-{q}", quantization=q, dtype="float16")))
-    # The CRD refuses these (dtype with a pre-quantized format; exl2 sharded).
-    cases.append(Case("dtype-float16-awq", manifest("dtype-float16-awq", quantization="awq", dtype="float16")))
-    cases.append(Case("exl2-gpus-2", manifest("exl2-gpus-2", quantization="exl2", gpus=2)))
-    for g in range(1, 17):
-        cases.append(Case(f"gpus-{g}", manifest(f"gpus-{g}", gpus=g)))
-    cases.append(Case("gpus-unset", manifest("gpus-unset", gpus=None)))
-    cases.append(Case("limits-unset", manifest("limits-unset", limits={})))
-    cases.append(
-        Case(
-            "limits-all",
-            manifest(
-                "limits-all",
-                limits={
-                    "maxInputTokens": 4096,
-                    "maxTotalTokens": 8192,
-                    "maxBatchPrefillTokens": 8192,
-                    "maxConcurrentRequests": 128,
-                },
-            ),
-        )
-    )
-    cases.append(Case("limits-input-only", manifest("limits-input-only", limits={"maxInputTokens": 4096})))
-    cases.append(Case("limits-total-only", manifest("limits-total-only", limits={"maxTotalTokens": 8192})))
-    cases.append(Case("limits-prefill-only", manifest("limits-prefill-only", limits={"maxBatchPrefillTokens": 2048})))
-    adapters = [
-        {"name": "support", "id": "predibase/customer_support"},
-        {"name": "code", "id": "predibase/magicoder", "revision": "main"},
-    ]
-    cases.append(Case("adapters", manifest("adapters", adapters=adapters)))
-    cases.append(Case("cache-on", manifest("cache-on", cache={"enabled": True})))
-    cases.append(Case("cache-on-adapters", manifest("cache-on-adapters", cache={"enabled": True}, adapters=adapters)))
-    cases.append(
-        Case(
-            "token-secret",
-            manifest(
-                "token-secret",
-                model={"id": "mistralai/Mistral-7B-Instruct-v0.2", "tokenSecretRef": {"name": "hf-token"}},
-            ),
-        )
-    )
-    cases.append(
-        Case(
-            "trust-remote-code",
-            manifest("trust-remote-code", model={"id": "mistralai/Mistral-7B-Instruct-v0.2", "trustRemoteCode": True}),
-        )
-    )
-    cases.append(
-        Case(
-            "llama-3-70b-awq-4gpu",
-            manifest(
-                "llama-3-70b-awq-4gpu",
-                model={"id": "casperhansen/llama-3-70b-instruct-awq"},
-                quantization="awq",
-                gpus=4,
-                limits={"maxInputTokens": 7168, "maxTotalTokens": 8192},
-            ),
-        )
-    )
-
-    # The known crash cases.
-    def crash(name, quant_method=None, model_dir=None, **spec):
-        cases.append(
-            Case(name, manifest(name, **spec), model_dir=model_dir, quant_method=quant_method, known_crash=True)
-        )
-
-    crash("crash-awq-ckpt-none-fp16", quant_method="awq", quantization="none", dtype="float16")
-    crash("crash-args-port", engine={"args": ["--port", "9000"]})
-    crash("crash-args-num-shard", engine={"args": ["--num-shard", "2"]})
-    crash("crash-args-unknown-flag", engine={"args": ["--no-such-flag"]})
-    crash(
-        "crash-args-batch-total",
-        engine={"args": ["--max-batch-total-tokens", "4096"]},
-        limits={"maxInputTokens": 4096, "maxTotalTokens": 8192},
-    )
-    crash("crash-args-max-input-length", engine={"args": ["--max-input-length", "100"]})
-    crash("crash-args-blank-in-value", engine={"args": ["--otlp-service-name", "my service"]})
-    crash("crash-env-sharded-1gpu", engine={"env": [{"name": "SHARDED", "value": "true"}]})
-    crash("crash-env-quantize-int8", engine={"env": [{"name": "QUANTIZE", "value": "int8"}]})
-    crash("crash-env-max-input-length", engine={"env": [{"name": "MAX_INPUT_LENGTH", "value": "10"}]})
-    # mistral-7b's max_position_embeddings is 32768.
-    crash("crash-input-ge-context", limits={"maxInputTokens": 32768})
-    crash(
-        "crash-input-ge-context-phi3",
-        model_dir="phi-3-mini-4k",
-        model={"id": "microsoft/Phi-3-mini-4k-instruct"},
-        limits={"maxInputTokens": 4096},
-    )
-    return cases
-
-
-def file_cases(paths: list[str]) -> list[Case]:
-    cases = []
-    for path in paths:
-        with open(path) as f:
-            docs = [d for d in yaml.safe_load_all(f) if d]
-        for i, doc in enumerate(docs):
-            if ((doc.get("spec") or {}).get("engine") or {}).get("name", "tgi") != "tgi":
-                continue  # another engine's manifest: hack/check_vllm_args.py checks vLLM's
-            name = Path(path).stem + (f"#{i}" if len(docs) > 1 else "")
-            cases.append(Case(name, doc))
-    return cases
-
-
-# ---------------------------------------------------------------- render
+__all__ = [
+    "IMAGE_ENV",
+    "LAUNCHER_REFUSED",
+    "MODELS",
+    "PASSED",
+    "PASSED_MARK",
+    "PREQUANTIZED",
+    "RENDER_REFUSED",
+    "ROOT",
+    "STUB",
+    "UNKNOWN",
+    "Case",
+    "Result",
+    "builtin_cases",
+    "check",
+    "entrypoint_words",
+    "file_cases",
+    "flag",
+    "gpu_count",
+    "later_refusal",
+    "main",
+    "manifest",
+    "message_of",
+    "model_dir_for",
+    "pod_env",
+    "render_container",
+    "run_launcher",
+    "table",
+    "write_model",
+]
 
 
 def render_container(doc: dict, config: str | None = None, params: int | None = None) -> tuple[dict | None, str]:
@@ -246,194 +129,6 @@ def render_container(doc: dict, config: str | None = None, params: int | None = 
     container = next((c for c in pod["containers"] if c["name"] == "engine"), pod["containers"][0])
     return container, ""
 
-
-# ---------------------------------------------------------------- model directory
-
-
-def model_dir_for(model_id: str) -> str:
-    key = model_id.split("/")[-1].lower()
-    names = sorted((p.name for p in MODELS.iterdir() if (p / "config.json").exists()), key=len, reverse=True)
-    for name in names:
-        if name in key:
-            return name
-    return "mistral-7b"
-
-
-def write_model(where: Path, case: Case, spec: api.LLMDeploymentSpec) -> dict:
-    config = json.loads((MODELS / (case.model_dir or model_dir_for(spec.model.id)) / "config.json").read_text())
-    method = case.quant_method
-    if method is None and getattr(spec.quantization, "value", spec.quantization) in PREQUANTIZED:
-        method = getattr(spec.quantization, "value", spec.quantization)
-    if method:
-        config["quantization_config"] = {"quant_method": method, "bits": 4, "group_size": 128}
-    where.mkdir(parents=True, exist_ok=True)
-    (where / "config.json").write_text(json.dumps(config, indent=2))
-    return config
-
-
-# ---------------------------------------------------------------- launcher
-
-STUB = """#!{python}
-# A stand-in for text-generation-server: records its argv and environment.
-import json, os, sys
-with open(os.path.join({out!r}, "call-%d.json" % os.getpid()), "w") as f:
-    json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, f)
-if sys.argv[1:2] == ["serve"]:
-    sys.stderr.write("stub text-generation-server: not a real server\\n")
-    sys.exit(1)
-sys.exit(0)
-"""
-
-
-def entrypoint_words(args: list[str]) -> list[str]:
-    """`exec text-generation-launcher $@` in /tgi-entrypoint.sh: unquoted, so word-split."""
-    return [w for a in args for w in re.split(r"[ \t\n]+", a) if w]
-
-
-def pod_env(container: dict, gpus: int, name: str, hf_home: str) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
-    env.update(IMAGE_ENV)
-    env["HOSTNAME"] = f"{name}-5f7d8c9b6-x2x7q"
-    env["NVIDIA_VISIBLE_DEVICES"] = ",".join(f"GPU-{i:08d}-0000-0000-0000-000000000000" for i in range(gpus))
-    for var in container.get("env") or []:
-        env[var["name"]] = var["value"] if "value" in var else "placeholder-from-valueFrom"
-    env["HF_HUB_OFFLINE"] = "1"
-    env["HF_HOME"] = hf_home
-    return env
-
-
-def gpu_count(container: dict) -> int:
-    limits = (container.get("resources") or {}).get("limits") or {}
-    return int(next((v for k, v in limits.items() if k.endswith("/gpu")), "0"))
-
-
-def message_of(line: str) -> str:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return line
-    if isinstance(record, dict):
-        return (record.get("fields") or {}).get("message") or line
-    return line
-
-
-def run_launcher(
-    launcher: str, case: Case, container: dict, spec: api.LLMDeploymentSpec, timeout: float, stub: bool
-) -> Result:
-    with tempfile.TemporaryDirectory(prefix="tgi-check-") as tmp:
-        tmp_path = Path(tmp)
-        model = tmp_path / "model"
-        config = write_model(model, case, spec)
-        calls = tmp_path / "calls"
-        calls.mkdir()
-        env = pod_env(container, gpu_count(container), case.doc["metadata"]["name"], str(tmp_path / "hf"))
-        if stub:
-            bindir = tmp_path / "bin"
-            bindir.mkdir()
-            server = bindir / "text-generation-server"
-            server.write_text(STUB.format(python=sys.executable, out=str(calls)))
-            server.chmod(0o755)
-            env["PATH"] = f"{bindir}:{env['PATH']}"
-        command = list(container.get("command") or [])
-        if command and Path(command[0]).name == "text-generation-launcher":
-            argv = command[1:] + list(container.get("args") or [])  # no shell in between
-        elif not command or Path(command[0]).name == "tgi-entrypoint.sh":
-            argv = entrypoint_words(command[1:] + list(container.get("args") or []))
-        else:
-            return Result(case, UNKNOWN, f"the container runs {command[0]}, not the launcher")
-        argv = [str(model) if i > 0 and argv[i - 1] == "--model-id" else a for i, a in enumerate(argv)]
-        try:
-            proc = subprocess.run(
-                [launcher, *argv],
-                env=env,
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                start_new_session=True,
-            )
-            out, err, rc = proc.stdout, proc.stderr, proc.returncode
-        except subprocess.TimeoutExpired as t:
-            out = t.stdout.decode() if isinstance(t.stdout, bytes) else (t.stdout or "")
-            err = t.stderr.decode() if isinstance(t.stderr, bytes) else (t.stderr or "")
-            rc = None
-        serve = []
-        for f in sorted(calls.glob("call-*.json")):
-            call = json.loads(f.read_text())
-            if call["argv"][:1] == ["serve"]:
-                serve.append(call)
-    log = out + err
-    messages = [message_of(l) for l in log.splitlines() if l.strip()]
-    result = Result(case, UNKNOWN, argv=argv, log=log)
-    if any(PASSED_MARK in m for m in messages):
-        result.outcome = PASSED
-        result.detail = f"rc={rc}" + (
-            "; shard spawned" if serve else "; stopped at the download step" if not stub else "; no shard spawned"
-        )
-        if serve:
-            shown = [
-                f"{f} {flag(serve[0]['argv'], f)}"
-                for f in ("--quantize", "--dtype", "--max-input-tokens")
-                if flag(serve[0]["argv"], f) is not None
-            ]
-            shown += [f for f in ("--sharded", "--trust-remote-code") if f in serve[0]["argv"]]
-            if "LORA_ADAPTERS" in serve[0]["env"]:
-                shown.append(f"LORA_ADAPTERS={serve[0]['env']['LORA_ADAPTERS']}")
-            result.detail += f" (shard: {' '.join(shown) or 'no --quantize/--dtype'})"
-        result.later = later_refusal(serve[0]["argv"] if serve else None, spec, config, argv)
-        return result
-    error = next((l for l in err.splitlines() if l.startswith("error:")), None)
-    error = error or next((l for l in err.splitlines() if l.startswith("Error:")), None)
-    error = error or next((l for l in reversed(err.splitlines()) if "panicked" in l), None)
-    if error:
-        result.outcome = LAUNCHER_REFUSED
-        result.detail = f"rc={rc}: {error.strip()}"
-    else:
-        result.detail = f"rc={rc}: " + (messages[-1] if messages else "no output")
-    return result
-
-
-def flag(argv: list[str], name: str) -> str | None:
-    value = None
-    for i, a in enumerate(argv):
-        if a == name and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif a.startswith(name + "="):
-            value = a.split("=", 1)[1]
-    return value
-
-
-def later_refusal(
-    serve_argv: list[str] | None, spec: api.LLMDeploymentSpec, config: dict, launcher_argv: list[str]
-) -> str:
-    """What TGI 3.3.7 refuses after the launcher's checks (from its source; predicted)."""
-    notes = []
-    if serve_argv is None:
-        # No shard ran (--no-stub): the launcher passes --quantize from the flag, else from the
-        # checkpoint's quantization_config, and --dtype as given.
-        serve_argv = list(launcher_argv)
-        method = (config.get("quantization_config") or {}).get("quant_method")
-        if flag(serve_argv, "--quantize") is None and method:
-            serve_argv += ["--quantize", method]
-    quantize, dtype = flag(serve_argv, "--quantize"), flag(serve_argv, "--dtype")
-    if dtype is not None and quantize not in (None, "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4"):
-        notes.append(
-            f"server: the shard gets --quantize {quantize} --dtype {dtype}: RuntimeError 'Only 1 can be set "
-            "between `dtype` and `quantize`'"
-        )
-    max_input = flag(launcher_argv, "--max-input-tokens") or flag(launcher_argv, "--max-input-length")
-    max_total = flag(launcher_argv, "--max-total-tokens")
-    context = config.get("max_position_embeddings")
-    if max_input and not max_total and context and int(max_input) >= int(context):
-        notes.append(
-            f"router: --max-input-tokens {max_input} >= the model's context {context} and no "
-            "--max-total-tokens: the shard caps max_total_tokens at the context, then the router "
-            "refuses '`max_input_tokens` must be < `max_total_tokens`'"
-        )
-    return "; ".join(notes)
-
-
-# ---------------------------------------------------------------- main
 
 PARAMS = json.loads((MODELS / "params.json").read_text())
 
