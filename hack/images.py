@@ -13,7 +13,7 @@ docker-archive the node's containerd imports.
   operator  the Dockerfile's `operator` target, built by `buildah bud --pull=never`: the real
             Dockerfile over the local base
   standin   an engine stand-in (tests/realnode/standin.Containerfile): tests/support/fakeengine.py
-            behind a `text-generation-launcher` that reads TGI's flags
+            (with its parts, tests/support/engine_sim/) behind a `text-generation-launcher` that reads TGI's flags
   runtime   the Dockerfile's `runtime` target, over a local stand-in for TGI's image
             (tests/realnode/tgi-standin.Containerfile says what differs)
   vllm_cpu  the Dockerfile's `vllm-cpu` target (hack/vllm_cpu's script and pins): built only
@@ -36,8 +36,9 @@ from pathlib import Path
 
 HACK = Path(__file__).resolve().parent
 ROOT = HACK.parent
-# The engine stand-in's server, copied into the stand-in images.
+# The engine stand-in's server and its parts, copied into the stand-in images.
 FAKE_ENGINE = ROOT / "tests" / "support" / "fakeengine.py"
+ENGINE_SIM = ROOT / "tests" / "support" / "engine_sim"
 SUITE = "bookworm"
 MIRRORS = (
     "deb http://deb.debian.org/debian bookworm main",
@@ -286,7 +287,7 @@ class Builder:
     def standin(self) -> tuple[str, Path]:
         self.python()
         here = ROOT / "tests" / "realnode"
-        key = tree_hash(here / "standin.Containerfile", here / "standin_launcher.py", FAKE_ENGINE)
+        key = tree_hash(here / "standin.Containerfile", here / "standin_launcher.py", FAKE_ENGINE, ENGINE_SIM)
         context = self._standin_context(key)
         try:
             self._bud(STANDIN_IMAGE, key, here / "standin.Containerfile", None, context)
@@ -295,20 +296,21 @@ class Builder:
         return STANDIN_IMAGE, self.export(STANDIN_IMAGE, key)
 
     def _standin_context(self, key: str) -> Path:
-        """A build context holding the stand-in's two files (the project's .dockerignore keeps
-        tests/ out of the Dockerfile's context)."""
+        """A build context holding the stand-in's files: its launcher, fakeengine.py and engine_sim/
+        (the project's .dockerignore keeps tests/ out of the Dockerfile's context)."""
         context = self.root / f"standin-context-{key}"
         shutil.rmtree(context, ignore_errors=True)
         context.mkdir()
         for f in (ROOT / "tests" / "realnode" / "standin_launcher.py", FAKE_ENGINE):
             shutil.copy(f, context / f.name)
+        shutil.copytree(ENGINE_SIM, context / ENGINE_SIM.name, ignore=shutil.ignore_patterns("__pycache__"))
         return context
 
     def runtime(self) -> tuple[str, Path]:
         """The Dockerfile's `runtime` target over TGI_STANDIN_IMAGE instead of TGI's image."""
         self.python()
         here = ROOT / "tests" / "realnode"
-        base_key = tree_hash(here / "tgi-standin.Containerfile", here / "standin_launcher.py", FAKE_ENGINE)
+        base_key = tree_hash(here / "tgi-standin.Containerfile", here / "standin_launcher.py", FAKE_ENGINE, ENGINE_SIM)
         context = self._standin_context(base_key)
         try:
             self._bud(TGI_STANDIN_IMAGE, base_key, here / "tgi-standin.Containerfile", None, context)

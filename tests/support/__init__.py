@@ -19,7 +19,7 @@ Stand-ins for what a test cluster lacks:
                       injected faults), and the repositories the session's Hubs serve
   podmetrics.py       the pods' /metrics, for the operator's autoscaler
   fakeengine.py       an engine speaking TGI's HTTP API (standalone: also the real node's stand-in
-                      image and `python tests/support/fakeengine.py`)
+                      image and `python tests/support/fakeengine.py`); its parts are in engine_sim/
   enginefarm.py       fake engines on kwok pods' loopback IPs, opening their readiness gates
   realengine.py       vLLM's CPU build running each pod's own argv, and download Jobs' containers
   loopback.py         the one gate for addresses tests send traffic to
