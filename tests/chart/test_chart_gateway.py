@@ -1,12 +1,12 @@
 """The chart's gateway (`llm-operator gateway`): deployed by default next to the operator, with
 its own ServiceAccount and only the rights it needs; gone with gateway.enabled=false. Rendered
-with `helm template`; the real install is in test_chart.py's test_install_upgrade_uninstall."""
+with `helm template`; the real install is in test_chart_install.py's test_install_upgrade_uninstall."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
-from test_chart import CHART_META, NAMESPACED, only, rules_of
+from chartcheck import CHART_META, NAMESPACED, only, rules_of
 
 from support.paths import CHART
 
