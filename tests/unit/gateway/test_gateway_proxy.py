@@ -203,10 +203,17 @@ def test_retries_go_to_another_endpoint_before_any_byte_and_never_after():
                 (model("s"), [ep(pd, "d")]),
             ]
         )
+        connect_error = 'llm_gateway_upstream_errors_total{cause="connect",model="models/m"}'
         async with aiohttp.ClientSession() as s:
-            for _ in range(6):
+            # Ties go at random: each request tries the refusing endpoint first with odds 1/2, so
+            # requests go on (at most 40: 2**-40 odds of never) until one has met it; every one
+            # of them is answered by the endpoint that works.
+            for _ in range(40):
                 async with s.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
                     assert r.status == 200 and (await r.json())["port"] == pe
+                async with s.get(url + "/metrics") as r:
+                    if connect_error in await r.text():
+                        break
             async with s.post(url + "/v1/chat/completions", json={"model": "s", "stream": True}) as r:
                 assert r.status == 200
                 body = await r.content.read()
@@ -217,7 +224,7 @@ def test_retries_go_to_another_endpoint_before_any_byte_and_never_after():
             async with s.get(url + "/metrics") as r:
                 text = await r.text()
         assert calls.count("dies") == 1  # a started stream is not retried
-        assert 'llm_gateway_upstream_errors_total{cause="connect",model="models/m"}' in text
+        assert connect_error in text
         assert 'llm_gateway_upstream_errors_total{cause="disconnected_streaming",model="models/s"} 1.0' in text
         assert time.monotonic() < gw.store.ejected[f"127.0.0.1:{closed}"]  # the refusing one is skipped a while
         await runner.cleanup()
