@@ -361,12 +361,15 @@ def test_the_autoscaler_scales_on_the_real_engines_queue(real):
         ),
     )
     (engine,) = real.farm.engines_of(NAME)
-    threads, results = load(real, 12, 200)  # vLLM runs 2 at once (--max-num-seqs 2): 10 wait
+    # vLLM runs 2 at once (--max-num-seqs 2): 10 wait. Long answers keep them waiting long enough
+    # to be seen however fast the tiny model decodes (200 tokens each drained in about a second).
+    tokens = 1500
+    threads, results = load(real, 12, tokens)
     waiting = wait_for(
         "vLLM's own queue to fill",
         lambda: (w := sample(scrape(engine.url), "vllm:num_requests_waiting")) >= 4 and w,
         60,
-        interval=0.2,
+        interval=0.1,
     )
     wait_for("spec.replicas 2 from the real queue", lambda: kubectl.get("llmd", NAME)["spec"]["replicas"] == 2, 60)
     # The Event follows the scale write: waited for, not read at once.
@@ -374,7 +377,7 @@ def test_the_autoscaler_scales_on_the_real_engines_queue(real):
     print(f"\nqueue: vllm:num_requests_waiting {waiting:.0f} -> {scaled['message']}")
     assert "queue" in scaled["message"] or "waiting" in scaled["message"], scaled["message"]
     join(threads, 300)
-    assert all(r == 200 for r in results), results
+    assert all(r == tokens for r in results), results
     wait_ready_engines(real.farm, NAME, 2, START_TIMEOUT_S)
 
 
