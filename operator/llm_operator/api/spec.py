@@ -138,6 +138,65 @@ class GPU(Model):
     )
 
 
+class Toleration(RuledModel):
+    """A toleration of node taints, as in a pod's spec."""
+
+    key: str = Field(
+        "",
+        description="Taint key the toleration applies to; empty with operator Exists matches every taint.",
+        max_length=316,
+    )
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
+    value: str = Field("", description="Taint value for operator Equal.", max_length=63)
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        "", description="Taint effect to tolerate; empty: all."
+    )
+    toleration_seconds: int | None = Field(
+        None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+    # The apiserver's own checks of a pod's tolerations: caught at apply, not when a child is refused.
+    __rules__ = (
+        Rule(
+            "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            "value must be empty with operator Exists: Exists matches the key whatever its value.",
+            ".value",
+            lambda t: t.operator != "Exists" or t.value == "",
+        ),
+        Rule(
+            "self.operator == 'Exists' || (has(self.key) && self.key != '')",
+            "key must be set with operator Equal; to tolerate every taint, use operator Exists with no key.",
+            ".key",
+            lambda t: t.operator == "Exists" or t.key != "",
+        ),
+        Rule(
+            "!has(self.tolerationSeconds) || self.effect == 'NoExecute'",
+            "tolerationSeconds needs effect NoExecute: only a NoExecute taint evicts pods after a while.",
+            ".tolerationSeconds",
+            lambda t: t.toleration_seconds is None or t.effect == "NoExecute",
+        ),
+    )
+
+
+class Scheduling(Model):
+    """Where the pods may run, in addition to the GPU constraints the operator sets. The download
+    Job's pod (spec.cache) runs where these say too, unless spec.cache.scheduling is set."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pods require.", max_length=32
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Extra tolerations; the serving pods always tolerate the GPU taint too (gpu.resource, e.g. nvidia.com/gpu).",
+        max_length=32,
+    )
+    affinity: dict[str, Any] = Field(
+        default_factory=dict,
+        description="A Kubernetes Affinity; the serving pods' is merged with the GPU product affinity (gpu.product).",
+    )
+    priority_class_name: str = Field("", description="PriorityClass of the pods.", max_length=253)
+
+
 # The download Job's own variables: spec fields set them (resources.desired_download_job).
 DOWNLOAD_JOB_ENV = ("MODEL_ID", "REVISION", "CACHE_DIR", "STALL_TIMEOUT_S", "ADAPTERS", "HF_TOKEN")
 
@@ -191,6 +250,10 @@ class Cache(RuledModel):
         description="Annotations on the download Job's pod (a proxy or mesh it needs to reach the Hub). spec.podAnnotations are for the serving pods only. A change re-creates a download still running; a finished one is left alone.",
         max_length=64,
     )
+    scheduling: Scheduling | None = Field(
+        None,
+        description="Where the download Job's pod may run, instead of spec.scheduling: its nodeSelector, tolerations, affinity and priorityClassName as written, nothing added (not the GPU taint's toleration, not the GPU product). Unset: spec.scheduling's, with the GPU taint tolerated; with accessMode ReadWriteMany, less the GPU labels (nvidia.com/gpu.product and the others under the GPU resource's domain), so that the download need not wait for a GPU node. A change re-creates a download still running; a finished one is left alone.",
+    )
 
     __rules__ = (
         Rule(
@@ -225,39 +288,6 @@ class Adapter(Model):
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
     )
-
-
-class Toleration(Model):
-    key: str = Field(
-        "",
-        description="Taint key the toleration applies to; empty with operator Exists matches every taint.",
-        max_length=316,
-    )
-    operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
-    value: str = Field("", description="Taint value for operator Equal.", max_length=63)
-    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
-        "", description="Taint effect to tolerate; empty: all."
-    )
-    toleration_seconds: int | None = Field(
-        None, description="For NoExecute: how long the pod stays bound after the taint appears."
-    )
-
-
-class Scheduling(Model):
-    """Where the pods may run, in addition to the GPU constraints the operator sets."""
-
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the pods require.", max_length=32
-    )
-    tolerations: list[Toleration] = Field(
-        default_factory=list,
-        description="Extra tolerations; the GPU taint nvidia.com/gpu is always tolerated.",
-        max_length=32,
-    )
-    affinity: dict[str, Any] = Field(
-        default_factory=dict, description="A Kubernetes Affinity, merged with the GPU product affinity."
-    )
-    priority_class_name: str = Field("", description="PriorityClass of the pods.", max_length=253)
 
 
 class LLMDeploymentSpec(RuledModel):

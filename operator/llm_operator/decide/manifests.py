@@ -26,6 +26,8 @@ TEMPLATE_HASH_LABEL = f"{api.GROUP}/template-hash"
 # On the download Job: the digest of its (immutable) pod template, to tell when it must be re-created.
 TEMPLATE_HASH_ANNOTATION = f"{api.GROUP}/template-hash"
 ENGINE_CONTAINER = "engine"
+# The node label NVIDIA GPU feature discovery gives a node's GPU product (spec.gpu.product).
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # A multi-node replica's pods: the leader serves HTTP (the Service selects it alone).
 ROLE_LABEL = f"{api.GROUP}/role"
 LEADER, WORKER = "leader", "worker"
@@ -136,7 +138,7 @@ def _affinity(spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
     """The user's affinity, with the GPU product required in every node selector term."""
     affinity = json.loads(json.dumps(spec.scheduling.affinity))  # a copy we may change
     if spec.gpu.product:
-        expr = {"key": "nvidia.com/gpu.product", "operator": "In", "values": [spec.gpu.product]}
+        expr = {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": [spec.gpu.product]}
         required = affinity.setdefault("nodeAffinity", {}).setdefault(
             "requiredDuringSchedulingIgnoredDuringExecution", {}
         )
@@ -398,6 +400,76 @@ def desired_cache_claim(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, 
     )
 
 
+def _gpu_label(key: str, spec: api.LLMDeploymentSpec) -> bool:
+    """A node label that says only what a node's GPUs are: the product, and every label in the GPU
+    resource's domain (GPU feature discovery writes nvidia.com/gpu.memory, .count, nvidia.com/mig.*...)."""
+    domain = spec.gpu.resource.split("/")[0] if "/" in spec.gpu.resource else None
+    return key == GPU_PRODUCT_LABEL or (domain is not None and key.startswith(f"{domain}/"))
+
+
+def _term_without_gpu_labels(term: dict[str, Any], spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
+    """A node selector term less its GPU label expressions; None when nothing else was in it."""
+    expressions = [e for e in term.get("matchExpressions") or [] if not _gpu_label(e.get("key", ""), spec)]
+    out = {k: v for k, v in term.items() if k != "matchExpressions"}
+    if expressions:
+        out["matchExpressions"] = expressions
+    had = bool(term.get("matchExpressions") or term.get("matchFields"))
+    return None if had and not (expressions or out.get("matchFields")) else out
+
+
+def _node_affinity_without_gpu_labels(node_affinity: dict[str, Any], spec: api.LLMDeploymentSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = [_term_without_gpu_labels(t, spec) for t in required.get("nodeSelectorTerms") or []]
+    # The terms are alternatives: one that asked for GPUs only now allows every node, and so the
+    # requirement as a whole does (left as {}, a term would match no node at all).
+    if terms and all(t is not None for t in terms):
+        out["requiredDuringSchedulingIgnoredDuringExecution"] = {**required, "nodeSelectorTerms": terms}
+    preferred = []
+    for p in node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+        term = _term_without_gpu_labels(p.get("preference") or {}, spec)
+        if term is not None:
+            preferred.append({**p, "preference": term})
+    if preferred:
+        out["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
+    return out
+
+
+def download_placement(spec: api.LLMDeploymentSpec) -> dict[str, Any]:
+    """The download pod's nodeSelector, tolerations, affinity and priorityClassName.
+
+    spec.cache.scheduling, as written. Unset: where the serving pods may run (their tolerations,
+    the GPU taint's included, their node selector and node affinity, their PriorityClass), as
+    the Job must reach the volume where they do and may be kept to a pool, a zone or a quota's
+    PriorityClass like them. Not their pod (anti-)affinity: it places serving pods among others,
+    and could keep the download off the very node that holds a ReadWriteOnce volume. With a
+    ReadWriteMany volume, which any node reaches, the GPU labels are left out, so the download
+    need not wait for (or take room on) a GPU node; a ReadWriteOnce one is mounted on one node,
+    and with a WaitForFirstConsumer StorageClass the download's node decides which, so there
+    it keeps the GPU product too: it lands where the serving pods can follow."""
+    own = spec.cache.scheduling
+    if own is not None:
+        placement: dict[str, Any] = {
+            "nodeSelector": dict(own.node_selector),
+            "tolerations": [t.wire() for t in own.tolerations],
+            "affinity": json.loads(json.dumps(own.affinity)),  # a copy
+            "priorityClassName": own.priority_class_name,
+        }
+    else:
+        node_selector = dict(spec.scheduling.node_selector)
+        node_affinity = (_affinity(spec) or {}).get("nodeAffinity") or {}
+        if spec.cache.access_mode == api.AccessMode.ReadWriteMany:
+            node_selector = {k: v for k, v in node_selector.items() if not _gpu_label(k, spec)}
+            node_affinity = _node_affinity_without_gpu_labels(node_affinity, spec)
+        placement = {
+            "nodeSelector": node_selector,
+            "tolerations": _tolerations(spec),
+            "affinity": {"nodeAffinity": node_affinity} if node_affinity else {},
+            "priorityClassName": spec.scheduling.priority_class_name,
+        }
+    return {k: v for k, v in placement.items() if v}
+
+
 def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any]:
     env: list[dict[str, Any]] = [
         {"name": "MODEL_ID", "value": spec.model.id},
@@ -463,6 +535,7 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str,
                         }
                     ],
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": cache_claim_name(owner)}}],
+                    **download_placement(spec),
                 },
             },
         },
