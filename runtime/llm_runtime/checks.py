@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_common.cache import marker_path
+from llm_common.words import plural
 from llm_runtime.download import human_bytes, is_complete
 
 GiB, MiB = 1024**3, 1024**2
@@ -40,10 +41,6 @@ class GpuInfo:
     memory_bytes: int
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def visible_to_cuda(gpus: list[GpuInfo], cuda_visible_devices: str | None) -> list[GpuInfo]:
     """The GPUs CUDA will use: NVML lists every GPU the container got, CUDA_VISIBLE_DEVICES may hide some."""
     if cuda_visible_devices is None:
@@ -64,7 +61,7 @@ def gpu_verdict(
     if error is not None:
         return CheckResult(
             False,
-            f"No GPU is visible ({error}): the pod asked for {_plural(expected, 'GPU')} but "
+            f"No GPU is visible ({error}): the pod asked for {plural(expected, 'GPU')} but "
             "NVML could not start. Check that the node has the NVIDIA driver and device plugin "
             "and that the container requests nvidia.com/gpu.",
         )
@@ -75,14 +72,12 @@ def gpu_verdict(
     if len(usable) < expected:
         return CheckResult(
             False,
-            f"{_plural(expected, 'GPU')} needed for --num-shard {expected}, but "
+            f"{plural(expected, 'GPU')} needed for --num-shard {expected}, but "
             f"{len(usable)} visible: {seen}{hidden}. Request nvidia.com/gpu: {expected} "
             "or lower the shard count.",
         )
     extra = f" ({len(usable) - expected} more visible than used)" if len(usable) > expected else ""
-    return CheckResult(
-        True, f"{_plural(len(usable), 'GPU')} visible for --num-shard {expected}{extra}: {seen}{hidden}."
-    )
+    return CheckResult(True, f"{plural(len(usable), 'GPU')} visible for --num-shard {expected}{extra}: {seen}{hidden}.")
 
 
 def measure_gpus() -> tuple[list[GpuInfo] | None, str | None]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from llm_common.cache import marker_path
 from llm_common.modelfacts import ModelFacts, facts_from_config, parameter_count_from_safetensors_metadata
 from llm_common.termination import termination_message
+from llm_common.words import plural
 from llm_runtime.errors import (
     CorruptDownload,
     DownloadError,
@@ -175,7 +176,7 @@ def _fetch(
         )
     files = [described.files[n] for n in names]
     progress(
-        f"{repo_id}@{revision} (commit {described.commit[:12]}): {len(files)} files, "
+        f"{repo_id}@{revision} (commit {described.commit[:12]}): {plural(len(files), 'file')}, "
         f"{human_bytes(sum(f.size for f in files))}, into {cache_dir}"
     )
     with hub_errors(repo_id, revision, endpoint):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from llm_common.cache import repo_dir, repo_folder
+from llm_common.words import plural
 from llm_runtime.errors import CorruptDownload, DownloadStalled, is_transient
 from llm_runtime.snapshot import RemoteFile, link
 
@@ -292,7 +293,7 @@ class Transfer:
             raise self.errors[0]
         if summary:
             self.progress(
-                f"{self.repo_id}@{self.revision}: {len(files)} files, {human_bytes(total)}, "
+                f"{self.repo_id}@{self.revision}: {plural(len(files), 'file')}, {human_bytes(total)}, "
                 f"{human_bytes(self.downloaded)} downloaded in {_duration(time.monotonic() - started)}, "
                 "verified"
             )

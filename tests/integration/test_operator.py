@@ -93,7 +93,7 @@ def test_more_gpus_than_any_node_has_is_stalled(kubectl):
     ready = condition(obj, "Ready")
     assert ready["status"] == "False"
     assert "no node could ever hold one: each pod asks for 16 nvidia.com/gpu; the cluster has" in ready["message"]
-    assert "2 node(s) with 8 x NVIDIA-H100-80GB-HBM3" in ready["message"]
+    assert "2 nodes with 8 x NVIDIA-H100-80GB-HBM3" in ready["message"]
     assert "Insufficient nvidia.com/gpu" in ready["message"]
     assert condition(obj, "Stalled")["status"] == "True" and condition(obj, "Reconciling")["status"] == "False"
     assert obj["status"]["phase"] == "Failed"

@@ -96,7 +96,7 @@ def test_a_crash_loop_says_the_restarts_and_the_last_exit(kubectl):
     )
     obj = stalled_with(kubectl, "crashing", "CrashLoopBackOff")
     message = condition(obj, "Ready")["message"]
-    assert "keeps crashing (CrashLoopBackOff, 6 restart(s))" in message
+    assert "keeps crashing (CrashLoopBackOff, 6 restarts)" in message
     assert "exit code 1, saying: torch.cuda.OutOfMemoryError: CUDA out of memory" in message
 
 
@@ -116,7 +116,7 @@ def test_out_of_memory_names_the_memory_limit(kubectl):
     obj = stalled_with(kubectl, "oom", "OOMKilled")
     message = condition(obj, "Ready")["message"]
     assert (
-        "ran out of memory and was killed (OOMKilled, exit code 137; 2 restart(s)) with its memory limit of 48Gi"
+        "ran out of memory and was killed (OOMKilled, exit code 137; 2 restarts) with its memory limit of 48Gi"
         in message
     )
 
@@ -166,7 +166,7 @@ def test_a_changed_model_that_does_not_exist_keeps_the_old_one_serving(kubectl):
     before = kubectl.get("deployment", "swap")["metadata"]["resourceVersion"]
     kubectl.run("patch", "llmd", "swap", "--type=merge", "-p", '{"spec": {"model": {"id": "test/no-such-model"}}}')
     obj = stalled_with(kubectl, "swap", "ModelNotFound")
-    assert "The previous version keeps serving with 1 ready replica(s)." in condition(obj, "Ready")["message"]
+    assert "The previous version keeps serving with 1 ready replica." in condition(obj, "Ready")["message"]
     assert kubectl.get("deployment", "swap")["metadata"]["resourceVersion"] == before
 
 

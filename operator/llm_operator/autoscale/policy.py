@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from llm_common.words import plural
 from llm_operator.api.names import GATEWAY_HELD, GATEWAY_IN_FLIGHT, GATEWAY_REQUESTS
 from llm_operator.engines import DEFAULT_ENGINE, LoadMetrics, engine_named
 
@@ -336,7 +337,7 @@ def decide(
             seen += f" ({unknown} unreachable, estimated {estimated:g} more)"
         if mean > total:
             seen += f", {WINDOW_SECONDS:g} s mean {mean:g}"
-        seen += f", target {target} per replica -> {raw} replicas"
+        seen += f", target {target} per replica -> {plural(raw, 'replica')}"
         if need != raw:
             if raw > hi:
                 seen += f" (capped at maxReplicas {need})"
@@ -380,10 +381,10 @@ def decide(
         idle_since = None
     elif current_replicas < floor:
         desired, action = need or floor, "scale-up"
-        why = f"{current_replicas} replicas is below minReplicas {lo}; scaling up to {desired}"
+        why = f"{plural(current_replicas, 'replica')} is below minReplicas {lo}; scaling up to {desired}"
     elif current_replicas > hi:
         desired, action = hi, "scale-down"
-        why = f"{current_replicas} replicas is above maxReplicas {hi}; scaling down to {hi}"
+        why = f"{plural(current_replicas, 'replica')} is above maxReplicas {hi}; scaling down to {hi}"
     elif need is None:
         desired, action = current_replicas, "hold"
         why = f"holding at {current_replicas}; never scaling down without data"

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from llm_common.words import plural
 from llm_operator import api
 from llm_operator.engines import ENGINE_NAMES, vllm
 from llm_operator.facts.catalog import Catalog, Entry, short_revision
@@ -234,7 +235,7 @@ def manifest(entry: Entry, gpu: str, name: str | None, tokens: int | None, engin
         lines.append("Nothing fits up to 8 GPUs of this type: pick a larger GPU (see `llm-operator catalog`).")
     elif fewer is not None and fewer.gpus is not None and fewer.gpus < chosen.gpus:
         lines.append(
-            f"With more loss, {fewer.quantization} fits on {fewer.gpus} (see `llm-operator catalog --gpu {gpu}`)."
+            f"With more loss, {fewer.quantization} fits on {plural(fewer.gpus, 'GPU')} (see `llm-operator catalog --gpu {gpu}`)."
         )
     comment = "".join(f"# {line}\n" for text in lines for line in _wrapped(text))
     return comment + yaml.safe_dump(doc, sort_keys=False), chosen.gpus is not None

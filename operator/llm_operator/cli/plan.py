@@ -23,6 +23,7 @@ import sys
 from dataclasses import replace
 from typing import Any, TextIO
 
+from llm_common.words import plural
 from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, vllm
 from llm_operator.engines.tgi import QUANTIZATIONS
 from llm_operator.facts.catalog import load as load_catalog
@@ -292,7 +293,7 @@ def _table_report(facts: ModelFacts, result: Plan, source: FactsAnswer) -> str:
         ("min gpus", _min_gpus_cell(result)),
     ]
     if result.min_nodes is not None and result.min_nodes > 1:
-        rows.append(("min nodes", f"{result.min_nodes} at {result.num_shard} GPUs per node"))
+        rows.append(("min nodes", f"{result.min_nodes} at {plural(result.num_shard, 'GPU')} per node"))
     rows += [
         ("reason", result.reason),
         ("facts", _source_line(source)),

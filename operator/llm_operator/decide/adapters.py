@@ -13,6 +13,7 @@ from typing import Any
 
 from llm_common.lora import AdapterRef, adapter_entry, snapshot_dir
 from llm_common.modelfacts import ModelFacts
+from llm_common.words import plural
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 
@@ -128,7 +129,7 @@ def adapters_verdict(checks: list[AdapterCheck]) -> Verdict:
         return Verdict("False", "BaseModelMismatch", " ".join(problems))
     unknown = [c.adapter.name for c in checks if c.config is None]
     note = f" (not checked: adapter_config.json of {', '.join(unknown)} could not be read)" if unknown else ""
-    return Verdict("True", "Served", f"Serving {len(checks)} adapter(s){note}.")
+    return Verdict("True", "Served", f"Serving {plural(len(checks), 'adapter')}{note}.")
 
 
 def adapters_status(checks: list[AdapterCheck], commits: Mapping[str, str], cached: bool) -> list[dict[str, Any]]:

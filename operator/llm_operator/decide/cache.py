@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_common import termination
+from llm_common.words import plural
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide import manifests as resources
@@ -205,7 +206,7 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
         )
     st = job.get("status") or {}
     attempts = st.get("failed") or 0
-    retry = f" after {attempts} failed attempt(s)" if attempts else ""
+    retry = f" after {plural(attempts, 'failed attempt')}" if attempts else ""
     return no(
         "Downloading",
         f"Downloading the weights into {o.claim_name} with Job {o.job_name}{retry} (kubectl logs job/{o.job_name}).",

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from llm_common.words import plural
 from llm_operator.decide.manifests import LWS_GROUP_INDEX_LABEL, ROLE_LABEL, TEMPLATE_HASH_LABEL, WORKER
 
 
@@ -148,7 +149,7 @@ def container_trouble(pod: dict[str, Any], deployment: dict[str, Any] | None = N
             return ContainerTrouble(
                 "OOMKilled",
                 f"{where} ran out of memory and was killed (OOMKilled, {_ended(oom)}; "
-                f"{restarts} restart(s)) with {has}: raise spec.engine.resources.limits.memory, "
+                f"{plural(restarts, 'restart')}) with {has}: raise spec.engine.resources.limits.memory, "
                 "or lower the batch and token limits (spec.limits).",
                 True,
             )
@@ -192,7 +193,7 @@ def container_trouble(pod: dict[str, Any], deployment: dict[str, Any] | None = N
             )
             return ContainerTrouble(
                 "CrashLoopBackOff",
-                f"{where} keeps crashing (CrashLoopBackOff, {restarts} restart(s)).{ended}{hint}",
+                f"{where} keeps crashing (CrashLoopBackOff, {plural(restarts, 'restart')}).{ended}{hint}",
                 stalled,
             )
     return None

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from llm_common.words import plural
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide.pods import (
@@ -93,7 +94,7 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         return Verdict("True", reason, msg)
 
     serving = ((o.deployment or {}).get("status") or {}).get("readyReplicas") or 0
-    still = f" The previous version keeps serving with {serving} ready replica(s)." if serving else ""
+    still = f" The previous version keeps serving with {plural(serving, 'ready replica')}." if serving else ""
     if o.blocked is not None:
         b = o.blocked
         return (
@@ -135,7 +136,7 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
                 no("ScaledToZero", "Nothing to do."),
                 no("ScaledToZero", "Scaled to zero on purpose."),
             )
-        msg = f"Scaling to zero: {replicas} replica(s) left."
+        msg = f"Scaling to zero: {plural(replicas, 'replica')} left."
         return (
             "Progressing",
             no("ScalingToZero", msg),
@@ -164,7 +165,7 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         if o.group_size > 1:
             msg = (
                 f"{serving} of {want} replicas{groups} serve; {group_words(waiting[0])} waits"
-                + (f" with {len(waiting) - 1} more pod(s)" if len(waiting) > 1 else "")
+                + (f" with {plural(len(waiting) - 1, 'more pod')}" if len(waiting) > 1 else "")
                 + f" for GPUs that no node has free now (nodes could hold the group once GPUs free up or nodes "
                 f"are added). The scheduler says: {scheduler}"
             )
@@ -195,8 +196,12 @@ def judge(o: Observed) -> tuple[str, Verdict, Verdict, Verdict]:
         old_ready = sum(1 for p in active_pods(o.pods) if pod_condition(p, "Ready").get("status") == "True") - ready
         msg = (
             f"{ready}/{want} replicas are ready. {trouble.message}"
-            + (f" {others} more pod(s) of this version cannot start either." if others else "")
-            + (f" The previous version keeps serving with {old_ready} ready replica(s)." if old_ready > 0 else "")
+            + (f" {plural(others, 'more pod')} of this version cannot start either." if others else "")
+            + (
+                f" The previous version keeps serving with {plural(old_ready, 'ready replica')}."
+                if old_ready > 0
+                else ""
+            )
         )
         if trouble.stalled:
             return (

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llm_common.words import plural
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide import cache as weights
@@ -184,8 +185,8 @@ def claim_changed(want: dict[str, Any], changes: list[str], claimants: Claimants
                     "ClaimImmutable",
                     (
                         f"The cache volume claim {name} cannot change in place ({'; '.join(changes)}): it must be "
-                        f"deleted and made again, and the weights downloaded again. {claimants.pods} serving and "
-                        f"{claimants.downloads} download pod(s) of this LLMDeployment mount it, so it is left as it is and they "
+                        f"deleted and made again, and the weights downloaded again. {plural(claimants.pods, 'serving pod')} and "
+                        f"{plural(claimants.downloads, 'download pod')} of this LLMDeployment mount it, so it is left as it is and they "
                         f"go on. To replace it, scale to zero (spec.replicas: 0): the operator then deletes and re-creates the "
                         f"claim and downloads again; scale back up once WeightsCached is True. Or undo the change."
                     ),

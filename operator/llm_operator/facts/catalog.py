@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from llm_common.modelfacts import ModelFacts, facts_from_config
+from llm_common.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ def load(extra_files: Iterable[str | Path] = ()) -> Catalog:
     catalog = builtin()
     for path in extra_files:
         extra = load_file(path)
-        log.info("catalog: %d model(s) from %s", len(extra), path)
+        log.info("catalog: %s from %s", plural(len(extra), "model"), path)
         catalog = catalog.extended(extra)
     for _, problem in catalog.problems:
         log.warning("%s", problem)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
+from llm_common.words import plural
 from llm_operator.gateway.endpoints import Endpoint, EndpointStore, Key, Model
 from llm_operator.gateway.metrics import GatewayMetrics
 from llm_operator.gateway.scheduling import Scheduler
@@ -187,7 +188,7 @@ class Proxy:
                         raise HTTPFailure(
                             429,
                             f"The model {current.name!r} already has "
-                            f"{self.settings.max_held_per_model} requests waiting for it to be "
+                            f"{plural(self.settings.max_held_per_model, 'request')} waiting for it to be "
                             "ready; retry later.",
                             "rate_limit_error",
                             "too_many_held_requests",
@@ -286,7 +287,7 @@ class Proxy:
                         raise HTTPFailure(
                             502,
                             f"The model {model.name!r} did not answer: {cause} error at {hp} "
-                            f"after {attempt + 1} attempt(s).",
+                            f"after {plural(attempt + 1, 'attempt')}.",
                             "service_unavailable",
                             "upstream_error",
                         ) from None

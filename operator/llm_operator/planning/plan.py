@@ -17,6 +17,7 @@ from typing import Any
 
 from llm_common import vllm_rules
 from llm_common.modelfacts import ModelFacts
+from llm_common.words import plural
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.engines import vllm
@@ -118,9 +119,9 @@ def plan_for(
             fallback, unknown_plan(answer.message), None, blocked=Verdict("False", answer.missing, message), nodes=nodes
         )
     going_on = (
-        f"Going on with {fallback} GPU(s) per pod on {nodes} nodes per replica."
+        f"Going on with {plural(fallback, 'GPU')} per pod on {plural(nodes, 'node')} per replica."
         if nodes > 1
-        else f"Going on with {fallback} GPU(s) per replica."
+        else f"Going on with {plural(fallback, 'GPU')} per replica."
     )
     if facts is None:
         return PlanOutcome(
@@ -244,12 +245,12 @@ def no_node_fits(
         count = _allocatable(node, resource)
         kind = ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL) or "unlabelled"
         offers[f"{count} x {kind}" if count else f"no {resource}"] += 1
-    have = ", ".join(f"{n} node(s) with {what}" for what, n in sorted(offers.items())) or "no nodes"
+    have = ", ".join(f"{plural(n, 'node')} with {what}" for what, n in sorted(offers.items())) or "no nodes"
     if node_selector and nodes:
         have += f" ({sum(1 for n in nodes if matches(n))} of them match the nodeSelector)"
     if group > 1:
         return (
             f"too few nodes could ever hold the group: a replica is {group} pods on {group} different nodes, each "
-            f"asking for {asked}; {fitting} node(s) could hold one, and the cluster has {have}."
+            f"asking for {asked}; {plural(fitting, 'node')} could hold one, and the cluster has {have}."
         )
     return f"no node could ever hold one: each pod asks for {asked}; the cluster has {have}."

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_common.modelfacts import ModelFacts
+from llm_common.words import noun, plural
 from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, Engine, engine_named
 from llm_operator.engines.memory import MemoryModel
 from llm_operator.planning.gpus import GpuType
@@ -39,8 +40,8 @@ def sharding_problem(
         return single_node(serving)
     if nodes > facts.num_layers:
         return (
-            f"{facts.short_name} has {facts.num_layers} layers: pipeline parallelism needs at least one "
-            f"layer per node, so at most {facts.num_layers} nodes."
+            f"{facts.short_name} has {plural(facts.num_layers, 'layer')}: pipeline parallelism needs at least one "
+            f"layer per node, so at most {plural(facts.num_layers, 'node')}."
         )
     if num_shard == 1:
         return None
@@ -50,10 +51,10 @@ def sharding_problem(
     heads, kv_heads = facts.num_attention_heads, facts.num_key_value_heads
     if serving.splits_heads(heads, kv_heads, num_shard):
         return None
-    counts = _spoken_list(valid_shard_counts(facts, quantization, engine=engine))
+    valid = valid_shard_counts(facts, quantization, engine=engine)
     return (
-        f"{facts.short_name} has {heads} attention heads and {kv_heads} key-value heads; "
-        f"{serving.head_split_rule}, and {num_shard} does not: use {counts} GPUs."
+        f"{facts.short_name} has {plural(heads, 'attention head')} and {plural(kv_heads, 'key-value head')}; "
+        f"{serving.head_split_rule}, and {num_shard} does not: use {_spoken_list(valid)} {noun(valid[-1], 'GPU')}."
     )
 
 
@@ -84,7 +85,7 @@ def _precision_phrase(facts: ModelFacts, quantization: str) -> str:
 
 def _gpus_phrase(model: MemoryModel, num_shard: int, gpu: GpuType, nodes: int = 1) -> str:
     each = " each" if num_shard > 1 or nodes > 1 else ""
-    count = f"{nodes} nodes x {num_shard}" if nodes > 1 else f"{num_shard}"
+    count = f"{plural(nodes, 'node')} x {num_shard}" if nodes > 1 else f"{num_shard}"
     phrase = f"{count} x {gpu.display_name} gives {model.capacity_gib(gpu):.1f} GiB{each}"
     if model.utilization is None:
         return phrase
@@ -157,12 +158,13 @@ def _remedies(remedies: Remedies, nodes: int) -> str:
     if remedies.nodes is not None:
         count, engine = remedies.nodes, remedies.nodes_engine
         options.append(
-            f"engine {engine} on {count} nodes (spec.engine.name: {engine}, spec.nodes: {count})"
+            f"engine {engine} on {plural(count, 'node')} (spec.engine.name: {engine}, spec.nodes: {count})"
             if engine
-            else f"{count} nodes (spec.nodes: {count})"
+            else f"{plural(count, 'node')} (spec.nodes: {count})"
         )
     if remedies.gpus is not None:
-        options.append(f"{remedies.gpus} GPUs per node" if nodes > 1 else f"{remedies.gpus} GPUs")
+        gpus = plural(remedies.gpus, "GPU")
+        options.append(f"{gpus} per node" if nodes > 1 else gpus)
     if remedies.smaller_quantization:
         options.append(remedies.smaller_quantization)
     if remedies.max_total_tokens >= MIN_USEFUL_TOKENS:

@@ -130,7 +130,7 @@ def test_when_as_published_fits_nowhere_the_least_lossy_quantization_that_fits_i
     assert status == 0
     doc = yaml.safe_load(out)
     assert (doc["spec"]["quantization"], doc["spec"]["gpus"], doc["metadata"]["name"]) == ("fp8", 8, "llama-405b")
-    assert "# With more loss, bitsandbytes-nf4 fits on 4 (see `llm-operator catalog --gpu h100-80gb`)." in out
+    assert "# With more loss, bitsandbytes-nf4 fits on 4 GPUs (see `llm-operator catalog --gpu h100-80gb`)." in out
 
 
 def test_a_model_that_fits_on_no_count_of_that_gpu_exits_one_and_says_what_to_do():

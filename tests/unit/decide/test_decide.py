@@ -100,7 +100,7 @@ def test_unknown_facts_go_on_with_the_users_gpus_and_say_so():
     d = decide(observed(spec={"gpus": 3}), UNKNOWN, NOW)
     assert d.status["plan"] == {
         "known": False,
-        "reason": "The plan is unknown: The Hub cannot be reached. Going on with 3 GPU(s) per replica.",
+        "reason": "The plan is unknown: The Hub cannot be reached. Going on with 3 GPUs per replica.",
     }
     assert ("Deployment", "m") in kinds(d.apply)
 

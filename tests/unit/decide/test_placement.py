@@ -56,8 +56,8 @@ def test_a_pod_no_node_could_ever_hold_is_stalled_naming_what_is_asked_and_what_
     assert d.phase == "Failed" and cond(d)[:2] == ("False", "NoNodeFits")
     assert cond(d)[2] == (
         "1 of 1 replicas cannot be scheduled, and no node could ever hold one: each pod asks for "
-        "16 nvidia.com/gpu; the cluster has 1 node(s) with 4 x NVIDIA-L4, 1 node(s) with "
-        "8 x NVIDIA-H100-80GB-HBM3, 1 node(s) with no nvidia.com/gpu. The scheduler says: "
+        "16 nvidia.com/gpu; the cluster has 1 node with 4 x NVIDIA-L4, 1 node with "
+        "8 x NVIDIA-H100-80GB-HBM3, 1 node with no nvidia.com/gpu. The scheduler says: "
         "0/5 nodes are available: 5 Insufficient nvidia.com/gpu."
     )
     assert cond(d, "Stalled")[:2] == ("True", "NoNodeFits") and cond(d, "Reconciling")[0] == "False"
@@ -80,7 +80,7 @@ def test_a_node_selector_no_node_matches_is_stalled_one_that_matches_waits():
     d = decide(observed(**args), KNOWN, NOW)
     assert cond(d)[1] == "NoNodeFits"
     assert (
-        "on a node labelled pool=inference; the cluster has 1 node(s) with 8 x NVIDIA-H100-80GB-HBM3 "
+        "on a node labelled pool=inference; the cluster has 1 node with 8 x NVIDIA-H100-80GB-HBM3 "
         "(0 of them match the nodeSelector)"
     ) in cond(d)[2]
     pooled = {**H100, "metadata": {**H100["metadata"], "labels": {**H100["metadata"]["labels"], "pool": "inference"}}}
@@ -109,7 +109,7 @@ def test_too_few_nodes_for_a_group_is_stalled_before_anything_is_made():
     assert d.apply == () and cond(d, "Stalled")[:2] == ("True", "NoNodeFits")
     assert cond(d)[2].startswith(
         "Cannot run a replica on 2 nodes: too few nodes could ever hold the group: a replica "
-        "is 2 pods on 2 different nodes, each asking for 8 nvidia.com/gpu; 1 node(s) could "
+        "is 2 pods on 2 different nodes, each asking for 8 nvidia.com/gpu; 1 node could "
         "hold one"
     )
 

@@ -87,7 +87,7 @@ def test_no_node_could_ever_hold_the_pod_is_stalled():
             deployment=deployment(),
             pods=(pending_pod(),),
             no_node_fits="no node could ever hold one: each pod asks for 16 nvidia.com/gpu; "
-            "the cluster has 2 node(s) with 8 x H100.",
+            "the cluster has 2 nodes with 8 x H100.",
         ),
         {},
         NOW,
@@ -96,7 +96,7 @@ def test_no_node_could_ever_hold_the_pod_is_stalled():
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert ready["message"] == (
         "1 of 1 replicas cannot be scheduled, and no node could ever hold one: each pod asks for "
-        "16 nvidia.com/gpu; the cluster has 2 node(s) with 8 x H100. The scheduler says: " + SCHEDULER
+        "16 nvidia.com/gpu; the cluster has 2 nodes with 8 x H100. The scheduler says: " + SCHEDULER
     )
     assert conds(st) == {
         "Ready": ("False", "NoNodeFits"),
@@ -193,7 +193,7 @@ def test_blocked_is_stalled_and_says_the_old_version_serves():
     )
     assert st["phase"] == "Failed"
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
-    assert ready["message"] == "Too big. The previous version keeps serving with 1 ready replica(s)."
+    assert ready["message"] == "Too big. The previous version keeps serving with 1 ready replica."
     assert conds(st)["Stalled"] == ("True", "DoesNotFit")
 
 
@@ -304,7 +304,7 @@ def test_a_crash_loop_is_stalled_after_a_few_restarts_with_the_last_exit():
     )
     assert phase == "Failed" and c["Stalled"] == ("True", "CrashLoopBackOff")
     assert msg == (
-        "0/1 replicas are ready. Pod m-abc, container engine keeps crashing (CrashLoopBackOff, 6 restart(s)). "
+        "0/1 replicas are ready. Pod m-abc, container engine keeps crashing (CrashLoopBackOff, 6 restarts). "
         "It last ended with exit code 1, saying: RuntimeError: CUDA error: no kernel image. It will not heal "
         "by itself: read its logs (kubectl logs --previous) and fix the spec."
     )
@@ -319,7 +319,7 @@ def test_out_of_memory_says_so_with_the_memory_limit():
     )
     assert phase == "Failed" and c["Stalled"] == ("True", "OOMKilled")
     assert (
-        "Pod m-abc, container engine ran out of memory and was killed (OOMKilled, exit code 137; 1 restart(s)) "
+        "Pod m-abc, container engine ran out of memory and was killed (OOMKilled, exit code 137; 1 restart) "
         "with its memory limit of 64Gi"
     ) in msg
     assert "no memory limit, so the node itself ran out" in judged([failing_pod(None, oom, restarts=1)])[2]
@@ -331,7 +331,7 @@ def test_old_replicas_still_serving_are_said_and_old_pods_failing_do_not_count()
     old = ready_pod(revision="r1", name="m-old")
     phase, c, msg = judged([new, old], d)
     assert c["Stalled"] == ("True", "CreateContainerConfigError")
-    assert msg.endswith("The previous version keeps serving with 1 ready replica(s).")
+    assert msg.endswith("The previous version keeps serving with 1 ready replica.")
     # A pod of an older revision that cannot start is not this version's trouble.
     phase, c, _ = judged([failing_pod(("CrashLoopBackOff", "back-off"), restarts=9, revision="r1")], revised())
     assert c["Ready"] == ("False", "PodsNotReady") and c["Stalled"][0] == "False"

@@ -99,4 +99,4 @@ def test_failed_job_says_why_and_how_to_retry():
 def test_running_job_is_downloading_with_retries_counted():
     v = judge_cache(observed(job=job(failed=2)))
     assert (v.condition.reason, v.complete, v.failed) == ("Downloading", False, False)
-    assert "after 2 failed attempt(s)" in v.condition.message
+    assert "after 2 failed attempts" in v.condition.message

@@ -161,7 +161,7 @@ def test_a_claim_whose_storage_class_changes_while_served_says_what_to_do():
         "The cache volume claim m-weights cannot change in place (spec.cache.storageClassName "
         "fast -> other): it must be deleted and made again"
     )
-    assert "1 serving and 0 download pod(s)" in cond(d)[2] and "scale to zero (spec.replicas: 0)" in cond(d)[2]
+    assert "1 serving pod and 0 download pods" in cond(d)[2] and "scale to zero (spec.replicas: 0)" in cond(d)[2]
     assert d.status["observedGeneration"] == 1
     # Scaled to zero, no pod left: the claim and the Job are deleted, to be made again.
     zero = {**spec, "replicas": 0}
@@ -286,7 +286,7 @@ def test_a_changed_claim_is_kept_while_mounted_and_replaced_with_its_jobs_when_n
         "The cache volume claim m-weights cannot change in place (spec.cache.size 100Gi "
         "-> 50Gi (a claim can grow, never shrink)): it must be deleted and made again"
     )
-    assert "2 serving and 1 download pod(s) of this LLMDeployment mount it" in verdict.message
+    assert "2 serving pods and 1 download pod of this LLMDeployment mount it" in verdict.message
     job_ref = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "m-download-1", "namespace": "ns"}}
     free = writes.claim_changed(pvc, changes, writes.Claimants(pods=0, downloads=0, jobs=(job_ref,)))
     assert free == writes.Outcome(

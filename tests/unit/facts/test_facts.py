@@ -153,7 +153,7 @@ def test_a_changed_model_that_does_not_exist_keeps_the_old_deployment_serving():
     )
     assert d.prune == () and d.apply == () and d.blocked.reason == "ModelNotFound"
     ready = next(c for c in d.status["conditions"] if c["type"] == "Ready")
-    assert ready["message"].endswith("The previous version keeps serving with 1 ready replica(s).")
+    assert ready["message"].endswith("The previous version keeps serving with 1 ready replica.")
 
 
 def test_with_a_token_a_repository_not_found_may_be_private_so_the_pods_judge():

@@ -1,6 +1,7 @@
 """Planner: literal model facts in, literal shard counts, sizes and sentences out."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from data_models import MODELS, PARAMS, facts, llama_405b
@@ -535,3 +536,26 @@ def test_to_dict_always_gives_nodes_min_nodes_and_layers_per_node():
     tgi = plan(PlanRequest(facts("llama-3-70b"), "none", "h100-80gb", gpus=2)).to_dict()
     assert (two["nodes"], two["minNodes"], two["layersPerNode"]) == (2, 2, 63)
     assert (tgi["nodes"], tgi["minNodes"], tgi["layersPerNode"]) == (1, None, 80)
+
+
+# ---- counts agree with their nouns -------------------------------------------------------
+
+
+def test_one_key_value_head_and_one_valid_gpu_count_are_said_in_the_singular():
+    # Falcon-7B's shape: 71 attention heads (a prime) and one KV head (multi-query attention).
+    falcon = replace(facts("qwen2.5-7b"), model_id="tiiuae/falcon-7b", num_attention_heads=71, num_key_value_heads=1)
+    assert sharding_problem(falcon, 2, "none") == (
+        "falcon-7b has 71 attention heads and 1 key-value head; TGI needs the GPU count to divide both, "
+        "and 2 does not: use 1 GPU."
+    )
+
+
+def test_one_layer_allows_one_node_two_layers_two_nodes():
+    one = replace(facts("llama-3-8b"), num_layers=1)
+    assert sharding_problem(one, 1, "none", "vllm", nodes=2) == (
+        "Meta-Llama-3-8B has 1 layer: pipeline parallelism needs at least one layer per node, so at most 1 node."
+    )
+    two = replace(facts("llama-3-8b"), num_layers=2)
+    assert sharding_problem(two, 1, "none", "vllm", nodes=3) == (
+        "Meta-Llama-3-8B has 2 layers: pipeline parallelism needs at least one layer per node, so at most 2 nodes."
+    )

@@ -37,9 +37,18 @@ def test_facts_are_read_in_the_background_once_and_failures_remembered():
     assert outcome.waiting is None and outcome.blocked is None and outcome.gpus == 2
     assert outcome.status == {
         "known": False,
-        "reason": "The plan is unknown: offline. Going on with 2 GPU(s) per replica.",
+        "reason": "The plan is unknown: offline. Going on with 2 GPUs per replica.",
     }
     assert calls == [("org/m", "main")]
+
+
+def test_unknown_facts_go_on_with_one_gpu_in_the_singular():
+    one = api.parse_spec({"model": {"id": "org/m"}, "gpus": 1})
+    answer = facts.lookup("org/m", "main", offline_reason="offline.")
+    assert planning.plan_for(one, answer, planning.Previous(), []).status == {
+        "known": False,
+        "reason": "The plan is unknown: offline. Going on with 1 GPU per replica.",
+    }
 
 
 def test_gpu_types_from_node_labels_largest_first():
