@@ -47,7 +47,8 @@ def prefix_key(body: dict[str, Any], adapter: str | None, max_chars: int = DEFAU
         if isinstance(given, list):  # a batch of prompts: the first one decides
             given = given[0] if given else ""
         prompt = given if isinstance(given, str) else ""
-    return (adapter or "").encode() + b"\x00" + prompt[:max_chars].encode()
+    # surrogatepass: a JSON string may hold a lone surrogate ("\\ud800"), which strict UTF-8 refuses
+    return (adapter or "").encode() + b"\x00" + prompt[:max_chars].encode("utf-8", "surrogatepass")
 
 
 class Ring:

@@ -66,13 +66,20 @@ class HTTPFailure(Exception):
     """An answer in OpenAI's error shape."""
 
     def __init__(
-        self, status: int, message: str, type_: str, code: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        type_: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.headers = status, message, type_, code, headers or {}
+        self.param = param  # the body's field at fault, as OpenAI names it
 
     def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
         return web.json_response(body, status=self.status, headers=self.headers)
 
 
@@ -230,7 +237,7 @@ class Proxy:
         async def wake() -> None:
             try:
                 await kube.wake(model.namespace, model.name, model.uid, dt.datetime.now(dt.UTC))
-            except Exception as err:  # noqa: BLE001: logged and counted; held requests wait or time out
+            except Exception as err:  # noqa: BLE001 - logged and counted; held requests wait or time out
                 log.warning("%s: waking from zero failed: %s", model.label, err)
                 self.metrics.upstream_errors.labels(model.label, "wake_failed").inc()
                 self._woken.pop(model.key, None)

@@ -11,10 +11,12 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llm_operator.gateway import scheduling
@@ -38,6 +40,127 @@ def _error_type(status: int) -> str:
         413: "invalid_request_error",
         429: "rate_limit_error",
     }.get(status, "service_unavailable")
+
+
+ROUTES = "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /models/NAME/PATH, GET /healthz, /readyz, /metrics"
+_EXAMPLE = '{"model": "NAME", "messages": [{"role": "user", "content": "Hello"}]}'
+
+
+def _json_type(value: object) -> str:
+    """What a JSON value is, in words: 'an array', 'a string', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _bad_body(message: str, code: str, param: str | None = None) -> HTTPFailure:
+    return HTTPFailure(400, message, "invalid_request_error", code, param=param)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """An OpenAI request body, parsed once: a JSON object whose fields the gateway reads have
+    the right types, or HTTPFailure 400 saying what is wrong."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        # json's parser recurses once per nested array or object and stops at Python's
+        # recursion limit (about 1,000) with RecursionError, not ValueError.
+        raise _bad_body(
+            "The request body is nested too deeply: arrays or objects about 1,000 levels inside each other.",
+            "json_too_deeply_nested",
+        ) from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, a number over 4,300 digits
+        if not raw.strip():
+            raise _bad_body(
+                f"The request body is empty: send a JSON object such as {_EXAMPLE}.", "invalid_json"
+            ) from None
+        raise _bad_body(f"The request body is not valid JSON: {err}.", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise _bad_body(
+            f"The request body is {_json_type(body)}; it must be a JSON object such as {_EXAMPLE}.", "invalid_json"
+        )
+    check_fields(body)
+    return body
+
+
+def check_fields(body: dict[str, Any]) -> None:
+    """HTTPFailure 400 when a field that decides how the request is routed or answered has the
+    wrong type (a missing field is the engine's to refuse; `model` is checked when resolved)."""
+    messages = body.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            raise _bad_body(
+                f'"messages" is {_json_type(messages)}; it must be an array of message objects '
+                'such as [{"role": "user", "content": "Hello"}].',
+                "invalid_type",
+                "messages",
+            )
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise _bad_body(
+                    f'"messages[{i}]" is {_json_type(message)}; each message must be an object '
+                    'such as {"role": "user", "content": "Hello"}.',
+                    "invalid_type",
+                    "messages",
+                )
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, (str, list)):
+        raise _bad_body(
+            f'"prompt" is {_json_type(prompt)}; it must be a string or an array of strings.', "invalid_type", "prompt"
+        )
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _bad_body(f'"stream" is {_json_type(stream)}; it must be true or false.', "invalid_type", "stream")
+
+
+def route_failure(method: str, path: str, exc: web.HTTPException) -> HTTPFailure:
+    """An error aiohttp raises itself (no such route, a method the route does not take, a body
+    over the limit), in OpenAI's error shape."""
+    if isinstance(exc, web.HTTPNotFound):
+        return HTTPFailure(
+            404,
+            f"There is no route {method} {path}. The gateway serves {ROUTES}.",
+            "invalid_request_error",
+            "unknown_url",
+        )
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        return HTTPFailure(
+            405,
+            f"{path} does not take {method}; it takes {', '.join(allowed)}.",
+            "invalid_request_error",
+            "method_not_allowed",
+            {"Allow": ",".join(allowed)},
+        )
+    type_ = "invalid_request_error" if exc.status < 500 else "server_error"
+    return HTTPFailure(exc.status, f"{exc.status} {exc.reason}: {method} {path}.", type_, None)
+
+
+@web.middleware
+async def openai_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error in OpenAI's error shape: aiohttp's own (404, 405, 413, ...) and a failure
+    nothing expected, which aiohttp would answer with a plain-text 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return route_failure(request.method, request.path, exc).response()
+    except Exception:
+        if request.writer.output_size > 0:
+            raise  # the answer has begun: nothing else can be sent (aiohttp closes the connection)
+        log.exception("%s %s failed", request.method, request.path)
+        return HTTPFailure(
+            500, "The gateway failed on this request; its log says why.", "server_error", "internal_error"
+        ).response()
 
 
 class ApiKeys:
@@ -126,21 +249,23 @@ class Gateway:
                 "invalid_request_error",
                 "request_too_large",
             ) from None
+        except web.RequestPayloadError as err:  # e.g. a Content-Encoding that does not decode
+            cause = err.__cause__
+            detail = cause.message if isinstance(cause, HttpProcessingError) else str(err)
+            raise HTTPFailure(
+                400,
+                f"The request body could not be read: {detail}.",
+                "invalid_request_error",
+                "unreadable_body",
+                {"Connection": "close"},  # the rest of the body cannot be skipped: aiohttp drops the connection
+            ) from None
 
     async def openai(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         label, code = "", 500
         try:
             self._check_key(request)
-            raw = await self._body(request)
-            try:
-                body = json.loads(raw)
-                if not isinstance(body, dict):
-                    raise ValueError("not an object")
-            except ValueError as err:
-                raise HTTPFailure(
-                    400, f"The request body is not a JSON object: {err}.", "invalid_request_error", "invalid_json"
-                ) from None
+            body = parse_body(await self._body(request))
             resolved = self.store.resolve(body.get("model"))
             if resolved.model is None:
                 raise HTTPFailure(
@@ -148,6 +273,7 @@ class Gateway:
                     resolved.error,
                     _error_type(resolved.status),
                     "model_not_found" if resolved.status == 404 else "invalid_model",
+                    param="model",
                 )
             model = resolved.model
             label = model.label
@@ -255,7 +381,7 @@ class Gateway:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[openai_errors])
         app.router.add_post("/v1/chat/completions", self.openai)
         app.router.add_post("/v1/completions", self.openai)
         app.router.add_get("/v1/models", self.list_models)
