@@ -86,14 +86,10 @@ def sentence_for_hub_error(exc: BaseException, model_id: str, revision: str, end
         return refused
     # The "offline" error is an EntryNotFoundError: test it first.
     if is_offline_error(exc) and offline_mode():
-        return (
-            f"HF_HUB_OFFLINE is set and {where} is not in the local Hub cache: "
-            "unset HF_HUB_OFFLINE, or plan from a local config.json."
-        )
+        return f"HF_HUB_OFFLINE is set and {where} is not in the local Hub cache: unset HF_HUB_OFFLINE."
     if is_offline_error(exc) or is_connection_error(exc):
         return (
-            f"Could not reach the Hugging Face Hub at {endpoint} to read {where}: "
-            "check network access or HF_ENDPOINT, or plan from a local config.json."
+            f"Could not reach the Hugging Face Hub at {endpoint} to read {where}: check network access or HF_ENDPOINT."
         )
     if isinstance(exc, EntryNotFoundError):
         return f"{where} has no config.json, so it is not a Transformers model TGI can serve."

@@ -35,6 +35,10 @@ from llm_operator.planning.planner import Plan, PlanRequest, plan
 EXIT_FITS = 0
 EXIT_DOES_NOT_FIT = 1
 EXIT_BAD_INPUT = 2  # argparse's own status for usage errors
+# Said when neither the Hub nor the catalog has a model's facts: the one source left.
+GIVE_CONFIG = (
+    "To plan without the Hub, give the model's config.json and exact parameter count (--config PATH --params N)."
+)
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,7 +215,8 @@ def _facts_for(args: argparse.Namespace) -> tuple[ModelFacts, FactsAnswer]:
             FactsAnswer(None, UNAVAILABLE, str(unavailable)),
         )
         if answer.facts is None:
-            raise ModelFactsUnavailable(answer.message)
+            # Neither the Hub nor the catalog has them: the user can still give them.
+            raise ModelFactsUnavailable(f"{answer.message} {GIVE_CONFIG}")
         return answer.facts, replace(answer, message=str(unavailable))  # why not the Hub
     try:
         facts = facts_from_local(args.config, args.params, args.safetensors_index, model_id=args.model_id)

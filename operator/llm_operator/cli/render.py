@@ -99,7 +99,9 @@ def _facts(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> FactsAnswer
     try:
         return FactsAnswer(facts_from_hub(spec.model.id, spec.model.revision), HUB)
     except ModelFactsUnavailable as err:
-        return from_catalog(catalog, spec.model.id, spec.model.revision, FactsAnswer(None, UNAVAILABLE, str(err)))
+        # Said only when the catalog has them not either: then --config and --params are the way left.
+        why = f"{err} Or give the model's config.json and exact parameter count (--config and --params)."
+        return from_catalog(catalog, spec.model.id, spec.model.revision, FactsAnswer(None, UNAVAILABLE, why))
 
 
 def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> dict[str, dict[str, Any] | None]:

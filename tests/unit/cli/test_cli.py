@@ -52,6 +52,23 @@ def test_render_offline_plans_a_catalog_model_as_the_operator_would():
     assert "Model facts from the catalog (revision e0bc86c)." in proc.stdout
 
 
+def test_render_with_the_hub_unreachable_names_the_flags_that_give_the_facts(monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # bound, then released: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    unknown = "apiVersion: llm-operator.io/v1alpha1\nkind: LLMDeployment\nmetadata: {name: m}\nspec: {model: {id: acme/unknown-7b}, gpus: 1}\n"
+    proc = llm_operator("render", "-f", "-", "--hub", input=unknown)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "# unknown offline: The plan is unknown: Could not reach the Hugging Face Hub at "
+        f"{endpoint} to read acme/unknown-7b@main: check network access or HF_ENDPOINT. Or give the model's "
+        "config.json and exact parameter count (--config and --params). Going on with 1 GPU per replica.\n"
+    ) in proc.stdout
+
+
 def test_render_refuses_a_bad_manifest_naming_the_field():
     bad = "apiVersion: llm-operator.io/v1alpha1\nkind: LLMDeployment\nmetadata: {name: x}\nspec: {model: {id: o/m}, gpus: 0}\n"
     proc = llm_operator("render", "-f", "-", input=bad)

@@ -366,12 +366,15 @@ def test_with_the_hub_unreachable_plan_answers_from_the_catalog_as_from_the_conf
 def test_the_table_says_the_facts_came_from_the_catalog_and_why(monkeypatch):
     import huggingface_hub.constants
 
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
     status, out, err = plan_main(["Qwen/Qwen3-8B", "--gpu", "l4"])
     assert (status, err) == (0, "")
     facts_line = next(line for line in out.splitlines() if line.startswith("facts"))
-    assert facts_line.startswith(
-        "facts             Model facts from the catalog. The Hub did not answer: Could not reach"
+    # The plan came from the catalog: what is left to do is about the Hub, not another source.
+    assert facts_line == (
+        "facts             Model facts from the catalog. The Hub did not answer: Could not reach the Hugging "
+        f"Face Hub at {endpoint} to read Qwen/Qwen3-8B@main: check network access or HF_ENDPOINT."
     )
     assert "8,190,735,360 parameters, estimated" in out
 
@@ -383,3 +386,8 @@ def test_a_model_neither_the_hub_nor_the_catalog_has_is_an_error_naming_the_hub(
     status, out, err = plan_main(["acme/unknown-7b", "--gpu", "l4"])
     assert (status, out) == (2, "")
     assert err.startswith("llm-operator plan: error: Could not reach the Hugging Face Hub")
+    # With neither the Hub nor the catalog, the facts can still be given by hand, with the flags that do it.
+    assert err.endswith(
+        ": check network access or HF_ENDPOINT. To plan without the Hub, give the model's config.json "
+        "and exact parameter count (--config PATH --params N).\n"
+    )
