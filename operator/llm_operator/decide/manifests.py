@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from llm_operator import api
@@ -25,6 +25,19 @@ HASH_ANNOTATION = f"{api.GROUP}/desired-hash"
 TEMPLATE_HASH_LABEL = f"{api.GROUP}/template-hash"
 # On the download Job: the digest of its (immutable) pod template, to tell when it must be re-created.
 TEMPLATE_HASH_ANNOTATION = f"{api.GROUP}/template-hash"
+# On a serving workload: what its pod template was rendered from (`template_inputs`) and the
+# template as written (JSON), so that while those inputs are unchanged a newer operator writes the
+# same template again instead of its own rendering, and no serving pod restarts (decide/revision.py).
+TEMPLATE_INPUTS_ANNOTATION = f"{api.GROUP}/template-inputs"
+WRITTEN_TEMPLATE_ANNOTATION = f"{api.GROUP}/pod-template"
+# Part of the inputs: raised only for a change of rendering that must reach running pods (a fix
+# they need); any other change of rendering waits for the next change of a model's spec.
+TEMPLATE_EPOCH = 1
+# Spec fields no serving pod is rendered from: a change of them (the autoscalers write replicas)
+# is no reason to take up a newer operator's rendering.
+NOT_IN_POD_TEMPLATE = frozenset({"replicas", "autoscaling", "routing", "service"})
+# The field of each serving workload that holds its pod template(s): what is kept, and recorded.
+WORKLOAD_TEMPLATE_FIELD = {"Deployment": "template", "LeaderWorkerSet": "leaderWorkerTemplate"}
 ENGINE_CONTAINER = "engine"
 # The node label NVIDIA GPU feature discovery gives a node's GPU product (spec.gpu.product).
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -113,6 +126,35 @@ def with_hash(obj: dict[str, Any]) -> dict[str, Any]:
 def template_hash(template: dict[str, Any]) -> str:
     """A short, stable digest of a pod template (before the label carrying it is added)."""
     return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def template_inputs(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) -> str:
+    """A digest of what a serving pod template is rendered from: the name, the spec less the
+    fields no pod reads (NOT_IN_POD_TEMPLATE), the plan's decisions and TEMPLATE_EPOCH. Fields
+    left at their defaults are left out, so that a field a newer operator adds (with a default)
+    changes nothing."""
+    decisions = {f.name: getattr(d, f.name) for f in fields(d) if f.name != "serve" and getattr(d, f.name) != f.default}
+    inputs = {
+        "epoch": TEMPLATE_EPOCH,
+        "name": owner.name,
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=set(NOT_IN_POD_TEMPLATE)),
+        "decisions": decisions,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def written_json(template: dict[str, Any]) -> str:
+    """A pod template as WRITTEN_TEMPLATE_ANNOTATION records it."""
+    return json.dumps(template, sort_keys=True, separators=(",", ":"))
+
+
+def _record_template(body: dict[str, Any], inputs: str) -> None:
+    """Record on the workload what its template was rendered from and the template written."""
+    template = body["spec"][WORKLOAD_TEMPLATE_FIELD[body["kind"]]]
+    body["metadata"]["annotations"] = {
+        TEMPLATE_INPUTS_ANNOTATION: inputs,
+        WRITTEN_TEMPLATE_ANNOTATION: written_json(template),
+    }
 
 
 def _env(spec: api.LLMDeploymentSpec) -> list[dict[str, Any]]:
@@ -241,6 +283,7 @@ def desired_deployment(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) 
     }
     # Always spec.replicas: autoscalers write that (the scale subresource), never the Deployment.
     body["spec"]["replicas"] = spec.replicas
+    _record_template(body, template_inputs(owner, spec, d))
     return with_hash(body)
 
 
@@ -263,30 +306,30 @@ def desired_leaderworkerset(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisi
     for template in (leader, worker):
         template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = revision
     metadata = _metadata(owner, spec, owner.name, "server")
-    return with_hash(
-        {
-            "apiVersion": LWS_API_VERSION,
-            "kind": LWS_KIND,
-            "metadata": metadata,
-            "spec": {
-                # Always spec.replicas (groups): autoscalers write that, never the LeaderWorkerSet.
-                "replicas": spec.replicas,
-                "startupPolicy": "LeaderCreated",
-                # A new group must be ready before an old one goes, as with a Deployment.
-                "rolloutStrategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdateConfiguration": {"maxUnavailable": 0, "maxSurge": 1},
-                },
-                "leaderWorkerTemplate": {
-                    "size": d.nodes,
-                    # A stage lost is the model lost: a pod restarted alone could not rejoin.
-                    "restartPolicy": "RecreateGroupOnPodRestart",
-                    "leaderTemplate": leader,
-                    "workerTemplate": worker,
-                },
+    body: dict[str, Any] = {
+        "apiVersion": LWS_API_VERSION,
+        "kind": LWS_KIND,
+        "metadata": metadata,
+        "spec": {
+            # Always spec.replicas (groups): autoscalers write that, never the LeaderWorkerSet.
+            "replicas": spec.replicas,
+            "startupPolicy": "LeaderCreated",
+            # A new group must be ready before an old one goes, as with a Deployment.
+            "rolloutStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdateConfiguration": {"maxUnavailable": 0, "maxSurge": 1},
             },
-        }
-    )
+            "leaderWorkerTemplate": {
+                "size": d.nodes,
+                # A stage lost is the model lost: a pod restarted alone could not rejoin.
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": leader,
+                "workerTemplate": worker,
+            },
+        },
+    }
+    _record_template(body, template_inputs(owner, spec, d))
+    return with_hash(body)
 
 
 def desired_service(owner: Owner, spec: api.LLMDeploymentSpec, nodes: int = 1) -> dict[str, Any]:

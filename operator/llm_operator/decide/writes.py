@@ -29,6 +29,7 @@ from llm_operator.decide.compare import up_to_date
 from llm_operator.decide.manifests import LWS_API_VERSION, LWS_KIND, MANAGED_KINDS, TEMPLATE_HASH_ANNOTATION, Owner
 from llm_operator.decide.observed import Observed, Refusal, live_child
 from llm_operator.decide.placement import LWS_INSTALL
+from llm_operator.decide.revision import settled_workload
 
 # Refusals that the same write will meet again (invalid, forbidden, immutable field).
 PERMANENT_REFUSALS = (400, 403, 404, 405, 413, 415, 422)
@@ -314,6 +315,12 @@ def judge_children(
     return [claimed if want is claim else judge(want, not claimed.unmountable) for want in desired]
 
 
+def _ours(observed: Observed, owner: Owner, want: dict[str, Any]) -> dict[str, Any] | None:
+    """The live child of that kind and name when it carries our controller reference."""
+    live = live_child(observed.child(*_key(want))) if want["kind"] in SERVING_WORKLOADS else None
+    return live if live is not None and owned(live, owner.uid) else None
+
+
 def writes_for(
     observed: Observed,
     owner: Owner,
@@ -325,6 +332,8 @@ def writes_for(
     """The writes of the desired children: applied, replaced, pruned, and the problems with
     them (each child's, and every refusal of a write). `serve`: the new spec may serve now;
     until then, whatever serves goes on serving (nothing serving is pruned)."""
+    # A serving workload keeps its pod template while what it was rendered from is unchanged.
+    desired = [settled_workload(want, _ours(observed, owner, want)) for want in desired]
     outcomes = judge_children(observed, owner, desired, serving, workload)
     problems = []
     for want, outcome in zip(desired, outcomes, strict=True):

@@ -13,6 +13,7 @@ from llm_operator.decide.decision import Lookups
 from llm_operator.decide.observed import Observed, trim_child
 from llm_operator.facts import lookup as facts
 from llm_operator.facts.hub import ModelFacts
+from llm_operator.planning.memory import default_max_total_tokens
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -92,8 +93,16 @@ def observed(spec=None, status=None, children=(), pods=(), **kw) -> Observed:
     )
 
 
+def known_decisions(spec: api.LLMDeploymentSpec) -> resources.Decisions:
+    """The decisions decide() makes for `spec` on one GPU with KNOWN (Mistral's facts)."""
+    facts = ModelFacts.from_dict(MISTRAL)
+    tokens = spec.limits.max_total_tokens or default_max_total_tokens(facts)
+    return resources.Decisions(gpus=1, max_total_tokens=tokens, checkpoint_quantization=facts.quant_method)
+
+
 def live_deployment(spec=None, ready=1, replicas=1):
-    d = resources.desired_deployment(OWNER, parsed_spec(spec), resources.Decisions(gpus=1))
+    parsed = parsed_spec(spec)
+    d = resources.desired_deployment(OWNER, parsed, known_decisions(parsed))
     d["metadata"]["generation"] = 1
     d["status"] = {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": replicas, "observedGeneration": 1}
     return d
