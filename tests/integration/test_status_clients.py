@@ -99,3 +99,22 @@ def test_a_temporary_shortage_of_gpus_is_reconciling_not_stalled(kubectl, small_
     kubectl.run("scale", "llmd/short", "--replicas=2")
     kubectl.run("wait", "--for=condition=Ready", "llmd/short", "--timeout=60s")
     assert condition(kubectl.get("llmd", "short"), "Ready")["reason"] == "Ready"
+
+
+def test_a_taint_the_pods_do_not_tolerate_is_stalled_naming_it_until_the_spec_tolerates_it(kubectl, small_node):
+    """The test's node is tainted test-pool=<namespace>:NoSchedule: without the toleration no node
+    could ever hold the pod (Stalled, the taint named); with it, the pod is placed."""
+    untolerated = {"nodeSelector": small_node["nodeSelector"]}
+    kubectl.apply(json.dumps(llmd("tainted", gpus=1, scheduling=untolerated)))
+    obj = wait_for("Ready=False reason NoNodeFits", reason_is(kubectl, "tainted", "NoNodeFits"), 60)
+    ready = condition(obj, "Ready")
+    assert ready["message"].startswith("1 of 1 replicas cannot be scheduled, and no node could ever hold one: ")
+    assert (
+        f"; 1 node with 2 x NVIDIA-L4 has the taint test-pool={kubectl.namespace}:NoSchedule, which the pods do "
+        "not tolerate."
+    ) in ready["message"], ready["message"]
+    assert "untolerated taint" in ready["message"]  # the scheduler's own words follow
+    assert condition(obj, "Stalled")["status"] == "True" and obj["status"]["phase"] == "Failed"
+    kubectl.run("patch", "llmd", "tainted", "--type=merge", "-p", json.dumps({"spec": {"scheduling": small_node}}))
+    kubectl.run("wait", "--for=condition=Ready", "llmd/tainted", "--timeout=60s")
+    assert condition(kubectl.get("llmd", "tainted"), "Stalled")["status"] == "False"

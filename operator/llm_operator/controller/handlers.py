@@ -116,7 +116,7 @@ async def _informers_synced(ctx: OperatorContext) -> None:
 
 @kopf.index("", "v1", "nodes", id=ReadModel.NODE_INDEX)
 async def _nodes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, dict[str, Any]]:
-    # A node added or changed in labels or GPUs may decide whether a pending pod could ever
+    # A node added or changed in labels, taints or GPUs may decide whether a pending pod could ever
     # be placed (status says Stalled or waiting); heartbeats change nothing trimmed: no wake.
     ctx = context(memo)
     trimmed = trim_node(body)

@@ -168,7 +168,7 @@ def _env(spec: api.LLMDeploymentSpec) -> list[dict[str, Any]]:
     return env
 
 
-def _tolerations(spec: api.LLMDeploymentSpec) -> list[dict[str, Any]]:
+def pod_tolerations(spec: api.LLMDeploymentSpec) -> list[dict[str, Any]]:
     # GPU nodes carry nvidia.com/gpu=present:NoSchedule on most clusters.
     tolerations = [{"key": spec.gpu.resource, "operator": "Exists", "effect": "NoSchedule"}]
     for t in spec.scheduling.tolerations:
@@ -176,7 +176,7 @@ def _tolerations(spec: api.LLMDeploymentSpec) -> list[dict[str, Any]]:
     return tolerations
 
 
-def _affinity(spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
+def pod_affinity(spec: api.LLMDeploymentSpec) -> dict[str, Any] | None:
     """The user's affinity, with the GPU product required in every node selector term."""
     affinity = json.loads(json.dumps(spec.scheduling.affinity))  # a copy we may change
     if spec.gpu.product:
@@ -236,7 +236,7 @@ def _pod_template(
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "terminationGracePeriodSeconds": engine.termination_grace_seconds,
-        "tolerations": _tolerations(spec),
+        "tolerations": pod_tolerations(spec),
         "volumes": [
             # NCCL falls back to shared memory between shards; the container default (64Mi) is too small.
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": _quantity_gi(max(1, d.gpus))}},
@@ -249,7 +249,7 @@ def _pod_template(
     }
     if spec.scheduling.node_selector:
         pod_spec["nodeSelector"] = dict(spec.scheduling.node_selector)
-    affinity = _affinity(spec)
+    affinity = pod_affinity(spec)
     if affinity:
         pod_spec["affinity"] = affinity
     if spec.scheduling.priority_class_name:
@@ -500,13 +500,13 @@ def download_placement(spec: api.LLMDeploymentSpec) -> dict[str, Any]:
         }
     else:
         node_selector = dict(spec.scheduling.node_selector)
-        node_affinity = (_affinity(spec) or {}).get("nodeAffinity") or {}
+        node_affinity = (pod_affinity(spec) or {}).get("nodeAffinity") or {}
         if spec.cache.access_mode == api.AccessMode.ReadWriteMany:
             node_selector = {k: v for k, v in node_selector.items() if not _gpu_label(k, spec)}
             node_affinity = _node_affinity_without_gpu_labels(node_affinity, spec)
         placement = {
             "nodeSelector": node_selector,
-            "tolerations": _tolerations(spec),
+            "tolerations": pod_tolerations(spec),
             "affinity": {"nodeAffinity": node_affinity} if node_affinity else {},
             "priorityClassName": spec.scheduling.priority_class_name,
         }

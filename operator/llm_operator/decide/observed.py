@@ -206,15 +206,23 @@ def _container_status(cs: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def trim_node(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A node: its labels (the GPU product for planning; any label a nodeSelector may name)
-    and its allocatable extended resources (GPUs), so that status can tell a pod no node
-    could ever hold from one waiting for GPUs to free up."""
+    """A node: its labels (the GPU product for planning; any label a nodeSelector or a node
+    affinity may name), the taints that keep pods off (NoSchedule, NoExecute) and its
+    allocatable extended resources (GPUs), so that status can tell a pod no node could ever
+    hold from one waiting for GPUs to free up."""
     allocatable = (body.get("status") or {}).get("allocatable") or {}
+    # Key, value and effect only: timeAdded changes with every not-ready blip and decides nothing.
+    taints = [
+        {k: t[k] for k in ("key", "value", "effect") if t.get(k)}
+        for t in (body.get("spec") or {}).get("taints") or []
+        if t.get("effect") in ("NoSchedule", "NoExecute")
+    ]
     return {
         "metadata": {
             "name": (body.get("metadata") or {}).get("name"),
             "labels": dict((body.get("metadata") or {}).get("labels") or {}),
         },
+        **({"spec": {"taints": taints}} if taints else {}),
         "status": {"allocatable": {k: str(v) for k, v in allocatable.items() if "/" in k}},
     }
 
@@ -278,7 +286,7 @@ class Observed:
     llmd: dict[str, Any]  # trimmed LLMDeployment
     children: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # kind -> labelled with its name
     pods: tuple[dict[str, Any], ...] = ()  # pods labelled with its name (serving and download)
-    nodes: tuple[dict[str, Any], ...] = ()  # nodes: labels and allocatable GPUs
+    nodes: tuple[dict[str, Any], ...] = ()  # nodes: labels, taints and allocatable GPUs
     storage_classes: tuple[dict[str, Any], ...] = ()  # {name, default}
     namespace_terminating: bool = False  # a write was refused: the namespace is going away
     refused: Mapping[tuple[str, str], Refusal] = field(

@@ -12,10 +12,10 @@ from typing import Any
 
 from llm_operator import api
 from llm_operator.api.conditions import Verdict
-from llm_operator.decide.manifests import Owner, selector_labels
+from llm_operator.decide.manifests import Owner, pod_affinity, pod_tolerations, selector_labels
 from llm_operator.decide.observed import Observed
 from llm_operator.decide.pods import unschedulable_pods
-from llm_operator.planning import plan
+from llm_operator.planning import admission
 
 LWS_INSTALL = (
     "kubectl apply --server-side -f https://github.com/kubernetes-sigs/lws/releases/download/v0.9.0/manifests.yaml"
@@ -25,6 +25,16 @@ LWS_INSTALL = (
 def serving_pods(observed: Observed, owner: Owner) -> tuple[dict[str, Any], ...]:
     """The serving pods (the download Job's pods carry no selector label)."""
     return observed.pods_labelled(selector_labels(owner))
+
+
+def pod_rules(spec: api.LLMDeploymentSpec) -> admission.PodRules:
+    """The serving pods' nodeSelector, tolerations and affinity, as the operator renders them
+    (the GPU taint tolerated, the GPU product required in every node selector term)."""
+    return admission.PodRules(dict(spec.scheduling.node_selector), pod_tolerations(spec), pod_affinity(spec) or {})
+
+
+def _no_node_fits(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int) -> str | None:
+    return admission.no_node_fits(observed.nodes, spec.gpu.resource, gpus, spec.gpu.product, pod_rules(spec), nodes)
 
 
 def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int) -> Verdict | None:
@@ -41,9 +51,7 @@ def multi_node_problem(observed: Observed, spec: api.LLMDeploymentSpec, gpus: in
                 "node (spec.nodes: 1, with an 8-bit quantization if the model needs it)."
             ),
         )
-    few = plan.no_node_fits(
-        list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product, dict(spec.scheduling.node_selector), nodes
-    )
+    few = _no_node_fits(observed, spec, gpus, nodes)
     if few is not None:
         return Verdict("False", "NoNodeFits", f"Cannot run a replica on {nodes} nodes: {few}")
     return None
@@ -56,6 +64,4 @@ def no_node_fits(
     every pod is placed, or when some node could hold them once GPUs free up (they wait)."""
     if not unschedulable_pods(pods):
         return None
-    return plan.no_node_fits(
-        list(observed.nodes), spec.gpu.resource, gpus, spec.gpu.product, dict(spec.scheduling.node_selector), nodes
-    )
+    return _no_node_fits(observed, spec, gpus, nodes)

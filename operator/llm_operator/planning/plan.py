@@ -10,7 +10,6 @@ the user's gpus and says the plan is unknown.
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -198,59 +197,3 @@ def _utilization(spec: api.LLMDeploymentSpec) -> float | None:
 
 def unknown_plan(reason: str) -> dict[str, Any]:
     return {"known": False, "reason": reason}
-
-
-# --- could any node ever hold a serving pod? ------------------------------------------------
-
-
-def _allocatable(node: dict[str, Any], resource: str) -> int:
-    value = ((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")
-    try:
-        return int(value)
-    except ValueError:  # GPUs are whole numbers; anything else offers none
-        return 0
-
-
-def no_node_fits(
-    nodes: list[dict[str, Any]], resource: str, gpus: int, product: str, node_selector: dict[str, str], group: int = 1
-) -> str | None:
-    """None when enough nodes could hold a serving pod (one; of a multi-node replica, `group`
-    of them, one pod each), whether or not they have room now; else a sentence naming what a
-    pod asks for and what the nodes offer.
-
-    Judged only on what load does not change: the GPU product label, the node's
-    allocatable GPUs and the nodeSelector. Taints and the user's affinity are not judged
-    (a node cordoned or tainted for a while must not read as 'never')."""
-
-    def matches(node: dict[str, Any]) -> bool:
-        labels = (node.get("metadata") or {}).get("labels") or {}
-        return all(labels.get(k) == v for k, v in node_selector.items())
-
-    def fits(node: dict[str, Any]) -> bool:
-        labels = (node.get("metadata") or {}).get("labels") or {}
-        return (
-            matches(node)
-            and _allocatable(node, resource) >= gpus
-            and (not product or labels.get(GPU_PRODUCT_LABEL) == product)
-        )
-
-    fitting = sum(1 for n in nodes if fits(n))
-    if fitting >= group:
-        return None
-    asked = f"{gpus} {resource}" + (f" of product {product}" if product else "")
-    if node_selector:
-        asked += " on a node labelled " + ",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))
-    offers: Counter[str] = Counter()
-    for node in nodes:
-        count = _allocatable(node, resource)
-        kind = ((node.get("metadata") or {}).get("labels") or {}).get(GPU_PRODUCT_LABEL) or "unlabelled"
-        offers[f"{count} x {kind}" if count else f"no {resource}"] += 1
-    have = ", ".join(f"{plural(n, 'node')} with {what}" for what, n in sorted(offers.items())) or "no nodes"
-    if node_selector and nodes:
-        have += f" ({sum(1 for n in nodes if matches(n))} of them match the nodeSelector)"
-    if group > 1:
-        return (
-            f"too few nodes could ever hold the group: a replica is {group} pods on {group} different nodes, each "
-            f"asking for {asked}; {plural(fitting, 'node')} could hold one, and the cluster has {have}."
-        )
-    return f"no node could ever hold one: each pod asks for {asked}; the cluster has {have}."

@@ -196,6 +196,29 @@ def test_a_node_keeps_its_labels_and_allocatable_gpus_only():
     }
 
 
+def test_a_node_keeps_the_taints_that_keep_pods_off_without_their_times():
+    from llm_operator.decide.observed import trim_node
+
+    node = {
+        "metadata": {"name": "n", "labels": {}},
+        "spec": {
+            "podCIDR": "10.0.0.0/24",
+            "taints": [
+                {"key": "dedicated", "value": "infer", "effect": "NoSchedule"},
+                {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute", "timeAdded": "2025-01-01T00:00:00Z"},
+                {"key": "soft", "value": "x", "effect": "PreferNoSchedule"},
+            ],
+        },
+        "status": {"allocatable": {"nvidia.com/gpu": "4"}},
+    }
+    assert trim_node(node)["spec"] == {
+        "taints": [
+            {"key": "dedicated", "value": "infer", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
+        ]
+    }
+
+
 def test_a_pods_container_states_are_kept_trimmed():
     pod = trim_pod(
         {

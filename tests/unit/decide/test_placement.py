@@ -80,11 +80,74 @@ def test_a_node_selector_no_node_matches_is_stalled_one_that_matches_waits():
     d = decide(observed(**args), KNOWN, NOW)
     assert cond(d)[1] == "NoNodeFits"
     assert (
-        "on a node labelled pool=inference; the cluster has 1 node with 8 x NVIDIA-H100-80GB-HBM3 "
-        "(0 of them match the nodeSelector)"
+        "on a node labelled pool=inference; the cluster has 1 node with 8 x NVIDIA-H100-80GB-HBM3; "
+        "1 node with 8 x NVIDIA-H100-80GB-HBM3 lacks the label pool=inference of spec.scheduling.nodeSelector."
     ) in cond(d)[2]
     pooled = {**H100, "metadata": {**H100["metadata"], "labels": {**H100["metadata"]["labels"], "pool": "inference"}}}
     assert cond(decide(replace(observed(**args), nodes=(pooled,)), KNOWN, NOW))[1] == "WaitingForGPUs"
+
+
+def tainted_h100(*taints):
+    return {
+        **H100,
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}, *taints]},
+    }
+
+
+def test_a_taint_the_pods_do_not_tolerate_is_stalled_naming_it_and_a_toleration_makes_it_wait():
+    dedicated = {"key": "dedicated", "value": "infer", "effect": "NoSchedule"}
+
+    def judged(spec):
+        args = dict(
+            spec=spec, children=[live_service(spec), live_deployment(spec, ready=0)], pods=[unschedulable_pod()]
+        )
+        return decide(replace(observed(**args), nodes=(tainted_h100(dedicated),)), KNOWN, NOW)
+
+    d = judged({})
+    assert cond(d)[:2] == ("False", "NoNodeFits") and cond(d, "Stalled")[:2] == ("True", "NoNodeFits")
+    assert (
+        "the cluster has 1 node with 8 x NVIDIA-H100-80GB-HBM3; 1 node with 8 x NVIDIA-H100-80GB-HBM3 has the "
+        "taint dedicated=infer:NoSchedule, which the pods do not tolerate."
+    ) in cond(d)[2]
+    tolerated = {"scheduling": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infer"}]}}
+    assert cond(judged(tolerated))[:2] == ("False", "WaitingForGPUs")
+
+
+def test_a_cordoned_node_is_waited_for_not_stalled_on():
+    cordoned = tainted_h100({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    args = dict(spec={}, children=[live_service(), live_deployment(ready=0)], pods=[unschedulable_pod()])
+    d = decide(replace(observed(**args), nodes=(cordoned,)), KNOWN, NOW)
+    assert cond(d)[1] == "WaitingForGPUs" and cond(d, "Stalled")[0] == "False"
+
+
+def test_a_required_node_affinity_no_node_matches_is_stalled_naming_the_requirement():
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-west-1a"]}
+    spec = {
+        "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+        "scheduling": {
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [zone]}]
+                    }
+                }
+            }
+        },
+    }
+    args = dict(spec=spec, children=[live_service(spec), live_deployment(spec, ready=0)], pods=[unschedulable_pod()])
+    d = decide(observed(**args), KNOWN, NOW)
+    assert cond(d)[1] == "NoNodeFits"
+    assert (
+        cond(d)[2]
+        .split(" The scheduler says:")[0]
+        .endswith(
+            "1 node with 8 x NVIDIA-H100-80GB-HBM3 does not match the required node affinity "
+            "(spec.scheduling.affinity): topology.kubernetes.io/zone In (eu-west-1a)."
+        )
+    )
+    labels = {**H100["metadata"]["labels"], "topology.kubernetes.io/zone": "eu-west-1a"}
+    in_zone = {**H100, "metadata": {**H100["metadata"], "labels": labels}}
+    assert cond(decide(replace(observed(**args), nodes=(in_zone,)), KNOWN, NOW))[1] == "WaitingForGPUs"
 
 
 def test_a_replica_on_two_nodes_becomes_a_leaderworkerset_and_says_so():
