@@ -13,7 +13,7 @@ from typing import Any
 
 from llm_operator import api
 from llm_operator.controller import metrics
-from llm_operator.controller.readmodel import ReadModel
+from llm_operator.controller.readmodel import ReadModel, Taken
 from llm_operator.decide.compare import is_subset, replace_ops
 from llm_operator.decide.decision import Decision, rfc3339
 from llm_operator.decide.observed import (
@@ -76,9 +76,11 @@ def _write(kube: Kube, observed: Observed, obj: dict[str, Any]) -> dict[str, Any
     Creating with POST, not apply: apply would take over an object of that name that someone
     else made (force moves its fields to us and adds our owner reference, so deleting the
     LLMDeployment would delete it). POST is refused with 409 instead, and only then is the
-    object read, to say whose it is. Before the first later write, our create's update entry
-    becomes an apply entry (Kube.as_applied), so that apply can remove a field we stop setting. The read model sees only objects with our labels, so
-    without this it could not tell "not there" from "someone else's"."""
+    object read, to say whose it is (the caller has the read model remember that, so that no
+    reconcile tries again until the watch of that name sees the object change or go). Before
+    the first later write, our create's update entry becomes an apply entry (Kube.as_applied),
+    so that apply can remove a field we stop setting. The read model sees only objects with
+    our labels, so without this it could not tell "not there" from "someone else's"."""
     name = obj["metadata"]["name"]
     live = observed.child(obj["kind"], name)
     if live is not None:
@@ -94,16 +96,17 @@ def _write(kube: Kube, observed: Observed, obj: dict[str, Any]) -> dict[str, Any
     if existing is None:  # gone meanwhile: made on the next event
         raise KubeError(409, json.dumps({"message": f"{obj['kind']} {name} was being deleted"}), "Conflict")
     if not _ours(existing, observed.meta.get("uid", "")):
-        raise NameTaken(_holder(existing))
+        raise NameTaken(_holder(existing), existing["metadata"].get("resourceVersion", ""))
     if created_as_update(existing):
         kube.as_applied(obj)
     return apply_or_replace(kube, obj, {"metadata": existing["metadata"], "spec": existing.get("spec") or {}})
 
 
 class NameTaken(Exception):
-    def __init__(self, whose: str):
+    def __init__(self, whose: str, version: str):
         super().__init__(whose)
         self.whose = whose
+        self.version = version  # the holder's resourceVersion as read
 
 
 def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decision) -> Written:
@@ -121,6 +124,7 @@ def children(kube: Kube, model: ReadModel, observed: Observed, decision: Decisio
             answer = _write(kube, observed, obj)
         except NameTaken as taken:
             out.refused[(kind, name)] = Refusal(409, f"{kind} {name} already exists", taken.whose)
+            model.remember_taken(key, kind, name, Taken(meta.get("uid", ""), taken.whose, taken.version))
             claim_missing = claim_missing or kind == "PersistentVolumeClaim"
             continue
         except KubeError as err:

@@ -28,7 +28,7 @@ from llm_operator.facts.lookup import FactsSource
 from llm_operator.kube.client import Kube, load_config
 
 if TYPE_CHECKING:
-    from llm_operator.controller.informers import Informers
+    from llm_operator.controller.informers import Informers, TakenNames
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class OperatorContext:
     scaler_reports: dict[Key, dict[str, Any]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     informers: Informers | None = None  # the children and pods (bound at startup)
+    taken_names: TakenNames | None = None  # the watches of names taken by objects not ours (bound at startup)
     # Whether kopf's indexes and the informers have listed every watched kind: before both,
     # no reconcile may start (it would miss children and write them again); once both
     # have, every object is reconciled.
@@ -142,9 +143,16 @@ class OperatorContext:
         self.queue = WorkQueue(process, self.settings.workers, self.settings.coalesce_s)
         self.queue.start()
 
+    def watch_taken(self, key: Key) -> None:
+        """After a reconcile: watch the names it found taken by objects not ours (on the event loop)."""
+        if self.taken_names is not None:
+            self.taken_names.sync(key)
+
     def forget(self, key: Key) -> None:
         """An owner is gone: nothing of it is kept."""
         self.read_model.forget(key)
+        if self.taken_names is not None:
+            self.taken_names.forget(key)
         self.scaler_states.pop(key, None)
         self.scaler_reports.pop(key, None)
 
@@ -154,6 +162,8 @@ class OperatorContext:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.queue is not None:
             await self.queue.stop()
+        if self.taken_names is not None:
+            await self.taken_names.stop()
         if self.informers is not None:
             await self.informers.stop()
         for pool in (self.pool, self.event_pool):

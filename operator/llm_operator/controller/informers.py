@@ -10,6 +10,9 @@ stay with kopf.
 
 Every change a decision could tell apart wakes the owner; a status rewrite of fields we
 drop, or the echo of our own write, does not.
+
+Beside them, `TakenNames` watches each name a child of ours could not take (an object not
+ours, without our labels, holds it), one name at a time, for as long as it is taken.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from llm_operator.controller.readmodel import ReadModel
+from llm_operator.controller.readmodel import ReadModel, Taken
 from llm_operator.decide.observed import Key, owner_of, same_but_version, trim_child, trim_pod
+from llm_operator.decide.writes import holder
 from llm_operator.kube.asyncclient import AsyncKube
 from llm_operator.kube.errors import KubeError
 from llm_operator.kube.kinds import KINDS, collection_path
@@ -207,3 +211,74 @@ class Informers:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.kube.close()
+
+
+class TakenNames:
+    """The watches of names our children could not take. The create's 409 and the GET that
+    says whose the object is are the one round trip a conflict costs: the read model
+    remembers the holder, and a watch of that one name (a field selector), from the version
+    the GET read, forgets it and wakes the owner once the object goes or becomes ours (the
+    reconcile then makes or applies the child at once). Another holder is kept and woken
+    for (the status names it); a change of anything else wakes nobody."""
+
+    def __init__(self, kube: AsyncKube, model: ReadModel, wake: Wake) -> None:
+        self.kube, self.model, self.wake = kube, model, wake
+        self._tasks: dict[tuple[Key, str, str], asyncio.Task[None]] = {}
+
+    def sync(self, owner: Key) -> None:
+        """On the event loop, after a reconcile of `owner`: a watch for each name the read
+        model remembers as taken, and none for the names it no longer does."""
+        taken = self.model.taken(owner)
+        for (kind, name), entry in taken.items():
+            if (owner, kind, name) not in self._tasks:
+                self._tasks[(owner, kind, name)] = asyncio.create_task(
+                    self._watch(owner, kind, name, entry), name=f"taken {kind} {owner[0]}/{name}"
+                )
+        for key in [k for k in self._tasks if k[0] == owner and (k[1], k[2]) not in taken]:
+            self._end(key)
+
+    def seen(self, owner: Key, kind: str, name: str, obj: Mapping[str, Any] | None) -> None:
+        """The object holding a taken name as its watch shows it now (None: gone)."""
+        entry = self.model.taken(owner).get((kind, name))
+        whose = None if entry is None else holder(None if obj is None else dict(obj), entry.uid)
+        if self.model.retake(owner, kind, name, whose):
+            self.wake(owner, None)
+        if whose is None:
+            self._end((owner, kind, name))
+
+    def failed(self, owner: Key, kind: str, name: str) -> None:
+        """The watch broke: the name is no longer remembered (the next reconcile tries the
+        create again, which watches it anew), and nobody is woken (no loop of tries)."""
+        self.model.retake(owner, kind, name, None)
+        self._end((owner, kind, name))
+
+    def _end(self, key: tuple[Key, str, str]) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def _watch(self, owner: Key, kind: str, name: str, entry: Taken) -> None:
+        k = KINDS[kind]
+        stop = asyncio.Event()  # never set: the task is cancelled when the name needs no watch
+        await self.kube.list_watch(
+            collection_path(k.group, k.version, k.plural, owner[0]),
+            "",
+            lambda items: self.seen(owner, kind, name, items[0] if items else None),
+            lambda event, obj: self.seen(owner, kind, name, None if event == "DELETED" else obj),
+            stop,
+            lambda _err: self.failed(owner, kind, name),
+            fields=f"metadata.name={name}",
+            since=entry.version,
+        )
+
+    def forget(self, owner: Key) -> None:
+        """An owner is gone: its watches end."""
+        for key in [k for k in self._tasks if k[0] == owner]:
+            self._end(key)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

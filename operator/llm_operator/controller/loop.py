@@ -79,6 +79,7 @@ async def process(ctx: OperatorContext, key: Key) -> float | None:
         decision = await asyncio.get_running_loop().run_in_executor(ctx.pool, reconcile, ctx, key, observed)
     finally:
         ctx.judge_meanwhile(key)
+        ctx.watch_taken(key)
     return decision.requeue_after
 
 

@@ -8,12 +8,17 @@ snapshot of one owner from them: no GET and no LIST in the steady state.
 Our own writes come back on the watches a moment later. Until they do, the response of
 each write is kept in an overlay (newest resourceVersion wins), so that a reconcile that
 runs before the echo neither writes the same thing again nor reports a stale state.
+
+A name the API said is taken by an object not ours is remembered too (`Taken`), until the
+watch of that one name (informers.TakenNames) sees the object change or go: the watches
+here see only objects with our labels, so without it every reconcile would try again.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llm_operator import api
@@ -26,6 +31,15 @@ def _rv(obj: Mapping[str, Any] | None) -> int:
         return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:  # opaque on some servers: then the watch is the only truth
         return 0
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A name one of our children could not take: an object not ours holds it."""
+
+    uid: str  # the LLMDeployment's whose child it was to be (a new one of the same name starts afresh)
+    whose: str  # who holds it, as the status says (decide.writes.owner_words)
+    version: str  # the holder's resourceVersion when read: its watch starts there
 
 
 class ReadModel:
@@ -51,6 +65,7 @@ class ReadModel:
         self.multi_node = False  # LeaderWorkerSets are watched (and may be made)
         # Each LLMDeployment's spec, parsed once per generation: owner -> ((uid, generation), spec).
         self._specs: dict[Key, tuple[tuple[Any, Any], api.LLMDeploymentSpec | api.InvalidSpec]] = {}
+        self._taken: dict[Key, dict[tuple[str, str], Taken]] = {}  # owner -> (kind, name) -> its holder
 
     def bind(self, indexes: Mapping[str, Any], multi_node: bool = False) -> None:
         self._indexes = indexes
@@ -96,6 +111,32 @@ class ReadModel:
         with self._lock:
             self._overlay.setdefault(owner, {})[(kind, name)] = obj
 
+    def remember_taken(self, owner: Key, kind: str, name: str, taken: Taken) -> None:
+        """The API refused to create a child: an object not ours has its name (worker thread)."""
+        with self._lock:
+            self._taken.setdefault(owner, {})[(kind, name)] = taken
+
+    def taken(self, owner: Key) -> dict[tuple[str, str], Taken]:
+        """The names remembered as taken for `owner`."""
+        with self._lock:
+            return dict(self._taken.get(owner) or {})
+
+    def retake(self, owner: Key, kind: str, name: str, whose: str | None) -> bool:
+        """What the watch of a taken name shows now: its holder (None: the name is free for
+        us, or held by ours). Whether that changes what a decision reads."""
+        with self._lock:
+            entries = self._taken.get(owner) or {}
+            was = entries.get((kind, name))
+            if was is None or was.whose == whose:
+                return False
+            if whose is None:
+                del entries[(kind, name)]
+                if not entries:
+                    del self._taken[owner]
+            else:
+                entries[(kind, name)] = replace(was, whose=whose)
+            return True
+
     def is_echo(self, owner: Key, body: Mapping[str, Any]) -> bool:
         """The watch event of an object as our own last write left it: nothing new to
         reconcile for (the reconcile that wrote it decided on that very state)."""
@@ -112,6 +153,7 @@ class ReadModel:
         with self._lock:
             self._overlay.pop(owner, None)
             self._specs.pop(owner, None)
+            self._taken.pop(owner, None)
 
     def _fresher(
         self, owner: Key, kind: str, name: str, watched: dict[str, Any] | None
@@ -167,4 +209,5 @@ class ReadModel:
             namespace_terminating=now - self._terminating.get(namespace, -1e18) < TERMINATING_S,
             multi_node=self.multi_node,
             spec=self.parsed_spec(key, llmd),
+            taken={k: t.whose for k, t in self.taken(key).items() if t.uid == llmd["metadata"].get("uid")},
         )

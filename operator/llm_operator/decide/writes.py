@@ -1,7 +1,8 @@
 """Pure: what to write of the desired children, and what to prune.
 
 Each desired child is judged on its own (`judge_child`), by the first case that holds:
-another controller owns it (`foreign_owner`), it is being deleted (`being_deleted`), it would
+another controller owns it (`foreign_owner`), its name is taken by an object the read model
+does not hold (`name_taken`), it is being deleted (`being_deleted`), it would
 mount a cache claim that is not there, the claim's spec changed (`claim_changed`), it is a
 download Job (`download_job`), or else it is applied when it differs (`apply_if_changed`).
 Each case gives an `Outcome`: apply it, leave it, delete it to be made again, or why it
@@ -10,9 +11,10 @@ to the judgement of the others.
 
 Ownership: only a child the read model holds with our controller reference is applied
 (server-side apply, forced: our fields are ours). One it has never seen is created (act
-POSTs it, so an object of that name made by someone else is refused, never taken over);
-one it holds with another controller (a deleted LLMDeployment's, not yet collected) is not
-touched. Only children with our controller reference are pruned.
+POSTs it, so an object of that name made by someone else is refused, never taken over, and
+the name is remembered as taken until that object changes or goes); one it holds with
+another controller (a deleted LLMDeployment's, not yet collected) is not touched. Only
+children with our controller reference are pruned.
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def owner_words(child: dict[str, Any]) -> str:
         if ref
         else "owned by no controller (made by hand or by another tool)"
     )
+
+
+def holder(live: dict[str, Any] | None, uid: str) -> str | None:
+    """Who holds a name our child could not take, as the watch of that name shows it now
+    (`owner_words`); None once the name is no obstacle: the object is gone, or ours now."""
+    if live is None or owned(live, uid):
+        return None
+    return owner_words(live)
 
 
 def name_conflict(kind: str, name: str, whose: str) -> Verdict:
@@ -168,6 +178,14 @@ def foreign_owner(want: dict[str, Any], live: dict[str, Any], owner: Owner) -> O
     return Outcome(problem=problem, unmountable=kind == "PersistentVolumeClaim")
 
 
+def name_taken(want: dict[str, Any], whose: str) -> Outcome:
+    """A name the API said is taken by an object not ours (the read model does not hold it:
+    it lacks our labels), remembered until that object changes or goes: not tried again
+    meanwhile, and said as when the create was refused."""
+    kind, name = _key(want)
+    return Outcome(problem=(name_conflict(kind, name, whose), True), unmountable=kind == "PersistentVolumeClaim")
+
+
 def being_deleted(want: dict[str, Any]) -> Outcome:
     """Being deleted (replaced, or by hand): made again when its deletion wakes us."""
     return Outcome(unmountable=want["kind"] == "PersistentVolumeClaim")
@@ -216,13 +234,21 @@ def apply_if_changed(want: dict[str, Any], live: dict[str, Any] | None) -> Outco
 
 
 def judge_child(
-    want: dict[str, Any], live: dict[str, Any] | None, owner: Owner, mountable: bool, claimants: Callable[[], Claimants]
+    want: dict[str, Any],
+    live: dict[str, Any] | None,
+    owner: Owner,
+    mountable: bool,
+    claimants: Callable[[], Claimants],
+    taken: str | None = None,
 ) -> Outcome:
     """One desired child against its live self (as `live_child` gives it, None: there is none).
-    `mountable`: the cache claim is ours and stays; `claimants`: asked only of a changed claim."""
+    `mountable`: the cache claim is ours and stays; `claimants`: asked only of a changed claim;
+    `taken`: who holds its name, where the API said an object not ours has it."""
     kind = want["kind"]
     if live is not None and not owned(live, owner.uid):
         return foreign_owner(want, live, owner)
+    if live is None and taken is not None:
+        return name_taken(want, taken)
     if live is not None and live["metadata"].get("deletionTimestamp"):
         return being_deleted(want)
     if kind in CLAIM_MOUNTERS and not mountable:
@@ -308,7 +334,14 @@ def judge_children(
 
     def judge(want: dict[str, Any], mountable: bool = True) -> Outcome:
         live = live_child(observed.child(*_key(want)))
-        return judge_child(want, live, owner, mountable, lambda: claimants_of(observed, owner, serving, workload))
+        return judge_child(
+            want,
+            live,
+            owner,
+            mountable,
+            lambda: claimants_of(observed, owner, serving, workload),
+            observed.taken.get(_key(want)),
+        )
 
     claim = next((d for d in desired if d["kind"] == "PersistentVolumeClaim"), None)
     claimed = judge(claim) if claim is not None else LEAVE

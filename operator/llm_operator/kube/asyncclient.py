@@ -96,12 +96,10 @@ class AsyncKube:
             return answer
 
     # ---- list + watch ------------------------------------------------------------------
-    async def list_all(self, path: str, selector: str) -> tuple[list[dict[str, Any]], str]:
+    async def list_all(self, path: str, selector: str, fields: str = "") -> tuple[list[dict[str, Any]], str]:
         """Every item of `path` (in pages) and the version the listing is consistent at."""
         items: list[dict[str, Any]] = []
-        params = {"limit": str(LIST_PAGE)}
-        if selector:
-            params["labelSelector"] = selector
+        params = {"limit": str(LIST_PAGE), **_selectors(selector, fields)}
         while True:
             page = await self.request("GET", path, params=params)
             items.extend(page.get("items") or [])
@@ -118,26 +116,34 @@ class AsyncKube:
         on_event: OnEvent,
         stop: asyncio.Event,
         on_failure: Callable[[Exception], None] | None = None,
+        fields: str = "",
+        since: str | None = None,
     ) -> None:
         """List `path`, hand the items to on_list, then watch from that version and hand each
         event to on_event; on 410 Gone or a broken stream, list again. Runs until `stop`.
         A listing's items carry no kind: on_list gets them as the API lists them. Each
-        failure goes to `on_failure` too; the same failure again is logged only at debug."""
+        failure goes to `on_failure` too; the same failure again is logged only at debug.
+        `fields`: a field selector beside the label selector; `since`: a version already
+        read, watched from without a first listing."""
         failures = 0
         said = ""
+        version = since
         while not stop.is_set():
             try:
-                items, version = await self.list_all(path, selector)
-                await _call(on_list, items)
-                failures, said = 0, ""
+                if version is None:
+                    items, version = await self.list_all(path, selector, fields)
+                    await _call(on_list, items)
+                    failures, said = 0, ""
                 while not stop.is_set():
-                    resumed = await self._watch_once(path, selector, version, on_event)
+                    resumed = await self._watch_once(path, selector, version, on_event, fields)
                     if resumed is None:  # 410 Gone: list afresh
+                        version = None
                         break
                     version = resumed
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001: any failure of the stream is retried after a pause
+                version = None  # listed afresh: what changed meanwhile is in the listing
                 delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
                 failures += 1
                 if on_failure is not None:
@@ -150,15 +156,16 @@ class AsyncKube:
                 except TimeoutError:
                     pass
 
-    async def _watch_once(self, path: str, selector: str, version: str, on_event: OnEvent) -> str | None:
+    async def _watch_once(
+        self, path: str, selector: str, version: str, on_event: OnEvent, fields: str = ""
+    ) -> str | None:
         params = {
             "watch": "1",
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_TIMEOUT_S),
+            **_selectors(selector, fields),
         }
-        if selector:
-            params["labelSelector"] = selector
         timeout = aiohttp.ClientTimeout(total=None, sock_read=WATCH_TIMEOUT_S + 30, sock_connect=10)
         session = self._session()
         async with session.get(self.host + path, params=params, headers=self._headers(), timeout=timeout) as resp:
@@ -184,6 +191,10 @@ class AsyncKube:
                     if kind != "BOOKMARK":
                         await _call(on_event, kind, obj)
         return version
+
+
+def _selectors(labels: str, fields: str) -> dict[str, str]:
+    return {k: v for k, v in (("labelSelector", labels), ("fieldSelector", fields)) if v}
 
 
 async def _call(fn: Callable[..., Awaitable[None] | None], *args: Any) -> None:

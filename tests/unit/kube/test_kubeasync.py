@@ -102,3 +102,53 @@ def test_list_watch_pages_splits_lines_of_any_length_and_lists_again_after_410()
     )
     assert fake.params[0] == {"limit": "500", "labelSelector": "a=b"}
     assert isinstance(failures[0], KubeError) and failures[0].status == 404
+
+
+def test_a_watch_from_a_version_read_lists_nothing_first_and_lists_by_the_field_selector_after_410():
+    requests: list[dict] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        requests.append(dict(request.query))
+        if "watch" not in request.query:
+            return web.json_response({"metadata": {"resourceVersion": "20"}, "items": []})
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        if len(requests) == 1:
+            await resp.write(json.dumps({"type": "DELETED", "object": obj("m", "8")}).encode() + b"\n")
+        await resp.write(json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410}}).encode() + b"\n")
+        return resp
+
+    async def main():
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        conf = client.Configuration()
+        conf.host = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        kube = AsyncKube(conf, connections=0)
+        await kube.start()
+        seen: list = []
+        stop = asyncio.Event()
+
+        def on_list(items):
+            seen.append(("listed", items))
+            stop.set()
+
+        path = "/api/v1/namespaces/ns/services"
+        watching = kube.list_watch(
+            path, "", on_list, lambda k, o: seen.append((k, o["metadata"]["name"])), stop, None, "metadata.name=m", "7"
+        )
+        await asyncio.wait_for(watching, 10)
+        await kube.close()
+        await runner.cleanup()
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen == [("DELETED", "m"), ("listed", [])]
+    watch, listing = requests
+    assert (
+        watch["resourceVersion"] == "7" and watch["fieldSelector"] == "metadata.name=m" and "labelSelector" not in watch
+    )
+    assert listing == {"limit": "500", "fieldSelector": "metadata.name=m"}
