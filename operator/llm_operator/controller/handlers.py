@@ -21,7 +21,7 @@ from llm_operator import api
 from llm_operator.autoscale.loop import read_gateways
 from llm_operator.controller import autoscaling, loop
 from llm_operator.controller.context import OperatorContext
-from llm_operator.controller.informers import Informers
+from llm_operator.controller.informers import Informers, TakenNames
 from llm_operator.controller.readmodel import ReadModel
 from llm_operator.decide.manifests import MANAGED_BY
 from llm_operator.decide.observed import SINGLE_NODE_KINDS, Key, trim_llmdeployment, trim_node, trim_storage_class
@@ -84,6 +84,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
         {**{k: v for k, v in indexes.items() if k.endswith("_index")}, **ctx.informers.indexes},
         multi_node=ctx.settings.multi_node,
     )
+    ctx.taken_names = TakenNames(ctx.informers.kube, ctx.read_model, ctx.wake)
     loop.start(ctx)
     await ctx.informers.start()
     ctx.tasks.append(asyncio.create_task(_informers_synced(ctx), name="informers-synced"))

@@ -292,6 +292,9 @@ class Observed:
     refused: Mapping[tuple[str, str], Refusal] = field(
         default_factory=dict
     )  # (kind, name) -> the API refused our write
+    # (kind, name) -> who holds it: names the API said are taken by an object not ours, remembered
+    # by the read model until that object changes or goes (so they are not tried again meanwhile).
+    taken: Mapping[tuple[str, str], str] = field(default_factory=dict)
     multi_node: bool = False  # the operator makes (and watches) LeaderWorkerSets
     # The spec parsed once per generation by the read model: an api.LLMDeploymentSpec, or the
     # api.InvalidSpec it raised; None in an observation made by hand (render, tests): parsed on use.
