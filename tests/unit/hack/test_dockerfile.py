@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[3]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
@@ -50,7 +52,7 @@ def test_operator_and_runtime_targets():
     operator, runtime = found["operator"], found["runtime"]
     assert operator[0] == "FROM python:3.11-slim AS operator"
     assert operator[-1] == 'ENTRYPOINT ["llm-operator", "run"]'
-    assert "USER 10001:10001" in operator
+    assert "USER 65532:65532" in operator
     # TGI's image by default; the real-node tier builds the stage over a local stand-in of it.
     assert runtime[0] == "FROM ${TGI_IMAGE} AS runtime"
     args = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("ARG ")]
@@ -63,9 +65,20 @@ def test_the_vllm_cpu_target_installs_with_the_real_engine_tiers_own_script_and_
     assert vllm_cpu[0] == "FROM python:3.11-slim AS vllm-cpu"
     assert "COPY hack/vllm_cpu /tmp/vllm-cpu" in vllm_cpu
     assert any(line.startswith("RUN VLLM_CPU_HOME=/opt/vllm-cpu bash /tmp/vllm-cpu/setup.sh") for line in vllm_cpu)
-    assert vllm_cpu[-1] == 'ENTRYPOINT ["vllm", "serve"]' and "USER 10001:10001" in vllm_cpu
+    assert vllm_cpu[-1] == 'ENTRYPOINT ["vllm", "serve"]' and "USER 65532:65532" in vllm_cpu
     # The operator's vLLM pods run `vllm serve`: the venv's bin is first on PATH.
     assert "PATH=/opt/vllm-cpu/venv/bin:$PATH" in (ROOT / "Dockerfile").read_text()
+
+
+def test_every_image_user_is_the_charts_run_as_user_and_group():
+    """One uid: the image's USER is the user the chart's securityContext runs it as, so that a
+    pod run without the chart (docker run, a plain Deployment) runs as the same user."""
+    values = yaml.safe_load((ROOT / "charts" / "llm-operator" / "values.yaml").read_text())
+    chart_user = f"USER {values['runAsUser']}:{values['runAsGroup']}"
+    users = {name: [line for line in lines if line.startswith("USER ")] for name, lines in stages().items()}
+    # The runtime target keeps its base's user (TGI's image runs as root and needs no other).
+    assert users == {"operator": [chart_user], "runtime": [], "vllm-cpu": [chart_user]}
+    assert chart_user == "USER 65532:65532"
 
 
 def test_dockerignore_keeps_secrets_and_virtualenvs_out():
