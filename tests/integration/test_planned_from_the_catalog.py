@@ -34,13 +34,17 @@ def test_a_gated_model_is_planned_from_the_catalog_and_the_planner_picks_its_gpu
 
 
 def test_a_model_the_catalog_says_does_not_fit_gets_no_deployment(kubectl):
+    """The demo's llama-70b-on-one-l4: the remedies are what the plane's nodes (2 with 8 H100, 2 with
+    4 L4; LeaderWorkerSets on) can carry out, not the 8 L4 GPUs that no node has."""
     kubectl.apply(json.dumps(llmd("on-one-l4", model={"id": LLAMA_70B}, gpus=1, gpu={"product": "NVIDIA-L4"})))
     obj = wait_reason(kubectl, "on-one-l4", "DoesNotFit")
     assert condition(obj, "Stalled")["status"] == "True"
     assert condition(obj, "Ready")["message"] == (
-        "Llama-3.1-70B-Instruct at 16-bit needs 131.4 GiB of weights; 1 x L4 "
-        "24GB gives 22.5 GiB: use 8 GPUs. Model facts from the catalog "
-        "(revision 1605565)."
+        "Llama-3.1-70B-Instruct at 16-bit needs 131.4 GiB of weights; 1 x L4 24GB gives 22.5 GiB: use engine "
+        "vllm on 2 nodes of 4 GPUs (spec.engine.name: vllm, spec.nodes: 2, spec.gpus: 4), an 8-bit quantization "
+        "(fp8 or eetq) on 4 GPUs (spec.gpus: 4), or 2 x H100 80GB (spec.gpu.product: NVIDIA-H100-80GB-HBM3, "
+        "spec.gpus: 2) (the nodes the pods may use: 2 with 8 x NVIDIA-H100-80GB-HBM3, 2 with 4 x NVIDIA-L4). "
+        "Model facts from the catalog (revision 1605565)."
     )
     assert kubectl.get("deployment", "on-one-l4") is None
     # The refusal shows in `kubectl get` without `describe`.

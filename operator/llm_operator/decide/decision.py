@@ -161,6 +161,7 @@ def _plan(observed: Observed, spec: api.LLMDeploymentSpec, lookups: Lookups) -> 
         previous,
         gpu_types_of(list(observed.nodes)),
         lora.adapters_memory(spec, lookups.adapter_configs),
+        placement.cluster_for_plan(observed, spec),
     )
 
 

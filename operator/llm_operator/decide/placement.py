@@ -33,6 +33,16 @@ def pod_rules(spec: api.LLMDeploymentSpec) -> admission.PodRules:
     return admission.PodRules(dict(spec.scheduling.node_selector), pod_tolerations(spec), pod_affinity(spec) or {})
 
 
+def cluster_for_plan(observed: Observed, spec: api.LLMDeploymentSpec) -> admission.Cluster | None:
+    """The nodes the serving pods may use, by every scheduling rule but the GPU product (which
+    a remedy may change), for remedies the cluster can carry out; None while no node is seen."""
+    if not observed.nodes:
+        return None
+    rules = admission.PodRules(dict(spec.scheduling.node_selector), pod_tolerations(spec), spec.scheduling.affinity)
+    shapes = admission.node_shapes(observed.nodes, spec.gpu.resource, rules)
+    return admission.Cluster(shapes, spec.gpu.product, observed.multi_node)
+
+
 def _no_node_fits(observed: Observed, spec: api.LLMDeploymentSpec, gpus: int, nodes: int) -> str | None:
     return admission.no_node_fits(observed.nodes, spec.gpu.resource, gpus, spec.gpu.product, pod_rules(spec), nodes)
 

@@ -1,7 +1,8 @@
 """Could any node ever admit a serving pod? The cluster's nodes judged by the rules of the
 scheduler that load does not change: the GPUs a node offers (the product label and the
 allocatable count), the nodeSelector, the required node affinity, and the node's taints
-against the pod's tolerations. Pure.
+against the pod's tolerations; and, for the planner's remedies, the shapes (GPU product and
+count) of the nodes a pod may use. Pure.
 
 The rules are the scheduler's own (NodeResourcesFit, NodeAffinity, TaintToleration):
 - a taint with effect NoSchedule or NoExecute keeps a pod off unless one of its tolerations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_common.words import noun, plural
-from llm_operator.planning.gpus import GPU_PRODUCT_LABEL
+from llm_operator.planning.gpus import GPU_PRODUCT_LABEL, GpuType, gpu_type_from_node_labels
 
 # Set and lifted by Kubernetes with the node's state (k8s.io/api/core/v1 well_known_taints.go).
 TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
@@ -238,3 +239,58 @@ def no_node_fits(
             f"asking for {asked}; {plural(fitting, 'node')} could hold one, and the cluster has {have}."
         )
     return f"no node could ever hold one: each pod asks for {asked}; the cluster has {have}."
+
+
+# --- the shapes of the nodes a pod may use, for remedies the cluster can carry out ------------
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """Nodes of one kind that the pods may be placed on: their GPU, its product label (what
+    spec.gpu.product names) and the GPUs each offers."""
+
+    gpu: GpuType
+    product: str
+    gpus: int  # allocatable per node
+    count: int  # nodes of this shape
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What a plan's remedies must fit: the shapes of the nodes the pods may use (every
+    scheduling rule judged but the GPU product, which a remedy may change), the product the
+    spec asks for ("" for any), and whether a replica may span nodes (LeaderWorkerSets)."""
+
+    shapes: tuple[NodeShape, ...]
+    product: str = ""
+    multi_node: bool = False
+
+    def nodes_with(self, gpu: GpuType, product: str, gpus: int) -> int:
+        """How many nodes of this GPU (of this product, when one is named) offer `gpus` or more."""
+        return sum(
+            s.count
+            for s in self.shapes
+            if s.gpu.name == gpu.name and (not product or s.product == product) and s.gpus >= gpus
+        )
+
+    def described(self) -> str:
+        """'2 with 4 x NVIDIA-L4, 1 with 8 x NVIDIA-H100-80GB-HBM3'."""
+        return ", ".join(f"{s.count} with {s.gpus} x {s.product}" for s in self.shapes)
+
+
+def node_shapes(nodes: Sequence[Mapping[str, Any]], resource: str, rules: PodRules) -> tuple[NodeShape, ...]:
+    """The nodes the scheduler could ever place a pod with these rules on, that offer GPUs of a
+    type the planner knows the memory of, by shape: largest GPU first, then most GPUs."""
+    shapes: Counter[tuple[GpuType, str, int]] = Counter()
+    for node in nodes:
+        gpus = allocatable(node, resource)
+        if gpus < 1 or not admits(node, rules):
+            continue
+        try:
+            gpu = gpu_type_from_node_labels(_labels(node))
+        except ValueError:  # UnknownGpuType (a product the table lacks, no memory label), a bad memory label
+            continue
+        if gpu is not None:
+            shapes[(gpu, _labels(node)[GPU_PRODUCT_LABEL], gpus)] += 1
+    ordered = sorted(shapes.items(), key=lambda kv: (-kv[0][0].memory_mib, kv[0][1], -kv[0][2]))
+    return tuple(NodeShape(gpu, product, gpus, count) for (gpu, product, gpus), count in ordered)

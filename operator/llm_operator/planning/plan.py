@@ -21,6 +21,7 @@ from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.engines import vllm
 from llm_operator.facts.answers import PENDING, FactsAnswer, source_phrase, status_facts_of
+from llm_operator.planning.admission import Cluster
 from llm_operator.planning.gpus import (
     GPU_MEMORY_LABEL,
     GPU_PRODUCT_LABEL,
@@ -88,9 +89,11 @@ def plan_for(
     previous: Previous,
     cluster_types: list[GpuType],
     adapter_bytes: Callable[[ModelFacts], float] | None = None,
+    cluster: Cluster | None = None,
 ) -> PlanOutcome:
     """The plan for the facts `answer` gives. `adapter_bytes(facts)`: memory of the LoRA
-    adapters to serve, counted into the plan."""
+    adapters to serve, counted into the plan. `cluster`: the nodes the pods may use, so that
+    a plan that does not fit names only remedies they can carry out."""
     fallback = spec.gpus or 1
     nodes = spec.nodes or 1
     if answer.source == PENDING:
@@ -154,6 +157,7 @@ def plan_for(
             # vLLM's share of each GPU and its batch, as the pods will be told them.
             gpu_memory_utilization=_utilization(spec) if on_vllm else None,
             max_batch_tokens=spec.limits.max_batch_prefill_tokens if on_vllm else None,
+            cluster=cluster,
         )
     )
     # The verdict names where the facts came from (the Hub, the catalog, the weights).

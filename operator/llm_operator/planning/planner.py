@@ -6,7 +6,9 @@ model that cannot load (the most common TGI failure is out-of-memory at warmup, 
 is refusing to start for want of KV cache) is refused with a sentence instead of
 burning a GPU node on a crash loop.
 
-Here: the request, the plan, and the search for the fewest GPUs and nodes that fit. The
+Here: the request, the plan, the search for the fewest GPUs and nodes that fit, and the
+remedies of a plan that does not fit: by memory alone, or, given the shapes of the nodes the
+pods may use (admission.py), only what those nodes can carry out. The
 GPU table is gpus.py; the memory a model needs, memory.py; how each engine spends a GPU,
 its memory model (engines/tgi.py, engines/vllm.py: Engine.memory_model); the sentences,
 verdicts.py.
@@ -14,12 +16,14 @@ verdicts.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llm_common.modelfacts import ModelFacts
 from llm_operator.engines import DEFAULT_ENGINE, ENGINE_NAMES, Engine, engine_named
 from llm_operator.engines.memory import MemoryModel
+from llm_operator.planning.admission import Cluster
 from llm_operator.planning.gpus import GpuType, gpu_to_plan_for
 from llm_operator.planning.memory import (
     bits_per_weight,
@@ -29,7 +33,15 @@ from llm_operator.planning.memory import (
     layers_per_node,
     valid_shard_counts,
 )
-from llm_operator.planning.verdicts import Remedies, does_not_fit_sentence, fits_sentence, sharding_problem, single_node
+from llm_operator.planning.verdicts import (
+    MIN_USEFUL_TOKENS,
+    Layout,
+    Remedies,
+    does_not_fit_sentence,
+    fits_sentence,
+    sharding_problem,
+    single_node,
+)
 
 # The most nodes the planner tries when it picks (a spec may ask for more): 16 nodes of
 # eight 80 GB GPUs hold 10 TB, several times the largest open models at 16 bits.
@@ -53,6 +65,9 @@ class PlanRequest:
     gpu_memory_utilization: float | None = None  # vLLM only; None: its default (engines/vllm.py)
     max_batch_tokens: int | None = None  # vLLM only (--max-num-batched-tokens); None: its default for the GPU
     nodes: int | None = 1  # nodes one replica spans (vLLM's pipeline parallel size)
+    # The nodes the pods may use: remedies are then only what they can carry out. None (the
+    # CLI, a render): remedies by memory alone.
+    cluster: Cluster | None = None
 
 
 FITS = "Fits"
@@ -172,7 +187,11 @@ def plan(request: PlanRequest) -> Plan:
         status, reason = FITS, fits_sentence(model, facts, quantization, gpu, num_shard, nodes, needs)
     else:
         status = DOES_NOT_FIT
-        remedies = _remedies(model, request, quantization, gpu, num_shard, nodes, min_gpus, min_nodes, tokens)
+        remedies = (
+            _remedies(model, request, quantization, gpu, num_shard, nodes, min_gpus, min_nodes, tokens)
+            if request.cluster is None
+            else _remedies_in(request.cluster, model, request, quantization, gpu, num_shard, nodes, min_gpus, tokens)
+        )
         reason = does_not_fit_sentence(model, facts, quantization, gpu, num_shard, nodes, needs, tokens, remedies)
     return Plan(
         status=status,
@@ -386,4 +405,211 @@ def _smaller_quantization_that_fits(
             continue
         if _fits(model, facts, candidate, gpu, num_shard, tokens, kv_dtype, 0.0, nodes):
             return phrase
+    return None
+
+
+# --- what would make it fit on the nodes the cluster has -------------------------------------
+
+
+def _remedies_in(
+    cluster: Cluster,
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    nodes: int,
+    min_gpus: int | None,
+    tokens: int,
+) -> Remedies:
+    """What would make it fit that the cluster's nodes can carry out: more GPUs where nodes
+    have that many, a smaller format on as few GPUs as the nodes have and it fits, more nodes
+    (where a replica may span nodes), fewer tokens, or another GPU the cluster has."""
+
+    def placeable(per_node: int, count: int) -> bool:
+        return cluster.nodes_with(gpu, cluster.product, per_node) >= count
+
+    gpus = min_gpus if min_gpus is not None and min_gpus > num_shard and placeable(min_gpus, nodes) else None
+    smaller = _smaller_quantization_on(model, request, quantization, gpu, num_shard, tokens, nodes, placeable)
+    if smaller and gpus is not None and smaller[1] >= gpus:
+        smaller = None  # as many GPUs hold it in its own format
+    # Across nodes only where no node holds it (tensor parallelism within a node first), and
+    # only where the operator runs replicas across nodes (LeaderWorkerSets).
+    spanning = (
+        _more_nodes_on(model, request, quantization, gpu, nodes, tokens, placeable)
+        if gpus is None and cluster.multi_node
+        else None
+    )
+    remedies = Remedies(
+        nodes=spanning[0] if spanning else None,
+        nodes_engine=spanning[2] if spanning else None,
+        nodes_gpus=spanning[1] if spanning and spanning[1] != num_shard else None,
+        gpus=gpus,
+        smaller_quantization=smaller[0] if smaller else None,
+        quantization_gpus=smaller[1] if smaller and smaller[1] != num_shard else None,
+        max_total_tokens=(
+            _max_tokens_that_fit(
+                model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes
+            )
+            if placeable(num_shard, nodes)
+            else 0
+        ),
+        elsewhere=_other_gpu(cluster, request, quantization, gpu, nodes, tokens),
+        cluster=cluster.described(),
+    )
+    named = (remedies.nodes, remedies.gpus, remedies.smaller_quantization, remedies.elsewhere)
+    if named == (None,) * 4 and remedies.max_total_tokens < MIN_USEFUL_TOKENS:
+        # Nothing one change makes fit: whatever the nodes hold it in, or that nothing does.
+        return replace(remedies, elsewhere=_any_layout(cluster, model, request, quantization, gpu, nodes, tokens))
+    return remedies
+
+
+def _smaller_quantization_on(
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    tokens: int,
+    nodes: int,
+    placeable: Callable[[int, int], bool],
+) -> tuple[str, int] | None:
+    """The least lossy smaller format that fits on the fewest GPUs (at least these) that
+    nodes have, as a phrase, and that GPU count."""
+    facts, current_bits = request.facts, bits_per_weight(request.facts, quantization)
+    for phrase, candidate in engine_named(model.engine).smaller_quantizations:
+        if bits_per_weight(facts, candidate) >= current_bits:
+            continue
+        for count in valid_shard_counts(facts, candidate, engine=model.engine):
+            if count < num_shard or not placeable(count, nodes):
+                continue
+            if _fits(model, facts, candidate, gpu, count, tokens, request.kv_cache_dtype, request.adapter_bytes, nodes):
+                return phrase, count
+    return None
+
+
+def _more_nodes_on(
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    nodes: int,
+    tokens: int,
+    placeable: Callable[[int, int], bool],
+) -> tuple[int, int, str | None] | None:
+    """The fewest nodes above these, with the fewest GPUs each that the nodes have, that fit:
+    on this engine when it spans nodes, else on one that does (with its defaults). Returns the
+    node count, the GPUs per node, and the other engine's name (None: this one)."""
+    facts = request.facts
+    candidates: list[tuple[MemoryModel, str | None]]
+    if engine_named(model.engine).multi_node:
+        candidates = [(model, None)]
+    else:
+        candidates = [
+            (engine_named(name).memory_model(gpu), name)
+            for name in ENGINE_NAMES
+            if engine_named(name).multi_node and not engine_named(name).quantization_refusal(quantization)
+        ]
+    for spanning, name in candidates:
+        for count in range(nodes + 1, MAX_NODES + 1):
+            if not placeable(1, count):
+                break
+            for per_node in valid_shard_counts(facts, quantization, engine=spanning.engine):
+                if placeable(per_node, count) and _fits(
+                    spanning,
+                    facts,
+                    quantization,
+                    gpu,
+                    per_node,
+                    tokens,
+                    request.kv_cache_dtype,
+                    request.adapter_bytes,
+                    count,
+                ):
+                    return count, per_node, name
+    return None
+
+
+def _other_gpu(
+    cluster: Cluster, request: PlanRequest, quantization: str, gpu: GpuType, nodes: int, tokens: int
+) -> Layout | None:
+    """Another GPU the cluster's nodes have that holds the model as it is (format, node
+    count), on the fewest GPUs its nodes offer: the largest such GPU first."""
+    engine = _engine(request.engine)
+    for shape in cluster.shapes:
+        if (shape.product == cluster.product) if cluster.product else (shape.gpu.name == gpu.name):
+            continue
+        model = engine.memory_model(shape.gpu, request.gpu_memory_utilization, request.max_batch_tokens)
+        for count in valid_shard_counts(request.facts, quantization, engine=engine.name):
+            if cluster.nodes_with(shape.gpu, shape.product, count) < nodes:
+                break
+            if _fits(
+                model,
+                request.facts,
+                quantization,
+                shape.gpu,
+                count,
+                tokens,
+                request.kv_cache_dtype,
+                request.adapter_bytes,
+                nodes,
+            ):
+                return Layout(count, shape.gpu.display_name, product=shape.product)
+    return None
+
+
+def _any_layout(
+    cluster: Cluster, model: MemoryModel, request: PlanRequest, quantization: str, gpu: GpuType, nodes: int, tokens: int
+) -> Layout | None:
+    """Any way the cluster's nodes hold the model, changing several things at once: the least
+    lossy format first, then the GPU asked for before others (the largest first), the fewest
+    nodes (more only where replicas may span nodes), the fewest GPUs. None: nothing holds it."""
+    facts, asked = request.facts, _engine(request.engine)
+    engines: list[tuple[Engine, str | None]] = [(asked, None)]
+    if cluster.multi_node and not asked.multi_node:
+        engines += [(engine_named(name), name) for name in ENGINE_NAMES if engine_named(name).multi_node]
+    same = [
+        s for s in cluster.shapes if s.gpu.name == gpu.name and (not cluster.product or s.product == cluster.product)
+    ]
+    shapes = same + [s for s in cluster.shapes if s not in same]
+    current_bits = bits_per_weight(facts, quantization)
+    formats: list[tuple[str | None, str]] = [(None, quantization)]
+    formats += [(phrase, q) for phrase, q in asked.smaller_quantizations if bits_per_weight(facts, q) < current_bits]
+    for phrase, candidate in formats:
+        for shape in shapes:
+            other = None if shape in same else shape.product
+            for engine, switched in engines:
+                if engine.quantization_refusal(candidate):
+                    continue
+                spanning = engine.multi_node and cluster.multi_node
+                memory = (
+                    model
+                    if engine is asked and shape.gpu.name == gpu.name
+                    else engine.memory_model(shape.gpu, request.gpu_memory_utilization, request.max_batch_tokens)
+                )
+                for count in range(nodes, (MAX_NODES if spanning else nodes) + 1):
+                    for per_node in valid_shard_counts(facts, candidate, engine=engine.name):
+                        if cluster.nodes_with(shape.gpu, shape.product, per_node) < count:
+                            break
+                        if _fits(
+                            memory,
+                            facts,
+                            candidate,
+                            shape.gpu,
+                            per_node,
+                            tokens,
+                            request.kv_cache_dtype,
+                            request.adapter_bytes,
+                            count,
+                        ):
+                            return Layout(
+                                per_node,
+                                shape.gpu.display_name,
+                                product=other,
+                                nodes=count if count != nodes else None,
+                                engine=switched,
+                                # The format in the words of the engine that serves it.
+                                quantization=phrase
+                                and dict((q, p) for p, q in engine.smaller_quantizations)[candidate],
+                            )
     return None

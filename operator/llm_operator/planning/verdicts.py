@@ -75,6 +75,25 @@ class Remedies:
     gpus: int | None = None  # this many GPUs (per node)
     smaller_quantization: str | None = None  # a smaller format that fits, as a phrase
     max_total_tokens: int = 0  # the most tokens that fit at this GPU and node count (0: none)
+    # Judged on the cluster's nodes (None: on memory alone, as `plan` and `render` do):
+    nodes_gpus: int | None = None  # the GPUs on each of those nodes, when not the GPUs asked
+    quantization_gpus: int | None = None  # the GPUs the smaller format fits on, when more than asked
+    # Another GPU the cluster has that holds the model as asked; or, when nothing above does,
+    # whatever way the nodes hold it (format, engine, nodes and GPU together).
+    elsewhere: Layout | None = None
+    cluster: str | None = None  # the nodes the pods may use, in words ("" when none has GPUs)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A way to serve the model that nodes of the cluster hold, in what it changes of the spec."""
+
+    gpus: int  # per node
+    display_name: str  # the GPU's
+    product: str | None = None  # another GPU product (spec.gpu.product); None: the one asked
+    nodes: int | None = None  # another node count; None: as asked
+    engine: str | None = None  # another engine, one that spans nodes; None: as asked
+    quantization: str | None = None  # a smaller format, as a phrase; None: as asked
 
 
 def _precision_phrase(facts: ModelFacts, quantization: str) -> str:
@@ -154,6 +173,8 @@ def _startup_refusal(model: MemoryModel, budget: Budget, capacity_gib: float, to
 def _remedies(remedies: Remedies, nodes: int) -> str:
     """What would make it fit: more nodes when no GPU count fits these, more GPUs, a smaller
     format at this GPU count, fewer tokens, or a bigger GPU."""
+    if remedies.cluster is not None:
+        return _remedies_in_cluster(remedies, nodes)
     options = []
     if remedies.nodes is not None:
         count, engine = remedies.nodes, remedies.nodes_engine
@@ -174,3 +195,61 @@ def _remedies(remedies: Remedies, nodes: int) -> str:
     if len(options) <= 2:
         return "use " + " or ".join(options)
     return "use " + ", ".join(options[:-1]) + ", or " + options[-1]
+
+
+def _remedies_in_cluster(remedies: Remedies, nodes: int) -> str:
+    """What would make it fit that the cluster's nodes can carry out, naming the nodes; or
+    that nothing in the cluster can hold it."""
+    per_node = " per node" if nodes > 1 else ""
+    options = []
+    if remedies.nodes is not None:
+        count, engine, each = remedies.nodes, remedies.nodes_engine, remedies.nodes_gpus
+        of, fields = (
+            (f" of {plural(each, 'GPU')}", f"spec.nodes: {count}, spec.gpus: {each}")
+            if each
+            else ("", f"spec.nodes: {count}")
+        )
+        options.append(
+            f"engine {engine} on {plural(count, 'node')}{of} (spec.engine.name: {engine}, {fields})"
+            if engine
+            else f"{plural(count, 'node')}{of} ({fields})"
+        )
+    if remedies.gpus is not None:
+        options.append(f"{plural(remedies.gpus, 'GPU')}{per_node}")
+    if remedies.smaller_quantization:
+        more = remedies.quantization_gpus
+        on = f" on {plural(more, 'GPU')}{per_node} (spec.gpus: {more})" if more else ""
+        options.append(remedies.smaller_quantization + on)
+    if remedies.elsewhere is not None:
+        options.append(_layout_phrase(remedies.elsewhere))
+    if remedies.max_total_tokens >= MIN_USEFUL_TOKENS:
+        options.append(f"at most {remedies.max_total_tokens} max total tokens")
+    if not remedies.cluster:
+        return (
+            "nothing in this cluster can hold it: no node the pods may use (by spec.scheduling and the nodes' "
+            "taints) has GPUs labelled with a product the operator knows, or with their memory "
+            "(nvidia.com/gpu.memory); add such nodes, or let the pods use them"
+        )
+    seen = f"the nodes the pods may use: {remedies.cluster}"
+    if not options:
+        return (
+            f"nothing in this cluster can hold it ({seen}): no GPU count, node count or smaller quantization "
+            "fits; add nodes with more GPU memory, or serve a smaller model"
+        )
+    listed = " or ".join(options) if len(options) <= 2 else ", ".join(options[:-1]) + ", or " + options[-1]
+    return f"use {listed} ({seen})"
+
+
+def _layout_phrase(layout: Layout) -> str:
+    """'2 x H100 80GB (spec.gpu.product: NVIDIA-H100-80GB-HBM3, spec.gpus: 2)'; 'a 4-bit quantization
+    (awq or gptq) with engine vllm on 3 nodes of 1 x L4 24GB (spec.engine.name: vllm, ...)'."""
+    gpus = f"{layout.gpus} x {layout.display_name}"
+    where = f"{plural(layout.nodes, 'node')} of {gpus}" if layout.nodes and layout.nodes > 1 else gpus
+    fields = [f"spec.engine.name: {layout.engine}"] if layout.engine else []
+    fields += [f"spec.gpu.product: {layout.product}"] if layout.product else []
+    fields += [f"spec.nodes: {layout.nodes}"] if layout.nodes else []
+    fields.append(f"spec.gpus: {layout.gpus}")
+    how = " ".join(
+        part for part in (layout.quantization, f"with engine {layout.engine}" if layout.engine else None) if part
+    )
+    return f"{how + ' on ' if how else ''}{where} ({', '.join(fields)})"

@@ -8,6 +8,7 @@ from dataclasses import replace
 from decideobjects import (
     H100,
     KNOWN,
+    LLAMA_70B,
     MULTI,
     NOW,
     UNKNOWN,
@@ -23,8 +24,10 @@ from decideobjects import (
     unschedulable_pod,
 )
 
-from llm_operator.decide.decision import decide
+from llm_common.modelfacts import ModelFacts
+from llm_operator.decide.decision import Lookups, decide
 from llm_operator.decide.observed import Refusal
+from llm_operator.facts import answers
 
 
 def test_pods_waiting_for_gpus_a_node_could_offer_are_reconciling():
@@ -259,3 +262,33 @@ def test_the_lws_install_line_names_the_version_the_local_plane_runs():
     assert f"/download/{pinned}/manifests.yaml" in LWS_INSTALL
     for doc in ("README.md", "docs/install.md", "docs/multi-node.md", "charts/llm-operator/values.yaml"):
         assert LWS_INSTALL in (Path(__file__).parents[3] / doc).read_text(), doc
+
+
+def l4_node(name, *taints):
+    labels = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}, *taints]},
+        "status": {"allocatable": {"nvidia.com/gpu": "4"}},
+    }
+
+
+def test_a_model_that_does_not_fit_names_only_what_the_nodes_the_pods_may_use_can_carry_out():
+    """70B at 16 bits on one L4, on a cluster of L4 nodes with 4 GPUs each: not "use 8 GPUs"."""
+    big = Lookups(facts=answers.FactsAnswer(ModelFacts.from_dict(LLAMA_70B), answers.HUB))
+    spec = {"model": {"id": "org/llama-70b"}, "gpus": 1, "gpu": {"product": "NVIDIA-L4"}}
+    on_l4 = replace(observed(spec=spec), nodes=(l4_node("l4-0"), l4_node("l4-1")))
+    reason, message = cond(decide(on_l4, big, NOW))[1:]
+    assert reason == "DoesNotFit"
+    assert message.startswith("llama-70b at 16-bit needs 131.4 GiB of weights; 1 x L4 24GB gives 22.5 GiB: ")
+    assert (
+        ": use an 8-bit quantization (fp8 or eetq) on 4 GPUs (spec.gpus: 4) "
+        "(the nodes the pods may use: 2 with 4 x NVIDIA-L4)."
+    ) in message
+    assert "8 GPUs" not in message
+    # With LeaderWorkerSets on, vLLM across both nodes; an H100 node the pods may not use is not named.
+    dedicated = {"key": "dedicated", "value": "train", "effect": "NoSchedule"}
+    tainted_h100 = {**H100, "spec": {"taints": [dedicated]}}
+    message = cond(decide(replace(on_l4, multi_node=True, nodes=(*on_l4.nodes, tainted_h100)), big, NOW))[2]
+    assert "use engine vllm on 2 nodes of 4 GPUs (spec.engine.name: vllm, spec.nodes: 2, spec.gpus: 4) or " in message
+    assert "H100" not in message
