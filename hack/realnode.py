@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """One real node for the local control plane (hack/localcluster.py): containerd, runc and the
 CNI bridge plugin from Debian's packages and a kubelet built from Go modules, so that pods run
-as real containers from images built on this machine (hack/images.py, imagePullPolicy Never).
-It is a test tier, not a way to serve models: there is no GPU and no registry.
+as real containers from images built on this machine (hack/images.py, imagePullPolicy Never)
+or pulled from a registry on loopback (RealNode.trust_plain_http_registry). It is a test tier,
+not a way to serve models: there is no GPU.
 
     python hack/realnode.py up   --dir .cluster     # after `localcluster.py up --dir .cluster`
     python hack/realnode.py down --dir .cluster     # leaves the machine as `up` found it

@@ -4,7 +4,9 @@
 # and webhook manifests in lws-manifests/), built from Go modules and cached by version under
 # the user's cache directory, and statuscheck (hack/statuscheck: kstatus' and Argo CD's
 # verdicts on our objects), cached by a hash of its source. Prints the directory that holds
-# them all (symlinks) on stdout.
+# them all (symlinks) on stdout. `tools.sh kubelet`, `tools.sh helm` and `tools.sh registry` (the
+# CNCF distribution registry, for the image-publishing test) build that one tool alone and print
+# its path.
 #
 # Existing binaries are used instead of building when a directory names them:
 #   LLMOP_BIN_DIR        any of the ten tools (our own variable; lws-manifests is a directory
@@ -27,6 +29,7 @@ kubelet_dir="$tools_root/kubelet-$KUBERNETES_VERSION"
 etcd_dir="$tools_root/etcd-$ETCD_VERSION"
 kwok_dir="$tools_root/kwok-$KWOK_VERSION"
 helm_dir="$tools_root/helm-$HELM_VERSION"
+registry_dir="$tools_root/registry-$DISTRIBUTION_VERSION"
 lws_dir="$tools_root/lws-$LWS_VERSION"
 # statuscheck is our own source: its cache key is what it is built from.
 statuscheck_src="$here/statuscheck"
@@ -186,6 +189,23 @@ build_statuscheck() {
   (cd "$w" && go build -trimpath -ldflags "-s -w" -o out/statuscheck .) || die "building statuscheck failed (see above)."
   rm -rf "$statuscheck_dir"; mv "$w/out" "$statuscheck_dir"; rm -rf "$w"
 }
+
+# The CNCF distribution registry, for the image-publishing test (hack/publish.py pushes to it
+# on loopback): built only when asked for (tools.sh registry).
+if [[ "${1:-}" == registry ]]; then
+  if given="$(find_given registry)"; then echo "$given"; exit 0; fi
+  build_go_install "$registry_dir" "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION" registry \
+    "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION"
+  echo "$registry_dir/registry"; exit 0
+fi
+
+# helm alone, for packaging the chart (hack/publish.py) without the control plane's build.
+if [[ "${1:-}" == helm ]]; then
+  if given="$(find_given helm)"; then echo "$given"; exit 0; fi
+  build_go_install "$helm_dir" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  echo "$helm_dir/helm"; exit 0
+fi
 
 if [[ "${1:-}" == kubelet ]]; then
   if given="$(find_given kubelet)"; then echo "$given"; exit 0; fi

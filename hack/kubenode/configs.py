@@ -104,8 +104,25 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     bin_dir = "{CNI_BIN}"
     conf_dir = "{cni_conf}"
     max_conf_num = 1
+  # A hosts.toml per registry (trust_plain_http_registry), read at every pull.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{self.registry_hosts_dir}"
 """)
         return path
+
+    @property
+    def registry_hosts_dir(self) -> Path:
+        return self.dir / "certs.d"
+
+    def trust_plain_http_registry(self, host: str) -> None:
+        """Let containerd pull from the registry at `host` (HOST:PORT) over plain HTTP. containerd
+        pulls in the host's network, so a registry on 127.0.0.1 is reachable; images there are
+        named HOST:PORT/NAME:TAG."""
+        d = self.registry_hosts_dir / host
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hosts.toml").write_text(
+            f'server = "http://{host}"\n\n[host."http://{host}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
 
     def _kubelet_config(self, port: int, healthz_port: int) -> Path:
         path = self.dir / "kubelet.json"

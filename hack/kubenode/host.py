@@ -77,6 +77,19 @@ def cgroup_dirs() -> list[Path]:
     return dirs
 
 
+def container_pids(container_id: str) -> list[int]:
+    """The processes of one of this node's containers (its id without `containerd://`): those in
+    its cgroup, which the kubelet names after it, in any hierarchy."""
+    pids: set[int] = set()
+    for top in cgroup_dirs():
+        for d in top.rglob(container_id):
+            try:
+                pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+    return sorted(pids)
+
+
 # Fixed paths the kubelet, containerd and CNI write outside the node's own directories (pod
 # logs and their links, CNI's result cache): what `up` adds there, `down` removes.
 HOST_DIRS = ("/var/log/pods", "/var/log/containers", "/var/lib/cni", "/var/run/netns")

@@ -242,6 +242,7 @@ class RealNode(NodeConfigs):
             self.dir / "kubelet",
             self.dir / "ipam",
             self.dir / "volumes",
+            self.registry_hosts_dir,
         ):
             subprocess.run(["rm", "-rf", "--one-file-system", str(d)], capture_output=True)
         if before:

@@ -56,7 +56,9 @@ def test_operator_and_runtime_targets():
     # TGI's image by default; the real-node tier builds the stage over a local stand-in of it.
     assert runtime[0] == "FROM ${TGI_IMAGE} AS runtime"
     args = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("ARG ")]
-    assert args == ["ARG TGI_IMAGE=ghcr.io/huggingface/text-generation-inference:3.3.7"]
+    # And in each stage the build's fixed time (hack/publish.py), which RUN steps see.
+    assert args == ["ARG TGI_IMAGE=ghcr.io/huggingface/text-generation-inference:3.3.7"] + ["ARG SOURCE_DATE_EPOCH"] * 3
+    assert all("ARG SOURCE_DATE_EPOCH" in lines for lines in found.values())
     assert runtime[-1] == 'ENTRYPOINT ["llm-runtime", "serve"]'
 
 
