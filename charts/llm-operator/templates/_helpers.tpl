@@ -42,6 +42,25 @@ component, so that the operator's Deployment and Services never select the gatew
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/*
+The operator Deployment's selector. A Deployment's selector cannot change, and charts made
+before the gateway joined selected the operator's pod by name and instance only: a release
+installed by one keeps that selector (read from the cluster at install and upgrade), so that
+`helm upgrade` from it works as it is. The pod carries the component label too, so it matches
+either selector; the Service and the ServiceMonitor select by component in both cases.
+Rendered without a cluster (helm template), the selector is the current one.
+*/}}
+{{- define "llm-operator.deploymentSelector" -}}
+{{- $live := lookup "apps/v1" "Deployment" .Release.Namespace (include "llm-operator.fullname" .) -}}
+{{- $selector := dig "spec" "selector" "matchLabels" (dict) $live -}}
+{{- $previous := include "llm-operator.instanceLabels" . | fromYaml -}}
+{{- if eq (toJson $selector) (toJson $previous) -}}
+{{ include "llm-operator.instanceLabels" . }}
+{{- else -}}
+{{ include "llm-operator.selectorLabels" . }}
+{{- end -}}
+{{- end }}
+
 {{/* The labels that select the gateway's pods. */}}
 {{- define "llm-operator.gatewaySelectorLabels" -}}
 {{ include "llm-operator.instanceLabels" . }}
