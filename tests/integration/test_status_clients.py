@@ -111,8 +111,12 @@ def test_a_taint_the_pods_do_not_tolerate_is_stalled_naming_it_until_the_spec_to
     assert ready["message"].startswith("1 of 1 replicas cannot be scheduled, and no node could ever hold one: ")
     assert (
         f"; 1 node with 2 x NVIDIA-L4 has the taint test-pool={kubectl.namespace}:NoSchedule, which the pods do "
-        "not tolerate."
+        "not tolerate;"
     ) in ready["message"], ready["message"]
+    assert (
+        f"2 nodes with 4 x NVIDIA-L4 lack the label test-pool={kubectl.namespace} of spec.scheduling"
+        in ready["message"]
+    )
     assert "untolerated taint" in ready["message"]  # the scheduler's own words follow
     assert condition(obj, "Stalled")["status"] == "True" and obj["status"]["phase"] == "Failed"
     kubectl.run("patch", "llmd", "tainted", "--type=merge", "-p", json.dumps({"spec": {"scheduling": small_node}}))
