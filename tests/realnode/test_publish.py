@@ -46,7 +46,9 @@ def registry(tmp_path_factory):
     assert local.proc is not None and local.proc.poll() is not None, "the registry is still running"
 
 
-def publish(registry: LocalRegistry, tag: str, out, epoch: int | None = None) -> dict:
+def publish(
+    registry: LocalRegistry, tag: str, out, epoch: int | None = None, chart_version: str = CHART_VERSION
+) -> dict:
     """hack/publish.py as `make images ... PUSH=1 PLAIN_HTTP=1` runs it, with the tier's base and
     the build settings of hack/images.py (host network for PyPI, the machine's CA bundle)."""
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
@@ -56,7 +58,7 @@ def publish(registry: LocalRegistry, tag: str, out, epoch: int | None = None) ->
     cmd = [
         sys.executable, str(ROOT / "hack" / "publish.py"),
         "--registry", f"{registry.host}/{PREFIX}", "--tag", tag, "--targets", "operator",
-        "--push", "--plain-http", "--out", str(out),
+        "--push", "--plain-http", "--out", str(out), "--chart-version", chart_version,
         "--storage", str(Builder().root), "--pull", "never",
         "--network", "host", "--volume", f"{HOST_CA}:{HOST_CA}:ro",
     ]
@@ -104,7 +106,8 @@ def test_the_same_tree_builds_the_same_image_and_pushes_the_same_digest(registry
     # The fixed time is the last commit's when SOURCE_DATE_EPOCH is not set; given here, so that
     # a commit made between the two builds cannot change it.
     assert published["sourceDateEpoch"] <= int(commit_time)
-    again = publish(registry, "again", tmp_path, epoch=published["sourceDateEpoch"])["images"]["operator"]
+    # A chart version of its own: the chart that names TAG stays what 0.1.0 is in the registry.
+    again = publish(registry, "again", tmp_path, published["sourceDateEpoch"], "0.1.0-again")["images"]["operator"]
     assert (again["id"], again["digest"]) == (first["id"], first["digest"])
     oci = "application/vnd.oci.image.manifest.v1+json"
     headers, manifest = registry_get(registry, f"{PREFIX}/llm-operator/manifests/{TAG}", oci)
@@ -124,6 +127,7 @@ def test_the_published_chart_runs_the_pulled_image_on_the_real_node(
     kubectl = Kubectl(cluster)
     chart = published["chart"]["oci"]
     assert chart == f"oci://{registry.host}/{PREFIX}/charts/llm-operator"
+    assert published["chart"]["package"].endswith(f"/llm-operator-{CHART_VERSION}.tgz")
     image = f"{registry.host}/{PREFIX}/llm-operator:{TAG}"
     before = host_snapshot()
     node = RealNode(cluster)
