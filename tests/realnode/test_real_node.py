@@ -386,7 +386,7 @@ def test_the_download_job_fills_a_real_volume_that_the_engine_mounts_read_only(c
     )
     volume = real_node.dir / "volumes" / "weights"
     volume.mkdir(parents=True, exist_ok=True)
-    os.chmod(volume, 0o777)  # hostPath volumes take no fsGroup: the Job runs as uid 10001
+    os.chmod(volume, 0o777)  # hostPath volumes take no fsGroup: the Job runs as uid 65532
     kubectl.run(
         "apply",
         "-f",

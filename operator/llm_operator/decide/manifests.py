@@ -53,6 +53,9 @@ LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
 # Set by LWS's pod webhook in every container; the kubelet expands $(VAR) in args.
 LWS_LEADER_ADDRESS = "$(LWS_LEADER_ADDRESS)"
 LWS_WORKER_INDEX = "$(LWS_WORKER_INDEX)"
+# The user the download Job runs `llm-runtime download` as: the operator image's USER and the
+# chart's runAsUser (one uid everywhere; tests/unit/hack/test_dockerfile.py checks they agree).
+DOWNLOAD_UID = 65532
 
 
 @dataclass(frozen=True)
@@ -555,9 +558,9 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str,
                     "restartPolicy": "Never",
                     "securityContext": {
                         "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
+                        "runAsUser": DOWNLOAD_UID,
+                        "runAsGroup": DOWNLOAD_UID,
+                        "fsGroup": DOWNLOAD_UID,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [

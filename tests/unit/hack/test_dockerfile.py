@@ -8,6 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from llm_operator.api import parse_spec
+from llm_operator.decide.manifests import Owner, desired_download_job
+
 ROOT = Path(__file__).resolve().parents[3]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
@@ -81,6 +84,10 @@ def test_every_image_user_is_the_charts_run_as_user_and_group():
     # The runtime target keeps its base's user (TGI's image runs as root and needs no other).
     assert users == {"operator": [chart_user], "runtime": [], "vllm-cpu": [chart_user]}
     assert chart_user == "USER 65532:65532"
+    # The download Job runs the operator image: it asks for that same user, group and fsGroup.
+    job = desired_download_job(Owner("m", "ns", "uid-1"), parse_spec({"model": {"id": "org/tiny"}, "gpus": 1}))
+    context = job["spec"]["template"]["spec"]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (65532, 65532, 65532)
 
 
 def test_dockerignore_keeps_secrets_and_virtualenvs_out():
