@@ -58,6 +58,7 @@ def test_lint_strict_passes(helm, values):
         ("runAsUser=0", "/runAsUser"),
         ("resources.limits.memory=lots", "/resources/limits/memory"),
         ("tolerations[0].operator=Maybe", "/tolerations/0/operator"),
+        ("cache.downloaderImage=a b", "/cache/downloaderImage"),
     ],
 )
 def test_schema_rejects_bad_values(helm, kube_version, value, complaint):
@@ -175,6 +176,7 @@ def test_operator_deployment(render):
         "--metrics-port=8081",
         "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
         "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator",
+        f"--downloader-image=ghcr.io/llm-operator/llm-operator:{CHART_META['appVersion']}",
     ]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": 8081}
     for probe in ("livenessProbe", "readinessProbe"):
@@ -214,12 +216,29 @@ def test_values_reach_the_deployment(render):
         "--metrics-port=9001",
         "--gateway-pods=llm-system/app.kubernetes.io/component=gateway,"
         "app.kubernetes.io/instance=llm-operator,app.kubernetes.io/name=llm-operator",
+        "--downloader-image=ghcr.io/llm-operator/llm-operator:dev",
         "--verbose",
         "--foo",
     ]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 9000, "metrics": 9001}
     assert c["resources"]["limits"]["memory"] == "1Gi"
     assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in c["env"]
+
+
+def test_download_jobs_run_the_operators_own_image_unless_a_value_names_another(render):
+    """A chart packaged for another registry (hack/publish.py sets image.repository and
+    image.tag) downloads weights with the image it runs, not ghcr.io's."""
+    from llm_operator.cli import main as cli
+
+    def operator(*values: str) -> tuple[str, str]:
+        (dep,) = only(render(*values), "Deployment")
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        return c["image"], cli.parser().parse_args(c["args"]).downloader_image
+
+    ours = ("image.repository=registry.example.com/ml/llm-operator", "image.tag=1.2")
+    assert operator(*ours) == ("registry.example.com/ml/llm-operator:1.2", "registry.example.com/ml/llm-operator:1.2")
+    digest = "registry.example.com/ml/llm-operator@sha256:" + "0" * 64
+    assert operator(*ours, f"cache.downloaderImage={digest}") == ("registry.example.com/ml/llm-operator:1.2", digest)
 
 
 def test_metrics_service_and_optional_service_monitor(render):

@@ -225,7 +225,9 @@ class Cache(RuledModel):
     )
     downloader_image: str = Field(
         "",
-        description=f"Image of the download Job (it runs `llm-runtime download`). Empty: {DEFAULT_DOWNLOADER_IMAGE}.",
+        description="Image of the download Job (it runs `llm-runtime download`). Empty: the operator's setting "
+        "(`llm-operator run --downloader-image`; the Helm chart gives the operator's own image), else "
+        f"{DEFAULT_DOWNLOADER_IMAGE}.",
         max_length=512,
     )
     stall_timeout_seconds: int = Field(

@@ -7,8 +7,12 @@ import asyncio
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from llm_operator import __version__
+
+if TYPE_CHECKING:
+    from llm_operator.controller.context import Settings
 
 DEFAULT_POD_METRICS_URL = "http://{pod_ip}:{port}/metrics"
 
@@ -31,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
     from llm_operator.controller import handlers  # noqa: F401  (registers the handlers)
-    from llm_operator.controller.context import OperatorContext, Settings
+    from llm_operator.controller.context import OperatorContext
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -59,17 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    settings = Settings(
-        workers=args.workers,
-        autoscale_interval_s=args.autoscale_interval,
-        pod_metrics_url=args.pod_metrics_url,
-        resync_s=args.resync_interval,
-        multi_node=args.leaderworkersets,
-        gateway_metrics_urls=tuple(args.gateway_metrics_url),
-        gateway_pods=args.gateway_pods or None,
-        gateway_port=args.gateway_port,
-        namespaces=tuple(namespaces),
-    )
+    settings = run_settings(args, namespaces)
     from llm_operator.facts.catalog import load as load_catalog
 
     catalog = load_catalog(args.catalog_file)  # each bad entry logged once; the rest load
@@ -84,6 +78,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def run_settings(args: argparse.Namespace, namespaces: list[str]) -> Settings:
+    """The operator's settings from `llm-operator run`'s arguments (checked already)."""
+    from llm_operator.controller.context import Settings
+
+    return Settings(
+        workers=args.workers,
+        autoscale_interval_s=args.autoscale_interval,
+        pod_metrics_url=args.pod_metrics_url,
+        resync_s=args.resync_interval,
+        multi_node=args.leaderworkersets,
+        downloader_image=args.downloader_image,
+        gateway_metrics_urls=tuple(args.gateway_metrics_url),
+        gateway_pods=args.gateway_pods or None,
+        gateway_port=args.gateway_port,
+        namespaces=tuple(namespaces),
+    )
 
 
 def operator_identity() -> str:
@@ -160,6 +172,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from llm_operator.api.spec import DEFAULT_DOWNLOADER_IMAGE
+
     p = argparse.ArgumentParser(prog="llm-operator", description="Serve large language models on Kubernetes.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -231,6 +245,14 @@ def parser() -> argparse.ArgumentParser:
         help="serve models on several nodes (spec.nodes above 1) as LeaderWorkerSets: needs LWS "
         "(leaderworkerset.x-k8s.io) installed and the operator granted it (the chart's lws.enabled); "
         "default $LLM_OPERATOR_LEADERWORKERSETS or off",
+    )
+    run.add_argument(
+        "--downloader-image",
+        default=os.environ.get("LLM_OPERATOR_DOWNLOADER_IMAGE", ""),
+        metavar="IMAGE",
+        help="image of the weight download Jobs of models whose spec.cache.downloaderImage is empty "
+        "(the chart gives the operator's own image); default $LLM_OPERATOR_DOWNLOADER_IMAGE or "
+        f"{DEFAULT_DOWNLOADER_IMAGE}",
     )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)

@@ -65,6 +65,13 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
         choices=ENGINE_NAMES,
         help="render as if spec.engine.name were this (default: what the manifest says)",
     )
+    p.add_argument(
+        "--downloader-image",
+        default="",
+        metavar="IMAGE",
+        help="as the operator's --downloader-image: the download Job's image where "
+        f"spec.cache.downloaderImage is empty (default {api.DEFAULT_DOWNLOADER_IMAGE})",
+    )
 
 
 def _gpu_nodes(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> tuple[dict[str, Any], ...]:
@@ -117,9 +124,11 @@ def _adapter_configs(args: argparse.Namespace, spec: api.LLMDeploymentSpec) -> d
 Children = dict[str, tuple[dict[str, Any], ...]]  # kind -> the children of that kind, as Observed holds them
 
 
-def _assumed_cache(owner: Owner, spec: api.LLMDeploymentSpec) -> tuple[Children, tuple[dict[str, Any], ...]]:
+def _assumed_cache(
+    owner: Owner, spec: api.LLMDeploymentSpec, downloader_image: str
+) -> tuple[Children, tuple[dict[str, Any], ...]]:
     """A bound claim and a finished download Job, as the operator sees them once the weights are cached."""
-    job = desired_download_job(owner, spec)
+    job = desired_download_job(owner, spec, downloader_image)
     job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
     claim = desired_cache_claim(owner, spec)
     claim["status"] = {"phase": "Bound"}
@@ -146,11 +155,12 @@ def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) 
         "status": {},
     }
     owner = Owner(llmd["metadata"]["name"], llmd["metadata"]["namespace"], llmd["metadata"]["uid"])
+    downloader_image = getattr(args, "downloader_image", "")  # scripts build args without it (hack/)
     children: Children = {}
     classes: tuple[dict[str, Any], ...] = ()
     comments = []
     if spec.cache.enabled:
-        children, classes = _assumed_cache(owner, spec)
+        children, classes = _assumed_cache(owner, spec, downloader_image)
         comments.append(
             "assumed: the cache claim is bound and the download Job succeeded; adapters are then "
             "loaded from the cache by path (shown here by Hub id: the commits are known only then)."
@@ -171,7 +181,14 @@ def render_one(doc: dict[str, Any], args: argparse.Namespace, now: dt.datetime) 
     unread = [name for name, c in configs.items() if c is None]
     if unread:
         comments.append(f"unknown offline: adapter_config.json of {', '.join(unread)} (not checked; --hub reads them).")
-    observed = Observed(llmd=llmd, children=children, nodes=nodes, storage_classes=classes, multi_node=True)
+    observed = Observed(
+        llmd=llmd,
+        children=children,
+        nodes=nodes,
+        storage_classes=classes,
+        multi_node=True,
+        downloader_image=downloader_image,
+    )
     lookups = Lookups(facts=_facts(args, spec), adapter_configs=configs)
     decision = decide(observed, lookups, now)
     if decision.apply or decision.prune:

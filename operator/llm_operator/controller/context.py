@@ -50,6 +50,8 @@ class Settings:
     gateway_port: int = 8080
     # Replicas spanning nodes run as LeaderWorkerSets (an optional CRD): watched and made only when on.
     multi_node: bool = False
+    # The download Job's image where a spec names none (the chart: the operator's own); empty: the default.
+    downloader_image: str = ""
     # The namespaces watched (the same as kopf's); empty: the whole cluster.
     namespaces: tuple[str, ...] = ()
 

@@ -83,6 +83,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **indexes:
     ctx.read_model.bind(
         {**{k: v for k, v in indexes.items() if k.endswith("_index")}, **ctx.informers.indexes},
         multi_node=ctx.settings.multi_node,
+        downloader_image=ctx.settings.downloader_image,
     )
     ctx.taken_names = TakenNames(ctx.informers.kube, ctx.read_model, ctx.wake)
     loop.start(ctx)

@@ -63,13 +63,15 @@ class ReadModel:
         self._lock = threading.Lock()
         self._terminating: dict[str, float] = {}  # namespace -> when it refused a write as terminating
         self.multi_node = False  # LeaderWorkerSets are watched (and may be made)
+        self.downloader_image = ""  # the download Job's image where a spec names none (empty: the default)
         # Each LLMDeployment's spec, parsed once per generation: owner -> ((uid, generation), spec).
         self._specs: dict[Key, tuple[tuple[Any, Any], api.LLMDeploymentSpec | api.InvalidSpec]] = {}
         self._taken: dict[Key, dict[tuple[str, str], Taken]] = {}  # owner -> (kind, name) -> its holder
 
-    def bind(self, indexes: Mapping[str, Any], multi_node: bool = False) -> None:
+    def bind(self, indexes: Mapping[str, Any], multi_node: bool = False, downloader_image: str = "") -> None:
         self._indexes = indexes
         self.multi_node = multi_node
+        self.downloader_image = downloader_image
 
     def _values(self, index: str, key: Key | str) -> list[dict[str, Any]]:
         idx = self._indexes.get(index)
@@ -208,6 +210,7 @@ class ReadModel:
             storage_classes=tuple(self._values(self.STORAGE_CLASS_INDEX, "storageclasses")),
             namespace_terminating=now - self._terminating.get(namespace, -1e18) < TERMINATING_S,
             multi_node=self.multi_node,
+            downloader_image=self.downloader_image,
             spec=self.parsed_spec(key, llmd),
             taken={k: t.whose for k, t in self.taken(key).items() if t.uid == llmd["metadata"].get("uid")},
         )

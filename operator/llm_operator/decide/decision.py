@@ -109,7 +109,9 @@ def decide(observed: Observed, lookups: Lookups, now: dt.datetime) -> Decision:
     workload = live_child(observed.child(manifests.workload_kind(planned.nodes), owner.name))
     desired, writes = [], Writes()
     if blocked is None:
-        desired = _children(owner, spec, planned, facts, adapters, serve=waiting is None)
+        desired = _children(
+            owner, spec, planned, facts, adapters, serve=waiting is None, downloader_image=observed.downloader_image
+        )
         writes = writes_for(observed, owner, desired, serving, workload, serve=waiting is None)
         # A child this generation could not write: said in status, the others written all the same.
         blocked, waiting = writes.stalled, waiting or (None if writes.stalled else writes.held)
@@ -218,6 +220,7 @@ def _children(
     facts: ModelFacts | None,
     adapters: lora.Adapters,
     serve: bool,
+    downloader_image: str,
 ) -> list[dict[str, Any]]:
     """Every child wanted; the serving ones only once the new spec may serve (`serve`)."""
     tokens = spec.limits.max_total_tokens or (default_max_total_tokens(facts) if facts else None)
@@ -232,6 +235,7 @@ def _children(
             lora_rank=lora.lora_rank(adapters.checks),
             max_total_tokens=tokens,
             checkpoint_quantization=facts.quant_method if facts else None,
+            downloader_image=downloader_image,
         ),
     )
 

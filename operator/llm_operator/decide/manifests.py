@@ -91,6 +91,8 @@ class Decisions:
     max_total_tokens: int | None = None
     # The checkpoint's own quant_method: "" for weights in 16 bits, None when not known.
     checkpoint_quantization: str | None = None
+    # The download Job's image where the spec names none (the operator's setting); empty: the default.
+    downloader_image: str = ""
 
 
 def selector_labels(owner: Owner) -> dict[str, str]:
@@ -516,7 +518,15 @@ def download_placement(spec: api.LLMDeploymentSpec) -> dict[str, Any]:
     return {k: v for k, v in placement.items() if v}
 
 
-def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str, Any]:
+def downloader_image(spec: api.LLMDeploymentSpec, operator_default: str = "") -> str:
+    """The download Job's image: the spec's, else the operator's setting (the chart gives the
+    operator's own image, so that an install from a private registry downloads from it too),
+    else the image of this release."""
+    return spec.cache.downloader_image or operator_default or api.DEFAULT_DOWNLOADER_IMAGE
+
+
+def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec, default_image: str = "") -> dict[str, Any]:
+    """`default_image`: the image where spec.cache.downloaderImage is empty (`run --downloader-image`)."""
     env: list[dict[str, Any]] = [
         {"name": "MODEL_ID", "value": spec.model.id},
         {"name": "REVISION", "value": spec.model.revision},
@@ -566,7 +576,7 @@ def desired_download_job(owner: Owner, spec: api.LLMDeploymentSpec) -> dict[str,
                     "containers": [
                         {
                             "name": "download",
-                            "image": spec.cache.downloader_image or api.DEFAULT_DOWNLOADER_IMAGE,
+                            "image": downloader_image(spec, default_image),
                             "command": ["llm-runtime", "download"],
                             "env": env,
                             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
@@ -595,7 +605,7 @@ def desired_children(owner: Owner, spec: api.LLMDeploymentSpec, d: Decisions) ->
     """Everything the LLMDeployment should own, in the order to apply it."""
     children = [desired_service(owner, spec, d.nodes)]
     if spec.cache.enabled:
-        children += [desired_cache_claim(owner, spec), desired_download_job(owner, spec)]
+        children += [desired_cache_claim(owner, spec), desired_download_job(owner, spec, d.downloader_image)]
     if d.serve:
         children.append(desired_leaderworkerset(owner, spec, d) if d.nodes > 1 else desired_deployment(owner, spec, d))
         pdb = desired_pdb(owner, spec)

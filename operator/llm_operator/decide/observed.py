@@ -296,6 +296,9 @@ class Observed:
     # by the read model until that object changes or goes (so they are not tried again meanwhile).
     taken: Mapping[tuple[str, str], str] = field(default_factory=dict)
     multi_node: bool = False  # the operator makes (and watches) LeaderWorkerSets
+    # The download Job's image where spec.cache.downloaderImage is empty (`run --downloader-image`;
+    # the chart gives the operator's own image); empty: api.DEFAULT_DOWNLOADER_IMAGE.
+    downloader_image: str = ""
     # The spec parsed once per generation by the read model: an api.LLMDeploymentSpec, or the
     # api.InvalidSpec it raised; None in an observation made by hand (render, tests): parsed on use.
     spec: api.LLMDeploymentSpec | api.InvalidSpec | None = None

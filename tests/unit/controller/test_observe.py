@@ -277,3 +277,10 @@ def test_a_child_our_create_recorded_as_an_update_is_marked_until_applied():
     assert observe.CREATED_AS_UPDATE not in observe.trim_child(body)
     body["metadata"]["managedFields"] = [{"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1"}]
     assert observe.CREATED_AS_UPDATE not in observe.trim_child(body)
+
+
+def test_the_operators_downloader_image_is_in_every_snapshot():
+    m = model([llmd("5")])
+    assert m.snapshot(KEY).downloader_image == ""
+    m.bind(m._indexes, downloader_image="registry.example.com/ml/llm-operator:1.2")
+    assert m.snapshot(KEY).downloader_image == "registry.example.com/ml/llm-operator:1.2"
