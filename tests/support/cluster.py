@@ -181,6 +181,21 @@ def apiserver_writes(cluster: LocalCluster, resources: set[str]) -> dict[tuple[s
     return out
 
 
+def apiserver_requests(cluster: LocalCluster, resource: str) -> dict[str, float]:
+    """apiserver_request_total of one resource, its subresources left out, by verb (POST, GET
+    of one object, LIST, WATCH, ...): every request the apiserver answered, whoever sent it."""
+    text = Kubectl(cluster).run("get", "--raw", "/metrics").stdout
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1 : line.rindex("}")].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("resource") == resource and not labels.get("subresource"):
+            out[labels["verb"]] = out.get(labels["verb"], 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 # ---- reading what the operator made ----------------------------------------------------------
 
 # The kinds of an LLMDeployment's children (labelled app.kubernetes.io/instance=<its name>).
