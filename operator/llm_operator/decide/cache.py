@@ -17,6 +17,7 @@ from llm_operator import api
 from llm_operator.api.conditions import Verdict
 from llm_operator.decide import manifests as resources
 from llm_operator.decide.observed import Observed, live_child
+from llm_operator.decide.pods import active_pods, pod_condition
 
 # A claim Pending for longer than this is reported: no provisioner or volume is coming.
 CLAIM_PENDING_REPORT_S = 60
@@ -207,10 +208,48 @@ def judge_cache(o: CacheObserved) -> CacheVerdict:
     st = job.get("status") or {}
     attempts = st.get("failed") or 0
     retry = f" after {plural(attempts, 'failed attempt')}" if attempts else ""
+    trouble = download_pod_trouble(o.job_name, o.job_pods)
+    if trouble is not None:
+        return no(*trouble)
     return no(
         "Downloading",
         f"Downloading the weights into {o.claim_name} with Job {o.job_name}{retry} (kubectl logs job/{o.job_name}).",
     )
+
+
+def download_pod_trouble(job_name: str, pods: tuple[dict[str, Any], ...]) -> tuple[str, str] | None:
+    """Why the download Job's pod is not downloading, said so a person can act on it, as
+    (reason, message): the scheduler cannot place it, or its image cannot be pulled. None while
+    it runs (or before the Job controller has made it).
+
+    Said as waiting, not as a failure: a failed cache holds back every write, and the fix for
+    these (a new downloaderImage, scheduling or node) must still reach the Job, which is made
+    again when its pod template changes."""
+    for pod in active_pods(pods):
+        name = (pod.get("metadata") or {}).get("name", "its pod")
+        scheduled = pod_condition(pod, "PodScheduled")
+        if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            said = scheduled.get("message") or "no node fits it."
+            return (
+                "DownloadUnschedulable",
+                f"The download Job {job_name}'s pod {name} cannot be scheduled: {said} It runs where "
+                "spec.cache.scheduling says, or where spec.scheduling puts the serving pods when that is "
+                f"not set, without a GPU request (kubectl describe pod {name}).",
+            )
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason", "")
+            if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"):
+                image = status.get("image") or "its image"
+                return (
+                    "DownloadImagePull",
+                    f"The download Job {job_name}'s pod {name} cannot pull {image} ({reason}): "
+                    f"{waiting.get('message', '').strip() or 'the kubelet gave no detail.'} The image is "
+                    "spec.cache.downloaderImage, or the operator's --downloader-image (the chart's "
+                    "cache.downloaderImage) when that is empty: check the name, the registry's reachability "
+                    "and the pull secrets.",
+                )
+    return None
 
 
 # --- the step: the cache of one LLMDeployment, judged from what was observed ----------------

@@ -100,3 +100,72 @@ def test_running_job_is_downloading_with_retries_counted():
     v = judge_cache(observed(job=job(failed=2)))
     assert (v.condition.reason, v.complete, v.failed) == ("Downloading", False, False)
     assert "after 2 failed attempts" in v.condition.message
+
+
+def test_a_download_pod_the_scheduler_cannot_place_is_said_with_the_fields_that_place_it():
+    unschedulable = {
+        "metadata": {"name": "m-download-1-abcde"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/3 nodes are available: 3 node(s) had untolerated taint {storage: only}.",
+                }
+            ],
+        },
+    }
+    v = judge_cache(observed(job=job(), job_pods=(unschedulable,)))
+    assert (v.condition.reason, v.failed, v.complete) == ("DownloadUnschedulable", False, False)
+    assert v.condition.message == (
+        "The download Job m-download-1's pod m-download-1-abcde cannot be scheduled: 0/3 nodes are available: "
+        "3 node(s) had untolerated taint {storage: only}. It runs where spec.cache.scheduling says, or where "
+        "spec.scheduling puts the serving pods when that is not set, without a GPU request "
+        "(kubectl describe pod m-download-1-abcde)."
+    )
+
+
+def test_a_download_image_that_cannot_be_pulled_names_the_image_and_where_it_is_set():
+    pulling = {
+        "metadata": {"name": "m-download-1-abcde"},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "download",
+                    "image": "registry.example.com/ml/llm-operator:1.2",
+                    "state": {
+                        "waiting": {
+                            "reason": "ImagePullBackOff",
+                            "message": 'Back-off pulling image "registry.example.com/ml/llm-operator:1.2"',
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    v = judge_cache(observed(job=job(), job_pods=(pulling,)))
+    # Waiting, not failed: a failed cache holds back every write, and the Job must still be made
+    # again once spec.cache.downloaderImage is fixed.
+    assert (v.condition.reason, v.failed, v.complete) == ("DownloadImagePull", False, False)
+    assert v.condition.message == (
+        "The download Job m-download-1's pod m-download-1-abcde cannot pull registry.example.com/ml/llm-operator:1.2 "
+        '(ImagePullBackOff): Back-off pulling image "registry.example.com/ml/llm-operator:1.2" The image is '
+        "spec.cache.downloaderImage, or the operator's --downloader-image (the chart's cache.downloaderImage) "
+        "when that is empty: check the name, the registry's reachability and the pull secrets."
+    )
+
+
+def test_a_download_pod_that_runs_is_downloading():
+    running = {
+        "metadata": {"name": "m-download-1-abcde"},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "download", "state": {"running": {}}}],
+        },
+    }
+    v = judge_cache(observed(job=job(), job_pods=(running,)))
+    assert v.condition.reason == "Downloading"
