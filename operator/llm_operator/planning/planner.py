@@ -6,7 +6,8 @@ model that cannot load (the most common TGI failure is out-of-memory at warmup, 
 is refusing to start for want of KV cache) is refused with a sentence instead of
 burning a GPU node on a crash loop.
 
-Here: the request, the plan, the search for the fewest GPUs and nodes that fit, and the
+Here: the request, the plan, the search for the fewest GPUs and nodes that fit (given the
+shapes of the nodes the pods may use, only a count those nodes offer), and the
 remedies of a plan that does not fit: by memory alone, or, given the shapes of the nodes the
 pods may use (admission.py), only what those nodes can carry out. The
 GPU table is gpus.py; the memory a model needs, memory.py; how each engine spends a GPU,
@@ -39,6 +40,7 @@ from llm_operator.planning.verdicts import (
     Remedies,
     does_not_fit_sentence,
     fits_sentence,
+    nodes_lack_gpus_sentence,
     sharding_problem,
     single_node,
 )
@@ -168,6 +170,12 @@ def plan(request: PlanRequest) -> Plan:
     tokens = request.max_total_tokens or default_max_total_tokens(facts)
     kv_dtype = request.kv_cache_dtype
     nodes, min_gpus = _nodes_and_min_gpus(model, request, quantization, gpu, tokens)
+    # The planner's own GPU count must be one the nodes have (None: it is, or no cluster is given).
+    short: _Short | None = None
+    if request.gpus is None and request.cluster is not None and min_gpus is not None:
+        nodes, min_gpus, short = _on_the_nodes(
+            request.cluster, model, request, quantization, gpu, tokens, nodes, min_gpus
+        )
     valid = valid_shard_counts(facts, quantization, engine=model.engine)
     num_shard = request.gpus if request.gpus is not None else (min_gpus or valid[-1])
     min_nodes = (
@@ -180,9 +188,35 @@ def plan(request: PlanRequest) -> Plan:
     needs = budget(
         model, facts, quantization, max(num_shard, 1), tokens, kv_dtype, request.adapter_bytes, max(nodes, 1)
     )
-    fits = problem is None and needs.required_gib_per_gpu <= capacity
+    fits = problem is None and needs.required_gib_per_gpu <= capacity and short is None
     if problem is not None:
         status, reason = INVALID_SHARDING, problem
+    elif short is not None:  # fits in memory, on more GPUs than the nodes offer
+        status = DOES_NOT_FIT
+        reason = nodes_lack_gpus_sentence(
+            model,
+            facts,
+            quantization,
+            gpu,
+            num_shard,
+            nodes,
+            needs,
+            short.largest,
+            short.holding,
+            _remedies_in(
+                short.cluster,
+                model,
+                request,
+                quantization,
+                gpu,
+                1,  # no GPU count was asked: a remedy names the GPUs it takes
+                short.nodes,
+                None,  # the fewest GPUs that fit are more than any node has
+                tokens,
+                tokens_gpus=short.most_placeable or num_shard,
+            ),
+            short.nodes,
+        )
     elif fits:
         status, reason = FITS, fits_sentence(model, facts, quantization, gpu, num_shard, nodes, needs)
     else:
@@ -299,6 +333,71 @@ def _nodes_and_min_gpus(
         if gpus is not None:
             return nodes, gpus
     return 1, None
+
+
+# --- the planner's choice, on the nodes the cluster has ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _Short:
+    """Why the planner's own layout cannot run on the nodes of its GPU that the pods may use."""
+
+    cluster: Cluster
+    largest: int  # the most GPUs one such node offers
+    holding: int  # the nodes that offer as many GPUs as the layout puts on each
+    most_placeable: int | None  # the most GPUs per node (a valid count) that enough nodes offer
+    nodes: int  # the node count remedies start from: the one asked, else one (the planner's choice)
+
+
+def _on_the_nodes(
+    cluster: Cluster,
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    tokens: int,
+    nodes: int,
+    min_gpus: int,
+) -> tuple[int, int, _Short | None]:
+    """The planner's layout (nodes, GPUs per node) as the cluster's nodes of the planned GPU can
+    carry it out: as chosen when enough nodes offer that many GPUs; for vLLM with the node count
+    left to the planner and LeaderWorkerSets on, the fewest nodes, then the fewest GPUs each,
+    that enough nodes offer and that fit. Otherwise the layout chosen, and why it cannot run."""
+    facts, product = request.facts, cluster.product
+
+    def placeable(per_node: int, count: int) -> bool:
+        return cluster.nodes_with(gpu, product, per_node) >= count
+
+    largest = max(
+        (s.gpus for s in cluster.shapes if s.gpu.name == gpu.name and (not product or s.product == product)), default=0
+    )
+    # No node of this GPU at all, or a replica across nodes the operator does not run: the
+    # pods' own verdicts say so (NoNodeFits, MultiNodeOff), naming what to change.
+    if placeable(min_gpus, nodes) or largest == 0 or (nodes > 1 and not cluster.multi_node):
+        return nodes, min_gpus, None
+    if request.nodes is None and engine_named(model.engine).multi_node and cluster.multi_node:
+        for count in range(1, MAX_NODES + 1):
+            if not placeable(1, count):
+                break
+            for per_node in valid_shard_counts(facts, quantization, engine=model.engine):
+                if placeable(per_node, count) and _fits(
+                    model,
+                    facts,
+                    quantization,
+                    gpu,
+                    per_node,
+                    tokens,
+                    request.kv_cache_dtype,
+                    request.adapter_bytes,
+                    count,
+                ):
+                    return count, per_node, None
+    asked = request.nodes or 1
+    placed = [
+        count for count in valid_shard_counts(facts, quantization, engine=model.engine) if placeable(count, asked)
+    ]
+    holding = cluster.nodes_with(gpu, product, min_gpus)
+    return nodes, min_gpus, _Short(cluster, largest, holding, placed[-1] if placed else None, asked)
 
 
 # --- what would make it fit ------------------------------------------------------------------
@@ -421,10 +520,12 @@ def _remedies_in(
     nodes: int,
     min_gpus: int | None,
     tokens: int,
+    tokens_gpus: int | None = None,
 ) -> Remedies:
     """What would make it fit that the cluster's nodes can carry out: more GPUs where nodes
     have that many, a smaller format on as few GPUs as the nodes have and it fits, more nodes
-    (where a replica may span nodes), fewer tokens, or another GPU the cluster has."""
+    (where a replica may span nodes), fewer tokens (at `tokens_gpus` GPUs per node when given, else at
+    these), or another GPU the cluster has."""
 
     def placeable(per_node: int, count: int) -> bool:
         return cluster.nodes_with(gpu, cluster.product, per_node) >= count
@@ -447,12 +548,8 @@ def _remedies_in(
         gpus=gpus,
         smaller_quantization=smaller[0] if smaller else None,
         quantization_gpus=smaller[1] if smaller and smaller[1] != num_shard else None,
-        max_total_tokens=(
-            _max_tokens_that_fit(
-                model, request.facts, quantization, gpu, num_shard, tokens, request.kv_cache_dtype, nodes
-            )
-            if placeable(num_shard, nodes)
-            else 0
+        max_total_tokens=_max_tokens_on(
+            model, request, quantization, gpu, tokens_gpus, num_shard, nodes, tokens, placeable
         ),
         elsewhere=_other_gpu(cluster, request, quantization, gpu, nodes, tokens),
         cluster=cluster.described(),
@@ -462,6 +559,25 @@ def _remedies_in(
         # Nothing one change makes fit: whatever the nodes hold it in, or that nothing does.
         return replace(remedies, elsewhere=_any_layout(cluster, model, request, quantization, gpu, nodes, tokens))
     return remedies
+
+
+def _max_tokens_on(
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    tokens_gpus: int | None,
+    num_shard: int,
+    nodes: int,
+    tokens: int,
+    placeable: Callable[[int, int], bool],
+) -> int:
+    """The most tokens that fit at `tokens_gpus` GPUs per node (None: num_shard), when enough
+    nodes offer that many (0 if none, or if they do not)."""
+    count = tokens_gpus or num_shard
+    if not placeable(count, nodes):
+        return 0
+    return _max_tokens_that_fit(model, request.facts, quantization, gpu, count, tokens, request.kv_cache_dtype, nodes)
 
 
 def _smaller_quantization_on(

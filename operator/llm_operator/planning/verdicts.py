@@ -154,6 +154,45 @@ def does_not_fit_sentence(
     return f"{start}: {remedy}."
 
 
+def nodes_lack_gpus_sentence(
+    model: MemoryModel,
+    facts: ModelFacts,
+    quantization: str,
+    gpu: GpuType,
+    num_shard: int,
+    nodes: int,
+    budget: Budget,
+    largest: int,
+    holding: int,
+    remedies: Remedies,
+    remedies_nodes: int,
+) -> str:
+    """The fewest GPUs that hold the model, which the planner chose, need more GPUs on a node
+    (or more such nodes) than the nodes the pods may use offer: say so, and what they can
+    carry out. `largest`: the most GPUs one of those nodes has; `holding`: how many have
+    num_shard; `remedies_nodes`: the node count the remedies were found for."""
+    layout = f"{num_shard} x {gpu.display_name}"
+    if nodes > 1:
+        layout += f" on each of {plural(nodes, 'node')}"
+        lacking = f"that would need {nodes} nodes with {plural(num_shard, 'GPU')} each, and " + (
+            f"only {holding} {gpu.display_name} {noun(holding, 'node')} the pods may use "
+            f"{noun(holding, 'has', 'have')} that many"
+            if holding
+            else f"no {gpu.display_name} node the pods may use has that many (the largest has {largest})"
+        )
+    else:
+        lacking = (
+            f"that would need a node with {plural(num_shard, 'GPU')}, and the largest {gpu.display_name} "
+            f"node the pods may use has {largest}"
+        )
+    return (
+        f"{facts.short_name} {_precision_phrase(facts, quantization)} needs at least {layout} "
+        f"({budget.required_gib_per_gpu:.1f} GiB per GPU: {budget.weights_gib_per_gpu:.1f} weights, "
+        f"{budget.kv_cache_gib_per_gpu:.1f} KV cache, {budget.overhead_gib_per_gpu:.1f} runtime); "
+        f"{lacking}: {_remedies(remedies, remedies_nodes)}."
+    )
+
+
 def _startup_refusal(model: MemoryModel, budget: Budget, capacity_gib: float, tokens: int) -> str:
     """Why the engine would not start, in the terms of its own startup check (vLLM:
     vllm/v1/core/kv_cache_planning.py:L50-87 _check_enough_kv_cache_memory)."""
