@@ -376,22 +376,9 @@ def _on_the_nodes(
     if placeable(min_gpus, nodes) or largest == 0 or (nodes > 1 and not cluster.multi_node):
         return nodes, min_gpus, None
     if request.nodes is None and engine_named(model.engine).multi_node and cluster.multi_node:
-        for count in range(1, MAX_NODES + 1):
-            if not placeable(1, count):
-                break
-            for per_node in valid_shard_counts(facts, quantization, engine=model.engine):
-                if placeable(per_node, count) and _fits(
-                    model,
-                    facts,
-                    quantization,
-                    gpu,
-                    per_node,
-                    tokens,
-                    request.kv_cache_dtype,
-                    request.adapter_bytes,
-                    count,
-                ):
-                    return count, per_node, None
+        layout = _fewest_placeable_layout(model, request, quantization, gpu, tokens, 1, placeable)
+        if layout is not None:
+            return *layout, None
     asked = request.nodes or 1
     placed = [
         count for count in valid_shard_counts(facts, quantization, engine=model.engine) if placeable(count, asked)
@@ -616,7 +603,6 @@ def _more_nodes_on(
     """The fewest nodes above these, with the fewest GPUs each that the nodes have, that fit:
     on this engine when it spans nodes, else on one that does (with its defaults). Returns the
     node count, the GPUs per node, and the other engine's name (None: this one)."""
-    facts = request.facts
     candidates: list[tuple[MemoryModel, str | None]]
     if engine_named(model.engine).multi_node:
         candidates = [(model, None)]
@@ -627,22 +613,39 @@ def _more_nodes_on(
             if engine_named(name).multi_node and not engine_named(name).quantization_refusal(quantization)
         ]
     for spanning, name in candidates:
-        for count in range(nodes + 1, MAX_NODES + 1):
-            if not placeable(1, count):
-                break
-            for per_node in valid_shard_counts(facts, quantization, engine=spanning.engine):
-                if placeable(per_node, count) and _fits(
-                    spanning,
-                    facts,
-                    quantization,
-                    gpu,
-                    per_node,
-                    tokens,
-                    request.kv_cache_dtype,
-                    request.adapter_bytes,
-                    count,
-                ):
-                    return count, per_node, name
+        layout = _fewest_placeable_layout(spanning, request, quantization, gpu, tokens, nodes + 1, placeable)
+        if layout is not None:
+            return *layout, name
+    return None
+
+
+def _fewest_placeable_layout(
+    model: MemoryModel,
+    request: PlanRequest,
+    quantization: str,
+    gpu: GpuType,
+    tokens: int,
+    first_count: int,
+    placeable: Callable[[int, int], bool],
+) -> tuple[int, int] | None:
+    """The fewest nodes from `first_count` on, then the fewest GPUs each, that enough nodes offer
+    and that the model fits on with this engine: (nodes, GPUs per node), or None."""
+    for count in range(first_count, MAX_NODES + 1):
+        if not placeable(1, count):
+            break
+        for per_node in valid_shard_counts(request.facts, quantization, engine=model.engine):
+            if placeable(per_node, count) and _fits(
+                model,
+                request.facts,
+                quantization,
+                gpu,
+                per_node,
+                tokens,
+                request.kv_cache_dtype,
+                request.adapter_bytes,
+                count,
+            ):
+                return count, per_node
     return None
 
 
